@@ -1,0 +1,39 @@
+"""facetransfer: face recognition by transfer learning with PyTorch Lightning.
+
+    >>> import facetransfer as ft
+    >>> model = ft.FaceClassifier("mobilenet_v2", weights="IMAGENET1K_V1", freeze="all")  # doctest: +SKIP
+    >>> data = ft.FaceDataModule("folder", root="faces/", train_samples=100)  # doctest: +SKIP
+    >>> ft.make_trainer(max_epochs=20).fit(model, data)  # doctest: +SKIP
+"""
+
+from .data import FaceDataModule, FaceSource, SplitManifest, get_source, list_sources, register_source
+from .errors import ConfigError, DataError, FaceTransferError, WeightsError
+from .freeze import apply_freeze_policy, list_freeze_policies, register_freeze_policy
+from .models import Backbone, get_backbone, import_weights_file, list_backbones, register_backbone
+from .module import FaceClassifier
+from .preprocess import Preprocess
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backbone",
+    "ConfigError",
+    "DataError",
+    "FaceClassifier",
+    "FaceDataModule",
+    "FaceSource",
+    "FaceTransferError",
+    "Preprocess",
+    "SplitManifest",
+    "WeightsError",
+    "apply_freeze_policy",
+    "get_backbone",
+    "get_source",
+    "import_weights_file",
+    "list_backbones",
+    "list_freeze_policies",
+    "list_sources",
+    "register_backbone",
+    "register_freeze_policy",
+    "register_source",
+]

@@ -1,0 +1,320 @@
+"""One LightningDataModule for every face source, with seeded stratified splits.
+
+    >>> dm = FaceDataModule("synthetic", dataset_args={"num_identities": 10}, train_samples=50, num_workers=0)
+    >>> dm.num_classes, len(dm.manifest.train)
+    (10, 50)
+
+From YAML (LightningCLI)::
+
+    data:
+      dataset: lfw
+      root: ../shared/data/lfw-devtrain
+      min_images_per_identity: 10
+      train_samples: all
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.utils.data import DataLoader
+
+from ..errors import ConfigError, DataError
+from ..features import FeatureDataset, extract_features
+from ..preprocess import Preprocess
+from .checks import find_bad_images
+from .dataset import FaceDataset
+from .images import is_image_name
+from .sources import FaceRecord, FaceSource, get_source
+from .split import SplitManifest, TrainSamples, make_split
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "split.json"
+# the central part of the image that holds the face, per dataset (see docs/data.md)
+DEFAULT_FACE_CROP = {"lfw": 0.6, "celeba": 0.8}
+
+
+def default_num_workers() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(8, cpus - 1))
+
+
+class FaceDataModule(L.LightningDataModule):
+    """Face images of one source, split per identity into train pool / val / test.
+
+    Args:
+        dataset: ``lfw``, ``celeba``, ``folder``, ``synthetic`` (or a registered source).
+        root: the dataset's folder (not needed for ``synthetic``).
+        dataset_args: extra arguments of the source, e.g. ``{"people": "devtrain"}`` for LFW,
+            ``{"partition": "train"}`` for CelebA, ``{"num_identities": 40}`` for synthetic.
+        min_images_per_identity: drop identities with fewer images.
+        max_identities: keep at most this many identities (those with most images).
+        val_fraction / test_fraction: per-identity share of images held out (at least 1 each).
+        train_samples: size of the training set drawn from the pool (nested across sizes), or ``all``.
+        seed: seeds the split, the subsample order and the shuffling.
+        face_crop: central fraction of the image kept before resizing (None: dataset default).
+        augment: light training augmentation (random resized crop, flip, colour jitter).
+        batch_size / eval_batch_size: training / evaluation batch sizes.
+        num_workers: DataLoader workers (None: CPUs - 1, at most 8).
+        on_bad_image: ``error`` stops before training listing unreadable files; ``skip`` leaves
+            them out with one warning and records them in the manifest.
+        check_images: decode-check every image once before splitting (file-backed sources).
+        split_manifest: a ``split.json`` of an earlier run to reuse exactly.
+        predict_root: folder of images for ``predict`` (default: the test split).
+        preprocess: input geometry/normalisation; None takes the model's backbone's.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "synthetic",
+        root: str | None = None,
+        dataset_args: dict[str, Any] | None = None,
+        min_images_per_identity: int = 3,
+        max_identities: int | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        train_samples: TrainSamples = "all",
+        seed: int = 0,
+        face_crop: float | None = None,
+        augment: bool = True,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int | None = None,
+        on_bad_image: Literal["error", "skip"] = "error",
+        check_images: bool = True,
+        split_manifest: str | None = None,
+        predict_root: str | None = None,
+        preprocess: Preprocess | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["preprocess"])
+        if on_bad_image not in ("error", "skip"):
+            raise ConfigError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if face_crop is not None and not 0 < face_crop <= 1:
+            raise ConfigError(f"face_crop must be in (0, 1], got {face_crop}")
+        self.dataset = dataset
+        self.root = root
+        self.dataset_args = dict(dataset_args or {})
+        self.split_args = dict(
+            min_images_per_identity=min_images_per_identity,
+            max_identities=max_identities,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            train_samples=train_samples,
+            seed=seed,
+        )
+        self.seed = seed
+        self.face_crop = face_crop if face_crop is not None else DEFAULT_FACE_CROP.get(dataset, 1.0)
+        self.augment = augment
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.on_bad_image = on_bad_image
+        self.check_images = check_images
+        self.split_manifest = split_manifest
+        self.predict_root = predict_root
+        self.preprocess = preprocess
+        self.source: FaceSource = get_source(dataset, root=root, **self.dataset_args)
+        self._manifest: SplitManifest | None = None
+        self._features: dict[str, tuple[Any, FeatureDataset]] = {}
+
+    # --- the split -------------------------------------------------------------------------
+    @property
+    def manifest(self) -> SplitManifest:
+        """The split, built on first use (or loaded from ``split_manifest`` / a checkpoint)."""
+        if self._manifest is None:
+            if self.split_manifest:
+                self.use_manifest(SplitManifest.load(self.split_manifest))
+            else:
+                self._manifest = self._build_manifest()
+        return self._manifest
+
+    def _build_manifest(self) -> SplitManifest:
+        records = self.source.records()
+        skipped: list[dict[str, str]] = []
+        if self.check_images:
+            bad = find_bad_images(self.source, [r.key for r in records])
+            if bad and self.on_bad_image == "error":
+                listing = "\n".join(f"  {self.source.path(k)}: {why}" for k, why in bad[:50])
+                more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
+                raise DataError(
+                    f"{len(bad)} unreadable image(s) in {self.source.root} (set data.on_bad_image: skip to "
+                    f"leave them out):\n{listing}{more}"
+                )
+            if bad:
+                rank_zero_warn(
+                    f"skipping {len(bad)} unreadable image(s): " + "; ".join(f"{k} ({why})" for k, why in bad)
+                )
+                bad_keys = {k for k, _ in bad}
+                records = [r for r in records if r.key not in bad_keys]
+                skipped = [{"key": k, "reason": why} for k, why in bad]
+        manifest = make_split(records, **self.split_args)
+        manifest.source = self.source.describe()
+        manifest.settings["face_crop"] = self.face_crop
+        manifest.skipped = skipped
+        return manifest
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.manifest.classes)
+
+    @property
+    def num_classes(self) -> int:
+        return self.manifest.num_classes
+
+    def state_dict(self) -> dict[str, Any]:
+        """Stored in checkpoints: the split, so test/predict from a checkpoint needs nothing else."""
+        return {"manifest": self.manifest.to_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "manifest" in state_dict:
+            self.use_manifest(SplitManifest.from_dict(state_dict["manifest"], origin="checkpoint"))
+
+    def use_manifest(self, manifest: SplitManifest) -> None:
+        """Adopt a saved split, with the face crop it was made with.
+
+        When the manifest comes from another kind of dataset than configured (e.g.
+        ``facetransfer test --ckpt_path`` with no data options), its recorded source
+        (dataset, root, arguments) is used; a configured source of the same kind is
+        kept, so a moved dataset can be pointed to with ``data.root``.
+        """
+        recorded = dict(manifest.source)
+        kind = recorded.pop("dataset", None)
+        if kind is not None and kind != self.dataset:
+            root = recorded.pop("root", None)
+            rank_zero_info(f"facetransfer: using the checkpoint's data source {kind} at {root}")
+            self.source = get_source(kind, root=root, **recorded)
+            self.dataset = kind
+        crop = manifest.settings.get("face_crop")
+        if crop is not None and crop != self.face_crop:
+            rank_zero_warn(f"using face_crop={crop} recorded with the split (configured: {self.face_crop})")
+            self.face_crop = crop
+        self._manifest = manifest
+        self._features.clear()
+
+    # --- Lightning hooks ---------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """For ``fit``: build the split now (bad data fails before any step) and save it with the logs.
+
+        Other stages build it lazily, after a checkpoint (holding its own split) was restored.
+        """
+        if stage != "fit":
+            return
+        manifest = self.manifest
+        trainer = self.trainer
+        if trainer is not None and trainer.is_global_zero:
+            folder = Path(trainer.log_dir or trainer.default_root_dir)
+            path = manifest.save(folder / MANIFEST_NAME)
+            rank_zero_info(
+                f"facetransfer: {manifest.num_classes} identities, train {len(manifest.train)} of "
+                f"{manifest.train_pool_size} pool images, val {len(manifest.val)}, test {len(manifest.test)}; "
+                f"split written to {path}"
+            )
+
+    def resolved_preprocess(self) -> Preprocess:
+        if self.preprocess is not None:
+            return self.preprocess
+        module = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+        backbone = getattr(module, "backbone", None)
+        return getattr(backbone, "preprocess", None) or Preprocess()
+
+    def eval_transform(self):
+        return self.resolved_preprocess().eval_transform(self.face_crop)
+
+    def train_transform(self):
+        return self.resolved_preprocess().train_transform(self.face_crop, augment=self.augment)
+
+    def dataset_for(self, split: Literal["train", "val", "test"], train_transform: bool | None = None) -> FaceDataset:
+        """The torch dataset of a split; ``train_transform`` defaults to True for ``train`` only."""
+        items = getattr(self.manifest, split)
+        augment = (split == "train") if train_transform is None else train_transform
+        return FaceDataset(self.source, items, self.train_transform() if augment else self.eval_transform())
+
+    def _model(self):
+        return getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+
+    def _feature_dataset(self, split: Literal["train", "val", "test"], model) -> FeatureDataset:
+        """Frozen-backbone features of a split (eval transform), computed once per model."""
+        cached = self._features.get(split)
+        if cached is not None and cached[0] is model:
+            return cached[1]
+        precision = str(getattr(self.trainer, "precision", ""))
+        dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+        feats, labels = extract_features(
+            model.backbone,
+            self.dataset_for(split, train_transform=False),
+            batch_size=max(self.eval_batch_size, 64),
+            num_workers=self.num_workers,
+            device=model.device,
+            autocast_dtype=dtype if model.device.type == "cuda" else None,
+            channels_last=bool(model.hparams.get("channels_last", False)),
+        )
+        dataset = FeatureDataset(feats, labels)
+        self._features[split] = (model, dataset)
+        return dataset
+
+    def _split_loader(self, split: Literal["train", "val", "test"], *, batch_size: int, shuffle: bool) -> DataLoader:
+        model = self._model()
+        if model is not None and getattr(model, "uses_feature_cache", False):
+            dataset = self._feature_dataset(split, model)
+            generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+            return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
+        return self._loader(self.dataset_for(split), batch_size=batch_size, shuffle=shuffle)
+
+    def _loader(self, dataset, *, batch_size: int, shuffle: bool) -> DataLoader:
+        on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=on_gpu,
+            generator=generator,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._split_loader("train", batch_size=self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        if not self.manifest.val:
+            return []  # type: ignore[return-value]  # Lightning skips validation
+        return self._split_loader("val", batch_size=self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._split_loader("test", batch_size=self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        if self.predict_root:
+            root = Path(self.predict_root)
+            if not root.is_dir():
+                raise DataError(f"predict_root {root} does not exist or is not a folder")
+            keys = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and is_image_name(p.name))
+            if not keys:
+                raise DataError(f"no image files under predict_root {root}")
+            source: FaceSource = get_source("folder", root=str(root))
+            items = [(k, -1) for k in keys]
+        else:
+            source, items = self.source, self.manifest.test
+        dataset = FaceDataset(source, items, self.eval_transform(), return_keys=True)
+        return self._loader(dataset, batch_size=self.eval_batch_size, shuffle=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.manifest.source, **self.manifest.settings, "identities": self.num_classes}
+
+
+__all__ = ["FaceDataModule", "FaceRecord", "MANIFEST_NAME"]

@@ -1,0 +1,122 @@
+"""Where face images come from: a small base class and thin per-layout subclasses.
+
+A :class:`FaceSource` lists ``(key, identity)`` records and opens an image by key
+(a path relative to ``root`` for file-backed sources). New layouts register with
+:func:`register_source` and become a ``dataset:`` choice of the DataModule::
+
+    >>> src = get_source("folder", root="tests/none")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from PIL import Image
+
+from ..errors import DataError, unknown_choice
+from .images import is_image_name, load_rgb
+
+
+@dataclass(frozen=True, order=True)
+class FaceRecord:
+    """One image: its key (path relative to the source root) and its identity name."""
+
+    identity: str
+    key: str
+
+
+class FaceSource:
+    """Base class: a set of face images grouped by identity."""
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self, root: str | os.PathLike | None) -> None:
+        self.root = Path(root).expanduser() if root is not None else None
+
+    def records(self) -> list[FaceRecord]:
+        """All images, sorted by identity then key. Called once per DataModule."""
+        raise NotImplementedError
+
+    def open(self, key: str) -> Image.Image:
+        """The image for ``key`` as 8-bit RGB; :class:`DataError` naming the file if unreadable."""
+        return load_rgb(self.path(key))
+
+    def path(self, key: str) -> Path:
+        assert self.root is not None
+        return self.root / key
+
+    def describe(self) -> dict[str, Any]:
+        """What identifies this source in a manifest."""
+        return {"dataset": self.name, "root": str(self.root) if self.root else None}
+
+    def _require_root(self) -> Path:
+        if self.root is None:
+            raise DataError(f"dataset {self.name!r} needs data.root (the folder holding the images)")
+        if not self.root.is_dir():
+            raise DataError(f"data root {self.root} does not exist or is not a folder")
+        return self.root
+
+
+def _list_identity_folder(root: Path, base: Path) -> list[FaceRecord]:
+    """Records for ``root/<identity>/<file>``; keys are relative to ``base``. Hidden files are ignored."""
+    records = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if not entry.is_dir() or entry.name.startswith("."):
+            continue
+        for f in sorted(os.scandir(entry.path), key=lambda e: e.name):
+            if f.is_file() and not f.name.startswith("."):
+                records.append(FaceRecord(entry.name, os.path.relpath(f.path, base)))
+    return records
+
+
+class FolderSource(FaceSource):
+    """``<root>/<identity>/<image>`` in any PIL-readable format (JPEG, PNG, PGM ...).
+
+    Every non-hidden file in an identity folder is an image record: a stray
+    non-image file is reported as a bad image rather than silently ignored.
+    """
+
+    name = "folder"
+
+    def records(self) -> list[FaceRecord]:
+        root = self._require_root()
+        records = _list_identity_folder(root, root)
+        if not records:
+            raise DataError(
+                f"no identity folders with images under {root}; expected <root>/<identity>/<image> "
+                "(e.g. faces/alice/1.jpg)"
+            )
+        return records
+
+
+_SOURCES: dict[str, Callable[..., FaceSource]] = {}
+
+
+def register_source(name: str) -> Callable:
+    """Class decorator adding a source to the DataModule's ``dataset`` choices."""
+
+    def wrapper(cls):
+        _SOURCES[name] = cls
+        return cls
+
+    return wrapper
+
+
+register_source("folder")(FolderSource)
+
+
+def list_sources() -> list[str]:
+    return sorted(_SOURCES)
+
+
+def get_source(name: str, **kwargs: Any) -> FaceSource:
+    if name not in _SOURCES:
+        raise unknown_choice("dataset", name, _SOURCES)
+    return _SOURCES[name](**kwargs)
+
+
+__all__ = ["FaceRecord", "FaceSource", "FolderSource", "get_source", "is_image_name", "list_sources", "register_source"]

@@ -1,0 +1,39 @@
+"""Errors that facetransfer raises for bad input.
+
+Every error names the problem (file, key, value) and what is allowed, so the
+command line can print one line instead of a traceback::
+
+    >>> raise DataError("no identity folders under /data/faces")
+    Traceback (most recent call last):
+    ...
+    facetransfer.errors.DataError: no identity folders under /data/faces
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class FaceTransferError(ValueError):
+    """Base class: bad input the user can fix. The CLI prints its message alone."""
+
+
+class ConfigError(FaceTransferError):
+    """A configuration value is unknown or out of range."""
+
+
+class DataError(FaceTransferError):
+    """A dataset folder, file or image is missing or unusable."""
+
+
+class WeightsError(FaceTransferError):
+    """Pretrained weights are missing, unreachable or do not match."""
+
+
+def unknown_choice(kind: str, value: object, known: Iterable[str]) -> ConfigError:
+    """Build the standard 'unknown X' error listing the allowed values.
+
+    >>> str(unknown_choice("backbone", "vgg", ["resnet18", "vgg16"]))
+    "unknown backbone 'vgg'; known: resnet18, vgg16"
+    """
+    return ConfigError(f"unknown {kind} {value!r}; known: {', '.join(sorted(known))}")

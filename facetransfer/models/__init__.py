@@ -1,0 +1,19 @@
+"""Backbones: a registry of feature extractors with a uniform interface."""
+
+from . import scratch, torchvision_backbones  # noqa: F401  (register the built-ins)
+from .backbone import Backbone
+from .registry import ENTRY_POINT_GROUP, get_backbone, get_backbone_builder, list_backbones, register_backbone
+from .weights import cached_file, hub_checkpoint_dir, import_weights_file, register_weights_file
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Backbone",
+    "cached_file",
+    "get_backbone",
+    "get_backbone_builder",
+    "hub_checkpoint_dir",
+    "import_weights_file",
+    "list_backbones",
+    "register_backbone",
+    "register_weights_file",
+]

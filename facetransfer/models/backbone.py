@@ -1,0 +1,113 @@
+"""The uniform interface every backbone exposes (timm-style).
+
+A :class:`Backbone` is an ordered list of named *stages* that turn an image batch
+into a ``(batch, num_features)`` feature vector, plus a replaceable classification
+*head*. Freeze policies work on stage names, the LightningModule only talks to
+``forward_features`` / ``forward_head``::
+
+    >>> import torch
+    >>> from facetransfer.models import get_backbone
+    >>> net = get_backbone("scratch_cnn")
+    >>> net.reset_head(10)
+    >>> net(torch.zeros(2, 3, 112, 112)).shape
+    torch.Size([2, 10])
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..preprocess import Preprocess
+
+
+class Backbone(nn.Module):
+    """Named feature stages + pooling + a classification head.
+
+    Args:
+        stages: ordered ``name -> module``; applied in order they map images to a
+            feature map (or vector).
+        num_features: size of the vector that :meth:`forward_features` returns.
+        preprocess: input size and normalisation the stages expect.
+        pool: maps the last stage's output to ``(batch, num_features)``;
+            global average pooling + flatten by default.
+    """
+
+    def __init__(
+        self,
+        stages: OrderedDict[str, nn.Module],
+        num_features: int,
+        preprocess: Preprocess,
+        pool: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if not stages:
+            raise ValueError("a backbone needs at least one stage")
+        self.stages = nn.Sequential(stages)
+        self.pool = pool if pool is not None else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        self.head: nn.Module = nn.Identity()
+        self.num_features = num_features
+        self.num_classes = 0
+        self.preprocess = preprocess
+        self._frozen: list[str] = []
+
+    # --- forward -----------------------------------------------------------------------------
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, H, W)`` -> features ``(B, num_features)``."""
+        return self.pool(self.stages(x))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Features -> class logits (identity until :meth:`reset_head` is called)."""
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_head(self, num_classes: int, dropout: float = 0.0) -> None:
+        """Replace the classification head by a fresh ``num_features -> num_classes`` layer."""
+        if num_classes < 1:
+            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+        linear = nn.Linear(self.num_features, num_classes)
+        self.head = nn.Sequential(nn.Dropout(dropout), linear) if dropout > 0 else linear
+        self.num_classes = num_classes
+
+    # --- stages and freezing -----------------------------------------------------------------
+    @property
+    def stage_names(self) -> list[str]:
+        return list(self.stages._modules)
+
+    def freeze_stages(self, names: Iterable[str]) -> None:
+        """Freeze the named stages: no gradients, and BatchNorm kept in eval mode.
+
+        Freezing is static: call it once before training. It replaces any earlier call.
+        """
+        names = list(names)
+        unknown = [n for n in names if n not in self.stages._modules]
+        if unknown:
+            raise ConfigError(f"unknown stage(s) {unknown}; this backbone has: {', '.join(self.stage_names)}")
+        self._frozen = [n for n in self.stage_names if n in names]
+        for name, stage in self.stages.named_children():
+            stage.requires_grad_(name not in self._frozen)
+        self.train(self.training)
+
+    @property
+    def frozen_stages(self) -> list[str]:
+        return list(self._frozen)
+
+    @property
+    def fully_frozen(self) -> bool:
+        """True when no stage learns (linear probe): features can run without autograd."""
+        return len(self._frozen) == len(self.stages)
+
+    def train(self, mode: bool = True) -> Backbone:
+        super().train(mode)
+        for name in self._frozen:
+            self.stages._modules[name].eval()
+        return self
+
+    def extra_repr(self) -> str:
+        return f"num_features={self.num_features}, frozen={self._frozen}"

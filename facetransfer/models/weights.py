@@ -1,0 +1,230 @@
+"""Pretrained weights that work offline: torch's hub cache, explicit import, hash checks.
+
+Pretrained files live where torchvision puts them, ``$TORCH_HOME/hub/checkpoints``.
+When a file is missing, facetransfer tries to download it once; when that fails
+(no network), the error names the file, the cache folder and the import command.
+``facetransfer weights import FILE`` checks a file's SHA-256 against the hash that
+torchvision (or a registered extra source) publishes and copies it into the cache::
+
+    >>> find_known_file("mobilenet_v2-b0353104.pth").source
+    'torchvision:mobilenet_v2.IMAGENET1K_V1'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchvision.models import get_model_weights, list_models
+
+from ..errors import ConfigError, WeightsError
+
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
+
+
+@dataclass(frozen=True)
+class KnownWeightsFile:
+    """A weights file facetransfer can verify: its canonical name and expected hash."""
+
+    filename: str
+    url: str | None
+    sha256: str  # a full digest, or the prefix torchvision puts in its file names
+    source: str
+
+
+_EXTRA_FILES: dict[str, KnownWeightsFile] = {}
+
+
+def register_weights_file(filename: str, sha256: str, source: str, url: str | None = None) -> None:
+    """Make a non-torchvision weights file importable with ``facetransfer weights import``."""
+    _EXTRA_FILES[filename] = KnownWeightsFile(filename, url, sha256.lower(), source)
+
+
+def hub_checkpoint_dir() -> Path:
+    """The folder torchvision downloads weights to (``$TORCH_HOME/hub/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+@cache
+def _torchvision_files() -> dict[str, KnownWeightsFile]:
+    files: dict[str, KnownWeightsFile] = {}
+    for model in list_models():
+        try:
+            enum = get_model_weights(model)
+        except Exception:  # models without a weights enum
+            continue
+        for w in enum:
+            name = os.path.basename(w.url)
+            match = _HASH_IN_NAME.search(name)
+            if match:
+                files.setdefault(name, KnownWeightsFile(name, w.url, match.group(1), f"torchvision:{model}.{w.name}"))
+    return files
+
+
+def known_files() -> dict[str, KnownWeightsFile]:
+    return {**_torchvision_files(), **_EXTRA_FILES}
+
+
+def find_known_file(filename: str) -> KnownWeightsFile | None:
+    return known_files().get(filename)
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_torchvision_weights(model: str, weights: str):
+    """``("mobilenet_v2", "IMAGENET1K_V1" | "DEFAULT")`` -> torchvision weights enum member."""
+    enum = get_model_weights(model)
+    key = weights.split(".")[-1]
+    if key == "DEFAULT":
+        return enum.DEFAULT
+    try:
+        return enum[key]
+    except KeyError:
+        known = ["DEFAULT", *(w.name for w in enum)]
+        raise ConfigError(f"unknown weights {weights!r} for {model}; known: {', '.join(known)}") from None
+
+
+def import_hint(filename: str) -> str:
+    return (
+        f"copy {filename} from a machine with network (it is downloaded to its "
+        f"$TORCH_HOME/hub/checkpoints) and run: facetransfer weights import /path/to/{filename}"
+    )
+
+
+def cached_file(filename: str, url: str | None = None) -> Path:
+    """Path of ``filename`` in the hub cache, downloading it from ``url`` when missing.
+
+    Raises :class:`WeightsError` naming the file, the cache path and how to import it
+    when the file is absent and cannot be downloaded.
+    """
+    path = hub_checkpoint_dir() / filename
+    if path.is_file():
+        return path
+    offline = os.environ.get("FACETRANSFER_OFFLINE", "") not in ("", "0")
+    reason = "FACETRANSFER_OFFLINE is set" if offline else "no download address is known"
+    if url and not offline:
+        try:
+            _download(url, path)
+            return path
+        except (urllib.error.URLError, OSError, RuntimeError) as err:
+            reason = f"download from {url} failed: {err}"
+    raise WeightsError(
+        f"pretrained weights file {filename} is not in the cache {path.parent} and {reason}; "
+        + import_hint(filename)
+    )
+
+
+def _download(url: str, dest: Path) -> None:
+    with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10):
+        pass  # fail fast when offline instead of hanging in the download
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    match = _HASH_IN_NAME.search(dest.name)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        part = Path(tmp) / dest.name
+        torch.hub.download_url_to_file(url, str(part), hash_prefix=match.group(1) if match else None)
+        os.replace(part, dest)
+
+
+def import_weights_file(file: str | os.PathLike, force: bool = False) -> Path:
+    """Verify ``file`` against the published hash and copy it into the hub cache.
+
+    The file is identified by its name (``mobilenet_v2-b0353104.pth``) or, when it
+    was renamed, by its hash. Returns the cached path.
+    """
+    src = Path(file)
+    if not src.is_file():
+        raise WeightsError(f"weights file {src} does not exist")
+    digest = sha256_of(src)
+    known = known_files()
+    entry = known.get(src.name)
+    if entry is None:
+        entry = next((k for k in known.values() if digest.startswith(k.sha256)), None)
+        if entry is None:
+            raise WeightsError(
+                f"{src} (sha256 {digest[:16]}...) is not a known weights file; facetransfer verifies "
+                "torchvision's published files and those registered with register_weights_file()"
+            )
+    elif not digest.startswith(entry.sha256):
+        raise WeightsError(
+            f"{src} has the wrong hash for {entry.filename} ({entry.source}): sha256 starts with "
+            f"{digest[: len(entry.sha256)]}, expected {entry.sha256}; the file is corrupt or a different model"
+        )
+    dest = hub_checkpoint_dir() / entry.filename
+    if dest.is_file() and not force and sha256_of(dest) == digest:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        part = Path(tmp) / entry.filename
+        shutil.copyfile(src, part)
+        os.replace(part, dest)
+    return dest
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a state dict safely (``weights_only=True``); Lightning checkpoints give their ``state_dict``."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    try:
+        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise WeightsError(f"cannot load weights file {path}: {err}") from None
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"weights file {path} does not hold a state dict of tensors")
+    return dict(obj)
+
+
+def load_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, what: str, ignore_prefixes=()) -> None:
+    """``load_state_dict`` that reports a mismatch as one clear :class:`WeightsError`."""
+    state = {k: v for k, v in state.items() if not k.startswith(tuple(ignore_prefixes))}
+    own = {k: v for k, v in module.state_dict().items() if not k.startswith(tuple(ignore_prefixes))}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if keys:
+                parts.append(f"{label} {len(keys)} key(s) e.g. {keys[:3]}")
+        raise WeightsError(f"{what} does not fit: " + "; ".join(parts))
+    module.load_state_dict(state, strict=False)
+
+
+_IMPORTERS: list[tuple[Any, Any]] = []
+
+
+def register_weights_importer(accepts, importer) -> None:
+    """Teach ``facetransfer weights import`` a new kind of file.
+
+    ``accepts(path) -> bool`` picks the files; ``importer(path, force) -> Path`` converts,
+    verifies and caches them (e.g. face-api's tfjs tarball for ``dlib_resnet``).
+    """
+    _IMPORTERS.append((accepts, importer))
+
+
+def import_any(file: str | os.PathLike, force: bool = False) -> Path:
+    """Import with the first registered importer that accepts ``file``, else as a torchvision file."""
+    path = Path(file)
+    for accepts, importer in _IMPORTERS:
+        if accepts(path):
+            return importer(path, force)
+    return import_weights_file(path, force=force)

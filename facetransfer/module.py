@@ -1,0 +1,321 @@
+"""``FaceClassifier``: one LightningModule for scratch training, linear probes and fine-tuning.
+
+The three strategies differ only in configuration::
+
+    >>> scratch = FaceClassifier("scratch_cnn", lr=1e-3)
+    >>> probe = FaceClassifier("resnet18", weights=None, freeze="all")  # ImageNet: weights="IMAGENET1K_V1"
+    >>> finetune = FaceClassifier("resnet18", freeze="first:2")
+    >>> probe.backbone.fully_frozen
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from .errors import ConfigError, WeightsError
+from .freeze import apply_freeze_policy
+from .models import Backbone, get_backbone
+from .preprocess import Preprocess
+
+CHECKPOINT_KEY = "facetransfer"
+_skip_pretrained = contextvars.ContextVar("facetransfer_skip_pretrained", default=False)
+
+
+@contextlib.contextmanager
+def restoring_from_checkpoint() -> Iterator[None]:
+    """Inside this block, FaceClassifier builds backbones without loading pretrained weights
+    (the checkpoint about to be loaded holds them), so a checkpoint needs no other file."""
+    token = _skip_pretrained.set(True)
+    try:
+        yield
+    finally:
+        _skip_pretrained.reset(token)
+
+
+def _metrics(num_classes: int, prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "acc_top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+class FaceClassifier(L.LightningModule):
+    """A backbone from the registry, a freeze policy and a linear identity head.
+
+    Args:
+        backbone: a registered backbone name (``facetransfer.models.list_backbones()``) or a
+            :class:`Backbone` instance (e.g. via LightningCLI ``class_path``).
+        weights: pretrained weights name of the backbone (``IMAGENET1K_V1``, ``DEFAULT``,
+            ``FACE_API`` ...); ``None`` for random initialisation.
+        weights_path: a local state dict to start from instead.
+        freeze: freeze policy: ``none``, ``all`` (linear probe), ``first:K``, ``until:STAGE``,
+            ``stages:A,B``.
+        class_names: identity names; None takes them from the DataModule at setup.
+        head_dropout: dropout before the identity head.
+        optimizer: ``adam``, ``adamw`` or ``sgd`` (momentum 0.9, nesterov).
+        lr: learning rate of the head (and of the backbone unless ``backbone_lr`` is set).
+        backbone_lr: learning rate of the trainable backbone stages.
+        weight_decay: decoupled for adamw, L2 otherwise.
+        scheduler: ``none``, ``cosine`` (per step, after ``warmup_epochs`` of linear warm-up) or
+            ``step`` (x0.1 at 1/2 and 3/4 of training).
+        label_smoothing: cross-entropy label smoothing.
+        channels_last: run convolutions in channels-last memory format (faster on GPUs).
+        feature_cache: when the whole backbone is frozen (linear probe), compute each image's
+            features once (eval transform, no augmentation) and train the head on them.
+    """
+
+    def __init__(
+        self,
+        backbone: str | Backbone = "resnet18",
+        weights: str | None = None,
+        weights_path: str | None = None,
+        freeze: str = "none",
+        class_names: list[str] | None = None,
+        head_dropout: float = 0.0,
+        optimizer: Literal["adam", "adamw", "sgd"] = "adam",
+        lr: float = 1e-4,
+        backbone_lr: float | None = None,
+        weight_decay: float = 0.0,
+        scheduler: Literal["none", "cosine", "step"] = "none",
+        warmup_epochs: int = 0,
+        label_smoothing: float = 0.0,
+        channels_last: bool = False,
+        feature_cache: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=[] if isinstance(backbone, str) else ["backbone"])
+        if optimizer not in ("adam", "adamw", "sgd"):
+            raise ConfigError(f"unknown optimizer {optimizer!r}; known: adam, adamw, sgd")
+        if scheduler not in ("none", "cosine", "step"):
+            raise ConfigError(f"unknown scheduler {scheduler!r}; known: none, cosine, step")
+        if lr <= 0 or (backbone_lr is not None and backbone_lr < 0):
+            raise ConfigError(f"learning rates must be positive (lr={lr}, backbone_lr={backbone_lr})")
+        if isinstance(backbone, Backbone):
+            if weights or weights_path:
+                raise ConfigError("weights/weights_path apply to a backbone given by name, not to a Backbone instance")
+            self.backbone = backbone
+            self.backbone_name = type(backbone).__name__
+        else:
+            skip = _skip_pretrained.get()
+            self.backbone = get_backbone(
+                backbone, weights=None if skip else weights, weights_path=None if skip else weights_path
+            )
+            self.backbone_name = backbone
+        self.frozen_stages = apply_freeze_policy(self.backbone, freeze)
+        self.class_names: list[str] | None = None
+        self.train_metrics: MetricCollection | None = None
+        if class_names is not None:
+            self._build_head(list(class_names))
+
+    # --- head and metrics ------------------------------------------------------------------
+    def _build_head(self, class_names: list[str]) -> None:
+        if len(class_names) < 2:
+            raise ConfigError(f"a face classifier needs at least 2 identities, got {len(class_names)}")
+        self.class_names = class_names
+        self.hparams["class_names"] = class_names
+        self.backbone.reset_head(len(class_names), dropout=self.hparams.head_dropout)
+        n = len(class_names)
+        self.train_metrics = MetricCollection({"acc": MulticlassAccuracy(n, average="micro")}, prefix="train/")
+        self.val_metrics = _metrics(n, "val/")
+        self.test_metrics = _metrics(n, "test/")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names or [])
+
+    def setup(self, stage: str) -> None:
+        if self.class_names is None:
+            datamodule = getattr(self.trainer, "datamodule", None)
+            names = getattr(datamodule, "class_names", None)
+            if names is None:
+                raise ConfigError(
+                    "FaceClassifier needs class_names, or a DataModule with class_names (e.g. FaceDataModule)"
+                )
+            self._build_head(list(names))
+        if self.hparams.channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def _check_data_classes(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        names = getattr(datamodule, "class_names", None)
+        if names is not None and list(names) != self.class_names:
+            raise ConfigError(
+                f"the model was built for {self.num_classes} identities but the data has {len(names)} "
+                f"(or in another order); use the split of the checkpoint (data.split_manifest) or retrain"
+            )
+
+    def on_fit_start(self) -> None:
+        self._check_data_classes()
+
+    def on_test_start(self) -> None:
+        self._check_data_classes()
+
+    def on_validation_start(self) -> None:
+        if self.trainer.state.fn == "validate":
+            self._check_data_classes()
+
+    # --- forward ---------------------------------------------------------------------------
+    @property
+    def preprocess(self) -> Preprocess:
+        return self.backbone.preprocess
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features; without autograd when the whole backbone is frozen (linear probe)."""
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.backbone.fully_frozen:
+            with torch.no_grad():
+                return self.backbone.forward_features(x)
+        return self.backbone.forward_features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, H, W)`` -> logits; precomputed features ``(B, num_features)`` go to the head."""
+        if x.ndim == 2:
+            return self.backbone.forward_head(x)
+        return self.backbone.forward_head(self.forward_features(x))
+
+    @property
+    def uses_feature_cache(self) -> bool:
+        """True when batches may be precomputed features (frozen backbone and ``feature_cache``)."""
+        return bool(self.hparams.feature_cache) and self.backbone.fully_frozen
+
+    def _shared_step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        return loss, logits, y
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, logits, y = self._shared_step(batch)
+        self.train_metrics.update(logits.detach(), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        loss, logits, y = self._shared_step(batch)
+        self.val_metrics.update(logits, y)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.log_dict(values, prog_bar=True)
+        self.log("hp_metric", values["val/acc"])
+        self.val_metrics.reset()
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        loss, logits, y = self._shared_step(batch)
+        self.test_metrics.update(logits, y)
+        self.log("test/loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
+
+    def predict_step(self, batch, batch_idx: int) -> dict[str, Any]:
+        x, keys = batch[0], batch[-1]
+        probs = self(x).float().softmax(dim=1)
+        conf, pred = probs.max(dim=1)
+        names = self.class_names or []
+        return {
+            "key": list(keys),
+            "prediction": [names[i] for i in pred.tolist()],
+            "label": pred.cpu(),
+            "confidence": conf.cpu(),
+        }
+
+    # --- optimisation ----------------------------------------------------------------------
+    def param_groups(self) -> list[dict[str, Any]]:
+        hp = self.hparams
+        head = [p for p in self.backbone.head.parameters() if p.requires_grad]
+        body = [p for n, p in self.backbone.named_parameters() if p.requires_grad and not n.startswith("head.")]
+        groups = [{"params": head, "lr": hp.lr, "name": "head"}]
+        if body:
+            groups.append({"params": body, "lr": hp.lr if hp.backbone_lr is None else hp.backbone_lr, "name": "backbone"})
+        return groups
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        groups = self.param_groups()
+        if hp.optimizer == "adam":
+            opt = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "adamw":
+            opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=0.9, nesterov=True, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none":
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        per_epoch = max(1, math.ceil(total / max(1, self.trainer.max_epochs or 1)))
+        warmup = min(total - 1, hp.warmup_epochs * per_epoch)
+        if hp.scheduler == "cosine":
+            main = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total - warmup))
+        else:
+            main = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[total // 2 - warmup, 3 * total // 4 - warmup])
+        if warmup > 0:
+            ramp = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.01, total_iters=warmup)
+            main = torch.optim.lr_scheduler.SequentialLR(opt, [ramp, main], milestones=[warmup])
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": main, "interval": "step"}}
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "backbone": self.backbone_name,
+            "freeze": self.hparams.freeze,
+            "frozen_stages": self.frozen_stages,
+            "class_names": self.class_names,
+            "num_features": self.backbone.num_features,
+            "preprocess": self.backbone.preprocess.to_dict(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        info = checkpoint.get(CHECKPOINT_KEY)
+        if info is None:
+            return
+        names = info.get("class_names")
+        if info.get("backbone") != self.backbone_name or (
+            self.class_names is not None and names is not None and len(names) != self.num_classes
+        ):
+            raise WeightsError(
+                f"the checkpoint holds backbone {info.get('backbone')!r} with {len(names or [])} classes; "
+                f"this model is {self.backbone_name!r} with {self.num_classes} classes"
+            )
+        if self.class_names is None and names:
+            self._build_head(list(names))
+        if "preprocess" in info:
+            self.backbone.preprocess = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in info["preprocess"].items()})
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):  # type: ignore[override]
+        """Like Lightning's, without re-reading pretrained weights: the checkpoint holds them."""
+        with restoring_from_checkpoint():
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised backbone features of a preprocessed image batch."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return F.normalize(self.forward_features(images.to(self.device)).float(), dim=1)
+        finally:
+            self.train(was_training)
+
+
+__all__ = ["FaceClassifier", "restoring_from_checkpoint"]

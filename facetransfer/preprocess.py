@@ -1,0 +1,94 @@
+"""What a backbone expects of its input images, and the transforms built from it.
+
+torchvision's weights enums carry their eval transform; :class:`Preprocess` is the
+same information as plain data, so that a DataModule can build the matching
+train (lightly augmented) and eval pipelines for any backbone::
+
+    >>> pp = Preprocess(crop_size=112, resize_size=128)
+    >>> pp.eval_transform()  # doctest: +ELLIPSIS
+    Compose(...)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Input geometry and normalisation of a backbone.
+
+    Args:
+        crop_size: side of the square the network sees.
+        resize_size: shorter side after resizing, before the center crop (eval).
+        mean: per-channel mean subtracted after scaling to [0, 1].
+        std: per-channel standard deviation divided by.
+    """
+
+    crop_size: int = 224
+    resize_size: int = 256
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def eval_transform(self, face_crop: float = 1.0) -> v2.Compose:
+        """PIL image -> normalised float tensor, deterministic (val/test/features)."""
+        return v2.Compose(
+            [
+                v2.ToImage(),
+                FaceCrop(face_crop),
+                v2.Resize(self.resize_size, antialias=True),
+                v2.CenterCrop(self.crop_size),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(self.mean, self.std),
+            ]
+        )
+
+    def train_transform(self, face_crop: float = 1.0, augment: bool = True) -> v2.Compose:
+        """Light augmentation for faces: mild random resized crop, flip, colour jitter."""
+        if not augment:
+            return self.eval_transform(face_crop)
+        scale = self.crop_size / self.resize_size
+        return v2.Compose(
+            [
+                v2.ToImage(),
+                FaceCrop(face_crop),
+                v2.Resize(self.resize_size, antialias=True),
+                v2.RandomResizedCrop(
+                    self.crop_size, scale=(0.7 * scale**2, scale**2), ratio=(0.9, 1.1), antialias=True
+                ),
+                v2.RandomHorizontalFlip(),
+                v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.1),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(self.mean, self.std),
+            ]
+        )
+
+
+class FaceCrop(v2.Transform):
+    """Keep the central ``fraction`` of the shorter side as a square (aligned faces sit in the middle).
+
+    >>> FaceCrop(0.6)(torch.zeros(3, 250, 250)).shape
+    torch.Size([3, 150, 150])
+    """
+
+    def __init__(self, fraction: float = 1.0) -> None:
+        super().__init__()
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"face_crop must be in (0, 1], got {fraction}")
+        self.fraction = fraction
+
+    def transform(self, inpt, params):  # noqa: D102 - torchvision v2 hook
+        if self.fraction >= 1.0:
+            return inpt
+        h, w = inpt.shape[-2:]
+        side = max(1, round(min(h, w) * self.fraction))
+        return v2.functional.center_crop(inpt, [side, side])
