@@ -12,6 +12,7 @@ from .freeze import apply_freeze_policy, list_freeze_policies, register_freeze_p
 from .models import Backbone, get_backbone, import_weights_file, list_backbones, register_backbone
 from .module import FaceClassifier
 from .preprocess import Preprocess
+from .trainer import default_callbacks, make_trainer
 
 __version__ = "0.1.0"
 
@@ -27,12 +28,14 @@ __all__ = [
     "SplitManifest",
     "WeightsError",
     "apply_freeze_policy",
+    "default_callbacks",
     "get_backbone",
     "get_source",
     "import_weights_file",
     "list_backbones",
     "list_freeze_policies",
     "list_sources",
+    "make_trainer",
     "register_backbone",
     "register_freeze_policy",
     "register_source",

@@ -17,25 +17,19 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from ._noise import silence_known_noise
 from .data import FaceDataModule
 from .errors import FaceTransferError
 from .module import FaceClassifier, restoring_from_checkpoint
+from .trainer import default_callbacks
 
 
 
 def trainer_defaults() -> dict:
     """Defaults every run gets: best + last checkpoints by val/acc, learning-rate logging."""
-    return {
-        "default_root_dir": "runs",
-        "callbacks": [
-            ModelCheckpoint(monitor="val/acc", mode="max", save_last=True, filename="best-{epoch}"),
-            LearningRateMonitor(logging_interval="epoch"),
-        ],
-    }
+    return {"default_root_dir": "runs", "callbacks": default_callbacks()}
 
 
 class FaceTransferCLI(LightningCLI):

@@ -64,6 +64,8 @@ class FaceClassifier(L.LightningModule):
         weights: pretrained weights name of the backbone (``IMAGENET1K_V1``, ``DEFAULT``,
             ``FACE_API`` ...); ``None`` for random initialisation.
         weights_path: a local state dict to start from instead.
+        backbone_args: extra arguments of the backbone builder (e.g. ``{"input_size": 64}``
+            for ``scratch_cnn``).
         freeze: freeze policy: ``none``, ``all`` (linear probe), ``first:K``, ``until:STAGE``,
             ``stages:A,B``.
         class_names: identity names; None takes them from the DataModule at setup.
@@ -85,6 +87,7 @@ class FaceClassifier(L.LightningModule):
         backbone: str | Backbone = "resnet18",
         weights: str | None = None,
         weights_path: str | None = None,
+        backbone_args: dict[str, Any] | None = None,
         freeze: str = "none",
         class_names: list[str] | None = None,
         head_dropout: float = 0.0,
@@ -107,14 +110,19 @@ class FaceClassifier(L.LightningModule):
         if lr <= 0 or (backbone_lr is not None and backbone_lr < 0):
             raise ConfigError(f"learning rates must be positive (lr={lr}, backbone_lr={backbone_lr})")
         if isinstance(backbone, Backbone):
-            if weights or weights_path:
-                raise ConfigError("weights/weights_path apply to a backbone given by name, not to a Backbone instance")
+            if weights or weights_path or backbone_args:
+                raise ConfigError(
+                    "weights, weights_path and backbone_args apply to a backbone given by name, not to a Backbone instance"
+                )
             self.backbone = backbone
             self.backbone_name = type(backbone).__name__
         else:
             skip = _skip_pretrained.get()
             self.backbone = get_backbone(
-                backbone, weights=None if skip else weights, weights_path=None if skip else weights_path
+                backbone,
+                weights=None if skip else weights,
+                weights_path=None if skip else weights_path,
+                **(backbone_args or {}),
             )
             self.backbone_name = backbone
         self.frozen_stages = apply_freeze_policy(self.backbone, freeze)

@@ -87,5 +87,5 @@ class CelebASource(FaceSource):
             raise DataError(f"no CelebA images of {identity_file} found in {image_dir}")
         return records
 
-    def describe(self) -> dict:
-        return {**super().describe(), "partition": self.partition}
+    def init_args(self) -> dict:
+        return {"partition": self.partition}

@@ -190,12 +190,12 @@ class FaceDataModule(L.LightningDataModule):
         (dataset, root, arguments) is used; a configured source of the same kind is
         kept, so a moved dataset can be pointed to with ``data.root``.
         """
-        recorded = dict(manifest.source)
-        kind = recorded.pop("dataset", None)
+        recorded = manifest.source
+        kind = recorded.get("dataset")
         if kind is not None and kind != self.dataset:
-            root = recorded.pop("root", None)
-            rank_zero_info(f"facetransfer: using the checkpoint's data source {kind} at {root}")
-            self.source = get_source(kind, root=root, **recorded)
+            root = recorded.get("root")
+            rank_zero_info(f"facetransfer: using the split's data source {kind} at {root}")
+            self.source = get_source(kind, root=root, **recorded.get("args", {}))
             self.dataset = kind
         crop = manifest.settings.get("face_crop")
         if crop is not None and crop != self.face_crop:

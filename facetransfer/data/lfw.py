@@ -112,5 +112,5 @@ class LFWSource(FaceSource):
             )
         return [r for r in records if r.identity in listed]
 
-    def describe(self) -> dict:
-        return {**super().describe(), "variant": self.variant, "people": self.people}
+    def init_args(self) -> dict:
+        return {"variant": self.variant, "people": self.people}

@@ -49,9 +49,13 @@ class FaceSource:
         assert self.root is not None
         return self.root / key
 
+    def init_args(self) -> dict[str, Any]:
+        """The constructor arguments besides ``root`` (recorded so a checkpoint can rebuild the source)."""
+        return {}
+
     def describe(self) -> dict[str, Any]:
-        """What identifies this source in a manifest."""
-        return {"dataset": self.name, "root": str(self.root) if self.root else None}
+        """What identifies this source in a manifest: kind, root, constructor arguments."""
+        return {"dataset": self.name, "root": str(self.root) if self.root else None, "args": self.init_args()}
 
     def _require_root(self) -> Path:
         if self.root is None:

@@ -54,7 +54,11 @@ class SplitManifest:
         return len(self.classes)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON types (items as ``[key, label]`` lists)."""
+        data = asdict(self)
+        for key in ("train", "val", "test"):
+            data[key] = [[k, label] for k, label in data[key]]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], origin: str = "manifest") -> SplitManifest:

@@ -15,6 +15,7 @@ is a builder (a callable returning a :class:`Backbone`)::
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -85,6 +86,11 @@ def get_backbone(name: str, **kwargs: Any) -> Backbone:
     512
     """
     builder = get_backbone_builder(name)
+    try:
+        inspect.signature(builder).bind(**kwargs)
+    except TypeError as err:
+        params = ", ".join(inspect.signature(builder).parameters)
+        raise ConfigError(f"backbone {name!r}: {err}; it accepts: {params}") from None
     backbone = builder(**kwargs)
     if not isinstance(backbone, Backbone):
         raise ConfigError(

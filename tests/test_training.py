@@ -1,0 +1,137 @@
+"""FaceClassifier + FaceDataModule through Lightning's Trainer on tiny data."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+import facetransfer as ft
+from facetransfer.errors import ConfigError, WeightsError
+
+TINY = {"widths": (8, 16), "fc_features": 32, "input_size": 32}
+
+
+def tiny_data(**kwargs) -> ft.FaceDataModule:
+    args = dict(dataset_args={"num_identities": 6, "images_per_identity": 8, "image_size": 40},
+                batch_size=16, num_workers=0)
+    args.update(kwargs)
+    return ft.FaceDataModule("synthetic", **args)
+
+
+def tiny_trainer(tmp_path, **kwargs) -> L.Trainer:
+    args = dict(max_epochs=2, accelerator="cpu", default_root_dir=tmp_path, enable_progress_bar=False,
+                enable_model_summary=False, log_every_n_steps=1, deterministic=True)
+    args.update(kwargs)
+    return ft.make_trainer(**args)
+
+
+def test_fit_test_writes_manifest_checkpoint_and_tensorboard(tmp_path):
+    L.seed_everything(0)
+    model = ft.FaceClassifier("scratch_cnn", backbone_args=TINY, lr=1e-3)
+    data = tiny_data()
+    trainer = tiny_trainer(tmp_path)
+    trainer.fit(model, data)
+    (result,) = trainer.test(model, data)
+    assert set(result) >= {"test/acc", "test/acc_top5", "test/f1_macro", "test/loss"}
+    assert 0 <= result["test/acc"] <= result["test/acc_top5"] <= 1
+
+    log_dir = trainer.log_dir
+    manifest = json.loads(open(f"{log_dir}/split.json").read())
+    assert manifest["classes"] == model.class_names and manifest["source"]["dataset"] == "synthetic"
+
+    ckpt = torch.load(trainer.checkpoint_callback.last_model_path, weights_only=True)
+    assert ckpt["facetransfer"]["backbone"] == "scratch_cnn" and ckpt["facetransfer"]["freeze"] == "none"
+    assert ckpt["hyper_parameters"]["class_names"] == model.class_names
+    assert ckpt["FaceDataModule"]["manifest"]["test"] == manifest["test"]
+
+    events = EventAccumulator(log_dir)
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/acc_top5", "val/f1_macro"} <= scalars
+    start = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(start).session_start_info.hparams
+    assert hparams["backbone"].string_value == "scratch_cnn" and hparams["lr"].number_value == 1e-3
+
+
+def test_checkpoint_restores_without_pretrained_file_and_data_options(tmp_path):
+    L.seed_everything(0)
+    start = tmp_path / "start.pth"
+    torch.save(ft.get_backbone("scratch_cnn", **TINY).state_dict(), start)
+    model = ft.FaceClassifier("scratch_cnn", weights_path=str(start), backbone_args=TINY, lr=1e-3)
+    data = tiny_data(seed=5, train_samples=20)
+    trainer = tiny_trainer(tmp_path, max_epochs=1)
+    trainer.fit(model, data)
+    (expected,) = trainer.test(model, data, verbose=False)
+    start.unlink()  # the starting weights are gone: the checkpoint must be enough
+
+    path = trainer.checkpoint_callback.last_model_path
+    restored = ft.FaceClassifier.load_from_checkpoint(path)
+    assert restored.class_names == model.class_names
+    fresh_data = ft.FaceDataModule("folder", root=str(tmp_path), num_workers=0)  # another dataset configured
+    (again,) = tiny_trainer(tmp_path).test(restored, fresh_data, ckpt_path=path, verbose=False)
+    assert again["test/acc"] == pytest.approx(expected["test/acc"])
+    assert fresh_data.manifest.settings["seed"] == 5 and fresh_data.dataset == "synthetic"
+
+
+def test_checkpoint_of_other_backbone_or_class_count_is_refused(tmp_path):
+    model = ft.FaceClassifier("scratch_cnn", backbone_args=TINY)
+    trainer = tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=1, limit_val_batches=1)
+    trainer.fit(model, tiny_data())
+    path = trainer.checkpoint_callback.last_model_path
+    other = ft.FaceClassifier("resnet18", class_names=[f"p{i}" for i in range(6)])
+    with pytest.raises(WeightsError, match=r"checkpoint holds backbone 'scratch_cnn' with 6 classes; this model is 'resnet18' with 6"):
+        other.on_load_checkpoint(torch.load(path, weights_only=True))
+    fewer = ft.FaceClassifier("scratch_cnn", backbone_args=TINY, class_names=["a", "b"])
+    with pytest.raises(WeightsError, match="with 6 classes; this model is 'scratch_cnn' with 2 classes"):
+        fewer.on_load_checkpoint(torch.load(path, weights_only=True))
+
+
+def test_model_and_data_identities_must_agree(tmp_path):
+    model = ft.FaceClassifier("scratch_cnn", backbone_args=TINY, class_names=["x", "y"])
+    with pytest.raises(ConfigError, match="built for 2 identities but the data has 6"):
+        tiny_trainer(tmp_path, max_epochs=1).fit(model, tiny_data())
+
+
+def test_linear_probe_trains_head_on_cached_features(tmp_path):
+    L.seed_everything(0)
+    model = ft.FaceClassifier("scratch_cnn", backbone_args=TINY, freeze="all", lr=1e-2)
+    frozen = {k: v.clone() for k, v in model.backbone.stages.state_dict().items()}
+    data = tiny_data()
+    trainer = tiny_trainer(tmp_path, max_epochs=3)
+    trainer.fit(model, data)
+    first_batch = next(iter(trainer.train_dataloader))
+    assert first_batch[0].shape[1:] == (32,)  # features, not images
+    for k, v in model.backbone.stages.state_dict().items():
+        assert torch.equal(v, frozen[k]), k
+    (result,) = trainer.test(model, data, verbose=False)
+    assert result["test/acc"] > 1 / 6  # better than chance on held-out images
+
+
+def test_predict_folder_gives_names_and_confidence(tmp_path, folder_tree):
+    model = ft.FaceClassifier("scratch_cnn", backbone_args=TINY, class_names=["a", "b", "c"])
+    data = ft.FaceDataModule("folder", root=str(folder_tree), predict_root=str(folder_tree / "person_1"), num_workers=0)
+    out = tiny_trainer(tmp_path).predict(model, data)
+    keys = [k for batch in out for k in batch["key"]]
+    assert len(keys) == 6 and all(n in "abc" for batch in out for n in batch["prediction"])
+    assert all(0 <= c <= 1 for batch in out for c in batch["confidence"].tolist())
+
+
+def test_datamodule_reuses_a_saved_split(tmp_path):
+    data = tiny_data(train_samples=12, seed=3)
+    path = data.manifest.save(tmp_path / "split.json")
+    again = tiny_data(split_manifest=str(path), train_samples="all", seed=99)
+    assert again.manifest.train == data.manifest.train and len(again.manifest.train) == 12
+
+
+def test_datamodule_rejects_bad_arguments():
+    with pytest.raises(ConfigError, match="on_bad_image"):
+        tiny_data(on_bad_image="ignore")
+    with pytest.raises(ConfigError, match="batch_size"):
+        tiny_data(batch_size=0)
+    with pytest.raises(ConfigError, match="train_samples"):
+        tiny_data(train_samples=0).manifest
