@@ -68,6 +68,8 @@ class FaceClassifier(L.LightningModule):
             for ``scratch_cnn``).
         freeze: freeze policy: ``none``, ``all`` (linear probe), ``first:K``, ``until:STAGE``,
             ``stages:A,B``.
+        input_size: side of the square input in pixels, overriding the backbone's (e.g. 112 to
+            run an ImageNet model 4x cheaper); resize keeps the backbone's crop ratio.
         class_names: identity names; None takes them from the DataModule at setup.
         head_dropout: dropout before the identity head.
         optimizer: ``adam``, ``adamw`` or ``sgd`` (momentum 0.9, nesterov).
@@ -89,6 +91,7 @@ class FaceClassifier(L.LightningModule):
         weights_path: str | None = None,
         backbone_args: dict[str, Any] | None = None,
         freeze: str = "none",
+        input_size: int | None = None,
         class_names: list[str] | None = None,
         head_dropout: float = 0.0,
         optimizer: Literal["adam", "adamw", "sgd"] = "adam",
@@ -125,6 +128,10 @@ class FaceClassifier(L.LightningModule):
                 **(backbone_args or {}),
             )
             self.backbone_name = backbone
+        if input_size is not None:
+            if input_size < 16:
+                raise ConfigError(f"input_size must be >= 16 pixels, got {input_size}")
+            self.backbone.preprocess = self.backbone.preprocess.resized(input_size)
         self.frozen_stages = apply_freeze_policy(self.backbone, freeze)
         self.class_names: list[str] | None = None
         self.train_metrics: MetricCollection | None = None

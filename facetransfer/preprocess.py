@@ -11,7 +11,7 @@ train (lightly augmented) and eval pipelines for any backbone::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torchvision.transforms import v2
@@ -38,6 +38,14 @@ class Preprocess:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def resized(self, crop_size: int) -> Preprocess:
+        """The same preprocessing for another input side, keeping the resize/crop ratio.
+
+        >>> Preprocess(224, 256).resized(112)
+        Preprocess(crop_size=112, resize_size=128, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+        """
+        return replace(self, crop_size=crop_size, resize_size=round(crop_size * self.resize_size / self.crop_size))
 
     def eval_transform(self, face_crop: float = 1.0) -> v2.Compose:
         """PIL image -> normalised float tensor, deterministic (val/test/features)."""
