@@ -7,12 +7,16 @@
 """
 
 from .data import FaceDataModule, FaceSource, SplitManifest, get_source, list_sources, register_source
+from lightning import seed_everything
+
+from ._noise import silence_known_noise
 from .errors import ConfigError, DataError, FaceTransferError, WeightsError
 from .freeze import apply_freeze_policy, list_freeze_policies, register_freeze_policy
 from .models import Backbone, get_backbone, import_weights_file, list_backbones, register_backbone
 from .module import FaceClassifier
 from .preprocess import Preprocess
 from .trainer import default_callbacks, make_trainer
+from .verification import Embedder, Gallery, Match, PairsProtocol, VerificationResult, evaluate_pairs
 
 __version__ = "0.1.0"
 
@@ -20,15 +24,21 @@ __all__ = [
     "Backbone",
     "ConfigError",
     "DataError",
+    "Embedder",
     "FaceClassifier",
     "FaceDataModule",
     "FaceSource",
     "FaceTransferError",
+    "Gallery",
+    "Match",
+    "PairsProtocol",
     "Preprocess",
     "SplitManifest",
+    "VerificationResult",
     "WeightsError",
     "apply_freeze_policy",
     "default_callbacks",
+    "evaluate_pairs",
     "get_backbone",
     "get_source",
     "import_weights_file",
@@ -39,4 +49,6 @@ __all__ = [
     "register_backbone",
     "register_freeze_policy",
     "register_source",
+    "seed_everything",
+    "silence_known_noise",
 ]

@@ -23,7 +23,7 @@ from ._noise import silence_known_noise
 from .data import FaceDataModule
 from .errors import FaceTransferError
 from .module import FaceClassifier, restoring_from_checkpoint
-from .trainer import default_callbacks
+from .trainer import default_callbacks, default_precision
 
 
 
@@ -46,6 +46,11 @@ class FaceTransferCLI(LightningCLI):
             args=list(args) if args is not None else None,
             run=run,
         )
+
+    def before_instantiate_classes(self) -> None:
+        trainer = self.config.get(str(self.subcommand), {}).get("trainer") if self.subcommand else None
+        if trainer is not None and trainer.get("precision") is None:
+            trainer["precision"] = default_precision(trainer.get("accelerator", "auto"))
 
     def instantiate_classes(self) -> None:
         ckpt = self.config.get(str(self.subcommand), {}).get("ckpt_path") if self.subcommand else None
@@ -100,9 +105,16 @@ def _backbones_command(argv: Sequence[str]) -> int:
     return 0
 
 
+def _verify_command(argv: Sequence[str]) -> int:
+    from .verification.command import verify_command
+
+    return verify_command(argv)
+
+
 TOOL_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "weights": _weights_command,
     "backbones": _backbones_command,
+    "verify": _verify_command,
 }
 
 
@@ -119,7 +131,8 @@ def register_command(name: str) -> Callable:
 DESCRIPTION = """Face recognition by transfer learning (PyTorch Lightning).
 
 training commands (LightningCLI): fit, validate, test, predict
-tool commands: weights (import/list offline weights), backbones (list models)
+tool commands: weights (import/list offline weights), backbones (list models),
+               verify (LFW pair verification)
 Run 'facetransfer COMMAND --help' for each."""
 
 

@@ -79,9 +79,16 @@ class FaceClassifier(L.LightningModule):
         scheduler: ``none``, ``cosine`` (per step, after ``warmup_epochs`` of linear warm-up) or
             ``step`` (x0.1 at 1/2 and 3/4 of training).
         label_smoothing: cross-entropy label smoothing.
-        channels_last: run convolutions in channels-last memory format (faster on GPUs).
+        channels_last: channels-last memory format for convolutions; ``None``: on for CUDA devices.
+        compile: compile the backbone's stages with ``torch.compile`` (GPU training speed).
         feature_cache: when the whole backbone is frozen (linear probe), compute each image's
             features once (eval transform, no augmentation) and train the head on them.
+        verify_pairs: an LFW pairs file (``pairsDevTest.txt``, ``pairs.txt`` ...): at the end of
+            ``test``, also run pair verification with the backbone's features and log
+            ``verify/acc``, ``verify/acc_std``, ``verify/auc``, ``verify/tar@far1e-3`` and the ROC
+            figure (see docs/verification.md).
+        verify_args: options of that run: ``root`` (LFW folder, default: the pairs file's),
+            ``face_crop`` (default: the LFW DataModule's, else 0.6), ``flip``, ``far``, ``batch_size``.
     """
 
     def __init__(
@@ -101,8 +108,11 @@ class FaceClassifier(L.LightningModule):
         scheduler: Literal["none", "cosine", "step"] = "none",
         warmup_epochs: int = 0,
         label_smoothing: float = 0.0,
-        channels_last: bool = False,
+        channels_last: bool | None = None,
+        compile: bool = False,
         feature_cache: bool = True,
+        verify_pairs: str | None = None,
+        verify_args: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=[] if isinstance(backbone, str) else ["backbone"])
@@ -110,6 +120,11 @@ class FaceClassifier(L.LightningModule):
             raise ConfigError(f"unknown optimizer {optimizer!r}; known: adam, adamw, sgd")
         if scheduler not in ("none", "cosine", "step"):
             raise ConfigError(f"unknown scheduler {scheduler!r}; known: none, cosine, step")
+        unknown = set(verify_args or {}) - {"root", "face_crop", "flip", "far", "batch_size", "num_workers"}
+        if unknown:
+            raise ConfigError(
+                f"unknown verify_args {sorted(unknown)}; known: root, face_crop, flip, far, batch_size, num_workers"
+            )
         if lr <= 0 or (backbone_lr is not None and backbone_lr < 0):
             raise ConfigError(f"learning rates must be positive (lr={lr}, backbone_lr={backbone_lr})")
         if isinstance(backbone, Backbone):
@@ -163,8 +178,11 @@ class FaceClassifier(L.LightningModule):
                     "FaceClassifier needs class_names, or a DataModule with class_names (e.g. FaceDataModule)"
                 )
             self._build_head(list(names))
-        if self.hparams.channels_last:
+        if self.use_channels_last:
             self.to(memory_format=torch.channels_last)
+        if self.hparams.compile and not getattr(self, "_compiled", False):
+            self.backbone.stages.compile()
+            self._compiled = True
 
     def _check_data_classes(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -180,6 +198,10 @@ class FaceClassifier(L.LightningModule):
 
     def on_test_start(self) -> None:
         self._check_data_classes()
+        if self.hparams.get("verify_pairs"):  # a bad pairs file fails before testing, not after
+            from .verification.pairs import PairsProtocol
+
+            PairsProtocol.load(self.hparams.verify_pairs, (self.hparams.get("verify_args") or {}).get("root"))
 
     def on_validation_start(self) -> None:
         if self.trainer.state.fn == "validate":
@@ -192,7 +214,7 @@ class FaceClassifier(L.LightningModule):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features; without autograd when the whole backbone is frozen (linear probe)."""
-        if self.hparams.channels_last:
+        if self.use_channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.backbone.fully_frozen:
             with torch.no_grad():
@@ -204,6 +226,12 @@ class FaceClassifier(L.LightningModule):
         if x.ndim == 2:
             return self.backbone.forward_head(x)
         return self.backbone.forward_head(self.forward_features(x))
+
+    @property
+    def use_channels_last(self) -> bool:
+        """The ``channels_last`` setting, resolved (``None`` means: on for CUDA devices)."""
+        flag = self.hparams.channels_last
+        return self.device.type == "cuda" if flag is None else bool(flag)
 
     @property
     def uses_feature_cache(self) -> bool:
@@ -242,6 +270,29 @@ class FaceClassifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
+        if self.hparams.get("verify_pairs"):
+            self._run_pair_verification()
+
+    def _run_pair_verification(self) -> None:
+        """``verify_pairs`` at test time: log ``verify/*`` and the ROC figure (rank zero only)."""
+        from .data.datamodule import DEFAULT_FACE_CROP
+        from .verification.evaluate import evaluate_pairs, plot_roc
+        from .verification.pairs import PairsProtocol
+
+        if not self.trainer.is_global_zero:
+            return
+        args = dict(self.hparams.get("verify_args") or {})
+        protocol = PairsProtocol.load(self.hparams.verify_pairs, args.pop("root", None))
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if "face_crop" not in args:
+            lfw = getattr(datamodule, "dataset", None) == "lfw"
+            args["face_crop"] = datamodule.face_crop if lfw else DEFAULT_FACE_CROP["lfw"]
+        result = evaluate_pairs(self, protocol, device=self.device, **args)
+        self.verification_result = result
+        self.log_dict(result.scalars(), rank_zero_only=True)
+        experiment = getattr(self.logger, "experiment", None)
+        if hasattr(experiment, "add_figure"):
+            experiment.add_figure("verify/roc", plot_roc(result.metrics, result.summary().split(":")[0]), self.global_step)
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, Any]:
         x, keys = batch[0], batch[-1]
@@ -268,10 +319,11 @@ class FaceClassifier(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         groups = self.param_groups()
+        fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel per step on GPUs
         if hp.optimizer == "adam":
-            opt = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+            opt = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay, **fused)
         elif hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+            opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay, **fused)
         else:
             opt = torch.optim.SGD(groups, lr=hp.lr, momentum=0.9, nesterov=True, weight_decay=hp.weight_decay)
         if hp.scheduler == "none":
@@ -322,8 +374,18 @@ class FaceClassifier(L.LightningModule):
         with restoring_from_checkpoint():
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised backbone features of a preprocessed image batch."""
+    def embed(self, images, face_crop: float = 1.0, flip: bool = False) -> torch.Tensor:
+        """L2-normalised backbone features.
+
+        ``images``: a preprocessed float batch ``(B, 3, H, W)`` (as the DataModule yields; result on
+        the model's device), or PIL images / image paths / ``uint8`` tensors, one or a list, which
+        get the backbone's eval transform with ``face_crop`` (result on the CPU; see
+        :class:`~facetransfer.verification.Embedder`). ``flip`` averages with the mirrored images.
+        """
+        if not (isinstance(images, torch.Tensor) and images.ndim == 4 and images.is_floating_point()) or flip:
+            from .verification.embedder import Embedder
+
+            return Embedder(self, face_crop=face_crop, flip=flip)(images)
         was_training = self.training
         self.eval()
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 
 
@@ -21,11 +22,21 @@ def default_callbacks() -> list[Callback]:
     ]
 
 
+def default_precision(accelerator: str | None = "auto") -> str | None:
+    """``bf16-mixed`` when training will run on a CUDA GPU that supports it, else Lightning's default."""
+    if str(accelerator) in ("auto", "gpu", "cuda", "None") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return None
+
+
 def make_trainer(**kwargs: Any) -> L.Trainer:
-    """``lightning.Trainer(**kwargs)`` plus :func:`default_callbacks` (appended to any given)."""
+    """``lightning.Trainer(**kwargs)`` plus :func:`default_callbacks` (appended to any given) and
+    bf16-mixed precision by default on GPUs."""
     from ._noise import silence_known_noise
 
     silence_known_noise()
     kwargs.setdefault("default_root_dir", "runs")
+    if kwargs.get("precision") is None:
+        kwargs["precision"] = default_precision(kwargs.get("accelerator", "auto"))
     kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *default_callbacks()]
     return L.Trainer(**kwargs)

@@ -259,7 +259,7 @@ class FaceDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             device=model.device,
             autocast_dtype=dtype if model.device.type == "cuda" else None,
-            channels_last=bool(model.hparams.get("channels_last", False)),
+            channels_last=bool(getattr(model, "use_channels_last", False)),
         )
         dataset = FeatureDataset(feats, labels)
         self._features[split] = (model, dataset)
