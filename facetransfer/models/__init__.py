@@ -1,6 +1,7 @@
 """Backbones: a registry of feature extractors with a uniform interface."""
 
 from . import scratch, torchvision_backbones  # noqa: F401  (register the built-ins)
+from . import dlib_resnet  # noqa: F401  (registers the dlib_resnet backbone)
 from .backbone import Backbone
 from .registry import ENTRY_POINT_GROUP, get_backbone, get_backbone_builder, list_backbones, register_backbone
 from .weights import cached_file, hub_checkpoint_dir, import_weights_file, register_weights_file
