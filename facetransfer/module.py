@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import os
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -159,7 +160,12 @@ class FaceClassifier(L.LightningModule):
             raise ConfigError(f"a face classifier needs at least 2 identities, got {len(class_names)}")
         self.class_names = class_names
         self.hparams["class_names"] = class_names
-        self.backbone.reset_head(len(class_names), dropout=self.hparams.head_dropout)
+        with torch.random.fork_rng(devices=[]):
+            # a run's seed alone decides the head's initial weights: not how much randomness was
+            # drawn before setup(), which differs between one process and DDP (Lightning re-seeds)
+            if "PL_GLOBAL_SEED" in os.environ:
+                torch.default_generator.manual_seed(int(os.environ["PL_GLOBAL_SEED"]))
+            self.backbone.reset_head(len(class_names), dropout=self.hparams.head_dropout)
         n = len(class_names)
         self.train_metrics = MetricCollection({"acc": MulticlassAccuracy(n, average="micro")}, prefix="train/")
         self.val_metrics = _metrics(n, "val/")
@@ -292,7 +298,8 @@ class FaceClassifier(L.LightningModule):
         self.log_dict(result.scalars(), rank_zero_only=True)
         experiment = getattr(self.logger, "experiment", None)
         if hasattr(experiment, "add_figure"):
-            experiment.add_figure("verify/roc", plot_roc(result.metrics, result.summary().split(":")[0]), self.global_step)
+            figure = plot_roc(result.metrics, result.summary().split(":")[0])
+            experiment.add_figure("verify/roc", figure, self.global_step)
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, Any]:
         x, keys = batch[0], batch[-1]
@@ -370,9 +377,19 @@ class FaceClassifier(L.LightningModule):
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):  # type: ignore[override]
-        """Like Lightning's, without re-reading pretrained weights: the checkpoint holds them."""
-        with restoring_from_checkpoint():
-            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        """Like Lightning's, without re-reading pretrained weights (the checkpoint holds them), and
+        safe: ``weights_only=True`` unless given; a refused or damaged file is a :class:`WeightsError`."""
+        from .checkpointing import LOAD_ERRORS, checkpoint_error, is_load_error
+
+        if len(args) < 4:
+            kwargs.setdefault("weights_only", True)
+        try:
+            with restoring_from_checkpoint():
+                return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except LOAD_ERRORS as err:
+            if not is_load_error(err):
+                raise
+            raise checkpoint_error(checkpoint_path, err) from None
 
     def embed(self, images, face_crop: float = 1.0, flip: bool = False) -> torch.Tensor:
         """L2-normalised backbone features.

@@ -11,15 +11,25 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+
+from .callbacks import BestAndLastCheckpoint, StepSeeder
+from .checkpointing import use_atomic_checkpoints
 
 
-def default_callbacks() -> list[Callback]:
-    """Best (by val/acc) and last checkpoints, learning rate in TensorBoard."""
-    return [
-        ModelCheckpoint(monitor="val/acc", mode="max", save_last=True, filename="best-{epoch}"),
-        LearningRateMonitor(logging_interval="epoch"),
-    ]
+def default_callbacks(checkpointing: bool = True, logger: bool = True) -> list[Callback]:
+    """Best (by val/acc) and last checkpoints, learning rate in TensorBoard, per-step seeding
+    (so a resumed run matches an uninterrupted one, see docs/reliability.md).
+
+    ``checkpointing`` / ``logger``: False when the Trainer has checkpointing / logging turned off.
+    """
+    callbacks: list[Callback] = [StepSeeder()]
+    if checkpointing:
+        # last.ckpt after every epoch, not only when val/acc improves (Lightning >= 2.6)
+        callbacks.append(BestAndLastCheckpoint(monitor="val/acc", mode="max", save_last=True, filename="best-{epoch}"))
+    if logger:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    return callbacks
 
 
 def default_precision(accelerator: str | None = "auto") -> str | None:
@@ -38,5 +48,8 @@ def make_trainer(**kwargs: Any) -> L.Trainer:
     kwargs.setdefault("default_root_dir", "runs")
     if kwargs.get("precision") is None:
         kwargs["precision"] = default_precision(kwargs.get("accelerator", "auto"))
-    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *default_callbacks()]
-    return L.Trainer(**kwargs)
+    defaults = default_callbacks(kwargs.get("enable_checkpointing") is not False, kwargs.get("logger") is not False)
+    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *defaults]
+    trainer = L.Trainer(**kwargs)
+    use_atomic_checkpoints(trainer)  # atomic, weights_only checkpoint files (facetransfer.checkpointing)
+    return trainer

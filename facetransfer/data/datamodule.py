@@ -16,7 +16,9 @@ From YAML (LightningCLI)::
 from __future__ import annotations
 
 import logging
+import math
 import os
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +33,10 @@ from ..preprocess import Preprocess
 from .checks import find_bad_images
 from .dataset import FaceDataset
 from .images import is_image_name
+from .batch_transforms import BatchTransforms
+from .sampler import ResumableSampler, SeededDataset, resume_position
+from .store_batches import CacheMode, StoreBatch, StoreCollate, StoreIndex, resolve_cache_mode
+from .tensor_store import TensorStore
 from .sources import FaceRecord, FaceSource, get_source
 from .split import SplitManifest, TrainSamples, make_split
 
@@ -72,6 +78,10 @@ class FaceDataModule(L.LightningDataModule):
         split_manifest: a ``split.json`` of an earlier run to reuse exactly.
         predict_root: folder of images for ``predict`` (default: the test split).
         preprocess: input geometry/normalisation; None takes the model's backbone's.
+        cache: ``gpu`` decodes every image once into a uint8 store on the GPU and augments whole
+            batches there; ``memory`` keeps the store in RAM; ``none`` decodes JPEGs in DataLoader
+            workers every epoch (for datasets too large to hold); ``auto``: ``gpu`` when training
+            on a CUDA device and the store fits in 40 % of its free memory, else ``none``.
     """
 
     def __init__(
@@ -95,6 +105,7 @@ class FaceDataModule(L.LightningDataModule):
         split_manifest: str | None = None,
         predict_root: str | None = None,
         preprocess: Preprocess | None = None,
+        cache: CacheMode = "auto",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["preprocess"])
@@ -129,6 +140,10 @@ class FaceDataModule(L.LightningDataModule):
         self.source: FaceSource = get_source(dataset, root=root, **self.dataset_args)
         self._manifest: SplitManifest | None = None
         self._features: dict[str, tuple[Any, FeatureDataset]] = {}
+        self.cache = cache
+        resolve_cache_mode(cache, torch.device("cpu"), 0, 1)  # validate the name now
+        self._stores: dict[str, tuple[tuple, TensorStore]] = {}
+        self.feature_seconds: dict[str, float] = {}
 
     # --- the split -------------------------------------------------------------------------
     @property
@@ -192,11 +207,20 @@ class FaceDataModule(L.LightningDataModule):
         """
         recorded = manifest.source
         kind = recorded.get("dataset")
-        if kind is not None and kind != self.dataset:
-            root = recorded.get("root")
-            rank_zero_info(f"facetransfer: using the split's data source {kind} at {root}")
-            self.source = get_source(kind, root=root, **recorded.get("args", {}))
+        args = recorded.get("args", {})
+        same_kind = kind == self.dataset
+        if kind is not None and (not same_kind or (not self.dataset_args and args != self.source.init_args())):
+            # another kind, or the same kind with no data.dataset_args given: the split's own source
+            # (its arguments decide which images the keys name, e.g. a synthetic set's size)
+            root = self.root if same_kind and self.root else recorded.get("root")
+            rank_zero_info(f"facetransfer: using the split's data source {kind} at {root} with {args}")
+            self.source = get_source(kind, root=root, **args)
             self.dataset = kind
+        elif same_kind and args and args != self.source.init_args():
+            rank_zero_warn(
+                f"data.dataset_args {self.source.init_args()} differ from those the split was made with {args}; "
+                "using the configured ones"
+            )
         crop = manifest.settings.get("face_crop")
         if crop is not None and crop != self.face_crop:
             rank_zero_warn(f"using face_crop={crop} recorded with the split (configured: {self.face_crop})")
@@ -214,8 +238,10 @@ class FaceDataModule(L.LightningDataModule):
             return
         manifest = self.manifest
         trainer = self.trainer
-        if trainer is not None and trainer.is_global_zero:
-            folder = Path(trainer.log_dir or trainer.default_root_dir)
+        if trainer is None:
+            return
+        folder = Path(trainer.log_dir or trainer.default_root_dir)  # a collective under DDP: every rank asks
+        if trainer.is_global_zero:
             path = manifest.save(folder / MANIFEST_NAME)
             rank_zero_info(
                 f"facetransfer: {manifest.num_classes} identities, train {len(manifest.train)} of "
@@ -250,17 +276,28 @@ class FaceDataModule(L.LightningDataModule):
         cached = self._features.get(split)
         if cached is not None and cached[0] is model:
             return cached[1]
-        precision = str(getattr(self.trainer, "precision", ""))
-        dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+        dtype = self._autocast_dtype()
+        channels_last = bool(getattr(model, "use_channels_last", False))
+        start = time.perf_counter()
+        store = self._store(split, model.device)
+        if store is not None:  # one pass over the decoded images, batched eval transform on the device
+            transforms = BatchTransforms(self.resolved_preprocess(), augment=False, channels_last=channels_last,
+                                         dtype=dtype or torch.float32)
+            size = max(self.eval_batch_size, 64)
+            batches = ((transforms.eval(store.images[i : i + size].to(model.device)), store.labels[i : i + size])
+                       for i in range(0, len(store), size))
+        else:
+            batches = self.dataset_for(split, train_transform=False)
         feats, labels = extract_features(
             model.backbone,
-            self.dataset_for(split, train_transform=False),
+            batches,
             batch_size=max(self.eval_batch_size, 64),
             num_workers=self.num_workers,
             device=model.device,
             autocast_dtype=dtype if model.device.type == "cuda" else None,
-            channels_last=bool(getattr(model, "use_channels_last", False)),
+            channels_last=channels_last,
         )
+        self.feature_seconds[split] = time.perf_counter() - start
         dataset = FeatureDataset(feats, labels)
         self._features[split] = (model, dataset)
         return dataset
@@ -269,22 +306,92 @@ class FaceDataModule(L.LightningDataModule):
         model = self._model()
         if model is not None and getattr(model, "uses_feature_cache", False):
             dataset = self._feature_dataset(split, model)
-            generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-            return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
+            return self._loader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=0)
+        device = model.device if model is not None else torch.device("cpu")
+        if self._store(split, device) is not None:
+            index = StoreIndex(len(getattr(self.manifest, split)))
+            return self._loader(index, batch_size=batch_size, shuffle=shuffle, num_workers=0, collate_fn=StoreCollate(split))
         return self._loader(self.dataset_for(split), batch_size=batch_size, shuffle=shuffle)
 
-    def _loader(self, dataset, *, batch_size: int, shuffle: bool) -> DataLoader:
-        on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+    # --- decoded-image store (cache: gpu | memory) ----------------------------------------------
+    def cache_mode(self, device: torch.device) -> str:
+        """The resolved ``cache`` for training on ``device``."""
+        m = self.manifest
+        side = self.resolved_preprocess().resize_size
+        return resolve_cache_mode(self.cache, device, len(m.train) + len(m.val) + len(m.test), side)
+
+    def _store(self, split: Literal["train", "val", "test"], device: torch.device) -> TensorStore | None:
+        """The split's uint8 store (built on first use), or None on the PIL path."""
+        mode = self.cache_mode(device)
+        if mode == "none":
+            return None
+        side = self.resolved_preprocess().resize_size
+        where = device if mode == "gpu" else torch.device("cpu")
+        key = (str(where), side, self.face_crop, id(self._manifest))
+        cached = self._stores.get(split)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        store = TensorStore.build(self.source, getattr(self.manifest, split), side=side, face_crop=self.face_crop,
+                                  device=where)
+        self._stores[split] = (key, store)
+        return store
+
+    def _autocast_dtype(self) -> torch.dtype | None:
+        precision = str(getattr(self.trainer, "precision", "")) if self.trainer is not None else ""
+        return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Store batches (indices) become ``(images, labels)`` here, on the training device."""
+        if not isinstance(batch, StoreBatch):
+            return batch
+        device = batch.index.device
+        store = self._stores[batch.split][1]
+        index = batch.index.to(store.device)
+        images, labels = store.images[index].to(device, non_blocking=True), store.labels[index].to(device)
+        model = self._model()
+        transforms = BatchTransforms(
+            self.resolved_preprocess(),
+            augment=self.augment,
+            dtype=(self._autocast_dtype() if device.type == "cuda" else None) or torch.float32,
+            channels_last=bool(getattr(model, "use_channels_last", False)),
+        )
+        images = transforms.train(images) if batch.split == "train" else transforms.eval(images)
+        return images, labels
+
+    def _loader(
+        self, dataset, *, batch_size: int, shuffle: bool, num_workers: int | None = None, collate_fn=None
+    ) -> DataLoader:
+        """A DataLoader; for training, one whose order and augmentation depend only on (seed, epoch, index).
+
+        The training sampler (:class:`ResumableSampler`) shuffles by ``(seed, epoch)``, shards over
+        DDP ranks, and on a resumed fit starts where the checkpoint left off; image items are
+        augmented from a per-item seed (:class:`SeededDataset`), so ``num_workers`` does not
+        change the batches. Every loader has its own generator, so creating one never draws
+        from the global RNG (which a resumed run restores exactly).
+        """
+        trainer = self.trainer
+        num_workers = self.num_workers if num_workers is None else num_workers
+        on_gpu = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        sampler = None
+        if shuffle:
+            world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+            item_seeds = isinstance(dataset, FaceDataset)
+            sampler = ResumableSampler(dataset, seed=self.seed, num_replicas=world, rank=rank, item_seeds=item_seeds)
+            epoch, done = resume_position(trainer, math.ceil(len(sampler) / batch_size))
+            sampler.set_epoch(epoch)
+            sampler.skip = done * batch_size
+            if item_seeds:
+                dataset = SeededDataset(dataset)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            sampler=sampler,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
             pin_memory=on_gpu,
-            generator=generator,
+            generator=torch.Generator().manual_seed(self.seed),
             drop_last=False,
+            collate_fn=collate_fn,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -1,0 +1,100 @@
+"""Callbacks that every facetransfer run gets (see :func:`facetransfer.default_callbacks`).
+
+:class:`BestAndLastCheckpoint` keeps the best checkpoint by a metric and a ``last.ckpt``
+that is the latest state after every epoch, for ``--ckpt_path last``.
+:class:`StepSeeder` makes the randomness drawn in the training process (dropout, on-device
+augmentation) a function of ``(seed, batches trained, rank)``, so a run resumed from a
+mid-epoch checkpoint draws exactly what the uninterrupted run drew, on every DDP rank, with no
+RNG state to save. Images augmented in the DataLoader are seeded per item by
+:class:`facetransfer.data.sampler.ResumableSampler`::
+
+    >>> trainer = lightning.Trainer(callbacks=[StepSeeder()])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+
+class StepSeeder(Callback):
+    """Seed torch, numpy and ``random`` before each training batch from ``(seed, batches trained, rank)``.
+
+    Seeding happens when training starts (also after a resume) and after each batch, i.e. before
+    the next batch is moved to the device (where on-device augmentation draws) and trained on.
+    Lightning counts the batches trained and saves the count in checkpoints, so the streams
+    continue exactly after a resume, whether it was saved mid-epoch or at an epoch end.
+
+    Args:
+        seed: base seed; ``None`` takes the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``), or
+            draws one. It is stored in checkpoints.
+
+    >>> StepSeeder(seed=3).state_dict()
+    {'seed': 3}
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.seed is None:
+            env = os.environ.get("PL_GLOBAL_SEED")
+            self.seed = int(env) if env is not None else random.SystemRandom().randrange(2**31)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._reseed(trainer)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self._reseed(trainer)
+
+    def _reseed(self, trainer: L.Trainer) -> None:
+        done = trainer.fit_loop.epoch_loop.batch_progress.total.processed
+        entropy = [int(self.seed or 0) & 0xFFFFFFFF, done, trainer.global_rank]
+        state = np.random.SeedSequence(entropy).generate_state(2, np.uint64)
+        torch.manual_seed(int(state[0]))
+        np.random.seed(int(state[1] % 2**32))
+        random.seed(int(state[1]))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("seed") is not None:
+            self.seed = int(state_dict["seed"])
+
+
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` is rewritten at every epoch end, not only on improvement.
+
+    Since Lightning 2.6, ``save_last=True`` rewrites ``last.ckpt`` only in a step where a top-k
+    checkpoint was saved, i.e. when the monitored metric improved: a run resumed from ``last``
+    would silently go back to its best epoch, and a finished run's ``last.ckpt`` would not hold
+    its final weights. This restores "last = latest" and changes nothing else.
+
+    >>> BestAndLastCheckpoint(monitor="val/acc", mode="max", save_last=True).save_last
+    True
+    """
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_latest(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_latest(trainer)
+
+    def _save_latest(self, trainer: L.Trainer) -> None:
+        # skipped when this step was saved already (then last.ckpt was written with it)
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+__all__ = ["BestAndLastCheckpoint", "StepSeeder"]
