@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ class FeatureDataset(Dataset):
 @torch.no_grad()
 def extract_features(
     backbone: Backbone,
-    dataset: Dataset,
+    dataset: Dataset | Iterable[tuple[torch.Tensor, torch.Tensor]],
     *,
     batch_size: int = 64,
     num_workers: int = 0,
@@ -54,9 +54,12 @@ def extract_features(
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
     was_training = backbone.training
     backbone.eval()
-    loader = DataLoader(
-        dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False, pin_memory=device.type == "cuda"
-    )
+    if isinstance(dataset, Dataset):
+        loader = DataLoader(
+            dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False, pin_memory=device.type == "cuda"
+        )
+    else:  # already an iterable of (images, labels) batches, e.g. from a decoded-image store
+        loader = dataset
     if progress:
         from tqdm.auto import tqdm
 

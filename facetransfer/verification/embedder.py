@@ -1,0 +1,233 @@
+"""Face images -> L2-normalised embeddings, for projects that import facetransfer.
+
+An :class:`Embedder` wraps a backbone (or a trained :class:`~facetransfer.FaceClassifier`)
+with its eval transform and a central ``face_crop``. It takes PIL images, image files,
+raw ``uint8`` tensors, or already-preprocessed float batches::
+
+    >>> from PIL import Image
+    >>> from facetransfer.models import get_backbone
+    >>> embedder = Embedder(get_backbone("scratch_cnn"), face_crop=0.8)
+    >>> embedder([Image.new("RGB", (92, 112)), Image.new("L", (64, 64))]).shape
+    torch.Size([2, 256])
+
+Cosine similarity of two embeddings is their dot product.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.images import load_rgb, to_rgb
+from ..errors import ConfigError, DataError
+from ..models.backbone import Backbone
+
+ImageLike = Union[Image.Image, str, os.PathLike, torch.Tensor]
+#: most unreadable images listed in one error message
+MAX_LISTED = 30
+
+
+def as_backbone(model: nn.Module) -> Backbone:
+    """The :class:`Backbone` of a backbone or of a module holding one as ``.backbone`` (FaceClassifier)."""
+    backbone = model if isinstance(model, Backbone) else getattr(model, "backbone", None)
+    if not isinstance(backbone, Backbone):
+        raise ConfigError(
+            f"expected a facetransfer Backbone or a FaceClassifier, got {type(model).__name__}"
+        )
+    return backbone
+
+
+def weights_fingerprint(backbone: Backbone) -> str:
+    """Short SHA-256 of the feature weights (head excluded): tells whether two models embed alike."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(backbone.state_dict().items()):
+        if name.startswith("head."):
+            continue
+        digest.update(name.encode() + b"\0")
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class _ImageFiles(Dataset):
+    """Transformed image files; an unreadable file yields ``(None, reason)`` instead of raising."""
+
+    def __init__(self, paths: Sequence[Path], transform) -> None:
+        self.paths, self.transform = list(paths), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            return self.transform(load_rgb(self.paths[index])), ""
+        except DataError as err:
+            return None, str(err)
+
+
+def _collate(batch):
+    return [x for x, _ in batch], [why for _, why in batch]
+
+
+class Embedder:
+    """L2-normalised embeddings of face images with a backbone's features.
+
+    Args:
+        model: a :class:`Backbone` or a :class:`~facetransfer.FaceClassifier` (its backbone is used).
+        face_crop: central fraction of the image kept before resizing (as in
+            :class:`~facetransfer.FaceDataModule`; LFW deep-funneled: see docs/verification.md).
+        flip: also embed the horizontally flipped image and average (test-time augmentation).
+        batch_size: images per forward pass.
+        num_workers: DataLoader workers for :meth:`embed_files`.
+        device: where to run (default: where the model's parameters are).
+        name: what to call the model in results and galleries (default: the FaceClassifier's
+            backbone name, else the class name).
+
+    Inputs of :meth:`__call__`: a PIL image, an image file path, a ``uint8`` tensor
+    ``(C, H, W)`` / ``(B, C, H, W)`` (raw pixels: transformed like PIL images), a float
+    tensor ``(3, H, W)`` / ``(B, 3, H, W)`` (already preprocessed, used as is), or a list of
+    these. Output: ``(N, num_features)`` float32 on the CPU, each row of norm 1.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        face_crop: float = 1.0,
+        flip: bool = False,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        device: torch.device | str | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not 0 < face_crop <= 1:
+            raise ConfigError(f"face_crop must be in (0, 1], got {face_crop}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.backbone = as_backbone(model)
+        self.backbone_name = name or str(getattr(model, "backbone_name", type(self.backbone).__name__))
+        self.face_crop = float(face_crop)
+        self.flip = flip
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.device = torch.device(device) if device is not None else next(self.backbone.parameters()).device
+        self.transform = self.backbone.preprocess.eval_transform(self.face_crop)
+
+    @property
+    def num_features(self) -> int:
+        return int(self.backbone.num_features)
+
+    def describe(self) -> dict[str, Any]:
+        """What determines the embeddings (stored with galleries and results)."""
+        return {
+            "backbone": self.backbone_name,
+            "num_features": self.num_features,
+            "face_crop": self.face_crop,
+            "flip": self.flip,
+            "preprocess": self.backbone.preprocess.to_dict(),
+            "weights_fingerprint": weights_fingerprint(self.backbone),
+        }
+
+    # --- preprocessed batches --------------------------------------------------------------------
+    @torch.no_grad()
+    def embed_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """Preprocessed float images ``(B, 3, H, W)`` -> normalised embeddings (CPU, float32)."""
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise DataError(f"expected a preprocessed batch of shape (B, 3, H, W), got {tuple(batch.shape)}")
+        was_training = self.backbone.training
+        self.backbone.eval()
+        try:
+            out = []
+            for chunk in batch.split(self.batch_size):
+                chunk = chunk.to(self.device, torch.float32)
+                feats = F.normalize(self.backbone.forward_features(chunk).float(), dim=1)
+                if self.flip:
+                    flipped = F.normalize(self.backbone.forward_features(chunk.flip(-1)).float(), dim=1)
+                    feats = F.normalize(feats + flipped, dim=1)
+                out.append(feats.cpu())
+        finally:
+            self.backbone.train(was_training)
+        if not out:
+            return torch.zeros(0, self.num_features)
+        return torch.cat(out)
+
+    # --- any image input -------------------------------------------------------------------------
+    def preprocess(self, image: ImageLike) -> torch.Tensor:
+        """One image (PIL, path or tensor) -> the preprocessed ``(3, H, W)`` float tensor."""
+        if isinstance(image, (str, os.PathLike)):
+            return self.transform(load_rgb(image))
+        if isinstance(image, Image.Image):
+            return self.transform(to_rgb(image))
+        if isinstance(image, torch.Tensor):
+            if image.ndim != 3 or image.shape[0] not in (1, 3):
+                raise DataError(f"an image tensor must be (C, H, W) with 1 or 3 channels, got {tuple(image.shape)}")
+            if image.is_floating_point():
+                if image.shape[0] != 3:
+                    raise DataError(f"a preprocessed image tensor must have 3 channels, got {tuple(image.shape)}")
+                return image
+            if image.dtype != torch.uint8:
+                raise DataError(f"raw image tensors must be uint8, got {image.dtype}")
+            return self.transform(image.expand(3, -1, -1).contiguous())
+        raise DataError(
+            f"cannot embed a {type(image).__name__}; give PIL images, image paths, or (C, H, W) tensors"
+        )
+
+    def __call__(self, images: ImageLike | Sequence[ImageLike]) -> torch.Tensor:
+        """Embed one image or a list of images -> ``(N, num_features)``."""
+        if isinstance(images, torch.Tensor) and images.ndim == 4:
+            if images.is_floating_point():
+                return self.embed_batch(images)
+            return self.embed_batch(torch.stack([self.preprocess(x) for x in images]))
+        if isinstance(images, (str, os.PathLike, Image.Image, torch.Tensor)):
+            images = [images]
+        if not isinstance(images, Sequence):
+            raise DataError(
+                f"cannot embed a {type(images).__name__}; give PIL images, image paths, or (C, H, W) tensors"
+            )
+        items = list(images)
+        out = []
+        for start in range(0, len(items), self.batch_size):
+            chunk = [self.preprocess(x) for x in items[start : start + self.batch_size]]
+            shapes = {tuple(x.shape) for x in chunk}
+            if len(shapes) > 1:
+                raise DataError(f"preprocessed images differ in size: {sorted(shapes)}")
+            out.append(self.embed_batch(torch.stack(chunk)))
+        return torch.cat(out) if out else torch.zeros(0, self.num_features)
+
+    def embed_files(self, paths: Sequence[str | os.PathLike], progress: bool = False) -> torch.Tensor:
+        """Embed image files with a DataLoader (``num_workers``), in order.
+
+        Every unreadable file is collected; one :class:`DataError` then lists them all.
+        """
+        paths = [Path(p) for p in paths]
+        loader = DataLoader(
+            _ImageFiles(paths, self.transform),
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=_collate,
+        )
+        if progress:
+            from tqdm.auto import tqdm
+
+            loader = tqdm(loader, desc="embeddings", leave=False)
+        out, errors = [], []
+        for images, reasons in loader:
+            errors += [why for why in reasons if why]
+            good = [x for x in images if x is not None]
+            if good and not errors:
+                out.append(self.embed_batch(torch.stack(good)))
+        if errors:
+            listing = "\n".join(f"  {why}" for why in errors[:MAX_LISTED])
+            more = f"\n  ... and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else ""
+            raise DataError(f"{len(errors)} image(s) could not be read:\n{listing}{more}")
+        return torch.cat(out) if out else torch.zeros(0, self.num_features)
+
+
+__all__ = ["Embedder", "ImageLike", "as_backbone", "weights_fingerprint"]

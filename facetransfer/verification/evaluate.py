@@ -1,0 +1,201 @@
+"""Run the LFW pair-verification protocol with any backbone or trained model.
+
+Every image the pairs name is embedded once (L2-normalised backbone features,
+optionally averaged with the horizontally flipped image); a pair's score is the
+cosine similarity of its two embeddings::
+
+    >>> model = get_backbone("dlib_resnet", weights="FACE_API")  # doctest: +SKIP
+    >>> result = evaluate_pairs(model, "../shared/data/lfw-devtrain/pairsDevTrain.txt",
+    ...                         face_crop=0.6, out_dir="runs/verify")  # doctest: +SKIP
+    >>> print(result.summary())  # doctest: +SKIP
+    dlib_resnet on pairsDevTrain.txt (2200 pairs, 3443 images, face_crop 0.6): acc 0.9... ± ...
+
+``out_dir`` receives ``roc.png``, ``metrics.json``, ``scores.tsv`` and a TensorBoard event
+file (scalars ``verify/*`` and the ROC figure).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .embedder import Embedder
+from .metrics import VerificationMetrics, verification_metrics
+from .pairs import PairsProtocol
+
+
+@dataclass
+class VerificationResult:
+    """Metrics of one verification run and what produced them.
+
+    Attributes:
+        metrics: accuracy (k-fold mean ± std), AUC, TAR@FAR, thresholds, ROC.
+        pairs_file / image_dir: the protocol's files.
+        num_images: distinct images embedded.
+        model: :meth:`Embedder.describe` (backbone, face crop, flip, weights fingerprint).
+        scores / labels: per pair, in file order.
+        files: what was written to ``out_dir`` (``roc_png``, ``metrics_json``, ``scores_tsv``, ``tensorboard``).
+    """
+
+    metrics: VerificationMetrics
+    pairs_file: str
+    image_dir: str
+    num_images: int
+    model: dict[str, Any]
+    scores: np.ndarray = field(repr=False)
+    labels: np.ndarray = field(repr=False)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        flip = ", flip" if self.model.get("flip") else ""
+        return (
+            f"{self.model.get('backbone')} on {Path(self.pairs_file).name} ({self.metrics.num_pairs} pairs, "
+            f"{self.num_images} images, face_crop {self.model.get('face_crop')}{flip}): {self.metrics.summary()}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pairs_file": self.pairs_file,
+            "image_dir": self.image_dir,
+            "num_images": self.num_images,
+            "model": self.model,
+            "metrics": self.metrics.to_dict(),
+            "files": self.files,
+        }
+
+    def scalars(self, prefix: str = "verify/") -> dict[str, float]:
+        """The headline numbers as ``{verify/acc, verify/acc_std, verify/auc, verify/tar@far1e-3}``."""
+        m = self.metrics
+        return {
+            f"{prefix}acc": m.accuracy,
+            f"{prefix}acc_std": m.accuracy_std,
+            f"{prefix}auc": m.auc,
+            f"{prefix}tar@far{m.far:.0e}".replace("e-0", "e-"): m.tar,
+        }
+
+
+def plot_roc(metrics: VerificationMetrics, title: str = ""):
+    """The ROC curve as a matplotlib figure: linear axes, and TAR over a log-scaled FAR."""
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+
+    fpr, tpr = np.asarray(metrics.fpr), np.asarray(metrics.tpr)
+    fig = Figure(figsize=(10, 4.5))
+    lin, log = fig.subplots(1, 2)
+    lin.plot(fpr, tpr, lw=1.5)
+    lin.plot([0, 1], [0, 1], ls=":", c="grey", lw=1)
+    lin.set(xlabel="false accept rate", ylabel="true accept rate", xlim=(0, 1), ylim=(0, 1.01), title="ROC")
+    lin.text(0.4, 0.1, f"AUC {metrics.auc:.4f}\nacc {metrics.accuracy:.4f} ± {metrics.accuracy_std:.4f}")
+    positive = fpr > 0
+    log.plot(fpr[positive], tpr[positive], lw=1.5)
+    log.axvline(metrics.far, ls="--", c="grey", lw=1)
+    log.plot([metrics.far], [metrics.tar], "o", c="C3", label=f"TAR@FAR={metrics.far:g}: {metrics.tar:.4f}")
+    log.set(xscale="log", xlabel="false accept rate (log)", ylabel="true accept rate", ylim=(0, 1.01))
+    log.set_title("ROC (log FAR)")
+    log.legend(loc="lower right")
+    for ax in (lin, log):
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def pair_scores(protocol: PairsProtocol, embeddings: torch.Tensor, keys: list[str]) -> np.ndarray:
+    """Cosine similarity of each pair, from normalised embeddings of ``keys``."""
+    index = {k: i for i, k in enumerate(keys)}
+    a = embeddings[[index[p.key1] for p in protocol.pairs]]
+    b = embeddings[[index[p.key2] for p in protocol.pairs]]
+    return (a * b).sum(dim=1).double().numpy()
+
+
+def evaluate_pairs(
+    model: nn.Module | Embedder,
+    pairs: str | os.PathLike | PairsProtocol,
+    root: str | os.PathLike | None = None,
+    *,
+    face_crop: float = 1.0,
+    flip: bool = False,
+    far: float = 1e-3,
+    n_folds: int = 10,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: torch.device | str | None = None,
+    out_dir: str | os.PathLike | None = None,
+    tensorboard: bool = True,
+    progress: bool = False,
+    name: str | None = None,
+) -> VerificationResult:
+    """Verify the pairs of an LFW pairs file with a model's embeddings.
+
+    Args:
+        model: a :class:`~facetransfer.models.Backbone`, a :class:`~facetransfer.FaceClassifier`
+            (its backbone's features; the identity head is not used) or an :class:`Embedder`
+            (then ``face_crop``/``flip``/``batch_size``/``num_workers``/``device`` are its own).
+        pairs: a pairs file (View 1 ``pairsDevTrain.txt``/``pairsDevTest.txt`` or View 2
+            ``pairs.txt``) or a loaded :class:`PairsProtocol`.
+        root: the LFW folder (default: the pairs file's folder).
+        face_crop: central fraction of the 250 px image kept before resizing.
+        flip: average each embedding with the flipped image's.
+        far: the false accept rate of the TAR@FAR metric.
+        n_folds: folds for files without official folds (View 2 always uses its 10 sets).
+        out_dir: write ``roc.png``, ``metrics.json``, ``scores.tsv`` and TensorBoard events there.
+        tensorboard: with ``out_dir``, also write the TensorBoard event file.
+        name: the model's name in the results (default: a FaceClassifier's backbone name).
+    """
+    protocol = pairs if isinstance(pairs, PairsProtocol) else PairsProtocol.load(pairs, root)
+    embedder = model if isinstance(model, Embedder) else Embedder(
+        model, face_crop=face_crop, flip=flip, batch_size=batch_size, num_workers=num_workers, device=device, name=name
+    )
+    keys = protocol.image_keys()
+    embeddings = embedder.embed_files([protocol.image_dir / k for k in keys], progress=progress)
+    scores = pair_scores(protocol, embeddings, keys)
+    labels = protocol.labels
+    metrics = verification_metrics(scores, labels, protocol.folds, far=far, n_folds=n_folds)
+    result = VerificationResult(
+        metrics=metrics,
+        pairs_file=str(protocol.path) if protocol.path else "",
+        image_dir=str(protocol.image_dir),
+        num_images=len(keys),
+        model=embedder.describe(),
+        scores=scores,
+        labels=labels,
+    )
+    if out_dir is not None:
+        write_outputs(result, protocol, Path(out_dir), tensorboard=tensorboard)
+    return result
+
+
+def write_outputs(result: VerificationResult, protocol: PairsProtocol, out_dir: Path, tensorboard: bool = True) -> None:
+    """``roc.png``, ``metrics.json``, ``scores.tsv`` (and TensorBoard events) in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig = plot_roc(result.metrics, title=result.summary().split(":")[0])
+    png = out_dir / "roc.png"
+    fig.savefig(png, dpi=100)
+    result.files["roc_png"] = str(png)
+    tsv = out_dir / "scores.tsv"
+    rows = ["name1\timage1\tname2\timage2\tsame\tfold\tscore"]
+    for p, s in zip(protocol.pairs, result.scores):
+        rows.append(f"{p.name1}\t{p.index1}\t{p.name2}\t{p.index2}\t{int(p.same)}\t{p.fold}\t{s:.6f}")
+    tsv.write_text("\n".join(rows) + "\n")
+    result.files["scores_tsv"] = str(tsv)
+    if tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(str(out_dir)) as writer:
+            for name, value in result.scalars().items():
+                writer.add_scalar(name, value, 0)
+            writer.add_figure("verify/roc", fig, 0)
+        result.files["tensorboard"] = str(out_dir)
+    metrics_json = out_dir / "metrics.json"
+    result.files["metrics_json"] = str(metrics_json)
+    metrics_json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+
+
+__all__ = ["VerificationResult", "evaluate_pairs", "pair_scores", "plot_roc", "write_outputs"]

@@ -1,0 +1,365 @@
+"""A face gallery: enroll known people, then name a probe face -- or say it is unknown.
+
+A probe is scored against each enrolled identity by cosine similarity -- to its *template*
+(``match="mean"``: the mean of the identity's L2-normalised embeddings, re-normalised) or
+to its most similar enrolled image (``match="nearest"``) -- and named after the best one;
+below ``threshold`` it is *unknown* (open-set identification)::
+
+    >>> gallery = Gallery(get_backbone("dlib_resnet", weights="FACE_API"), match="nearest")  # doctest: +SKIP
+    >>> gallery.enroll_folder("staff/")  # staff/<name>/<image>  # doctest: +SKIP
+    >>> gallery.calibrate(target_far=0.01)  # threshold from the enrolled images  # doctest: +SKIP
+    >>> gallery.identify("door_camera.jpg")  # doctest: +SKIP
+    Match(name='alice', score=0.93, nearest='alice')
+    >>> gallery.save("staff.gallery")  # doctest: +SKIP
+    >>> gallery = Gallery.load("staff.gallery", model)  # doctest: +SKIP
+
+The file holds tensors and plain metadata only and is read with
+``torch.load(weights_only=True)``: loading a gallery runs no code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_curve
+from torch import nn
+
+from ..data.images import is_image_name
+from ..errors import ConfigError, DataError
+from .embedder import Embedder, ImageLike
+from .metrics import best_threshold
+
+FORMAT = "facetransfer.gallery"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Match:
+    """The answer for one probe.
+
+    Attributes:
+        name: the identity, or None when the probe is unknown (score below the threshold).
+        score: cosine similarity to the nearest identity's template.
+        nearest: the nearest identity, even when rejected.
+    """
+
+    name: str | None
+    score: float
+    nearest: str
+
+    @property
+    def known(self) -> bool:
+        return self.name is not None
+
+
+def _natural_key(text: str) -> list:
+    """``2.pgm`` before ``10.pgm``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def list_identity_images(
+    root: str | os.PathLike, images_per_identity: int | None = None, identities: Iterable[str] | None = None
+) -> dict[str, list[Path]]:
+    """``<root>/<identity>/<image>`` -> {identity: image paths (natural order)}, hidden/non-image files left out."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"gallery folder {root} does not exist or is not a folder")
+    wanted = set(identities) if identities is not None else None
+    found: dict[str, list[Path]] = {}
+    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    for folder in sorted(folders, key=lambda p: _natural_key(p.name)):
+        if wanted is not None and folder.name not in wanted:
+            continue
+        files = sorted(
+            (f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".") and is_image_name(f.name)),
+            key=lambda f: _natural_key(f.name),
+        )
+        if files:
+            found[folder.name] = files[:images_per_identity] if images_per_identity else files
+    if wanted is not None and wanted - set(found):
+        raise DataError(f"no image folder under {root} for identities {sorted(wanted - set(found))}")
+    if not found:
+        raise DataError(f"no identity folders with images under {root}; expected <root>/<identity>/<image>")
+    return found
+
+
+class Gallery:
+    """Enrolled identities and their embeddings, with an open-set threshold.
+
+    Args:
+        model: a backbone, a :class:`~facetransfer.FaceClassifier` or an :class:`Embedder`.
+        threshold: cosine similarity below which a probe is unknown; None: never unknown
+            (closed set). :meth:`calibrate` chooses one from the enrolled images.
+        match: ``mean`` compares a probe with each identity's template (mean embedding);
+            ``nearest`` with each identity's most similar enrolled image (better when people
+            are enrolled in varied poses, costs one comparison per enrolled image).
+        face_crop / flip / batch_size / num_workers / device: as in :class:`Embedder`
+            (ignored when ``model`` is an Embedder).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Embedder,
+        threshold: float | None = None,
+        *,
+        match: Literal["mean", "nearest"] = "mean",
+        face_crop: float = 1.0,
+        flip: bool = False,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.embedder = model if isinstance(model, Embedder) else Embedder(
+            model, face_crop=face_crop, flip=flip, batch_size=batch_size, num_workers=num_workers, device=device
+        )
+        if match not in ("mean", "nearest"):
+            raise ConfigError(f"unknown gallery match {match!r}; known: mean, nearest")
+        self.threshold = threshold
+        self.match = match
+        self.names: list[str] = []
+        self.embeddings = torch.zeros(0, self.embedder.num_features)
+        self.labels = torch.zeros(0, dtype=torch.long)
+        self.sources: list[str] = []
+
+    # --- enrolment ----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+    def counts(self) -> dict[str, int]:
+        """Images enrolled per identity."""
+        return {n: int(c) for n, c in zip(self.names, torch.bincount(self.labels, minlength=len(self.names)))}
+
+    def add_embeddings(self, name: str, embeddings: torch.Tensor, sources: Sequence[str] | None = None) -> None:
+        """Enroll precomputed (normalised) embeddings ``(N, D)`` under ``name``."""
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.embedder.num_features:
+            raise DataError(
+                f"embeddings must be (N, {self.embedder.num_features}) for this model, got {tuple(embeddings.shape)}"
+            )
+        if len(embeddings) == 0:
+            raise DataError(f"no images to enroll for {name!r}")
+        if name not in self.names:
+            self.names.append(name)
+        label = self.names.index(name)
+        self.embeddings = torch.cat([self.embeddings, F.normalize(embeddings.float().cpu(), dim=1)])
+        self.labels = torch.cat([self.labels, torch.full((len(embeddings),), label, dtype=torch.long)])
+        self.sources += list(sources) if sources is not None else [""] * len(embeddings)
+
+    def enroll(self, name: str, images: ImageLike | Sequence[ImageLike]) -> None:
+        """Add images (PIL, paths or tensors, see :class:`Embedder`) of one person; repeatable."""
+        if isinstance(images, (str, os.PathLike)):
+            images = [images]
+        sources = [str(x) for x in images] if isinstance(images, (list, tuple)) and all(
+            isinstance(x, (str, os.PathLike)) for x in images
+        ) else None
+        self.add_embeddings(name, self.embedder(images), sources)
+
+    def enroll_folder(
+        self,
+        root: str | os.PathLike,
+        images_per_identity: int | None = None,
+        identities: Iterable[str] | None = None,
+        progress: bool = False,
+    ) -> dict[str, int]:
+        """Enroll every ``<root>/<identity>/`` folder (its first ``images_per_identity`` images,
+        in natural order) -> {identity: images enrolled}."""
+        found = list_identity_images(root, images_per_identity, identities)
+        paths = [p for files in found.values() for p in files]
+        embeddings = self.embedder.embed_files(paths, progress=progress)
+        start = 0
+        for name, files in found.items():
+            self.add_embeddings(name, embeddings[start : start + len(files)], [str(f) for f in files])
+            start += len(files)
+        return {name: len(files) for name, files in found.items()}
+
+    def remove(self, name: str) -> None:
+        """Forget an identity."""
+        if name not in self.names:
+            raise ConfigError(f"{name!r} is not enrolled; enrolled: {', '.join(self.names) or 'nobody'}")
+        label = self.names.index(name)
+        keep = self.labels != label
+        self.sources = [s for s, k in zip(self.sources, keep.tolist()) if k]
+        self.embeddings, labels = self.embeddings[keep], self.labels[keep]
+        self.labels = labels - (labels > label).long()
+        self.names.pop(label)
+
+    # --- matching -----------------------------------------------------------------------------
+    @property
+    def templates(self) -> torch.Tensor:
+        """``(identities, D)``: per identity the normalised mean of its normalised embeddings."""
+        sums = torch.zeros(len(self.names), self.embeddings.shape[1]).index_add_(0, self.labels, self.embeddings)
+        return F.normalize(sums, dim=1)
+
+    def _per_identity_max(self, scores: torch.Tensor) -> torch.Tensor:
+        """``(N, enrolled images)`` -> ``(N, identities)``: the best score among each identity's images."""
+        out = torch.full((len(scores), len(self.names)), -torch.inf, dtype=scores.dtype)
+        return out.scatter_reduce(1, self.labels.expand(len(scores), -1), scores, reduce="amax")
+
+    def similarities(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity of probe embeddings ``(N, D)`` to every identity -> ``(N, identities)``."""
+        if not self.names:
+            raise ConfigError("the gallery is empty: enroll identities first")
+        probes = F.normalize(embeddings.float(), dim=1)
+        if self.match == "nearest":
+            return self._per_identity_max(probes @ self.embeddings.T)
+        return probes @ self.templates.T
+
+    def match_embeddings(self, embeddings: torch.Tensor) -> list[Match]:
+        """Matches of precomputed probe embeddings."""
+        scores, best = self.similarities(embeddings).max(dim=1)
+        threshold = -np.inf if self.threshold is None else self.threshold
+        return [
+            Match(self.names[b] if s >= threshold else None, float(s), self.names[b])
+            for s, b in zip(scores.tolist(), best.tolist())
+        ]
+
+    def identify(self, image: ImageLike) -> Match:
+        """The enrolled identity of one face image, or ``Match(name=None, ...)`` if unknown."""
+        return self.identify_many([image])[0]
+
+    def identify_many(self, images: Sequence[ImageLike]) -> list[Match]:
+        """Matches of several probe images (PIL, paths or tensors)."""
+        if not self.names:
+            raise ConfigError("the gallery is empty: enroll identities first")
+        if images and all(isinstance(x, (str, os.PathLike)) for x in images):
+            return self.match_embeddings(self.embedder.embed_files(list(images)))
+        return self.match_embeddings(self.embedder(images))
+
+    # --- threshold ----------------------------------------------------------------------------
+    def leave_one_out_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """Scores from the enrolled images alone -> (genuine, impostor).
+
+        Genuine: each image against its own identity without that image (its template built
+        from the others, or its other images; identities with >= 2 images). Impostor: each
+        image's best score among the *other* identities -- what it would score if its person
+        were not enrolled.
+        """
+        counts = torch.bincount(self.labels, minlength=len(self.names))
+        if len(self.names) < 2 or int((counts >= 2).sum()) == 0:
+            raise ConfigError(
+                "choosing a threshold needs at least 2 identities and one with >= 2 enrolled images"
+            )
+        has_rest = counts[self.labels] >= 2
+        rows = torch.arange(len(self.labels))
+        if self.match == "nearest":
+            pairwise = self.embeddings @ self.embeddings.T
+            pairwise[rows, rows] = -torch.inf  # an image does not match itself
+            others = self._per_identity_max(pairwise)
+            genuine = others[rows, self.labels][has_rest]
+        else:
+            sums = torch.zeros(len(self.names), self.embeddings.shape[1]).index_add_(0, self.labels, self.embeddings)
+            own = sums[self.labels] - self.embeddings
+            genuine = (F.normalize(own[has_rest], dim=1) * self.embeddings[has_rest]).sum(dim=1)
+            others = self.embeddings @ F.normalize(sums, dim=1).T
+        others[rows, self.labels] = -torch.inf
+        impostor = others.max(dim=1).values
+        return genuine.double().numpy(), impostor.double().numpy()
+
+    def calibrate(self, target_far: float | None = None) -> float:
+        """Choose and set ``threshold`` from :meth:`leave_one_out_scores`.
+
+        ``target_far=None``: the threshold that best separates genuine from impostor scores
+        (:func:`~.metrics.best_threshold`). Otherwise the lowest threshold at which at most
+        that fraction of impostor scores is accepted.
+        """
+        genuine, impostor = self.leave_one_out_scores()
+        scores = np.concatenate([genuine, impostor])
+        labels = np.concatenate([np.ones(len(genuine), np.int64), np.zeros(len(impostor), np.int64)])
+        if target_far is None:
+            threshold, _ = best_threshold(scores, labels)
+        else:
+            if not 0 <= target_far < 1:
+                raise ConfigError(f"target_far must be in [0, 1), got {target_far}")
+            fpr, _, thresholds = roc_curve(labels, scores, drop_intermediate=False)
+            ok = np.flatnonzero(fpr <= target_far)
+            threshold = float(thresholds[ok[-1]])
+            if not np.isfinite(threshold):
+                threshold = float(impostor.max()) + 1e-6
+        self.threshold = float(threshold)
+        return self.threshold
+
+    # --- persistence --------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the gallery (embeddings, names, threshold, model description) to one file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"threshold": self.threshold, "match": self.match, "model": self.embedder.describe()}
+        torch.save(
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "names": list(self.names),
+                "embeddings": self.embeddings.contiguous(),
+                "labels": self.labels,
+                "sources": list(self.sources),
+                "meta": json.dumps(meta),
+            },
+            path,
+        )
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        model: nn.Module | Embedder,
+        strict: bool = True,
+        **embedder_args: Any,
+    ) -> Gallery:
+        """Read a saved gallery for ``model``; the saved face crop and flip are reused.
+
+        The model must produce embeddings of the same size; with ``strict`` it must also be
+        the same network with the same weights (``weights_fingerprint``), since embeddings of
+        other weights are not comparable.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"gallery file {path} does not exist")
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # not a torch file, or one holding code objects
+            raise DataError(f"{path} is not a facetransfer gallery file: {str(err).splitlines()[0]}") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise DataError(f"{path} is not a facetransfer gallery file")
+        if data.get("version", 0) > VERSION:
+            raise DataError(f"{path} was written by a newer facetransfer (gallery format {data['version']})")
+        meta = json.loads(data["meta"])
+        saved = meta["model"]
+        if isinstance(model, Embedder):
+            embedder = model
+        else:
+            args = {"face_crop": saved["face_crop"], "flip": saved["flip"], **embedder_args}
+            embedder = Embedder(model, **args)
+        if embedder.num_features != saved["num_features"]:
+            raise ConfigError(
+                f"{path} holds {saved['num_features']}-d embeddings of {saved['backbone']}; "
+                f"this model makes {embedder.num_features}-d embeddings"
+            )
+        if strict:
+            fingerprint = embedder.describe()["weights_fingerprint"]
+            if fingerprint != saved["weights_fingerprint"]:
+                raise ConfigError(
+                    f"{path} was enrolled with other weights ({saved['backbone']}, fingerprint "
+                    f"{saved['weights_fingerprint']}) than this model ({embedder.backbone_name}, {fingerprint}); "
+                    "embeddings would not be comparable (strict=False to load anyway)"
+                )
+        gallery = cls(embedder, threshold=meta["threshold"], match=meta.get("match", "mean"))
+        gallery.names = list(data["names"])
+        gallery.embeddings = data["embeddings"].float()
+        gallery.labels = data["labels"].long()
+        gallery.sources = list(data["sources"])
+        return gallery
+
+
+__all__ = ["Gallery", "Match", "list_identity_images"]
