@@ -24,8 +24,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--min-images", type=int, default=3, help="drop identities with fewer images")
     parser.add_argument("--train-samples", default="all", help="training-set size or 'all'")
     parser.add_argument("--input-size", type=int, default=None, help="input side in pixels (default: backbone's)")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--face-crop", type=float, default=None, help="central fraction kept (default: dataset's)")
+    parser.add_argument("--raw-features", action="store_true", help="no feature standardisation before the head")
     parser.add_argument("--out", default="runs/example_linear_probe")
     args = parser.parse_args(argv)
 
@@ -35,6 +37,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         args.dataset,
         root=args.root,
         min_images_per_identity=args.min_images,
+        face_crop=args.face_crop,
         train_samples=args.train_samples if args.train_samples == "all" else int(args.train_samples),
         batch_size=32,
     )
@@ -43,6 +46,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         weights=None if args.weights.lower() == "none" else args.weights,
         freeze="all",  # linear probe: the backbone is frozen, only the head learns
         input_size=args.input_size,
+        head_norm=not args.raw_features,
         lr=args.lr,
     )
     trainer = ft.make_trainer(max_epochs=args.epochs, default_root_dir=args.out, enable_progress_bar=False)

@@ -73,6 +73,8 @@ class FaceClassifier(L.LightningModule):
             run an ImageNet model 4x cheaper); resize keeps the backbone's crop ratio.
         class_names: identity names; None takes them from the DataModule at setup.
         head_dropout: dropout before the identity head.
+        head_norm: standardise features before the head (``BatchNorm1d`` without affine); makes
+            a linear probe train well at one learning rate whatever the backbone's feature scale.
         optimizer: ``adam``, ``adamw`` or ``sgd`` (momentum 0.9, nesterov).
         lr: learning rate of the head (and of the backbone unless ``backbone_lr`` is set).
         backbone_lr: learning rate of the trainable backbone stages.
@@ -102,6 +104,7 @@ class FaceClassifier(L.LightningModule):
         input_size: int | None = None,
         class_names: list[str] | None = None,
         head_dropout: float = 0.0,
+        head_norm: bool = False,
         optimizer: Literal["adam", "adamw", "sgd"] = "adam",
         lr: float = 1e-4,
         backbone_lr: float | None = None,
@@ -165,7 +168,9 @@ class FaceClassifier(L.LightningModule):
             # drawn before setup(), which differs between one process and DDP (Lightning re-seeds)
             if "PL_GLOBAL_SEED" in os.environ:
                 torch.default_generator.manual_seed(int(os.environ["PL_GLOBAL_SEED"]))
-            self.backbone.reset_head(len(class_names), dropout=self.hparams.head_dropout)
+            self.backbone.reset_head(
+                len(class_names), dropout=self.hparams.head_dropout, norm=self.hparams.get("head_norm", False)
+            )
         n = len(class_names)
         self.train_metrics = MetricCollection({"acc": MulticlassAccuracy(n, average="micro")}, prefix="train/")
         self.val_metrics = _metrics(n, "val/")

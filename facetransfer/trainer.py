@@ -39,15 +39,22 @@ def default_precision(accelerator: str | None = "auto") -> str | None:
     return None
 
 
+def default_benchmark(accelerator: str | None = "auto") -> bool | None:
+    """cuDNN autotuning on CUDA (face crops have one fixed size), else Lightning's default."""
+    return True if default_precision(accelerator) is not None else None
+
+
 def make_trainer(**kwargs: Any) -> L.Trainer:
-    """``lightning.Trainer(**kwargs)`` plus :func:`default_callbacks` (appended to any given) and
-    bf16-mixed precision by default on GPUs."""
+    """``lightning.Trainer(**kwargs)`` plus :func:`default_callbacks` (appended to any given),
+    atomic checkpoints, and on GPUs bf16-mixed precision and cuDNN autotuning by default."""
     from ._noise import silence_known_noise
 
     silence_known_noise()
     kwargs.setdefault("default_root_dir", "runs")
     if kwargs.get("precision") is None:
         kwargs["precision"] = default_precision(kwargs.get("accelerator", "auto"))
+    if kwargs.get("benchmark") is None and not kwargs.get("deterministic"):
+        kwargs["benchmark"] = default_benchmark(kwargs.get("accelerator", "auto"))
     defaults = default_callbacks(kwargs.get("enable_checkpointing") is not False, kwargs.get("logger") is not False)
     kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *defaults]
     trainer = L.Trainer(**kwargs)

@@ -68,6 +68,7 @@ class FaceDataModule(L.LightningDataModule):
         val_fraction / test_fraction: per-identity share of images held out (at least 1 each).
         train_samples: size of the training set drawn from the pool (nested across sizes), or ``all``.
         seed: seeds the split, the subsample order and the shuffling.
+        balanced_eval: cut val/test to the same number of images per identity (imbalanced data).
         face_crop: central fraction of the image kept before resizing (None: dataset default).
         augment: light training augmentation (random resized crop, flip, colour jitter).
         batch_size / eval_batch_size: training / evaluation batch sizes.
@@ -95,6 +96,7 @@ class FaceDataModule(L.LightningDataModule):
         test_fraction: float = 0.2,
         train_samples: TrainSamples = "all",
         seed: int = 0,
+        balanced_eval: bool = False,
         face_crop: float | None = None,
         augment: bool = True,
         batch_size: int = 32,
@@ -125,6 +127,7 @@ class FaceDataModule(L.LightningDataModule):
             test_fraction=test_fraction,
             train_samples=train_samples,
             seed=seed,
+            balanced_eval=balanced_eval,
         )
         self.seed = seed
         self.face_crop = face_crop if face_crop is not None else DEFAULT_FACE_CROP.get(dataset, 1.0)
@@ -271,8 +274,12 @@ class FaceDataModule(L.LightningDataModule):
     def _model(self):
         return getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
 
-    def _feature_dataset(self, split: Literal["train", "val", "test"], model) -> FeatureDataset:
-        """Frozen-backbone features of a split (eval transform), computed once per model."""
+    def frozen_features(self, split: Literal["train", "val", "test"], model) -> FeatureDataset:
+        """Frozen-backbone features of a split (eval transform), computed once per model.
+
+        Linear probes (``model.uses_feature_cache``) train on these; override to serve them
+        from elsewhere (the sweep reads them from an on-disk store shared by its cells).
+        """
         cached = self._features.get(split)
         if cached is not None and cached[0] is model:
             return cached[1]
@@ -305,7 +312,7 @@ class FaceDataModule(L.LightningDataModule):
     def _split_loader(self, split: Literal["train", "val", "test"], *, batch_size: int, shuffle: bool) -> DataLoader:
         model = self._model()
         if model is not None and getattr(model, "uses_feature_cache", False):
-            dataset = self._feature_dataset(split, model)
+            dataset = self.frozen_features(split, model)
             return self._loader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=0)
         device = model.device if model is not None else torch.device("cpu")
         if self._store(split, device) is not None:

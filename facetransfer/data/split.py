@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -130,8 +130,15 @@ def make_split(
     test_fraction: float = 0.2,
     train_samples: TrainSamples = "all",
     seed: int = 0,
+    balanced_eval: bool = False,
 ) -> SplitManifest:
-    """Filter identities, split each one, order the train pool round-robin, subsample it."""
+    """Filter identities, split each one, order the train pool round-robin, subsample it.
+
+    ``balanced_eval`` cuts val and test to the same number of images per identity (the
+    smallest count): on an imbalanced dataset (LFW: George W. Bush is 16 % of the test images)
+    accuracy is then the mean per-identity accuracy, and the best-val checkpoint cannot win by
+    collapsing onto the largest identity. The training pool is the same either way.
+    """
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ConfigError(
             f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1) with a sum below 1"
@@ -179,6 +186,8 @@ def make_split(
         val += [(k, label[name]) for k in sorted(order[n_test : n_test + n_val])]
         pools[name] = order[n_test + n_val :]
 
+    if balanced_eval:
+        val, test = _balanced(val), _balanced(test)
     identity_order = [classes[i] for i in np.random.default_rng(seed).permutation(len(classes))]
     pool: list[Item] = []
     for rank in range(max(len(p) for p in pools.values())):
@@ -192,5 +201,19 @@ def make_split(
         test_fraction=test_fraction,
         train_samples=train_samples,
         seed=seed,
+        balanced_eval=balanced_eval,
     )
     return SplitManifest(classes, train, val, test, len(pool), settings)
+
+
+def _balanced(items: list[Item]) -> list[Item]:
+    """Keep the first ``k`` items of every label, ``k`` = the smallest label count."""
+    counts = Counter(label for _, label in items)
+    if not counts:
+        return items
+    keep, seen, out = min(counts.values()), Counter(), []
+    for key, label in items:
+        if seen[label] < keep:
+            out.append((key, label))
+            seen[label] += 1
+    return out

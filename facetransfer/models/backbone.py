@@ -67,12 +67,21 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def reset_head(self, num_classes: int, dropout: float = 0.0) -> None:
-        """Replace the classification head by a fresh ``num_features -> num_classes`` layer."""
+    def reset_head(self, num_classes: int, dropout: float = 0.0, norm: bool = False) -> None:
+        """Replace the classification head by a fresh ``num_features -> num_classes`` layer.
+
+        ``norm`` standardises the features first (``BatchNorm1d`` without affine parameters), which
+        makes a linear probe's learning rate independent of the backbone's feature scale.
+        """
         if num_classes < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+        layers: list[nn.Module] = []
+        if norm:
+            layers.append(nn.BatchNorm1d(self.num_features, affine=False))
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
         linear = nn.Linear(self.num_features, num_classes)
-        self.head = nn.Sequential(nn.Dropout(dropout), linear) if dropout > 0 else linear
+        self.head = nn.Sequential(*layers, linear) if layers else linear
         self.num_classes = num_classes
 
     # --- stages and freezing -----------------------------------------------------------------
