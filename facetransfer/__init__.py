@@ -17,6 +17,7 @@ from .module import FaceClassifier
 from .preprocess import Preprocess
 from .trainer import default_callbacks, make_trainer
 from .verification import Embedder, Gallery, Match, PairsProtocol, VerificationResult, evaluate_pairs
+from .sweep import load_sweep_config, run_sweep, write_report
 
 __version__ = "0.1.0"
 
@@ -45,10 +46,13 @@ __all__ = [
     "list_backbones",
     "list_freeze_policies",
     "list_sources",
+    "load_sweep_config",
     "make_trainer",
     "register_backbone",
     "register_freeze_policy",
     "register_source",
+    "run_sweep",
     "seed_everything",
     "silence_known_noise",
+    "write_report",
 ]

@@ -4,6 +4,8 @@
     facetransfer test --config configs/linear_probe.yaml --ckpt_path runs/.../last.ckpt
     facetransfer weights import mobilenet_v2-b0353104.pth
     facetransfer backbones
+    facetransfer sweep --config configs/experiments/demo.yaml
+    facetransfer report results/demo
 
 Bad input (unknown backbone, missing folder, corrupt image ...) ends with one
 ``facetransfer: error: ...`` line and exit status 2, not a traceback.
@@ -17,19 +19,21 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
 from ._noise import silence_known_noise
+from .checkpointing import LOAD_ERRORS, checkpoint_error, find_last_checkpoint, is_load_error, use_atomic_checkpoints
 from .data import FaceDataModule
-from .errors import FaceTransferError
+from .errors import ConfigError, FaceTransferError
 from .module import FaceClassifier, restoring_from_checkpoint
-from .trainer import default_callbacks, default_precision
+from .trainer import default_benchmark, default_callbacks, default_precision
 
 
 
 def trainer_defaults() -> dict:
     """Defaults every run gets: best + last checkpoints by val/acc, learning-rate logging."""
-    return {"default_root_dir": "runs", "callbacks": default_callbacks()}
+    return {"default_root_dir": "runs"}
 
 
 class FaceTransferCLI(LightningCLI):
@@ -51,6 +55,8 @@ class FaceTransferCLI(LightningCLI):
         trainer = self.config.get(str(self.subcommand), {}).get("trainer") if self.subcommand else None
         if trainer is not None and trainer.get("precision") is None:
             trainer["precision"] = default_precision(trainer.get("accelerator", "auto"))
+        if trainer is not None and trainer.get("benchmark") is None and not trainer.get("deterministic"):
+            trainer["benchmark"] = default_benchmark(trainer.get("accelerator", "auto"))
 
     def instantiate_classes(self) -> None:
         ckpt = self.config.get(str(self.subcommand), {}).get("ckpt_path") if self.subcommand else None
@@ -60,10 +66,51 @@ class FaceTransferCLI(LightningCLI):
         else:
             super().instantiate_classes()
 
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI reads the model's hyperparameters from ``--ckpt_path`` (``weights_only=True``): an
+        unsafe or damaged file is one clear error, not a traceback."""
+        try:
+            super()._parse_ckpt_path()
+        except LOAD_ERRORS as err:
+            if not is_load_error(err):
+                raise
+            raise checkpoint_error(self.config[self.config.subcommand].get("ckpt_path"), err) from None
+
+    def instantiate_trainer(self, **kwargs):
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoints(trainer)  # atomic, weights_only checkpoint files
+        return trainer
+
+    def _resolve_last_checkpoint(self) -> None:
+        """``--ckpt_path last``: the newest last*.ckpt of earlier runs (Lightning looks only in the new run's folder)."""
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return
+        found = find_last_checkpoint(self.trainer)
+        if found is None and self.subcommand != "fit":
+            raise ConfigError(f"--ckpt_path last: no last*.ckpt under {self.trainer.default_root_dir}")
+        if self.trainer.is_global_zero:
+            print(f"facetransfer: --ckpt_path last is {found}" if found else "facetransfer: no last checkpoint yet; starting a new run")
+        config["ckpt_path"] = str(found) if found else None
+
+    def before_fit(self) -> None:
+        self._resolve_last_checkpoint()
+
+    before_validate = before_test = before_predict = before_fit
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
+        """Add facetransfer's default callbacks, minus those the trainer options turn off."""
+        defaults = default_callbacks(config.get("enable_checkpointing") is not False, config.get("logger") is not False)
+        return super()._instantiate_trainer(config, [*callbacks, *defaults])
+
     def after_fit(self) -> None:
-        ckpt = self.trainer.checkpoint_callback
+        # the val/acc checkpoint, also when a config adds others (e.g. every_n_train_steps, no monitor)
+        monitored = [c for c in self.trainer.checkpoint_callbacks if getattr(c, "monitor", None) and c.best_model_path]
+        ckpt = monitored[0] if monitored else self.trainer.checkpoint_callback
         if self.trainer.is_global_zero and ckpt is not None and ckpt.best_model_path:
-            print(f"facetransfer: best checkpoint {ckpt.best_model_path} (val/acc {float(ckpt.best_model_score):.4f})")
+            score = ckpt.best_model_score
+            shown = f" ({ckpt.monitor} {float(score):.4f})" if score is not None and ckpt.monitor else ""
+            print(f"facetransfer: best checkpoint {ckpt.best_model_path}{shown}")
             print(f"facetransfer: test it with: facetransfer test --config <same config> --ckpt_path {ckpt.best_model_path}")
 
 
@@ -128,11 +175,21 @@ def register_command(name: str) -> Callable:
     return wrapper
 
 
+def _register_sweep_commands() -> None:
+    from .sweep.cli import report_command, sweep_command
+
+    register_command("sweep")(sweep_command)
+    register_command("report")(report_command)
+
+
+_register_sweep_commands()
+
 DESCRIPTION = """Face recognition by transfer learning (PyTorch Lightning).
 
 training commands (LightningCLI): fit, validate, test, predict
 tool commands: weights (import/list offline weights), backbones (list models),
-               verify (LFW pair verification)
+               verify (LFW pair verification), sweep (the paper's grid of strategies x backbones x
+               training sizes x seeds), report (a sweep's table and plot)
 Run 'facetransfer COMMAND --help' for each."""
 
 

@@ -1,0 +1,7 @@
+"""``python -m facetransfer.sweep --config FILE`` (works without jsonargparse)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

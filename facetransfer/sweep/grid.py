@@ -1,0 +1,105 @@
+"""The grid of a sweep: one cell per (training-set size, method, seed), sizes capped at the pool.
+
+Each seed has its own split (test set, val set, train pool); within a seed the test set
+is the same for every size ``N`` and the ``N`` training images are the first ``N`` of
+the pool, so smaller training sets are inside larger ones. A size above the pool is
+capped to the pool (and runs once if it then equals another size)::
+
+    >>> sizes, notes = effective_sizes([50, 100, 5000, "all"], pool_size=2178)
+    >>> sizes
+    [50, 100, 2178]
+    >>> notes[0]
+    "train_samples 5000 is more than the training pool of 2178 images: capped to 2178 (= 'all')"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, replace
+
+from ..data.split import SplitManifest
+from .config import MethodSpec, SweepConfig
+
+CellKey = tuple[str, int, int]  # (method name, train_samples, seed)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: ``method`` trained on the first ``train_samples`` pool images of ``seed``'s split."""
+
+    method: MethodSpec
+    train_samples: int
+    seed: int
+    pool_size: int
+
+    @property
+    def key(self) -> CellKey:
+        return (self.method.name, self.train_samples, self.seed)
+
+    @property
+    def is_all(self) -> bool:
+        return self.train_samples == self.pool_size
+
+    @property
+    def label(self) -> str:
+        n = f"{self.train_samples} (all)" if self.is_all else str(self.train_samples)
+        return f"{self.method.name} N={n} seed={self.seed}"
+
+    @property
+    def folder(self) -> str:
+        """Sub-folder of the method's log folder for this cell."""
+        return f"n{self.train_samples}-seed{self.seed}"
+
+
+def effective_sizes(requested: list[int | str], pool_size: int) -> tuple[list[int], list[str]]:
+    """Requested sizes -> distinct sizes that fit the pool (ascending), and notices about capping."""
+    sizes: list[int] = []
+    notes: list[str] = []
+    for n in requested:
+        if n == "all":
+            size = pool_size
+        elif int(n) > pool_size:
+            size = pool_size
+            notes.append(
+                f"train_samples {n} is more than the training pool of {pool_size} images: capped to {pool_size} (= 'all')"
+            )
+        else:
+            size = int(n)
+        if size not in sizes:
+            sizes.append(size)
+    return sorted(sizes), notes
+
+
+def subset_manifest(pool: SplitManifest, train_samples: int) -> SplitManifest:
+    """The split of a cell: the seed's split with the first ``train_samples`` pool images.
+
+    Equal to what :class:`FaceDataModule` builds with ``train_samples=N`` for the same seed.
+    """
+    if not 1 <= train_samples <= pool.train_pool_size:
+        raise ValueError(f"train_samples {train_samples} outside 1..{pool.train_pool_size}")
+    n = "all" if train_samples == pool.train_pool_size else train_samples
+    return replace(pool, train=list(pool.train[:train_samples]), settings={**pool.settings, "train_samples": n})
+
+
+def split_digest(pool: SplitManifest) -> str:
+    """Identifies a seed's split by its content (identities, pool order, val, test), not by paths."""
+    body = json.dumps([pool.classes, pool.train, pool.val, pool.test], separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def build_cells(config: SweepConfig, pools: dict[int, SplitManifest]) -> tuple[list[Cell], list[str]]:
+    """All cells, ordered seed -> N -> method (every method's small-N results come first)."""
+    cells: list[Cell] = []
+    notes: list[str] = []
+    for seed in config.seeds:
+        pool = pools[seed]
+        sizes, seed_notes = effective_sizes(config.train_samples, pool.train_pool_size)
+        notes += [n for n in seed_notes if n not in notes]
+        for size in sizes:
+            cells += [Cell(m, size, seed, pool.train_pool_size) for m in config.methods]
+    return cells, notes
+
+
+__all__ = ["Cell", "CellKey", "build_cells", "effective_sizes", "split_digest", "subset_manifest"]

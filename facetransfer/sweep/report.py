@@ -1,0 +1,218 @@
+"""The report of a sweep: a Markdown table, an accuracy-vs-N plot, and both in TensorBoard.
+
+Built from ``results.csv`` alone, so it can be remade at any time
+(``facetransfer report results/demo``)::
+
+    >>> report = write_report("results/demo")  # doctest: +SKIP
+    >>> print(report.markdown)  # doctest: +SKIP
+    | method | N=20 | N=60 | N=220 (all) |
+    ...
+    >>> report.plot  # doctest: +SKIP
+    PosixPath('results/demo/accuracy_vs_n.png')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+from .results import RESULTS_NAME, STATE_NAME, ResultsTable, write_atomically
+
+REPORT_NAME = "report.md"
+PLOT_NAME = "accuracy_vs_n.png"
+TENSORBOARD_SUBDIR = os.path.join("logs", "report")
+FIGURE_TAG = "sweep/accuracy_vs_n"
+TABLE_TAG = "sweep/table"
+
+
+@dataclass
+class Report:
+    """Where a report was written, and its Markdown text."""
+
+    markdown: str
+    table_path: Path
+    plot: Path
+    tensorboard_dir: Path
+    rows: int
+
+
+@dataclass
+class _Series:
+    method: str
+    strategy: str
+    backbone: str
+    weights: str
+    points: dict[int, list[dict[str, Any]]]  # N -> rows (one per seed)
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    mean, std = _stats(values)
+    if len(values) > 1:
+        return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f}"
+
+
+def _state(folder: Path) -> dict[str, Any]:
+    """The sweep's ``sweep.json`` (empty when absent or unreadable: the report needs only the CSV)."""
+    path = folder / STATE_NAME
+    try:
+        state = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _method_order(folder: Path, rows: list[dict[str, Any]]) -> list[str]:
+    order = [m for m in _state(folder).get("method_order", []) if isinstance(m, str)]
+    for row in rows:
+        if row["method"] not in order:
+            order.append(row["method"])
+    return [m for m in order if any(r["method"] == m for r in rows)]
+
+
+def _series(folder: Path, rows: list[dict[str, Any]]) -> list[_Series]:
+    by_method: dict[str, _Series] = {}
+    for row in rows:
+        s = by_method.get(row["method"])
+        if s is None:
+            s = by_method[row["method"]] = _Series(row["method"], row["strategy"], row["backbone"], row["weights"], defaultdict(list))
+        s.points[row["train_samples"]].append(row)
+    return [by_method[m] for m in _method_order(folder, rows)]
+
+
+def _size_label(n: int, rows: list[dict[str, Any]]) -> str:
+    return f"{n} (all)" if any(r["train_samples"] == n and r["pool_size"] == n for r in rows) else str(n)
+
+
+def markdown_table(folder: Path, rows: list[dict[str, Any]], title: str | None = None) -> str:
+    """Test top-1 accuracy (%) per method (rows) and training-set size N (columns), then details."""
+    series = _series(folder, rows)
+    sizes = sorted({r["train_samples"] for r in rows})
+    seeds = sorted({r["seed"] for r in rows})
+    datasets = sorted({r["dataset"] for r in rows})
+    identities = sorted({r["identities"] for r in rows})
+    tests = sorted({r["test_images"] for r in rows})
+    devices = sorted({r["device"] for r in rows})
+    lines = [f"## {title}" if title else "## Sweep results", ""]
+    balanced = bool(_state(folder).get("config", {}).get("data", {}).get("balanced_eval"))
+    lines.append(
+        f"Test top-1 accuracy (%) on {', '.join(datasets)}: {'/'.join(map(str, identities))} identities, "
+        f"{'/'.join(map(str, tests))} test images{' (the same number per identity)' if balanced else ''}, "
+        "by training-set size N; "
+        + (f"mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))})." if len(seeds) > 1 else f"seed {seeds[0]}.")
+    )
+    lines.append("")
+    header = ["method", "strategy", "backbone", "weights", *[f"N={_size_label(n, rows)}" for n in sizes]]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] * 4 + ["---:"] * len(sizes)) + "|")
+    for s in series:
+        cells = [_fmt([r["test_top1"] for r in s.points[n]]) if n in s.points else "–" for n in sizes]
+        lines.append("| " + " | ".join([s.method, s.strategy, s.backbone, s.weights, *cells]) + " |")
+    lines += ["", "Details (means over seeds): top-5 and macro-F1 in %, train seconds per cell.", ""]
+    lines.append("| method | N | seeds | top-1 | top-5 | macro-F1 | train s | device |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---|")
+    for s in series:
+        for n in sorted(s.points):
+            pts = s.points[n]
+            lines.append(
+                f"| {s.method} | {_size_label(n, rows)} | {len(pts)} | {_fmt([r['test_top1'] for r in pts])} | "
+                f"{_fmt([r['test_top5'] for r in pts])} | {_fmt([r['test_macro_f1'] for r in pts])} | "
+                f"{statistics.fmean(r['train_seconds'] for r in pts):.1f} | {', '.join(sorted({r['device'] for r in pts}))} |"
+            )
+    total = sum(r["cell_seconds"] for r in rows)
+    lines += ["", f"{len(rows)} cells, {total / 60:.1f} min of cell time in total; device: {', '.join(devices)}."]
+    return "\n".join(lines) + "\n"
+
+
+def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None = None):
+    """Test top-1 vs N (log x): one line per method (backbone x strategy), mean ± std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 4.8), dpi=120)
+    ax = fig.add_subplot(1, 1, 1)
+    styles = {"scratch": ":", "linear_probe": "--", "features_logreg": "-.", "finetune": "-"}
+    markers = {"scratch": "x", "linear_probe": "s", "features_logreg": "^", "finetune": "o"}
+    for s in _series(folder, rows):
+        ns = sorted(s.points)
+        stats = [_stats([r["test_top1"] * 100 for r in s.points[n]]) for n in ns]
+        means, stds = [m for m, _ in stats], [d for _, d in stats]
+        (line,) = ax.plot(ns, means, linestyle=styles.get(s.strategy, "-"), marker=markers.get(s.strategy, "o"), label=s.method)
+        if any(d > 0 for d in stds):
+            ax.fill_between(ns, [m - d for m, d in zip(means, stds)], [m + d for m, d in zip(means, stds)],
+                            color=line.get_color(), alpha=0.15, linewidth=0)
+    ax.set_xscale("log")
+    sizes = sorted({r["train_samples"] for r in rows})
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([str(n) for n in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("training images N (log scale)")
+    ax.set_ylabel("test top-1 accuracy (%)")
+    ax.set_ylim(bottom=0, top=min(100, max(5, math.ceil(max(r["test_top1"] for r in rows) * 110))))
+    ax.grid(True, alpha=0.3)
+    seeds = sorted({r["seed"] for r in rows})
+    about = f"{'/'.join(sorted({r['dataset'] for r in rows}))}, {'/'.join(str(i) for i in sorted({r['identities'] for r in rows}))} identities"
+    spread = f", mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else ""
+    ax.set_title(f"{title or 'accuracy vs training-set size'} ({about}{spread})")
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def write_report(folder: str | os.PathLike, title: str | None = None) -> Report:
+    """Write ``report.md``, ``accuracy_vs_n.png`` and a TensorBoard figure + table from ``results.csv``."""
+    folder = Path(folder)
+    table = ResultsTable(folder / RESULTS_NAME)
+    if not table.path.is_file():
+        raise DataError(f"no {RESULTS_NAME} in {folder}: run a sweep into it first (facetransfer sweep --config ...)")
+    rows = table.rows()
+    if not rows:
+        raise DataError(f"{table.path} has no finished cells yet")
+    if title is None:
+        title = _title(folder)
+    markdown = markdown_table(folder, rows, title)
+    table_path = folder / REPORT_NAME
+    write_atomically(table_path, markdown)
+    fig = accuracy_figure(folder, rows, title)
+    plot = folder / PLOT_NAME
+    fig.savefig(plot)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    tb_dir = folder / TENSORBOARD_SUBDIR
+    tb_dir.mkdir(parents=True, exist_ok=True)
+    for old in tb_dir.glob("events.out.tfevents.*"):  # the report is remade from the CSV, not appended
+        old.unlink()
+    writer = SummaryWriter(str(tb_dir))
+    try:
+        writer.add_figure(FIGURE_TAG, fig, global_step=len(rows), close=False)
+        writer.add_text(TABLE_TAG, markdown, global_step=len(rows))
+        for s in _series(folder, rows):
+            for n in sorted(s.points):
+                mean, _ = _stats([r["test_top1"] for r in s.points[n]])
+                writer.add_scalar(f"sweep_top1/{s.method}", mean, global_step=n)
+    finally:
+        writer.close()
+    return Report(markdown, table_path, plot, tb_dir, len(rows))
+
+
+def _title(folder: Path) -> str | None:
+    name = _state(folder).get("name")
+    return name if isinstance(name, str) else None
+
+
+__all__ = ["Report", "accuracy_figure", "markdown_table", "write_report"]

@@ -1,0 +1,231 @@
+"""``results.csv``: one row per finished cell, written atomically, the key of resuming a sweep.
+
+A row is added by rewriting the whole file to a temporary file and renaming it over
+the old one, so a killed sweep leaves either the old or the new file, never a torn
+one. A row whose cell (method, train_samples, seed) is already there is not added
+again. ``sweep.json`` next to it records what the rows were computed with, so that a
+rerun with another data split or other method settings is refused instead of mixed in::
+
+    >>> table = ResultsTable("results/demo/results.csv")  # doctest: +SKIP
+    >>> table.finished_keys()  # doctest: +SKIP
+    {('scratch/scratch_cnn', 50, 0), ...}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, DataError
+from .grid import CellKey
+
+RESULTS_NAME = "results.csv"
+STATE_NAME = "sweep.json"
+LOCK_NAME = ".sweep.lock"
+STATE_VERSION = 1
+
+FIELDS = [
+    "dataset",
+    "method",
+    "strategy",
+    "backbone",
+    "weights",
+    "train_samples",
+    "seed",
+    "identities",
+    "test_images",
+    "pool_size",
+    "test_top1",
+    "test_top5",
+    "test_macro_f1",
+    "train_seconds",
+    "cell_seconds",
+    "device",
+    "finished_at",
+]
+INT_FIELDS = ("train_samples", "seed", "identities", "test_images", "pool_size")
+FLOAT_FIELDS = ("test_top1", "test_top5", "test_macro_f1", "train_seconds", "cell_seconds")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a synced temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _parse_row(row: dict[str, str], path: Path, line: int) -> dict[str, Any]:
+    out: dict[str, Any] = dict(row)
+    try:
+        for key in INT_FIELDS:
+            out[key] = int(row[key])
+        for key in FLOAT_FIELDS:
+            out[key] = float(row[key])
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{path} line {line}: not a facetransfer results row ({err})") from None
+    return out
+
+
+class ResultsTable:
+    """The rows of a sweep's ``results.csv``."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """All rows, numbers parsed (an absent file has none)."""
+        if not self.path.is_file():
+            return []
+        text = self.path.read_text()
+        reader = csv.DictReader(io.StringIO(text))
+        missing = [f for f in ("method", "train_samples", "seed", "test_top1") if f not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{self.path} is not a facetransfer results file (no column {missing[0]!r})")
+        return [_parse_row(row, self.path, i) for i, row in enumerate(reader, start=2)]
+
+    def finished_keys(self) -> set[CellKey]:
+        return {row_key(r) for r in self.rows()}
+
+    def append(self, row: Mapping[str, Any]) -> bool:
+        """Add a row unless its cell is already recorded; True when it was added."""
+        rows = self.rows()
+        if row_key(row) in {row_key(r) for r in rows}:
+            return False
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for r in [*rows, row]:
+            writer.writerow({k: _format(r.get(k)) for k in FIELDS})
+        write_atomically(self.path, buffer.getvalue())
+        return True
+
+
+def _format(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value
+
+
+def row_key(row: Mapping[str, Any]) -> CellKey:
+    return (str(row["method"]), int(row["train_samples"]), int(row["seed"]))
+
+
+# --- what the rows were computed with ------------------------------------------------------------
+def _diff(old: Any, new: Any, prefix: str = "") -> str | None:
+    """The first differing key as ``key: old -> new`` (None when equal)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = _diff(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)
+            if found:
+                return found
+        return None
+    return None if old == new else f"{prefix}: {old!r} -> {new!r}"
+
+
+class SweepState:
+    """``sweep.json``: the split of each seed and each method's settings behind the rows."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.path = Path(folder) / STATE_NAME
+
+    def load(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            return {"version": STATE_VERSION, "splits": {}, "methods": {}}
+        try:
+            state = json.loads(self.path.read_text())
+        except json.JSONDecodeError as err:
+            raise DataError(f"{self.path} is damaged ({err}); move it away to start the sweep afresh") from None
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise DataError(f"{self.path} is not a facetransfer sweep state (version {STATE_VERSION})")
+        return state
+
+    def check_and_update(
+        self,
+        splits: Mapping[str, str],
+        methods: Mapping[str, Any],
+        recorded: set[CellKey],
+        extra: Mapping[str, Any],
+        write: bool = True,
+    ) -> None:
+        """Refuse to mix results: a seed's split or a method's settings must not change while it has rows."""
+        state = self.load()
+        folder = self.path.parent
+        seeds_with_rows = {str(seed) for _, _, seed in recorded}
+        methods_with_rows = {name for name, _, _ in recorded}
+        for seed, digest in splits.items():
+            old = state["splits"].get(seed)
+            if old is not None and old != digest and seed in seeds_with_rows:
+                raise ConfigError(
+                    f"{folder} holds results of another data split for seed {seed} (the dataset, its filtering or "
+                    "val/test fractions changed); use another output_dir, or move the old results away"
+                )
+        for name, fingerprint in methods.items():
+            old = state["methods"].get(name)
+            if old is not None and name in methods_with_rows:
+                change = _diff(old, fingerprint)
+                if change:
+                    raise ConfigError(
+                        f"method {name!r} has results in {folder} made with other settings ({change}); "
+                        "use another output_dir, or give the changed method another name:"
+                    )
+        if not write:
+            return
+        state["splits"].update(splits)
+        state["methods"].update(methods)
+        order = [*extra.get("method_order", []), *state.get("method_order", [])]
+        state.update(extra)
+        state["method_order"] = list(dict.fromkeys(order))  # the config's order, then methods only earlier runs had
+        write_atomically(self.path, json.dumps(state, indent=1, sort_keys=True))
+
+
+@contextlib.contextmanager
+def sweep_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold the results folder for one sweep at a time (released by the OS even on SIGKILL)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fh = open(folder / LOCK_NAME, "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another sweep is running in {folder}; wait for it or use another output_dir") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    finally:
+        fh.close()
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> None:
+    """Temporary files a killed sweep left behind (the real files are intact)."""
+    for path in Path(folder).glob(f".{RESULTS_NAME}.*.tmp"):
+        path.unlink(missing_ok=True)
+    for path in Path(folder).glob(f".{STATE_NAME}.*.tmp"):
+        path.unlink(missing_ok=True)
+
+
+__all__ = ["FIELDS", "RESULTS_NAME", "ResultsTable", "SweepState", "row_key", "sweep_lock", "write_atomically"]
