@@ -135,3 +135,17 @@ def test_datamodule_rejects_bad_arguments():
         tiny_data(batch_size=0)
     with pytest.raises(ConfigError, match="train_samples"):
         tiny_data(train_samples=0).manifest
+
+
+def test_each_metric_keeps_its_own_state_across_batches():
+    """A first batch that is all correct must not tie macro-F1 to the top-5 states (torchmetrics compute groups)."""
+    from facetransfer.module import _metrics
+
+    metrics = _metrics(4, "test/")
+    targets = torch.arange(4)
+    metrics.update(torch.eye(4) * 5, targets)  # all correct
+    metrics.update(torch.roll(torch.eye(4), 1, dims=1) * 5, targets)  # all wrong at top-1
+    values = {k: float(v) for k, v in metrics.compute().items()}
+    assert values["test/acc"] == pytest.approx(0.5)
+    assert values["test/acc_top5"] == pytest.approx(1.0)
+    assert values["test/f1_macro"] == pytest.approx(0.5)
