@@ -122,7 +122,7 @@ class FeatureStore:
                 num_workers=self.num_workers,
                 device=device_,
                 autocast_dtype=autocast_dtype if device_.type == "cuda" else None,
-                channels_last=bool(model.hparams.get("channels_last", False)),
+                channels_last=model.hparams.get("channels_last"),  # None: the fastest format for the device
             )
 
         computed_before = self.computed
