@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from .fakes import MOBILENET_FILE, REAL_CHECKPOINTS, make_celeba_tree, make_folder_tree, make_lfw_tree, shared
+import facetransfer as ft
+
+from .fakes import (
+    DLIB_FILE, MOBILENET_FILE, REAL_CHECKPOINTS, make_celeba_tree, make_folder_tree, make_lfw_tree, real_cached_file, shared,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +31,15 @@ def imagenet_mobilenet(isolated_torch_home) -> Path:
     isolated_torch_home.mkdir(parents=True, exist_ok=True)
     (isolated_torch_home / MOBILENET_FILE).symlink_to(real)
     return real
+
+
+@pytest.fixture
+def dlib_face_api(isolated_torch_home):
+    """dlib_resnet with the face-api weights linked from the real cache (skips when not imported)."""
+    real = real_cached_file(DLIB_FILE)
+    isolated_torch_home.mkdir(parents=True, exist_ok=True)
+    (isolated_torch_home / DLIB_FILE).symlink_to(real)
+    return ft.get_backbone("dlib_resnet", weights="FACE_API")
 
 
 @pytest.fixture

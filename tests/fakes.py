@@ -16,6 +16,7 @@ SHARED_DATA = Path(os.environ.get("FACETRANSFER_SHARED_DATA", REPO.parent / "sha
 # the user's real torch hub cache, captured before tests point TORCH_HOME elsewhere
 REAL_CHECKPOINTS = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"
 MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
+DLIB_FILE = "dlib_resnet_face_api-24d0677b.pth"
 
 
 def real_cached_file(name: str) -> Path:

@@ -14,10 +14,9 @@ import facetransfer as ft
 from facetransfer.errors import ConfigError, DataError
 from facetransfer.verification import Embedder, Gallery
 
-from .fakes import REPO, make_folder_tree, real_cached_file, write_face
+from .fakes import REPO, make_folder_tree, write_face
 
 TINY = {"widths": [8, 16], "fc_features": 16, "input_size": 32}
-DLIB_FILE = "dlib_resnet_face_api-24d0677b.pth"
 ORL_CROP = 1.0  # ORL images are tight face shots; see docs/verification.md
 
 
@@ -208,14 +207,6 @@ def test_leave_one_out_scores_by_hand(tiny_model, match):
 
 
 # --- ORL acceptance -------------------------------------------------------------------------------
-@pytest.fixture
-def dlib_face_api(isolated_torch_home):
-    real = real_cached_file(DLIB_FILE)
-    isolated_torch_home.mkdir(parents=True, exist_ok=True)
-    (isolated_torch_home / DLIB_FILE).symlink_to(real)
-    return ft.get_backbone("dlib_resnet", weights="FACE_API")
-
-
 @pytest.mark.shared_data
 def test_orl_gallery_identifies_and_rejects_unknown(orl_root, dlib_face_api, tmp_path):
     """Enroll 5 images of s1..s35, identify their other 5; s36..s40 (never enrolled) must be rejected."""

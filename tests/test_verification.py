@@ -24,7 +24,7 @@ from facetransfer.verification import (
     verification_metrics,
 )
 
-from .fakes import make_lfw_tree, real_cached_file
+from .fakes import make_lfw_tree
 
 PEOPLE = {"Alice_A": 6, "Bob_B": 5, "Carol_C": 4, "Dan_D": 3, "Eve_E": 3}
 SAME = [("Alice_A", 1, 2), ("Alice_A", 3, 4), ("Bob_B", 1, 2), ("Bob_B", 3, 5), ("Carol_C", 1, 2),
@@ -244,17 +244,7 @@ def test_test_time_verification_and_checkpoint(lfw_pairs_tree, tmp_path, capsys,
 
 
 # --- real data ------------------------------------------------------------------------------------
-DLIB_FILE = "dlib_resnet_face_api-24d0677b.pth"
 DLIB_LFW_CROP = 0.45  # the best of a sweep on pairsDevTrain.txt, see docs/verification.md
-
-
-@pytest.fixture
-def dlib_face_api(isolated_torch_home):
-    """dlib_resnet with the face-api weights linked from the real cache (skips when not imported)."""
-    real = real_cached_file(DLIB_FILE)
-    isolated_torch_home.mkdir(parents=True, exist_ok=True)
-    (isolated_torch_home / DLIB_FILE).symlink_to(real)
-    return ft.get_backbone("dlib_resnet", weights="FACE_API")
 
 
 @pytest.mark.shared_data
