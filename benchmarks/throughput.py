@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 import facetransfer as ft
+from facetransfer.models.fusion import channels_last_is_faster, inference_forward
 
 
 def _sync(device: torch.device) -> None:
@@ -89,19 +90,19 @@ def ceiling(args, backbone: str, device: torch.device, num_classes: int, compile
 
 
 def inference_ceiling(args, backbone: str, device: torch.device) -> float:
+    """Forward passes on a random batch already on the device, with the same folded-BatchNorm
+    copy and memory format that ``extract_features`` uses: only the data path differs from ours."""
     net = _model(args, backbone, 2).backbone.to(device).eval()
-    channels_last = device.type == "cuda"
     size = net.preprocess.crop_size
     x = torch.randn(args.batch_size, 3, size, size, device=device)
-    if channels_last:
-        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    with torch.no_grad(), _autocast(device, args.precision):
+    with torch.no_grad(), _autocast(device, args.precision), \
+            inference_forward(net, channels_last=channels_last_is_faster(device)) as features:
         for _ in range(args.warmup):
-            net.forward_features(x)
+            features(x)
         _sync(device)
         start = time.perf_counter()
         for _ in range(args.steps):
-            net.forward_features(x)
+            features(x)
         _sync(device)
     return args.steps * args.batch_size / (time.perf_counter() - start)
 

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..data.images import load_rgb, to_rgb
 from ..errors import ConfigError, DataError
 from ..models.backbone import Backbone
+from ..models.fusion import FeatureFn, channels_last_is_faster, inference_forward
 
 ImageLike = Union[Image.Image, str, os.PathLike, torch.Tensor]
 #: most unreadable images listed in one error message
@@ -139,21 +140,19 @@ class Embedder:
     @torch.no_grad()
     def embed_batch(self, batch: torch.Tensor) -> torch.Tensor:
         """Preprocessed float images ``(B, 3, H, W)`` -> normalised embeddings (CPU, float32)."""
+        with inference_forward(self.backbone, fuse=False) as features:
+            return self._embed(batch, features)
+
+    def _embed(self, batch: torch.Tensor, features: FeatureFn) -> torch.Tensor:
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise DataError(f"expected a preprocessed batch of shape (B, 3, H, W), got {tuple(batch.shape)}")
-        was_training = self.backbone.training
-        self.backbone.eval()
-        try:
-            out = []
-            for chunk in batch.split(self.batch_size):
-                chunk = chunk.to(self.device, torch.float32)
-                feats = F.normalize(self.backbone.forward_features(chunk).float(), dim=1)
-                if self.flip:
-                    flipped = F.normalize(self.backbone.forward_features(chunk.flip(-1)).float(), dim=1)
-                    feats = F.normalize(feats + flipped, dim=1)
-                out.append(feats.cpu())
-        finally:
-            self.backbone.train(was_training)
+        out = []
+        for chunk in batch.split(self.batch_size):
+            chunk = chunk.to(self.device, torch.float32)
+            feats = F.normalize(features(chunk).float(), dim=1)
+            if self.flip:
+                feats = F.normalize(feats + F.normalize(features(chunk.flip(-1)).float(), dim=1), dim=1)
+            out.append(feats.cpu())
         if not out:
             return torch.zeros(0, self.num_features)
         return torch.cat(out)
@@ -218,11 +217,13 @@ class Embedder:
 
             loader = tqdm(loader, desc="embeddings", leave=False)
         out, errors = [], []
-        for images, reasons in loader:
-            errors += [why for why in reasons if why]
-            good = [x for x in images if x is not None]
-            if good and not errors:
-                out.append(self.embed_batch(torch.stack(good)))
+        # one pass over many images: BatchNorm folded into the convolutions, channels-last
+        with torch.no_grad(), inference_forward(self.backbone, channels_last=channels_last_is_faster(self.device)) as features:
+            for images, reasons in loader:
+                errors += [why for why in reasons if why]
+                good = [x for x in images if x is not None]
+                if good and not errors:
+                    out.append(self._embed(torch.stack(good), features))
         if errors:
             listing = "\n".join(f"  {why}" for why in errors[:MAX_LISTED])
             more = f"\n  ... and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else ""
