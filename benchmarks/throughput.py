@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
 
     ft.silence_known_noise()
+    ft.tune_malloc()  # as the facetransfer command does: CPU runs reuse freed activation memory
     use_cuda = torch.cuda.is_available() and not args.cpu
     device = torch.device("cuda" if use_cuda else "cpu")
     accelerator = "gpu" if use_cuda else "cpu"

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
 
     ft.silence_known_noise()
+    ft.tune_malloc()  # faster CPU runs: freed activation memory is reused (Linux/glibc)
     ft.seed_everything(0)
     data = ft.FaceDataModule(
         args.dataset,

@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
 
     ft.silence_known_noise()
+    ft.tune_malloc()  # faster CPU runs: freed activation memory is reused (Linux/glibc)
     ft.seed_everything(0)
     assert "tiny_convnet" in ft.list_backbones()
     model = ft.FaceClassifier("tiny_convnet", backbone_args={"width": 8}, freeze="none", lr=3e-3)

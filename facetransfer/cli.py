@@ -23,6 +23,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
 from ._noise import silence_known_noise
+from .malloc_tuning import tune_malloc
 from .checkpointing import LOAD_ERRORS, checkpoint_error, find_last_checkpoint, is_load_error, use_atomic_checkpoints
 from .data import FaceDataModule
 from .errors import ConfigError, FaceTransferError
@@ -198,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=os.environ.get("FACETRANSFER_LOGLEVEL", "WARNING"))
     silence_known_noise()
+    tune_malloc()  # CPU runs: reuse freed activation memory (see malloc_tuning.py)
     try:
         if args and args[0] in TOOL_COMMANDS:
             return TOOL_COMMANDS[args[0]](args[1:])
