@@ -28,6 +28,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from .errors import ConfigError, WeightsError
 from .freeze import apply_freeze_policy
 from .models import Backbone, get_backbone
+from .models.fusion import channels_last_is_faster
 from .preprocess import Preprocess
 
 CHECKPOINT_KEY = "facetransfer"
@@ -86,7 +87,8 @@ class FaceClassifier(L.LightningModule):
         scheduler: ``none``, ``cosine`` (per step, after ``warmup_epochs`` of linear warm-up) or
             ``step`` (x0.1 at 1/2 and 3/4 of training).
         label_smoothing: cross-entropy label smoothing.
-        channels_last: channels-last memory format for convolutions; ``None``: on for CUDA devices.
+        channels_last: channels-last memory format for convolutions; ``None``: on for CUDA and CPU
+            devices, where it is faster (2-core CPU training: 1.3-1.5x for MobileNetV2, ResNet-18, scratch_cnn).
         compile: compile the backbone's stages with ``torch.compile`` (GPU training speed).
         feature_cache: when the whole backbone is frozen (linear probe), compute each image's
             features once (eval transform, no augmentation) and train the head on them.
@@ -244,9 +246,9 @@ class FaceClassifier(L.LightningModule):
 
     @property
     def use_channels_last(self) -> bool:
-        """The ``channels_last`` setting, resolved (``None`` means: on for CUDA devices)."""
+        """The ``channels_last`` setting, resolved (``None`` means: on where it is faster, CUDA and CPU)."""
         flag = self.hparams.channels_last
-        return self.device.type == "cuda" if flag is None else bool(flag)
+        return channels_last_is_faster(self.device) if flag is None else bool(flag)
 
     @property
     def uses_feature_cache(self) -> bool:

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import FaceTransferError
+from ..malloc_tuning import tune_malloc
 
 SWEEP_EPILOG = """config overrides (any key of the YAML, value read as YAML):
   --data.root PATH              --trainer.max_epochs 5          --output_dir results/x
@@ -48,6 +49,7 @@ def sweep_command(argv: Sequence[str]) -> int:
     parser.add_argument("--no-progress", "--no_progress", action="store_true", help="no progress bar")
     parser.add_argument("--verbose", action="store_true", help="show Lightning's messages of each cell")
     args, overrides = parser.parse_known_args(list(argv))
+    tune_malloc()  # a command owns its process: CPU cells reuse freed activation memory
     config = load_sweep_config(args.config, overrides)
     if args.only:
         config = config.select([name.strip() for name in args.only.split(",") if name.strip()])
