@@ -320,11 +320,15 @@ def test_a_kill_during_a_save_never_leaves_a_damaged_checkpoint(tmp_path):
     context = multiprocessing.get_context("fork")
     rng = random.Random(0)
     last = tmp_path / "last.ckpt"
-    for _ in range(8):
+    kills = 0
+    # at least 8 kills, and on until one has landed in the middle of writing a new version
+    while kills < 8 or (not list(tmp_path.glob(".last.ckpt.*.tmp")) and kills < 40):
+        kills += 1
+        before = last.stat().st_ino if last.exists() else None
         proc = context.Process(target=_save_forever, args=(str(tmp_path), other_fs), daemon=True)
         proc.start()
-        deadline = time.monotonic() + 60
-        while not last.exists() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60  # wait until this child has replaced last.ckpt once: it is saving
+        while (not last.exists() or last.stat().st_ino == before) and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(rng.uniform(0.05, 0.4))  # somewhere in a save: the loop does nothing else
         os.kill(proc.pid, signal.SIGKILL)
