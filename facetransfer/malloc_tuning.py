@@ -3,10 +3,10 @@
 A CNN on the CPU allocates and frees activation buffers of tens to hundreds of MB on every
 batch. glibc serves blocks above its mmap threshold (at most 32 MB by default) with a fresh
 ``mmap`` and hands them back with ``munmap``, so every batch page-faults its activations in
-again: on a 2-core Xeon, MobileNetV2 inference at batch 64 spent half its time in the kernel
-(55 img/s; with freed memory kept: 112 img/s), and training steps on a ready batch ran 19 %
-slower. (A whole fine-tuning run there, whose DataLoader workers share the two cores, came out
-the same either way: 228 vs 238 s; the gain is in inference and in compute-bound training.)
+again. On a 2-core Xeon (``benchmarks/cpu_speed.py``, docs/performance.md) it doubled MobileNetV2
+inference (58.7 -> 121.3 img/s, channels-last, BatchNorm folded) and training steps of
+MobileNetV2, ResNet-18 and scratch_cnn (1.4-1.9x); ResNet-18 inference did not gain, and a whole
+fine-tuning run whose DataLoader worker already kept both cores busy came out the same.
 PyTorch's CPU tuning guide recommends jemalloc/tcmalloc for the same reason; raising the
 two glibc thresholds gets the effect without preloading another allocator. The cost: memory a
 run has freed stays with the process (its peak, which a training run reaches every batch

@@ -21,3 +21,15 @@ def test_throughput_benchmark_cpu_smoke(tmp_path, capsys):
     saved = json.loads((tmp_path / "out" / "throughput.json").read_text())
     assert saved == json.loads(json.dumps(rows))
     assert "| scratch_cnn |" in capsys.readouterr().out
+
+
+def test_cpu_speed_benchmark_smoke(tmp_path, capsys):
+    bench = runpy.run_path(str(REPO / "benchmarks" / "cpu_speed.py"))["main"]
+    rows = bench(["--backbones", "scratch_cnn", "--size", "32", "--batch-size", "4", "--train-batch-size", "4",
+                  "--steps", "2", "--warmup", "1", "--repeats", "1", "--threads", "1", "--out", str(tmp_path / "out")])
+    assert [r["backbone"] for r in rows] == ["scratch_cnn", "scratch_cnn"]
+    assert rows[1]["malloc_tuned"] is False  # the second process runs with FACETRANSFER_TUNE_MALLOC=0
+    keys = ["infer_contiguous", "infer_channels_last", "infer_folded", "train_contiguous", "train_channels_last"]
+    assert all(r[k] > 0 for r in rows for k in keys)
+    assert json.loads((tmp_path / "out" / "cpu_speed.json").read_text()) == json.loads(json.dumps(rows))
+    assert "| scratch_cnn (32 px, batch 4) | no |" in capsys.readouterr().out
