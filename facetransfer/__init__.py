@@ -11,8 +11,8 @@ from lightning import seed_everything
 
 from ._noise import silence_known_noise
 from .errors import ConfigError, DataError, FaceTransferError, WeightsError
-from .malloc_tuning import tune_malloc
 from .freeze import apply_freeze_policy, list_freeze_policies, register_freeze_policy
+from .malloc_tuning import tune_malloc
 from .models import Backbone, get_backbone, import_weights_file, list_backbones, register_backbone
 from .module import FaceClassifier
 from .preprocess import Preprocess

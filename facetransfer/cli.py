@@ -23,10 +23,10 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
 from ._noise import silence_known_noise
-from .malloc_tuning import tune_malloc
 from .checkpointing import LOAD_ERRORS, checkpoint_error, find_last_checkpoint, is_load_error, use_atomic_checkpoints
 from .data import FaceDataModule
 from .errors import ConfigError, FaceTransferError
+from .malloc_tuning import tune_malloc
 from .module import FaceClassifier, restoring_from_checkpoint
 from .trainer import default_benchmark, default_callbacks, default_precision
 

@@ -17,7 +17,6 @@ training state are left exactly as they were::
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,6 +41,7 @@ class _ForwardFeatures(nn.Module):
 
 
 def has_batchnorm(module: nn.Module) -> bool:
+    """Whether any submodule is a BatchNorm (something to fold)."""
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
