@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return []
 
     rows: list[dict] = []
-    forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
+    forwarded = list(sys.argv[1:] if argv is None else argv)
     for tune in ("1", "0"):
         env = {**os.environ, "FACETRANSFER_TUNE_MALLOC": tune, "PYTHONPATH": os.pathsep.join(sys.path)}
         out = subprocess.run([sys.executable, __file__, *forwarded, "--child"], env=env, capture_output=True,

@@ -302,7 +302,7 @@ class FaceDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             device=model.device,
             autocast_dtype=dtype if model.device.type == "cuda" else None,
-            channels_last=getattr(model, "hparams", {}).get("channels_last"),  # None: the fastest for the device
+            channels_last=channels_last,
         )
         self.feature_seconds[split] = time.perf_counter() - start
         dataset = FeatureDataset(feats, labels)
