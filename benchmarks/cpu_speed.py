@@ -97,8 +97,9 @@ def measure(backbone: str, size: int, batch: int, train_batch: int, steps: int, 
 
 def _child(args) -> None:
     import facetransfer as ft
+    from facetransfer._noise import silence_known_noise
 
-    ft.silence_known_noise()
+    silence_known_noise()
     tuned = ft.tune_malloc()
     torch.set_num_threads(args.threads)
     rows = [

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 import facetransfer as ft
+from facetransfer._noise import silence_known_noise
 from facetransfer.models.fusion import channels_last_is_faster, inference_forward
 
 
@@ -157,8 +158,10 @@ def fit_rate(args, backbone: str, cache: str, accelerator: str, compile: bool = 
     data = ft.FaceDataModule(
         "lfw", root=args.root, min_images_per_identity=args.min_images, val_fraction=0.05, test_fraction=0.05,
         batch_size=args.batch_size, num_workers=args.workers if cache == "none" else 0, cache=cache,
+        preprocess=ft.backbone_preprocess(backbone, input_size=args.input_size),
     )
-    model = ft.FaceClassifier(backbone, input_size=args.input_size, lr=1e-4, compile=compile, freeze=freeze)
+    model = ft.FaceClassifier(backbone, input_size=args.input_size, lr=1e-4, compile=compile, freeze=freeze,
+                              class_names=data.class_names, features=data.features)
     timer = SteadyStateTimer(skip=1)
     trainer = ft.make_trainer(
         max_epochs=args.epochs, accelerator=accelerator, devices=1, precision=args.precision, callbacks=[timer],
@@ -174,18 +177,22 @@ def probe_rate(args, backbone: str, accelerator: str) -> tuple[float, int]:
     data = ft.FaceDataModule(
         "lfw", root=args.root, min_images_per_identity=args.min_images, val_fraction=0.05, test_fraction=0.05,
         batch_size=args.batch_size, num_workers=0, cache=args.cache,
+        preprocess=ft.backbone_preprocess(backbone, input_size=args.input_size),
     )
-    model = ft.FaceClassifier(backbone, input_size=args.input_size, freeze="all")
+    model = ft.FaceClassifier(backbone, input_size=args.input_size, freeze="all", class_names=data.class_names,
+                              features=data.features)
     trainer = ft.make_trainer(
         max_epochs=1, accelerator=accelerator, devices=1, precision=args.precision, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=args.out,
     )
     trainer.fit(model, data)
-    data._features.clear()  # second pass: the store is built, time the feature pass alone
-    data.frozen_features("train", model)
+    # second pass: the store is built, time the feature pass alone
+    provider = ft.InMemoryFeatures()
+    provider.attach(model.frozen_features())
+    provider.features("train", data.manifest.train, lambda: data.eval_batches("train"))
     count = len(data.manifest.train)
-    return count / data.feature_seconds["train"], count
+    return count / provider.seconds["train"], count
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -208,7 +215,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", default="results/throughput")
     args = parser.parse_args(argv)
 
-    ft.silence_known_noise()
+    silence_known_noise()
     ft.tune_malloc()  # as the facetransfer command does: CPU runs reuse freed activation memory
     use_cuda = torch.cuda.is_available() and not args.cpu
     device = torch.device("cuda" if use_cuda else "cpu")
@@ -220,7 +227,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.backends.cudnn.benchmark = True
     name = torch.cuda.get_device_name(device) if use_cuda else f"CPU ({platform.processor() or platform.machine()})"
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    ft.seed_everything(0)
+    L.seed_everything(0)
     rows: list[dict] = []
     out = Path(args.out)
 

@@ -47,7 +47,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--out", default="runs/example_gallery")
     args = parser.parse_args(argv)
 
-    ft.silence_known_noise()
     ft.tune_malloc()  # faster CPU runs: freed activation memory is reused (Linux/glibc)
     if args.synthetic or (args.root is None and not ORL.is_dir()):
         root = synthetic_folder(Path(tempfile.mkdtemp(prefix="facetransfer-gallery-")))

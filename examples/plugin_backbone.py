@@ -26,6 +26,8 @@ from collections import OrderedDict
 
 from torch import nn
 
+import lightning as L
+
 import facetransfer as ft
 
 
@@ -60,12 +62,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--out", default="runs/example_plugin")
     args = parser.parse_args(argv)
 
-    ft.silence_known_noise()
     ft.tune_malloc()  # faster CPU runs: freed activation memory is reused (Linux/glibc)
-    ft.seed_everything(0)
+    L.seed_everything(0)
     assert "tiny_convnet" in ft.list_backbones()
-    model = ft.FaceClassifier("tiny_convnet", backbone_args={"width": 8}, freeze="none", lr=3e-3)
-    data = ft.FaceDataModule("synthetic", dataset_args={"num_identities": args.identities, "image_size": 64}, num_workers=0)
+    data = ft.FaceDataModule(
+        "synthetic",
+        dataset_args={"num_identities": args.identities, "image_size": 64},
+        num_workers=0,
+        preprocess=ft.backbone_preprocess("tiny_convnet", backbone_args={"width": 8}),
+    )
+    model = ft.FaceClassifier(
+        "tiny_convnet", backbone_args={"width": 8}, freeze="none", lr=3e-3, class_names=data.class_names
+    )
     trainer = ft.make_trainer(max_epochs=args.epochs, default_root_dir=args.out, enable_progress_bar=False)
     trainer.fit(model, data)
     (metrics,) = trainer.test(model, data, verbose=False)

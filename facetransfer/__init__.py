@@ -1,60 +1,93 @@
 """facetransfer: face recognition by transfer learning with PyTorch Lightning.
 
     >>> import facetransfer as ft
-    >>> model = ft.FaceClassifier("mobilenet_v2", weights="IMAGENET1K_V1", freeze="all")  # doctest: +SKIP
-    >>> data = ft.FaceDataModule("folder", root="faces/", train_samples=100)  # doctest: +SKIP
+    >>> data = ft.FaceDataModule("folder", root="faces/", preprocess=ft.backbone_preprocess("mobilenet_v2"))  # doctest: +SKIP
+    >>> model = ft.FaceClassifier("mobilenet_v2", weights="IMAGENET1K_V1", freeze="all",
+    ...                           class_names=data.class_names, features=data.features)  # doctest: +SKIP
     >>> ft.make_trainer(max_epochs=20).fit(model, data)  # doctest: +SKIP
+
+The names below are imported on first use, so ``import facetransfer`` (and the ``facetransfer``
+command's tool subcommands) start without loading PyTorch Lightning.
 """
 
-from .data import FaceDataModule, FaceSource, SplitManifest, get_source, list_sources, register_source
-from lightning import seed_everything
+from __future__ import annotations
 
-from ._noise import silence_known_noise
-from .errors import ConfigError, DataError, FaceTransferError, WeightsError
-from .freeze import apply_freeze_policy, list_freeze_policies, register_freeze_policy
-from .malloc_tuning import tune_malloc
-from .models import Backbone, get_backbone, import_weights_file, list_backbones, register_backbone
-from .module import FaceClassifier
-from .preprocess import Preprocess
-from .trainer import default_callbacks, make_trainer
-from .verification import Embedder, Gallery, Match, PairsProtocol, VerificationResult, evaluate_pairs
-from .sweep import load_sweep_config, run_sweep, write_report
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Backbone",
-    "ConfigError",
-    "DataError",
-    "Embedder",
-    "FaceClassifier",
-    "FaceDataModule",
-    "FaceSource",
-    "FaceTransferError",
-    "Gallery",
-    "Match",
-    "PairsProtocol",
-    "Preprocess",
-    "SplitManifest",
-    "VerificationResult",
-    "WeightsError",
-    "apply_freeze_policy",
-    "default_callbacks",
-    "evaluate_pairs",
-    "get_backbone",
-    "get_source",
-    "import_weights_file",
-    "list_backbones",
-    "list_freeze_policies",
-    "list_sources",
-    "load_sweep_config",
-    "make_trainer",
-    "register_backbone",
-    "register_freeze_policy",
-    "register_source",
-    "run_sweep",
-    "seed_everything",
-    "silence_known_noise",
-    "tune_malloc",
-    "write_report",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "Augment": "preprocess",
+    "Backbone": "models",
+    "ConfigError": "errors",
+    "DataError": "errors",
+    "Embedder": "verification",
+    "FaceClassifier": "module",
+    "FaceDataModule": "data",
+    "FaceSource": "data",
+    "FaceTransferError": "errors",
+    "FeatureProvider": "features",
+    "Gallery": "verification",
+    "InMemoryFeatures": "features",
+    "Match": "verification",
+    "PairVerification": "verification",
+    "PairsProtocol": "verification",
+    "Preprocess": "preprocess",
+    "SplitManifest": "data",
+    "Strategy": "strategies",
+    "VerificationResult": "verification",
+    "WeightsError": "errors",
+    "apply_freeze_policy": "freeze",
+    "backbone_preprocess": "models",
+    "default_callbacks": "trainer",
+    "evaluate_pairs": "verification",
+    "get_backbone": "models",
+    "get_source": "data",
+    "get_strategy": "strategies",
+    "import_weights_file": "models",
+    "list_backbones": "models",
+    "list_freeze_policies": "freeze",
+    "list_sources": "data",
+    "list_strategies": "strategies",
+    "load_sweep_config": "sweep",
+    "make_trainer": "trainer",
+    "register_backbone": "models",
+    "register_freeze_policy": "freeze",
+    "register_source": "data",
+    "register_strategy": "strategies",
+    "run_sweep": "sweep",
+    "tune_malloc": "malloc_tuning",
+    "write_report": "sweep",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'facetransfer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from .data import FaceDataModule, FaceSource, SplitManifest, get_source, list_sources, register_source
+    from .errors import ConfigError, DataError, FaceTransferError, WeightsError
+    from .features import FeatureProvider, InMemoryFeatures
+    from .freeze import apply_freeze_policy, list_freeze_policies, register_freeze_policy
+    from .malloc_tuning import tune_malloc
+    from .models import Backbone, backbone_preprocess, get_backbone, import_weights_file, list_backbones, register_backbone
+    from .module import FaceClassifier
+    from .preprocess import Augment, Preprocess
+    from .strategies import Strategy, get_strategy, list_strategies, register_strategy
+    from .sweep import load_sweep_config, run_sweep, write_report
+    from .trainer import default_callbacks, make_trainer
+    from .verification import Embedder, Gallery, Match, PairsProtocol, PairVerification, VerificationResult, evaluate_pairs

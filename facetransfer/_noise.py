@@ -11,6 +11,8 @@ _WARNINGS = [
     r"The dirpath has changed from",  # testing a checkpoint from another run's folder
     r".*does not have many workers",  # small CPU machines; num_workers is chosen deliberately
     r"The number of training batches .* is smaller than the logging interval",
+    # the model turns store batches into network input; the DataModule defines no such hook
+    r"You have overridden `on_after_batch_transfer` in `LightningModule` but have passed in a `LightningDataModule`",
 ]
 
 

@@ -1,8 +1,7 @@
 """Callbacks that every facetransfer run gets (see :func:`facetransfer.default_callbacks`).
 
-:class:`BestAndLastCheckpoint` keeps the best checkpoint by a metric and a ``last.ckpt``
-that is the latest state after every epoch, for ``--ckpt_path last``.
-:class:`StepSeeder` makes the randomness drawn in the training process (dropout, on-device
+:class:`RunCheckpoint` keeps the best checkpoint by val/acc, and a ``last.ckpt`` that is the
+latest state after every epoch, for ``--ckpt_path last``. :class:`StepSeeder` makes the randomness drawn in the training process (dropout, on-device
 augmentation) a function of ``(seed, batches trained, rank)``, so a run resumed from a
 mid-epoch checkpoint draws exactly what the uninterrupted run drew, on every DDP rank, with no
 RNG state to save. Images augmented in the DataLoader are seeded per item by
@@ -15,7 +14,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -69,32 +68,31 @@ class StepSeeder(Callback):
             self.seed = int(state_dict["seed"])
 
 
-class BestAndLastCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` whose ``last.ckpt`` is rewritten at every epoch end, not only on improvement.
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` in one of the two roles every run has.
 
-    Since Lightning 2.6, ``save_last=True`` rewrites ``last.ckpt`` only in a step where a top-k
-    checkpoint was saved, i.e. when the monitored metric improved: a run resumed from ``last``
-    would silently go back to its best epoch, and a finished run's ``last.ckpt`` would not hold
-    its final weights. This restores "last = latest" and changes nothing else.
+    ``best``: the epoch with the best ``monitor`` (``best-epoch=N.ckpt``). ``last``: the latest
+    epoch, rewritten at every epoch end (``last.ckpt``; a checkpoint without a monitor keeps the
+    newest). Lightning >= 2.6's ``save_last=True`` rewrites ``last.ckpt`` only when the monitored
+    metric improves, so a resume from it could silently go back to the best epoch. Each role has
+    its own ``state_key``, so configs may add plain ``ModelCheckpoint`` s of any kind beside them.
 
-    >>> BestAndLastCheckpoint(monitor="val/acc", mode="max", save_last=True).save_last
-    True
+    >>> RunCheckpoint("last").state_key
+    'facetransfer.last'
     """
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_latest(trainer)
+    def __init__(self, role: Literal["best", "last"] = "best", monitor: str = "val/acc", mode: str = "max") -> None:
+        if role == "best":
+            super().__init__(monitor=monitor, mode=mode, filename="best-{epoch}")
+        elif role == "last":
+            super().__init__(filename="last", enable_version_counter=False)
+        else:
+            raise ValueError(f"RunCheckpoint role must be 'best' or 'last', got {role!r}")
+        self.role = role
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._save_latest(trainer)
-
-    def _save_latest(self, trainer: L.Trainer) -> None:
-        # skipped when this step was saved already (then last.ckpt was written with it)
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+    @property
+    def state_key(self) -> str:
+        return f"facetransfer.{self.role}"
 
 
-__all__ = ["BestAndLastCheckpoint", "StepSeeder"]
+__all__ = ["RunCheckpoint", "StepSeeder"]

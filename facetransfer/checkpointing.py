@@ -17,10 +17,8 @@ damaged file as one :class:`~facetransfer.errors.WeightsError`::
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +30,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
 
+from .atomic import atomic_write
 from .errors import WeightsError
 
 
@@ -88,36 +87,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise checkpoint_error(path, err) from None
 
 
-def atomic_torch_save(obj: Any, path: _PATH) -> Path:
-    """``torch.save`` to a hidden temporary file in ``path``'s folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def read_checkpoint(path: _PATH) -> dict[str, Any]:
+    """A checkpoint file as a dict, loaded safely (``weights_only=True``, on the CPU); a missing,
+    unsafe or damaged file is one :class:`~facetransfer.errors.WeightsError`."""
+    if not Path(path).is_file():
+        raise WeightsError(f"checkpoint file {path} does not exist")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable (not needed against kills, only against power loss)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-    return path
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except LOAD_ERRORS as err:
+        if not is_load_error(err):
+            raise
+        raise checkpoint_error(path, err) from None
+    if not isinstance(checkpoint, dict):
+        raise WeightsError(f"checkpoint {path} is not a Lightning checkpoint (a {type(checkpoint).__name__})")
+    return checkpoint
 
 
-def use_atomic_checkpoints(trainer: Any) -> None:
-    """Give ``trainer`` an :class:`AtomicCheckpointIO` unless it was configured with another checkpoint IO."""
-    strategy = trainer.strategy
-    if type(strategy.checkpoint_io) is TorchCheckpointIO:
-        strategy.checkpoint_io = AtomicCheckpointIO()
+def atomic_torch_save(obj: Any, path: _PATH) -> Path:
+    """``torch.save`` to ``path`` through :func:`~facetransfer.atomic.atomic_write` (temporary file, fsync, rename)."""
+    with atomic_write(path, "wb") as fh:
+        torch.save(obj, fh)
+    return Path(path)
 
 
 def find_last_checkpoint(trainer: Any) -> Path | None:
@@ -156,5 +146,5 @@ __all__ = [
     "checkpoint_error",
     "find_last_checkpoint",
     "is_load_error",
-    "use_atomic_checkpoints",
+    "read_checkpoint",
 ]

@@ -14,22 +14,39 @@ Bad input (unknown backbone, missing folder, corrupt image ...) ends with one
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
 from ._noise import silence_known_noise
-from .checkpointing import LOAD_ERRORS, checkpoint_error, find_last_checkpoint, is_load_error, use_atomic_checkpoints
+from .checkpointing import find_last_checkpoint, read_checkpoint
 from .data import FaceDataModule
 from .errors import ConfigError, FaceTransferError
 from .malloc_tuning import tune_malloc
+from .models import backbone_preprocess
 from .module import FaceClassifier, restoring_from_checkpoint
-from .trainer import default_benchmark, default_callbacks, default_precision
+from .trainer import default_benchmark, default_callbacks, default_precision, with_atomic_checkpoints
 
+
+
+def _feature_provider(data: FaceDataModule):
+    return data.features
+
+
+def _preprocess_config(backbone, weights, backbone_args, input_size) -> dict | None:
+    """The data's ``preprocess`` from the model's options (a plain mapping, so configs can be saved).
+
+    Bad model options give None here: building the model then reports them in one line."""
+    try:
+        return backbone_preprocess(backbone, weights, backbone_args, input_size).to_dict()
+    except (FaceTransferError, TypeError):
+        return None
 
 
 def trainer_defaults() -> dict:
@@ -52,6 +69,20 @@ class FaceTransferCLI(LightningCLI):
             run=run,
         )
 
+    def add_arguments_to_parser(self, parser) -> None:
+        """The data and the model are configured in one place and agree by construction:
+        the model's options decide the input preprocessing of the data (at parse time, as
+        torchvision's weights carry their transforms); the data gives the model its identities
+        and its frozen-feature provider when both are built."""
+        parser.link_arguments(
+            ("model.backbone", "model.weights", "model.backbone_args", "model.input_size"),
+            "data.preprocess",
+            compute_fn=_preprocess_config,
+            apply_on="parse",
+        )
+        parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+        parser.link_arguments("data", "model.features", compute_fn=_feature_provider, apply_on="instantiate")
+
     def before_instantiate_classes(self) -> None:
         trainer = self.config.get(str(self.subcommand), {}).get("trainer") if self.subcommand else None
         if trainer is not None and trainer.get("precision") is None:
@@ -68,19 +99,22 @@ class FaceTransferCLI(LightningCLI):
             super().instantiate_classes()
 
     def _parse_ckpt_path(self) -> None:
-        """LightningCLI reads the model's hyperparameters from ``--ckpt_path`` (``weights_only=True``): an
-        unsafe or damaged file is one clear error, not a traceback."""
-        try:
-            super()._parse_ckpt_path()
-        except LOAD_ERRORS as err:
-            if not is_load_error(err):
-                raise
-            raise checkpoint_error(self.config[self.config.subcommand].get("ckpt_path"), err) from None
-
-    def instantiate_trainer(self, **kwargs):
-        trainer = super().instantiate_trainer(**kwargs)
-        use_atomic_checkpoints(trainer)  # atomic, weights_only checkpoint files
-        return trainer
+        """``--ckpt_path``: the model is rebuilt with the checkpoint's hyperparameters and the data with its
+        split (the checkpoint is read with ``weights_only=True``; a damaged file is one clear error)."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if not ckpt_path or ckpt_path == "last" or not Path(ckpt_path).is_file():
+            return
+        hparams = dict(read_checkpoint(ckpt_path).get("hyper_parameters") or {})
+        accepted = set(inspect.signature(FaceClassifier.__init__).parameters) - {"self", "class_names", "features"}
+        model = {k: v for k, v in hparams.items() if k in accepted}
+        update = {"model": model}
+        if subcommand != "fit" and not config.get("data", {}).get("split_manifest"):
+            update["data"] = {"split_manifest": str(ckpt_path)}  # the identities and test set it was trained on
+        self.config = self.parser.parse_object({subcommand: update}, self.config)
 
     def _resolve_last_checkpoint(self) -> None:
         """``--ckpt_path last``: the newest last*.ckpt of earlier runs (Lightning looks only in the new run's folder)."""
@@ -102,6 +136,7 @@ class FaceTransferCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
         """Add facetransfer's default callbacks, minus those the trainer options turn off."""
         defaults = default_callbacks(config.get("enable_checkpointing") is not False, config.get("logger") is not False)
+        config["plugins"] = with_atomic_checkpoints(config.get("plugins"))  # atomic, weights_only checkpoint files
         return super()._instantiate_trainer(config, [*callbacks, *defaults])
 
     def after_fit(self) -> None:
@@ -112,7 +147,7 @@ class FaceTransferCLI(LightningCLI):
             score = ckpt.best_model_score
             shown = f" ({ckpt.monitor} {float(score):.4f})" if score is not None and ckpt.monitor else ""
             print(f"facetransfer: best checkpoint {ckpt.best_model_path}{shown}")
-            print(f"facetransfer: test it with: facetransfer test --config <same config> --ckpt_path {ckpt.best_model_path}")
+            print(f"facetransfer: test it with: facetransfer test --ckpt_path {ckpt.best_model_path}")
 
 
 # --- tool commands ----------------------------------------------------------------------------
@@ -153,6 +188,21 @@ def _backbones_command(argv: Sequence[str]) -> int:
     return 0
 
 
+def _strategies_command(argv: Sequence[str]) -> int:
+    argparse.ArgumentParser(
+        prog="facetransfer strategies", description="List the registered strategies (built-ins and plug-ins)."
+    ).parse_args(argv)
+    from .strategies import get_strategy, list_strategies
+
+    for name in list_strategies():
+        strategy = get_strategy(name)
+        frozen = strategy.freeze or f"model.freeze (default {strategy.default_freeze})"
+        sections = ", ".join(f"{s.key}:" for s in strategy.sections)
+        print(f"{name:16s} {strategy.summary}")
+        print(f"{'':16s} trains: {strategy.trains}; freezes: {frozen}; a method may set: {sections}")
+    return 0
+
+
 def _verify_command(argv: Sequence[str]) -> int:
     from .verification.command import verify_command
 
@@ -162,6 +212,7 @@ def _verify_command(argv: Sequence[str]) -> int:
 TOOL_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "weights": _weights_command,
     "backbones": _backbones_command,
+    "strategies": _strategies_command,
     "verify": _verify_command,
 }
 
@@ -188,7 +239,7 @@ _register_sweep_commands()
 DESCRIPTION = """Face recognition by transfer learning (PyTorch Lightning).
 
 training commands (LightningCLI): fit, validate, test, predict
-tool commands: weights (import/list offline weights), backbones (list models),
+tool commands: weights (import/list offline weights), backbones (list models), strategies,
                verify (LFW pair verification), sweep (the paper's grid of strategies x backbones x
                training sizes x seeds), report (a sweep's table and plot)
 Run 'facetransfer COMMAND --help' for each."""

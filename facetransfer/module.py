@@ -25,10 +25,14 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from .data.batch_transforms import BatchTransforms
+from .data.store_batches import ImageBatch
 from .errors import ConfigError, WeightsError
+from .features import BackboneFeatures, FeatureProvider, file_identity, random_init_identity
 from .freeze import apply_freeze_policy
 from .models import Backbone, get_backbone
 from .models.fusion import channels_last_is_faster
+from .precision import autocast_dtype
 from .preprocess import Preprocess
 
 CHECKPOINT_KEY = "facetransfer"
@@ -76,14 +80,22 @@ class FaceClassifier(L.LightningModule):
             ``stages:A,B``.
         input_size: side of the square input in pixels, overriding the backbone's (e.g. 112 to
             run an ImageNet model 4x cheaper); resize keeps the backbone's crop ratio.
-        class_names: identity names; None takes them from the DataModule at setup.
+        class_names: identity names, in label order: ``data.class_names`` (the CLI links them from
+            the DataModule).
         head_dropout: dropout before the identity head.
         head_norm: standardise features before the head (``BatchNorm1d`` without affine); makes
             a linear probe train well at one learning rate whatever the backbone's feature scale.
-        optimizer: ``adam``, ``adamw`` or ``sgd`` (momentum 0.9, nesterov).
+        optimizer: ``adam``, ``adamw``, ``sgd`` (momentum 0.9, nesterov), or ``lbfgs``: full-batch
+            L-BFGS with a strong-Wolfe line search (``lr`` is not used), for heads on frozen features
+            with ``data.batch_size: all`` -- it converges in a few steps whatever the training-set size.
         lr: learning rate of the head (and of the backbone unless ``backbone_lr`` is set).
         backbone_lr: learning rate of the trainable backbone stages.
         weight_decay: decoupled for adamw, L2 otherwise.
+        head_c: inverse strength of an L2 penalty on the head's weights as scikit-learn's
+            ``LogisticRegression(C=...)``: the loss gets ``|W|^2 / (2 C n)`` for a batch of ``n``
+            images, which is exactly logistic regression's objective when a batch is the whole
+            training set. None: no penalty.
+        lbfgs_iterations: L-BFGS iterations per training step (one step per epoch with full batches).
         scheduler: ``none``, ``cosine`` (per step, after ``warmup_epochs`` of linear warm-up) or
             ``step`` (x0.1 at 1/2 and 3/4 of training).
         label_smoothing: cross-entropy label smoothing.
@@ -92,12 +104,8 @@ class FaceClassifier(L.LightningModule):
         compile: compile the backbone's stages with ``torch.compile`` (GPU training speed).
         feature_cache: when the whole backbone is frozen (linear probe), compute each image's
             features once (eval transform, no augmentation) and train the head on them.
-        verify_pairs: an LFW pairs file (``pairsDevTest.txt``, ``pairs.txt`` ...): at the end of
-            ``test``, also run pair verification with the backbone's features and log
-            ``verify/acc``, ``verify/acc_std``, ``verify/auc``, ``verify/tar@far1e-3`` and the ROC
-            figure (see docs/verification.md).
-        verify_args: options of that run: ``root`` (LFW folder, default: the pairs file's),
-            ``face_crop`` (default: the LFW DataModule's, else 0.6), ``flip``, ``far``, ``batch_size``.
+        features: the DataModule's feature provider (``data.features``; the CLI links it): a frozen
+            backbone attaches itself to it so the data serves features instead of images.
     """
 
     def __init__(
@@ -111,32 +119,35 @@ class FaceClassifier(L.LightningModule):
         class_names: list[str] | None = None,
         head_dropout: float = 0.0,
         head_norm: bool = False,
-        optimizer: Literal["adam", "adamw", "sgd"] = "adam",
+        optimizer: Literal["adam", "adamw", "sgd", "lbfgs"] = "adam",
         lr: float = 1e-4,
         backbone_lr: float | None = None,
         weight_decay: float = 0.0,
+        head_c: float | None = None,
+        lbfgs_iterations: int = 20,
         scheduler: Literal["none", "cosine", "step"] = "none",
         warmup_epochs: int = 0,
         label_smoothing: float = 0.0,
         channels_last: bool | None = None,
         compile: bool = False,
         feature_cache: bool = True,
-        verify_pairs: str | None = None,
-        verify_args: dict[str, Any] | None = None,
+        features: FeatureProvider | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=[] if isinstance(backbone, str) else ["backbone"])
-        if optimizer not in ("adam", "adamw", "sgd"):
-            raise ConfigError(f"unknown optimizer {optimizer!r}; known: adam, adamw, sgd")
+        self.save_hyperparameters(ignore=["features"] if isinstance(backbone, str) else ["backbone", "features"])
+        if optimizer not in ("adam", "adamw", "sgd", "lbfgs"):
+            raise ConfigError(f"unknown optimizer {optimizer!r}; known: adam, adamw, sgd, lbfgs")
         if scheduler not in ("none", "cosine", "step"):
             raise ConfigError(f"unknown scheduler {scheduler!r}; known: none, cosine, step")
-        unknown = set(verify_args or {}) - {"root", "face_crop", "flip", "far", "batch_size", "num_workers"}
-        if unknown:
-            raise ConfigError(
-                f"unknown verify_args {sorted(unknown)}; known: root, face_crop, flip, far, batch_size, num_workers"
-            )
+        if optimizer == "lbfgs" and scheduler != "none":
+            raise ConfigError(f"scheduler {scheduler!r} does not apply to optimizer lbfgs (its line search sets the step)")
         if lr <= 0 or (backbone_lr is not None and backbone_lr < 0):
             raise ConfigError(f"learning rates must be positive (lr={lr}, backbone_lr={backbone_lr})")
+        if head_c is not None and head_c <= 0:
+            raise ConfigError(f"head_c must be positive (smaller: stronger L2 penalty) or null, got {head_c}")
+        if lbfgs_iterations < 1:
+            raise ConfigError(f"lbfgs_iterations must be >= 1, got {lbfgs_iterations}")
+        self.automatic_optimization = optimizer != "lbfgs"  # L-BFGS: one closure-driven step per batch
         if isinstance(backbone, Backbone):
             if weights or weights_path or backbone_args:
                 raise ConfigError(
@@ -158,6 +169,7 @@ class FaceClassifier(L.LightningModule):
                 raise ConfigError(f"input_size must be >= 16 pixels, got {input_size}")
             self.backbone.preprocess = self.backbone.preprocess.resized(input_size)
         self.frozen_stages = apply_freeze_policy(self.backbone, freeze)
+        self.features = features
         self.class_names: list[str] | None = None
         self.train_metrics: MetricCollection | None = None
         if class_names is not None:
@@ -174,8 +186,13 @@ class FaceClassifier(L.LightningModule):
             # drawn before setup(), which differs between one process and DDP (Lightning re-seeds)
             if "PL_GLOBAL_SEED" in os.environ:
                 torch.default_generator.manual_seed(int(os.environ["PL_GLOBAL_SEED"]))
+            # frozen features keep their statistics: standardise with their plain average over the
+            # training data (momentum None), as scikit-learn's StandardScaler does
             self.backbone.reset_head(
-                len(class_names), dropout=self.hparams.head_dropout, norm=self.hparams.get("head_norm", False)
+                len(class_names),
+                dropout=self.hparams.head_dropout,
+                norm=self.hparams.get("head_norm", False),
+                norm_momentum=None if self.backbone.fully_frozen else 0.1,
             )
         n = len(class_names)
         self.train_metrics = MetricCollection({"acc": MulticlassAccuracy(n, average="micro")}, prefix="train/")
@@ -188,41 +205,23 @@ class FaceClassifier(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         if self.class_names is None:
-            datamodule = getattr(self.trainer, "datamodule", None)
-            names = getattr(datamodule, "class_names", None)
-            if names is None:
-                raise ConfigError(
-                    "FaceClassifier needs class_names, or a DataModule with class_names (e.g. FaceDataModule)"
-                )
-            self._build_head(list(names))
+            raise ConfigError(
+                "FaceClassifier needs class_names: FaceClassifier(..., class_names=data.class_names) "
+                "(the facetransfer command links them from the DataModule)"
+            )
+        self._batch_checked = False  # the first batch of each run is checked against the model
+        if self.features is not None:  # frozen: the data serves this backbone's features instead of images
+            self.features.attach(self.frozen_features() if self.uses_feature_cache else None)
         if self.use_channels_last:
             self.to(memory_format=torch.channels_last)
         if self.hparams.compile and not getattr(self, "_compiled", False):
             self.backbone.stages.compile()
             self._compiled = True
 
-    def _check_data_classes(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        names = getattr(datamodule, "class_names", None)
-        if names is not None and list(names) != self.class_names:
-            raise ConfigError(
-                f"the model was built for {self.num_classes} identities but the data has {len(names)} "
-                f"(or in another order); use the split of the checkpoint (data.split_manifest) or retrain"
-            )
-
-    def on_fit_start(self) -> None:
-        self._check_data_classes()
-
-    def on_test_start(self) -> None:
-        self._check_data_classes()
-        if self.hparams.get("verify_pairs"):  # a bad pairs file fails before testing, not after
-            from .verification.pairs import PairsProtocol
-
-            PairsProtocol.load(self.hparams.verify_pairs, (self.hparams.get("verify_args") or {}).get("root"))
-
-    def on_validation_start(self) -> None:
-        if self.trainer.state.fn == "validate":
-            self._check_data_classes()
+    def teardown(self, stage: str) -> None:
+        features = self.features
+        if features is not None and features.extractor is not None and features.extractor.backbone is self.backbone:
+            features.attach(None)
 
     # --- forward ---------------------------------------------------------------------------
     @property
@@ -245,6 +244,23 @@ class FaceClassifier(L.LightningModule):
         return self.backbone.forward_head(self.forward_features(x))
 
     @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype of network inputs: the autocast dtype of the trainer's precision on CUDA, else float32."""
+        precision = self._trainer.precision if self._trainer is not None else None
+        return autocast_dtype(precision, self.device) or torch.float32
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Store batches (uint8 images, see :class:`~facetransfer.data.store_batches.ImageBatch`) get
+        this model's preprocessing here, on its device: augmented for training, else the eval crop."""
+        if not isinstance(batch, ImageBatch):
+            return batch
+        transforms = BatchTransforms(
+            self.preprocess, augment=batch.augment, dtype=self.input_dtype, channels_last=self.use_channels_last
+        )
+        images = transforms.train(batch.images) if batch.augment else transforms.eval(batch.images)
+        return images, batch.labels
+
+    @property
     def use_channels_last(self) -> bool:
         """The ``channels_last`` setting, resolved (``None`` means: on where it is faster, CUDA and CPU)."""
         flag = self.hparams.channels_last
@@ -252,21 +268,98 @@ class FaceClassifier(L.LightningModule):
 
     @property
     def uses_feature_cache(self) -> bool:
-        """True when batches may be precomputed features (frozen backbone and ``feature_cache``)."""
-        return bool(self.hparams.feature_cache) and self.backbone.fully_frozen
+        """True when the head trains on precomputed features (frozen backbone, ``feature_cache``, a provider)."""
+        return bool(self.hparams.feature_cache) and self.backbone.fully_frozen and self.features is not None
+
+    def feature_identity(self) -> dict[str, Any]:
+        """What determines this model's frozen features (the key of feature caches)."""
+        hp = self.hparams
+        return {
+            "backbone": self.backbone_name,
+            "weights": hp.get("weights"),
+            "weights_path": file_identity(hp.get("weights_path")),
+            "random_init": random_init_identity(self.backbone) if not (hp.get("weights") or hp.get("weights_path")) else None,
+            "backbone_args": hp.get("backbone_args"),
+            "preprocess": self.preprocess.eval_dict(),
+        }
+
+    def frozen_features(self) -> BackboneFeatures:
+        """This model's backbone as a feature extractor with the run's dtype and memory format."""
+        device = self._trainer.strategy.root_device if self._trainer is not None else self.device
+        precision = self._trainer.precision if self._trainer is not None else None
+        flag = self.hparams.channels_last
+        return BackboneFeatures(
+            self.backbone,
+            identity=self.feature_identity(),
+            autocast=autocast_dtype(precision, device),
+            channels_last=None if flag is None else bool(flag),
+        )
+
+    def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if x.ndim == 2 and not self.uses_feature_cache:
+            raise ConfigError(
+                "the data serves frozen features, but this model trains its backbone (or has no feature "
+                "provider): give it the DataModule's provider (features=data.features) or use a fresh DataModule"
+            )
+        if x.ndim == 4 and x.shape[-1] != self.preprocess.crop_size:
+            raise ConfigError(
+                f"the data gives {x.shape[-1]} px images but this model expects {self.preprocess.crop_size} px: "
+                "build the DataModule with preprocess=model.preprocess"
+            )
+        if len(y) and int(y.max()) >= self.num_classes:
+            raise ConfigError(
+                f"the data has labels up to {int(y.max())} but this model has {self.num_classes} identities: "
+                "give it class_names=data.class_names (or the checkpoint's split)"
+            )
 
     def _shared_step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch[0], batch[1]
+        if not getattr(self, "_batch_checked", False):
+            self._check_batch(x, y)
+            self._batch_checked = True
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         return loss, logits, y
 
+    def _penalty(self, batch_size: int) -> torch.Tensor | float:
+        """``|W|^2 / (2 C n)`` on the head's weights (``head_c``), 0 without it."""
+        c = self.hparams.get("head_c")
+        if c is None:
+            return 0.0
+        weights = [m.weight for m in self.backbone.head.modules() if isinstance(m, nn.Linear)]
+        return sum(w.float().pow(2).sum() for w in weights) / (2 * c * max(1, batch_size))
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        if not self.automatic_optimization:
+            return self._lbfgs_step(batch)
         loss, logits, y = self._shared_step(batch)
+        loss = loss + self._penalty(len(y))
+        self._log_train(loss, logits, y)
+        return loss
+
+    def _lbfgs_step(self, batch) -> torch.Tensor:
+        """One L-BFGS step (``lbfgs_iterations`` iterations with line search) on the batch."""
+        optimizer = self.optimizers()
+        x, y = batch[0], batch[1]
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss, _, _ = self._shared_step((x, y))
+            loss = loss + self._penalty(len(y))
+            self.manual_backward(loss)
+            return loss
+
+        optimizer.step(closure=closure)
+        with torch.no_grad():
+            loss, logits, _ = self._shared_step((x, y))
+            loss = loss + self._penalty(len(y))
+        self._log_train(loss, logits, y)
+        return loss
+
+    def _log_train(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
         self.train_metrics.update(logits.detach(), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
-        return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, logits, y = self._shared_step(batch)
@@ -287,30 +380,6 @@ class FaceClassifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
-        if self.hparams.get("verify_pairs"):
-            self._run_pair_verification()
-
-    def _run_pair_verification(self) -> None:
-        """``verify_pairs`` at test time: log ``verify/*`` and the ROC figure (rank zero only)."""
-        from .data.datamodule import DEFAULT_FACE_CROP
-        from .verification.evaluate import evaluate_pairs, plot_roc
-        from .verification.pairs import PairsProtocol
-
-        if not self.trainer.is_global_zero:
-            return
-        args = dict(self.hparams.get("verify_args") or {})
-        protocol = PairsProtocol.load(self.hparams.verify_pairs, args.pop("root", None))
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if "face_crop" not in args:
-            lfw = getattr(datamodule, "dataset", None) == "lfw"
-            args["face_crop"] = datamodule.face_crop if lfw else DEFAULT_FACE_CROP["lfw"]
-        result = evaluate_pairs(self, protocol, device=self.device, **args)
-        self.verification_result = result
-        self.log_dict(result.scalars(), rank_zero_only=True)
-        experiment = getattr(self.logger, "experiment", None)
-        if hasattr(experiment, "add_figure"):
-            figure = plot_roc(result.metrics, result.summary().split(":")[0])
-            experiment.add_figure("verify/roc", figure, self.global_step)
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, Any]:
         x, keys = batch[0], batch[-1]
@@ -337,6 +406,11 @@ class FaceClassifier(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         groups = self.param_groups()
+        if hp.optimizer == "lbfgs":
+            params = [p for g in groups for p in g["params"]]
+            return torch.optim.LBFGS(
+                params, lr=1.0, max_iter=hp.lbfgs_iterations, history_size=20, line_search_fn="strong_wolfe"
+            )
         fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel per step on GPUs
         if hp.optimizer == "adam":
             opt = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay, **fused)
@@ -384,7 +458,7 @@ class FaceClassifier(L.LightningModule):
         if self.class_names is None and names:
             self._build_head(list(names))
         if "preprocess" in info:
-            self.backbone.preprocess = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in info["preprocess"].items()})
+            self.backbone.preprocess = Preprocess.from_dict(info["preprocess"])
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):  # type: ignore[override]

@@ -11,7 +11,7 @@ train (lightly augmented) and eval pipelines for any backbone::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torchvision.transforms import v2
@@ -21,29 +21,74 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
+class Augment:
+    """The training augmentation of faces, one recipe for the PIL path and the batched (GPU) path.
+
+    A random resized crop covering ``area`` of the eval crop's area (aspect ratio in ``ratio``),
+    a horizontal flip with probability ``flip``, then brightness / contrast / saturation jitter by
+    factors drawn from ``[1 - x, 1 + x]``, applied in a random order (as torchvision's
+    ``ColorJitter``). :meth:`Preprocess.train_transform` and
+    :class:`~facetransfer.data.batch_transforms.BatchTransforms` both read it.
+
+    >>> Augment().area
+    (0.7, 1.0)
+    """
+
+    area: tuple[float, float] = (0.7, 1.0)
+    ratio: tuple[float, float] = (0.9, 1.1)
+    flip: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.1
+
+    def crop_scale(self, preprocess: Preprocess) -> tuple[float, float]:
+        """The crop's area as a fraction of the resized image (torchvision's ``scale``)."""
+        side = preprocess.crop_size / preprocess.resize_size
+        return (self.area[0] * side**2, self.area[1] * side**2)
+
+
+@dataclass(frozen=True)
 class Preprocess:
-    """Input geometry and normalisation of a backbone.
+    """Input geometry and normalisation of a backbone, and its training augmentation.
 
     Args:
         crop_size: side of the square the network sees.
         resize_size: shorter side after resizing, before the center crop (eval).
         mean: per-channel mean subtracted after scaling to [0, 1].
         std: per-channel standard deviation divided by.
+        augment: the training augmentation recipe.
     """
 
     crop_size: int = 224
     resize_size: int = 256
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    augment: Augment = field(default_factory=Augment)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def eval_dict(self) -> dict:
+        """What the eval transform depends on (no augmentation): identifies features and embeddings."""
+        return {k: v for k, v in asdict(self).items() if k != "augment"}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocess:
+        """The inverse of :meth:`to_dict` (lists back to tuples; older dicts without ``augment``).
+
+        >>> pp = Preprocess(112, 128)
+        >>> Preprocess.from_dict(pp.to_dict()) == pp
+        True
+        """
+        tupled = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "augment"}
+        augment = {k: tuple(v) if isinstance(v, list) else v for k, v in (data.get("augment") or {}).items()}
+        return cls(**tupled, augment=Augment(**augment))
+
     def resized(self, crop_size: int) -> Preprocess:
         """The same preprocessing for another input side, keeping the resize/crop ratio.
 
-        >>> Preprocess(224, 256).resized(112)
-        Preprocess(crop_size=112, resize_size=128, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+        >>> Preprocess(224, 256).resized(112).resize_size
+        128
         """
         return replace(self, crop_size=crop_size, resize_size=round(crop_size * self.resize_size / self.crop_size))
 
@@ -61,20 +106,18 @@ class Preprocess:
         )
 
     def train_transform(self, face_crop: float = 1.0, augment: bool = True) -> v2.Compose:
-        """Light augmentation for faces: mild random resized crop, flip, colour jitter."""
+        """The :class:`Augment` recipe on PIL images (in DataLoader workers); the eval transform if not ``augment``."""
         if not augment:
             return self.eval_transform(face_crop)
-        scale = self.crop_size / self.resize_size
+        aug = self.augment
         return v2.Compose(
             [
                 v2.ToImage(),
                 FaceCrop(face_crop),
                 v2.Resize(self.resize_size, antialias=True),
-                v2.RandomResizedCrop(
-                    self.crop_size, scale=(0.7 * scale**2, scale**2), ratio=(0.9, 1.1), antialias=True
-                ),
-                v2.RandomHorizontalFlip(),
-                v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.1),
+                v2.RandomResizedCrop(self.crop_size, scale=aug.crop_scale(self), ratio=aug.ratio, antialias=True),
+                v2.RandomHorizontalFlip(aug.flip),
+                v2.ColorJitter(brightness=aug.brightness, contrast=aug.contrast, saturation=aug.saturation),
                 v2.ToDtype(torch.float32, scale=True),
                 v2.Normalize(self.mean, self.std),
             ]

@@ -12,21 +12,24 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from lightning.pytorch.plugins.io import CheckpointIO
 
-from .callbacks import BestAndLastCheckpoint, StepSeeder
-from .checkpointing import use_atomic_checkpoints
+from .callbacks import RunCheckpoint, StepSeeder
+from .checkpointing import AtomicCheckpointIO
 
 
-def default_callbacks(checkpointing: bool = True, logger: bool = True) -> list[Callback]:
+def default_callbacks(checkpointing: bool = True, logger: bool = True, save_last: bool = True) -> list[Callback]:
     """Best (by val/acc) and last checkpoints, learning rate in TensorBoard, per-step seeding
     (so a resumed run matches an uninterrupted one, see docs/reliability.md).
 
-    ``checkpointing`` / ``logger``: False when the Trainer has checkpointing / logging turned off.
+    ``checkpointing`` / ``logger``: False when the Trainer has checkpointing / logging turned off;
+    ``save_last``: also keep ``last.ckpt``, the latest state after every epoch (for ``--ckpt_path last``).
     """
     callbacks: list[Callback] = [StepSeeder()]
     if checkpointing:
-        # last.ckpt after every epoch, not only when val/acc improves (Lightning >= 2.6)
-        callbacks.append(BestAndLastCheckpoint(monitor="val/acc", mode="max", save_last=True, filename="best-{epoch}"))
+        callbacks.append(RunCheckpoint("best", monitor="val/acc", mode="max"))
+        if save_last:  # the latest epoch, whether or not val/acc improved
+            callbacks.append(RunCheckpoint("last"))
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     return callbacks
@@ -44,9 +47,19 @@ def default_benchmark(accelerator: str | None = "auto") -> bool | None:
     return True if default_precision(accelerator) is not None else None
 
 
-def make_trainer(**kwargs: Any) -> L.Trainer:
+def with_atomic_checkpoints(plugins: Any) -> list[Any]:
+    """Trainer ``plugins`` plus :class:`AtomicCheckpointIO`, unless they hold a checkpoint IO already."""
+    plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([] if plugins is None else [plugins])
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return plugins
+
+
+def make_trainer(save_last: bool = True, **kwargs: Any) -> L.Trainer:
     """``lightning.Trainer(**kwargs)`` plus :func:`default_callbacks` (appended to any given),
-    atomic checkpoints, and on GPUs bf16-mixed precision and cuDNN autotuning by default."""
+    atomic checkpoints, and on GPUs bf16-mixed precision and cuDNN autotuning by default.
+
+    ``save_last=False`` keeps only the best checkpoint (runs that are never resumed)."""
     from ._noise import silence_known_noise
 
     silence_known_noise()
@@ -55,8 +68,7 @@ def make_trainer(**kwargs: Any) -> L.Trainer:
         kwargs["precision"] = default_precision(kwargs.get("accelerator", "auto"))
     if kwargs.get("benchmark") is None and not kwargs.get("deterministic"):
         kwargs["benchmark"] = default_benchmark(kwargs.get("accelerator", "auto"))
-    defaults = default_callbacks(kwargs.get("enable_checkpointing") is not False, kwargs.get("logger") is not False)
+    defaults = default_callbacks(kwargs.get("enable_checkpointing") is not False, kwargs.get("logger") is not False, save_last)
     kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *defaults]
-    trainer = L.Trainer(**kwargs)
-    use_atomic_checkpoints(trainer)  # atomic, weights_only checkpoint files (facetransfer.checkpointing)
-    return trainer
+    kwargs["plugins"] = with_atomic_checkpoints(kwargs.get("plugins"))  # atomic, weights_only checkpoint files
+    return L.Trainer(**kwargs)

@@ -50,8 +50,14 @@ def clean_argv(monkeypatch):
 
 
 def tiny_data(**kwargs) -> ft.FaceDataModule:
-    args = dict(dataset_args=SYNTH, batch_size=8, num_workers=0)
+    args = dict(dataset_args=SYNTH, batch_size=8, num_workers=0,
+                preprocess=ft.backbone_preprocess("scratch_cnn", backbone_args=TINY))
     return ft.FaceDataModule("synthetic", **{**args, **kwargs})
+
+
+def tiny_model(data: ft.FaceDataModule, **kwargs) -> ft.FaceClassifier:
+    return ft.FaceClassifier("scratch_cnn", **{"backbone_args": TINY, **kwargs}, class_names=data.class_names,
+                             features=data.features)
 
 
 def tiny_trainer(root, **kwargs) -> L.Trainer:
@@ -146,8 +152,8 @@ def test_seeded_items_repeat_their_augmentation_and_leave_the_global_rng_alone()
 # --- determinism ------------------------------------------------------------------------------------
 def fit_and_test(root: Path, seed: int, data_seed: int = 0) -> tuple[dict, dict, ft.FaceClassifier]:
     L.seed_everything(seed)
-    model = ft.FaceClassifier("scratch_cnn", backbone_args=TINY, lr=1e-2)
     data = tiny_data(seed=data_seed)
+    model = tiny_model(data, lr=1e-2)
     trainer = tiny_trainer(root)
     trainer.fit(model, data)
     (result,) = trainer.test(model, data, verbose=False)
@@ -291,12 +297,13 @@ def test_checkpoint_holds_everything_test_and_predict_need(clean_run, tmp_path, 
 def test_last_checkpoint_holds_the_final_state_when_the_metric_stops_improving(tmp_path):
     """Lightning 2.6 rewrites last.ckpt only when a best checkpoint is saved; ours at every epoch end."""
     L.seed_everything(0)
-    model = ft.FaceClassifier("scratch_cnn", backbone_args=TINY, freeze="all", lr=1e-9)  # val/acc stays put
+    data = tiny_data()
+    model = tiny_model(data, freeze="all", lr=1e-9)  # val/acc stays put
     trainer = tiny_trainer(tmp_path, max_epochs=3, limit_train_batches=2)
-    trainer.fit(model, tiny_data())
+    trainer.fit(model, data)
     checkpoints = trainer.checkpoint_callback
     assert Path(checkpoints.best_model_path).name == "best-epoch=0.ckpt"
-    saved = torch.load(checkpoints.last_model_path, weights_only=True)
+    saved = torch.load(find_last_checkpoint(trainer), weights_only=True)
     assert saved["global_step"] == trainer.global_step == 6 and saved["epoch"] == 2
     assert_same_weights(saved["state_dict"], model.state_dict())
 
@@ -407,7 +414,8 @@ def test_bad_images_stop_before_training_with_every_file_listed(tmp_path, capsys
 def test_skip_leaves_bad_images_out_with_one_warning_and_records_them(tmp_path):
     bad, valid = make_dataset_with_bad_files(tmp_path / "faces")
     data = ft.FaceDataModule("folder", root=str(tmp_path / "faces"), on_bad_image="skip", batch_size=8,
-                             min_images_per_identity=3, num_workers=0)
+                             min_images_per_identity=3, num_workers=0,
+                             preprocess=ft.backbone_preprocess("scratch_cnn", backbone_args=TINY))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         manifest = data.manifest
@@ -418,12 +426,12 @@ def test_skip_leaves_bad_images_out_with_one_warning_and_records_them(tmp_path):
     assert set(valid) <= used and not used & set(bad)
 
     L.seed_everything(0)
-    model = ft.FaceClassifier("scratch_cnn", backbone_args=TINY, lr=1e-2)
+    model = tiny_model(data, lr=1e-2)
     trainer = tiny_trainer(tmp_path / "runs", max_epochs=1)
     trainer.fit(model, data)  # CMYK, 16-bit and 12-pixel images go through the real pipeline
     saved = json.loads((Path(trainer.log_dir) / "split.json").read_text())
     assert [s["key"] for s in saved["skipped"]] == bad
-    assert torch.load(trainer.checkpoint_callback.last_model_path, weights_only=True)["FaceDataModule"]["manifest"]["skipped"] == saved["skipped"]
+    assert torch.load(str(find_last_checkpoint(trainer)), weights_only=True)["FaceDataModule"]["manifest"]["skipped"] == saved["skipped"]
 
 
 def test_unusual_but_valid_images_are_read_correctly(tmp_path):
@@ -450,8 +458,9 @@ def small_checkpoint(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("small")
     L.seed_everything(0)
     trainer = tiny_trainer(root, max_epochs=1, limit_train_batches=2)
-    trainer.fit(ft.FaceClassifier("scratch_cnn", backbone_args=TINY), tiny_data())
-    return Path(trainer.checkpoint_callback.last_model_path)
+    data = tiny_data()
+    trainer.fit(tiny_model(data), data)
+    return Path(str(find_last_checkpoint(trainer)))
 
 
 def test_a_checkpoint_with_a_pickled_object_is_refused(small_checkpoint, tmp_path, capsys):
@@ -481,7 +490,7 @@ def test_a_checkpoint_with_a_pickled_object_is_refused(small_checkpoint, tmp_pat
     "args, pattern",
     [
         (["--model.backbone", "resnet18"], r"checkpoint holds backbone 'scratch_cnn' with 6 classes; this model is 'resnet18'"),
-        ([*MODEL_ARGS, "--model.class_names", "[a, b]"], r"with 6 classes; this model is 'scratch_cnn' with 2 classes"),
+        ([*MODEL_ARGS, "--data.split_manifest", "{two_identities}"], r"with 6 classes; this model is 'scratch_cnn' with 2 classes"),
     ],
 )
 def test_a_checkpoint_of_another_backbone_or_class_count_names_both(small_checkpoint, tmp_path, capsys, args, pattern):
@@ -491,6 +500,8 @@ def test_a_checkpoint_of_another_backbone_or_class_count_names_both(small_checkp
     checkpoint = torch.load(small_checkpoint, weights_only=True)
     del checkpoint["hyper_parameters"]
     torch.save(checkpoint, exported)
+    two = tiny_data(dataset_args={**SYNTH, "num_identities": 2}).manifest.save(tmp_path / "two.json")
+    args = [str(two) if a == "{two_identities}" else a for a in args]
     assert main(["test", "--ckpt_path", str(exported), *args, "--data.num_workers", "0", *QUIET,
                  "--trainer.default_root_dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -17,7 +17,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from facetransfer.cli import main
 from facetransfer.errors import ConfigError
 from facetransfer.sweep import ResultsTable, load_sweep_config, run_sweep
-from facetransfer.sweep.grid import subset_manifest
 from facetransfer.sweep.report import FIGURE_TAG, TABLE_TAG
 
 from .fakes import REPO
@@ -65,27 +64,40 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     "change, pattern",
     [
         ({"methods": [{"strategy": "transfer", "backbone": "scratch_cnn"}]},
-         r"methods\[0\]\.strategy: unknown strategy 'transfer'; known: scratch, linear_probe, finetune, features_logreg"),
-        ({"train_samples": [50, 0]}, r"train_samples\[1\]: must be a positive integer or 'all', got 0"),
-        ({"train_samples": [-5]}, r"train_samples\[0\]: must be a positive integer or 'all', got -5"),
+         r"methods\[0\]\.strategy: unknown strategy 'transfer'; known: .*features_logreg.*linear_probe.*prototype"),
+        ({"train_samples": [50, 0]}, r"train_samples: 0 is not a positive integer or 'all'"),
+        ({"train_samples": [-5]}, r"train_samples: -5 is not a positive integer or 'all'"),
         ({"train_samples": []}, r"train_samples is empty"),
         ({"seeds": []}, r"seeds is empty"),
+        ({"seeds": [-1]}, r"seeds: "),
         ({"methods": []}, r"methods is empty"),
-        ({"epochs": 3}, r"unknown key 'epochs'; the sweep config accepts: checkpoints, data, "),
-        ({"trainer": {"max_epoch": 3}}, r"unknown key 'trainer\.max_epoch'; trainer accepts: .*max_epochs"),
-        ({"data": {"rooot": "x"}}, r"unknown key 'data\.rooot'; data accepts: .*root"),
-        ({"data": {"seed": 3}}, r"data\.seed cannot be set in a sweep: set the top-level seeds list"),
+        ({"epochs": 3}, r"unknown key 'epochs'"),
+        ({"trainer": {"max_epoch": 3}}, r"unknown key 'trainer\.max_epoch'; did you mean 'max_epochs'\?"),
+        ({"data": {"rooot": "x"}}, r"unknown key 'data\.rooot'; did you mean 'root'\?"),
+        ({"model": {"lr": "fast"}}, r"model\.lr: .*float.*fast"),
         ({"methods": [{"strategy": "scratch", "backbone": "scratch_cnn", "lr": 0.1}]},
-         r"unknown key 'methods\[0\]\.lr'; methods\[0\] accepts: backbone, data, logreg, model"),
+         r"unknown key 'methods\[0\]\.lr'; a scratch method accepts: backbone, data, model, name, strategy, trainer"),
+        ({"methods": [{"strategy": "scratch", "backbone": "scratch_cnn", "model": {"lrr": 0.1}}]},
+         r"methods\[0\]\.model: unknown key 'lrr'; did you mean 'lr'\?"),
+        ({"methods": [{"strategy": "scratch", "backbone": "scratch_cnn", "model": {"lr": "fast"}}]},
+         r"methods\[0\]\.model: lr: .*fast"),
         ({"methods": [{"strategy": "scratch", "backbone": "alexnet"}]}, r"methods\[0\]\.backbone: unknown backbone 'alexnet'"),
         ({"methods": [{"strategy": "scratch", "backbone": "resnet18", "weights": "IMAGENET1K_V1"}]},
          r"methods\[0\]: strategy scratch starts from random weights"),
         ({"methods": [{"strategy": "linear_probe", "backbone": "resnet18", "model": {"freeze": "first:2"}}]},
          r"methods\[0\]\.model\.freeze: strategy linear_probe always uses freeze 'all'"),
+        ({"methods": [{"strategy": "finetune", "backbone": "resnet18", "model": {"freeze": "all"}}]},
+         r"methods\[0\]\.model\.freeze: 'all' freezes every stage; that is strategy linear_probe"),
         ({"methods": [{"strategy": "features_logreg", "backbone": "resnet18", "logreg": {"Cee": 1}}]},
-         r"unknown key 'methods\[0\]\.logreg\.Cee'; .* accepts: C, "),
-        ({"checkpoints": "some"}, r"checkpoints: unknown choice 'some'; known: best, all, none"),
-        ({"num_threads": 0}, r"num_threads must be a positive integer or null, got 0"),
+         r"methods\[0\]\.logreg: unknown key 'Cee'"),
+        ({"methods": [{"strategy": "features_logreg", "backbone": "resnet18", "model": {"lr": 1}}]},
+         r"methods\[0\]\.model\.lr: this strategy's model accepts backbone_args, input_size"),
+        ({"methods": [{"strategy": "scratch", "backbone": "scratch_cnn", "trainer": {"logger": False}}]},
+         r"methods\[0\]\.trainer\.logger cannot be set in a sweep"),
+        ({"methods": [{"strategy": "scratch", "backbone": "scratch_cnn", "logreg": {"C": 1}}]},
+         r"unknown key 'methods\[0\]\.logreg'; a scratch method accepts"),
+        ({"checkpoints": "some"}, r"checkpoints: "),
+        ({"num_threads": 0}, r"num_threads: "),
         ({"methods": [{"strategy": "scratch", "backbone": "scratch_cnn"}, {"strategy": "scratch", "backbone": "scratch_cnn"}]},
          r"methods\[1\] and methods\[0\] are both called 'scratch/scratch_cnn'"),
     ],
@@ -95,48 +107,74 @@ def test_bad_sweep_config_names_the_key(change, pattern, tmp_path):
         load_sweep_config(tiny_sweep(tmp_path, **change))
 
 
+def test_strategy_recipe_between_shared_and_own_settings(tmp_path):
+    """Shared sections, then the strategy's recipe, then the method's own sections."""
+    methods = [
+        {"strategy": "linear_probe", "backbone": "scratch_cnn"},
+        {"strategy": "linear_probe", "backbone": "scratch_cnn", "name": "adam", "model": {"optimizer": "adam"},
+         "data": {"batch_size": 8}},
+        {"strategy": "features_logreg", "backbone": "scratch_cnn", "logreg": {"C": 0.5}},
+    ]
+    cfg = load_sweep_config(tiny_sweep(tmp_path, methods=methods, model={"lr": 0.5, "head_c": 3.0, "input_size": 48}))
+    probe, adam, logreg = cfg.methods
+    assert probe.model["optimizer"] == "lbfgs" and probe.model["head_c"] == 1.0 and probe.model["lr"] == 0.5
+    assert probe.model["freeze"] == "all" and probe.data == {"batch_size": "all"}
+    assert adam.model["optimizer"] == "adam" and adam.data == {"batch_size": 8}
+    assert probe.trainer["max_epochs"] == 1 and probe.trainer["enable_progress_bar"] is False
+    assert logreg.model == {"input_size": 48, "freeze": "all"} and logreg.options == {"logreg": {"C": 0.5, "max_iter": 1000}}
+
+
 def test_bad_config_fails_before_training_with_one_line(tmp_path, capsys):
     config = write_config(tmp_path, tiny_sweep(tmp_path, train_samples=[0, 10]))
     assert main(["sweep", "--config", str(config)]) == 2
     err = capsys.readouterr().err
-    assert "facetransfer: error: train_samples[0]: must be a positive integer" in err and "Traceback" not in err
+    assert "facetransfer: error: train_samples: 0 is not a positive integer or 'all'" in err and "Traceback" not in err
     assert not (tmp_path / "results").exists()  # nothing was run or written
 
     config = write_config(tmp_path, tiny_sweep(tmp_path))
     assert main(["sweep", "--config", str(config), "--data.rooot", "/x"]) == 2
-    assert "unknown key 'data.rooot'" in capsys.readouterr().err
+    assert "unknown option --data.rooot; did you mean 'root'?" in capsys.readouterr().err
     # options that only fail when built (a bad trainer value, missing weights) still fail before any cell
     assert main(["sweep", "--config", str(config), "--trainer.accelerator", "tpu"]) == 2
-    assert "methods[0] (scratch/scratch_cnn).trainer:" in capsys.readouterr().err
+    assert "methods[0] (scratch/scratch_cnn):" in capsys.readouterr().err
     missing = tiny_sweep(tmp_path, model={}, methods=[{"strategy": "features_logreg", "backbone": "mobilenet_v2", "weights": "IMAGENET1K_V1"}])
     assert main(["sweep", "--config", str(write_config(tmp_path, missing))]) == 2
     assert "mobilenet_v2-b0353104.pth is not in the cache" in capsys.readouterr().err
     assert not (tmp_path / "results" / "results.csv").exists()
 
 
-def test_dotted_overrides_and_shipped_configs(tmp_path):
+def test_dotted_overrides_several_configs_and_shipped_configs(tmp_path, capsys):
     cfg = load_sweep_config(
         REPO / "configs" / "experiments" / "offline_lfw.yaml",
-        ["--data.root", str(tmp_path), "--trainer.max_epochs=3", "--seeds", "[0, 1]", "--methods.0.model.lr", "0.5"],
+        ["--data.root", str(tmp_path), "--trainer.max_epochs=3", "--seeds", "[0, 1]", "--model.input_size", "112"],
     )
     assert cfg.data["root"] == str(tmp_path) and cfg.seeds == [0, 1]
-    assert cfg.methods[0].trainer["max_epochs"] == 3 and cfg.methods[0].model["lr"] == 0.5
+    assert cfg.methods[0].trainer["max_epochs"] == 3 and cfg.methods[2].model["input_size"] == 112
+    assert cfg.methods[0].model["lr"] == 1e-3  # a method's own value wins over the shared one
     assert cfg.train_samples == [50, 100, 250, 500, "all"]
     strategies = {m.strategy for m in cfg.methods}
-    assert strategies == {"scratch", "linear_probe", "finetune", "features_logreg"}
+    assert strategies == {"scratch", "linear_probe", "finetune", "features_logreg", "prototype"}
+    # a second --config file merges over the first
+    extra = write_config(tmp_path, {"trainer": {"max_epochs": 7}, "seeds": [4]}, "extra.yaml")
+    cfg = load_sweep_config([REPO / "configs" / "experiments" / "demo.yaml", extra])
+    assert cfg.seeds == [4] and cfg.methods[0].trainer["max_epochs"] == 7 and cfg.name == "demo"
+    # --print_config prints the merged config and exits
+    with pytest.raises(SystemExit):
+        main(["sweep", "--config", str(REPO / "configs" / "experiments" / "demo.yaml"), "--trainer.max_epochs", "2",
+              "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["trainer"]["max_epochs"] == 2 and printed["methods"][0]["strategy"] == "scratch"
     for name in ("demo", "offline_lfw", "paper_lfw", "paper_celeba"):
         cfg = load_sweep_config(REPO / "configs" / "experiments" / f"{name}.yaml")
         assert cfg.methods and cfg.name == name
     paper = load_sweep_config(REPO / "configs" / "experiments" / "paper_lfw.yaml")
     assert {m.backbone for m in paper.methods if m.strategy != "scratch"} == {"vgg16", "resnet50"}
     assert all(m.weights == "IMAGENET1K_V1" for m in paper.methods if m.strategy != "scratch")
-    with pytest.raises(ConfigError, match=r"--methods\.7: expected an index 0\.\."):
-        load_sweep_config(REPO / "configs" / "experiments" / "demo.yaml", ["--methods.7.model.lr", "1"])
 
 
 def test_dry_run_lists_cells_and_only_selects_methods(tmp_path, capsys):
     config = write_config(tmp_path, tiny_sweep(tmp_path))
-    assert main(["sweep", "--config", str(config), "--dry-run", "--only", "features_logreg"]) == 0
+    assert main(["sweep", "--config", str(config), "--dry_run", "--only", "features_logreg"]) == 0
     out = capsys.readouterr().out
     assert "grid: 2 cells = 1 methods x 2 sizes [6, 30]" in out
     assert "would run: features_logreg/random_cnn N=6 seed=0" in out and "scratch/" not in out
@@ -153,7 +191,7 @@ def test_cell_split_equals_the_datamodule_split(tmp_path):
     pool = ft.FaceDataModule("synthetic", **args).manifest
     for n in (4, 11):
         direct = ft.FaceDataModule("synthetic", train_samples=n, **args).manifest
-        cell = subset_manifest(pool, n)
+        cell = pool.subset(n)
         assert cell.train == direct.train and cell.test == direct.test == pool.test and cell.val == direct.val
         assert cell.settings == direct.settings
 

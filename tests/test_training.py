@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import facetransfer as ft
+from facetransfer.checkpointing import find_last_checkpoint
 from facetransfer.errors import ConfigError, WeightsError
 
 TINY = {"widths": (8, 16), "fc_features": 32, "input_size": 32}
@@ -18,9 +19,15 @@ TINY = {"widths": (8, 16), "fc_features": 32, "input_size": 32}
 
 def tiny_data(**kwargs) -> ft.FaceDataModule:
     args = dict(dataset_args={"num_identities": 6, "images_per_identity": 8, "image_size": 40},
-                batch_size=16, num_workers=0)
+                batch_size=16, num_workers=0, preprocess=ft.backbone_preprocess("scratch_cnn", backbone_args=TINY))
     args.update(kwargs)
     return ft.FaceDataModule("synthetic", **args)
+
+
+def tiny_model(data: ft.FaceDataModule, **kwargs) -> ft.FaceClassifier:
+    """A tiny scratch_cnn for ``data``: its identities and its frozen-feature provider."""
+    return ft.FaceClassifier("scratch_cnn", **{"backbone_args": TINY, **kwargs}, class_names=data.class_names,
+                             features=data.features)
 
 
 def tiny_trainer(tmp_path, **kwargs) -> L.Trainer:
@@ -32,8 +39,8 @@ def tiny_trainer(tmp_path, **kwargs) -> L.Trainer:
 
 def test_fit_test_writes_manifest_checkpoint_and_tensorboard(tmp_path):
     L.seed_everything(0)
-    model = ft.FaceClassifier("scratch_cnn", backbone_args=TINY, lr=1e-3)
     data = tiny_data()
+    model = tiny_model(data, lr=1e-3)
     trainer = tiny_trainer(tmp_path)
     trainer.fit(model, data)
     (result,) = trainer.test(model, data)
@@ -44,7 +51,7 @@ def test_fit_test_writes_manifest_checkpoint_and_tensorboard(tmp_path):
     manifest = json.loads(open(f"{log_dir}/split.json").read())
     assert manifest["classes"] == model.class_names and manifest["source"]["dataset"] == "synthetic"
 
-    ckpt = torch.load(trainer.checkpoint_callback.last_model_path, weights_only=True)
+    ckpt = torch.load(str(find_last_checkpoint(trainer)), weights_only=True)
     assert ckpt["facetransfer"]["backbone"] == "scratch_cnn" and ckpt["facetransfer"]["freeze"] == "none"
     assert ckpt["hyper_parameters"]["class_names"] == model.class_names
     assert ckpt["FaceDataModule"]["manifest"]["test"] == manifest["test"]
@@ -62,27 +69,29 @@ def test_checkpoint_restores_without_pretrained_file_and_data_options(tmp_path):
     L.seed_everything(0)
     start = tmp_path / "start.pth"
     torch.save(ft.get_backbone("scratch_cnn", **TINY).state_dict(), start)
-    model = ft.FaceClassifier("scratch_cnn", weights_path=str(start), backbone_args=TINY, lr=1e-3)
     data = tiny_data(seed=5, train_samples=20)
+    model = tiny_model(data, weights_path=str(start), lr=1e-3)
     trainer = tiny_trainer(tmp_path, max_epochs=1)
     trainer.fit(model, data)
     (expected,) = trainer.test(model, data, verbose=False)
     start.unlink()  # the starting weights are gone: the checkpoint must be enough
 
-    path = trainer.checkpoint_callback.last_model_path
+    path = str(find_last_checkpoint(trainer))
     restored = ft.FaceClassifier.load_from_checkpoint(path)
     assert restored.class_names == model.class_names
-    fresh_data = ft.FaceDataModule("folder", root=str(tmp_path), num_workers=0)  # another dataset configured
+    # another dataset configured: the checkpoint's split (and source) wins
+    fresh_data = ft.FaceDataModule("folder", root=str(tmp_path), num_workers=0, preprocess=restored.preprocess)
     (again,) = tiny_trainer(tmp_path).test(restored, fresh_data, ckpt_path=path, verbose=False)
     assert again["test/acc"] == pytest.approx(expected["test/acc"])
     assert fresh_data.manifest.settings["seed"] == 5 and fresh_data.dataset == "synthetic"
 
 
 def test_checkpoint_of_other_backbone_or_class_count_is_refused(tmp_path):
-    model = ft.FaceClassifier("scratch_cnn", backbone_args=TINY)
+    data = tiny_data()
+    model = tiny_model(data)
     trainer = tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=1, limit_val_batches=1)
-    trainer.fit(model, tiny_data())
-    path = trainer.checkpoint_callback.last_model_path
+    trainer.fit(model, data)
+    path = str(find_last_checkpoint(trainer))
     other = ft.FaceClassifier("resnet18", class_names=[f"p{i}" for i in range(6)])
     with pytest.raises(WeightsError, match=r"checkpoint holds backbone 'scratch_cnn' with 6 classes; this model is 'resnet18' with 6"):
         other.on_load_checkpoint(torch.load(path, weights_only=True))
@@ -91,17 +100,23 @@ def test_checkpoint_of_other_backbone_or_class_count_is_refused(tmp_path):
         fewer.on_load_checkpoint(torch.load(path, weights_only=True))
 
 
-def test_model_and_data_identities_must_agree(tmp_path):
+def test_model_and_data_must_agree(tmp_path):
+    """Identities and input size of the model and the data are checked on the first batch."""
     model = ft.FaceClassifier("scratch_cnn", backbone_args=TINY, class_names=["x", "y"])
-    with pytest.raises(ConfigError, match="built for 2 identities but the data has 6"):
+    with pytest.raises(ConfigError, match="labels up to 5 but this model has 2 identities"):
         tiny_trainer(tmp_path, max_epochs=1).fit(model, tiny_data())
+    data = tiny_data(preprocess=None)  # ImageNet's 224 px, not the model's
+    with pytest.raises(ConfigError, match="the data gives 224 px images but this model expects 32 px"):
+        tiny_trainer(tmp_path, max_epochs=1).fit(tiny_model(data), data)
+    with pytest.raises(ConfigError, match="needs class_names"):
+        tiny_trainer(tmp_path, max_epochs=1).fit(ft.FaceClassifier("scratch_cnn", backbone_args=TINY), tiny_data())
 
 
 def test_linear_probe_trains_head_on_cached_features(tmp_path):
     L.seed_everything(0)
-    model = ft.FaceClassifier("scratch_cnn", backbone_args=TINY, freeze="all", lr=1e-2)
-    frozen = {k: v.clone() for k, v in model.backbone.stages.state_dict().items()}
     data = tiny_data()
+    model = tiny_model(data, freeze="all", lr=1e-2)
+    frozen = {k: v.clone() for k, v in model.backbone.stages.state_dict().items()}
     trainer = tiny_trainer(tmp_path, max_epochs=3)
     trainer.fit(model, data)
     first_batch = next(iter(trainer.train_dataloader))
@@ -114,7 +129,8 @@ def test_linear_probe_trains_head_on_cached_features(tmp_path):
 
 def test_predict_folder_gives_names_and_confidence(tmp_path, folder_tree):
     model = ft.FaceClassifier("scratch_cnn", backbone_args=TINY, class_names=["a", "b", "c"])
-    data = ft.FaceDataModule("folder", root=str(folder_tree), predict_root=str(folder_tree / "person_1"), num_workers=0)
+    data = ft.FaceDataModule("folder", root=str(folder_tree), predict_root=str(folder_tree / "person_1"), num_workers=0,
+                             preprocess=model.preprocess)
     out = tiny_trainer(tmp_path).predict(model, data)
     keys = [k for batch in out for k in batch["key"]]
     assert len(keys) == 6 and all(n in "abc" for batch in out for n in batch["prediction"])

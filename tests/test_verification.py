@@ -219,18 +219,18 @@ def test_verify_command_lists_missing_images(lfw_pairs_tree, tmp_path, capsys, c
 
 
 def test_test_time_verification_and_checkpoint(lfw_pairs_tree, tmp_path, capsys, clean_argv):
-    """``verify_pairs`` logs verify/* at the end of test; ``verify --ckpt_path`` uses the trained backbone."""
-    data = ft.FaceDataModule("lfw", root=str(lfw_pairs_tree), min_images_per_identity=3, num_workers=0, batch_size=8)
-    model = ft.FaceClassifier(
-        "scratch_cnn", backbone_args={"widths": [8, 16], "fc_features": 16, "input_size": 32}, lr=1e-3,
-        verify_pairs=str(lfw_pairs_tree / "pairs.txt"), verify_args={"flip": True},
-    )
-    trainer = ft.make_trainer(max_epochs=1, default_root_dir=str(tmp_path), **QUICK_TRAINER)
+    """``PairVerification`` logs verify/* at the end of test; ``verify --ckpt_path`` uses the trained backbone."""
+    tiny = {"widths": [8, 16], "fc_features": 16, "input_size": 32}
+    data = ft.FaceDataModule("lfw", root=str(lfw_pairs_tree), min_images_per_identity=3, num_workers=0, batch_size=8,
+                             preprocess=ft.backbone_preprocess("scratch_cnn", backbone_args=tiny))
+    model = ft.FaceClassifier("scratch_cnn", backbone_args=tiny, lr=1e-3, class_names=data.class_names)
+    verification = ft.PairVerification(str(lfw_pairs_tree / "pairs.txt"), flip=True)
+    trainer = ft.make_trainer(max_epochs=1, default_root_dir=str(tmp_path), callbacks=[verification], **QUICK_TRAINER)
     trainer.fit(model, data)
     (metrics,) = trainer.test(model, data, verbose=False)
     assert {"test/acc", "verify/acc", "verify/auc", "verify/tar@far1e-3"} <= set(metrics)
-    assert model.verification_result.model["face_crop"] == data.face_crop == 0.6
-    assert model.verification_result.model["flip"] is True
+    assert verification.result.model["face_crop"] == data.face_crop == 0.6
+    assert verification.result.model["flip"] is True
     events = list(Path(trainer.log_dir).glob("events.out.tfevents.*"))
     assert events
     ckpt = tmp_path / "model.ckpt"
@@ -239,8 +239,8 @@ def test_test_time_verification_and_checkpoint(lfw_pairs_tree, tmp_path, capsys,
                  "--num_workers", "0", "--flip", "--out", str(tmp_path / "v")]) == 0
     saved = json.loads((tmp_path / "v" / "metrics.json").read_text())
     assert saved["metrics"]["accuracy"] == pytest.approx(metrics["verify/acc"])
-    with pytest.raises(ft.ConfigError, match="unknown verify_args"):
-        ft.FaceClassifier("scratch_cnn", verify_pairs="p.txt", verify_args={"crop": 0.5})
+    with pytest.raises(ft.ConfigError, match="face_crop must be in"):
+        ft.PairVerification("p.txt", face_crop=0)
 
 
 # --- real data ------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ The decoded-image store (:mod:`facetransfer.data.tensor_store`) keeps each face 
 ``S x S`` uint8 square (``S`` = the backbone's resize size). These transforms turn a
 gathered batch into network input in one pass: a per-sample random resized crop and
 horizontal flip through one batched ``grid_sample``, brightness/contrast/saturation
-jitter, normalisation, the chosen dtype and memory format — the same recipe as the PIL
-path's :meth:`Preprocess.train_transform`::
+jitter in a per-sample random order, normalisation, the chosen dtype and memory format.
+The recipe is the :class:`~facetransfer.preprocess.Augment` of the preprocessing, the same
+one the PIL path (:meth:`Preprocess.train_transform`) applies::
 
     >>> import torch
     >>> from facetransfer.preprocess import Preprocess
@@ -23,15 +24,15 @@ import torch.nn.functional as F
 
 from ..preprocess import Preprocess
 
-_GREY = (0.299, 0.587, 0.114)
+_GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 
 
 class BatchTransforms:
-    """Batched versions of the eval and (lightly augmented) train transforms.
+    """Batched versions of the eval and the augmented train transforms of a :class:`Preprocess`.
 
     Args:
-        preprocess: crop size, resize size (= the store's side), mean and std.
-        augment: random resized crop + flip + colour jitter for training (else eval crop).
+        preprocess: crop size, resize size (= the store's side), mean, std and the augmentation.
+        augment: apply ``preprocess.augment`` in :meth:`train` (else the eval crop).
         dtype: output dtype (e.g. ``torch.bfloat16`` under bf16-mixed training).
         channels_last: return channels-last tensors.
     """
@@ -42,17 +43,12 @@ class BatchTransforms:
         augment: bool = True,
         dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
-        ratio: tuple[float, float] = (0.9, 1.1),
-        jitter: tuple[float, float, float] = (0.2, 0.2, 0.1),
     ) -> None:
         self.pp = preprocess
+        self.recipe = preprocess.augment
         self.augment = augment
         self.dtype = dtype
         self.channels_last = channels_last
-        self.ratio = ratio
-        self.jitter = jitter
-        side = preprocess.crop_size / preprocess.resize_size
-        self.scale = (0.7 * side**2, side**2)  # as Preprocess.train_transform
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.pp.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
@@ -71,23 +67,23 @@ class BatchTransforms:
         return self._finish(x)
 
     def train(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Random resized crop (area ``scale``, aspect ``ratio``), flip, colour jitter, normalise."""
+        """Random resized crop, flip, colour jitter (the :class:`Augment` recipe), normalise."""
         if not self.augment:
             return self.eval(images)
         b, device = images.shape[0], images.device
         c = self.pp.crop_size
+        recipe = self.recipe
 
         def uniform(lo: float, hi: float) -> torch.Tensor:
             return torch.rand(b, device=device, generator=generator) * (hi - lo) + lo
 
-        area = uniform(*self.scale)
-        log_ratio = uniform(math.log(self.ratio[0]), math.log(self.ratio[1]))
-        aspect = torch.exp(log_ratio)
+        area = uniform(*recipe.crop_scale(self.pp))
+        aspect = torch.exp(uniform(math.log(recipe.ratio[0]), math.log(recipe.ratio[1])))
         half_w = torch.sqrt(area * aspect).clamp(max=1.0)  # half-extent in [-1, 1] coordinates
         half_h = torch.sqrt(area / aspect).clamp(max=1.0)
         cx = (torch.rand(b, device=device, generator=generator) * 2 - 1) * (1 - half_w)
         cy = (torch.rand(b, device=device, generator=generator) * 2 - 1) * (1 - half_h)
-        flip = torch.where(torch.rand(b, device=device, generator=generator) < 0.5, -1.0, 1.0)
+        flip = torch.where(torch.rand(b, device=device, generator=generator) < recipe.flip, -1.0, 1.0)
         theta = torch.zeros(b, 2, 3, device=device, dtype=torch.float32)
         theta[:, 0, 0] = half_w * flip
         theta[:, 0, 2] = cx
@@ -96,17 +92,25 @@ class BatchTransforms:
         compute = self.dtype if images.is_cuda else torch.float32  # CPU grid_sample wants float32
         grid = F.affine_grid(theta.to(compute), [b, 3, c, c], align_corners=False)
         x = F.grid_sample(images.to(compute), grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-        x = x.div_(255.0)
+        x = self._jitter(x.div_(255.0), uniform, generator)
+        return self._finish(x.to(self.dtype))
 
-        bright, contrast, sat = self.jitter
-        grey_w = torch.tensor(_GREY, device=device, dtype=x.dtype).view(1, 3, 1, 1)
-        if bright > 0:
-            x = x * uniform(1 - bright, 1 + bright).to(x.dtype).view(b, 1, 1, 1)
-        if contrast > 0:
-            mean = (x * grey_w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
-            x = (x - mean) * uniform(1 - contrast, 1 + contrast).to(x.dtype).view(b, 1, 1, 1) + mean
-        if sat > 0:
-            grey = (x * grey_w).sum(1, keepdim=True)
-            x = (x - grey) * uniform(1 - sat, 1 + sat).to(x.dtype).view(b, 1, 1, 1) + grey
-        x = x.clamp_(0.0, 1.0).to(self.dtype)
-        return self._finish(x)
+    def _jitter(self, x: torch.Tensor, uniform, generator: torch.Generator | None) -> torch.Tensor:
+        """Brightness, contrast, saturation by factors in ``[1 - v, 1 + v]``, each sample in its own
+        random order, clamped to [0, 1] after each step (torchvision's ``ColorJitter`` on floats)."""
+        recipe = self.recipe
+        b = x.shape[0]
+        strengths = (recipe.brightness, recipe.contrast, recipe.saturation)
+        factors = [uniform(1 - v, 1 + v).to(x.dtype).view(b, 1, 1, 1) if v > 0 else None for v in strengths]
+        grey_w = torch.tensor(_GREY, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        order = torch.argsort(torch.rand(b, 3, device=x.device, generator=generator), dim=1)  # a permutation per sample
+        for step in range(3):
+            which = order[:, step].view(b, 1, 1, 1)
+            for op, factor in enumerate(factors):
+                if factor is None:
+                    continue
+                grey = (x * grey_w).sum(1, keepdim=True)
+                anchor = 0.0 if op == 0 else grey.mean((2, 3), keepdim=True) if op == 1 else grey
+                changed = ((x - anchor) * factor + anchor).clamp_(0.0, 1.0)
+                x = torch.where(which == op, changed, x)
+        return x

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,17 +28,18 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from ..errors import ConfigError, DataError
-from ..features import FeatureDataset, extract_features
+from ..features import FeatureDataset, FeatureProvider, InMemoryFeatures
 from ..preprocess import Preprocess
 from .checks import find_bad_images
 from .dataset import FaceDataset
 from .images import is_image_name
-from .batch_transforms import BatchTransforms
 from .sampler import ResumableSampler, SeededDataset, resume_position
-from .store_batches import CacheMode, StoreBatch, StoreCollate, StoreIndex, resolve_cache_mode
-from .tensor_store import TensorStore
 from .sources import FaceRecord, FaceSource, get_source
-from .split import SplitManifest, TrainSamples, make_split
+from .split import SplitManifest, SplitSpec, TrainSamples, make_split
+from .store_batches import CacheMode, ImageBatch, StoreCollate, StoreIndex, resolve_cache_mode
+from .tensor_store import TensorStore
+
+Split = Literal["train", "val", "test"]
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,19 @@ class FaceDataModule(L.LightningDataModule):
         balanced_eval: cut val/test to the same number of images per identity (imbalanced data).
         face_crop: central fraction of the image kept before resizing (None: dataset default).
         augment: light training augmentation (random resized crop, flip, colour jitter).
-        batch_size / eval_batch_size: training / evaluation batch sizes.
+        batch_size / eval_batch_size: training / evaluation batch sizes; ``all`` puts a whole split in
+            one batch (for heads trained on frozen features with full-batch L-BFGS).
         num_workers: DataLoader workers (None: CPUs - 1, at most 8).
         on_bad_image: ``error`` stops before training listing unreadable files; ``skip`` leaves
             them out with one warning and records them in the manifest.
         check_images: decode-check every image once before splitting (file-backed sources).
-        split_manifest: a ``split.json`` of an earlier run to reuse exactly.
+        split_manifest: a ``split.json`` of an earlier run, or a checkpoint, whose split to reuse exactly.
         predict_root: folder of images for ``predict`` (default: the test split).
-        preprocess: input geometry/normalisation; None takes the model's backbone's.
+        preprocess: input geometry/normalisation of the model's backbone (``model.preprocess``,
+            or :func:`facetransfer.models.backbone_preprocess`; the CLI links it from the model's
+            options); None: ImageNet's 224 px.
+        features: where frozen-backbone features come from when the model's backbone is frozen
+            (the model attaches itself to it); None: an in-memory :class:`~facetransfer.features.InMemoryFeatures`.
         cache: ``gpu`` decodes every image once into a uint8 store on the GPU and augments whole
             batches there; ``memory`` keeps the store in RAM; ``none`` decodes JPEGs in DataLoader
             workers every epoch (for datasets too large to hold); ``auto``: ``gpu`` when training
@@ -99,28 +105,30 @@ class FaceDataModule(L.LightningDataModule):
         balanced_eval: bool = False,
         face_crop: float | None = None,
         augment: bool = True,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
+        batch_size: int | Literal["all"] = 32,
+        eval_batch_size: int | Literal["all"] | None = None,
         num_workers: int | None = None,
         on_bad_image: Literal["error", "skip"] = "error",
         check_images: bool = True,
         split_manifest: str | None = None,
         predict_root: str | None = None,
         preprocess: Preprocess | None = None,
+        features: FeatureProvider | None = None,
         cache: CacheMode = "auto",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["preprocess"])
+        self.save_hyperparameters(ignore=["preprocess", "features"])
         if on_bad_image not in ("error", "skip"):
             raise ConfigError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        for name, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if size is not None and size != "all" and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+                raise ConfigError(f"{name} must be a positive integer or 'all', got {size!r}")
         if face_crop is not None and not 0 < face_crop <= 1:
             raise ConfigError(f"face_crop must be in (0, 1], got {face_crop}")
         self.dataset = dataset
         self.root = root
         self.dataset_args = dict(dataset_args or {})
-        self.split_args = dict(
+        self.split_spec = SplitSpec(
             min_images_per_identity=min_images_per_identity,
             max_identities=max_identities,
             val_fraction=val_fraction,
@@ -139,14 +147,13 @@ class FaceDataModule(L.LightningDataModule):
         self.check_images = check_images
         self.split_manifest = split_manifest
         self.predict_root = predict_root
-        self.preprocess = preprocess
+        self.preprocess = preprocess if preprocess is not None else Preprocess()
+        self.features: FeatureProvider = features if features is not None else InMemoryFeatures()
         self.source: FaceSource = get_source(dataset, root=root, **self.dataset_args)
         self._manifest: SplitManifest | None = None
-        self._features: dict[str, tuple[Any, FeatureDataset]] = {}
         self.cache = cache
         resolve_cache_mode(cache, torch.device("cpu"), 0, 1)  # validate the name now
         self._stores: dict[str, tuple[tuple, TensorStore]] = {}
-        self.feature_seconds: dict[str, float] = {}
 
     # --- the split -------------------------------------------------------------------------
     @property
@@ -178,7 +185,7 @@ class FaceDataModule(L.LightningDataModule):
                 bad_keys = {k for k, _ in bad}
                 records = [r for r in records if r.key not in bad_keys]
                 skipped = [{"key": k, "reason": why} for k, why in bad]
-        manifest = make_split(records, **self.split_args)
+        manifest = make_split(records, self.split_spec)
         manifest.source = self.source.describe()
         manifest.settings["face_crop"] = self.face_crop
         manifest.skipped = skipped
@@ -229,7 +236,6 @@ class FaceDataModule(L.LightningDataModule):
             rank_zero_warn(f"using face_crop={crop} recorded with the split (configured: {self.face_crop})")
             self.face_crop = crop
         self._manifest = manifest
-        self._features.clear()
 
     # --- Lightning hooks ---------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -252,87 +258,69 @@ class FaceDataModule(L.LightningDataModule):
                 f"split written to {path}"
             )
 
-    def resolved_preprocess(self) -> Preprocess:
-        if self.preprocess is not None:
-            return self.preprocess
-        module = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
-        backbone = getattr(module, "backbone", None)
-        return getattr(backbone, "preprocess", None) or Preprocess()
-
     def eval_transform(self):
-        return self.resolved_preprocess().eval_transform(self.face_crop)
+        return self.preprocess.eval_transform(self.face_crop)
 
     def train_transform(self):
-        return self.resolved_preprocess().train_transform(self.face_crop, augment=self.augment)
+        return self.preprocess.train_transform(self.face_crop, augment=self.augment)
 
-    def dataset_for(self, split: Literal["train", "val", "test"], train_transform: bool | None = None) -> FaceDataset:
+    def dataset_for(self, split: Split, train_transform: bool | None = None) -> FaceDataset:
         """The torch dataset of a split; ``train_transform`` defaults to True for ``train`` only."""
         items = getattr(self.manifest, split)
         augment = (split == "train") if train_transform is None else train_transform
         return FaceDataset(self.source, items, self.train_transform() if augment else self.eval_transform())
 
-    def _model(self):
-        return getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+    @property
+    def device(self) -> torch.device:
+        """The device the trainer runs on (the CPU outside a trainer)."""
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
-    def frozen_features(self, split: Literal["train", "val", "test"], model) -> FeatureDataset:
-        """Frozen-backbone features of a split (eval transform), computed once per model.
+    def _batch(self, size: int | str, length: int) -> int:
+        return max(1, length) if size == "all" else int(size)
 
-        Linear probes (``model.uses_feature_cache``) train on these; override to serve them
-        from elsewhere (the sweep reads them from an on-disk store shared by its cells).
-        """
-        cached = self._features.get(split)
-        if cached is not None and cached[0] is model:
-            return cached[1]
-        dtype = self._autocast_dtype()
-        channels_last = bool(getattr(model, "use_channels_last", False))
-        start = time.perf_counter()
-        store = self._store(split, model.device)
-        if store is not None:  # one pass over the decoded images, batched eval transform on the device
-            transforms = BatchTransforms(self.resolved_preprocess(), augment=False, channels_last=channels_last,
-                                         dtype=dtype or torch.float32)
-            size = max(self.eval_batch_size, 64)
-            batches = ((transforms.eval(store.images[i : i + size].to(model.device)), store.labels[i : i + size])
-                       for i in range(0, len(store), size))
-        else:
-            batches = self.dataset_for(split, train_transform=False)
-        feats, labels = extract_features(
-            model.backbone,
-            batches,
-            batch_size=max(self.eval_batch_size, 64),
-            num_workers=self.num_workers,
-            device=model.device,
-            autocast_dtype=dtype if model.device.type == "cuda" else None,
-            channels_last=channels_last,
-        )
-        self.feature_seconds[split] = time.perf_counter() - start
-        dataset = FeatureDataset(feats, labels)
-        self._features[split] = (model, dataset)
-        return dataset
-
-    def _split_loader(self, split: Literal["train", "val", "test"], *, batch_size: int, shuffle: bool) -> DataLoader:
-        model = self._model()
-        if model is not None and getattr(model, "uses_feature_cache", False):
-            dataset = self.frozen_features(split, model)
-            return self._loader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=0)
-        device = model.device if model is not None else torch.device("cpu")
-        if self._store(split, device) is not None:
-            index = StoreIndex(len(getattr(self.manifest, split)))
-            return self._loader(index, batch_size=batch_size, shuffle=shuffle, num_workers=0, collate_fn=StoreCollate(split))
+    def _split_loader(self, split: Split, *, batch_size: int | str, shuffle: bool) -> DataLoader:
+        items = getattr(self.manifest, split)
+        if self.features.ready:  # a frozen backbone: its features, computed once
+            dataset = self.features.features(split, items, lambda: self.eval_batches(split))
+            return self._loader(dataset, batch_size=self._batch(batch_size, len(dataset)), shuffle=shuffle, num_workers=0)
+        if batch_size == "all":
+            raise ConfigError(
+                f"batch_size 'all' puts the whole {split} split in one batch; that needs frozen features "
+                "(model freeze: all with feature_cache: true); give a number of images instead"
+            )
+        store = self._store(split)
+        if store is not None:
+            collate = StoreCollate(store, augment=self.augment and split == "train")
+            index = StoreIndex(len(items))
+            return self._loader(index, batch_size=batch_size, shuffle=shuffle, num_workers=0, collate_fn=collate,
+                                pin_memory=store.device.type == "cpu")
         return self._loader(self.dataset_for(split), batch_size=batch_size, shuffle=shuffle)
 
-    # --- decoded-image store (cache: gpu | memory) ----------------------------------------------
-    def cache_mode(self, device: torch.device) -> str:
-        """The resolved ``cache`` for training on ``device``."""
-        m = self.manifest
-        side = self.resolved_preprocess().resize_size
-        return resolve_cache_mode(self.cache, device, len(m.train) + len(m.val) + len(m.test), side)
+    def eval_batches(self, split: Split) -> Iterable[Any]:
+        """Un-augmented batches of a split for one feature pass: store slices or eval-transformed images."""
+        store = self._store(split)
+        if store is None:
+            dataset = self.dataset_for(split, train_transform=False)
+            size = max(64, self._batch(self.eval_batch_size, len(dataset)))
+            return DataLoader(dataset, batch_size=size, num_workers=self.num_workers,
+                              pin_memory=self.device.type == "cuda")
+        size = max(64, self._batch(self.eval_batch_size, len(store)))
+        return (ImageBatch(store.images[i : i + size], store.labels[i : i + size]) for i in range(0, len(store), size))
 
-    def _store(self, split: Literal["train", "val", "test"], device: torch.device) -> TensorStore | None:
+    # --- decoded-image store (cache: gpu | memory) ----------------------------------------------
+    def cache_mode(self, device: torch.device | None = None) -> str:
+        """The resolved ``cache`` for training on ``device`` (default: the trainer's)."""
+        m = self.manifest
+        side = self.preprocess.resize_size
+        return resolve_cache_mode(self.cache, device or self.device, len(m.train) + len(m.val) + len(m.test), side)
+
+    def _store(self, split: Split) -> TensorStore | None:
         """The split's uint8 store (built on first use), or None on the PIL path."""
+        device = self.device
         mode = self.cache_mode(device)
         if mode == "none":
             return None
-        side = self.resolved_preprocess().resize_size
+        side = self.preprocess.resize_size
         where = device if mode == "gpu" else torch.device("cpu")
         key = (str(where), side, self.face_crop, id(self._manifest))
         cached = self._stores.get(split)
@@ -343,30 +331,15 @@ class FaceDataModule(L.LightningDataModule):
         self._stores[split] = (key, store)
         return store
 
-    def _autocast_dtype(self) -> torch.dtype | None:
-        precision = str(getattr(self.trainer, "precision", "")) if self.trainer is not None else ""
-        return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Store batches (indices) become ``(images, labels)`` here, on the training device."""
-        if not isinstance(batch, StoreBatch):
-            return batch
-        device = batch.index.device
-        store = self._stores[batch.split][1]
-        index = batch.index.to(store.device)
-        images, labels = store.images[index].to(device, non_blocking=True), store.labels[index].to(device)
-        model = self._model()
-        transforms = BatchTransforms(
-            self.resolved_preprocess(),
-            augment=self.augment,
-            dtype=(self._autocast_dtype() if device.type == "cuda" else None) or torch.float32,
-            channels_last=bool(getattr(model, "use_channels_last", False)),
-        )
-        images = transforms.train(images) if batch.split == "train" else transforms.eval(images)
-        return images, labels
-
     def _loader(
-        self, dataset, *, batch_size: int, shuffle: bool, num_workers: int | None = None, collate_fn=None
+        self,
+        dataset,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        num_workers: int | None = None,
+        collate_fn=None,
+        pin_memory: bool = True,
     ) -> DataLoader:
         """A DataLoader; for training, one whose order and augmentation depend only on (seed, epoch, index).
 
@@ -395,7 +368,7 @@ class FaceDataModule(L.LightningDataModule):
             sampler=sampler,
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
-            pin_memory=on_gpu,
+            pin_memory=on_gpu and pin_memory,
             generator=torch.Generator().manual_seed(self.seed),
             drop_last=False,
             collate_fn=collate_fn,
@@ -425,7 +398,7 @@ class FaceDataModule(L.LightningDataModule):
         else:
             source, items = self.source, self.manifest.test
         dataset = FaceDataset(source, items, self.eval_transform(), return_keys=True)
-        return self._loader(dataset, batch_size=self.eval_batch_size, shuffle=False)
+        return self._loader(dataset, batch_size=self._batch(self.eval_batch_size, len(dataset)), shuffle=False)
 
     def describe(self) -> dict[str, Any]:
         return {**self.manifest.source, **self.manifest.settings, "identities": self.num_classes}

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import ConfigError, DataError
 from .sources import FaceRecord
 
@@ -80,16 +80,27 @@ class SplitManifest:
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (temp file + rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
+        with atomic_write(path) as fh:
             json.dump(self.to_dict(), fh, indent=1)
-        os.replace(tmp, path)
         return path
+
+    def subset(self, train_samples: int) -> SplitManifest:
+        """The same split with the first ``train_samples`` images of the training pool.
+
+        Equal to the split made with ``train_samples=N`` and the same seed (the pool order
+        does not depend on N), so a sweep makes every training-set size from one split.
+        """
+        if not 1 <= train_samples <= self.train_pool_size:
+            raise ConfigError(f"train_samples {train_samples} outside 1..{self.train_pool_size}")
+        n = "all" if train_samples == self.train_pool_size else train_samples
+        return replace(self, train=list(self.train[:train_samples]), settings={**self.settings, "train_samples": n})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SplitManifest:
+        """A ``split.json``, or the split stored in a facetransfer checkpoint (``.ckpt``)."""
         path = Path(path)
+        if path.suffix == ".ckpt":
+            return cls.from_checkpoint(path)
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
@@ -97,6 +108,17 @@ class SplitManifest:
         except json.JSONDecodeError as err:
             raise DataError(f"split manifest {path} is not valid JSON: {err}") from None
         return cls.from_dict(data, origin=str(path))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike) -> SplitManifest:
+        """The split a facetransfer checkpoint was trained on (loaded with ``weights_only=True``)."""
+        from ..checkpointing import read_checkpoint
+
+        checkpoint = read_checkpoint(path)
+        for value in checkpoint.values():
+            if isinstance(value, dict) and isinstance(value.get("manifest"), dict):
+                return cls.from_dict(value["manifest"], origin=f"the split in {path}")
+        raise DataError(f"checkpoint {path} holds no facetransfer split (it was not trained with FaceDataModule)")
 
 
 def _identity_seed(seed: int, identity: str) -> np.random.Generator:
@@ -121,34 +143,46 @@ def check_train_samples(train_samples: TrainSamples, pool_size: int | None = Non
         )
 
 
-def make_split(
-    records: Sequence[FaceRecord],
-    *,
-    min_images_per_identity: int = 3,
-    max_identities: int | None = None,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    train_samples: TrainSamples = "all",
-    seed: int = 0,
-    balanced_eval: bool = False,
-) -> SplitManifest:
+@dataclass(frozen=True)
+class SplitSpec:
+    """How a split is made: identity filters, held-out fractions, training-set size, seed.
+
+    >>> SplitSpec(train_samples=0)
+    Traceback (most recent call last):
+    ...
+    facetransfer.errors.ConfigError: train_samples must be >= 1 (or 'all'), got 0
+    """
+
+    min_images_per_identity: int = 3
+    max_identities: int | None = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    train_samples: TrainSamples = "all"
+    seed: int = 0
+    balanced_eval: bool = False
+
+    def __post_init__(self) -> None:
+        val, test = self.val_fraction, self.test_fraction
+        if not 0 <= val < 1 or not 0 <= test < 1 or val + test >= 1:
+            raise ConfigError(f"val_fraction={val} and test_fraction={test} must be in [0, 1) with a sum below 1")
+        if self.min_images_per_identity < 1:
+            raise ConfigError(f"min_images_per_identity must be >= 1, got {self.min_images_per_identity}")
+        if self.max_identities is not None and self.max_identities < 1:
+            raise ConfigError(f"max_identities must be >= 1 or null, got {self.max_identities}")
+        check_train_samples(self.train_samples)
+
+
+def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **options: Any) -> SplitManifest:
     """Filter identities, split each one, order the train pool round-robin, subsample it.
 
-    ``balanced_eval`` cuts val and test to the same number of images per identity (the
-    smallest count): on an imbalanced dataset (LFW: George W. Bush is 16 % of the test images)
-    accuracy is then the mean per-identity accuracy, and the best-val checkpoint cannot win by
-    collapsing onto the largest identity. The training pool is the same either way.
+    ``spec`` (or the same fields as keyword arguments) says how. ``balanced_eval`` cuts val and
+    test to the same number of images per identity (the smallest count): on an imbalanced dataset
+    (LFW: George W. Bush is 16 % of the test images) accuracy is then the mean per-identity
+    accuracy, and the best-val checkpoint cannot win by collapsing onto the largest identity.
+    The training pool is the same either way.
     """
-    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise ConfigError(
-            f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1) with a sum below 1"
-        )
-    if min_images_per_identity < 1:
-        raise ConfigError(f"min_images_per_identity must be >= 1, got {min_images_per_identity}")
-    if max_identities is not None and max_identities < 1:
-        raise ConfigError(f"max_identities must be >= 1 or null, got {max_identities}")
-    check_train_samples(train_samples)
-
+    spec = spec if spec is not None else SplitSpec(**options)
+    min_images_per_identity, max_identities, seed = spec.min_images_per_identity, spec.max_identities, spec.seed
     by_identity: dict[str, list[str]] = defaultdict(list)
     for rec in records:
         by_identity[rec.identity].append(rec.key)
@@ -174,7 +208,7 @@ def make_split(
     for name in classes:
         keys = kept[name]
         order = [keys[i] for i in _identity_seed(seed, name).permutation(len(keys))]
-        n_test, n_val = _count(len(keys), test_fraction), _count(len(keys), val_fraction)
+        n_test, n_val = _count(len(keys), spec.test_fraction), _count(len(keys), spec.val_fraction)
         if len(keys) - n_test - n_val < 1:
             need = n_test + n_val + 1
             raise DataError(
@@ -186,24 +220,15 @@ def make_split(
         val += [(k, label[name]) for k in sorted(order[n_test : n_test + n_val])]
         pools[name] = order[n_test + n_val :]
 
-    if balanced_eval:
+    if spec.balanced_eval:
         val, test = _balanced(val), _balanced(test)
     identity_order = [classes[i] for i in np.random.default_rng(seed).permutation(len(classes))]
     pool: list[Item] = []
     for rank in range(max(len(p) for p in pools.values())):
         pool += [(pools[name][rank], label[name]) for name in identity_order if rank < len(pools[name])]
-    check_train_samples(train_samples, len(pool))
-    train = pool if train_samples == "all" else pool[:train_samples]
-    settings = dict(
-        min_images_per_identity=min_images_per_identity,
-        max_identities=max_identities,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        train_samples=train_samples,
-        seed=seed,
-        balanced_eval=balanced_eval,
-    )
-    return SplitManifest(classes, train, val, test, len(pool), settings)
+    check_train_samples(spec.train_samples, len(pool))
+    train = pool if spec.train_samples == "all" else pool[: spec.train_samples]
+    return SplitManifest(classes, train, val, test, len(pool), asdict(spec))
 
 
 def _balanced(items: list[Item]) -> list[Item]:

@@ -1,13 +1,17 @@
-"""Batches of *indices* into a decoded-image store, turned into images after the device transfer.
+"""Batches gathered from a decoded-image store: uint8 images that the model transforms on its device.
 
-With a store (``FaceDataModule(cache="gpu" | "memory")``) the DataLoader yields
-:class:`StoreBatch` es (a tensor of item indices and the split name); the
-DataModule's ``on_after_batch_transfer`` gathers the uint8 images on the device and
-applies the batched transforms. No worker processes, no per-epoch decoding::
+With a store (``FaceDataModule(cache="gpu" | "memory")``) the DataLoader samples indices and
+:class:`StoreCollate` gathers their uint8 images from the store (on the GPU for ``cache: gpu``)
+into an :class:`ImageBatch`. The model's ``on_after_batch_transfer`` turns it into network
+input with its own preprocessing, dtype and memory format (augmented for training). No worker
+processes, no per-epoch decoding::
 
-    >>> batch = StoreCollate("train")([3, 1, 2])
-    >>> batch.index.tolist(), batch.split
-    ([3, 1, 2], 'train')
+    >>> import torch
+    >>> from facetransfer.data.tensor_store import TensorStore
+    >>> store = TensorStore(torch.zeros(5, 3, 8, 8, dtype=torch.uint8), torch.arange(5))
+    >>> batch = StoreCollate(store, augment=True)([3, 1])
+    >>> tuple(batch.images.shape), batch.labels.tolist(), batch.augment
+    ((2, 3, 8, 8), [3, 1], True)
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Literal
 import torch
 from torch.utils.data import Dataset
 
-from .tensor_store import store_bytes
+from .tensor_store import TensorStore, store_bytes
 
 CacheMode = Literal["auto", "none", "memory", "gpu"]
 
@@ -38,27 +42,31 @@ class StoreIndex(Dataset):
 
 
 @dataclass
-class StoreBatch:
-    """A batch of store indices of one split; movable like a tensor."""
+class ImageBatch:
+    """uint8 images ``(B, 3, S, S)`` at the preprocessing's resize size, their labels, and whether
+    the model should apply the training augmentation to them."""
 
-    index: torch.Tensor
-    split: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    augment: bool = False
 
-    def to(self, *args, **kwargs) -> StoreBatch:
-        return StoreBatch(self.index.to(*args, **kwargs), self.split)
+    def to(self, *args, **kwargs) -> ImageBatch:
+        return ImageBatch(self.images.to(*args, **kwargs), self.labels.to(*args, **kwargs), self.augment)
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.labels)
 
 
 class StoreCollate:
-    """Collate sampled indices into a :class:`StoreBatch` (picklable, unlike a lambda)."""
+    """Collate sampled indices into an :class:`ImageBatch` gathered from ``store`` (where it lives)."""
 
-    def __init__(self, split: str) -> None:
-        self.split = split
+    def __init__(self, store: TensorStore, augment: bool) -> None:
+        self.store = store
+        self.augment = augment
 
-    def __call__(self, indices: Sequence[int]) -> StoreBatch:
-        return StoreBatch(torch.as_tensor(list(indices), dtype=torch.long), self.split)
+    def __call__(self, indices: Sequence[int]) -> ImageBatch:
+        index = torch.as_tensor(list(indices), dtype=torch.long, device=self.store.device)
+        return ImageBatch(self.store.images[index], self.store.labels[index], self.augment)
 
 
 def resolve_cache_mode(mode: str, device: torch.device, images: int, side: int) -> str:

@@ -4,12 +4,20 @@ from . import scratch, torchvision_backbones  # noqa: F401  (register the built-
 from . import dlib_resnet  # noqa: F401  (registers the dlib_resnet backbone)
 from .backbone import Backbone
 from .fusion import fused_feature_copy, inference_forward
-from .registry import ENTRY_POINT_GROUP, get_backbone, get_backbone_builder, list_backbones, register_backbone
+from .registry import (
+    ENTRY_POINT_GROUP,
+    backbone_preprocess,
+    get_backbone,
+    get_backbone_builder,
+    list_backbones,
+    register_backbone,
+)
 from .weights import cached_file, hub_checkpoint_dir, import_weights_file, register_weights_file
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Backbone",
+    "backbone_preprocess",
     "cached_file",
     "fused_feature_copy",
     "get_backbone",

@@ -67,17 +67,21 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def reset_head(self, num_classes: int, dropout: float = 0.0, norm: bool = False) -> None:
+    def reset_head(
+        self, num_classes: int, dropout: float = 0.0, norm: bool = False, norm_momentum: float | None = 0.1
+    ) -> None:
         """Replace the classification head by a fresh ``num_features -> num_classes`` layer.
 
         ``norm`` standardises the features first (``BatchNorm1d`` without affine parameters), which
-        makes a linear probe's learning rate independent of the backbone's feature scale.
+        makes a linear probe's learning rate independent of the backbone's feature scale;
+        ``norm_momentum`` is its running-statistics momentum (None: a plain average over all
+        batches, right for frozen features).
         """
         if num_classes < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
         layers: list[nn.Module] = []
         if norm:
-            layers.append(nn.BatchNorm1d(self.num_features, affine=False))
+            layers.append(nn.BatchNorm1d(self.num_features, affine=False, momentum=norm_momentum))
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         linear = nn.Linear(self.num_features, num_classes)

@@ -39,7 +39,6 @@ import math
 import os
 import posixpath
 import tarfile
-import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..atomic import atomic_write
 from ..errors import ConfigError, WeightsError
 from ..preprocess import Preprocess
 from .backbone import Backbone
@@ -405,16 +405,8 @@ def import_face_api_weights(
     dest = hub_checkpoint_dir() / name
     if dest.is_file() and not force and sha256_of(dest) == file_digest:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache file is readable like torchvision's
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(dest, "wb") as fh:
+        fh.write(payload)
     return dest
 
 

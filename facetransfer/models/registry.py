@@ -16,12 +16,12 @@ is a builder (a callable returning a :class:`Backbone`)::
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from ..errors import ConfigError, unknown_choice
+from ..plugins import load_entry_points
+from ..preprocess import Preprocess
 from .backbone import Backbone
 
 ENTRY_POINT_GROUP = "facetransfer.backbones"
@@ -30,7 +30,6 @@ BackboneBuilder = Callable[..., Backbone]
 _F = TypeVar("_F", bound=BackboneBuilder)
 _BACKBONES: dict[str, BackboneBuilder] = {}
 _plugins_loaded = False
-log = logging.getLogger(__name__)
 
 
 def register_backbone(name: str | None = None) -> Callable[[_F], _F]:
@@ -52,16 +51,9 @@ def register_backbone(name: str | None = None) -> Callable[[_F], _F]:
 
 def _load_plugins() -> None:
     global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _BACKBONES:
-            continue
-        try:
-            _BACKBONES[ep.name] = ep.load()
-        except Exception as err:  # a broken plug-in must not break the built-ins
-            log.warning("could not load backbone plug-in %r (%s): %s", ep.name, ep.value, err)
+    if not _plugins_loaded:
+        _plugins_loaded = True
+        load_entry_points(ENTRY_POINT_GROUP, _BACKBONES, lambda name, builder: builder)
 
 
 def list_backbones() -> list[str]:
@@ -97,3 +89,40 @@ def get_backbone(name: str, **kwargs: Any) -> Backbone:
             f"backbone builder {name!r} returned {type(backbone).__name__}, expected a facetransfer Backbone"
         )
     return backbone
+
+
+def backbone_preprocess(
+    backbone: Any,
+    weights: str | None = None,
+    backbone_args: dict[str, Any] | None = None,
+    input_size: int | None = None,
+) -> Preprocess:
+    """The input preprocessing of a backbone configuration, without loading any weights.
+
+    Like torchvision's ``weights.transforms()``: what a DataModule needs to know about the model,
+    from the same options the model is built with. The backbone is built on PyTorch's ``meta``
+    device (no memory, no initialisation) just to read its :class:`~facetransfer.Preprocess`.
+
+    >>> backbone_preprocess("dlib_resnet").crop_size
+    150
+    >>> backbone_preprocess("mobilenet_v2", input_size=160).resize_size
+    183
+    """
+    import torch
+
+    with torch.device("meta"):
+        if isinstance(backbone, str):
+            built = get_backbone(backbone, weights=None, **(backbone_args or {}))
+        else:  # a Backbone configured by class_path / init_args (LightningCLI), or an instance
+            built = backbone if isinstance(backbone, Backbone) else _instantiate(backbone)
+    preprocess = built.preprocess
+    return preprocess.resized(input_size) if input_size is not None else preprocess
+
+
+def _instantiate(config: Any) -> Backbone:
+    from jsonargparse import Namespace
+    from jsonargparse._util import import_object
+
+    config = config.as_dict() if isinstance(config, Namespace) else dict(config)
+    cls = import_object(config["class_path"])
+    return cls(**(config.get("init_args") or {}))

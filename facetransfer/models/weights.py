@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torchvision.models import get_model_weights, list_models
 
+from ..atomic import atomic_write
 from ..errors import ConfigError, WeightsError
 
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
@@ -139,7 +140,7 @@ def _download(url: str, dest: Path) -> None:
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         part = Path(tmp) / dest.name
         torch.hub.download_url_to_file(url, str(part), hash_prefix=match.group(1) if match else None)
-        os.replace(part, dest)
+        _install(part, dest)
 
 
 def import_weights_file(file: str | os.PathLike, force: bool = False) -> Path:
@@ -169,12 +170,14 @@ def import_weights_file(file: str | os.PathLike, force: bool = False) -> Path:
     dest = hub_checkpoint_dir() / entry.filename
     if dest.is_file() and not force and sha256_of(dest) == digest:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        part = Path(tmp) / entry.filename
-        shutil.copyfile(src, part)
-        os.replace(part, dest)
+    _install(src, dest)
     return dest
+
+
+def _install(src: Path, dest: Path) -> None:
+    """Copy a verified file into the cache atomically (a killed copy never leaves a torn file)."""
+    with open(src, "rb") as fin, atomic_write(dest, "wb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -11,31 +11,30 @@ From Python::
     PosixPath('results/demo/accuracy_vs_n.png')
 """
 
-from .config import STRATEGIES, MethodSpec, SweepConfig, load_sweep_config, validate_sweep_config
-from .feature_store import FeatureStore, SweepDataModule
+from .config import MethodSpec, SweepConfig, build_sweep_config, load_sweep_config, sweep_parser
+from .feature_store import FeatureStore
 from .grid import Cell, build_cells, effective_sizes
 from .report import Report, write_report
 from .results import FIELDS as RESULT_FIELDS
 from .results import ResultsTable
-from .runner import SweepResult, run_sweep
-from .strategies import run_cell
+from .runner import SweepContext, SweepResult, run_cell, run_sweep
 
 __all__ = [
     "RESULT_FIELDS",
-    "STRATEGIES",
     "Cell",
     "FeatureStore",
     "MethodSpec",
     "Report",
     "ResultsTable",
     "SweepConfig",
-    "SweepDataModule",
+    "SweepContext",
     "SweepResult",
     "build_cells",
+    "build_sweep_config",
     "effective_sizes",
     "load_sweep_config",
     "run_cell",
     "run_sweep",
-    "validate_sweep_config",
+    "sweep_parser",
     "write_report",
 ]

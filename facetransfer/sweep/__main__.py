@@ -1,4 +1,4 @@
-"""``python -m facetransfer.sweep --config FILE`` (works without jsonargparse)."""
+"""``python -m facetransfer.sweep --config FILE``: the same as ``facetransfer sweep``."""
 
 import sys
 

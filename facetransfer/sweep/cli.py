@@ -1,14 +1,16 @@
-"""The ``sweep`` and ``report`` commands (argparse; no LightningCLI/jsonargparse needed).
+"""The ``sweep`` and ``report`` commands.
 
     facetransfer sweep --config configs/experiments/demo.yaml
     facetransfer sweep --config configs/experiments/offline_lfw.yaml --data.root ../shared/data/lfw-devtrain
-    facetransfer sweep --config configs/experiments/offline_lfw.yaml --trainer.max_epochs 5 --seeds "[0, 1]" --dry-run
+    facetransfer sweep --config configs/experiments/offline_lfw.yaml --trainer.max_epochs 5 --seeds "[0, 1]" --dry_run
     facetransfer sweep --config configs/experiments/offline_lfw.yaml --only features_logreg,linear_probe
+    facetransfer sweep --config configs/experiments/demo.yaml --print_config
     facetransfer report results/offline_lfw
     python -m facetransfer.sweep --config configs/experiments/demo.yaml     # the same, without the facetransfer CLI
 
-Any config key can be overridden with a dotted option whose value is read as YAML
-(``--data.root PATH``, ``--train_samples "[50, all]"``, ``--methods.0.model.lr 1e-3``).
+The sweep is parsed by jsonargparse like ``facetransfer fit``: any key can be overridden with a
+dotted option (``--data.root PATH``, ``--model.input_size 112``, ``--train_samples "[50, all]"``,
+``--methods "[...]"``), and several ``--config`` files merge in order.
 """
 
 from __future__ import annotations
@@ -16,44 +18,54 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from ..errors import FaceTransferError
 from ..malloc_tuning import tune_malloc
 
-SWEEP_EPILOG = """config overrides (any key of the YAML, value read as YAML):
-  --data.root PATH              --trainer.max_epochs 5          --output_dir results/x
-  --train_samples "[50, 100, all]"   --seeds "[0, 1, 2]"        --methods.0.model.lr 1e-3
+RUN_OPTIONS = ("only", "dry_run", "no_report", "no_progress", "verbose")
 
-Results: <output_dir>/results.csv (one row per cell; a rerun skips finished cells),
-report.md, accuracy_vs_n.png, and TensorBoard logs under <output_dir>/logs."""
+
+def sweep_command_parser():
+    """The sweep parser plus the options of one run (not part of the experiment's config)."""
+    from .config import sweep_parser
+
+    parser = sweep_parser()
+    parser.add_argument("--only", type=str, default=None,
+                        help="run only these methods: comma-separated method names or strategies "
+                             "(e.g. features_logreg,linear_probe); the others keep their rows")
+    parser.add_argument("--dry_run", "--dry-run", action="store_true", help="check everything and list the cells, train nothing")
+    parser.add_argument("--no_report", "--no-report", action="store_true", help="do not write the report at the end")
+    parser.add_argument("--no_progress", "--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--verbose", action="store_true", help="show Lightning's messages of each cell")
+    return parser
 
 
 def sweep_command(argv: Sequence[str]) -> int:
     """``facetransfer sweep``: run (or resume) the grid of a sweep config, then write the report."""
-    from .config import load_sweep_config
+    from .config import build_sweep_config, parse_sweep_args
     from .runner import run_sweep
 
-    parser = argparse.ArgumentParser(
-        prog="facetransfer sweep",
-        description="Run the paper's comparison: strategies x backbones x training-set sizes x seeds.",
-        epilog=SWEEP_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", action="append", required=True, metavar="FILE",
-                        help="sweep YAML (configs/experiments/*.yaml); repeat to merge several")
-    parser.add_argument("--only", default=None, metavar="NAMES",
-                        help="run only these methods: comma-separated method names or strategies "
-                             "(e.g. features_logreg,linear_probe); the others keep their rows")
-    parser.add_argument("--dry-run", "--dry_run", action="store_true", help="check everything and list the cells, train nothing")
-    parser.add_argument("--no-report", "--no_report", action="store_true", help="do not write the report at the end")
-    parser.add_argument("--no-progress", "--no_progress", action="store_true", help="no progress bar")
-    parser.add_argument("--verbose", action="store_true", help="show Lightning's messages of each cell")
-    args, overrides = parser.parse_known_args(list(argv))
+    parsed = parse_sweep_args(argv, sweep_command_parser())
+    options = {k: parsed.get(k) for k in RUN_OPTIONS}
+    for k in RUN_OPTIONS:
+        parsed.pop(k, None)
+    sources = [str(c) for c in (parsed.pop("config", None) or []) if c is not None]
+    default_name = Path(sources[-1]).stem if sources else "sweep"
     tune_malloc()  # a command owns its process: CPU cells reuse freed activation memory
-    config = load_sweep_config(args.config, overrides)
-    if args.only:
-        config = config.select([name.strip() for name in args.only.split(",") if name.strip()])
-    run_sweep(config, progress=not args.no_progress, report=not args.no_report, dry_run=args.dry_run, quiet=not args.verbose)
+    config = build_sweep_config(parsed, default_name=default_name, sources=sources)
+    if options["only"]:
+        config = config.select([name.strip() for name in options["only"].split(",") if name.strip()])
+    try:
+        run_sweep(
+            config,
+            progress=not options["no_progress"],
+            report=not options["no_report"],
+            dry_run=bool(options["dry_run"]),
+            quiet=not options["verbose"],
+        )
+    except KeyboardInterrupt:
+        print("facetransfer: finished cells are in results.csv; run the same command to resume", file=sys.stderr)
+        raise
     return 0
 
 
@@ -77,20 +89,11 @@ def report_command(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m facetransfer.sweep [report DIR | --config FILE ...]`` with one-line errors (exit 2)."""
+    """``python -m facetransfer.sweep [report DIR | --config FILE ...]``: the ``facetransfer sweep`` command."""
+    from ..cli import main as facetransfer_main
+
     args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if args and args[0] == "report":
-            return report_command(args[1:])
-        if args and args[0] == "sweep":
-            args = args[1:]
-        return sweep_command(args)
-    except FaceTransferError as err:
-        print(f"facetransfer: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("facetransfer: interrupted (finished cells are in results.csv; run the same command to resume)", file=sys.stderr)
-        return 130
+    return facetransfer_main(args if args and args[0] in ("sweep", "report") else ["sweep", *args])
 
 
 __all__ = ["main", "report_command", "sweep_command"]

@@ -1,136 +1,79 @@
 """The sweep configuration: shared data/trainer/model settings, a grid, and a list of methods.
 
-A sweep YAML reads like the experiment it describes::
+Parsed by jsonargparse like ``facetransfer fit``: several ``--config`` files, dotted overrides
+(``--data.root PATH``, ``--trainer.max_epochs 5``, ``--train_samples "[50, all]"``),
+``--print_config``, and typed checks of every key against the signatures of
+:class:`~facetransfer.FaceDataModule`, Lightning's ``Trainer`` and
+:class:`~facetransfer.FaceClassifier`. A sweep YAML reads like the experiment it describes::
 
     data:                          # FaceDataModule arguments, shared by every cell
       dataset: lfw
       root: ../shared/data/lfw-devtrain
       min_images_per_identity: 10
     trainer: {max_epochs: 20}      # Lightning Trainer arguments, shared
-    model: {lr: 1.0e-4}            # FaceClassifier arguments, shared (methods may override)
+    model: {input_size: 160}       # FaceClassifier arguments, shared
     train_samples: [50, 100, 250, 500, all]
     seeds: [0]
     methods:
       - {strategy: scratch, backbone: scratch_cnn, model: {lr: 1.0e-3}}
       - {strategy: features_logreg, backbone: mobilenet_v2, weights: IMAGENET1K_V1}
 
-Every key is checked before anything runs; a mistake names its key::
+Each method's strategy (:mod:`facetransfer.strategies`) says which sections it accepts and
+checks them. Settings merge as: the shared sections, then the strategy's recipe, then the
+method's own sections. A mistake names its key::
 
-    >>> load_sweep_config({"train_samples": [0], "methods": [{"strategy": "scratch", "backbone": "scratch_cnn"}]})
+    >>> load_sweep_config({"train_samples": [0]})
     Traceback (most recent call last):
     ...
-    facetransfer.errors.ConfigError: train_samples[0]: must be a positive integer or 'all', got 0
+    facetransfer.errors.ConfigError: train_samples: 0 is not a positive integer or 'all'
 """
 
 from __future__ import annotations
 
-import copy
-import inspect
+import argparse
+import difflib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional, Union
 
 import yaml
 
 from ..errors import ConfigError
 
-#: the four ways of learning a face classifier that a sweep compares (the paper's three + a Lightning linear probe)
-STRATEGIES: dict[str, str] = {
-    "scratch": "random initialisation, every layer trained (the paper's baseline CNN)",
-    "linear_probe": "frozen backbone, a linear head trained by Lightning (Adam, epochs)",
-    "finetune": "pretrained backbone, first stages frozen (first:2 unless model.freeze says), the rest trained",
-    "features_logreg": "the paper's feature extraction + scikit-learn LogisticRegression (seconds, not epochs)",
-}
 CHECKPOINT_POLICIES = ("best", "all", "none")
-DEFAULT_FINETUNE_FREEZE = "first:2"
-
-TOP_LEVEL_KEYS = {
-    "name": "a title for the report (default: the config file's name)",
-    "output_dir": "folder of results.csv, report.md, the plot and TensorBoard logs (default: results/<name>)",
-    "data": "FaceDataModule arguments shared by all cells",
-    "trainer": "Lightning Trainer arguments shared by all Lightning cells",
-    "model": "FaceClassifier arguments shared by all methods (a method's own model: wins)",
-    "train_samples": "list of training-set sizes (positive integers or 'all')",
-    "seeds": "list of seeds (each seeds the split and the training)",
-    "methods": "list of methods: strategy + backbone (+ weights, model, trainer, data, logreg)",
-    "feature_cache_dir": "where features_logreg/linear_probe features are cached (default: <output_dir>/features)",
-    "checkpoints": "which checkpoints of a finished cell to keep: best (default), all, none",
-    "num_threads": "torch CPU threads while the sweep runs (default: torch's; 1 suits small shared CPUs)",
-}
-METHOD_KEYS = {
-    "name": "label of the method in results and plots (default: <strategy>/<backbone>)",
-    "strategy": ", ".join(STRATEGIES),
-    "backbone": "a registered backbone (facetransfer backbones)",
-    "weights": "pretrained weights name, e.g. IMAGENET1K_V1 (null: random init)",
-    "weights_path": "a local state dict to start from",
-    "model": "FaceClassifier arguments of this method",
-    "trainer": "Trainer arguments of this method",
-    "data": "loader arguments of this method: " + ", ".join(("augment", "batch_size", "eval_batch_size", "num_workers")),
-    "logreg": "scikit-learn LogisticRegression arguments (features_logreg only)",
-}
 # data keys the sweep sets itself, with what to use instead
-_MANAGED_DATA_KEYS = {
+MANAGED_DATA_KEYS = {
     "train_samples": "set the top-level train_samples list",
     "seed": "set the top-level seeds list",
     "split_manifest": "a sweep builds its own split per seed",
     "predict_root": "a sweep does not predict",
     "preprocess": "each method's backbone decides the preprocessing (use model.input_size)",
+    "features": "the sweep's feature store serves frozen features",
 }
-_MANAGED_TRAINER_KEYS = {
+MANAGED_TRAINER_KEYS = {
     "logger": "each cell logs to TensorBoard under <output_dir>/logs",
-    "callbacks": "cells use facetransfer's default callbacks (best/last checkpoints by val/acc)",
+    "callbacks": "cells use facetransfer's default callbacks (best checkpoint by val/acc)",
     "default_root_dir": "cells write under <output_dir>/logs",
 }
-_MANAGED_MODEL_KEYS = {
-    "backbone": "set the method's backbone:",
-    "weights": "set the method's weights:",
-    "weights_path": "set the method's weights_path:",
+MANAGED_MODEL_KEYS = {
+    "backbone": "set each method's backbone:",
+    "weights": "set each method's weights:",
+    "weights_path": "set each method's weights_path:",
     "class_names": "the identities come from the data",
+    "freeze": "each method's strategy sets it (where a strategy lets you choose: methods[i].model.freeze)",
+    "features": "the sweep's feature store serves frozen features",
 }
-METHOD_DATA_KEYS = ("augment", "batch_size", "eval_batch_size", "num_workers")
-# model keys that matter to features_logreg (it builds the backbone only)
-LOGREG_MODEL_KEYS = ("backbone_args", "input_size")
-DEFAULT_LOGREG = {"C": 1.0, "max_iter": 1000}
+METHOD_KEYS = ("name", "strategy", "backbone", "weights", "weights_path")
 # settings that change speed or logging, not results: they may differ when a sweep is resumed
 RUNTIME_DATA_KEYS = ("root", "num_workers", "check_images", "eval_batch_size", "on_bad_image")
 RUNTIME_TRAINER_KEYS = (
     "accelerator", "devices", "strategy", "num_nodes", "enable_progress_bar", "enable_model_summary",
     "log_every_n_steps", "profiler", "benchmark", "barebones", "enable_autolog_hparams", "model_registry",
 )
-# what a sweep cell's Trainer gets unless the config says otherwise
-CELL_TRAINER_DEFAULTS = {"enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0}
-
-
-def _parameters(fn) -> list[str]:
-    return [p for p in inspect.signature(fn).parameters if p not in ("self", "args", "kwargs")]
-
-
-def data_parameters() -> list[str]:
-    from ..data import FaceDataModule
-
-    return _parameters(FaceDataModule.__init__)
-
-
-def model_parameters() -> list[str]:
-    from ..module import FaceClassifier
-
-    return _parameters(FaceClassifier.__init__)
-
-
-def trainer_parameters() -> list[str]:
-    import lightning as L
-
-    return _parameters(L.Trainer.__init__)
-
-
-def logreg_parameters() -> list[str]:
-    from sklearn.linear_model import LogisticRegression
-
-    return sorted(LogisticRegression().get_params())
 
 
 def _slug(text: str) -> str:
@@ -142,13 +85,106 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
+# --- jsonargparse ---------------------------------------------------------------------------------
+def _parser(**kwargs: Any):
+    from lightning.pytorch.cli import LightningArgumentParser
+
+    return LightningArgumentParser(exit_on_error=False, allow_abbrev=False, **kwargs)
+
+
+def _suggest(key: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def config_error(err: Exception, where: str = "", known: Mapping[str, Sequence[str]] | None = None) -> ConfigError:
+    """A jsonargparse error as one :class:`ConfigError` line, prefixed with ``where``.
+
+    ``known``: the accepted keys per group (``""`` for the top level), for a "did you mean" hint.
+    """
+    text = str(err).strip()
+    known = known or {}
+    group = re.search(r"Group '([^']+)' does not accept option '([^']+)'", text)
+    if group:
+        name, key = group.groups()
+        message = f"unknown key '{name}.{key}'{_suggest(key, known.get(name, ()))}"
+        return ConfigError(f"{where}: {message}" if where else message)
+    option = re.search(r"unrecognized arguments: --([\w.]+)", text) or re.search(r"Option '([^']+)' is not accepted", text)
+    if option:
+        name, _, key = option.group(1).rpartition(".")
+        label = "option --" if text.startswith("unrecognized") else "key '"
+        message = f"unknown {label}{option.group(1)}{'' if label.startswith('option') else chr(39)}"
+        message += _suggest(key, known.get(name, ()))
+        return ConfigError(f"{where}: {message}" if where else message)
+    key = re.search(r'Parser key "([^"]+)"', text)
+    given = re.search(r"Given value: (.*)$", text, re.M) or re.search(r"Got value: (.*)$", text, re.M)
+    if key and "Union subtypes" in text and given and "train_samples" in key.group(1):
+        message = f"{key.group(1)}: {given.group(1).strip()} is not a positive integer or 'all'"
+    elif key:
+        lines = [ln.strip() for ln in text.splitlines()[1:] if ln.strip()]
+        message = f"{key.group(1)}: " + "; ".join(lines[:2])
+    else:
+        message = " ".join(ln.strip() for ln in text.splitlines() if ln.strip())
+    return ConfigError(f"{where}: {message}" if where else message)
+
+
+def parse_section(target: Callable[..., Any], values: Mapping[str, Any], where: str, skip: set[str] = frozenset()) -> dict[str, Any]:
+    """Check ``values`` against the keyword arguments of ``target`` (a class or function) -> the typed values."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where} must be a mapping of keys, got {values!r}")
+    parser = _parser()
+    if isinstance(target, type):
+        parser.add_class_arguments(target, skip=set(skip), fail_untyped=False)
+    else:
+        parser.add_function_arguments(target, skip=set(skip), fail_untyped=False)
+    try:
+        parsed = parser.parse_object(dict(values), defaults=False)
+    except (argparse.ArgumentError, TypeError, ValueError) as err:
+        raise config_error(err, where, {"": list(parser.get_defaults().keys())}) from None
+    out = _plain(parsed.as_dict())  # jsonargparse's typed values (PositiveInt ...) as plain Python
+    return {k: out[k] for k in values}
+
+
+def sweep_parser():
+    """The jsonargparse parser of ``facetransfer sweep`` (config keys and run options)."""
+    import lightning as L
+    from jsonargparse import ActionConfigFile
+    from jsonargparse.typing import NonNegativeInt, PositiveInt
+
+    from ..data import FaceDataModule
+    from ..module import FaceClassifier
+
+    parser = _parser(prog="facetransfer sweep", description="Run the paper's comparison: strategies x backbones x "
+                     "training-set sizes x seeds, into one results folder.")
+    parser.add_argument("--config", action=ActionConfigFile, help="a sweep YAML (repeat to merge several)")
+    parser.add_argument("--name", type=Optional[str], default=None, help="title of the report (default: the config file's name)")
+    parser.add_argument("--output_dir", type=Optional[str], default=None,
+                        help="results.csv, report.md, plot and logs (default: results/<name>)")
+    parser.add_class_arguments(FaceDataModule, "data", skip=set(MANAGED_DATA_KEYS), sub_configs=True)
+    parser.add_class_arguments(L.Trainer, "trainer", skip=set(MANAGED_TRAINER_KEYS), fail_untyped=False, sub_configs=True)
+    parser.add_class_arguments(FaceClassifier, "model", skip=set(MANAGED_MODEL_KEYS), sub_configs=True)
+    parser.add_argument("--train_samples", type=list[Union[PositiveInt, Literal["all"]]], default=["all"],
+                        help="training-set sizes (positive integers or 'all')")
+    parser.add_argument("--seeds", type=list[NonNegativeInt], default=[0], help="seeds (each seeds the split and the training)")
+    parser.add_argument("--methods", type=list[dict[str, Any]], default=[],
+                        help="methods: strategy + backbone (+ weights, and the sections the strategy accepts)")
+    parser.add_argument("--feature_cache_dir", type=Optional[str], default=None,
+                        help="cache of frozen features (default: <output_dir>/features)")
+    parser.add_argument("--checkpoints", type=Literal["best", "all", "none"], default="best",
+                        help="checkpoints kept of a finished cell")
+    parser.add_argument("--num_threads", type=Optional[PositiveInt], default=None,
+                        help="torch CPU threads while the sweep runs (default: torch's)")
+    return parser
+
+
+# --- the resolved configuration ----------------------------------------------------------------
 @dataclass(frozen=True)
 class MethodSpec:
     """One line of the comparison: a strategy applied to a backbone, with its settings resolved.
 
-    ``model`` holds the FaceClassifier arguments (shared ones merged, ``freeze`` set by the
-    strategy), ``trainer`` the Trainer arguments, ``data`` loader overrides, ``logreg`` the
-    LogisticRegression arguments of ``features_logreg``.
+    ``model`` holds the FaceClassifier arguments (shared ones, the strategy's recipe and the
+    method's own merged; ``freeze`` set), ``trainer`` the Trainer arguments, ``data`` loader
+    overrides, ``options`` the strategy's own sections (e.g. ``{"logreg": {...}}``).
     """
 
     name: str
@@ -159,11 +195,14 @@ class MethodSpec:
     model: dict[str, Any] = field(default_factory=dict)
     trainer: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
-    logreg: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
-    def uses_lightning(self) -> bool:
-        return self.strategy != "features_logreg"
+    def runner(self):
+        """The registered :class:`~facetransfer.strategies.Strategy` of this method."""
+        from ..strategies import get_strategy
+
+        return get_strategy(self.strategy)
 
     @property
     def slug(self) -> str:
@@ -193,9 +232,9 @@ class MethodSpec:
                 "weights": self.weights,
                 "weights_path": self.weights_path,
                 "model": self.model,
-                "trainer": trainer if self.uses_lightning else {},
+                "trainer": trainer,
                 "data": merged_data,
-                "logreg": self.logreg,
+                **self.options,
             }
         )
 
@@ -251,168 +290,28 @@ class SweepConfig:
         )
 
 
-# --- reading YAML and command-line overrides ---------------------------------------------------
-def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"sweep config {path} does not exist") from None
-    except OSError as err:
-        raise ConfigError(f"cannot read sweep config {path}: {err}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"sweep config {path} is not valid YAML: {err}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"sweep config {path} must be a mapping of keys (data, trainer, methods ...), got {type(data).__name__}")
-    return data
+def resolve_method(index: int, raw: Any, shared_model: Mapping[str, Any], shared_trainer: Mapping[str, Any]) -> MethodSpec:
+    """One ``methods[i]`` entry -> a :class:`MethodSpec`, checked by its strategy's sections."""
+    from ..models import list_backbones
+    from ..strategies import get_strategy
 
-
-def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep merge of mappings; lists and scalars of ``extra`` replace those of ``base``."""
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value read as YAML: ``1`` -> int, ``[50, all]`` -> list, ``null`` -> None."""
-    try:
-        return yaml.safe_load(text) if text.strip() else text
-    except yaml.YAMLError:
-        return text
-
-
-def apply_override(config: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``config[a][b][c] = value`` for ``dotted="a.b.c"``; integers index lists (``methods.0.model.lr``)."""
-    parts = dotted.split(".")
-    if not all(parts):
-        raise ConfigError(f"bad option --{dotted}: expected --key or --section.key (e.g. --data.root PATH)")
-    node: Any = config
-    for i, part in enumerate(parts[:-1]):
-        where = ".".join(parts[: i + 1])
-        if isinstance(node, list):
-            node = node[_list_index(node, part, where)]
-        elif isinstance(node, dict):
-            if node.get(part) is None:
-                node[part] = {}
-            node = node[part]
-        else:
-            raise ConfigError(f"--{dotted}: {'.'.join(parts[:i]) or 'the config'} is not a section")
-        if not isinstance(node, (dict, list)):
-            raise ConfigError(f"--{dotted}: {where} is a value ({node!r}), not a section")
-    last = parts[-1]
-    if isinstance(node, list):
-        node[_list_index(node, last, dotted)] = value
-    else:
-        node[last] = value
-
-
-def _list_index(node: list, part: str, where: str) -> int:
-    if not part.isdigit() or int(part) >= len(node):
-        raise ConfigError(f"--{where}: expected an index 0..{len(node) - 1} of the list")
-    return int(part)
-
-
-def parse_overrides(args: Sequence[str]) -> list[tuple[str, Any]]:
-    """``["--data.root", "x", "--seeds=[0,1]"]`` -> ``[("data.root", "x"), ("seeds", [0, 1])]``."""
-    pairs: list[tuple[str, Any]] = []
-    i = 0
-    args = list(args)
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--") or len(arg) == 2:
-            raise ConfigError(f"unexpected argument {arg!r}; options look like --data.root PATH or --trainer.max_epochs=5")
-        key, eq, text = arg[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(args) or (args[i + 1].startswith("--") and len(args[i + 1]) > 2):
-                raise ConfigError(f"option --{key} needs a value")
-            text = args[i + 1]
-            i += 1
-        pairs.append((key, parse_value(text)))
-        i += 1
-    return pairs
-
-
-# --- validation ----------------------------------------------------------------------------------
-def _unknown(where: str, keys: Iterable[str], known: Iterable[str]) -> None:
-    bad = [k for k in keys if k not in known]
-    if bad:
-        label = f"{where}.{bad[0]}" if where else bad[0]
-        raise ConfigError(f"unknown key {label!r}; {where or 'the sweep config'} accepts: {', '.join(sorted(known))}")
-
-
-def _managed(where: str, keys: Iterable[str], managed: Mapping[str, str]) -> None:
-    for key in keys:
-        if key in managed:
-            raise ConfigError(f"{where}.{key} cannot be set in a sweep: {managed[key]}")
-
-
-def _section(raw: Mapping[str, Any], key: str, where: str | None = None) -> dict[str, Any]:
-    value = raw.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where or key} must be a mapping of keys, got {value!r}")
-    return dict(value)
-
-
-def _check_train_samples(value: Any) -> list[int | str]:
-    if value is None:
-        value = ["all"]
-    if isinstance(value, (int, str)) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list):
-        raise ConfigError(f"train_samples must be a list of positive integers or 'all', got {value!r}")
-    if not value:
-        raise ConfigError("train_samples is empty: the grid has no training-set size (e.g. [50, 100, all])")
-    out: list[int | str] = []
-    for i, n in enumerate(value):
-        if n == "all" or (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
-            if n not in out:
-                out.append(n)
-        else:
-            raise ConfigError(f"train_samples[{i}]: must be a positive integer or 'all', got {n!r}")
-    return out
-
-
-def _check_seeds(value: Any) -> list[int]:
-    if value is None:
-        value = [0]
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list):
-        raise ConfigError(f"seeds must be a list of non-negative integers, got {value!r}")
-    if not value:
-        raise ConfigError("seeds is empty: the grid has no seed (e.g. [0])")
-    out: list[int] = []
-    for i, s in enumerate(value):
-        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
-            raise ConfigError(f"seeds[{i}]: must be a non-negative integer, got {s!r}")
-        if s not in out:
-            out.append(s)
-    return out
-
-
-def _check_method(
-    i: int, raw: Any, shared_model: dict[str, Any], shared_trainer: dict[str, Any], backbones: list[str]
-) -> MethodSpec:
-    where = f"methods[{i}]"
+    where = f"methods[{index}]"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where} must be a mapping (strategy, backbone, ...), got {raw!r}")
-    _unknown(where, raw, METHOD_KEYS)
-    strategy = raw.get("strategy")
-    if strategy is None:
-        raise ConfigError(f"{where}.strategy is missing; known: {', '.join(STRATEGIES)}")
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"{where}.strategy: unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    if raw.get("strategy") is None:
+        from ..strategies import list_strategies
+
+        raise ConfigError(f"{where}.strategy is missing; known: {', '.join(list_strategies())}")
+    try:
+        strategy = get_strategy(str(raw["strategy"]))
+    except ConfigError as err:
+        raise ConfigError(f"{where}.strategy: {err}") from None
+    sections = {s.key: s for s in strategy.sections}
+    unknown = [k for k in raw if k not in METHOD_KEYS and k not in sections]
+    if unknown:
+        accepted = ", ".join(sorted([*METHOD_KEYS, *sections]))
+        raise ConfigError(f"unknown key '{where}.{unknown[0]}'; a {strategy.name} method accepts: {accepted}")
+    backbones = list_backbones()
     backbone = raw.get("backbone")
     if not isinstance(backbone, str) or not backbone:
         raise ConfigError(f"{where}.backbone is missing; known: {', '.join(backbones)}")
@@ -422,119 +321,72 @@ def _check_method(
     for key, value in (("weights", weights), ("weights_path", weights_path)):
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{where}.{key} must be a string or null, got {value!r}")
-    if strategy == "scratch" and (weights or weights_path):
+    if strategy.pretrained is False and (weights or weights_path):
         raise ConfigError(
-            f"{where}: strategy scratch starts from random weights; remove weights/weights_path "
-            f"(got {weights or weights_path!r}) or use finetune"
+            f"{where}: strategy {strategy.name} starts from random weights; remove weights/weights_path "
+            f"(got {weights or weights_path!r}), or use a strategy that starts from pretrained weights"
         )
 
-    own_model = _section(raw, "model", f"{where}.model")
-    own_trainer = _section(raw, "trainer", f"{where}.trainer")
-    own_data = _section(raw, "data", f"{where}.data")
-    logreg = _section(raw, "logreg", f"{where}.logreg")
-    _unknown(f"{where}.model", own_model, model_parameters())
-    _managed(f"{where}.model", own_model, _MANAGED_MODEL_KEYS)
-    _unknown(f"{where}.data", own_data, METHOD_DATA_KEYS)
-
-    if strategy == "features_logreg":
-        extra = [k for k in own_model if k not in LOGREG_MODEL_KEYS]
-        if extra:
-            raise ConfigError(
-                f"{where}.model.{extra[0]}: features_logreg trains no Lightning model; it uses model "
-                f"{', '.join(LOGREG_MODEL_KEYS)} only (tune logreg: instead, e.g. logreg: {{C: 0.5}})"
-            )
-        if own_trainer:
-            raise ConfigError(f"{where}.trainer: features_logreg trains no Lightning model; tune logreg: instead")
-        _unknown(f"{where}.logreg", logreg, logreg_parameters())
-        model = {k: v for k, v in {**shared_model, **own_model}.items() if k in LOGREG_MODEL_KEYS}
-        model["freeze"] = "all"
-        logreg = {**DEFAULT_LOGREG, **logreg}
-        trainer: dict[str, Any] = {}
-    else:
-        if logreg:
-            raise ConfigError(f"{where}.logreg applies to strategy features_logreg only (this is {strategy})")
-        _unknown(f"{where}.trainer", own_trainer, trainer_parameters())
-        _managed(f"{where}.trainer", own_trainer, _MANAGED_TRAINER_KEYS)
-        model = {**shared_model, **own_model}
-        fixed = {"scratch": "none", "linear_probe": "all"}.get(strategy)
-        if fixed is not None:
-            if "freeze" in own_model and own_model["freeze"] != fixed:
-                raise ConfigError(
-                    f"{where}.model.freeze: strategy {strategy} always uses freeze {fixed!r} "
-                    f"(got {own_model['freeze']!r}); use finetune for partial freezing"
-                )
-            model["freeze"] = fixed
-        else:  # finetune
-            model.setdefault("freeze", DEFAULT_FINETUNE_FREEZE)
-            if model["freeze"] == "all":
-                raise ConfigError(f"{where}.model.freeze: 'all' freezes every stage; that is strategy linear_probe")
-        trainer = {**CELL_TRAINER_DEFAULTS, **shared_trainer, **own_trainer}
-
-    name = raw.get("name") or f"{strategy}/{backbone}"
+    shared = {"model": dict(shared_model), "trainer": dict(shared_trainer)}
+    resolved: dict[str, dict[str, Any]] = {}
+    for key, section in sections.items():
+        own = section.check(raw.get(key) or {}, f"{where}.{key}")
+        inherited = {k: v for k, v in shared.get(key, {}).items() if section.only is None or k in section.only}
+        base, recipe = strategy.cell_defaults.get(key, {}), strategy.defaults.get(key, {})
+        resolved[key] = {**base, **inherited, **recipe, **own}
+    model = resolved.pop("model", {})
+    own_freeze = (raw.get("model") or {}).get("freeze")
+    if own_freeze is not None:
+        strategy.check_freeze(own_freeze, where)
+    model["freeze"] = strategy.freeze or model.get("freeze", strategy.default_freeze)
+    trainer = resolved.pop("trainer", {})
+    data = resolved.pop("data", {})
+    name = raw.get("name") or f"{strategy.name}/{backbone}"
     if not isinstance(name, str):
         raise ConfigError(f"{where}.name must be a string, got {name!r}")
-    return MethodSpec(
-        name=name,
-        strategy=strategy,
-        backbone=backbone,
-        weights=weights,
-        weights_path=weights_path,
-        model=model,
-        trainer=trainer,
-        data=own_data,
-        logreg=logreg,
-    )
+    return MethodSpec(name, strategy.name, backbone, weights, weights_path, model, trainer, data, resolved)
 
 
-def validate_sweep_config(raw: Mapping[str, Any], *, default_name: str = "sweep", sources: Sequence[str] = ()) -> SweepConfig:
-    """Check every key of a sweep mapping and resolve the methods (nothing is built or run)."""
-    from ..models import list_backbones
+def _yaml_text(config: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(json.loads(json.dumps(dict(config), default=str)))
 
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"a sweep config must be a mapping, got {type(raw).__name__}")
-    _unknown("", raw, TOP_LEVEL_KEYS)
-    data = _section(raw, "data")
-    trainer = _section(raw, "trainer")
-    model = _section(raw, "model")
-    _unknown("data", data, data_parameters())
-    _managed("data", data, _MANAGED_DATA_KEYS)
-    _unknown("trainer", trainer, trainer_parameters())
-    _managed("trainer", trainer, _MANAGED_TRAINER_KEYS)
-    _unknown("model", model, model_parameters())
-    _managed("model", model, {**_MANAGED_MODEL_KEYS, "freeze": "each method's strategy sets it (finetune: methods[i].model.freeze)"})
 
-    train_samples = _check_train_samples(raw.get("train_samples"))
-    seeds = _check_seeds(raw.get("seeds"))
-    methods_raw = raw.get("methods")
-    if methods_raw is None or methods_raw == []:
+def parse_sweep_args(argv: Sequence[str], parser=None):
+    """Command-line arguments -> the parsed namespace (only the values given, typed and checked)."""
+    parser = parser or sweep_parser()
+    try:
+        return parser.parse_args(list(argv), defaults=False)
+    except argparse.ArgumentError as err:
+        defaults = parser.get_defaults()
+        known = {"": [k for k in defaults.keys() if "." not in k]}
+        for group in ("data", "trainer", "model"):
+            known[group] = list(defaults[group].keys())
+        raise config_error(err, known=known) from None
+
+
+def build_sweep_config(parsed: Any, *, default_name: str = "sweep", sources: Sequence[str] = ()) -> SweepConfig:
+    """A parsed namespace (given values only) -> a checked :class:`SweepConfig` (nothing is built or run)."""
+    given = _plain(parsed.as_dict())  # jsonargparse's typed values (PositiveInt ...) as plain Python
+    data = dict(given.get("data") or {})
+    trainer = dict(given.get("trainer") or {})
+    model = dict(given.get("model") or {})
+    methods_raw = given.get("methods") or []
+    if not methods_raw:
         raise ConfigError("methods is empty: the grid has no method (e.g. - {strategy: scratch, backbone: scratch_cnn})")
-    if not isinstance(methods_raw, list):
-        raise ConfigError(f"methods must be a list of methods, got {methods_raw!r}")
-    backbones = list_backbones()
-    methods = [_check_method(i, m, model, trainer, backbones) for i, m in enumerate(methods_raw)]
+    methods = [resolve_method(i, m, model, trainer) for i, m in enumerate(methods_raw)]
     seen: dict[str, int] = {}
     for i, m in enumerate(methods):
         if m.name in seen:
-            raise ConfigError(
-                f"methods[{i}] and methods[{seen[m.name]}] are both called {m.name!r}; give one a name: "
-            )
+            raise ConfigError(f"methods[{i}] and methods[{seen[m.name]}] are both called {m.name!r}; give one a name:")
         seen[m.name] = i
-
-    name = raw.get("name") or default_name
-    if not isinstance(name, str):
-        raise ConfigError(f"name must be a string, got {name!r}")
-    output_dir = raw.get("output_dir") or os.path.join("results", _slug(name))
-    if not isinstance(output_dir, (str, os.PathLike)):
-        raise ConfigError(f"output_dir must be a path, got {output_dir!r}")
-    cache_dir = raw.get("feature_cache_dir") or os.path.join(output_dir, "features")
-    if not isinstance(cache_dir, (str, os.PathLike)):
-        raise ConfigError(f"feature_cache_dir must be a path, got {cache_dir!r}")
-    checkpoints = raw.get("checkpoints", "best")
-    if checkpoints not in CHECKPOINT_POLICIES:
-        raise ConfigError(f"checkpoints: unknown choice {checkpoints!r}; known: {', '.join(CHECKPOINT_POLICIES)}")
-    num_threads = raw.get("num_threads")
-    if num_threads is not None and (not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1):
-        raise ConfigError(f"num_threads must be a positive integer or null, got {num_threads!r}")
+    train_samples = list(dict.fromkeys(given["train_samples"] if given.get("train_samples") is not None else ["all"]))
+    seeds = list(dict.fromkeys(given["seeds"] if given.get("seeds") is not None else [0]))
+    if not train_samples:
+        raise ConfigError("train_samples is empty: the grid has no training-set size (e.g. [50, 100, all])")
+    if not seeds:
+        raise ConfigError("seeds is empty: the grid has no seed (e.g. [0])")
+    name = given.get("name") or default_name
+    output_dir = given.get("output_dir") or os.path.join("results", _slug(name))
     return SweepConfig(
         name=name,
         output_dir=Path(output_dir),
@@ -543,9 +395,9 @@ def validate_sweep_config(raw: Mapping[str, Any], *, default_name: str = "sweep"
         train_samples=train_samples,
         seeds=seeds,
         methods=methods,
-        feature_cache_dir=Path(cache_dir),
-        checkpoints=checkpoints,
-        num_threads=num_threads,
+        feature_cache_dir=Path(given.get("feature_cache_dir") or os.path.join(output_dir, "features")),
+        checkpoints=given.get("checkpoints") or "best",
+        num_threads=given.get("num_threads"),
         sources=list(sources),
         method_order=[m.name for m in methods],
     )
@@ -553,37 +405,31 @@ def validate_sweep_config(raw: Mapping[str, Any], *, default_name: str = "sweep"
 
 def load_sweep_config(
     config: str | os.PathLike | Mapping[str, Any] | Sequence[str | os.PathLike],
-    overrides: Sequence[str] | Sequence[tuple[str, Any]] = (),
+    overrides: Sequence[str] = (),
 ) -> SweepConfig:
-    """Read YAML file(s) (later ones merged over earlier ones), apply overrides, validate.
-
-    ``overrides`` are command-line style (``["--data.root", "x"]``) or ``(dotted_key, value)`` pairs.
+    """Read YAML file(s) (later ones over earlier ones) or a mapping, apply command-line style
+    overrides (``["--data.root", "x"]``), check everything.
 
     >>> cfg = load_sweep_config("configs/experiments/demo.yaml", ["--trainer.max_epochs", "1"])  # doctest: +SKIP
     """
     if isinstance(config, Mapping):
-        raw, sources, default_name = copy.deepcopy(dict(config)), [], "sweep"
+        configs, sources, default_name = [_yaml_text(config)], [], "sweep"
     else:
         paths = [config] if isinstance(config, (str, os.PathLike)) else list(config)
         if not paths:
             raise ConfigError("no sweep config given (use --config configs/experiments/<name>.yaml)")
-        raw = {}
-        for path in paths:
-            raw = merge(raw, read_yaml(path))
-        sources = [str(p) for p in paths]
-        default_name = Path(paths[-1]).stem
-    pairs = parse_overrides(overrides) if overrides and isinstance(next(iter(overrides)), str) else list(overrides)
-    for key, value in pairs:
-        apply_override(raw, key, value)
-    return validate_sweep_config(raw, default_name=default_name, sources=sources)
+        configs, sources, default_name = [os.fspath(p) for p in paths], [os.fspath(p) for p in paths], Path(paths[-1]).stem
+    argv = [arg for c in configs for arg in ("--config", c)] + list(overrides)
+    return build_sweep_config(parse_sweep_args(argv), default_name=default_name, sources=sources)
 
 
 __all__ = [
-    "STRATEGIES",
     "MethodSpec",
     "SweepConfig",
-    "apply_override",
+    "build_sweep_config",
     "load_sweep_config",
-    "parse_overrides",
-    "validate_sweep_config",
+    "parse_section",
+    "parse_sweep_args",
+    "resolve_method",
+    "sweep_parser",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..data.split import SplitManifest
 from .config import MethodSpec, SweepConfig
@@ -72,17 +72,6 @@ def effective_sizes(requested: list[int | str], pool_size: int) -> tuple[list[in
     return sorted(sizes), notes
 
 
-def subset_manifest(pool: SplitManifest, train_samples: int) -> SplitManifest:
-    """The split of a cell: the seed's split with the first ``train_samples`` pool images.
-
-    Equal to what :class:`FaceDataModule` builds with ``train_samples=N`` for the same seed.
-    """
-    if not 1 <= train_samples <= pool.train_pool_size:
-        raise ValueError(f"train_samples {train_samples} outside 1..{pool.train_pool_size}")
-    n = "all" if train_samples == pool.train_pool_size else train_samples
-    return replace(pool, train=list(pool.train[:train_samples]), settings={**pool.settings, "train_samples": n})
-
-
 def split_digest(pool: SplitManifest) -> str:
     """Identifies a seed's split by its content (identities, pool order, val, test), not by paths."""
     body = json.dumps([pool.classes, pool.train, pool.val, pool.test], separators=(",", ":"))
@@ -102,4 +91,4 @@ def build_cells(config: SweepConfig, pools: dict[int, SplitManifest]) -> tuple[l
     return cells, notes
 
 
-__all__ = ["Cell", "CellKey", "build_cells", "effective_sizes", "split_digest", "subset_manifest"]
+__all__ = ["Cell", "CellKey", "build_cells", "effective_sizes", "split_digest"]

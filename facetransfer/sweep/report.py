@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
-from .results import RESULTS_NAME, STATE_NAME, ResultsTable, write_atomically
+from ..atomic import atomic_write
+from ..errors import ConfigError, DataError
+from .results import RESULTS_NAME, STATE_NAME, ResultsTable
 
 REPORT_NAME = "report.md"
 PLOT_NAME = "accuracy_vs_n.png"
@@ -136,6 +137,16 @@ def markdown_table(folder: Path, rows: list[dict[str, Any]], title: str | None =
     return "\n".join(lines) + "\n"
 
 
+def _plot_style(strategy: str) -> tuple[str, str]:
+    """The strategy's line style and marker (a strategy no longer installed gets the default)."""
+    from ..strategies import Strategy, get_strategy
+
+    try:
+        return get_strategy(strategy).plot_style
+    except ConfigError:
+        return Strategy.plot_style
+
+
 def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None = None):
     """Test top-1 vs N (log x): one line per method (backbone x strategy), mean ± std over seeds."""
     import matplotlib
@@ -145,13 +156,12 @@ def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None 
 
     fig = Figure(figsize=(7.5, 4.8), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
-    styles = {"scratch": ":", "linear_probe": "--", "features_logreg": "-.", "finetune": "-"}
-    markers = {"scratch": "x", "linear_probe": "s", "features_logreg": "^", "finetune": "o"}
     for s in _series(folder, rows):
         ns = sorted(s.points)
         stats = [_stats([r["test_top1"] * 100 for r in s.points[n]]) for n in ns]
         means, stds = [m for m, _ in stats], [d for _, d in stats]
-        (line,) = ax.plot(ns, means, linestyle=styles.get(s.strategy, "-"), marker=markers.get(s.strategy, "o"), label=s.method)
+        linestyle, marker = _plot_style(s.strategy)
+        (line,) = ax.plot(ns, means, linestyle=linestyle, marker=marker, label=s.method)
         if any(d > 0 for d in stds):
             ax.fill_between(ns, [m - d for m, d in zip(means, stds)], [m + d for m, d in zip(means, stds)],
                             color=line.get_color(), alpha=0.15, linewidth=0)
@@ -186,7 +196,8 @@ def write_report(folder: str | os.PathLike, title: str | None = None) -> Report:
         title = _title(folder)
     markdown = markdown_table(folder, rows, title)
     table_path = folder / REPORT_NAME
-    write_atomically(table_path, markdown)
+    with atomic_write(table_path) as fh:
+        fh.write(markdown)
     fig = accuracy_figure(folder, rows, title)
     plot = folder / PLOT_NAME
     fig.savefig(plot)

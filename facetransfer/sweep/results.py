@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
+from ..atomic import atomic_write
+from ..atomic import remove_stale_temporaries as _remove_stale
 from ..errors import ConfigError, DataError
 from .grid import CellKey
 
@@ -53,28 +55,6 @@ FIELDS = [
 ]
 INT_FIELDS = ("train_samples", "seed", "identities", "test_images", "pool_size")
 FLOAT_FIELDS = ("test_top1", "test_top5", "test_macro_f1", "train_seconds", "cell_seconds")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a synced temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _parse_row(row: dict[str, str], path: Path, line: int) -> dict[str, Any]:
@@ -119,7 +99,8 @@ class ResultsTable:
         writer.writeheader()
         for r in [*rows, row]:
             writer.writerow({k: _format(r.get(k)) for k in FIELDS})
-        write_atomically(self.path, buffer.getvalue())
+        with atomic_write(self.path, newline="") as fh:
+            fh.write(buffer.getvalue())
         return True
 
 
@@ -135,7 +116,9 @@ def row_key(row: Mapping[str, Any]) -> CellKey:
 
 # --- what the rows were computed with ------------------------------------------------------------
 def _diff(old: Any, new: Any, prefix: str = "") -> str | None:
-    """The first differing key as ``key: old -> new`` (None when equal)."""
+    """The first differing key as ``key: old -> new`` (None when equal; an absent section equals an empty one)."""
+    if old in (None, {}) and new in (None, {}):
+        return None
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new)):
             found = _diff(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)
@@ -198,34 +181,30 @@ class SweepState:
         order = [*extra.get("method_order", []), *state.get("method_order", [])]
         state.update(extra)
         state["method_order"] = list(dict.fromkeys(order))  # the config's order, then methods only earlier runs had
-        write_atomically(self.path, json.dumps(state, indent=1, sort_keys=True))
+        with atomic_write(self.path) as fh:
+            fh.write(json.dumps(state, indent=1, sort_keys=True))
 
 
 @contextlib.contextmanager
 def sweep_lock(folder: str | os.PathLike) -> Iterator[None]:
-    """Hold the results folder for one sweep at a time (released by the OS even on SIGKILL)."""
+    """Hold the results folder for one sweep at a time (an OS file lock: released even on SIGKILL)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fh = open(folder / LOCK_NAME, "a+")
+    lock = FileLock(folder / LOCK_NAME)
     try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"another sweep is running in {folder}; wait for it or use another output_dir") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(f"another sweep is running in {folder}; wait for it or use another output_dir") from None
+    try:
+        yield
     finally:
-        fh.close()
+        lock.release()
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> None:
     """Temporary files a killed sweep left behind (the real files are intact)."""
-    for path in Path(folder).glob(f".{RESULTS_NAME}.*.tmp"):
-        path.unlink(missing_ok=True)
-    for path in Path(folder).glob(f".{STATE_NAME}.*.tmp"):
-        path.unlink(missing_ok=True)
+    for name in (RESULTS_NAME, STATE_NAME):
+        _remove_stale(Path(folder) / name)
 
 
-__all__ = ["FIELDS", "RESULTS_NAME", "ResultsTable", "SweepState", "row_key", "sweep_lock", "write_atomically"]
+__all__ = ["FIELDS", "RESULTS_NAME", "ResultsTable", "SweepState", "row_key", "sweep_lock"]

@@ -15,29 +15,107 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 
 from .._noise import silence_known_noise
 from ..data import FaceDataModule
 from ..data.split import SplitManifest
 from ..errors import ConfigError, FaceTransferError
-from ..module import FaceClassifier
+from ..precision import autocast_dtype
+from ..strategies import get_strategy
 from .config import MethodSpec, SweepConfig
-from .feature_store import FeatureStore, SweepDataModule, all_keys
+from .feature_store import FeatureStore, all_keys
 from .grid import Cell, CellKey, build_cells, split_digest
 from .report import Report, write_report
 from .results import RESULTS_NAME, ResultsTable, SweepState, remove_stale_temporaries, sweep_lock
-from .strategies import SweepContext, run_cell
 
 Echo = Callable[[str], None]
+
+
+def device_label(device: torch.device) -> str:
+    """``NVIDIA H200`` for a CUDA device, ``cpu (2 cores)`` for the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:
+            cores = os.cpu_count() or 1
+        return f"cpu ({cores} cores)"
+    return device.type
+
+
+def feature_device(trainer_args: dict[str, Any]) -> torch.device:
+    """Where solver cells extract features: the sweep's accelerator (CUDA when available)."""
+    accelerator = str(trainer_args.get("accelerator", "auto"))
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@dataclass
+class SweepContext:
+    """What every cell of a sweep shares: the config, each seed's split, the feature store."""
+
+    config: SweepConfig
+    pools: dict[int, SplitManifest]
+    feature_store: FeatureStore
+    logs_dir: Path
+    notices: list[str] = field(default_factory=list)
+
+    def cell_dir(self, cell: Cell) -> Path:
+        return self.logs_dir / cell.method.slug / cell.folder
+
+    def manifest(self, cell: Cell) -> SplitManifest:
+        return self.pools[cell.seed].subset(cell.train_samples)
+
+    @property
+    def feature_device(self) -> torch.device:
+        return feature_device(self.config.trainer)
+
+    @property
+    def feature_autocast(self) -> torch.dtype | None:
+        """The dtype a Lightning cell would extract features with (so both kinds of cell share the cache)."""
+        from ..trainer import default_precision
+
+        trainer = self.config.trainer
+        precision = trainer.get("precision") or default_precision(trainer.get("accelerator", "auto"))
+        return autocast_dtype(precision, self.feature_device)
+
+
+def run_cell(cell: Cell, ctx: SweepContext) -> dict[str, Any]:
+    """Run one cell with its strategy; returns its results row."""
+    start = time.perf_counter()
+    manifest = ctx.manifest(cell)
+    result = get_strategy(cell.method.strategy).run(cell, ctx)
+    return {
+        "dataset": ctx.config.data.get("dataset", "synthetic"),
+        "method": cell.method.name,
+        "strategy": cell.method.strategy,
+        "backbone": cell.method.backbone,
+        "weights": cell.method.weights_label,
+        "train_samples": cell.train_samples,
+        "seed": cell.seed,
+        "identities": manifest.num_classes,
+        "test_images": len(manifest.test),
+        "pool_size": cell.pool_size,
+        "test_top1": float(result.top1),
+        "test_top5": float(result.top5),
+        "test_macro_f1": float(result.macro_f1),
+        "train_seconds": result.train_seconds,
+        "cell_seconds": time.perf_counter() - start,
+        "device": result.device,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 @dataclass
@@ -120,26 +198,15 @@ def build_splits(config: SweepConfig, echo: Echo) -> tuple[dict[int, SplitManife
 
 
 def check_methods(config: SweepConfig, methods: list[MethodSpec]) -> None:
-    """Build each method's model, data module and Trainer once: bad options and missing weights fail now."""
+    """Build what each method's cells need once: bad options and missing weights fail now."""
     for method in methods:
         where = f"methods[{config.methods.index(method)}] ({method.name})"
         try:
-            model = FaceClassifier(**method.classifier_args())
+            get_strategy(method.strategy).check(method, config)
         except FaceTransferError as err:
             raise type(err)(f"{where}: {err}") from None
-        except (TypeError, ValueError) as err:
-            raise _located(f"{where}.model", err) from None
-        del model
-        if not method.uses_lightning:
-            continue
-        try:
-            SweepDataModule(**{**config.data, **method.data}, seed=0)
-        except (TypeError, ConfigError) as err:
-            raise _located(f"{where}.data", err) from None
-        try:
-            L.Trainer(**method.trainer, logger=False, enable_checkpointing=False)
-        except Exception as err:  # Lightning raises several types for bad trainer options
-            raise _located(f"{where}.trainer", err) from None
+        except Exception as err:  # Lightning and torch raise several types for bad options
+            raise _located(where, err) from None
 
 
 def _state_extra(config: SweepConfig) -> dict[str, Any]:
@@ -176,8 +243,11 @@ def run_sweep(
         cells, notes = build_cells(config, pools)
         for note in notes:
             echo(f"notice: {note}")
-        if any(m.strategy == "features_logreg" for m in config.methods) and min(c.train_samples for c in cells) < 2:
-            raise ConfigError("train_samples: features_logreg needs at least 2 training images (2 identities)")
+        smallest = min(c.train_samples for c in cells)
+        for method in config.methods:
+            need = get_strategy(method.strategy).min_train_samples
+            if smallest < need:
+                raise ConfigError(f"train_samples: {method.strategy} needs at least {need} training images, got {smallest}")
         table = ResultsTable(out / RESULTS_NAME)
         finished = table.finished_keys()
         pending = [c for c in cells if c.key not in finished]
@@ -256,4 +326,4 @@ def _run_cells(
         bar.close()
 
 
-__all__ = ["SweepResult", "build_splits", "check_methods", "quiet_lightning", "run_sweep"]
+__all__ = ["SweepContext", "SweepResult", "build_splits", "check_methods", "device_label", "quiet_lightning", "run_cell", "run_sweep"]

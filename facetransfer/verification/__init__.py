@@ -6,6 +6,7 @@
 See docs/verification.md.
 """
 
+from .callback import PairVerification
 from .embedder import Embedder, as_backbone, weights_fingerprint
 from .evaluate import VerificationResult, evaluate_pairs, plot_roc
 from .gallery import Gallery, Match, list_identity_images
@@ -24,6 +25,7 @@ __all__ = [
     "Gallery",
     "Match",
     "Pair",
+    "PairVerification",
     "PairsProtocol",
     "VerificationMetrics",
     "VerificationResult",

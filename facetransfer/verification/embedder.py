@@ -132,7 +132,7 @@ class Embedder:
             "num_features": self.num_features,
             "face_crop": self.face_crop,
             "flip": self.flip,
-            "preprocess": self.backbone.preprocess.to_dict(),
+            "preprocess": self.backbone.preprocess.eval_dict(),
             "weights_fingerprint": weights_fingerprint(self.backbone),
         }
 

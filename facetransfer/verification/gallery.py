@@ -37,6 +37,7 @@ from ..data.images import is_image_name
 from ..errors import ConfigError, DataError
 from .embedder import Embedder, ImageLike
 from .metrics import best_threshold
+from .templates import class_templates
 
 FORMAT = "facetransfer.gallery"
 VERSION = 1
@@ -198,8 +199,7 @@ class Gallery:
     @property
     def templates(self) -> torch.Tensor:
         """``(identities, D)``: per identity the normalised mean of its normalised embeddings."""
-        sums = torch.zeros(len(self.names), self.embeddings.shape[1]).index_add_(0, self.labels, self.embeddings)
-        return F.normalize(sums, dim=1)
+        return class_templates(self.embeddings, self.labels, len(self.names))
 
     def _per_identity_max(self, scores: torch.Tensor) -> torch.Tensor:
         """``(N, enrolled images)`` -> ``(N, identities)``: the best score among each identity's images."""

@@ -1,0 +1,24 @@
+"""Strategies: scratch, linear probe, fine-tuning, the paper's logistic regression, prototypes -- plug-ins.
+
+    >>> from facetransfer.strategies import list_strategies
+    >>> list_strategies()[:5]
+    ['scratch', 'linear_probe', 'finetune', 'features_logreg', 'prototype']
+"""
+
+from . import scratch, linear_probe, finetune, features_logreg, prototype  # noqa: F401  (register the built-ins)
+from .base import ENTRY_POINT_GROUP, CellResult, Section, Strategy, get_strategy, list_strategies, register_strategy
+from .frozen import FrozenFeatureStrategy, classification_metrics
+from .lightning import LightningStrategy
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "CellResult",
+    "FrozenFeatureStrategy",
+    "LightningStrategy",
+    "Section",
+    "Strategy",
+    "classification_metrics",
+    "get_strategy",
+    "list_strategies",
+    "register_strategy",
+]

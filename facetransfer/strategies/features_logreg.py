@@ -1,0 +1,69 @@
+"""``features_logreg``: the paper's feature extraction + scikit-learn logistic regression."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import ConfigError
+from .base import Section, register_strategy
+from .frozen import BACKBONE, FrozenFeatureStrategy
+
+if TYPE_CHECKING:
+    from ..sweep.config import MethodSpec
+    from ..sweep.runner import SweepContext
+
+
+def _logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression
+
+
+LOGREG = Section("logreg", "scikit-learn LogisticRegression arguments", _logistic_regression)
+DEFAULT_LOGREG = {"C": 1.0, "max_iter": 1000}
+
+
+def logistic_regression(args: dict, seed: int):
+    """``StandardScaler`` + ``LogisticRegression(**args)`` (scaled features converge in few iterations)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    try:
+        return make_pipeline(StandardScaler(), _logistic_regression()(**{"random_state": seed, **args}))
+    except TypeError as err:
+        raise ConfigError(f"logreg: {err}") from None
+
+
+@register_strategy
+class FeaturesLogReg(FrozenFeatureStrategy):
+    """The paper's feature extraction + logistic regression (seconds, not epochs)."""
+
+    name = "features_logreg"
+    plot_style = ("-.", "^")
+    summary = "the paper's feature extraction + scikit-learn LogisticRegression (seconds, not epochs)"
+    sections = (BACKBONE, LOGREG)
+    min_train_samples = 2
+    defaults = {"logreg": DEFAULT_LOGREG}
+
+    def solve(
+        self, train: np.ndarray, labels: np.ndarray, test: np.ndarray, num_classes: int, method: MethodSpec, seed: int,
+        ctx: SweepContext,
+    ) -> np.ndarray:
+        from sklearn.exceptions import ConvergenceWarning
+
+        args = method.options.get("logreg", {})
+        classifier = logistic_regression(args, seed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            classifier.fit(train, labels)
+        if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+            ctx.notices.append(
+                f"{method.name}: LogisticRegression did not converge in max_iter={args.get('max_iter')} "
+                "iterations (raise the method's logreg: max_iter)"
+            )
+        probs = np.zeros((len(test), num_classes), dtype=np.float32)
+        probs[:, classifier.classes_] = classifier.predict_proba(test)  # absent identities: probability 0
+        return probs

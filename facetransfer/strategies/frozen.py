@@ -1,0 +1,82 @@
+"""Strategies that fit a solver on frozen features: seconds per cell, not epochs.
+
+The backbone (pretrained, or random for a baseline) is never trained. Its features of every
+image of the sweep are extracted once and cached on disk by the sweep's feature store; a cell
+selects its training and test rows and a subclass's :meth:`FrozenFeatureStrategy.solve` turns
+them into class scores. The metrics are the same torchmetrics functions as the Lightning cells'.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+import lightning as L
+import numpy as np
+import torch
+from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+
+from .base import CellResult, Section, Strategy
+from .lightning import MANAGED_MODEL_KEYS, _classifier
+
+if TYPE_CHECKING:
+    from ..sweep.config import MethodSpec, SweepConfig
+    from ..sweep.grid import Cell
+    from ..sweep.runner import SweepContext
+
+BACKBONE_KEYS = ("backbone_args", "input_size")
+BACKBONE = Section("model", "backbone options", _classifier, only=BACKBONE_KEYS, managed=MANAGED_MODEL_KEYS)
+
+
+def classification_metrics(scores: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, float]:
+    """Top-1, top-5 and macro-F1 of class scores ``(N, num_classes)`` (higher is better)."""
+    preds, y = torch.as_tensor(scores, dtype=torch.float32), torch.as_tensor(target, dtype=torch.long)
+    return {
+        "top1": multiclass_accuracy(preds, y, num_classes, average="micro").item(),
+        "top5": multiclass_accuracy(preds, y, num_classes, top_k=min(5, num_classes), average="micro").item(),
+        "macro_f1": multiclass_f1_score(preds, y, num_classes, average="macro").item(),
+    }
+
+
+class FrozenFeatureStrategy(Strategy):
+    """Base of strategies that learn from cached frozen features with a solver (no Lightning fit)."""
+
+    trains = "solver"
+    freeze = "all"
+    sections: ClassVar[tuple[Section, ...]] = (BACKBONE,)
+
+    def solve(
+        self, train: np.ndarray, labels: np.ndarray, test: np.ndarray, num_classes: int, method: MethodSpec, seed: int,
+        ctx: SweepContext,
+    ) -> np.ndarray:
+        """Class scores ``(len(test), num_classes)`` from training features and labels (float32 arrays)."""
+        raise NotImplementedError
+
+    def check(self, method: MethodSpec, config: SweepConfig) -> None:
+        from ..module import FaceClassifier
+
+        FaceClassifier(**method.classifier_args())  # unknown backbone options or missing weights fail now
+
+    def run(self, cell: Cell, ctx: SweepContext) -> CellResult:
+        from ..features import BackboneFeatures
+        from ..module import FaceClassifier
+        from ..sweep.runner import device_label
+
+        manifest = ctx.manifest(cell)
+        L.seed_everything(cell.seed, workers=True, verbose=False)  # the backbone of a random-init baseline
+        model = FaceClassifier(**cell.method.classifier_args())  # builds the backbone only; it is not trained
+        model.to(ctx.feature_device)
+        extractor = BackboneFeatures(model.backbone, identity=model.feature_identity(), autocast=ctx.feature_autocast)
+        train = ctx.feature_store.select(extractor, manifest.train)
+        test = ctx.feature_store.select(extractor, manifest.test)
+        start = time.perf_counter()
+        scores = self.solve(
+            train.features.numpy(), train.labels.numpy(), test.features.numpy(), manifest.num_classes, cell.method,
+            cell.seed, ctx,
+        )
+        train_seconds = time.perf_counter() - start
+        metrics = classification_metrics(scores, test.labels.numpy(), manifest.num_classes)
+        return CellResult(**metrics, train_seconds=train_seconds, device=device_label(ctx.feature_device))
+
+
+__all__ = ["BACKBONE", "BACKBONE_KEYS", "FrozenFeatureStrategy", "classification_metrics"]

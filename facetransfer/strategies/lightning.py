@@ -1,0 +1,130 @@
+"""Strategies trained by Lightning: one :class:`~facetransfer.FaceClassifier` fit per cell.
+
+The same class, DataModule and :func:`~facetransfer.make_trainer` as ``facetransfer fit``; a
+strategy only sets the freeze policy and its recipe. The test metrics come from the best-val
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import lightning as L
+
+from .base import CellResult, Section, Strategy
+
+if TYPE_CHECKING:
+    from ..sweep.config import MethodSpec, SweepConfig
+    from ..sweep.grid import Cell
+    from ..sweep.runner import SweepContext
+
+
+def _classifier():
+    from ..module import FaceClassifier
+
+    return FaceClassifier
+
+
+def _datamodule():
+    from ..data import FaceDataModule
+
+    return FaceDataModule
+
+
+MANAGED_MODEL_KEYS = {
+    "backbone": "set the method's backbone:",
+    "weights": "set the method's weights:",
+    "weights_path": "set the method's weights_path:",
+    "class_names": "the identities come from the data",
+    "features": "the sweep's feature store serves frozen features",
+}
+MODEL = Section("model", "FaceClassifier arguments", _classifier, managed=MANAGED_MODEL_KEYS)
+TRAINER = Section(
+    "trainer",
+    "Lightning Trainer arguments",
+    lambda: L.Trainer,
+    managed={
+        "logger": "each cell logs to TensorBoard under <output_dir>/logs",
+        "callbacks": "cells use facetransfer's default callbacks (best checkpoint by val/acc)",
+        "default_root_dir": "cells write under <output_dir>/logs",
+    },
+)
+LOADER_KEYS = ("augment", "batch_size", "eval_batch_size", "num_workers")
+DATA = Section("data", "loader arguments", _datamodule, only=LOADER_KEYS)
+# what a cell's Trainer gets unless the config says otherwise
+CELL_TRAINER_DEFAULTS = {"enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0}
+
+
+class LightningStrategy(Strategy):
+    """A strategy that fits a :class:`~facetransfer.FaceClassifier` with Lightning in every cell."""
+
+    trains = "lightning"
+    sections: ClassVar[tuple[Section, ...]] = (MODEL, TRAINER, DATA)
+    cell_defaults: ClassVar[dict] = {"trainer": CELL_TRAINER_DEFAULTS}
+
+    def check(self, method: MethodSpec, config: SweepConfig) -> None:
+        from ..data import FaceDataModule
+        from ..module import FaceClassifier
+
+        FaceClassifier(**method.classifier_args())
+        FaceDataModule(**{**config.data, **method.data}, seed=0)
+        L.Trainer(**method.trainer, logger=False, enable_checkpointing=False)
+
+    def run(self, cell: Cell, ctx: SweepContext) -> CellResult:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        from ..data import FaceDataModule
+        from ..module import FaceClassifier
+        from ..trainer import make_trainer
+
+        method, manifest = cell.method, ctx.manifest(cell)
+        L.seed_everything(cell.seed, workers=True, verbose=False)
+        model = FaceClassifier(**method.classifier_args(), class_names=manifest.classes, features=ctx.feature_store)
+        data = FaceDataModule(
+            **{**ctx.config.data, **method.data}, seed=cell.seed, preprocess=model.preprocess, features=ctx.feature_store
+        )
+        data.use_manifest(manifest)
+        folder = _fresh_dir(ctx.cell_dir(cell))
+        logger = TensorBoardLogger(save_dir=str(ctx.logs_dir), name=method.slug, version=cell.folder)
+        # a cell that stops is run again from its start: no last.ckpt to resume from is needed
+        trainer = make_trainer(**method.trainer, logger=logger, default_root_dir=str(folder), save_last=False)
+        start = time.perf_counter()
+        trainer.fit(model, data)
+        train_seconds = time.perf_counter() - start
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        checkpoint = trainer.checkpoint_callback
+        best = checkpoint.best_model_path if checkpoint is not None else ""
+        (result,) = trainer.test(model, data, ckpt_path=best or None, verbose=False)
+        _prune_checkpoints(folder, ctx.config.checkpoints, best)
+        from ..sweep.runner import device_label
+
+        return CellResult(
+            top1=result["test/acc"],
+            top5=result["test/acc_top5"],
+            macro_f1=result["test/f1_macro"],
+            train_seconds=train_seconds,
+            device=device_label(trainer.strategy.root_device),
+        )
+
+
+def _fresh_dir(path: Path) -> Path:
+    """An unfinished cell's old logs and checkpoints are removed before it runs again."""
+    if path.exists():
+        shutil.rmtree(path)
+    return path
+
+
+def _prune_checkpoints(folder: Path, policy: str, best: str) -> None:
+    if policy == "all":
+        return
+    for path in folder.rglob("*.ckpt"):
+        if policy == "none" or os.path.abspath(path) != os.path.abspath(best):
+            path.unlink()
+
+
+__all__ = ["CELL_TRAINER_DEFAULTS", "DATA", "LOADER_KEYS", "MODEL", "TRAINER", "LightningStrategy"]

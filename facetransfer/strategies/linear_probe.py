@@ -1,0 +1,28 @@
+"""``linear_probe``: a frozen backbone and a linear head trained by Lightning on cached features.
+
+The head is trained to convergence whatever the training-set size: full-batch L-BFGS on the
+standardised frozen features (``head_norm``) with the same L2 penalty as the paper's logistic
+regression (``head_c`` = scikit-learn's ``C``), one L-BFGS step of ``lbfgs_iterations``
+iterations per epoch, and the best epoch by validation accuracy is tested. Each method may
+override the recipe in its ``model:`` / ``data:`` sections (e.g. ``optimizer: adam``,
+``batch_size: 32`` for mini-batch training).
+"""
+
+from __future__ import annotations
+
+from .base import register_strategy
+from .lightning import LightningStrategy
+
+
+@register_strategy
+class LinearProbe(LightningStrategy):
+    """Frozen backbone, a linear head trained by Lightning (full-batch L-BFGS on cached features)."""
+
+    name = "linear_probe"
+    plot_style = ("--", "s")
+    summary = "frozen backbone, linear head trained by Lightning (full-batch L-BFGS on cached features)"
+    freeze = "all"
+    defaults = {
+        "model": {"head_norm": True, "optimizer": "lbfgs", "head_c": 1.0, "feature_cache": True},
+        "data": {"batch_size": "all"},
+    }
