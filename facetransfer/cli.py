@@ -163,6 +163,7 @@ TOOL_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "weights": _weights_command,
     "backbones": _backbones_command,
     "verify": _verify_command,
+    "export": lambda argv: __import__("facetransfer.export", fromlist=["export_command"]).export_command(argv),
 }
 
 
