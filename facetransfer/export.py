@@ -112,8 +112,9 @@ class InferenceGraph(nn.Module):
 def unit_transform(preprocess: Preprocess, face_crop: float = 1.0) -> v2.Compose:
     """What the caller of an exported model does: PIL image -> float ``(3, H, W)`` in ``[0, 1]``.
 
-    Central square ``face_crop`` of the shorter side, resize to ``resize_size``, centre crop
-    ``input_size``: :meth:`Preprocess.eval_transform` without the normalisation.
+    Central square ``face_crop`` of the shorter side (when < 1), shorter side resized to
+    ``resize_size``, central ``input_size`` square: :meth:`Preprocess.eval_transform` without
+    the normalisation.
     """
     return v2.Compose(
         [
@@ -356,9 +357,9 @@ def export_model(
             "input_size": int(pp.crop_size),
             "resize_size": int(pp.resize_size),
             "face_crop": float(face_crop),
-            "preprocessing": "keep the central square of side face_crop x the shorter side, resize it to "
-            "resize_size x resize_size (bilinear, antialiased), keep the central input_size x input_size, "
-            "scale to [0, 1]; mean and std are applied inside the graph",
+            "preprocessing": "if face_crop < 1, keep the central square of side face_crop x the shorter side; "
+            "resize so that the shorter side is resize_size (bilinear, antialiased); keep the central "
+            "input_size x input_size; scale to [0, 1]; mean and std are applied inside the graph",
             "mean": [float(m) for m in pp.mean],
             "std": [float(s) for s in pp.std],
             "backbone": model.backbone_name,

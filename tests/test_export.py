@@ -126,7 +126,7 @@ def test_deploy_program_names_orl_faces(orl_probe_checkpoint, orl_onnx, orl_root
     """docs/deploy.md's program, given only the .onnx file and its sidecar, names faces as PyTorch does."""
     program = tmp_path / "name_face.py"
     program.write_text(deploy_program())
-    assert len([line for line in program.read_text().splitlines() if line.strip()]) <= 16
+    assert len([line for line in program.read_text().splitlines() if line.strip()]) <= 18
     model_dir = tmp_path / "model"  # the .onnx file and its sidecar, nothing else
     model_dir.mkdir()
     for path in (orl_onnx, sidecar_path(orl_onnx)):
@@ -140,7 +140,7 @@ def test_deploy_program_names_orl_faces(orl_probe_checkpoint, orl_onnx, orl_root
         with torch.no_grad():
             probs = model(model.preprocess.eval_transform(1.0)(load_rgb(orl_root / key))[None]).softmax(1)[0]
         assert name == model.class_names[int(probs.argmax())] == key.split("/")[0]
-        assert float(probability) == pytest.approx(float(probs.max()), abs=0.01)
+        assert float(probability) == pytest.approx(float(probs.max()), abs=0.005)
 
 
 # --- bad input and failed checks ---------------------------------------------------------------------
