@@ -175,6 +175,8 @@ def test_bad_input_is_one_line(checkpoint, people, tmp_path, capsys):
                  r"not enrolled in .*g.gallery: carol; enrolled: person_0, person_1, person_2, person_3")
     expect_error(["identify", "--gallery", str(g), str(tmp_path / "missing.jpg")], capsys, r"missing.jpg does not exist")
     expect_error(["add", "--gallery", str(g), "--root", str(people)], capsys, r"every image under .* is already enrolled")
+    expect_error(["identify", "--gallery", str(g), str(people), "--weights", "FACE_API"], capsys,
+                 r"--weights/--weights_path/--input_size need --backbone")
     (tmp_path / "notes.gallery").write_text("hello")
     expect_error(["show", str(tmp_path / "notes.gallery")], capsys, r"notes.gallery is not a facetransfer gallery file")
     expect_error(["show", str(tmp_path / "none.gallery")], capsys, r"gallery file .*none.gallery does not exist")

@@ -47,6 +47,8 @@ def model_source(args: argparse.Namespace) -> dict[str, Any] | None:
         source = {"backbone": args.backbone, "weights": args.weights, "weights_path": args.weights_path,
                   "input_size": args.input_size}
         return {key: value for key, value in source.items() if value is not None}
+    if args.weights or args.weights_path or args.input_size:
+        raise ConfigError("--weights/--weights_path/--input_size need --backbone")
     return None
 
 
