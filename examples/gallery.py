@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"strangers rejected {rejected:.3f} of {len(stranger_matches)} images")
 
     out = Path(args.out)
-    saved = gallery.save(out / "gallery.pt")
+    saved = gallery.save(out / "faces.gallery")
     reloaded = ft.Gallery.load(saved, model)
     name, path = probes[0]
     match = reloaded.identify(path)

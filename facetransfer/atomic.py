@@ -40,22 +40,17 @@ def temporary_name_pattern(path: str | os.PathLike) -> str:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO[Any]]:
-    """Open a temporary file for writing; on success it replaces ``path`` (fsync, rename).
-
-    ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes); ``open_kwargs`` go to :func:`os.fdopen`
-    (``newline=""`` for CSV, ``encoding``). On an exception the temporary file is removed and
-    ``path`` is left as it was.
-    """
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_write writes whole files: mode 'w' or 'wb', got {mode!r}")
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A hidden temporary path in ``path``'s folder to write to (for writers that take a path, such
+    as ``torch.onnx.export``); on success it is synced and renamed over ``path``, on an exception
+    removed and ``path`` left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode, **open_kwargs) as fh:
-            yield fh
-            fh.flush()
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:  # the content on disk before the rename makes it visible
             os.fsync(fh.fileno())
         os.chmod(tmp, _FILE_MODE)  # mkstemp makes files private; keep the usual permissions
         os.replace(tmp, path)
@@ -71,6 +66,27 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
             os.close(dir_fd)
 
 
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a temporary file for writing; on success it replaces ``path`` (fsync, rename).
+
+    ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes); ``open_kwargs`` go to :func:`open`
+    (``newline=""`` for CSV, ``encoding``). On an exception the temporary file is removed and
+    ``path`` is left as it was.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write writes whole files: mode 'w' or 'wb', got {mode!r}")
+    with atomic_path(path) as tmp, open(tmp, mode, **open_kwargs) as fh:
+        yield fh
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` with :func:`atomic_write`; returns ``path``."""
+    with atomic_write(path, encoding="utf-8") as fh:
+        fh.write(text)
+    return Path(path)
+
+
 def remove_stale_temporaries(path: str | os.PathLike) -> int:
     """Delete temporary files that a killed writer of ``path`` left behind; returns how many."""
     path = Path(path)
@@ -82,4 +98,4 @@ def remove_stale_temporaries(path: str | os.PathLike) -> int:
     return removed
 
 
-__all__ = ["atomic_write", "remove_stale_temporaries", "temporary_name_pattern"]
+__all__ = ["atomic_path", "atomic_write", "remove_stale_temporaries", "temporary_name_pattern", "write_text_atomic"]

@@ -92,6 +92,8 @@ def read_checkpoint(path: _PATH) -> dict[str, Any]:
     unsafe or damaged file is one :class:`~facetransfer.errors.WeightsError`."""
     if not Path(path).is_file():
         raise WeightsError(f"checkpoint file {path} does not exist")
+    if not zipfile.is_zipfile(path):  # what torch.save writes (else torch reports a text file as "pickled")
+        raise WeightsError(f"checkpoint {path} is damaged or not a PyTorch checkpoint: not a zip archive")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except LOAD_ERRORS as err:

@@ -214,6 +214,10 @@ TOOL_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "backbones": _backbones_command,
     "strategies": _strategies_command,
     "verify": _verify_command,
+    "export": lambda argv: __import__("facetransfer.export", fromlist=["export_command"]).export_command(argv),
+    "gallery": lambda argv: __import__(
+        "facetransfer.verification.gallery_command", fromlist=["gallery_command"]
+    ).gallery_command(argv),
 }
 
 

@@ -382,15 +382,23 @@ class FaceClassifier(L.LightningModule):
         self.test_metrics.reset()
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, Any]:
+        """Per image: its ``key``, the most probable identity (``prediction``, ``label``,
+        ``confidence``) and the ``k`` most probable ones, best first: ``top_names`` (a list of
+        names per image) and ``top_probs`` ``(B, k)``. ``k`` is the attribute ``predict_top_k``
+        (default 5, at most the number of identities; :class:`~facetransfer.prediction.PredictionReport` sets it).
+        """
         x, keys = batch[0], batch[-1]
         probs = self(x).float().softmax(dim=1)
-        conf, pred = probs.max(dim=1)
+        k = max(1, min(int(getattr(self, "predict_top_k", 5)), probs.shape[1]))
+        top_probs, top_labels = probs.topk(k, dim=1)
         names = self.class_names or []
         return {
             "key": list(keys),
-            "prediction": [names[i] for i in pred.tolist()],
-            "label": pred.cpu(),
-            "confidence": conf.cpu(),
+            "prediction": [names[i] for i in top_labels[:, 0].tolist()],
+            "label": top_labels[:, 0].cpu(),
+            "confidence": top_probs[:, 0].cpu(),
+            "top_names": [[names[i] for i in row] for row in top_labels.tolist()],
+            "top_probs": top_probs.cpu(),
         }
 
     # --- optimisation ----------------------------------------------------------------------

@@ -65,3 +65,23 @@ def celeba_tree(tmp_path) -> Path:
 @pytest.fixture
 def folder_tree(tmp_path) -> Path:
     return make_folder_tree(tmp_path / "faces")
+
+
+@pytest.fixture(scope="session")
+def orl_probe_checkpoint(tmp_path_factory) -> Path:
+    """A linear probe on dlib_resnet (FACE_API) features of 8 ORL subjects (test split: 2 images each)."""
+    from .trained import train_checkpoint
+
+    orl = shared("orl")
+    weights = real_cached_file(DLIB_FILE)
+    home = tmp_path_factory.mktemp("orl_probe_torch_home")
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    (home / "hub" / "checkpoints" / DLIB_FILE).symlink_to(weights)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TORCH_HOME", str(home))
+        patch.setenv("FACETRANSFER_OFFLINE", "1")
+        data = {"dataset": "folder", "root": str(orl), "max_identities": 8, "num_workers": 0, "batch_size": "all"}
+        return train_checkpoint(
+            home.parent / "orl_probe", data, max_epochs=15, backbone="dlib_resnet", weights="FACE_API",
+            freeze="all", head_norm=True, optimizer="lbfgs", head_c=1.0,
+        )

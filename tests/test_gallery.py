@@ -178,7 +178,7 @@ def test_example_runs_on_a_synthetic_folder(tmp_path, capsys):
     result = example.main(["--synthetic", "--backbone", "scratch_cnn", "--weights", "none",
                            "--input-size", "48", "--out", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "closed-set top-1" in out and (tmp_path / "gallery.pt").is_file()
+    assert "closed-set top-1" in out and (tmp_path / "faces.gallery").is_file()
     assert 0.0 <= result["closed_set_top1"] <= 1.0 and 0.0 <= result["unknown_rejected"] <= 1.0
 
 

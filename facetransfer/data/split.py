@@ -112,12 +112,12 @@ class SplitManifest:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike) -> SplitManifest:
         """The split a facetransfer checkpoint was trained on (loaded with ``weights_only=True``)."""
+        from ..checkpoint_info import stored_manifest
         from ..checkpointing import read_checkpoint
 
-        checkpoint = read_checkpoint(path)
-        for value in checkpoint.values():
-            if isinstance(value, dict) and isinstance(value.get("manifest"), dict):
-                return cls.from_dict(value["manifest"], origin=f"the split in {path}")
+        manifest = stored_manifest(read_checkpoint(path))
+        if manifest is not None:
+            return cls.from_dict(manifest, origin=f"the split in {path}")
         raise DataError(f"checkpoint {path} holds no facetransfer split (it was not trained with FaceDataModule)")
 
 

@@ -13,15 +13,18 @@ below ``threshold`` it is *unknown* (open-set identification)::
     >>> gallery.save("staff.gallery")  # doctest: +SKIP
     >>> gallery = Gallery.load("staff.gallery", model)  # doctest: +SKIP
 
-The file holds tensors and plain metadata only and is read with
-``torch.load(weights_only=True)``: loading a gallery runs no code.
+The file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the embeddings
+and labels as tensors, names, sources, threshold and model description as JSON strings in its
+header. Reading it parses that header and the raw tensor bytes, nothing else: no pickle, no
+code runs. ``facetransfer gallery`` (enroll, identify, add, remove, show) uses it from the
+command line.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,14 +36,17 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_curve
 from torch import nn
 
+from ..atomic import atomic_path
 from ..data.images import is_image_name
 from ..errors import ConfigError, DataError
+from ..image_files import natural_key
 from .embedder import Embedder, ImageLike
 from .metrics import best_threshold
 from .templates import class_templates
 
 FORMAT = "facetransfer.gallery"
-VERSION = 1
+#: 2: safetensors; 1: torch.save (still read)
+VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -62,11 +68,6 @@ class Match:
         return self.name is not None
 
 
-def _natural_key(text: str) -> list:
-    """``2.pgm`` before ``10.pgm``."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
-
-
 def list_identity_images(
     root: str | os.PathLike, images_per_identity: int | None = None, identities: Iterable[str] | None = None
 ) -> dict[str, list[Path]]:
@@ -77,12 +78,12 @@ def list_identity_images(
     wanted = set(identities) if identities is not None else None
     found: dict[str, list[Path]] = {}
     folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    for folder in sorted(folders, key=lambda p: _natural_key(p.name)):
+    for folder in sorted(folders, key=lambda p: natural_key(p.name)):
         if wanted is not None and folder.name not in wanted:
             continue
         files = sorted(
             (f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".") and is_image_name(f.name)),
-            key=lambda f: _natural_key(f.name),
+            key=lambda f: natural_key(f.name),
         )
         if files:
             found[folder.name] = files[:images_per_identity] if images_per_identity else files
@@ -91,6 +92,17 @@ def list_identity_images(
     if not found:
         raise DataError(f"no identity folders with images under {root}; expected <root>/<identity>/<image>")
     return found
+
+
+def default_model_source(model: nn.Module | Embedder) -> dict[str, Any] | None:
+    """How to rebuild a :class:`~facetransfer.FaceClassifier` given by name (backbone, weights,
+    input size), or None (a bare backbone, a ``class_path`` backbone, random weights)."""
+    hparams = getattr(model, "hparams", None)
+    backbone = hparams.get("backbone") if hparams is not None else None
+    if not isinstance(backbone, str) or not (hparams.get("weights") or hparams.get("weights_path")):
+        return None
+    keys = ("backbone", "weights", "weights_path", "backbone_args", "input_size")
+    return {key: hparams.get(key) for key in keys if hparams.get(key) is not None}
 
 
 class Gallery:
@@ -105,6 +117,14 @@ class Gallery:
             are enrolled in varied poses, costs one comparison per enrolled image).
         face_crop / flip / batch_size / num_workers / device: as in :class:`Embedder`
             (ignored when ``model`` is an Embedder).
+
+    Attributes saved with the gallery besides the embeddings:
+        calibration: how :meth:`calibrate` chose ``threshold`` (``{"target_far": ...}``), or
+            None when the threshold was set by hand.
+        model_source: how to rebuild the model, e.g. ``{"backbone": "dlib_resnet", "weights":
+            "FACE_API"}`` or ``{"ckpt_path": "/runs/.../best.ckpt"}`` (what ``facetransfer gallery
+            identify`` uses); by default taken from a :class:`~facetransfer.FaceClassifier`'s
+            hyperparameters, None for a bare backbone.
     """
 
     def __init__(
@@ -130,6 +150,8 @@ class Gallery:
         self.embeddings = torch.zeros(0, self.embedder.num_features)
         self.labels = torch.zeros(0, dtype=torch.long)
         self.sources: list[str] = []
+        self.calibration: dict[str, Any] | None = None
+        self.model_source: dict[str, Any] | None = default_model_source(model)
 
     # --- enrolment ----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -287,27 +309,55 @@ class Gallery:
             if not np.isfinite(threshold):
                 threshold = float(impostor.max()) + 1e-6
         self.threshold = float(threshold)
+        self.calibration = {"target_far": target_far, "genuine": len(genuine), "impostor": len(impostor)}
         return self.threshold
 
     # --- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the gallery (embeddings, names, threshold, model description) to one file."""
+        """Write the gallery (embeddings, names, threshold, model description) to one safetensors file, atomically."""
+        from safetensors.torch import save_file
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"threshold": self.threshold, "match": self.match, "model": self.embedder.describe()}
-        torch.save(
-            {
-                "format": FORMAT,
-                "version": VERSION,
-                "names": list(self.names),
-                "embeddings": self.embeddings.contiguous(),
-                "labels": self.labels,
-                "sources": list(self.sources),
-                "meta": json.dumps(meta),
-            },
-            path,
-        )
+        meta = {
+            "threshold": self.threshold,
+            "match": self.match,
+            "calibration": self.calibration,
+            "model": self.embedder.describe(),
+            "model_source": self.model_source,
+        }
+        metadata = {
+            "format": FORMAT,
+            "version": str(VERSION),
+            "names": json.dumps(list(self.names)),
+            "sources": json.dumps(list(self.sources)),
+            "meta": json.dumps(meta),
+        }
+        tensors = {"embeddings": self.embeddings.float().contiguous(), "labels": self.labels.long().contiguous()}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
         return path
+
+    @staticmethod
+    def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+        """What a gallery file holds, without a model or its embeddings: ``names``, ``counts``,
+        ``images``, ``threshold``, ``match``, ``calibration``, ``model`` (``Embedder.describe()``)
+        and ``model_source`` (how to rebuild the model, or None)."""
+        tensors, data = _read_file(Path(path))
+        meta = data["meta"]
+        labels = tensors["labels"]
+        names = data["names"]
+        counts = torch.bincount(labels, minlength=len(names)).tolist() if len(names) else []
+        return {
+            "names": names,
+            "counts": dict(zip(names, counts)),
+            "images": int(len(labels)),
+            "threshold": meta.get("threshold"),
+            "match": meta.get("match", "mean"),
+            "calibration": meta.get("calibration"),
+            "model": meta["model"],
+            "model_source": meta.get("model_source"),
+            "version": data["version"],
+        }
 
     @classmethod
     def load(
@@ -324,17 +374,8 @@ class Gallery:
         other weights are not comparable.
         """
         path = Path(path)
-        if not path.is_file():
-            raise DataError(f"gallery file {path} does not exist")
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # not a torch file, or one holding code objects
-            raise DataError(f"{path} is not a facetransfer gallery file: {str(err).splitlines()[0]}") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise DataError(f"{path} is not a facetransfer gallery file")
-        if data.get("version", 0) > VERSION:
-            raise DataError(f"{path} was written by a newer facetransfer (gallery format {data['version']})")
-        meta = json.loads(data["meta"])
+        tensors, data = _read_file(path)
+        meta = data["meta"]
         saved = meta["model"]
         if isinstance(model, Embedder):
             embedder = model
@@ -356,10 +397,56 @@ class Gallery:
                 )
         gallery = cls(embedder, threshold=meta["threshold"], match=meta.get("match", "mean"))
         gallery.names = list(data["names"])
-        gallery.embeddings = data["embeddings"].float()
-        gallery.labels = data["labels"].long()
+        gallery.embeddings = tensors["embeddings"].float()
+        gallery.labels = tensors["labels"].long()
         gallery.sources = list(data["sources"])
+        gallery.calibration = meta.get("calibration")
+        gallery.model_source = meta.get("model_source")
         return gallery
+
+
+def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A gallery file -> (``embeddings`` and ``labels`` tensors, ``names``/``sources``/``meta``/``version``).
+
+    Safetensors (version 2) is parsed without pickle. Version 1 files (``torch.save`` zip
+    archives of tensors and strings) are still read, with ``torch.load(weights_only=True)``.
+    """
+    if not path.is_file():
+        raise DataError(f"gallery file {path} does not exist")
+    not_gallery = DataError(f"{path} is not a facetransfer gallery file")
+    if zipfile.is_zipfile(path):
+        return _read_version_1(path)
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            if header.get("format") != FORMAT or not {"embeddings", "labels"} <= set(f.keys()):
+                raise not_gallery
+            tensors = {"embeddings": f.get_tensor("embeddings"), "labels": f.get_tensor("labels")}
+    except DataError:
+        raise
+    except Exception as err:  # safetensors' own error type: not a safetensors file, or a damaged one
+        raise DataError(f"{path} is not a facetransfer gallery file: {str(err).splitlines()[0]}") from None
+    try:
+        version = int(header.get("version", "0"))
+        if version > VERSION:
+            raise DataError(f"{path} was written by a newer facetransfer (gallery format {version})")
+        data = {key: json.loads(header[key]) for key in ("names", "sources", "meta")}
+    except (KeyError, ValueError) as err:
+        raise DataError(f"{path} is a damaged facetransfer gallery file: {err}") from None
+    return tensors, {**data, "version": version}
+
+
+def _read_version_1(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a zip that is not a torch file, or one holding code objects
+        raise DataError(f"{path} is not a facetransfer gallery file: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise DataError(f"{path} is not a facetransfer gallery file")
+    tensors = {"embeddings": data["embeddings"], "labels": data["labels"]}
+    return tensors, {"names": data["names"], "sources": data["sources"], "meta": json.loads(data["meta"]), "version": 1}
 
 
 __all__ = ["Gallery", "Match", "list_identity_images"]
