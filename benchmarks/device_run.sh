@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# One GPU session, all measurements (~9 min on an H100/H200), results under $OUT:
+# All GPU measurements in one go (~9 min on an H100/H200), results under $OUT:
 #   1. throughput: ResNet-50 / ResNet-18 fit on real LFW JPEGs vs the synthetic ceiling (bf16, batch 256,
 #      224 px), the PIL path's ratio, torch.compile for ResNet-50, and the linear-probe feature pass;
 #   2. the offline_lfw sweep (every method, N = 50 ... all), its table and plot.
-# Staged by benchmarks/stage_device_run.sh; run from the repository root with carry [.carry, .whl]:
-#   run(command="bash benchmarks/device_run.sh", carry=[".carry", ".whl"], timeout_s=590)
+# Needs what benchmarks/stage_device_run.sh puts into .carry/ and .whl/; run from the checkout's root:
+#   bash benchmarks/device_run.sh
 set -uo pipefail
 OUT=${OUT:-results/device}
 mkdir -p "$OUT"

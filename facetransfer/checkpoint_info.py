@@ -15,17 +15,66 @@ Both read the file with ``torch.load(weights_only=True)``: a checkpoint runs no 
 from __future__ import annotations
 
 import os
+import pickle
+import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .checkpointing import read_checkpoint
 from .errors import WeightsError
+
+_PATH = str | os.PathLike
 
 if TYPE_CHECKING:
     from .module import FaceClassifier
+
+
+def checkpoint_error(path: _PATH, err: BaseException) -> WeightsError:
+    """The :class:`WeightsError` for a checkpoint that ``torch.load(weights_only=True)`` refused."""
+    text = str(err)
+    if isinstance(err, FileNotFoundError):
+        return WeightsError(f"checkpoint file {path} does not exist")
+    if "Weights only load failed" in text:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        what = f" ({found.group(1)})" if found else ""
+        return WeightsError(
+            f"checkpoint {path} holds a pickled Python object{what}, not only tensors and plain data; "
+            "facetransfer loads checkpoints with weights_only=True and refuses it (only load files you trust "
+            "with torch.load(weights_only=False), then save their state_dict)"
+        )
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return WeightsError(f"checkpoint {path} is damaged or not a PyTorch checkpoint: {first}")
+
+
+LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError)
+
+
+def is_load_error(err: BaseException) -> bool:
+    """True for what ``torch.load`` raises on an unsafe, truncated or foreign file (not e.g. a shape mismatch)."""
+    if isinstance(err, RuntimeError):
+        return any(s in str(err) for s in ("PytorchStreamReader", "zip archive", "Weights only load failed"))
+    return isinstance(err, LOAD_ERRORS)
+
+
+def read_checkpoint(path: _PATH) -> dict[str, Any]:
+    """A checkpoint file as a dict, loaded safely (``weights_only=True``, on the CPU); a missing,
+    unsafe or damaged file is one :class:`~facetransfer.errors.WeightsError`."""
+    if not Path(path).is_file():
+        raise WeightsError(f"checkpoint file {path} does not exist")
+    if not zipfile.is_zipfile(path):  # what torch.save writes (else torch reports a text file as "pickled")
+        raise WeightsError(f"checkpoint {path} is damaged or not a PyTorch checkpoint: not a zip archive")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except LOAD_ERRORS as err:
+        if not is_load_error(err):
+            raise
+        raise checkpoint_error(path, err) from None
+    if not isinstance(checkpoint, dict):
+        raise WeightsError(f"checkpoint {path} is not a Lightning checkpoint (a {type(checkpoint).__name__})")
+    return checkpoint
 
 
 @dataclass(frozen=True)
@@ -111,4 +160,4 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     return model.eval()
 
 
-__all__ = ["CheckpointInfo", "load_model", "stored_manifest"]
+__all__ = ["LOAD_ERRORS", "CheckpointInfo", "checkpoint_error", "is_load_error", "load_model", "read_checkpoint", "stored_manifest"]

@@ -472,7 +472,7 @@ class FaceClassifier(L.LightningModule):
     def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):  # type: ignore[override]
         """Like Lightning's, without re-reading pretrained weights (the checkpoint holds them), and
         safe: ``weights_only=True`` unless given; a refused or damaged file is a :class:`WeightsError`."""
-        from .checkpointing import LOAD_ERRORS, checkpoint_error, is_load_error
+        from .checkpoint_info import LOAD_ERRORS, checkpoint_error, is_load_error
 
         if len(args) < 4:
             kwargs.setdefault("weights_only", True)

@@ -33,3 +33,13 @@ def test_cpu_speed_benchmark_smoke(tmp_path, capsys):
     assert all(r[k] > 0 for r in rows for k in keys)
     assert json.loads((tmp_path / "out" / "cpu_speed.json").read_text()) == json.loads(json.dumps(rows))
     assert "| scratch_cnn (32 px, batch 4) | no |" in capsys.readouterr().out
+
+
+def test_startup_benchmark_and_no_lightning_for_light_commands(tmp_path, capsys):
+    """The commands that do not train start without importing PyTorch Lightning."""
+    bench = runpy.run_path(str(REPO / "benchmarks" / "startup.py"))["main"]
+    rows = bench(["--repeats", "1", "--out", str(tmp_path / "out")])
+    assert {r["command"] for r in rows} >= {"facetransfer backbones", "facetransfer --help", "facetransfer report"}
+    for row in rows:
+        assert row["exit_code"] == 0 and row["imports_lightning"] is False, row
+        assert row["median_s"] > 0

@@ -2,13 +2,17 @@
 
 from . import celeba, lfw, synthetic  # noqa: F401  (register the built-in sources)
 from .celeba import CelebASource
-from .datamodule import FaceDataModule
 from .dataset import FaceDataset
 from .images import load_rgb, to_rgb
 from .lfw import LFWSource
 from .sources import FaceRecord, FaceSource, FolderSource, get_source, list_sources, register_source
 from .split import SplitManifest, make_split
 from .synthetic import SyntheticSource
+
+from .._lazy import lazy_attributes
+
+__getattr__ = lazy_attributes(__name__, {"FaceDataModule": "datamodule"})  # imports Lightning: only when asked for
+
 
 __all__ = [
     "CelebASource",

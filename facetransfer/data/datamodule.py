@@ -151,6 +151,7 @@ class FaceDataModule(L.LightningDataModule):
         self.features: FeatureProvider = features if features is not None else InMemoryFeatures()
         self.source: FaceSource = get_source(dataset, root=root, **self.dataset_args)
         self._manifest: SplitManifest | None = None
+        self._checked_files: set[str] = set()
         self.cache = cache
         resolve_cache_mode(cache, torch.device("cpu"), 0, 1)  # validate the name now
         self._stores: dict[str, tuple[tuple, TensorStore]] = {}
@@ -213,7 +214,8 @@ class FaceDataModule(L.LightningDataModule):
         When the manifest comes from another kind of dataset than configured (e.g.
         ``facetransfer test --ckpt_path`` with no data options), its recorded source
         (dataset, root, arguments) is used; a configured source of the same kind is
-        kept, so a moved dataset can be pointed to with ``data.root``.
+        kept. A configured ``root`` always wins over the recorded one, so a moved dataset
+        is found with ``--data.root``.
         """
         recorded = manifest.source
         kind = recorded.get("dataset")
@@ -222,7 +224,7 @@ class FaceDataModule(L.LightningDataModule):
         if kind is not None and (not same_kind or (not self.dataset_args and args != self.source.init_args())):
             # another kind, or the same kind with no data.dataset_args given: the split's own source
             # (its arguments decide which images the keys name, e.g. a synthetic set's size)
-            root = self.root if same_kind and self.root else recorded.get("root")
+            root = self._recorded_root(recorded)
             rank_zero_info(f"facetransfer: using the split's data source {kind} at {root} with {args}")
             self.source = get_source(kind, root=root, **args)
             self.dataset = kind
@@ -236,6 +238,31 @@ class FaceDataModule(L.LightningDataModule):
             rank_zero_warn(f"using face_crop={crop} recorded with the split (configured: {self.face_crop})")
             self.face_crop = crop
         self._manifest = manifest
+        self._checked_files.clear()
+
+    def _recorded_root(self, recorded: dict[str, Any]) -> str | None:
+        """The root to read a recorded source from: the configured one, else the recorded absolute
+        path, else the recorded path as it was given (relative to this working directory)."""
+        if recorded.get("root") is None:
+            return None  # generated data: no files
+        if self.root:
+            return self.root
+        absolute, given = recorded.get("root"), recorded.get("root_as_given")
+        if given and not Path(absolute).is_dir() and Path(given).is_dir():
+            return given
+        return absolute
+
+    def check_files(self, split: Split) -> None:
+        """Every image of ``split`` exists: a moved dataset is one clear error before any worker starts."""
+        if self.source.root is None or split in self._checked_files:
+            return
+        missing = [k for k, _ in getattr(self.manifest, split) if not self.source.path(k).is_file()]
+        if missing:
+            raise DataError(
+                f"{len(missing)} of {len(getattr(self.manifest, split))} {split} images are missing under "
+                f"{self.source.root} (e.g. {missing[0]}); if the dataset moved, point to it with --data.root"
+            )
+        self._checked_files.add(split)
 
     # --- Lightning hooks ---------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -280,6 +307,7 @@ class FaceDataModule(L.LightningDataModule):
 
     def _split_loader(self, split: Split, *, batch_size: int | str, shuffle: bool) -> DataLoader:
         items = getattr(self.manifest, split)
+        self.check_files(split)
         if self.features.ready:  # a frozen backbone: its features, computed once
             dataset = self.features.features(split, items, lambda: self.eval_batches(split))
             return self._loader(dataset, batch_size=self._batch(batch_size, len(dataset)), shuffle=shuffle, num_workers=0)

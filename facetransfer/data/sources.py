@@ -54,8 +54,19 @@ class FaceSource:
         return {}
 
     def describe(self) -> dict[str, Any]:
-        """What identifies this source in a manifest: kind, root, constructor arguments."""
-        return {"dataset": self.name, "root": str(self.root) if self.root else None, "args": self.init_args()}
+        """What identifies this source in a manifest: kind, root (absolute, and as given), constructor arguments.
+
+        The absolute root lets a checkpoint be tested from any working directory; the root as given
+        is kept for the record (and used when the data moved along with a relative layout).
+        """
+        if self.root is None:
+            return {"dataset": self.name, "root": None, "args": self.init_args()}
+        return {
+            "dataset": self.name,
+            "root": str(self.root.resolve()),
+            "root_as_given": str(self.root),
+            "args": self.init_args(),
+        }
 
     def _require_root(self) -> Path:
         if self.root is None:

@@ -112,8 +112,7 @@ class SplitManifest:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike) -> SplitManifest:
         """The split a facetransfer checkpoint was trained on (loaded with ``weights_only=True``)."""
-        from ..checkpoint_info import stored_manifest
-        from ..checkpointing import read_checkpoint
+        from ..checkpoint_info import read_checkpoint, stored_manifest
 
         manifest = stored_manifest(read_checkpoint(path))
         if manifest is not None:

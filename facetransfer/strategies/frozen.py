@@ -11,10 +11,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, ClassVar
 
-import lightning as L
 import numpy as np
 import torch
-from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from .base import CellResult, Section, Strategy
 from .lightning import MANAGED_MODEL_KEYS, _classifier
@@ -30,6 +28,8 @@ BACKBONE = Section("model", "backbone options", _classifier, only=BACKBONE_KEYS,
 
 def classification_metrics(scores: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, float]:
     """Top-1, top-5 and macro-F1 of class scores ``(N, num_classes)`` (higher is better)."""
+    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+
     preds, y = torch.as_tensor(scores, dtype=torch.float32), torch.as_tensor(target, dtype=torch.long)
     return {
         "top1": multiclass_accuracy(preds, y, num_classes, average="micro").item(),
@@ -58,6 +58,8 @@ class FrozenFeatureStrategy(Strategy):
         FaceClassifier(**method.classifier_args())  # unknown backbone options or missing weights fail now
 
     def run(self, cell: Cell, ctx: SweepContext) -> CellResult:
+        import lightning as L
+
         from ..features import BackboneFeatures
         from ..module import FaceClassifier
         from ..sweep.runner import device_label

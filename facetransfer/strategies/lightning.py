@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-import lightning as L
-
 from .base import CellResult, Section, Strategy
 
 if TYPE_CHECKING:
@@ -43,10 +41,16 @@ MANAGED_MODEL_KEYS = {
     "features": "the sweep's feature store serves frozen features",
 }
 MODEL = Section("model", "FaceClassifier arguments", _classifier, managed=MANAGED_MODEL_KEYS)
+def _trainer():
+    import lightning as L
+
+    return L.Trainer
+
+
 TRAINER = Section(
     "trainer",
     "Lightning Trainer arguments",
-    lambda: L.Trainer,
+    _trainer,
     managed={
         "logger": "each cell logs to TensorBoard under <output_dir>/logs",
         "callbacks": "cells use facetransfer's default callbacks (best checkpoint by val/acc)",
@@ -67,6 +71,8 @@ class LightningStrategy(Strategy):
     cell_defaults: ClassVar[dict] = {"trainer": CELL_TRAINER_DEFAULTS}
 
     def check(self, method: MethodSpec, config: SweepConfig) -> None:
+        import lightning as L
+
         from ..data import FaceDataModule
         from ..module import FaceClassifier
 
@@ -75,6 +81,7 @@ class LightningStrategy(Strategy):
         L.Trainer(**method.trainer, logger=False, enable_checkpointing=False)
 
     def run(self, cell: Cell, ctx: SweepContext) -> CellResult:
+        import lightning as L
         from lightning.pytorch.loggers import TensorBoardLogger
 
         from ..data import FaceDataModule

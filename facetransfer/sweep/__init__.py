@@ -11,30 +11,29 @@ From Python::
     PosixPath('results/demo/accuracy_vs_n.png')
 """
 
-from .config import MethodSpec, SweepConfig, build_sweep_config, load_sweep_config, sweep_parser
-from .feature_store import FeatureStore
-from .grid import Cell, build_cells, effective_sizes
-from .report import Report, write_report
-from .results import FIELDS as RESULT_FIELDS
-from .results import ResultsTable
-from .runner import SweepContext, SweepResult, run_cell, run_sweep
+from .._lazy import lazy_attributes
 
-__all__ = [
-    "RESULT_FIELDS",
-    "Cell",
-    "FeatureStore",
-    "MethodSpec",
-    "Report",
-    "ResultsTable",
-    "SweepConfig",
-    "SweepContext",
-    "SweepResult",
-    "build_cells",
-    "build_sweep_config",
-    "effective_sizes",
-    "load_sweep_config",
-    "run_cell",
-    "run_sweep",
-    "sweep_parser",
-    "write_report",
-]
+# public name -> submodule (imported on first use: the report command needs neither Lightning nor torch)
+_EXPORTS = {
+    "Cell": "grid",
+    "FeatureStore": "feature_store",
+    "MethodSpec": "config",
+    "RESULT_FIELDS": "results:FIELDS",
+    "Report": "report",
+    "ResultsTable": "results",
+    "SweepConfig": "config",
+    "SweepContext": "runner",
+    "SweepResult": "runner",
+    "build_cells": "grid",
+    "build_sweep_config": "config",
+    "effective_sizes": "grid",
+    "load_sweep_config": "config",
+    "run_cell": "runner",
+    "run_sweep": "runner",
+    "sweep_parser": "config",
+    "write_report": "report",
+}
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

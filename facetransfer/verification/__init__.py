@@ -6,39 +6,30 @@
 See docs/verification.md.
 """
 
-from .callback import PairVerification
-from .embedder import Embedder, as_backbone, weights_fingerprint
-from .evaluate import VerificationResult, evaluate_pairs, plot_roc
-from .gallery import Gallery, Match, list_identity_images
-from .metrics import (
-    VerificationMetrics,
-    assign_folds,
-    best_threshold,
-    kfold_accuracy,
-    tar_at_far,
-    verification_metrics,
-)
-from .pairs import Pair, PairsProtocol, lfw_key, read_pairs
+from .._lazy import lazy_attributes
 
-__all__ = [
-    "Embedder",
-    "Gallery",
-    "Match",
-    "Pair",
-    "PairVerification",
-    "PairsProtocol",
-    "VerificationMetrics",
-    "VerificationResult",
-    "as_backbone",
-    "assign_folds",
-    "best_threshold",
-    "evaluate_pairs",
-    "kfold_accuracy",
-    "lfw_key",
-    "list_identity_images",
-    "plot_roc",
-    "read_pairs",
-    "tar_at_far",
-    "verification_metrics",
-    "weights_fingerprint",
-]
+# public name -> submodule (imported on first use)
+_EXPORTS = {
+    "Embedder": "embedder",
+    "Gallery": "gallery",
+    "Match": "gallery",
+    "Pair": "pairs",
+    "PairVerification": "callback",
+    "PairsProtocol": "pairs",
+    "VerificationMetrics": "metrics",
+    "VerificationResult": "evaluate",
+    "as_backbone": "embedder",
+    "assign_folds": "metrics",
+    "best_threshold": "metrics",
+    "evaluate_pairs": "evaluate",
+    "kfold_accuracy": "metrics",
+    "lfw_key": "pairs",
+    "list_identity_images": "gallery",
+    "plot_roc": "evaluate",
+    "read_pairs": "pairs",
+    "tar_at_far": "metrics",
+    "verification_metrics": "metrics",
+    "weights_fingerprint": "embedder",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..data.datamodule import DEFAULT_FACE_CROP, default_num_workers
 from ..errors import ConfigError, WeightsError
+from ..progress import add_progress_option, show_progress
 
 DEFAULT_OUT = "runs/verify"
 
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--num_workers", type=int, default=None, help="image-loading workers (default: CPUs - 1)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    add_progress_option(parser)
     return parser
 
 
@@ -106,7 +107,7 @@ def verify_command(argv: Sequence[str]) -> int:
         num_workers=default_num_workers() if args.num_workers is None else args.num_workers,
         device=device,
         out_dir=args.out,
-        progress=args.progress,
+        progress=show_progress(args),
     )
     m = result.metrics
     print(result.summary())

@@ -25,6 +25,7 @@ from typing import Any
 from ..atomic import write_text_atomic
 from ..errors import ConfigError, DataError
 from ..image_files import list_image_files
+from ..progress import add_progress_option, show_progress
 from .gallery import Gallery, list_identity_images
 
 #: what ``identify`` prints for a probe below the threshold
@@ -175,7 +176,7 @@ def _enroll(args: argparse.Namespace) -> int:
     gallery = Gallery(model, match=args.match, face_crop=face_crop, flip=args.flip, batch_size=args.batch_size,
                       num_workers=_workers(args))
     gallery.model_source = source
-    gallery.enroll_folder(root, images_per_identity=args.images_per_person, progress=args.progress)
+    gallery.enroll_folder(root, images_per_identity=args.images_per_person, progress=show_progress(args))
     how = _choose_threshold(gallery, args.threshold, args.target_far)
     gallery.save(out)
     images = sum(len(files) for files in found.values())
@@ -225,7 +226,7 @@ def _add(args: argparse.Namespace) -> int:
     if not fresh:
         raise DataError(f"every image under {root} is already enrolled in {args.gallery}")
     new_people = [name for name in fresh if name not in gallery]
-    embeddings = gallery.embedder.embed_files([f for files in fresh.values() for f in files], progress=args.progress)
+    embeddings = gallery.embedder.embed_files([f for files in fresh.values() for f in files], progress=show_progress(args))
     start = 0
     for name, files in fresh.items():
         gallery.add_embeddings(name, embeddings[start : start + len(files)], [str(f) for f in files])
@@ -287,7 +288,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=int, default=64, help="images per forward pass")
     parser.add_argument("--num_workers", type=int, default=None, help="image-loading workers (default: CPUs - 1)")
     parser.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    add_progress_option(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
