@@ -95,4 +95,57 @@ class RunCheckpoint(ModelCheckpoint):
         return f"facetransfer.{self.role}"
 
 
-__all__ = ["RunCheckpoint", "StepSeeder"]
+class LinearProbeHead(Callback):
+    """LP-FT: fit the new head on the frozen pretrained features before fine-tuning starts.
+
+    A fresh random head sends large, random gradients into the pretrained layers in the first
+    steps of fine-tuning and distorts the features they hold ("Fine-Tuning can Distort Pretrained
+    Features and Underperform Out-of-Distribution", Kumar et al., ICLR 2022). With this callback
+    the head starts at the linear probe's solution instead: at the start of ``fit`` the training
+    images' features (eval transform, the backbone as loaded) are computed once -- through the
+    model's feature provider, so a sweep reuses its cached features -- and
+    :meth:`~facetransfer.FaceClassifier.fit_head` solves the probe's problem (full-batch L-BFGS,
+    L2 ``head_c``). Then fine-tuning runs as configured. A resumed fit skips this (the checkpoint
+    holds the fitted head), so a resume gives the same weights as an uninterrupted run.
+
+    Args:
+        head_c: inverse L2 strength of the head, as scikit-learn's ``C``.
+        iterations: L-BFGS iterations.
+
+    >>> LinearProbeHead(head_c=0.5).state_dict()
+    {'done': False}
+    """
+
+    def __init__(self, head_c: float = 1.0, iterations: int = 200) -> None:
+        from .errors import ConfigError
+
+        if head_c <= 0 or iterations < 1:
+            raise ConfigError(f"LinearProbeHead needs head_c > 0 and iterations >= 1, got {head_c}, {iterations}")
+        self.head_c, self.iterations = head_c, iterations
+        self.done = False
+        self.loss: float | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.done or trainer.ckpt_path:  # resumed: the checkpoint holds the fitted head
+            return
+        from .features import InMemoryFeatures
+
+        data = trainer.datamodule
+        if data is None or not hasattr(data, "eval_batches"):
+            from .errors import ConfigError
+
+            raise ConfigError("LinearProbeHead needs a FaceDataModule (its training images' features)")
+        provider = pl_module.features or InMemoryFeatures()
+        train = provider.compute("train", list(data.manifest.train), lambda: data.eval_batches("train"),
+                                 pl_module.frozen_features())
+        self.loss = pl_module.fit_head(train.features, train.labels, self.head_c, self.iterations)
+        self.done = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"done": self.done}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.done = bool(state_dict.get("done", False))
+
+
+__all__ = ["LinearProbeHead", "RunCheckpoint", "StepSeeder"]

@@ -90,6 +90,11 @@ class FaceClassifier(L.LightningModule):
             with ``data.batch_size: all`` -- it converges in a few steps whatever the training-set size.
         lr: learning rate of the head (and of the backbone unless ``backbone_lr`` is set).
         backbone_lr: learning rate of the trainable backbone stages.
+        backbone_lr_decay: layer-wise learning-rate decay: the last trainable stage learns at
+            ``backbone_lr``, each stage before it at ``decay`` times the next one's (e.g. 0.7).
+            None: one learning rate for the whole backbone.
+        l2sp: weight decay toward the pretrained weights (L2-SP, Li et al. 2018): the loss gets
+            ``l2sp / 2 * |w - w_pretrained|^2`` over the trainable backbone weights. 0: off.
         weight_decay: decoupled for adamw, L2 otherwise.
         head_c: inverse strength of an L2 penalty on the head's weights as scikit-learn's
             ``LogisticRegression(C=...)``: the loss gets ``|W|^2 / (2 C n)`` for a batch of ``n``
@@ -122,6 +127,8 @@ class FaceClassifier(L.LightningModule):
         optimizer: Literal["adam", "adamw", "sgd", "lbfgs"] = "adam",
         lr: float = 1e-4,
         backbone_lr: float | None = None,
+        backbone_lr_decay: float | None = None,
+        l2sp: float = 0.0,
         weight_decay: float = 0.0,
         head_c: float | None = None,
         lbfgs_iterations: int = 20,
@@ -147,6 +154,10 @@ class FaceClassifier(L.LightningModule):
             raise ConfigError(f"head_c must be positive (smaller: stronger L2 penalty) or null, got {head_c}")
         if lbfgs_iterations < 1:
             raise ConfigError(f"lbfgs_iterations must be >= 1, got {lbfgs_iterations}")
+        if backbone_lr_decay is not None and not 0 < backbone_lr_decay <= 1:
+            raise ConfigError(f"backbone_lr_decay must be in (0, 1] or null, got {backbone_lr_decay}")
+        if l2sp < 0:
+            raise ConfigError(f"l2sp must be >= 0, got {l2sp}")
         self.automatic_optimization = optimizer != "lbfgs"  # L-BFGS: one closure-driven step per batch
         if isinstance(backbone, Backbone):
             if weights or weights_path or backbone_args:
@@ -169,6 +180,13 @@ class FaceClassifier(L.LightningModule):
                 raise ConfigError(f"input_size must be >= 16 pixels, got {input_size}")
             self.backbone.preprocess = self.backbone.preprocess.resized(input_size)
         self.frozen_stages = apply_freeze_policy(self.backbone, freeze)
+        # L2-SP's anchor: the weights as built (pretrained), not saved in checkpoints (a resumed fit
+        # rebuilds them the same way); none when a checkpoint is about to replace them anyway
+        self._anchor: dict[str, torch.Tensor] = {}
+        if l2sp > 0 and not _skip_pretrained.get():
+            self._anchor = {
+                n: p.detach().clone() for n, p in self.backbone.stages.named_parameters() if p.requires_grad
+            }
         self.features = features
         self.class_names: list[str] | None = None
         self.train_metrics: MetricCollection | None = None
@@ -333,7 +351,7 @@ class FaceClassifier(L.LightningModule):
         if not self.automatic_optimization:
             return self._lbfgs_step(batch)
         loss, logits, y = self._shared_step(batch)
-        loss = loss + self._penalty(len(y))
+        loss = loss + self._penalty(len(y)) + self._l2sp()
         self._log_train(loss, logits, y)
         return loss
 
@@ -403,13 +421,67 @@ class FaceClassifier(L.LightningModule):
 
     # --- optimisation ----------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
+        """The head at ``lr``; the trainable backbone at ``backbone_lr`` (one group), or one group per
+        stage with ``backbone_lr_decay`` (the last stage at ``backbone_lr``, earlier ones decayed)."""
         hp = self.hparams
         head = [p for p in self.backbone.head.parameters() if p.requires_grad]
-        body = [p for n, p in self.backbone.named_parameters() if p.requires_grad and not n.startswith("head.")]
         groups = [{"params": head, "lr": hp.lr, "name": "head"}]
-        if body:
-            groups.append({"params": body, "lr": hp.lr if hp.backbone_lr is None else hp.backbone_lr, "name": "backbone"})
+        base = hp.lr if hp.backbone_lr is None else hp.backbone_lr
+        decay = hp.get("backbone_lr_decay")
+        if decay is None:
+            body = [p for n, p in self.backbone.named_parameters() if p.requires_grad and not n.startswith("head.")]
+            return groups + ([{"params": body, "lr": base, "name": "backbone"}] if body else [])
+        stages = [(f"backbone.{n}", [p for p in m.parameters() if p.requires_grad]) for n, m in self.backbone.stages.named_children()]
+        stages.append(("backbone.pool", [p for p in self.backbone.pool.parameters() if p.requires_grad]))
+        stages = [(name, params) for name, params in stages if params]
+        for depth, (name, params) in enumerate(reversed(stages)):
+            groups.append({"params": params, "lr": base * decay**depth, "name": name})
         return groups
+
+    def _l2sp(self) -> torch.Tensor | float:
+        """``l2sp / 2 * |w - w_pretrained|^2`` over the trainable backbone weights (0 when off)."""
+        alpha = self.hparams.get("l2sp") or 0.0
+        if not alpha or not self._anchor:
+            return 0.0
+        total = 0.0
+        for name, param in self.backbone.stages.named_parameters():
+            anchor = self._anchor.get(name)
+            if anchor is not None and param.requires_grad:
+                if anchor.device != param.device:
+                    anchor = self._anchor[name] = anchor.to(param.device)
+                total = total + (param.float() - anchor.float()).pow(2).sum()
+        return 0.5 * alpha * total
+
+    @torch.enable_grad()
+    def fit_head(self, features: torch.Tensor, labels: torch.Tensor, head_c: float = 1.0, iterations: int = 200) -> float:
+        """Fit the identity head alone on frozen features to convergence (the first phase of LP-FT).
+
+        Full-batch L-BFGS on the same objective as the ``linear_probe`` strategy: cross-entropy plus
+        ``|W|^2 / (2 C n)`` with ``C = head_c``; the head's standardisation (``head_norm``) takes the
+        features' statistics. Returns the final loss.
+        """
+        if self.class_names is None:
+            raise ConfigError("fit_head needs the model's class_names")
+        head = self.backbone.head
+        device = next(head.parameters()).device
+        x, y = features.to(device, torch.float32), labels.to(device)
+        was_training = head.training
+        head.train()
+        params = [p for p in head.parameters() if p.requires_grad]
+        optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=iterations, history_size=20, line_search_fn="strong_wolfe")
+        weights = [m.weight for m in head.modules() if isinstance(m, nn.Linear)]
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(head(x), y) + sum(w.pow(2).sum() for w in weights) / (2 * head_c * len(y))
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)  # returns the loss before the step: evaluate the result afterwards
+        with torch.no_grad():
+            loss = F.cross_entropy(head(x), y) + sum(w.pow(2).sum() for w in weights) / (2 * head_c * len(y))
+        head.train(was_training)
+        return float(loss)
 
     def configure_optimizers(self):
         hp = self.hparams

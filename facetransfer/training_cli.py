@@ -81,6 +81,9 @@ class FaceTransferCLI(LightningCLI):
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "fit":
+            parser.add_argument("--lr_find", type=bool, default=False,
+                                help="first run Lightning's learning-rate finder and train with its suggestion as model.lr")
         if subcommand == "predict":  # options of the prediction report, not of Trainer.predict
             parser.add_argument("--top_k", type=int, default=5, help="identities listed per image, most probable first")
             parser.add_argument("--unknown_below", type=Optional[float], default=None,
@@ -150,8 +153,28 @@ class FaceTransferCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._resolve_last_checkpoint()
+        if self.subcommand == "fit" and self.config["fit"].get("lr_find"):
+            self._find_learning_rate()
 
-    before_predict = before_fit
+    def before_predict(self) -> None:
+        self._resolve_last_checkpoint()
+
+    def _find_learning_rate(self) -> None:
+        """Lightning's ``Tuner.lr_find`` on the head's learning rate (``model.lr``); its plot goes to the run folder."""
+        from lightning.pytorch.tuner import Tuner
+
+        finder = Tuner(self.trainer).lr_find(self.model, datamodule=self.datamodule, attr_name="lr")
+        if finder is None or not self.trainer.is_global_zero:
+            return
+        suggestion = finder.suggestion()
+        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        finder.plot(suggest=suggestion is not None).savefig(folder / "lr_find.png")
+        if suggestion is None:
+            print(f"facetransfer: the learning-rate finder saw too few steps to suggest a rate (more data or epochs); "
+                  f"model.lr stays {self.model.hparams.lr:g} (plot: {folder / 'lr_find.png'})")
+        else:
+            print(f"facetransfer: learning-rate finder suggests model.lr {suggestion:.3g} (plot: {folder / 'lr_find.png'})")
 
     def before_test(self) -> None:
         self._resolve_last_checkpoint()

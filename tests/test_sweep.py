@@ -76,7 +76,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         ({"data": {"rooot": "x"}}, r"unknown key 'data\.rooot'; did you mean 'root'\?"),
         ({"model": {"lr": "fast"}}, r"model\.lr: .*float.*fast"),
         ({"methods": [{"strategy": "scratch", "backbone": "scratch_cnn", "lr": 0.1}]},
-         r"unknown key 'methods\[0\]\.lr'; a scratch method accepts: backbone, data, model, name, strategy, trainer"),
+         r"unknown key 'methods\[0\]\.lr'; a scratch method accepts: backbone, data, early_stopping, model, name, strategy, trainer"),
         ({"methods": [{"strategy": "scratch", "backbone": "scratch_cnn", "model": {"lrr": 0.1}}]},
          r"methods\[0\]\.model: unknown key 'lrr'; did you mean 'lr'\?"),
         ({"methods": [{"strategy": "scratch", "backbone": "scratch_cnn", "model": {"lr": "fast"}}]},

@@ -1,11 +1,11 @@
-"""Strategies: scratch, linear probe, fine-tuning, the paper's logistic regression, prototypes -- plug-ins.
+"""Strategies: scratch, linear probe, fine-tuning, the paper's logistic regression, prototypes, LP-FT -- plug-ins.
 
     >>> from facetransfer.strategies import list_strategies
-    >>> list_strategies()[:5]
-    ['scratch', 'linear_probe', 'finetune', 'features_logreg', 'prototype']
+    >>> list_strategies()[:6]
+    ['scratch', 'linear_probe', 'finetune', 'features_logreg', 'prototype', 'lp_ft']
 """
 
-from . import scratch, linear_probe, finetune, features_logreg, prototype  # noqa: F401  (register the built-ins)
+from . import scratch, linear_probe, finetune, features_logreg, prototype, lp_ft  # noqa: F401  (register the built-ins)
 from .base import ENTRY_POINT_GROUP, CellResult, Section, Strategy, get_strategy, list_strategies, register_strategy
 from .frozen import FrozenFeatureStrategy, classification_metrics
 from .lightning import LightningStrategy

@@ -42,6 +42,7 @@ class Section:
         target: returns the class or function whose keyword arguments the section accepts.
         only: accept just these of its arguments (None: all).
         managed: arguments the sweep sets itself, with what to do instead.
+        preset: values the section starts from (a method's own values override them).
     """
 
     key: str
@@ -49,6 +50,7 @@ class Section:
     target: Callable[[], Callable[..., Any]]
     only: tuple[str, ...] | None = None
     managed: Mapping[str, str] = field(default_factory=dict)
+    preset: Mapping[str, Any] = field(default_factory=dict)
 
     def check(self, values: Mapping[str, Any], where: str) -> dict[str, Any]:
         """``values`` typed and checked (unknown or managed keys, wrong types) -> the given values."""
@@ -59,7 +61,7 @@ class Section:
                 raise ConfigError(f"{where}.{key} cannot be set in a sweep: {self.managed[key]}")
             if self.only is not None and key not in self.only:
                 raise ConfigError(f"{where}.{key}: this strategy's {self.key} accepts {', '.join(self.only)}")
-        return parse_section(self.target(), values, where, skip=set(self.managed))
+        return parse_section(self.target(), {**self.preset, **values}, where, skip=set(self.managed))
 
 
 @dataclass

@@ -59,6 +59,20 @@ TRAINER = Section(
 )
 LOADER_KEYS = ("augment", "batch_size", "eval_batch_size", "num_workers")
 DATA = Section("data", "loader arguments", _datamodule, only=LOADER_KEYS)
+
+
+def _early_stopping():
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    return EarlyStopping
+
+
+EARLY_STOPPING = Section(
+    "early_stopping",
+    "Lightning EarlyStopping arguments (monitor val/acc, mode max unless given); left out: no early stopping",
+    _early_stopping,
+    preset={"monitor": "val/acc", "mode": "max"},
+)
 # what a cell's Trainer gets unless the config says otherwise
 CELL_TRAINER_DEFAULTS = {"enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0}
 
@@ -67,7 +81,7 @@ class LightningStrategy(Strategy):
     """A strategy that fits a :class:`~facetransfer.FaceClassifier` with Lightning in every cell."""
 
     trains = "lightning"
-    sections: ClassVar[tuple[Section, ...]] = (MODEL, TRAINER, DATA)
+    sections: ClassVar[tuple[Section, ...]] = (MODEL, TRAINER, DATA, EARLY_STOPPING)
     cell_defaults: ClassVar[dict] = {"trainer": CELL_TRAINER_DEFAULTS}
 
     def check(self, method: MethodSpec, config: SweepConfig) -> None:
@@ -78,7 +92,14 @@ class LightningStrategy(Strategy):
 
         FaceClassifier(**method.classifier_args())
         FaceDataModule(**{**config.data, **method.data}, seed=0)
-        L.Trainer(**method.trainer, logger=False, enable_checkpointing=False)
+        L.Trainer(**method.trainer, logger=False, enable_checkpointing=False, callbacks=self.callbacks(method))
+
+    def callbacks(self, method: MethodSpec) -> list:
+        """Callbacks of this method's cells besides facetransfer's defaults (early stopping when configured)."""
+        options = method.options.get("early_stopping")
+        if options is None:
+            return []
+        return [_early_stopping()(**options)]
 
     def run(self, cell: Cell, ctx: SweepContext) -> CellResult:
         import lightning as L
@@ -98,7 +119,8 @@ class LightningStrategy(Strategy):
         folder = _fresh_dir(ctx.cell_dir(cell))
         logger = TensorBoardLogger(save_dir=str(ctx.logs_dir), name=method.slug, version=cell.folder)
         # a cell that stops is run again from its start: no last.ckpt to resume from is needed
-        trainer = make_trainer(**method.trainer, logger=logger, default_root_dir=str(folder), save_last=False)
+        trainer = make_trainer(**method.trainer, logger=logger, default_root_dir=str(folder), save_last=False,
+                               callbacks=self.callbacks(method))
         start = time.perf_counter()
         trainer.fit(model, data)
         train_seconds = time.perf_counter() - start
@@ -134,4 +156,4 @@ def _prune_checkpoints(folder: Path, policy: str, best: str) -> None:
             path.unlink()
 
 
-__all__ = ["CELL_TRAINER_DEFAULTS", "DATA", "LOADER_KEYS", "MODEL", "TRAINER", "LightningStrategy"]
+__all__ = ["CELL_TRAINER_DEFAULTS", "DATA", "EARLY_STOPPING", "LOADER_KEYS", "MODEL", "TRAINER", "LightningStrategy"]
