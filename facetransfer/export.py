@@ -44,7 +44,7 @@ from .checkpoint_info import CheckpointInfo, load_model
 from .errors import ConfigError, DataError, WeightsError
 from .image_files import list_image_files
 from .models.fusion import fused_feature_copy
-from .preprocess import FaceCrop, Preprocess
+from .preprocess import Preprocess
 
 if TYPE_CHECKING:
     from .module import FaceClassifier
@@ -116,15 +116,7 @@ def unit_transform(preprocess: Preprocess, face_crop: float = 1.0) -> v2.Compose
     ``resize_size``, central ``input_size`` square: :meth:`Preprocess.eval_transform` without
     the normalisation.
     """
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            FaceCrop(face_crop),
-            v2.Resize(preprocess.resize_size, antialias=True),
-            v2.CenterCrop(preprocess.crop_size),
-            v2.ToDtype(torch.float32, scale=True),
-        ]
-    )
+    return preprocess.eval_transform(face_crop, normalize=False)
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:

@@ -92,18 +92,17 @@ class Preprocess:
         """
         return replace(self, crop_size=crop_size, resize_size=round(crop_size * self.resize_size / self.crop_size))
 
-    def eval_transform(self, face_crop: float = 1.0) -> v2.Compose:
-        """PIL image -> normalised float tensor, deterministic (val/test/features)."""
-        return v2.Compose(
-            [
-                v2.ToImage(),
-                FaceCrop(face_crop),
-                v2.Resize(self.resize_size, antialias=True),
-                v2.CenterCrop(self.crop_size),
-                v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(self.mean, self.std),
-            ]
-        )
+    def eval_transform(self, face_crop: float = 1.0, normalize: bool = True) -> v2.Compose:
+        """PIL image -> normalised float tensor, deterministic (val/test/features); ``normalize=False``
+        stops at values in [0, 1] (what an exported model takes)."""
+        steps = [
+            v2.ToImage(),
+            FaceCrop(face_crop),
+            v2.Resize(self.resize_size, antialias=True),
+            v2.CenterCrop(self.crop_size),
+            v2.ToDtype(torch.float32, scale=True),
+        ]
+        return v2.Compose([*steps, v2.Normalize(self.mean, self.std)] if normalize else steps)
 
     def train_transform(self, face_crop: float = 1.0, augment: bool = True) -> v2.Compose:
         """The :class:`Augment` recipe on PIL images (in DataLoader workers); the eval transform if not ``augment``."""
