@@ -65,6 +65,14 @@ def _metrics(num_classes: int, prefix: str) -> MetricCollection:
     )
 
 
+def lbfgs(params, iterations: int) -> torch.optim.LBFGS:
+    """Full-batch L-BFGS with a strong-Wolfe line search that stops where scikit-learn's
+    ``LogisticRegression`` does: when no gradient entry exceeds 1e-4 (its default ``tol``)."""
+    return torch.optim.LBFGS(
+        params, lr=1.0, max_iter=iterations, history_size=20, line_search_fn="strong_wolfe", tolerance_grad=1e-4
+    )
+
+
 class FaceClassifier(L.LightningModule):
     """A backbone from the registry, a freeze policy and a linear identity head.
 
@@ -468,7 +476,7 @@ class FaceClassifier(L.LightningModule):
         was_training = head.training
         head.train()
         params = [p for p in head.parameters() if p.requires_grad]
-        optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=iterations, history_size=20, line_search_fn="strong_wolfe")
+        optimizer = lbfgs(params, iterations)
         weights = [m.weight for m in head.modules() if isinstance(m, nn.Linear)]
 
         def closure() -> torch.Tensor:
@@ -488,9 +496,7 @@ class FaceClassifier(L.LightningModule):
         groups = self.param_groups()
         if hp.optimizer == "lbfgs":
             params = [p for g in groups for p in g["params"]]
-            return torch.optim.LBFGS(
-                params, lr=1.0, max_iter=hp.lbfgs_iterations, history_size=20, line_search_fn="strong_wolfe"
-            )
+            return lbfgs(params, hp.lbfgs_iterations)
         fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel per step on GPUs
         if hp.optimizer == "adam":
             opt = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay, **fused)

@@ -43,3 +43,15 @@ def test_startup_benchmark_and_no_lightning_for_light_commands(tmp_path, capsys)
     for row in rows:
         assert row["exit_code"] == 0 and row["imports_lightning"] is False, row
         assert row["median_s"] > 0
+
+
+def test_linear_probe_cells_benchmark_smoke(tmp_path, capsys):
+    from .test_sweep import tiny_sweep, write_config
+
+    methods = [{"strategy": "features_logreg", "backbone": "scratch_cnn"}, {"strategy": "linear_probe", "backbone": "scratch_cnn"}]
+    config = write_config(tmp_path, tiny_sweep(tmp_path, methods=methods, train_samples=[12]))
+    bench = runpy.run_path(str(REPO / "benchmarks" / "linear_probe_cells.py"))["main"]
+    rows = bench(["--config", str(config), "--out", str(tmp_path / "out")])
+    assert [(r["backbone"], r["train_samples"]) for r in rows] == [("scratch_cnn", 12)]
+    assert rows[0]["probe_cell_s"] > 0 and rows[0]["logreg_top1"] is not None
+    assert "/ 5 s" in capsys.readouterr().out
