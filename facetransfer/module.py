@@ -108,7 +108,8 @@ class FaceClassifier(L.LightningModule):
             ``LogisticRegression(C=...)``: the loss gets ``|W|^2 / (2 C n)`` for a batch of ``n``
             images, which is exactly logistic regression's objective when a batch is the whole
             training set. None: no penalty.
-        lbfgs_iterations: L-BFGS iterations per training step (one step per epoch with full batches).
+        lbfgs_iterations: L-BFGS iterations per training step (one step per epoch with full batches): enough
+            to converge in the first epoch; later epochs only confirm it (one evaluation each).
         scheduler: ``none``, ``cosine`` (per step, after ``warmup_epochs`` of linear warm-up) or
             ``step`` (x0.1 at 1/2 and 3/4 of training).
         label_smoothing: cross-entropy label smoothing.
@@ -139,7 +140,7 @@ class FaceClassifier(L.LightningModule):
         l2sp: float = 0.0,
         weight_decay: float = 0.0,
         head_c: float | None = None,
-        lbfgs_iterations: int = 20,
+        lbfgs_iterations: int = 200,
         scheduler: Literal["none", "cosine", "step"] = "none",
         warmup_epochs: int = 0,
         label_smoothing: float = 0.0,

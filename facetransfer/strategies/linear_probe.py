@@ -2,8 +2,9 @@
 
 The head is trained to convergence whatever the training-set size: full-batch L-BFGS on the
 standardised frozen features (``head_norm``) with the same L2 penalty as the paper's logistic
-regression (``head_c`` = scikit-learn's ``C``), one L-BFGS step of ``lbfgs_iterations``
-iterations per epoch, and the best epoch by validation accuracy is tested. Each method may
+regression (``head_c`` = scikit-learn's ``C``); L-BFGS stops at scikit-learn's tolerance, so
+the first epoch converges and the later ones confirm it; the best epoch by validation accuracy
+is tested. Each method may
 override the recipe in its ``model:`` / ``data:`` sections (e.g. ``optimizer: adam``,
 ``batch_size: 32`` for mini-batch training).
 """

@@ -36,7 +36,12 @@ class LinearProbeThenFinetune(Finetune):
     plot_style = ("-", "*")
     summary = "linear probe on the frozen features first (L-BFGS), then fine-tuning from that head"
     sections = (*Finetune.sections, LINEAR_PROBE)
-    defaults = {**Finetune.defaults, "lp": {"head_c": 1.0}}
+    # after the head fit, every layer at 1e-4: a head that is already right needs no large steps
+    defaults = {
+        "model": {"head_norm": True, "lr": 1e-4, "backbone_lr": 1e-4},
+        "early_stopping": {"patience": 5},
+        "lp": {"head_c": 1.0},
+    }
 
     def callbacks(self, method: MethodSpec) -> list:
         return [*super().callbacks(method), _linear_probe_head()(**method.options.get("lp", {}))]

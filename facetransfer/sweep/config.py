@@ -330,8 +330,10 @@ def resolve_method(index: int, raw: Any, shared_model: Mapping[str, Any], shared
     shared = {"model": dict(shared_model), "trainer": dict(shared_trainer)}
     resolved: dict[str, dict[str, Any]] = {}
     for key, section in sections.items():
-        if key not in ("model", "trainer", "data") and key not in raw and key not in strategy.defaults:
-            continue  # an optional section the method leaves out (e.g. early_stopping)
+        if key not in ("model", "trainer", "data") and (
+            (key not in raw and key not in strategy.defaults) or (key in raw and raw[key] in (None, False))
+        ):
+            continue  # an optional section left out, or turned off with `early_stopping: false`
         own = section.check(raw.get(key) or {}, f"{where}.{key}")
         inherited = {k: v for k, v in shared.get(key, {}).items() if section.only is None or k in section.only}
         base, recipe = strategy.cell_defaults.get(key, {}), strategy.defaults.get(key, {})
