@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write
+from filelock import FileLock
+
+from ..atomic import atomic_path, atomic_write
 from ..errors import ConfigError, DataError
 from .results import RESULTS_NAME, STATE_NAME, ResultsTable
 
 REPORT_NAME = "report.md"
+REPORT_LOCK_NAME = ".report.lock"
 PLOT_NAME = "accuracy_vs_n.png"
 TENSORBOARD_SUBDIR = os.path.join("logs", "report")
 FIGURE_TAG = "sweep/accuracy_vs_n"
@@ -184,11 +187,19 @@ def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None 
 
 
 def write_report(folder: str | os.PathLike, title: str | None = None) -> Report:
-    """Write ``report.md``, ``accuracy_vs_n.png`` and a TensorBoard figure + table from ``results.csv``."""
+    """Write ``report.md``, ``accuracy_vs_n.png`` and a TensorBoard figure + table from ``results.csv``.
+
+    Two processes writing the report of one folder at once take turns (a file lock).
+    """
     folder = Path(folder)
-    table = ResultsTable(folder / RESULTS_NAME)
-    if not table.path.is_file():
+    if not (folder / RESULTS_NAME).is_file():
         raise DataError(f"no {RESULTS_NAME} in {folder}: run a sweep into it first (facetransfer sweep --config ...)")
+    with FileLock(folder / REPORT_LOCK_NAME):
+        return _write_report(folder, title)
+
+
+def _write_report(folder: Path, title: str | None) -> Report:
+    table = ResultsTable(folder / RESULTS_NAME)
     rows = table.rows()
     if not rows:
         raise DataError(f"{table.path} has no finished cells yet")
@@ -200,7 +211,8 @@ def write_report(folder: str | os.PathLike, title: str | None = None) -> Report:
         fh.write(markdown)
     fig = accuracy_figure(folder, rows, title)
     plot = folder / PLOT_NAME
-    fig.savefig(plot)
+    with atomic_path(plot) as tmp:
+        fig.savefig(tmp, format="png")
 
     from torch.utils.tensorboard import SummaryWriter
 
