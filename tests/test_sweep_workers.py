@@ -1,15 +1,123 @@
-"""A sweep's results folder shared by several processes: concurrent rows, a shared feature cache."""
+"""A sweep's grid shared by several processes: leases, concurrent results, --shard."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
-from facetransfer.sweep import ResultsTable
+import pytest
+
+from facetransfer.cli import main
+from facetransfer.sweep import ResultsTable, load_sweep_config, run_sweep
+from facetransfer.sweep.lease import Heartbeat, LeaseBook, WorkerIdentity, read_leases
 from facetransfer.sweep.results import FIELDS
+from facetransfer.sweep.run_options import ParallelOptions
+from facetransfer.sweep.worker import record_row
 
-from .test_sweep import TINY_BACKBONE
+from .fakes import REPO
+from .test_sweep import TINY_BACKBONE, read_rows, tiny_sweep, write_config
+
+METRICS = ("identities", "test_images", "pool_size", "test_top1", "test_top5", "test_macro_f1", "device")
+
+
+def sweep_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+def sweep_cmd(config: Path, *options: str) -> list[str]:
+    return [sys.executable, "-m", "facetransfer.sweep", "--config", str(config), "--no-progress", *options]
+
+
+def by_cell(rows: list[dict[str, str]]) -> dict[tuple[str, str, str], dict[str, str]]:
+    keys = [(r["method"], r["train_samples"], r["seed"]) for r in rows]
+    assert len(keys) == len(set(keys)), f"a cell has two rows: {keys}"
+    return {k: {m: r[m] for m in METRICS} for k, r in zip(keys, rows)}
+
+
+# --- options: one clear line ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--shard", "3/2"], "--shard: '3/2' is not i/n with 0 <= i < n"),
+        (["--shard", "one/two"], "--shard: 'one/two' is not i/n"),
+        (["--lease_seconds", "0"], "--lease_seconds: 0.0 is not a positive number of seconds"),
+    ],
+)
+def test_bad_run_options_are_one_line_before_any_work(options, message, tmp_path, capsys):
+    config = write_config(tmp_path, tiny_sweep(tmp_path))
+    assert main(["sweep", "--config", str(config), *options]) == 2
+    err = capsys.readouterr().err
+    assert f"facetransfer: error: {message}" in err and "Traceback" not in err
+    assert not (tmp_path / "results").exists()
+
+
+# --- leases and the folder lock ----------------------------------------------------------------------
+def test_lease_is_exclusive_until_its_worker_is_silent_then_taken_over(tmp_path):
+    key = ("scratch/scratch_cnn", 6, 0)
+    a = LeaseBook(tmp_path, WorkerIdentity.here("worker 0/2"), lease_seconds=0.5)
+    b = LeaseBook(tmp_path, WorkerIdentity.here("worker 1/2"), lease_seconds=30)
+    with a.alive(), b.alive():
+        mine = a.claim(key, "scratch N=6 seed=0", "fp").lease
+        assert mine is not None and mine.attempt == 1
+        assert b.claim(key, "scratch N=6 seed=0", "fp").lease is None  # alive: refused
+        stored = json.loads(a.path(key).read_text())
+        assert stored["cell"] == list(key) and stored["fingerprint"] == "fp" and stored["host"] == socket.gethostname()
+        assert stored["pid"] == os.getpid() and stored["worker"] == "worker 0/2" and stored["lease_seconds"] == 0.5
+
+        with Heartbeat(a, mine):  # renewed every 0.125 s: alive past its 0.5 s
+            time.sleep(0.8)
+            assert b.claim(key, "scratch N=6 seed=0", "fp").lease is None
+        time.sleep(0.6)  # no heartbeat for longer than the lease: taken for dead, though its process runs
+        claim = b.claim(key, "scratch N=6 seed=0", "fp")
+        assert claim.lease is not None and claim.lease.attempt == 2 and claim.replaced.holder == mine.holder
+        assert re.fullmatch(r"it has been silent for \d+ s \(lease 0.5 s\)", claim.reason), claim.reason
+        assert not a.renew(mine) and not a.holds(mine)  # the old holder learns it lost the cell ...
+        a.release(mine)
+        assert b.holds(claim.lease)  # ... cannot give back what is no longer its own ...
+        plan = SimpleNamespace(output_dir=tmp_path, table=ResultsTable(tmp_path / "results.csv"), cells=[SimpleNamespace(key=key)])
+        row = {f: 0 for f in FIELDS} | {"method": key[0], "train_samples": key[1], "seed": key[2], "device": "cpu"}
+        assert record_row(SimpleNamespace(key=key), mine, row, plan, a) == (False, False)  # ... nor record its row
+        assert not plan.table.path.exists() and a.path(key).is_file()
+        assert record_row(SimpleNamespace(key=key), claim.lease, row, plan, b) == (True, True)
+        assert plan.table.finished_keys() == {key} and not b.path(key).exists()
+        beat = Heartbeat(a, mine).start()
+        time.sleep(0.3)
+        assert beat.lost
+        beat.stop()
+
+
+def _hold_a_lease_then_sleep(folder: str, ready) -> None:
+    book = LeaseBook(folder, WorkerIdentity.here("worker 1/2"), lease_seconds=300)
+    with book.alive():
+        book.claim(("scratch/scratch_cnn", 6, 0), "scratch N=6 seed=0", "fp")
+        ready.set()
+        time.sleep(300)
+
+
+def test_a_killed_workers_cell_is_free_at_once(tmp_path):
+    """The heartbeat is fresh, but the holder's liveness lock went with its process."""
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    holder = context.Process(target=_hold_a_lease_then_sleep, args=(str(tmp_path), ready))
+    holder.start()
+    assert ready.wait(60)
+    me = LeaseBook(tmp_path, WorkerIdentity.here("worker 0/2"))
+    with me.alive():
+        assert me.claim(("scratch/scratch_cnn", 6, 0), "scratch N=6 seed=0", "fp").lease is None
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join()
+        claim = me.claim(("scratch/scratch_cnn", 6, 0), "scratch N=6 seed=0", "fp")
+    assert claim.lease is not None and claim.replaced.pid == holder.pid and claim.reason == "its process has ended"
 
 
 # --- the folder's files under concurrent writers ------------------------------------------------------
@@ -58,3 +166,33 @@ def test_feature_store_computes_a_key_once_for_concurrent_workers(tmp_path):
     assert sum(s.computed for s in stores) == 1 and sum(s.loaded for s in stores) == 1
     assert results[0].shape == (len(keys), 32) and bool((results[0] == results[1]).all())
     assert len(list((tmp_path / "features").glob("*.pt"))) == 1
+
+
+# --- the grid in several processes ------------------------------------------------------------------
+@pytest.mark.slow
+def test_sigkill_of_a_worker_mid_cell_then_the_next_worker_runs_its_cell(tmp_path):
+    config = tiny_sweep(tmp_path, train_samples=[6, 12, 18, "all"], trainer={"max_epochs": 3, "accelerator": "cpu"},
+                        methods=[{"strategy": "scratch", "backbone": "scratch_cnn"}])
+    results = tmp_path / "results"
+    victim = subprocess.Popen(sweep_cmd(write_config(tmp_path, config), "--shard", "1/2"), cwd=tmp_path,
+                              env=sweep_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, held = time.monotonic() + 180, None
+    while held is None and victim.poll() is None and time.monotonic() < deadline:
+        held = next((lease for lease in read_leases(results) if lease.pid == victim.pid), None)
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert held is not None, f"the worker never claimed a cell: {victim.stderr.read().decode()[-2000:]}"
+    assert [lease.cell for lease in read_leases(results)] == [held.cell]  # killed while running it: the lease stays
+    assert ResultsTable(results / "results.csv").finished_keys() <= {("scratch/scratch_cnn", 6, 0)}
+
+    lines: list[str] = []  # the other worker (lease 300 s: the dead worker's cell is free at once all the same)
+    other = run_sweep(load_sweep_config(config), progress=False, echo=lines.append,
+                      parallel=ParallelOptions.from_args(shard="0/2"))
+    assert f"[worker 0/2] {held.label}: taking it over from worker 1/2 on {socket.gethostname()} (pid {victim.pid}): " \
+           "its process has ended" in lines
+    assert held.cell in other.ran
+    rows = read_rows(results / "results.csv")
+    assert sorted(by_cell(rows)) == sorted(("scratch/scratch_cnn", str(n), "0") for n in (6, 12, 18, 30))
+    assert not read_leases(results)
+    assert other.report is not None and other.report.table_path.is_file()  # by the worker that recorded the last row

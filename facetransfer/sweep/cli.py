@@ -5,6 +5,7 @@
     facetransfer sweep --config configs/experiments/offline_lfw.yaml --trainer.max_epochs 5 --seeds "[0, 1]" --dry_run
     facetransfer sweep --config configs/experiments/offline_lfw.yaml --only features_logreg,linear_probe
     facetransfer sweep --config configs/experiments/demo.yaml --print_config
+    facetransfer sweep --config configs/experiments/paper_lfw.yaml --shard 3/16         # one worker of 16 started elsewhere
     facetransfer report results/offline_lfw
     python -m facetransfer.sweep --config configs/experiments/demo.yaml     # the same, without the facetransfer CLI
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from ..malloc_tuning import tune_malloc
 
-RUN_OPTIONS = ("only", "dry_run", "no_report", "no_progress", "verbose")
+RUN_OPTIONS = ("only", "dry_run", "no_report", "no_progress", "verbose", "shard", "lease_seconds")
 
 
 def sweep_command_parser():
@@ -37,18 +38,33 @@ def sweep_command_parser():
     parser.add_argument("--no_report", "--no-report", action="store_true", help="do not write the report at the end")
     parser.add_argument("--no_progress", "--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--verbose", action="store_true", help="show Lightning's messages of each cell")
+    _add_scale_out_options(parser)
     return parser
+
+
+def _add_scale_out_options(parser) -> None:
+    """``--shard`` and ``--lease_seconds``."""
+    from typing import Optional
+
+    group = parser.add_argument_group("running the grid in several processes")
+    group.add_argument("--shard", type=Optional[str], default=None, metavar="I/N",
+                       help="this process is worker I of N started by another scheduler (torchrun, Kubernetes ...): "
+                            "it runs cells I, I+N, ... first, then helps with the rest")
+    group.add_argument("--lease_seconds", type=Optional[float], default=None,
+                       help="a worker silent this long is taken for dead and its cell runs again elsewhere (default 300)")
 
 
 def sweep_command(argv: Sequence[str]) -> int:
     """``facetransfer sweep``: run (or resume) the grid of a sweep config, then write the report."""
     from .config import build_sweep_config, parse_sweep_args
+    from .run_options import ParallelOptions
     from .runner import run_sweep
 
     parsed = parse_sweep_args(argv, sweep_command_parser())
     options = {k: parsed.get(k) for k in RUN_OPTIONS}
     for k in RUN_OPTIONS:
         parsed.pop(k, None)
+    parallel = ParallelOptions.from_args(shard=options["shard"], lease_seconds=options["lease_seconds"])
     sources = [str(c) for c in (parsed.pop("config", None) or []) if c is not None]
     default_name = Path(sources[-1]).stem if sources else "sweep"
     tune_malloc()  # a command owns its process: CPU cells reuse freed activation memory
@@ -62,6 +78,7 @@ def sweep_command(argv: Sequence[str]) -> int:
             report=not options["no_report"],
             dry_run=bool(options["dry_run"]),
             quiet=not options["verbose"],
+            parallel=parallel,
         )
     except KeyboardInterrupt:
         print("facetransfer: finished cells are in results.csv; run the same command to resume", file=sys.stderr)

@@ -198,6 +198,14 @@ def write_report(folder: str | os.PathLike, title: str | None = None) -> Report:
         return _write_report(folder, title)
 
 
+def read_report(folder: str | os.PathLike) -> Report:
+    """The report another process wrote into ``folder`` (``report.md`` and where the rest is)."""
+    folder = Path(folder)
+    table_path = folder / REPORT_NAME
+    markdown = table_path.read_text()
+    return Report(markdown, table_path, folder / PLOT_NAME, folder / TENSORBOARD_SUBDIR, len(ResultsTable(folder / RESULTS_NAME).rows()))
+
+
 def _write_report(folder: Path, title: str | None) -> Report:
     table = ResultsTable(folder / RESULTS_NAME)
     rows = table.rows()
@@ -238,4 +246,4 @@ def _title(folder: Path) -> str | None:
     return name if isinstance(name, str) else None
 
 
-__all__ = ["Report", "accuracy_figure", "markdown_table", "write_report"]
+__all__ = ["Report", "accuracy_figure", "markdown_table", "read_report", "write_report"]

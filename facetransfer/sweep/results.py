@@ -200,7 +200,8 @@ class SweepState:
     ) -> None:
         """Refuse to mix results: a seed's split or a method's settings must not change while it has rows.
 
-        Read, check and rewrite happen under :func:`folder_lock`.
+        ``recorded``: the cells with rows, and those other workers are running (their settings
+        are in this file: the first writer wins, later workers are checked against it).
         """
         with locked(self.path.parent):
             self._check_and_update(splits, methods, recorded, extra, write)
@@ -243,19 +244,24 @@ class SweepState:
         with atomic_write(self.path) as fh:
             fh.write(json.dumps(state, indent=1, sort_keys=True))
 
-
-@contextlib.contextmanager
-def sweep_lock(folder: str | os.PathLike) -> Iterator[None]:
-    """Hold the results folder for one sweep at a time (the folder lock, re-entered by its writes)."""
-    lock = folder_lock(folder)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise ConfigError(f"another sweep is running in {folder}; wait for it or use another output_dir") from None
-    try:
-        yield
-    finally:
-        lock.release()
+    def check_cell(self, method: str, fingerprint: Any, seed: int, split: str) -> None:
+        """Refuse a cell whose method settings or split differ from those recorded (another
+        worker of the folder runs another config). Call it holding :func:`folder_lock`."""
+        state = self.load()
+        folder = self.path.parent
+        old_split = state["splits"].get(str(seed))
+        if old_split is not None and old_split != split:
+            raise ConfigError(
+                f"{folder}: another worker recorded a different data split for seed {seed} in {self.path.name} "
+                "(different data or data settings); every worker of a folder must use the same data"
+            )
+        old = state["methods"].get(method)
+        change = _diff(old, fingerprint) if old is not None else None
+        if change:
+            raise ConfigError(
+                f"{folder}: another worker recorded other settings for method {method!r} in {self.path.name} "
+                f"({change}); every worker of a folder must run the same config"
+            )
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> None:
@@ -269,4 +275,4 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> None:
             _remove_stale(Path(folder) / name)
 
 
-__all__ = ["FIELDS", "RESULTS_NAME", "ResultsTable", "SweepState", "folder_lock", "locked", "row_key", "sweep_lock"]
+__all__ = ["FIELDS", "RESULTS_NAME", "ResultsTable", "SweepState", "folder_lock", "locked", "row_key"]
