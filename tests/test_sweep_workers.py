@@ -1,4 +1,4 @@
-"""A sweep's grid shared by several processes: leases, concurrent results, --shard."""
+"""A sweep's grid in several processes: leases, concurrent results, --workers, --shard."""
 
 from __future__ import annotations
 
@@ -27,6 +27,14 @@ from facetransfer.sweep.worker import record_row
 from .fakes import REPO
 from .test_sweep import TINY_BACKBONE, read_rows, tiny_sweep, write_config
 
+# the demo's five strategies, on a random-init scratch_cnn so that no pretrained weights are needed
+ALL_STRATEGIES = [
+    {"strategy": "scratch", "backbone": "scratch_cnn"},
+    {"strategy": "features_logreg", "backbone": "scratch_cnn"},
+    {"strategy": "prototype", "backbone": "scratch_cnn"},
+    {"strategy": "linear_probe", "backbone": "scratch_cnn"},
+    {"strategy": "finetune", "backbone": "scratch_cnn", "model": {"freeze": "first:1"}},
+]
 METRICS = ("identities", "test_images", "pool_size", "test_top1", "test_top5", "test_macro_f1", "device")
 
 
@@ -50,6 +58,8 @@ def by_cell(rows: list[dict[str, str]]) -> dict[tuple[str, str, str], dict[str, 
     [
         (["--shard", "3/2"], "--shard: '3/2' is not i/n with 0 <= i < n"),
         (["--shard", "one/two"], "--shard: 'one/two' is not i/n"),
+        (["--workers", "0"], "--workers: '0' is not a positive number of worker processes or 'auto'"),
+        (["--shard", "0/2", "--workers", "2"], "--shard i/n makes this process one worker started by another scheduler"),
         (["--lease_seconds", "0"], "--lease_seconds: 0.0 is not a positive number of seconds"),
     ],
 )
@@ -169,6 +179,26 @@ def test_feature_store_computes_a_key_once_for_concurrent_workers(tmp_path):
 
 
 # --- the grid in several processes ------------------------------------------------------------------
+@pytest.mark.slow
+def test_two_workers_give_the_rows_and_metrics_of_one_worker(tmp_path, capfd):
+    """The demo's five strategies: --workers 2 (1 torch thread each) against one process (torch's default threads)."""
+    single = run_sweep(load_sweep_config(tiny_sweep(tmp_path / "one", methods=ALL_STRATEGIES)), progress=False,
+                       report=False, echo=lambda _: None)
+    assert len(single.ran) == 10
+
+    config = load_sweep_config(tiny_sweep(tmp_path / "two", methods=ALL_STRATEGIES))
+    lines: list[str] = []
+    two = run_sweep(config, progress=False, echo=lines.append, parallel=ParallelOptions.from_args(workers="2"))
+    workers_output = capfd.readouterr().out  # the worker processes print to the same terminal
+    assert "[worker 0/2] " in workers_output and "[worker 1/2] " in workers_output  # both ran cells
+    assert lines[-1].startswith("sweep tiny: 10 cells run by 2 workers, 0 skipped") and len(two.ran) == 10
+    results = config.output_dir
+    assert by_cell(read_rows(results / "results.csv")) == by_cell(read_rows(tmp_path / "one" / "results" / "results.csv"))
+    assert two.report is not None and "| finetune/scratch_cnn | finetune |" in two.report.markdown
+    assert not read_leases(results)
+    assert len(list((results / "features").glob("*.pt"))) == 1  # three frozen-feature methods, one extraction
+
+
 @pytest.mark.slow
 def test_sigkill_of_a_worker_mid_cell_then_the_next_worker_runs_its_cell(tmp_path):
     config = tiny_sweep(tmp_path, train_samples=[6, 12, 18, "all"], trainer={"max_epochs": 3, "accelerator": "cpu"},

@@ -5,6 +5,7 @@
     facetransfer sweep --config configs/experiments/offline_lfw.yaml --trainer.max_epochs 5 --seeds "[0, 1]" --dry_run
     facetransfer sweep --config configs/experiments/offline_lfw.yaml --only features_logreg,linear_probe
     facetransfer sweep --config configs/experiments/demo.yaml --print_config
+    facetransfer sweep --config configs/experiments/paper_lfw.yaml --workers 8          # 8 processes, one per GPU
     facetransfer sweep --config configs/experiments/paper_lfw.yaml --shard 3/16         # one worker of 16 started elsewhere
     facetransfer report results/offline_lfw
     python -m facetransfer.sweep --config configs/experiments/demo.yaml     # the same, without the facetransfer CLI
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from ..malloc_tuning import tune_malloc
 
-RUN_OPTIONS = ("only", "dry_run", "no_report", "no_progress", "verbose", "shard", "lease_seconds")
+RUN_OPTIONS = ("only", "dry_run", "no_report", "no_progress", "verbose", "workers", "shard", "lease_seconds")
 
 
 def sweep_command_parser():
@@ -43,10 +44,13 @@ def sweep_command_parser():
 
 
 def _add_scale_out_options(parser) -> None:
-    """``--shard`` and ``--lease_seconds``."""
+    """``--workers``, ``--shard`` and ``--lease_seconds``."""
     from typing import Optional
 
     group = parser.add_argument_group("running the grid in several processes")
+    group.add_argument("--workers", type=Optional[str], default=None,
+                       help="worker processes on this machine, each with one GPU (or a share of the CPU cores); 'auto': "
+                            "one per visible GPU")
     group.add_argument("--shard", type=Optional[str], default=None, metavar="I/N",
                        help="this process is worker I of N started by another scheduler (torchrun, Kubernetes ...): "
                             "it runs cells I, I+N, ... first, then helps with the rest")
@@ -64,7 +68,9 @@ def sweep_command(argv: Sequence[str]) -> int:
     options = {k: parsed.get(k) for k in RUN_OPTIONS}
     for k in RUN_OPTIONS:
         parsed.pop(k, None)
-    parallel = ParallelOptions.from_args(shard=options["shard"], lease_seconds=options["lease_seconds"])
+    parallel = ParallelOptions.from_args(
+        workers=options["workers"], shard=options["shard"], lease_seconds=options["lease_seconds"]
+    )
     sources = [str(c) for c in (parsed.pop("config", None) or []) if c is not None]
     default_name = Path(sources[-1]).stem if sources else "sweep"
     tune_malloc()  # a command owns its process: CPU cells reuse freed activation memory

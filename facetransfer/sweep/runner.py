@@ -231,8 +231,8 @@ def run_sweep(
         dry_run: check everything and list the cells to run, train nothing.
         quiet: hide Lightning's per-cell info lines.
         echo: where messages go (default: print).
-        parallel: how this worker shares the grid (``--shard``, ``--lease_seconds``); default:
-            one worker, this process.
+        parallel: where the workers run (``--workers``, ``--shard``); default: one worker, this
+            process.
     """
     from .plan import prepare
     from .run_options import ParallelOptions
@@ -286,13 +286,20 @@ def _run_here(
     plan: SweepPlan, parallel: ParallelOptions, result: SweepResult, *, report: bool, progress: bool, quiet: bool,
     echo: Echo,
 ) -> tuple[int, str]:
-    """Run the pending cells in this process, one worker of the folder.
+    """Run the pending cells on this machine: in this process, or in ``--workers K`` processes.
 
     Returns the number of workers and who writes the report (``end``: the caller; ``finisher``:
     the worker that recorded the last row, for a ``--shard`` worker)."""
+    from .local_workers import resolve_workers, run_local_workers
     from .shard import Shard
     from .worker import WorkerSettings, run_worker, write_report_if_due
 
+    workers = resolve_workers(parallel.workers, plan.config)
+    if workers > 1 and plan.pending:
+        run_local_workers(plan, workers, parallel, progress=progress, quiet=quiet, echo=echo)
+        finished = plan.table.finished_keys()
+        result.ran = [c.key for c in plan.pending if c.key in finished]
+        return workers, "end"
     shard = parallel.shard or Shard()
     policy = "end" if parallel.shard is None else "finisher" if report else "none"
     settings = WorkerSettings(

@@ -1,7 +1,7 @@
 """One worker of a sweep: claim a cell, run it, record its row; until every cell of the grid is done.
 
-Any number of workers run this loop on one results folder: the process you start, or
-processes another scheduler starts with ``--shard i/n``. A cell is claimed through its lease (:mod:`~facetransfer.sweep.lease`),
+Any number of workers run this loop on one results folder: the process you start, the
+``--workers K`` processes it starts, or processes another scheduler starts with ``--shard i/n``. A cell is claimed through its lease (:mod:`~facetransfer.sweep.lease`),
 run, and its row added to ``results.csv`` only while the lease is still this worker's, so every
 cell gets exactly one row. When no cell is free but other workers' cells still run, the worker
 waits: if one of them dies, this worker runs its cell again::
@@ -78,6 +78,10 @@ class WorkerOutcome:
 
 
 DONE = "done"
+
+
+class WorkersFailed(FaceTransferError):
+    """Worker processes stopped before every cell of the grid had its row."""
 
 
 def _try_claim(cell: Cell, plan: SweepPlan, book: LeaseBook, state: SweepState) -> Claim | str:
@@ -243,4 +247,4 @@ def worker_process_main(config, settings: WorkerSettings) -> None:
         sys.exit(130)
 
 
-__all__ = ["WorkerOutcome", "WorkerSettings", "record_row", "run_worker", "run_worker_process", "worker_process_main", "write_report_if_due"]
+__all__ = ["WorkerOutcome", "WorkerSettings", "WorkersFailed", "record_row", "run_worker", "run_worker_process", "worker_process_main", "write_report_if_due"]
