@@ -1,4 +1,4 @@
-"""A sweep's grid in several processes: leases, concurrent results, --workers, --shard."""
+"""A sweep's grid in several processes: leases, concurrent results, --workers, --shard, submitit."""
 
 from __future__ import annotations
 
@@ -60,7 +60,10 @@ def by_cell(rows: list[dict[str, str]]) -> dict[tuple[str, str, str], dict[str, 
         (["--shard", "one/two"], "--shard: 'one/two' is not i/n"),
         (["--workers", "0"], "--workers: '0' is not a positive number of worker processes or 'auto'"),
         (["--shard", "0/2", "--workers", "2"], "--shard i/n makes this process one worker started by another scheduler"),
+        (["--slurm_partition", "gpu"], "--slurm_partition is an option of the SLURM launcher: add --launcher slurm"),
+        (["--launcher", "pbs"], "--launcher: unknown launcher 'pbs'; known: slurm, submitit_local"),
         (["--lease_seconds", "0"], "--lease_seconds: 0.0 is not a positive number of seconds"),
+        (["--launcher", "slurm"], "--launcher slurm: no SLURM on this machine (sbatch/srun not found)"),
     ],
 )
 def test_bad_run_options_are_one_line_before_any_work(options, message, tmp_path, capsys):
@@ -226,3 +229,21 @@ def test_sigkill_of_a_worker_mid_cell_then_the_next_worker_runs_its_cell(tmp_pat
     assert sorted(by_cell(rows)) == sorted(("scratch/scratch_cnn", str(n), "0") for n in (6, 12, 18, 30))
     assert not read_leases(results)
     assert other.report is not None and other.report.table_path.is_file()  # by the worker that recorded the last row
+
+
+@pytest.mark.slow
+def test_submitit_local_executor_runs_the_grid(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", sweep_env()["PYTHONPATH"])  # submitit's job processes import facetransfer
+    config = load_sweep_config(tiny_sweep(tmp_path))
+    lines: list[str] = []
+    result = run_sweep(config, progress=False, echo=lines.append,
+                       parallel=ParallelOptions.from_args(workers="2", launcher="submitit_local", lease_seconds=30))
+    assert any(line.startswith("submitted 2 workers as local submitit job") for line in lines)
+    assert len(result.jobs) == 2 and all(job.state == "FINISHED" for job in result.jobs)
+    rows = read_rows(config.output_dir / "results.csv")
+    assert sorted(by_cell(rows)) == sorted((m, str(n), "0") for m in ("scratch/scratch_cnn", "features_logreg/random_cnn")
+                                           for n in (6, 30))
+    assert result.report is not None and result.report.table_path.is_file()  # written by the last worker
+    assert "sweep tiny: 4 cells run by 2 workers" in lines[-1]
+    logs = "".join(p.read_text() for p in (config.output_dir / "submitit").glob("*_log.out"))
+    assert "[worker 0/2]" in logs and "[worker 1/2]" in logs

@@ -134,6 +134,7 @@ class SweepResult:
     features_loaded: int = 0
     seconds: float = 0.0
     workers: int = 1
+    jobs: list[Any] = field(default_factory=list)  # submitit's jobs (--launcher)
 
     @property
     def results_csv(self) -> Path:
@@ -231,14 +232,18 @@ def run_sweep(
         dry_run: check everything and list the cells to run, train nothing.
         quiet: hide Lightning's per-cell info lines.
         echo: where messages go (default: print).
-        parallel: where the workers run (``--workers``, ``--shard``); default: one worker, this
-            process.
+        parallel: where the workers run (``--workers``, ``--shard``, ``--launcher``); default:
+            one worker, this process.
     """
     from .plan import prepare
     from .run_options import ParallelOptions
 
     echo = echo or print
     parallel = parallel or ParallelOptions()
+    if parallel.launcher is not None:
+        from .submitit_launcher import check_launcher
+
+        check_launcher(parallel.launcher)
     silence_known_noise()
     start = time.perf_counter()
     out = config.output_dir
@@ -266,8 +271,19 @@ def run_sweep(
                 echo(f"  running: {cell.label} ({lease.where})" if lease else f"  would run: {cell.label}")
             return result
         plan.check_state()
-        result.workers, report_policy = _run_here(plan, parallel, result, report=report, progress=progress, quiet=quiet,
-                                                  echo=echo)
+        if parallel.launcher is not None and pending:
+            from .submitit_launcher import submit_workers
+
+            result.jobs = submit_workers(plan, parallel, report=report, quiet=quiet, echo=echo)
+            if parallel.launcher == "slurm":
+                return result
+            finished = plan.table.finished_keys()
+            result.ran = [c.key for c in pending if c.key in finished]
+            result.workers = len(result.jobs)
+            report_policy = "finisher"
+        else:
+            result.workers, report_policy = _run_here(plan, parallel, result, report=report, progress=progress, quiet=quiet,
+                                                      echo=echo)
 
     if report and plan.table.path.is_file():
         if report_policy == "end":

@@ -1,7 +1,8 @@
 """One worker of a sweep: claim a cell, run it, record its row; until every cell of the grid is done.
 
 Any number of workers run this loop on one results folder: the process you start, the
-``--workers K`` processes it starts, or processes another scheduler starts with ``--shard i/n``. A cell is claimed through its lease (:mod:`~facetransfer.sweep.lease`),
+``--workers K`` processes it starts, SLURM array tasks, or processes another scheduler starts
+with ``--shard i/n``. A cell is claimed through its lease (:mod:`~facetransfer.sweep.lease`),
 run, and its row added to ``results.csv`` only while the lease is still this worker's, so every
 cell gets exactly one row. When no cell is free but other workers' cells still run, the worker
 waits: if one of them dies, this worker runs its cell again::
