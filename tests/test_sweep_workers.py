@@ -1,4 +1,4 @@
-"""A sweep's grid in several processes: leases, concurrent results, --workers, --shard, submitit."""
+"""A sweep's grid in several processes: leases, concurrent results, --workers, --shard, submitit, --status."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 
 from facetransfer.cli import main
 from facetransfer.sweep import ResultsTable, load_sweep_config, run_sweep
-from facetransfer.sweep.lease import Heartbeat, LeaseBook, WorkerIdentity, read_leases
+from facetransfer.sweep.lease import Heartbeat, Lease, LeaseBook, WorkerIdentity, read_leases
 from facetransfer.sweep.results import FIELDS
 from facetransfer.sweep.run_options import ParallelOptions
 from facetransfer.sweep.worker import record_row
@@ -72,6 +72,11 @@ def test_bad_run_options_are_one_line_before_any_work(options, message, tmp_path
     err = capsys.readouterr().err
     assert f"facetransfer: error: {message}" in err and "Traceback" not in err
     assert not (tmp_path / "results").exists()
+
+
+def test_status_of_a_folder_without_a_sweep_is_one_line(tmp_path, capsys):
+    assert main(["sweep", "--status", str(tmp_path)]) == 2
+    assert f"facetransfer: error: --status {tmp_path}: no sweep there (no results.csv, sweep.json or leases)" in capsys.readouterr().err
 
 
 # --- leases and the folder lock ----------------------------------------------------------------------
@@ -247,3 +252,37 @@ def test_submitit_local_executor_runs_the_grid(tmp_path, monkeypatch):
     assert "sweep tiny: 4 cells run by 2 workers" in lines[-1]
     logs = "".join(p.read_text() for p in (config.output_dir / "submitit").glob("*_log.out"))
     assert "[worker 0/2]" in logs and "[worker 1/2]" in logs
+
+
+# --- status -------------------------------------------------------------------------------------------
+def test_status_shows_done_running_pending_and_time_left(tmp_path, capsys):
+    config = load_sweep_config(tiny_sweep(tmp_path, train_samples=[6, 12, 18, "all"],
+                                          methods=[{"strategy": "scratch", "backbone": "scratch_cnn"}]))
+    run_sweep(config, progress=False, report=False, echo=lambda _: None)
+    results = config.output_dir
+    table = results / "results.csv"
+    text = table.read_text().splitlines()
+    table.write_text("\n".join(text[:3]) + "\n")  # keep N=6 and N=12: two cells done
+    other = LeaseBook(results, WorkerIdentity("h1", "worker 1/2", "node7", 4242), lease_seconds=300)
+    dead = LeaseBook(results, WorkerIdentity("h2", "worker 0/2", "node8", 77), lease_seconds=1)
+    with other.alive():  # a running worker holds its liveness lock; the dead one's is gone
+        other.claim(("scratch/scratch_cnn", 18, 0), "scratch/scratch_cnn N=18 seed=0", "fp")
+        lease = dead.claim(("scratch/scratch_cnn", 30, 0), "scratch/scratch_cnn N=30 (all) seed=0", "fp").lease
+        stale = Lease(**{**lease.__dict__, "heartbeat_at": time.time() - 100})
+        dead.path(lease.cell).write_text(stale.to_json())
+        assert main(["sweep", "--status", str(results)]) == 0
+        out = capsys.readouterr().out
+        other.release(other.read(("scratch/scratch_cnn", 18, 0)))
+    assert f"sweep tiny ({results}): 4 cells: 2 done, 1 running, 1 pending" in out
+    assert "  scratch/scratch_cnn N=18 seed=0: worker 1/2 on node7 (pid 4242), since " in out and "heartbeat 0 s ago" in out
+    assert "stopped workers" in out
+    assert "  scratch/scratch_cnn N=30 (all) seed=0: worker 0/2 on node8 (pid 77), last heartbeat 100 s ago" in out
+    assert "pending: scratch/scratch_cnn N=30 (all) seed=0" in out
+    assert "time left: ~" in out and "(from 2 finished cells)" in out
+
+    # a worker on this folder runs the pending cell at once, the stopped worker's cell too, and waits for none
+    lines: list[str] = []
+    run_sweep(config, progress=False, report=False, echo=lines.append)
+    assert any("N=30 (all) seed=0: taking it over from worker 0/2 on node8 (pid 77)" in line for line in lines)
+    assert main(["sweep", "--status", str(results)]) == 0
+    assert "4 cells: 4 done, 0 running, 0 pending" in (out := capsys.readouterr().out) and "complete:" in out

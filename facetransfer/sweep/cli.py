@@ -9,6 +9,7 @@
     facetransfer sweep --config configs/experiments/paper_lfw.yaml --launcher slurm --workers 16 \
         --slurm_partition gpu --slurm_time 720                                          # a SLURM job array
     facetransfer sweep --config configs/experiments/paper_lfw.yaml --shard 3/16         # one worker of 16 started elsewhere
+    facetransfer sweep --status results/paper_lfw                                       # done / running / pending, time left
     facetransfer report results/offline_lfw
     python -m facetransfer.sweep --config configs/experiments/demo.yaml     # the same, without the facetransfer CLI
 
@@ -26,7 +27,8 @@ from pathlib import Path
 
 from ..malloc_tuning import tune_malloc
 
-RUN_OPTIONS = ("only", "dry_run", "no_report", "no_progress", "verbose", "workers", "shard", "launcher", "lease_seconds")
+RUN_OPTIONS = ("only", "dry_run", "no_report", "no_progress", "verbose", "status", "workers", "shard", "launcher",
+               "lease_seconds")
 
 
 def sweep_command_parser():
@@ -46,7 +48,7 @@ def sweep_command_parser():
 
 
 def _add_scale_out_options(parser) -> None:
-    """``--workers``, ``--shard``, ``--launcher``, ``--lease_seconds`` and the ``--slurm_*`` options."""
+    """``--workers``, ``--shard``, ``--launcher``, ``--lease_seconds``, ``--status`` and the ``--slurm_*`` options."""
     from typing import Optional
 
     from jsonargparse.typing import NonNegativeInt, PositiveInt
@@ -54,6 +56,9 @@ def _add_scale_out_options(parser) -> None:
     from .run_options import LAUNCHERS, SLURM_OPTION_KEYS
 
     group = parser.add_argument_group("running the grid in several processes")
+    group.add_argument("--status", type=Optional[str], default=None, metavar="DIR",
+                       help="show the cells of the sweep in DIR: done, running (by whom, since when), pending, time left; "
+                            "needs no config")
     group.add_argument("--workers", type=Optional[str], default=None,
                        help="worker processes on this machine, each with one GPU (or a share of the CPU cores); 'auto': "
                             "one per visible GPU; with --launcher: the number of array tasks (default: one per cell)")
@@ -92,6 +97,8 @@ def sweep_command(argv: Sequence[str]) -> int:
     slurm = {k: parsed.get(k) for k in SLURM_OPTION_KEYS}
     for k in (*RUN_OPTIONS, *SLURM_OPTION_KEYS):
         parsed.pop(k, None)
+    if options["status"] is not None:
+        return status_command(options["status"])
     parallel = ParallelOptions.from_args(
         workers=options["workers"], shard=options["shard"], launcher=options["launcher"],
         lease_seconds=options["lease_seconds"], slurm=slurm,
@@ -114,6 +121,14 @@ def sweep_command(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         print("facetransfer: finished cells are in results.csv; run the same command to resume", file=sys.stderr)
         raise
+    return 0
+
+
+def status_command(folder: str) -> int:
+    """``facetransfer sweep --status DIR``: cells done, running and pending, and the time left."""
+    from .status import format_status, sweep_status
+
+    print(format_status(sweep_status(folder)))
     return 0
 
 
@@ -144,4 +159,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return facetransfer_main(args if args and args[0] in ("sweep", "report") else ["sweep", *args])
 
 
-__all__ = ["main", "report_command", "sweep_command"]
+__all__ = ["main", "report_command", "status_command", "sweep_command"]
