@@ -310,8 +310,8 @@ def _run_here(
     from .shard import Shard
     from .worker import WorkerSettings, run_worker, write_report_if_due
 
-    workers = resolve_workers(parallel.workers, plan.config)
-    if workers > 1 and plan.pending:
+    workers = min(resolve_workers(parallel.workers, plan.config), len(plan.pending))  # no worker without a cell
+    if workers > 1:
         run_local_workers(plan, workers, parallel, progress=progress, quiet=quiet, echo=echo)
         finished = plan.table.finished_keys()
         result.ran = [c.key for c in plan.pending if c.key in finished]

@@ -103,7 +103,7 @@ def submit_workers(plan: SweepPlan, parallel: ParallelOptions, *, report: bool, 
     With ``submitit_local`` wait for them (a worker that failed leaves its message in the
     ``submitit`` folder's logs)."""
     launcher = parallel.launcher or "slurm"
-    count = int(parallel.workers or len(plan.pending))
+    count = min(int(parallel.workers or len(plan.pending)), len(plan.pending))  # a task without a cell would idle
     folder = plan.output_dir / SUBMITIT_DIR
     local = launcher == "submitit_local"
     threads = max(1, (plan.config.num_threads or cpu_count()) // count) if local else None
