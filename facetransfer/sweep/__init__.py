@@ -9,31 +9,40 @@ From Python::
     >>> result = run_sweep(config)  # doctest: +SKIP
     >>> result.report.plot  # doctest: +SKIP
     PosixPath('results/demo/accuracy_vs_n.png')
+
+The same grid in two worker processes, and where a running grid stands::
+
+    >>> result = run_sweep(config, parallel=ParallelOptions.from_args(workers="2"))  # doctest: +SKIP
+    >>> print(format_status(sweep_status("results/demo")))  # doctest: +SKIP
 """
 
 from .._lazy import lazy_attributes
 
-# public name -> submodule (imported on first use: the report command needs neither Lightning nor torch)
+# public name -> submodule (imported on first use: the report and status commands need no Lightning)
 _EXPORTS = {
     "Cell": "grid",
     "FeatureStore": "feature_store",
     "MethodSpec": "config",
+    "ParallelOptions": "run_options",
     "RESULT_FIELDS": "results:FIELDS",
     "Report": "report",
     "ResultsTable": "results",
+    "Shard": "shard",
+    "SlurmOptions": "run_options",
     "SweepConfig": "config",
     "SweepContext": "runner",
     "SweepResult": "runner",
+    "SweepStatus": "status",
     "build_cells": "grid",
     "build_sweep_config": "config",
     "effective_sizes": "grid",
+    "format_status": "status",
     "load_sweep_config": "config",
     "run_cell": "runner",
     "run_sweep": "runner",
     "sweep_parser": "config",
+    "sweep_status": "status",
     "write_report": "report",
 }
 __all__ = sorted(_EXPORTS)
-
-
 __getattr__ = lazy_attributes(__name__, _EXPORTS)

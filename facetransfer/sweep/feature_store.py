@@ -7,7 +7,9 @@ data source, image set, precision) for every image of every seed's split and sto
 :class:`~facetransfer.features.FeatureCache`; every cell, whatever its seed, split or ``N``, then
 picks its rows by image key. :class:`FeatureStore` is a
 :class:`~facetransfer.features.FeatureProvider`, so Lightning cells get their features from it
-the same way a :class:`~facetransfer.FaceDataModule` gets them in a single run::
+the same way a :class:`~facetransfer.FaceDataModule` gets them in a single run. Workers of a sweep
+share the folder: the features of a key are computed by one of them (a file lock per key, files
+written atomically) and read by the others::
 
     >>> store = FeatureStore("results/demo/features", source, keys, face_crop=1.0)  # doctest: +SKIP
     >>> train = store.select(extractor, manifest.train)  # doctest: +SKIP
@@ -20,7 +22,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from filelock import FileLock
 
+from ..atomic import remove_stale_temporaries
 from ..data.dataset import FaceDataset
 from ..data.sources import FaceSource
 from ..features import BackboneFeatures, FeatureCache, FeatureDataset, FeatureProvider, ImageBatches, feature_cache_key
@@ -85,10 +89,14 @@ class FeatureStore(FeatureProvider):
             return extractor(dataset, batch_size=self.batch_size, num_workers=self.num_workers)
 
         computed_before = self.computed
-        feats, _ = self.cache.get_or_compute(key, compute)
-        if len(feats) != len(self.keys):  # not the features of these images: never trust it
-            self.cache.path(key).unlink(missing_ok=True)
+        path = self.cache.path(key)
+        # one writer per key: other processes sharing the cache wait, then read its file
+        with FileLock(path.with_suffix(".lock")):
+            remove_stale_temporaries(path)  # a killed writer's leftovers (writers hold this lock)
             feats, _ = self.cache.get_or_compute(key, compute)
+            if len(feats) != len(self.keys):  # not the features of these images: never trust it
+                path.unlink(missing_ok=True)
+                feats, _ = self.cache.get_or_compute(key, compute)
         if self.computed == computed_before:
             self.loaded += 1
         self._memory[key] = feats

@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write
+from filelock import FileLock
+
+from ..atomic import atomic_path, atomic_write
 from ..errors import ConfigError, DataError
 from .results import RESULTS_NAME, STATE_NAME, ResultsTable
 
 REPORT_NAME = "report.md"
+REPORT_LOCK_NAME = ".report.lock"
 PLOT_NAME = "accuracy_vs_n.png"
 TENSORBOARD_SUBDIR = os.path.join("logs", "report")
 FIGURE_TAG = "sweep/accuracy_vs_n"
@@ -184,11 +187,27 @@ def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None 
 
 
 def write_report(folder: str | os.PathLike, title: str | None = None) -> Report:
-    """Write ``report.md``, ``accuracy_vs_n.png`` and a TensorBoard figure + table from ``results.csv``."""
+    """Write ``report.md``, ``accuracy_vs_n.png`` and a TensorBoard figure + table from ``results.csv``.
+
+    Two processes writing the report of one folder at once take turns (a file lock).
+    """
     folder = Path(folder)
-    table = ResultsTable(folder / RESULTS_NAME)
-    if not table.path.is_file():
+    if not (folder / RESULTS_NAME).is_file():
         raise DataError(f"no {RESULTS_NAME} in {folder}: run a sweep into it first (facetransfer sweep --config ...)")
+    with FileLock(folder / REPORT_LOCK_NAME):
+        return _write_report(folder, title)
+
+
+def read_report(folder: str | os.PathLike) -> Report:
+    """The report another process wrote into ``folder`` (``report.md`` and where the rest is)."""
+    folder = Path(folder)
+    table_path = folder / REPORT_NAME
+    markdown = table_path.read_text()
+    return Report(markdown, table_path, folder / PLOT_NAME, folder / TENSORBOARD_SUBDIR, len(ResultsTable(folder / RESULTS_NAME).rows()))
+
+
+def _write_report(folder: Path, title: str | None) -> Report:
+    table = ResultsTable(folder / RESULTS_NAME)
     rows = table.rows()
     if not rows:
         raise DataError(f"{table.path} has no finished cells yet")
@@ -200,7 +219,8 @@ def write_report(folder: str | os.PathLike, title: str | None = None) -> Report:
         fh.write(markdown)
     fig = accuracy_figure(folder, rows, title)
     plot = folder / PLOT_NAME
-    fig.savefig(plot)
+    with atomic_path(plot) as tmp:
+        fig.savefig(tmp, format="png")
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -226,4 +246,4 @@ def _title(folder: Path) -> str | None:
     return name if isinstance(name, str) else None
 
 
-__all__ = ["Report", "accuracy_figure", "markdown_table", "write_report"]
+__all__ = ["Report", "accuracy_figure", "markdown_table", "read_report", "write_report"]

@@ -4,7 +4,9 @@ A row is added by rewriting the whole file to a temporary file and renaming it o
 the old one, so a killed sweep leaves either the old or the new file, never a torn
 one. A row whose cell (method, train_samples, seed) is already there is not added
 again. ``sweep.json`` next to it records what the rows were computed with, so that a
-rerun with another data split or other method settings is refused instead of mixed in::
+rerun with another data split or other method settings is refused instead of mixed in.
+Several worker processes (on one machine or on nodes sharing the folder) read, change and
+write both files under one file lock of the folder (:func:`folder_lock`)::
 
     >>> table = ResultsTable("results/demo/results.csv")  # doctest: +SKIP
     >>> table.finished_keys()  # doctest: +SKIP
@@ -57,6 +59,41 @@ INT_FIELDS = ("train_samples", "seed", "identities", "test_images", "pool_size")
 FLOAT_FIELDS = ("test_top1", "test_top5", "test_macro_f1", "train_seconds", "cell_seconds")
 
 
+LOCK_TIMEOUT_S = 600.0  # the lock is held for milliseconds; this long means a holder is stuck
+
+
+def folder_lock(folder: str | os.PathLike) -> FileLock:
+    """The lock of a results folder's bookkeeping (``results.csv``, ``sweep.json``, leases).
+
+    One OS file lock (``flock``; released when its process dies, even by SIGKILL), re-entrant
+    within a thread and shared by the whole process::
+
+        >>> with folder_lock("results/demo"):  # doctest: +SKIP
+        ...     rows = ResultsTable("results/demo/results.csv").rows()
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    # one lock object per file and process (re-entrant): the same folder spelt two ways is one lock
+    return FileLock(folder.resolve() / LOCK_NAME, timeout=LOCK_TIMEOUT_S, is_singleton=True)
+
+
+@contextlib.contextmanager
+def locked(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold :func:`folder_lock` (a stuck holder gives one clear error instead of a hang)."""
+    lock = folder_lock(folder)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(
+            f"{lock.lock_file} has been locked for {LOCK_TIMEOUT_S:.0f} s: a facetransfer process holding it is stuck "
+            "(stopped or on a hung filesystem); end it and run the command again"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def _parse_row(row: dict[str, str], path: Path, line: int) -> dict[str, Any]:
     out: dict[str, Any] = dict(row)
     try:
@@ -90,7 +127,15 @@ class ResultsTable:
         return {row_key(r) for r in self.rows()}
 
     def append(self, row: Mapping[str, Any]) -> bool:
-        """Add a row unless its cell is already recorded; True when it was added."""
+        """Add a row unless its cell is already recorded; True when it was added.
+
+        Read, change and rewrite happen under :func:`folder_lock`, so rows that several
+        processes add at the same time are all kept.
+        """
+        with locked(self.path.parent):
+            return self._append(row)
+
+    def _append(self, row: Mapping[str, Any]) -> bool:
         rows = self.rows()
         if row_key(row) in {row_key(r) for r in rows}:
             return False
@@ -153,7 +198,22 @@ class SweepState:
         extra: Mapping[str, Any],
         write: bool = True,
     ) -> None:
-        """Refuse to mix results: a seed's split or a method's settings must not change while it has rows."""
+        """Refuse to mix results: a seed's split or a method's settings must not change while it has rows.
+
+        ``recorded``: the cells with rows, and those other workers are running (their settings
+        are in this file: the first writer wins, later workers are checked against it).
+        """
+        with locked(self.path.parent):
+            self._check_and_update(splits, methods, recorded, extra, write)
+
+    def _check_and_update(
+        self,
+        splits: Mapping[str, str],
+        methods: Mapping[str, Any],
+        recorded: set[CellKey],
+        extra: Mapping[str, Any],
+        write: bool,
+    ) -> None:
         state = self.load()
         folder = self.path.parent
         seeds_with_rows = {str(seed) for _, _, seed in recorded}
@@ -184,27 +244,35 @@ class SweepState:
         with atomic_write(self.path) as fh:
             fh.write(json.dumps(state, indent=1, sort_keys=True))
 
-
-@contextlib.contextmanager
-def sweep_lock(folder: str | os.PathLike) -> Iterator[None]:
-    """Hold the results folder for one sweep at a time (an OS file lock: released even on SIGKILL)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(folder / LOCK_NAME)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise ConfigError(f"another sweep is running in {folder}; wait for it or use another output_dir") from None
-    try:
-        yield
-    finally:
-        lock.release()
+    def check_cell(self, method: str, fingerprint: Any, seed: int, split: str) -> None:
+        """Refuse a cell whose method settings or split differ from those recorded (another
+        worker of the folder runs another config). Call it holding :func:`folder_lock`."""
+        state = self.load()
+        folder = self.path.parent
+        old_split = state["splits"].get(str(seed))
+        if old_split is not None and old_split != split:
+            raise ConfigError(
+                f"{folder}: another worker recorded a different data split for seed {seed} in {self.path.name} "
+                "(different data or data settings); every worker of a folder must use the same data"
+            )
+        old = state["methods"].get(method)
+        change = _diff(old, fingerprint) if old is not None else None
+        if change:
+            raise ConfigError(
+                f"{folder}: another worker recorded other settings for method {method!r} in {self.path.name} "
+                f"({change}); every worker of a folder must run the same config"
+            )
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> None:
-    """Temporary files a killed sweep left behind (the real files are intact)."""
-    for name in (RESULTS_NAME, STATE_NAME):
-        _remove_stale(Path(folder) / name)
+    """Temporary files a killed sweep left behind (the real files are intact).
+
+    Writers write their temporary files while holding :func:`folder_lock`, so under it every
+    temporary file is a leftover.
+    """
+    with locked(folder):
+        for name in (RESULTS_NAME, STATE_NAME):
+            _remove_stale(Path(folder) / name)
 
 
-__all__ = ["FIELDS", "RESULTS_NAME", "ResultsTable", "SweepState", "row_key", "sweep_lock"]
+__all__ = ["FIELDS", "RESULTS_NAME", "ResultsTable", "SweepState", "folder_lock", "locked", "row_key"]

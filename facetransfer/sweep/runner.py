@@ -13,16 +13,14 @@ continues where it stopped::
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -34,9 +32,14 @@ from ..precision import autocast_dtype
 from ..strategies import get_strategy
 from .config import MethodSpec, SweepConfig
 from .feature_store import FeatureStore, all_keys
-from .grid import Cell, CellKey, build_cells, split_digest
-from .report import Report, write_report
-from .results import RESULTS_NAME, ResultsTable, SweepState, remove_stale_temporaries, sweep_lock
+from .grid import Cell, CellKey
+from .lease import lease_alive, read_leases, remove_stale_lease_temporaries
+from .report import REPORT_NAME, Report, read_report, write_report
+from .results import RESULTS_NAME, remove_stale_temporaries
+
+if TYPE_CHECKING:
+    from .plan import SweepPlan
+    from .run_options import ParallelOptions
 
 Echo = Callable[[str], None]
 
@@ -130,6 +133,8 @@ class SweepResult:
     features_computed: int = 0
     features_loaded: int = 0
     seconds: float = 0.0
+    workers: int = 1
+    jobs: list[Any] = field(default_factory=list)  # submitit's jobs (--launcher)
 
     @property
     def results_csv(self) -> Path:
@@ -209,11 +214,6 @@ def check_methods(config: SweepConfig, methods: list[MethodSpec]) -> None:
             raise _located(where, err) from None
 
 
-def _state_extra(config: SweepConfig) -> dict[str, Any]:
-    order = config.method_order or [m.name for m in config.methods]
-    return {"name": config.name, "method_order": order, "config": config.to_dict()}
-
-
 def run_sweep(
     config: SweepConfig,
     *,
@@ -222,6 +222,7 @@ def run_sweep(
     dry_run: bool = False,
     quiet: bool = True,
     echo: Echo | None = None,
+    parallel: ParallelOptions | None = None,
 ) -> SweepResult:
     """Run the grid of ``config`` (skipping finished cells); return what was done.
 
@@ -231,99 +232,111 @@ def run_sweep(
         dry_run: check everything and list the cells to run, train nothing.
         quiet: hide Lightning's per-cell info lines.
         echo: where messages go (default: print).
+        parallel: where the workers run (``--workers``, ``--shard``, ``--launcher``); default:
+            one worker, this process.
     """
+    from .plan import prepare
+    from .run_options import ParallelOptions
+
     echo = echo or print
+    parallel = parallel or ParallelOptions()
+    if parallel.launcher is not None:
+        from .submitit_launcher import check_launcher
+
+        check_launcher(parallel.launcher)
     silence_known_noise()
     start = time.perf_counter()
     out = config.output_dir
-    with sweep_lock(out), torch_threads(config.num_threads):
+    with torch_threads(config.num_threads):
         remove_stale_temporaries(out)
-        with quiet_lightning(quiet):
-            pools, data, image_keys = build_splits(config, echo)
-        cells, notes = build_cells(config, pools)
-        for note in notes:
-            echo(f"notice: {note}")
-        smallest = min(c.train_samples for c in cells)
-        for method in config.methods:
-            need = get_strategy(method.strategy).min_train_samples
-            if smallest < need:
-                raise ConfigError(f"train_samples: {method.strategy} needs at least {need} training images, got {smallest}")
-        table = ResultsTable(out / RESULTS_NAME)
-        finished = table.finished_keys()
-        pending = [c for c in cells if c.key not in finished]
-        result = SweepResult(out, cells, skipped=[c.key for c in cells if c.key in finished])
+        remove_stale_lease_temporaries(out)
+        plan = prepare(config, echo, quiet)
+        cells, pending = plan.cells, plan.pending
+        result = SweepResult(out, cells, skipped=[c.key for c in cells if c.key in plan.finished])
         with quiet_lightning(quiet):
             check_methods(config, [m for m in config.methods if any(c.method is m for c in pending)])
-
-        state = SweepState(out)
-        splits = {str(seed): split_digest(pool) for seed, pool in pools.items()}
-        fingerprints = {m.name: m.fingerprint(config.data) for m in config.methods}
         sizes = sorted({c.train_samples for c in cells})
         echo(
             f"grid: {len(cells)} cells = {len(config.methods)} methods x {len(sizes)} sizes {sizes} x "
-            f"{len(config.seeds)} seed(s); {len(result.skipped)} already in {table.path}, {len(pending)} to run"
+            f"{len(config.seeds)} seed(s); {len(result.skipped)} already in {plan.table.path}, {len(pending)} to run"
         )
+        running = {lease.cell: lease for lease in read_leases(out) if lease_alive(out, lease)}
+        elsewhere = sum(c.key in running for c in pending)
+        if elsewhere:
+            echo(f"{elsewhere} of them are running in other workers now")
         if dry_run:
-            state.check_and_update(splits, fingerprints, finished, _state_extra(config), write=False)
+            plan.check_state(write=False)
             for cell in pending:
-                echo(f"  would run: {cell.label}")
+                lease = running.get(cell.key)
+                echo(f"  running: {cell.label} ({lease.where})" if lease else f"  would run: {cell.label}")
             return result
-        state.check_and_update(splits, fingerprints, finished, _state_extra(config))
+        plan.check_state()
+        if parallel.launcher is not None and pending:
+            from .submitit_launcher import submit_workers
 
-        store = FeatureStore(
-            config.feature_cache_dir,
-            data.source,
-            image_keys,
-            face_crop=data.face_crop,
-            batch_size=max(64, data.eval_batch_size),
-            num_workers=data.num_workers,
-        )
-        ctx = SweepContext(config, pools, store, out / "logs")
-        _run_cells(pending, ctx, table, result, progress, quiet, echo)
-        result.features_computed, result.features_loaded = store.computed, store.loaded
+            result.jobs = submit_workers(plan, parallel, report=report, quiet=quiet, echo=echo)
+            if parallel.launcher == "slurm":
+                return result
+            finished = plan.table.finished_keys()
+            result.ran = [c.key for c in pending if c.key in finished]
+            result.workers = len(result.jobs)
+            report_policy = "finisher"
+        else:
+            result.workers, report_policy = _run_here(plan, parallel, result, report=report, progress=progress, quiet=quiet,
+                                                      echo=echo)
 
-    if report and table.path.is_file():
-        result.report = write_report(out, title=config.name)
-        echo("")
-        echo(result.report.markdown)
-        echo(f"results: {table.path}")
-        echo(f"table:   {result.report.table_path}")
-        echo(f"plot:    {result.report.plot}")
-        echo(f"TensorBoard (figure, table and every cell's curves): tensorboard --logdir {out / 'logs'}")
+    if report and plan.table.path.is_file():
+        if report_policy == "end":
+            result.report = write_report(out, title=config.name)
+        elif report_policy == "finisher" and (out / REPORT_NAME).is_file() and len(result.ran) + len(result.skipped) == len(cells):
+            result.report = read_report(out)  # written by the worker that recorded the last row
+        if result.report is not None:
+            _echo_report(result.report, out, echo)
     result.seconds = time.perf_counter() - start
-    echo(f"sweep {config.name}: {len(result.ran)} cells run, {len(result.skipped)} skipped, {result.seconds:.0f} s wall time")
+    by = f" by {result.workers} workers" if result.workers > 1 else ""
+    echo(f"sweep {config.name}: {len(result.ran)} cells run{by}, {len(result.skipped)} skipped, {result.seconds:.0f} s wall time")
     return result
 
 
-def _run_cells(
-    pending: list[Cell], ctx: SweepContext, table: ResultsTable, result: SweepResult, progress: bool, quiet: bool, echo: Echo
-) -> None:
-    from tqdm.auto import tqdm
+def _run_here(
+    plan: SweepPlan, parallel: ParallelOptions, result: SweepResult, *, report: bool, progress: bool, quiet: bool,
+    echo: Echo,
+) -> tuple[int, str]:
+    """Run the pending cells on this machine: in this process, or in ``--workers K`` processes.
 
-    total = len(result.cells)
-    bar = tqdm(total=total, initial=total - len(pending), desc="sweep", unit="cell", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
-    say = bar.write if progress else echo
-    try:
-        for cell in pending:
-            bar.set_postfix_str(cell.label, refresh=True)
-            with quiet_lightning(quiet):
-                row = run_cell(cell, ctx)
-            table.append(row)
-            result.ran.append(cell.key)
-            say(
-                f"{cell.label}: top-1 {row['test_top1'] * 100:.1f}%, top-5 {row['test_top5'] * 100:.1f}%, "
-                f"train {row['train_seconds']:.1f} s ({row['device']})"
-            )
-            for notice in ctx.notices:
-                say(f"notice: {notice}")
-            ctx.notices.clear()
-            bar.update(1)
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-    finally:
-        bar.close()
+    Returns the number of workers and who writes the report (``end``: the caller; ``finisher``:
+    the worker that recorded the last row, for a ``--shard`` worker)."""
+    from .local_workers import resolve_workers, run_local_workers
+    from .shard import Shard
+    from .worker import WorkerSettings, run_worker, write_report_if_due
+
+    workers = min(resolve_workers(parallel.workers, plan.config), len(plan.pending))  # no worker without a cell
+    if workers > 1:
+        run_local_workers(plan, workers, parallel, progress=progress, quiet=quiet, echo=echo)
+        finished = plan.table.finished_keys()
+        result.ran = [c.key for c in plan.pending if c.key in finished]
+        return workers, "end"
+    shard = parallel.shard or Shard()
+    policy = "end" if parallel.shard is None else "finisher" if report else "none"
+    settings = WorkerSettings(
+        shard=shard, lease_seconds=parallel.lease_seconds, report=policy, progress=progress, quiet=quiet,
+        tag="" if parallel.shard is None else f"[{shard.label}] ",
+    )
+    outcome = run_worker(plan, plan.context(), settings, echo)
+    result.ran = outcome.ran
+    result.features_computed, result.features_loaded = outcome.features_computed, outcome.features_loaded
+    if policy == "finisher" and not write_report_if_due(plan, outcome, lambda text: None):
+        return 1, "none"  # another worker recorded the last row and writes it
+    return 1, policy
+
+
+def _echo_report(report: Report, out: Path, echo: Echo) -> None:
+    echo("")
+    echo(report.markdown)
+    echo(f"results: {out / RESULTS_NAME}")
+    echo(f"table:   {report.table_path}")
+    echo(f"plot:    {report.plot}")
+    echo(f"TensorBoard (figure, table and every cell's curves): tensorboard --logdir {out / 'logs'}")
 
 
 __all__ = ["SweepContext", "SweepResult", "build_splits", "check_methods", "device_label", "quiet_lightning", "run_cell", "run_sweep"]
