@@ -8,7 +8,8 @@ final name, and a kill during the copy leaves a truncated ``last.ckpt``.
 :class:`AtomicCheckpointIO` writes the temporary file next to its destination, syncs it
 and renames it over the old one, so the previous checkpoint stays whole until the new
 one is complete. It also loads with ``weights_only=True`` and reports an unsafe or
-damaged file as one :class:`~facetransfer.errors.WeightsError`::
+damaged file as one :class:`~facetransfer.errors.WeightsError`, a full or read-only disk during a
+save as one :class:`~facetransfer.errors.FileSystemError` (the previous checkpoint stays)::
 
     >>> trainer = make_trainer()  # doctest: +SKIP
     >>> type(trainer.strategy.checkpoint_io).__name__  # doctest: +SKIP
@@ -40,7 +41,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)  # object stores: Lightning's way
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__}.save_checkpoint does not take storage_options")
-        atomic_torch_save(checkpoint, path)
+        atomic_torch_save(checkpoint, path, what="checkpoint", kept=_what_a_failed_save_keeps(Path(path)))
 
     def load_checkpoint(
         self,
@@ -58,9 +59,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise checkpoint_error(path, err) from None
 
 
-def atomic_torch_save(obj: Any, path: _PATH) -> Path:
-    """``torch.save`` to ``path`` through :func:`~facetransfer.atomic.atomic_write` (temporary file, fsync, rename)."""
-    with atomic_write(path, "wb") as fh:
+def _what_a_failed_save_keeps(path: Path) -> str:
+    """``the previous last.ckpt is kept``, or the other checkpoints next to it, for the error of a failed save."""
+    if path.exists():
+        return f"the previous {path.name} is kept"
+    others = sorted(p.name for p in path.parent.glob("*.ckpt")) if path.parent.is_dir() else []
+    if others:
+        return f"the partial file was removed; the run's other checkpoints are kept: {', '.join(others[:3])}" + (
+            " ..." if len(others) > 3 else "")
+    return "the partial file was removed; no checkpoint of this run was saved before"
+
+
+def atomic_torch_save(obj: Any, path: _PATH, what: str = "file", kept: str | None = None) -> Path:
+    """``torch.save`` to ``path`` through :func:`~facetransfer.atomic.atomic_write` (temporary file, fsync, rename);
+    ``what`` and ``kept`` word the one-line error of a full or read-only disk."""
+    with atomic_write(path, "wb", what=what, kept=kept) as fh:
         torch.save(obj, fh)
     return Path(path)
 

@@ -20,13 +20,15 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
 from .checkpoint_info import read_checkpoint
-from .cli import DESCRIPTION
 from .checkpointing import find_last_checkpoint
+from .cli import DESCRIPTION
 from .data import FaceDataModule
 from .errors import ConfigError, FaceTransferError
+from .filesystem import filesystem_error, find_os_error
 from .models import backbone_preprocess
 from .module import FaceClassifier, restoring_from_checkpoint
 from .prediction import PredictionReport
+from .run_folder import RunFolderGuard, StepWatcher
 from .trainer import default_benchmark, default_callbacks, default_precision, with_atomic_checkpoints
 
 
@@ -172,9 +174,31 @@ class FaceTransferCLI(LightningCLI):
 
     after_validate = after_test
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run the command; when it fails before its first step, remove the run folder it created (nothing
+        of a run that trained is touched), and report a filesystem fault as one line with what was kept."""
+        guard = RunFolderGuard.before(self.trainer)
+        watcher = next((c for c in self.trainer.callbacks if isinstance(c, StepWatcher)), None)
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException as err:
+            stepped = watcher is None or watcher.stepped
+            removed = guard.clean_up_after_failure(self.trainer, stepped)
+            fault = find_os_error(err) if isinstance(err, Exception) and not isinstance(err, FaceTransferError) else None
+            if fault is not None:
+                raise filesystem_error(fault, kept=self._what_was_kept(stepped, removed)) from err
+            raise
+
+    def _what_was_kept(self, stepped: bool, removed: list[Path]) -> str:
+        if not stepped:
+            return "nothing was trained or tested" + ("; its empty run folder was removed" if removed else "")
+        folder = getattr(self.trainer.logger, "log_dir", None) or self.trainer.default_root_dir  # no collective here
+        return f"what the run wrote before, in {folder}, is kept"
+
     def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
         """Add facetransfer's default callbacks, minus those the trainer options turn off."""
         defaults = default_callbacks(config.get("enable_checkpointing") is not False, config.get("logger") is not False)
+        defaults.append(StepWatcher())  # for the clean-up of a run that fails before its first step
         if self.subcommand == "predict":
             options = self.config[self.subcommand]
             defaults.append(PredictionReport(top_k=options.get("top_k", 5), unknown_below=options.get("unknown_below")))

@@ -76,14 +76,30 @@ class FaceSource:
         return self.root
 
 
+def is_listed_file(entry: os.DirEntry) -> bool:
+    """True for a file, and for an entry that cannot be followed (a symbolic link that points to itself):
+    listed as an image, the image check reports it instead of a traceback."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return True
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symbolic link loop is no identity folder
+        return False
+
+
 def _list_identity_folder(root: Path, base: Path) -> list[FaceRecord]:
     """Records for ``root/<identity>/<file>``; keys are relative to ``base``. Hidden files are ignored."""
     records = []
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if not entry.is_dir() or entry.name.startswith("."):
+        if not _is_folder(entry) or entry.name.startswith("."):
             continue
         for f in sorted(os.scandir(entry.path), key=lambda e: e.name):
-            if f.is_file() and not f.name.startswith("."):
+            if is_listed_file(f) and not f.name.startswith("."):
                 records.append(FaceRecord(entry.name, os.path.relpath(f.path, base)))
     return records
 

@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import FaceTransferError, FileSystemError
+from ..filesystem import describe_os_error, find_os_error
 from ..malloc_tuning import tune_malloc
 
 RUN_OPTIONS = ("only", "dry_run", "no_report", "no_progress", "verbose")
@@ -66,6 +68,15 @@ def sweep_command(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         print("facetransfer: finished cells are in results.csv; run the same command to resume", file=sys.stderr)
         raise
+    except Exception as err:  # a filesystem fault in any cell: one line, and what is kept
+        if isinstance(err, FileSystemError):
+            text = str(err)
+        elif isinstance(err, FaceTransferError) or (fault := find_os_error(err)) is None:
+            raise
+        else:
+            text = describe_os_error(fault)
+        results = config.output_dir / "results.csv"
+        raise FileSystemError(f"{text}; the finished cells are kept in {results} (run the same command to resume)") from err
     return 0
 
 

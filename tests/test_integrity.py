@@ -1,0 +1,195 @@
+"""Integrity and fault handling: damaged files refused, filesystem faults in one line, config errors not buried.
+
+docs/reliability.md tabulates each fault, what the user sees and what is kept; each row is a test here
+or in tests/test_reliability.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+import facetransfer as ft
+import facetransfer.atomic
+from facetransfer.checkpoint_info import read_checkpoint
+from facetransfer.checkpointing import AtomicCheckpointIO
+from facetransfer.cli import main
+from facetransfer.data.sources import get_source
+from facetransfer.errors import DataError, FileSystemError
+
+from .fakes import REPO, make_folder_tree
+from .test_reliability import MODEL_ARGS, QUIET, SYNTH, tiny_data, tiny_model, tiny_trainer
+
+RUN_ARGS = [*MODEL_ARGS, "--data.dataset_args", str(SYNTH), "--data.batch_size", "8", "--data.num_workers", "0", *QUIET]
+
+
+@pytest.fixture(autouse=True)
+def clean_argv(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["facetransfer"])
+
+
+@pytest.fixture(scope="module")
+def signed_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint of a short run (scratch_cnn, 6 synthetic identities), saved by facetransfer's checkpoint IO."""
+    root = tmp_path_factory.mktemp("signed")
+    L.seed_everything(0)
+    trainer = tiny_trainer(root, max_epochs=1, limit_train_batches=2)
+    data = tiny_data()
+    trainer.fit(tiny_model(data), data)
+    return Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("facetransfer: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+# --- 4. filesystem faults -------------------------------------------------------------------------------
+def test_a_read_only_run_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    """The folder Lightning creates first (the logger's) cannot be made: one line, nothing left behind."""
+    read_only = tmp_path / "ro"  # as a read-only mount: the folder is there, nothing can be made in it
+    read_only.mkdir()
+    real_makedirs = os.makedirs
+
+    def makedirs(name, *args, **kwargs):
+        path = Path(name)
+        if read_only in path.parents:
+            while not path.parent.exists():  # the first folder to make, as os.makedirs fails on it
+                path = path.parent
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_makedirs(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "makedirs", makedirs)
+    assert main(["fit", *RUN_ARGS, "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(read_only / "runs")]) == 2
+    line = one_error_line(capsys)
+    assert line == f"facetransfer: error: cannot create folder {read_only / 'runs'}: Read-only file system (nothing was trained or tested)"
+
+
+class _FullDisk(io.RawIOBase):
+    """A file that takes ``room`` bytes, then fails as a full disk does."""
+
+    def __init__(self, path, mode, room: int, **kwargs) -> None:
+        self.fh = open(path, mode, **kwargs)
+        self.room = room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if self.room < len(data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.fh.write(data)
+
+    def close(self) -> None:
+        self.fh.close()
+        super().close()
+
+
+def fill_disk_for(monkeypatch, suffix: str, room: int = 4096) -> None:
+    """Writes of files ending in ``suffix`` through facetransfer's atomic writer run out of space."""
+    def opener(path, mode="r", *args, **kwargs):
+        if "w" in mode and f"{suffix}." in Path(path).name:  # the hidden temporary file: .last.ckpt.<random>.tmp
+            return _FullDisk(path, mode, room, **kwargs)
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(facetransfer.atomic, "open", opener, raising=False)
+
+
+def test_a_full_disk_during_a_checkpoint_save_keeps_the_previous_one(tmp_path, monkeypatch, capsys):
+    io_ = AtomicCheckpointIO()
+    last = tmp_path / "last.ckpt"
+    io_.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, last)
+    fill_disk_for(monkeypatch, ".ckpt", room=100)
+    with pytest.raises(FileSystemError, match=rf"cannot save checkpoint {last}: No space left on device "
+                                              r"\(the previous last.ckpt is kept\)"):
+        io_.save_checkpoint({"state_dict": {"w": torch.full((1000,), 2.0)}}, last)
+    assert torch.equal(read_checkpoint(last)["state_dict"]["w"], torch.ones(3)) and os.listdir(tmp_path) == ["last.ckpt"]
+
+    runs = tmp_path / "runs"  # the same in a run: its first checkpoint save fails, after training steps
+    assert main(["fit", *RUN_ARGS, "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(runs)]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith(f"facetransfer: error: cannot save checkpoint {runs}") and "No space left on device" in line
+    assert list(runs.rglob("split.json")) and not list(runs.rglob("*.ckpt"))  # a run that trained keeps its folder
+
+
+@pytest.mark.slow
+def test_real_read_only_and_full_filesystems(tmp_path):
+    """The same faults on real tmpfs mounts (a user namespace), where mounting is allowed."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare is not available")
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a user namespace here: {probe.stderr.decode().strip()}")
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "full").mkdir()
+    args = ", ".join(repr(a) for a in RUN_ARGS)
+    script = textwrap.dedent(f"""
+        import sys
+        from facetransfer.cli import main
+        for root in ({str(tmp_path / 'ro' / 'runs')!r}, {str(tmp_path / 'full' / 'runs')!r}):
+            print("RC", main(["fit", {args}, "--trainer.max_epochs", "1", "--trainer.default_root_dir", root]),
+                  file=sys.stderr, flush=True)
+    """)
+    shell = (f"mount -t tmpfs -o ro tmpfs {tmp_path / 'ro'} && mount -t tmpfs -o size=48k tmpfs {tmp_path / 'full'} "
+             f"&& exec {sys.executable} -c \"$0\"")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", shell, script], env=env, capture_output=True, text=True, timeout=600)
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith(("facetransfer: error:", "RC"))]
+    assert len(errors) == 4, done.stderr[-3000:]
+    assert errors == [
+        f"facetransfer: error: cannot create folder {tmp_path / 'ro' / 'runs'}: Read-only file system "
+        "(nothing was trained or tested)",
+        "RC 2",
+        errors[2],
+        "RC 2",
+    ], done.stderr[-3000:]
+    assert errors[2].startswith(f"facetransfer: error: cannot save checkpoint {tmp_path / 'full' / 'runs'}")
+    assert "No space left on device" in errors[2] and "Traceback" not in done.stderr
+
+
+def test_a_symbolic_link_to_itself_is_a_bad_image(tmp_path, capsys):
+    root = make_folder_tree(tmp_path / "faces")
+    (root / "person_0" / "loop.jpg").symlink_to("loop.jpg")
+    with pytest.raises(DataError, match=r"(?s)1 unreadable image\(s\).*person_0/loop.jpg: Too many levels of symbolic links "
+                                        r"\(a symbolic link that points to itself or into a loop\)"):
+        ft.FaceDataModule("folder", root=str(root), num_workers=0).manifest
+    data = ft.FaceDataModule("folder", root=str(root), num_workers=0, on_bad_image="skip")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert [s["key"] for s in data.manifest.skipped] == ["person_0/loop.jpg"]
+    assert main(["fit", *MODEL_ARGS, "--data.dataset", "folder", "--data.root", str(root), *QUIET,
+                 "--trainer.default_root_dir", str(tmp_path / "runs")]) == 2
+    assert "person_0/loop.jpg: Too many levels of symbolic links" in capsys.readouterr().err
+    assert get_source("folder", root=str(root)).records()  # listing the folder does not trip over it
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_no_folder(signed_checkpoint, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    four = str({**SYNTH, "num_identities": 4})  # a resume whose data has 4 identities, the checkpoint 6
+    assert main(["fit", *RUN_ARGS, "--data.dataset_args", four, "--ckpt_path", str(signed_checkpoint),
+                 "--trainer.default_root_dir", str(runs), "--trainer.max_epochs", "2"]) == 2
+    assert "with 6 classes; this model is 'scratch_cnn' with 4 classes" in one_error_line(capsys)
+    assert not runs.exists()  # neither version_0 nor runs/ itself
+
+    kept = runs / "lightning_logs" / "version_0"
+    kept.mkdir(parents=True)
+    (kept / "config.yaml").write_text("an earlier run's")
+    assert main(["fit", *RUN_ARGS, "--data.dataset_args", four, "--ckpt_path", str(signed_checkpoint),
+                 "--trainer.default_root_dir", str(runs), "--trainer.max_epochs", "2"]) == 2
+    capsys.readouterr()
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["version_0"] and (kept / "config.yaml").is_file()
+
