@@ -14,6 +14,8 @@ import subprocess
 import sys
 import textwrap
 import warnings
+import zipfile
+from collections import OrderedDict
 from pathlib import Path
 
 import lightning as L
@@ -22,14 +24,16 @@ import torch
 
 import facetransfer as ft
 import facetransfer.atomic
+from facetransfer.checkpoint_digest import DIGEST_KEY, DigestMismatch, verify_digest, with_digest
 from facetransfer.checkpoint_info import read_checkpoint
 from facetransfer.checkpointing import AtomicCheckpointIO
 from facetransfer.cli import main
 from facetransfer.data.sources import get_source
-from facetransfer.errors import DataError, FileSystemError
+from facetransfer.errors import DataError, FileSystemError, WeightsError
+from facetransfer.models.weights import load_state_dict_file
 
 from .fakes import REPO, make_folder_tree
-from .test_reliability import MODEL_ARGS, QUIET, SYNTH, tiny_data, tiny_model, tiny_trainer
+from .test_reliability import MODEL_ARGS, QUIET, SYNTH, TINY, tiny_data, tiny_model, tiny_trainer
 
 RUN_ARGS = [*MODEL_ARGS, "--data.dataset_args", str(SYNTH), "--data.batch_size", "8", "--data.num_workers", "0", *QUIET]
 
@@ -50,11 +54,75 @@ def signed_checkpoint(tmp_path_factory) -> Path:
     return Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
 
 
+def flip_bits(src: Path, dest: Path, record: str = "data/0", offsets=(3, 100, 301)) -> Path:
+    """A copy of ``src`` with a few bits flipped inside the bytes of one tensor (zip record ``archive/<record>``)."""
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith("/" + record))
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)  # the local header's size
+    for offset in offsets:
+        data[start + offset % info.file_size] ^= 0x40  # an exponent bit: 1e38-size weights, as a failing disk makes
+    dest.write_bytes(bytes(data))
+    return dest
+
+
 def one_error_line(capsys) -> str:
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.startswith("facetransfer: error:")]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
+
+
+# --- 1. checkpoint content digest -------------------------------------------------------------------
+def test_digest_survives_a_save_load_round_trip_and_names_what_changed():
+    weight = torch.randn(8, 4, 3, 3).contiguous(memory_format=torch.channels_last)  # strides do not matter
+    checkpoint = {"state_dict": OrderedDict(w=weight, b=torch.zeros(8, dtype=torch.bfloat16)), "epoch": 3,
+                  "hyper_parameters": {"lr": 1e-4, "class_names": ["a", "b"], "backbone_args": None},
+                  "loops": {"steps": (1, 2.5, True)}}
+    buffer = io.BytesIO()
+    torch.save(with_digest(checkpoint), buffer)
+    loaded = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+    assert verify_digest(loaded, "x.ckpt") is True
+
+    loaded["state_dict"]["w"][0, 1, 2, 0] += 1.0
+    with pytest.raises(DigestMismatch, match=r"checkpoint x.ckpt is damaged: its state_dict does not match"):
+        verify_digest(loaded, "x.ckpt")
+    edited = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+    edited["hyper_parameters"]["lr"] = 1e-3
+    del edited["epoch"]
+    with pytest.raises(DigestMismatch, match=r"its epoch \(missing\), hyper_parameters does not match"):
+        verify_digest(edited)
+    assert verify_digest(checkpoint) is False  # no digest: an older or foreign checkpoint loads as before
+
+
+def test_a_bit_flipped_checkpoint_is_refused_by_every_loader(signed_checkpoint, tmp_path, capsys):
+    assert DIGEST_KEY in torch.load(signed_checkpoint, weights_only=True)
+    assert read_checkpoint(signed_checkpoint)["state_dict"]  # the intact file loads
+    flipped = flip_bits(signed_checkpoint, tmp_path / "flipped.ckpt")
+    assert torch.load(flipped, weights_only=True)["state_dict"]  # torch alone accepts it
+
+    damaged = rf"checkpoint {flipped} is damaged: its state_dict does not match the sha256 digest"
+    for load in (read_checkpoint, AtomicCheckpointIO().load_checkpoint, load_state_dict_file):
+        with pytest.raises(WeightsError, match=damaged):
+            load(flipped)
+    with pytest.raises(WeightsError, match=damaged):  # resuming from it (Lightning's loading path)
+        data = tiny_data()
+        tiny_trainer(tmp_path / "resume", max_epochs=2).fit(tiny_model(data), data, ckpt_path=str(flipped))
+    with pytest.raises(WeightsError, match=damaged):  # weights_path: a checkpoint as the start of another run
+        ft.get_backbone("scratch_cnn", weights_path=str(flipped), **TINY)
+
+    for command in ("test", "predict", "validate"):
+        assert main([command, "--ckpt_path", str(flipped), "--data.num_workers", "0", *QUIET,
+                     "--trainer.default_root_dir", str(tmp_path / "runs")]) == 2
+        assert one_error_line(capsys).startswith(f"facetransfer: error: checkpoint {flipped} is damaged")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="needs FaceClassifier.on_load_checkpoint to call verify_digest (module.py)")
+def test_load_from_checkpoint_refuses_a_bit_flipped_checkpoint(signed_checkpoint, tmp_path):
+    flipped = flip_bits(signed_checkpoint, tmp_path / "flipped.ckpt")
+    with pytest.raises(WeightsError, match=rf"checkpoint {flipped} is damaged"):
+        ft.FaceClassifier.load_from_checkpoint(flipped)
 
 
 # --- 4. filesystem faults -------------------------------------------------------------------------------

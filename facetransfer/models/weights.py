@@ -29,6 +29,7 @@ import torch
 from torchvision.models import get_model_weights, list_models
 
 from ..atomic import atomic_write
+from ..checkpoint_digest import verify_digest
 from ..errors import ConfigError, WeightsError
 
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
@@ -181,7 +182,8 @@ def _install(src: Path, dest: Path) -> None:
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a state dict safely (``weights_only=True``); Lightning checkpoints give their ``state_dict``."""
+    """Load a state dict safely (``weights_only=True``); Lightning checkpoints give their ``state_dict``
+    (checked against their content digest when they carry one)."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
@@ -189,6 +191,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise WeightsError(f"cannot load weights file {path}: {err}") from None
+    if isinstance(obj, Mapping):
+        verify_digest(obj, path)
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
