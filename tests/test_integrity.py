@@ -30,9 +30,10 @@ from facetransfer.checkpointing import AtomicCheckpointIO
 from facetransfer.cli import main
 from facetransfer.data.sources import get_source
 from facetransfer.errors import DataError, FileSystemError, WeightsError
+from facetransfer.models import verified_cache
 from facetransfer.models.weights import load_state_dict_file
 
-from .fakes import REPO, make_folder_tree
+from .fakes import MOBILENET_FILE, REPO, make_folder_tree, real_cached_file
 from .test_reliability import MODEL_ARGS, QUIET, SYNTH, TINY, tiny_data, tiny_model, tiny_trainer
 
 RUN_ARGS = [*MODEL_ARGS, "--data.dataset_args", str(SYNTH), "--data.batch_size", "8", "--data.num_workers", "0", *QUIET]
@@ -123,6 +124,42 @@ def test_load_from_checkpoint_refuses_a_bit_flipped_checkpoint(signed_checkpoint
     flipped = flip_bits(signed_checkpoint, tmp_path / "flipped.ckpt")
     with pytest.raises(WeightsError, match=rf"checkpoint {flipped} is damaged"):
         ft.FaceClassifier.load_from_checkpoint(flipped)
+
+
+# --- 2. cached pretrained weights -------------------------------------------------------------------
+def test_a_byte_flipped_cached_weights_file_is_refused_until_reimported(isolated_torch_home, tmp_path, capsys, monkeypatch):
+    real = real_cached_file(MOBILENET_FILE)
+    isolated_torch_home.mkdir(parents=True, exist_ok=True)
+    cached = isolated_torch_home / MOBILENET_FILE
+    data = bytearray(real.read_bytes())  # torchvision's file (legacy format): the tensors fill its second half
+    for position in range(len(data) // 2, len(data) // 2 + 4000, 1000):
+        data[position] ^= 0x40
+    cached.write_bytes(bytes(data))
+    assert torch.load(cached, weights_only=True)  # torch alone loads it
+
+    with pytest.raises(WeightsError, match=rf"cached weights file {cached} is damaged: its sha256 starts with \w+, "
+                                           r"expected b0353104; re-import a good copy with: facetransfer weights import"):
+        ft.get_backbone("mobilenet_v2", weights="IMAGENET1K_V1")
+    args = ["fit", "--model.backbone", "mobilenet_v2", "--model.weights", "IMAGENET1K_V1", "--model.freeze", "all",
+            "--data.num_workers", "0", *QUIET, "--trainer.default_root_dir", str(tmp_path / "runs")]
+    assert main(args) == 2
+    line = one_error_line(capsys)
+    assert f"cached weights file {cached} is damaged" in line and "--force" in line
+
+    assert main(["weights", "import", str(real), "--force"]) == 0  # the repair the message names
+    hashed, sha256_of = [], verified_cache.sha256_of
+    monkeypatch.setattr(verified_cache, "sha256_of", lambda p: hashed.append(p) or "unused")
+    assert ft.get_backbone("mobilenet_v2", weights="IMAGENET1K_V1").num_features == 1280
+    verified_cache._checked_here.clear()  # as a new process: the record next to the cache is enough
+    ft.get_backbone("mobilenet_v2", weights="IMAGENET1K_V1")
+    assert hashed == [] and (isolated_torch_home / verified_cache.RECORD_NAME).is_file()
+
+    os.utime(cached, ns=(1, 1))  # the file changed: checked again
+    monkeypatch.setattr(verified_cache, "sha256_of", sha256_of)
+    verified_cache._checked_here.clear()
+    assert not verified_cache.is_remembered(cached)
+    ft.get_backbone("mobilenet_v2", weights="IMAGENET1K_V1")
+    assert verified_cache.is_remembered(cached)
 
 
 # --- 4. filesystem faults -------------------------------------------------------------------------------
