@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
@@ -22,6 +23,8 @@ from lightning.pytorch.cli import LightningCLI
 from .checkpoint_info import read_checkpoint
 from .checkpointing import find_last_checkpoint
 from .cli import DESCRIPTION
+from .cli_parser import OneLineErrorParser, ParserError
+from .config_errors import check_config_files, located_config_error
 from .data import FaceDataModule
 from .errors import ConfigError, FaceTransferError
 from .filesystem import filesystem_error, find_os_error
@@ -63,9 +66,24 @@ class FaceTransferCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},
             seed_everything_default=0,
             parser_kwargs={"description": DESCRIPTION, "formatter_class": argparse.RawDescriptionHelpFormatter},
+            parser_class=OneLineErrorParser,
             args=list(args) if args is not None else None,
             run=run,
         )
+
+    def parse_arguments(self, parser, args) -> None:
+        """Parse; a mistake is one line naming the config file, the key, the value and what is allowed."""
+        self._raw_args = args
+        argv = [str(a) for a in (sys.argv[1:] if args is None else args)] if isinstance(args, (list, tuple, type(None))) else []
+        command = f"facetransfer {argv[0]}" if argv and not argv[0].startswith("-") else "facetransfer"
+        try:
+            check_config_files(argv)
+            super().parse_arguments(parser, args)
+        except ParserError as err:
+            located = located_config_error(err.raw, argv, err.known, sections=argv[:1])
+            raise ConfigError(f"{located} (see '{command} --help')") from None
+        except ConfigError as err:
+            raise ConfigError(f"{err} (see '{command} --help')") from None
 
     def add_arguments_to_parser(self, parser) -> None:
         """The data and the model are configured in one place and agree by construction:

@@ -298,3 +298,28 @@ def test_a_run_that_fails_before_its_first_step_leaves_no_folder(signed_checkpoi
     capsys.readouterr()
     assert sorted(p.name for p in kept.parent.iterdir()) == ["version_0"] and (kept / "config.yaml").is_file()
 
+
+# --- 5. config errors ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("model:\n  lr_rate: 0.1\n", r"{cfg}: unknown key 'model.lr_rate'"),
+        ("model:\n  lr: fast\n", r"{cfg}: model.lr: 'fast' is not a number"),
+        ("model:\n  optimizer: newton\n", r"{cfg}: model.optimizer: 'newton' is not one of adam, adamw, sgd, lbfgs"),
+        ("model:\n\tlr: 0.1\n", r"config file {cfg} is not valid YAML: line 2, column 1: found character"),
+        (None, r"config file {cfg} does not exist"),
+    ],
+)
+@pytest.mark.parametrize("command", ["fit", "sweep"])
+def test_a_config_mistake_is_one_line_naming_file_key_and_value(tmp_path, capsys, content, expected, command):
+    cfg = tmp_path / "run.yaml"
+    if content is not None:
+        methods = "methods:\n  - {strategy: scratch, backbone: scratch_cnn}\n" if command == "sweep" else ""
+        cfg.write_text(content + methods)
+    assert main([command, "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) <= 3 and "usage:" not in err and "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("facetransfer: error: ") and expected.format(cfg=cfg) in line, line
+    assert line.endswith(f"(see 'facetransfer {command} --help')")
+

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import FaceTransferError, FileSystemError
+from ..errors import ConfigError, FaceTransferError, FileSystemError
 from ..filesystem import describe_os_error, find_os_error
 from ..malloc_tuning import tune_malloc
 
@@ -47,7 +47,10 @@ def sweep_command(argv: Sequence[str]) -> int:
     from .config import build_sweep_config, parse_sweep_args
     from .runner import run_sweep
 
-    parsed = parse_sweep_args(argv, sweep_command_parser())
+    try:
+        parsed = parse_sweep_args(argv, sweep_command_parser())
+    except ConfigError as err:
+        raise ConfigError(f"{err} (see 'facetransfer sweep --help')") from None
     options = {k: parsed.get(k) for k in RUN_OPTIONS}
     for k in RUN_OPTIONS:
         parsed.pop(k, None)
