@@ -4,8 +4,9 @@
 (a failing disk, a bad copy) loads, and the model then tests at NaN loss or chance accuracy
 without an error. Every checkpoint facetransfer saves therefore carries, under
 ``checkpoint["facetransfer_digest"]``, one SHA-256 per top-level entry (``state_dict``,
-``optimizer_states``, ``hyper_parameters``, the split ...) over every tensor's bytes and every
-plain value. Each load compares them and names the entry that changed::
+``optimizer_states``, ``hyper_parameters``, the split ...) over every tensor's dtype, shape and
+bytes (in memory order for the row-major and channels-last layouts ``torch.save`` keeps, so nothing
+is copied) and every plain value. Each load compares them and names the entry that changed::
 
     >>> checkpoint = with_digest({"state_dict": {"w": torch.ones(3)}, "epoch": 2})
     >>> verify_digest(checkpoint, "model.ckpt")
@@ -54,19 +55,24 @@ class DigestMismatch(WeightsError):
         return DigestMismatch(self.changed, path)
 
 
-def _tensor_bytes(tensor: torch.Tensor) -> Any:
-    """The tensor's elements in logical (row-major) order as a byte buffer, whatever its strides or device."""
+def _tensor_bytes(tensor: torch.Tensor) -> tuple[str, Any]:
+    """``(order, bytes)``: a dense tensor's elements in memory order (row-major or channels-last, which
+    ``torch.save`` keeps; no copy on the CPU), any other tensor's in logical order."""
     t = tensor.detach()
     if t.is_quantized:
         t = t.int_repr()
     elif t.layout != torch.strided:
         t = t.to_dense()
-    t = t.resolve_conj().resolve_neg().cpu().contiguous().reshape(-1)
-    return t.view(torch.uint8).numpy()
+    t = t.resolve_conj().resolve_neg().cpu()
+    for order, memory_format in (("C", torch.contiguous_format), ("NHWC", torch.channels_last),
+                                 ("NDHWC", torch.channels_last_3d)):
+        if t.dim() == {"NHWC": 4, "NDHWC": 5}.get(order, t.dim()) and t.is_contiguous(memory_format=memory_format):
+            return order, t.as_strided((t.numel(),), (1,)).view(torch.uint8).numpy()
+    return "C", t.contiguous().reshape(-1).view(torch.uint8).numpy()
 
 
 def _feed(h: Any, obj: Any) -> None:
-    """Add ``obj`` to the hash ``h``: tensors by dtype, shape and bytes; containers in order; plain values by value.
+    """Add ``obj`` to the hash ``h``: tensors by dtype, shape, layout and bytes; containers in order; plain values by value.
 
     Values are normalised to what ``torch.load(weights_only=True)`` gives back (an ``OrderedDict`` and a
     ``dict`` alike, a tuple and a list alike), so a file's digest is the same after a save/load round trip.
@@ -75,9 +81,11 @@ def _feed(h: Any, obj: Any) -> None:
         h.update(f"T{obj.dtype}{tuple(obj.shape)}".encode())
         if obj.device.type != "meta":
             try:
-                h.update(_tensor_bytes(obj))
+                order, data = _tensor_bytes(obj)
             except (RuntimeError, TypeError):  # exotic layouts (nested tensors): covered by dtype and shape only
-                h.update(b"?")
+                order, data = "?", b""
+            h.update(order.encode())
+            h.update(data)
     elif isinstance(obj, Mapping):
         h.update(b"M%d" % len(obj))
         for key, value in obj.items():
