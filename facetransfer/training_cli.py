@@ -15,11 +15,12 @@ import inspect
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
+from .checkpoint_conflicts import MODEL_OPTIONS, SPLIT_OPTIONS, checkpoint_conflicts, conflict_error, given_options
 from .checkpoint_info import read_checkpoint
 from .checkpointing import find_last_checkpoint
 from .cli import DESCRIPTION
@@ -85,6 +86,13 @@ class FaceTransferCLI(LightningCLI):
         except ConfigError as err:
             raise ConfigError(f"{err} (see '{command} --help')") from None
 
+    def _reparse(self) -> Any:
+        """The command line parsed again (for :func:`given_options`)."""
+        args = self._raw_args
+        if isinstance(args, (list, tuple, type(None))):
+            return self.parser.parse_args(args)
+        return self.parser.parse_object(args)
+
     def add_arguments_to_parser(self, parser) -> None:
         """The data and the model are configured in one place and agree by construction:
         the model's options decide the input preprocessing of the data (at parse time, as
@@ -148,13 +156,25 @@ class FaceTransferCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         if not ckpt_path or ckpt_path == "last" or not Path(ckpt_path).is_file():
             return
-        hparams = dict(read_checkpoint(ckpt_path).get("hyper_parameters") or {})
+        checkpoint = read_checkpoint(ckpt_path)
+        self._check_against_checkpoint(subcommand, checkpoint, ckpt_path)
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
         accepted = set(inspect.signature(FaceClassifier.__init__).parameters) - {"self", "class_names", "features"}
         model = {k: v for k, v in hparams.items() if k in accepted}
         update = {"model": model}
         if subcommand != "fit" and not config.get("data", {}).get("split_manifest"):
             update["data"] = {"split_manifest": str(ckpt_path)}  # the identities and test set it was trained on
         self.config = self.parser.parse_object({subcommand: update}, self.config)
+
+    def _check_against_checkpoint(self, subcommand: str, checkpoint: dict, ckpt_path: str) -> None:
+        """Options given on the command line (or in a config) that contradict the checkpoint are an error:
+        the model is rebuilt from the checkpoint (and, except for fit, tested on its split)."""
+        alternatives = {f"model.{k}": v for k, v in MODEL_OPTIONS.items()}
+        alternatives.update({f"data.{k}": v for k, v in SPLIT_OPTIONS.items()})
+        given = given_options(lambda: self._reparse()[subcommand], self._subcommand_parsers[subcommand], alternatives)
+        found = checkpoint_conflicts(self.config[subcommand], given, checkpoint, split_from_checkpoint=subcommand != "fit")
+        if found:
+            raise conflict_error(found, ckpt_path)
 
     def _resolve_last_checkpoint(self) -> None:
         """``--ckpt_path last``: the newest last*.ckpt of earlier runs (Lightning looks only in the new run's folder)."""

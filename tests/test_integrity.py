@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -160,6 +161,34 @@ def test_a_byte_flipped_cached_weights_file_is_refused_until_reimported(isolated
     assert not verified_cache.is_remembered(cached)
     ft.get_backbone("mobilenet_v2", weights="IMAGENET1K_V1")
     assert verified_cache.is_remembered(cached)
+
+
+# --- 3. options that contradict the checkpoint ------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, found",
+    [
+        (["--model.backbone", "resnet18"], "--model.backbone resnet18 (checkpoint: scratch_cnn)"),
+        (["--model.weights", "IMAGENET1K_V1"], "--model.weights IMAGENET1K_V1 (checkpoint: null)"),
+        (["--data.max_identities", "3"], "--data.max_identities 3 (checkpoint's split: null)"),
+        (["--data.split_manifest", "{two}"], "with 2 identities (checkpoint: 6)"),
+    ],
+)
+def test_an_option_that_contradicts_the_checkpoint_names_both_values(signed_checkpoint, tmp_path, capsys, args, found):
+    two = tiny_data(dataset_args={**SYNTH, "num_identities": 2}).manifest.save(tmp_path / "two.json")
+    args = [str(two) if a == "{two}" else a for a in args]
+    assert main(["test", "--ckpt_path", str(signed_checkpoint), *args, "--data.num_workers", "0", *QUIET,
+                 "--trainer.default_root_dir", str(tmp_path / "runs")]) == 2
+    line = one_error_line(capsys)
+    assert found in line and f"contradicts the checkpoint {signed_checkpoint}" in line, line
+
+
+def test_options_that_agree_with_the_checkpoint_are_fine(signed_checkpoint, tmp_path, capsys):
+    """Given explicitly (here in a config file, as after `fit --config`), equal values are no conflict."""
+    config = tmp_path / "same.yaml"
+    config.write_text(f"model:\n  backbone: scratch_cnn\n  backbone_args: {json.dumps(TINY)}\n  weights: null\n")
+    assert main(["test", "--config", str(config), "--ckpt_path", str(signed_checkpoint), "--model.freeze", "none",
+                 "--data.num_workers", "0", *QUIET, "--trainer.default_root_dir", str(tmp_path / "runs")]) == 0
+    assert "test/acc" in capsys.readouterr().out
 
 
 # --- 4. filesystem faults -------------------------------------------------------------------------------

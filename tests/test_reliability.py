@@ -490,7 +490,7 @@ def test_a_checkpoint_with_a_pickled_object_is_refused(small_checkpoint, tmp_pat
     "args, pattern",
     [
         (["--model.backbone", "resnet18"], r"checkpoint holds backbone 'scratch_cnn' with 6 classes; this model is 'resnet18'"),
-        ([*MODEL_ARGS, "--data.split_manifest", "{two_identities}"], r"with 6 classes; this model is 'scratch_cnn' with 2 classes"),
+        ([*MODEL_ARGS, "--data.split_manifest", "{two_identities}"], r"two.json with 2 identities \(checkpoint: 6\) contradicts"),
     ],
 )
 def test_a_checkpoint_of_another_backbone_or_class_count_names_both(small_checkpoint, tmp_path, capsys, args, pattern):
