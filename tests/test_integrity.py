@@ -352,3 +352,40 @@ def test_a_config_mistake_is_one_line_naming_file_key_and_value(tmp_path, capsys
     assert line.startswith("facetransfer: error: ") and expected.format(cfg=cfg) in line, line
     assert line.endswith(f"(see 'facetransfer {command} --help')")
 
+
+# --- 6. identities and resumes -----------------------------------------------------------------------
+def test_identities_left_out_or_without_training_images_are_warned_about(tmp_path):
+    root = make_folder_tree(tmp_path / "faces", identities=4, per_identity=6)
+    for extra in ("a", "b"):
+        (root / f"sparse_{extra}").mkdir()
+        shutil.copy(root / "person_0" / "0.jpg", root / f"sparse_{extra}" / "0.jpg")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        manifest = ft.FaceDataModule("folder", root=str(root), num_workers=0, train_samples=2).manifest
+    messages = [str(w.message) for w in caught]
+    assert "min_images_per_identity=3 leaves out 2 of 6 identities (fewer images); 4 are used" in messages
+    assert any(m.startswith("train_samples=2 leaves 2 of 4 identities without a training image")
+               and "set data.train_samples to at least 4" in m for m in messages), messages
+    assert len({label for _, label in manifest.train}) == 2
+
+
+def test_a_mid_epoch_resume_gets_no_false_resumability_warning(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    L.seed_everything(0)
+    data = tiny_data()
+    every_step = ModelCheckpoint(dirpath=tmp_path / "steps", every_n_train_steps=1, save_top_k=-1, filename="{step}")
+    tiny_trainer(tmp_path / "a", max_epochs=1, callbacks=[every_step]).fit(tiny_model(data), data)
+    middle = str(tmp_path / "steps" / "step=3.ckpt")  # 6 steps per epoch
+
+    def resume(**data_options) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            resumed = tiny_data(**data_options)
+            tiny_trainer(tmp_path / "b", max_epochs=1).fit(tiny_model(resumed), resumed, ckpt_path=middle)
+        return [str(w.message) for w in caught]
+
+    assert not [m for m in resume() if "not resumable" in m or "resuming with training data" in m]
+    changed = [m for m in resume(batch_size=4) if "resuming with training data" in m]
+    assert changed == ["resuming with training data batch_size 4 (checkpoint: 8): the batches do not continue "
+                       "the interrupted run's order"]
