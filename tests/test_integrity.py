@@ -233,11 +233,16 @@ class _FullDisk(io.RawIOBase):
         super().close()
 
 
-def fill_disk_for(monkeypatch, suffix: str, room: int = 4096) -> None:
-    """Writes of files ending in ``suffix`` through facetransfer's atomic writer run out of space."""
+def fill_disk_for(monkeypatch, suffix: str, room: int = 4096, after: int = 0) -> None:
+    """Writes of files ending in ``suffix`` through facetransfer's atomic writer run out of space
+    (after ``after`` writes that succeed)."""
+    writes = []
+
     def opener(path, mode="r", *args, **kwargs):
         if "w" in mode and f"{suffix}." in Path(path).name:  # the hidden temporary file: .last.ckpt.<random>.tmp
-            return _FullDisk(path, mode, room, **kwargs)
+            writes.append(path)
+            if len(writes) > after:
+                return _FullDisk(path, mode, room, **kwargs)
         return open(path, mode, *args, **kwargs)
 
     monkeypatch.setattr(facetransfer.atomic, "open", opener, raising=False)
@@ -258,6 +263,19 @@ def test_a_full_disk_during_a_checkpoint_save_keeps_the_previous_one(tmp_path, m
     line = one_error_line(capsys)
     assert line.startswith(f"facetransfer: error: cannot save checkpoint {runs}") and "No space left on device" in line
     assert list(runs.rglob("split.json")) and not list(runs.rglob("*.ckpt"))  # a run that trained keeps its folder
+
+
+def test_a_full_disk_during_a_sweep_keeps_the_finished_cells(tmp_path, monkeypatch, capsys):
+    from .test_sweep import tiny_sweep, write_config
+
+    config = write_config(tmp_path, tiny_sweep(tmp_path, train_samples=[10, 20]))
+    fill_disk_for(monkeypatch, "results.csv", room=0, after=1)  # the first cell's row is written, the second's is not
+    assert main(["sweep", "--config", str(config), "--no_progress", "--no_report"]) == 2
+    results = tmp_path / "results" / "results.csv"
+    assert one_error_line(capsys) == (
+        f"facetransfer: error: cannot write {results}: No space left on device (the previous results.csv is kept); "
+        f"the finished cells are kept in {results} (run the same command to resume)")
+    assert len(results.read_text().splitlines()) == 2  # header and the first cell
 
 
 @pytest.mark.slow

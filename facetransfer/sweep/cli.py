@@ -79,7 +79,9 @@ def sweep_command(argv: Sequence[str]) -> int:
         else:
             text = describe_os_error(fault)
         results = config.output_dir / "results.csv"
-        raise FileSystemError(f"{text}; the finished cells are kept in {results} (run the same command to resume)") from err
+        kept = f"the finished cells are kept in {results} (run the same command to resume)" if results.is_file() else \
+            "no cell had finished"
+        raise FileSystemError(f"{text}; {kept}") from err
     return 0
 
 
