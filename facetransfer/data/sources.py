@@ -9,6 +9,7 @@ A :class:`FaceSource` lists ``(key, identity)`` records and opens an image by ke
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any, ClassVar
 
 from PIL import Image
 
-from ..errors import DataError, unknown_choice
+from ..errors import ConfigError, DataError, unknown_choice
 from .images import is_image_name, load_rgb
 
 
@@ -145,9 +146,19 @@ def list_sources() -> list[str]:
 
 
 def get_source(name: str, **kwargs: Any) -> FaceSource:
+    """The registered source ``name`` built with ``root`` and its ``dataset_args``; an argument it does not
+    take is one :class:`~facetransfer.errors.ConfigError` listing those it does."""
     if name not in _SOURCES:
         raise unknown_choice("dataset", name, _SOURCES)
-    return _SOURCES[name](**kwargs)
+    factory = _SOURCES[name]
+    accepted = [p for p in inspect.signature(factory).parameters if p not in ("self", "root")]
+    unknown = [k for k in kwargs if k != "root" and k not in accepted]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
+    if unknown and not takes_any:
+        raise ConfigError(
+            f"dataset {name!r} does not take dataset_args {unknown[0]!r}; it takes: {', '.join(accepted) or 'none'}"
+        )
+    return factory(**kwargs)
 
 
 __all__ = ["FaceRecord", "FaceSource", "FolderSource", "get_source", "is_image_name", "list_sources", "register_source"]
