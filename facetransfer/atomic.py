@@ -22,6 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import FileSystemError
+from .filesystem import filesystem_error, find_os_error
+
 TEMPORARY_SUFFIX = ".tmp"
 
 
@@ -40,23 +43,38 @@ def temporary_name_pattern(path: str | os.PathLike) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, what: str = "file", kept: str | None = None) -> Iterator[Path]:
     """A hidden temporary path in ``path``'s folder to write to (for writers that take a path, such
     as ``torch.onnx.export``); on success it is synced and renamed over ``path``, on an exception
-    removed and ``path`` left as it was."""
+    removed and ``path`` left as it was.
+
+    A filesystem fault (read-only, full, no permission) is a :class:`~facetransfer.errors.FileSystemError`
+    naming ``what`` and ``path``: ``cannot save checkpoint runs/last.ckpt: No space left on device (the
+    previous last.ckpt is kept)``; ``kept`` replaces the part in brackets.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise filesystem_error(err, "create folder", path.parent, kept=f"{path.name} was not written") from err
+    existed = path.exists()
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+        os.close(fd)
+    except OSError as err:
+        raise _write_error(err, what, path, existed, kept) from err
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as fh:  # the content on disk before the rename makes it visible
             os.fsync(fh.fileno())
         os.chmod(tmp, _FILE_MODE)  # mkstemp makes files private; keep the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        fault = find_os_error(err) if isinstance(err, Exception) else None
+        if fault is not None and not isinstance(err, FileSystemError):
+            raise _write_error(fault, what, path, existed, kept) from err
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable (power loss, not kills)
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -66,17 +84,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.close(dir_fd)
 
 
+def _write_error(err: OSError, what: str, path: Path, existed: bool, kept: str | None = None) -> FileSystemError:
+    operation = "write" if what == "file" else f"save {what}"
+    kept = kept or (f"the previous {path.name} is kept" if existed else "the partial file was removed")
+    failure = OSError(err.errno, err.strerror) if err.errno is not None else OSError(str(err))
+    return filesystem_error(failure, operation, path, kept=kept)
+
+
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO[Any]]:
+def atomic_write(
+    path: str | os.PathLike, mode: str = "w", what: str = "file", kept: str | None = None, **open_kwargs: Any
+) -> Iterator[IO[Any]]:
     """Open a temporary file for writing; on success it replaces ``path`` (fsync, rename).
 
     ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes); ``open_kwargs`` go to :func:`open`
     (``newline=""`` for CSV, ``encoding``). On an exception the temporary file is removed and
-    ``path`` is left as it was.
+    ``path`` is left as it was; ``what`` and ``kept`` word the error of a filesystem fault
+    (see :func:`atomic_path`).
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write writes whole files: mode 'w' or 'wb', got {mode!r}")
-    with atomic_path(path) as tmp, open(tmp, mode, **open_kwargs) as fh:
+    with atomic_path(path, what, kept) as tmp, open(tmp, mode, **open_kwargs) as fh:
         yield fh
 
 

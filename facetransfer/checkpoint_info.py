@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .checkpoint_digest import DIGEST_KEY, verify_digest
 from .errors import WeightsError
 
 _PATH = str | os.PathLike
@@ -60,8 +61,8 @@ def is_load_error(err: BaseException) -> bool:
 
 
 def read_checkpoint(path: _PATH) -> dict[str, Any]:
-    """A checkpoint file as a dict, loaded safely (``weights_only=True``, on the CPU); a missing,
-    unsafe or damaged file is one :class:`~facetransfer.errors.WeightsError`."""
+    """A checkpoint file as a dict, loaded safely (``weights_only=True``, on the CPU) and checked against
+    its content digest; a missing, unsafe or damaged file is one :class:`~facetransfer.errors.WeightsError`."""
     if not Path(path).is_file():
         raise WeightsError(f"checkpoint file {path} does not exist")
     if not zipfile.is_zipfile(path):  # what torch.save writes (else torch reports a text file as "pickled")
@@ -74,6 +75,8 @@ def read_checkpoint(path: _PATH) -> dict[str, Any]:
         raise checkpoint_error(path, err) from None
     if not isinstance(checkpoint, dict):
         raise WeightsError(f"checkpoint {path} is not a Lightning checkpoint (a {type(checkpoint).__name__})")
+    verify_digest(checkpoint, path)
+    checkpoint.pop(DIGEST_KEY, None)
     return checkpoint
 
 

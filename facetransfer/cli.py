@@ -9,8 +9,9 @@
 
 Each command's module is imported only when that command runs, so the commands that do not train
 (``--help``, ``backbones``, ``strategies``, ``weights``, ``report`` ...) start without loading
-PyTorch Lightning. Bad input (unknown backbone, missing folder, corrupt image ...) ends with one
-``facetransfer: error: ...`` line and exit status 2, not a traceback.
+PyTorch Lightning. Bad input (unknown backbone, missing folder, corrupt image, a config mistake ...)
+and filesystem faults (read-only folder, full disk ...) end with one ``facetransfer: error: ...`` line
+and exit status 2, not a traceback (``FACETRANSFER_LOGLEVEL=DEBUG`` logs the traceback of a filesystem fault).
 """
 
 from __future__ import annotations
@@ -99,6 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         FaceTransferCLI(args=None if argv is None else args)
     except FaceTransferError as err:
         print(f"facetransfer: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the filesystem refused something: read-only, full, a symlink loop, no permission
+        from .filesystem import describe_os_error
+
+        logging.getLogger("facetransfer").debug("filesystem fault", exc_info=True)
+        print(f"facetransfer: error: {describe_os_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("facetransfer: interrupted", file=sys.stderr)

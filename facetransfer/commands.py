@@ -28,7 +28,7 @@ def weights_command(argv: Sequence[str]) -> int:
         print(w.hub_checkpoint_dir())
     elif args.action == "list":
         folder = w.hub_checkpoint_dir()
-        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+        for path in sorted(p for p in folder.glob("*") if not p.name.startswith(".")) if folder.is_dir() else []:
             entry = w.find_known_file(path.name)
             print(f"{path.name}\t{entry.source if entry else 'unknown'}")
     else:

@@ -30,6 +30,18 @@ class WeightsError(FaceTransferError):
     """Pretrained weights are missing, unreachable or do not match."""
 
 
+class FileSystemError(FaceTransferError):
+    """The filesystem refused an operation (read-only, full, a symlink loop, no permission).
+
+    ``errno`` and ``filename`` are those of the ``OSError`` it replaces (its ``__cause__``).
+    """
+
+    def __init__(self, message: str, errno: int | None = None, filename: str | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.filename = filename
+
+
 def unknown_choice(kind: str, value: object, known: Iterable[str]) -> ConfigError:
     """Build the standard 'unknown X' error listing the allowed values.
 

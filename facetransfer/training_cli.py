@@ -12,21 +12,27 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
+from .checkpoint_conflicts import MODEL_OPTIONS, SPLIT_OPTIONS, checkpoint_conflicts, conflict_error, given_options
 from .checkpoint_info import read_checkpoint
-from .cli import DESCRIPTION
 from .checkpointing import find_last_checkpoint
+from .cli import DESCRIPTION
+from .cli_parser import OneLineErrorParser, ParserError
+from .config_errors import check_config_files, located_config_error
 from .data import FaceDataModule
 from .errors import ConfigError, FaceTransferError
+from .filesystem import filesystem_error, find_os_error
 from .models import backbone_preprocess
 from .module import FaceClassifier, restoring_from_checkpoint
 from .prediction import PredictionReport
+from .run_folder import RunFolderGuard, StepWatcher
 from .trainer import default_benchmark, default_callbacks, default_precision, with_atomic_checkpoints
 
 
@@ -61,9 +67,31 @@ class FaceTransferCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},
             seed_everything_default=0,
             parser_kwargs={"description": DESCRIPTION, "formatter_class": argparse.RawDescriptionHelpFormatter},
+            parser_class=OneLineErrorParser,
             args=list(args) if args is not None else None,
             run=run,
         )
+
+    def parse_arguments(self, parser, args) -> None:
+        """Parse; a mistake is one line naming the config file, the key, the value and what is allowed."""
+        self._raw_args = args
+        argv = [str(a) for a in (sys.argv[1:] if args is None else args)] if isinstance(args, (list, tuple, type(None))) else []
+        command = f"facetransfer {argv[0]}" if argv and not argv[0].startswith("-") else "facetransfer"
+        try:
+            check_config_files(argv)
+            super().parse_arguments(parser, args)
+        except ParserError as err:
+            located = located_config_error(err.raw, argv, err.known, sections=argv[:1])
+            raise ConfigError(f"{located} (see '{command} --help')") from None
+        except ConfigError as err:
+            raise ConfigError(f"{err} (see '{command} --help')") from None
+
+    def _reparse(self) -> Any:
+        """The command line parsed again (for :func:`given_options`)."""
+        args = self._raw_args
+        if isinstance(args, (list, tuple, type(None))):
+            return self.parser.parse_args(args)
+        return self.parser.parse_object(args)
 
     def add_arguments_to_parser(self, parser) -> None:
         """The data and the model are configured in one place and agree by construction:
@@ -131,13 +159,25 @@ class FaceTransferCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         if not ckpt_path or ckpt_path == "last" or not Path(ckpt_path).is_file():
             return
-        hparams = dict(read_checkpoint(ckpt_path).get("hyper_parameters") or {})
+        checkpoint = read_checkpoint(ckpt_path)
+        self._check_against_checkpoint(subcommand, checkpoint, ckpt_path)
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
         accepted = set(inspect.signature(FaceClassifier.__init__).parameters) - {"self", "class_names", "features"}
         model = {k: v for k, v in hparams.items() if k in accepted}
         update = {"model": model}
         if subcommand != "fit" and not config.get("data", {}).get("split_manifest"):
             update["data"] = {"split_manifest": str(ckpt_path)}  # the identities and test set it was trained on
         self.config = self.parser.parse_object({subcommand: update}, self.config)
+
+    def _check_against_checkpoint(self, subcommand: str, checkpoint: dict, ckpt_path: str) -> None:
+        """Options given on the command line (or in a config) that contradict the checkpoint are an error:
+        the model is rebuilt from the checkpoint (and, except for fit, tested on its split)."""
+        alternatives = {f"model.{k}": v for k, v in MODEL_OPTIONS.items()}
+        alternatives.update({f"data.{k}": v for k, v in SPLIT_OPTIONS.items()})
+        given = given_options(lambda: self._reparse()[subcommand], self._subcommand_parsers[subcommand], alternatives)
+        found = checkpoint_conflicts(self.config[subcommand], given, checkpoint, split_from_checkpoint=subcommand != "fit")
+        if found:
+            raise conflict_error(found, ckpt_path)
 
     def _resolve_last_checkpoint(self) -> None:
         """``--ckpt_path last``: the newest last*.ckpt of earlier runs (Lightning looks only in the new run's folder)."""
@@ -195,9 +235,31 @@ class FaceTransferCLI(LightningCLI):
 
     after_validate = after_test
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run the command; when it fails before its first step, remove the run folder it created (nothing
+        of a run that trained is touched), and report a filesystem fault as one line with what was kept."""
+        guard = RunFolderGuard.before(self.trainer)
+        watcher = next((c for c in self.trainer.callbacks if isinstance(c, StepWatcher)), None)
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException as err:
+            stepped = watcher is None or watcher.stepped
+            removed = guard.clean_up_after_failure(self.trainer, stepped)
+            fault = find_os_error(err) if isinstance(err, Exception) and not isinstance(err, FaceTransferError) else None
+            if fault is not None:
+                raise filesystem_error(fault, kept=self._what_was_kept(stepped, removed)) from err
+            raise
+
+    def _what_was_kept(self, stepped: bool, removed: list[Path]) -> str:
+        if not stepped:
+            return "nothing was trained or tested" + ("; its empty run folder was removed" if removed else "")
+        folder = getattr(self.trainer.logger, "log_dir", None) or self.trainer.default_root_dir  # no collective here
+        return f"what the run wrote before, in {folder}, is kept"
+
     def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
         """Add facetransfer's default callbacks, minus those the trainer options turn off."""
         defaults = default_callbacks(config.get("enable_checkpointing") is not False, config.get("logger") is not False)
+        defaults.append(StepWatcher())  # for the clean-up of a run that fails before its first step
         if self.subcommand == "predict":
             options = self.config[self.subcommand]
             defaults.append(PredictionReport(top_k=options.get("top_k", 5), unknown_below=options.get("unknown_below")))

@@ -98,6 +98,13 @@ def test_unknown_dataset_lists_known():
         FaceDataModule("imagenet")
 
 
+def test_dataset_args_a_source_does_not_take_are_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"dataset 'folder' does not take dataset_args 'num_identities'; it takes: none"):
+        FaceDataModule("folder", root=str(tmp_path), dataset_args={"num_identities": 4})
+    with pytest.raises(ConfigError, match=r"dataset 'lfw' does not take dataset_args 'split'; it takes: variant, people"):
+        get_source("lfw", root=str(tmp_path), split="train")
+
+
 def test_to_rgb_modes():
     assert to_rgb(Image.new("L", (2, 2), 100)).getpixel((0, 0)) == (100, 100, 100)
     assert to_rgb(Image.new("RGBA", (2, 2), (200, 10, 10, 0))).getpixel((0, 0)) == (0, 0, 0)  # transparent -> black

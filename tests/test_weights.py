@@ -15,6 +15,7 @@ from torchvision import models as tvm
 import facetransfer as ft
 from facetransfer.cli import main
 from facetransfer.errors import WeightsError
+from facetransfer.models.verified_cache import remember_verified
 from facetransfer.models.weights import hub_checkpoint_dir, import_weights_file, sha256_of
 
 from .fakes import MOBILENET_FILE, REAL_CHECKPOINTS
@@ -47,6 +48,9 @@ def test_paper_backbones_load_their_cached_imagenet_file(isolated_torch_home, na
     reference = tvm.get_model(name, weights=None)
     isolated_torch_home.mkdir(parents=True)
     torch.save({k: v.half() for k, v in reference.state_dict().items()}, isolated_torch_home / filename)
+    with pytest.raises(WeightsError, match=f"cached weights file .*{filename} is damaged"):
+        ft.get_backbone(name, weights="IMAGENET1K_V1")  # a stand-in: not the published file
+    remember_verified(isolated_torch_home / filename, sha256_of(isolated_torch_home / filename))  # as an importer would
     net = ft.get_backbone(name, weights="IMAGENET1K_V1")
     first_conv = reference.conv1.weight if name == "resnet50" else reference.features[0].weight
     ours = net.stages[0][0].weight

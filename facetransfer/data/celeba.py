@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import ConfigError, DataError
-from .sources import FaceRecord, FaceSource, register_source
+from .sources import FaceRecord, FaceSource, is_listed_file, register_source
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class CelebASource(FaceSource):
             parts = self._read_pairs(partition_file)
             identities = {k: v for k, v in identities.items() if parts.get(k) == wanted}
         image_dir = base / "img_align_celeba"
-        on_disk = {e.name for e in os.scandir(image_dir) if e.is_file()}
+        on_disk = {e.name for e in os.scandir(image_dir) if is_listed_file(e)}
         missing = [k for k in identities if k not in on_disk]
         if missing:
             log.warning("%d images listed in %s are not in %s (partial copy), e.g. %s",

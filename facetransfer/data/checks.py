@@ -1,7 +1,8 @@
 """Finding unreadable images before training starts.
 
 Each image is opened and decoded in JPEG draft mode (at 1/8 scale, cheap), which
-still reads the whole file, so truncated and corrupt files are caught::
+still reads the whole file, so truncated and corrupt files are caught, and so are files that
+cannot be opened (a symbolic link that points to itself, no permission)::
 
     >>> find_bad_images(source, keys)  # doctest: +SKIP
     [('alice/3.jpg', 'image file is truncated')]
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
+from ..filesystem import reason_of
 from .images import is_image_name
 from .sources import FaceSource
 
@@ -28,6 +30,11 @@ def check_image_file(path: str | os.PathLike) -> str | None:
         with Image.open(name) as img:
             img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
             img.load()
+    except OSError as err:
+        reason = reason_of(err) if err.errno is not None else (str(err) or type(err).__name__)
+        if not is_image_name(name) and err.errno is None:
+            reason = f"not an image file ({reason})"
+        return reason
     except Exception as err:  # PIL raises many types for bad files
         reason = str(err) or type(err).__name__
         if not is_image_name(name):

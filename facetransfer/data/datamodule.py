@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +34,7 @@ from ..preprocess import Preprocess
 from .checks import find_bad_images
 from .dataset import FaceDataset
 from .images import is_image_name
-from .sampler import ResumableSampler, SeededDataset, resume_position
+from .sampler import ResumableDataLoader, ResumableSampler, SeededDataset, resume_position
 from .sources import FaceRecord, FaceSource, get_source
 from .split import SplitManifest, SplitSpec, TrainSamples, make_split
 from .store_batches import CacheMode, ImageBatch, StoreCollate, StoreIndex, resolve_cache_mode
@@ -190,7 +191,27 @@ class FaceDataModule(L.LightningDataModule):
         manifest.source = self.source.describe()
         manifest.settings["face_crop"] = self.face_crop
         manifest.skipped = skipped
+        self._warn_about_identities(records, manifest)
         return manifest
+
+    def _warn_about_identities(self, records: list[FaceRecord], manifest: SplitManifest) -> None:
+        """Say how many identities the filter left out, and how many have no training image (they are
+        in the test set all the same, where the model cannot name them)."""
+        counts = Counter(r.identity for r in records)
+        least = self.split_spec.min_images_per_identity
+        dropped = sum(1 for n in counts.values() if n < least)
+        if dropped:
+            rank_zero_warn(
+                f"min_images_per_identity={least} leaves out {dropped} of {len(counts)} identities (fewer images); "
+                f"{manifest.num_classes} are used"
+            )
+        untrained = manifest.num_classes - len({label for _, label in manifest.train})
+        if untrained:
+            rank_zero_warn(
+                f"train_samples={self.split_spec.train_samples} leaves {untrained} of {manifest.num_classes} identities "
+                "without a training image, but they are in the val/test sets (where they cannot be recognised); "
+                f"set data.train_samples to at least {manifest.num_classes} (or 'all'), or lower data.max_identities"
+            )
 
     @property
     def class_names(self) -> list[str]:
@@ -390,7 +411,8 @@ class FaceDataModule(L.LightningDataModule):
             sampler.skip = done * batch_size
             if item_seeds:
                 dataset = SeededDataset(dataset)
-        return DataLoader(
+        loader_class = ResumableDataLoader if sampler is not None else DataLoader  # resumes by itself (see sampler.py)
+        return loader_class(
             dataset,
             batch_size=batch_size,
             sampler=sampler,

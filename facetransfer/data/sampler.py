@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
 def _generator(*entropy: int) -> torch.Generator:
@@ -124,6 +124,29 @@ class SeededDataset(Dataset):
             return self.dataset[index]
 
 
+class ResumableDataLoader(DataLoader):
+    """A training ``DataLoader`` over a :class:`ResumableSampler`, which resumes by itself.
+
+    The sampler starts where a checkpoint left off (from the progress Lightning saves), so
+    Lightning's "dataloader is not resumable ... unreliable results" warning does not apply.
+    Having ``state_dict``/``load_state_dict`` tells Lightning so. The state is what the order
+    depends on besides the progress: seed, batch size and number of training items; a resume
+    that changes them gets a warning, since its batches then differ from the interrupted run's.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": int(getattr(self.sampler, "seed", 0)), "batch_size": self.batch_size, "items": len(self.dataset)}  # type: ignore[arg-type]
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        from lightning.pytorch.utilities import rank_zero_warn
+
+        now = self.state_dict()
+        changed = {k: (v, now[k]) for k, v in state_dict.items() if k in now and now[k] != v}
+        if changed:
+            what = ", ".join(f"{k} {new} (checkpoint: {old})" for k, (old, new) in changed.items())
+            rank_zero_warn(f"resuming with training data {what}: the batches do not continue the interrupted run's order")
+
+
 def resume_position(trainer: Any, batches_per_epoch: int) -> tuple[int, int]:
     """``(epoch, batches already trained in it)`` where a fit's training data continues.
 
@@ -148,4 +171,4 @@ def resume_position(trainer: Any, batches_per_epoch: int) -> tuple[int, int]:
     return (epoch + 1, 0) if done >= batches_per_epoch else (epoch, done)
 
 
-__all__ = ["ResumableSampler", "SeededDataset", "resume_position"]
+__all__ = ["ResumableDataLoader", "ResumableSampler", "SeededDataset", "resume_position"]

@@ -9,6 +9,7 @@ A :class:`FaceSource` lists ``(key, identity)`` records and opens an image by ke
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any, ClassVar
 
 from PIL import Image
 
-from ..errors import DataError, unknown_choice
+from ..errors import ConfigError, DataError, unknown_choice
 from .images import is_image_name, load_rgb
 
 
@@ -76,14 +77,30 @@ class FaceSource:
         return self.root
 
 
+def is_listed_file(entry: os.DirEntry) -> bool:
+    """True for a file, and for an entry that cannot be followed (a symbolic link that points to itself):
+    listed as an image, the image check reports it instead of a traceback."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return True
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symbolic link loop is no identity folder
+        return False
+
+
 def _list_identity_folder(root: Path, base: Path) -> list[FaceRecord]:
     """Records for ``root/<identity>/<file>``; keys are relative to ``base``. Hidden files are ignored."""
     records = []
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if not entry.is_dir() or entry.name.startswith("."):
+        if not _is_folder(entry) or entry.name.startswith("."):
             continue
         for f in sorted(os.scandir(entry.path), key=lambda e: e.name):
-            if f.is_file() and not f.name.startswith("."):
+            if is_listed_file(f) and not f.name.startswith("."):
                 records.append(FaceRecord(entry.name, os.path.relpath(f.path, base)))
     return records
 
@@ -129,9 +146,19 @@ def list_sources() -> list[str]:
 
 
 def get_source(name: str, **kwargs: Any) -> FaceSource:
+    """The registered source ``name`` built with ``root`` and its ``dataset_args``; an argument it does not
+    take is one :class:`~facetransfer.errors.ConfigError` listing those it does."""
     if name not in _SOURCES:
         raise unknown_choice("dataset", name, _SOURCES)
-    return _SOURCES[name](**kwargs)
+    factory = _SOURCES[name]
+    accepted = [p for p in inspect.signature(factory).parameters if p not in ("self", "root")]
+    unknown = [k for k in kwargs if k != "root" and k not in accepted]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
+    if unknown and not takes_any:
+        raise ConfigError(
+            f"dataset {name!r} does not take dataset_args {unknown[0]!r}; it takes: {', '.join(accepted) or 'none'}"
+        )
+    return factory(**kwargs)
 
 
 __all__ = ["FaceRecord", "FaceSource", "FolderSource", "get_source", "is_image_name", "list_sources", "register_source"]

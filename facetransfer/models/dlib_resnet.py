@@ -63,6 +63,7 @@ from .weights import (
     register_weights_importer,
     sha256_of,
 )
+from .verified_cache import remember_verified
 
 __all__ = [
     "FACE_API_BIN_SHA256",
@@ -217,12 +218,11 @@ def dlib_resnet(weights: str | None = None, weights_path: str | os.PathLike | No
     if weights:
         if weights.split(".")[-1].upper() not in ("FACE_API", "DEFAULT"):
             raise ConfigError(f"unknown weights {weights!r} for dlib_resnet; known: DEFAULT, FACE_API")
-        try:
-            path = cached_file(WEIGHTS_FILENAME)
-        except WeightsError:
+        if not (hub_checkpoint_dir() / WEIGHTS_FILENAME).is_file():
             raise WeightsError(
                 f"dlib_resnet weights {WEIGHTS_FILENAME} are not in the cache {hub_checkpoint_dir()}; " + _HOW_TO_GET
-            ) from None
+            )
+        path = cached_file(WEIGHTS_FILENAME)  # checked against its hash on first use
         state = load_state_dict_file(path)
         load_into(backbone, state, what=f"{path} (dlib_resnet FACE_API)", ignore_prefixes=("head.",))
     elif weights_path:
@@ -403,10 +403,10 @@ def import_face_api_weights(
         log.info("torch %s serialises %s differently (sha256 %s); the tensors are verified", torch.__version__,
                  name, file_digest)
     dest = hub_checkpoint_dir() / name
-    if dest.is_file() and not force and sha256_of(dest) == file_digest:
-        return dest
-    with atomic_write(dest, "wb") as fh:
-        fh.write(payload)
+    if not (dest.is_file() and not force and sha256_of(dest) == file_digest):
+        with atomic_write(dest, "wb", what="weights file") as fh:
+            fh.write(payload)
+    remember_verified(dest, file_digest)  # its tensors were checked above, whatever torch's serialisation
     return dest
 
 

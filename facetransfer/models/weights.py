@@ -4,7 +4,8 @@ Pretrained files live where torchvision puts them, ``$TORCH_HOME/hub/checkpoints
 When a file is missing, facetransfer tries to download it once; when that fails
 (no network), the error names the file, the cache folder and the import command.
 ``facetransfer weights import FILE`` checks a file's SHA-256 against the hash that
-torchvision (or a registered extra source) publishes and copies it into the cache::
+torchvision (or a registered extra source) publishes and copies it into the cache; a cached file
+is checked again the first time it is used (:mod:`~facetransfer.models.verified_cache`)::
 
     >>> find_known_file("mobilenet_v2-b0353104.pth").source
     'torchvision:mobilenet_v2.IMAGENET1K_V1'
@@ -12,9 +13,7 @@ torchvision (or a registered extra source) publishes and copies it into the cach
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import shutil
 import tempfile
 import urllib.error
@@ -29,9 +28,9 @@ import torch
 from torchvision.models import get_model_weights, list_models
 
 from ..atomic import atomic_write
+from ..checkpoint_digest import verify_digest
 from ..errors import ConfigError, WeightsError
-
-_HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
+from .verified_cache import is_remembered, name_hash, remember_verified, sha256_of, verify_cached_file
 
 
 @dataclass(frozen=True)
@@ -67,9 +66,9 @@ def _torchvision_files() -> dict[str, KnownWeightsFile]:
             continue
         for w in enum:
             name = os.path.basename(w.url)
-            match = _HASH_IN_NAME.search(name)
-            if match:
-                files.setdefault(name, KnownWeightsFile(name, w.url, match.group(1), f"torchvision:{model}.{w.name}"))
+            prefix = name_hash(name)
+            if prefix:
+                files.setdefault(name, KnownWeightsFile(name, w.url, prefix, f"torchvision:{model}.{w.name}"))
     return files
 
 
@@ -79,14 +78,6 @@ def known_files() -> dict[str, KnownWeightsFile]:
 
 def find_known_file(filename: str) -> KnownWeightsFile | None:
     return known_files().get(filename)
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_torchvision_weights(model: str, weights: str):
@@ -113,10 +104,14 @@ def cached_file(filename: str, url: str | None = None) -> Path:
     """Path of ``filename`` in the hub cache, downloading it from ``url`` when missing.
 
     Raises :class:`WeightsError` naming the file, the cache path and how to import it
-    when the file is absent and cannot be downloaded.
+    when the file is absent and cannot be downloaded, or when it does not match its
+    published hash (checked once per file, see :mod:`~facetransfer.models.verified_cache`).
     """
     path = hub_checkpoint_dir() / filename
     if path.is_file():
+        if not is_remembered(path):
+            entry = find_known_file(filename)
+            verify_cached_file(path, entry.sha256 if entry else None)
         return path
     offline = os.environ.get("FACETRANSFER_OFFLINE", "") not in ("", "0")
     reason = "FACETRANSFER_OFFLINE is set" if offline else "no download address is known"
@@ -136,10 +131,9 @@ def _download(url: str, dest: Path) -> None:
     with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10):
         pass  # fail fast when offline instead of hanging in the download
     dest.parent.mkdir(parents=True, exist_ok=True)
-    match = _HASH_IN_NAME.search(dest.name)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         part = Path(tmp) / dest.name
-        torch.hub.download_url_to_file(url, str(part), hash_prefix=match.group(1) if match else None)
+        torch.hub.download_url_to_file(url, str(part), hash_prefix=name_hash(dest.name))
         _install(part, dest)
 
 
@@ -168,20 +162,21 @@ def import_weights_file(file: str | os.PathLike, force: bool = False) -> Path:
             f"{digest[: len(entry.sha256)]}, expected {entry.sha256}; the file is corrupt or a different model"
         )
     dest = hub_checkpoint_dir() / entry.filename
-    if dest.is_file() and not force and sha256_of(dest) == digest:
-        return dest
-    _install(src, dest)
+    if not (dest.is_file() and not force and sha256_of(dest) == digest):
+        _install(src, dest)
+    remember_verified(dest, digest)
     return dest
 
 
 def _install(src: Path, dest: Path) -> None:
     """Copy a verified file into the cache atomically (a killed copy never leaves a torn file)."""
-    with open(src, "rb") as fin, atomic_write(dest, "wb") as fout:
+    with open(src, "rb") as fin, atomic_write(dest, "wb", what="weights file") as fout:
         shutil.copyfileobj(fin, fout, 1 << 20)
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a state dict safely (``weights_only=True``); Lightning checkpoints give their ``state_dict``."""
+    """Load a state dict safely (``weights_only=True``); Lightning checkpoints give their ``state_dict``
+    (checked against their content digest when they carry one)."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
@@ -189,6 +184,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise WeightsError(f"cannot load weights file {path}: {err}") from None
+    if isinstance(obj, Mapping):
+        verify_digest(obj, path)
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -25,6 +25,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import ConfigError, FaceTransferError, FileSystemError
+from ..filesystem import describe_os_error, find_os_error
 from ..malloc_tuning import tune_malloc
 
 RUN_OPTIONS = ("only", "dry_run", "no_report", "no_progress", "verbose", "status", "workers", "shard", "launcher",
@@ -92,7 +94,10 @@ def sweep_command(argv: Sequence[str]) -> int:
     from .run_options import SLURM_OPTION_KEYS, ParallelOptions
     from .runner import run_sweep
 
-    parsed = parse_sweep_args(argv, sweep_command_parser())
+    try:
+        parsed = parse_sweep_args(argv, sweep_command_parser())
+    except ConfigError as err:
+        raise ConfigError(f"{err} (see 'facetransfer sweep --help')") from None
     options = {k: parsed.get(k) for k in RUN_OPTIONS}
     slurm = {k: parsed.get(k) for k in SLURM_OPTION_KEYS}
     for k in (*RUN_OPTIONS, *SLURM_OPTION_KEYS):
@@ -121,6 +126,17 @@ def sweep_command(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         print("facetransfer: finished cells are in results.csv; run the same command to resume", file=sys.stderr)
         raise
+    except Exception as err:  # a filesystem fault in any cell: one line, and what is kept
+        if isinstance(err, FileSystemError):
+            text = str(err)
+        elif isinstance(err, FaceTransferError) or (fault := find_os_error(err)) is None:
+            raise
+        else:
+            text = describe_os_error(fault)
+        results = config.output_dir / "results.csv"
+        kept = f"the finished cells are kept in {results} (run the same command to resume)" if results.is_file() else \
+            "no cell had finished"
+        raise FileSystemError(f"{text}; {kept}") from err
     return 0
 
 

@@ -31,7 +31,6 @@ method's own sections. A mistake names its key::
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import re
@@ -42,6 +41,7 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from ..config_errors import check_config_files, config_error, located_config_error
 from ..errors import ConfigError
 
 CHECKPOINT_POLICIES = ("best", "all", "none")
@@ -90,42 +90,6 @@ def _parser(**kwargs: Any):
     from lightning.pytorch.cli import LightningArgumentParser
 
     return LightningArgumentParser(exit_on_error=False, allow_abbrev=False, **kwargs)
-
-
-def _suggest(key: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def config_error(err: Exception, where: str = "", known: Mapping[str, Sequence[str]] | None = None) -> ConfigError:
-    """A jsonargparse error as one :class:`ConfigError` line, prefixed with ``where``.
-
-    ``known``: the accepted keys per group (``""`` for the top level), for a "did you mean" hint.
-    """
-    text = str(err).strip()
-    known = known or {}
-    group = re.search(r"Group '([^']+)' does not accept option '([^']+)'", text)
-    if group:
-        name, key = group.groups()
-        message = f"unknown key '{name}.{key}'{_suggest(key, known.get(name, ()))}"
-        return ConfigError(f"{where}: {message}" if where else message)
-    option = re.search(r"unrecognized arguments: --([\w.]+)", text) or re.search(r"Option '([^']+)' is not accepted", text)
-    if option:
-        name, _, key = option.group(1).rpartition(".")
-        label = "option --" if text.startswith("unrecognized") else "key '"
-        message = f"unknown {label}{option.group(1)}{'' if label.startswith('option') else chr(39)}"
-        message += _suggest(key, known.get(name, ()))
-        return ConfigError(f"{where}: {message}" if where else message)
-    key = re.search(r'Parser key "([^"]+)"', text)
-    given = re.search(r"Given value: (.*)$", text, re.M) or re.search(r"Got value: (.*)$", text, re.M)
-    if key and "Union subtypes" in text and given and "train_samples" in key.group(1):
-        message = f"{key.group(1)}: {given.group(1).strip()} is not a positive integer or 'all'"
-    elif key:
-        lines = [ln.strip() for ln in text.splitlines()[1:] if ln.strip()]
-        message = f"{key.group(1)}: " + "; ".join(lines[:2])
-    else:
-        message = " ".join(ln.strip() for ln in text.splitlines() if ln.strip())
-    return ConfigError(f"{where}: {message}" if where else message)
 
 
 def parse_section(target: Callable[..., Any], values: Mapping[str, Any], where: str, skip: set[str] = frozenset()) -> dict[str, Any]:
@@ -358,14 +322,16 @@ def _yaml_text(config: Mapping[str, Any]) -> str:
 def parse_sweep_args(argv: Sequence[str], parser=None):
     """Command-line arguments -> the parsed namespace (only the values given, typed and checked)."""
     parser = parser or sweep_parser()
+    argv = list(argv)
+    check_config_files(argv)  # a missing file or a YAML syntax error, named with its line
     try:
-        return parser.parse_args(list(argv), defaults=False)
+        return parser.parse_args(argv, defaults=False)
     except argparse.ArgumentError as err:
         defaults = parser.get_defaults()
         known = {"": [k for k in defaults.keys() if "." not in k]}
         for group in ("data", "trainer", "model"):
             known[group] = list(defaults[group].keys())
-        raise config_error(err, known=known) from None
+        raise located_config_error(err, argv, known) from None
 
 
 def build_sweep_config(parsed: Any, *, default_name: str = "sweep", sources: Sequence[str] = ()) -> SweepConfig:

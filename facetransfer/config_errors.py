@@ -1,0 +1,179 @@
+"""Configuration mistakes as one line: the file, the key, the value given and what is allowed.
+
+jsonargparse reports a bad option with the whole usage text (about 100 lines) above the error,
+and a YAML syntax error without the file's name. ``facetransfer fit`` and ``facetransfer sweep``
+both turn them into one :class:`~facetransfer.errors.ConfigError`::
+
+    >>> import argparse
+    >>> str(config_error(argparse.ArgumentError(None, 'Parser key "model.lr":\\n  Expected a <class \\'float\\'>. Got value: fast')))
+    "model.lr: 'fast' is not a number"
+    >>> check_config_files(["--config", "no_such.yaml"])
+    Traceback (most recent call last):
+    ...
+    facetransfer.errors.ConfigError: config file no_such.yaml does not exist
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+# how jsonargparse names a type -> what a user reads
+_TYPE_WORDS = {
+    "float": "a number",
+    "int": "an integer",
+    "bool": "true or false",
+    "NoneType": "null",
+    "str": "a string",
+    "dict": "a mapping",
+    "list": "a list",
+    "tuple": "a list",
+}
+
+
+def _suggest(key: str, known: Sequence[str], group: str = "") -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f"; did you mean '{group + '.' if group else ''}{close[0]}'?" if close else ""
+
+
+def _allowed(text: str) -> list[str]:
+    """The accepted types in a jsonargparse message, in words (``a number``, ``one of adam, sgd``)."""
+    words: list[str] = []
+    for expected in re.findall(r"Expected a (.+?)(?:\. Got value:|$)", text, re.M):
+        literal = re.match(r"typing\.Literal\[(.*)\]$", expected.strip())
+        if literal:
+            choices = [c.strip().strip("'\"") for c in literal.group(1).split(",")]
+            words.append("one of " + ", ".join(choices))
+            continue
+        name = re.match(r"<class '([\w.]+)'>$", expected.strip())
+        word = _TYPE_WORDS.get(name.group(1).rsplit(".", 1)[-1]) if name else None
+        words.append(word or expected.strip())
+    return list(dict.fromkeys(words))
+
+
+def config_error(
+    err: Exception | str, where: str = "", known: Mapping[str, Sequence[str]] | None = None, source: str | None = None
+) -> ConfigError:
+    """A jsonargparse error as one :class:`ConfigError` line, prefixed with ``where``.
+
+    ``known``: the accepted keys per group (``""`` for the top level), for a "did you mean" hint;
+    ``source``: the config file the bad value came from, named in the message.
+    """
+    text = str(err).strip()
+    known = known or {}
+
+    def done(message: str) -> ConfigError:
+        prefix = ": ".join(p for p in (where, source) if p)
+        return ConfigError(f"{prefix}: {message}" if prefix else message)
+
+    group = re.search(r"Group '([^']+)' does not accept option '([^']+)'", text)
+    if group:
+        name, key = group.groups()
+        return done(f"unknown key '{name}.{key}'{_suggest(key, known.get(name, ()), name)}")
+    nested = re.search(r"Subcommand '[^']+' does not accept option '([^']+)'", text)
+    if nested:
+        name, _, key = nested.group(1).rpartition(".")
+        return done(f"unknown key '{nested.group(1)}'{_suggest(key, known.get(name, ()), name)}")
+    option = re.search(r"unrecognized arguments: --([\w.]+)", text) or re.search(r"Option '([^']+)' is not accepted", text)
+    if option:
+        name, _, key = option.group(1).rpartition(".")
+        label = "option --" if text.startswith("unrecognized") else "key '"
+        message = f"unknown {label}{option.group(1)}{'' if label.startswith('option') else chr(39)}"
+        return done(message + _suggest(key, known.get(name, ()), name))
+    missing = re.search(r"File does not exist: '([^']+)'", text)
+    if missing:
+        return done(f"config file {missing.group(1)} does not exist")
+    key = re.search(r'Parser key "([^"]+)"', text)
+    given = re.search(r"Given value: (.*)$", text, re.M) or re.search(r"Got value: (.*)$", text, re.M)
+    if key and given and "train_samples" in key.group(1) and "Union subtypes" in text:
+        return done(f"{key.group(1)}: {given.group(1).strip()} is not a positive integer or 'all'")
+    allowed = _allowed(text)
+    if key and given and allowed:
+        return done(f"{key.group(1)}: {given.group(1).strip()!r} is not {' or '.join(allowed)}")
+    if key:
+        lines = [ln.strip() for ln in text.splitlines()[1:] if ln.strip()]
+        return done(f"{key.group(1)}: " + "; ".join(lines[:2]))
+    return done(" ".join(ln.strip() for ln in text.splitlines() if ln.strip()))
+
+
+def config_file_args(argv: Sequence[str]) -> list[str]:
+    """The values of ``--config FILE`` / ``--config=FILE`` / ``-c FILE`` in a command line."""
+    files = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            files.append(argv[i + 1])
+        elif arg.startswith("--config="):
+            files.append(arg.partition("=")[2])
+    return files
+
+
+def _looks_like_a_path(value: str) -> bool:
+    """``runs/a.yaml`` rather than inline YAML such as ``{model: {lr: 0.1}}``."""
+    return bool(re.fullmatch(r"[^\s{}\[\],]+", value)) and ": " not in value
+
+
+def check_config_files(argv: Sequence[str]) -> list[str]:
+    """Every ``--config`` file of ``argv`` exists and is valid YAML; else one :class:`ConfigError` naming
+    the file (and the line and column of a syntax error). Returns the files."""
+    files = []
+    for value in config_file_args(argv):
+        if not os.path.isfile(value):
+            if _looks_like_a_path(value):
+                raise ConfigError(f"config file {value} does not exist")
+            continue  # an inline YAML string: jsonargparse checks it
+        try:
+            with open(value, encoding="utf-8") as fh:
+                yaml.safe_load(fh)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
+            raise ConfigError(f"config file {value} is not valid YAML: {where}{problem}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file {value} cannot be read: {getattr(err, 'strerror', None) or err}") from None
+        files.append(value)
+    return files
+
+
+def file_setting(key: str, files: Sequence[str], sections: Sequence[str] = ()) -> str | None:
+    """The last of ``files`` that sets the dotted ``key`` (also under one of ``sections``, e.g. ``fit``)."""
+    for path in reversed(files):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh)
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+        for root in [data, *((data or {}).get(s) for s in sections if isinstance(data, dict))]:
+            node: Any = root
+            for part in key.split("."):
+                node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+            if node is not _MISSING:
+                return path
+    return None
+
+
+_MISSING = object()
+
+
+def located_config_error(err: Exception | str, argv: Sequence[str], known: Mapping[str, Sequence[str]] | None = None,
+                         sections: Sequence[str] = ()) -> ConfigError:
+    """:func:`config_error` naming the ``--config`` file that set the bad key (when the command line did not)."""
+    key = re.search(r'Parser key "([^"]+)"', str(err)) or re.search(r"does not accept option '([^']+)'", str(err))
+    source = None
+    if key:
+        dotted = key.group(1)
+        group = re.search(r"Group '([^']+)' does not accept option", str(err))
+        dotted = f"{group.group(1)}.{dotted}" if group else dotted
+        given_inline = any(a == f"--{dotted}" or a.startswith(f"--{dotted}=") for a in argv)
+        source = None if given_inline else file_setting(dotted, config_file_args(argv), sections)
+    return config_error(err, known=known, source=source)
+
+
+__all__ = ["check_config_files", "config_error", "config_file_args", "file_setting", "located_config_error"]

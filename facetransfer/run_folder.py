@@ -1,0 +1,106 @@
+"""A command that fails before its first step leaves no run folder behind.
+
+Lightning creates a run's folder (``runs/lightning_logs/version_N``) and writes ``config.yaml``,
+``hparams.yaml`` and the split into it before the first training step; when the run then fails
+(bad data, a wrong option, a full disk) the folder stays, empty of results, and the next run
+becomes ``version_N+1``. :class:`RunFolderGuard` notes which of the run's folders exist before the
+command and, when it fails before any step, removes the ones it created -- only if they hold no
+checkpoint. A run that trained (or tested) at least one batch keeps everything::
+
+    >>> guard = RunFolderGuard.before(trainer)  # doctest: +SKIP
+    >>> try:
+    ...     trainer.fit(model, data)
+    ... except Exception:
+    ...     guard.clean_up_after_failure(trainer)
+    ...     raise
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback
+
+
+class StepWatcher(Callback):
+    """Notes whether the command's own loop (training, testing, validating, predicting) finished a batch."""
+
+    def __init__(self) -> None:
+        self.stepped = False
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self.stepped = True
+
+    def on_validation_batch_end(self, trainer, *args: Any) -> None:
+        if trainer.state.fn == "validate":  # validation inside fit (sanity check included) is not a step of fit
+            self.stepped = True
+
+    def on_test_batch_end(self, *args: Any) -> None:
+        self.stepped = True
+
+    def on_predict_batch_end(self, *args: Any) -> None:
+        self.stepped = True
+
+
+def _missing_chain(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    chain = []
+    while not folder.exists() and folder != folder.parent:
+        chain.append(folder)
+        folder = folder.parent
+    return chain
+
+
+@dataclass
+class RunFolderGuard:
+    """Which of a run's log folders existed before the command (see the module docstring)."""
+
+    roots: dict[Path, set[str]] = field(default_factory=dict)  # logger root -> names in it before the run
+    created: list[Path] = field(default_factory=list)  # roots and their parents that did not exist, deepest first
+    removed: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def before(cls, trainer: Any) -> RunFolderGuard:
+        guard = cls()
+        for logger in trainer.loggers:
+            root = getattr(logger, "root_dir", None)
+            if not root:
+                continue
+            root = Path(root)
+            guard.created += _missing_chain(root)
+            guard.roots[root] = set(os.listdir(root)) if root.is_dir() else set()
+        return guard
+
+    def new_log_dirs(self, trainer: Any) -> list[Path]:
+        """The loggers' version folders that this run created."""
+        folders = []
+        for logger in trainer.loggers:
+            root, log_dir = getattr(logger, "root_dir", None), getattr(logger, "log_dir", None)
+            if not root or not log_dir or Path(root) not in self.roots:
+                continue
+            log_dir = Path(log_dir)
+            if log_dir.parent == Path(root) and log_dir.name not in self.roots[Path(root)] and log_dir.is_dir():
+                folders.append(log_dir)
+        return folders
+
+    def clean_up_after_failure(self, trainer: Any, stepped: bool) -> list[Path]:
+        """Remove the folders this run created when no step ran and they hold no checkpoint; returns them."""
+        if stepped or not trainer.is_global_zero:
+            return []
+        for folder in self.new_log_dirs(trainer):
+            if not any(folder.rglob("*.ckpt")):
+                shutil.rmtree(folder, ignore_errors=True)
+                self.removed.append(folder)
+        for folder in self.created:  # deepest first; only when empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+                self.removed.append(folder)
+        return self.removed
+
+
+__all__ = ["RunFolderGuard", "StepWatcher"]
