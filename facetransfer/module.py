@@ -27,6 +27,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from .data.batch_transforms import BatchTransforms
 from .data.store_batches import ImageBatch
+from .checkpoint_digest import DIGEST_KEY, verify_digest
 from .errors import ConfigError, WeightsError
 from .features import BackboneFeatures, FeatureProvider, file_identity, random_init_identity
 from .freeze import apply_freeze_policy
@@ -37,6 +38,8 @@ from .preprocess import Preprocess
 
 CHECKPOINT_KEY = "facetransfer"
 _skip_pretrained = contextvars.ContextVar("facetransfer_skip_pretrained", default=False)
+# (path, changed hyperparameters?) of the file load_from_checkpoint is reading, for its digest check
+_loading_file: contextvars.ContextVar[tuple[Any, bool] | None] = contextvars.ContextVar("facetransfer_loading_file", default=None)
 
 
 @contextlib.contextmanager
@@ -531,6 +534,17 @@ class FaceClassifier(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        loading = _loading_file.get()
+        if loading is not None and DIGEST_KEY in checkpoint:  # load_from_checkpoint (the trainer's loader checks it itself)
+            path, hparams_changed = loading
+            stored = checkpoint[DIGEST_KEY]
+            parts = stored.get("parts", {}) if isinstance(stored, dict) else {}
+            # entries Lightning adds while loading are not the file's; keyword overrides change the hyperparameters
+            view = {k: v for k, v in checkpoint.items() if k in parts or k == DIGEST_KEY}
+            if hparams_changed and "hyper_parameters" in parts:
+                view = {**view, DIGEST_KEY: {**stored, "parts": {k: v for k, v in parts.items() if k != "hyper_parameters"}}}
+                view.pop("hyper_parameters", None)
+            verify_digest(view, path)
         info = checkpoint.get(CHECKPOINT_KEY)
         if info is None:
             return
@@ -556,8 +570,14 @@ class FaceClassifier(L.LightningModule):
         if len(args) < 4:
             kwargs.setdefault("weights_only", True)
         try:
-            with restoring_from_checkpoint():
-                return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+            hparams_file = kwargs.get("hparams_file", args[1] if len(args) > 1 else None)
+            hparams_changed = bool(set(kwargs) - {"map_location", "hparams_file", "strict", "weights_only"} or hparams_file)
+            token = _loading_file.set((checkpoint_path, hparams_changed))
+            try:
+                with restoring_from_checkpoint():
+                    return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+            finally:
+                _loading_file.reset(token)
         except LOAD_ERRORS as err:
             if not is_load_error(err):
                 raise

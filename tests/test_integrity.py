@@ -120,11 +120,13 @@ def test_a_bit_flipped_checkpoint_is_refused_by_every_loader(signed_checkpoint, 
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="needs FaceClassifier.on_load_checkpoint to call verify_digest (module.py)")
 def test_load_from_checkpoint_refuses_a_bit_flipped_checkpoint(signed_checkpoint, tmp_path):
     flipped = flip_bits(signed_checkpoint, tmp_path / "flipped.ckpt")
     with pytest.raises(WeightsError, match=rf"checkpoint {flipped} is damaged"):
         ft.FaceClassifier.load_from_checkpoint(flipped)
+    # the intact file loads, also with a hyperparameter given as a keyword (which changes the hyperparameters)
+    assert ft.FaceClassifier.load_from_checkpoint(signed_checkpoint).num_classes > 0
+    assert ft.FaceClassifier.load_from_checkpoint(signed_checkpoint, lr=0.5).hparams.lr == 0.5
 
 
 # --- 2. cached pretrained weights -------------------------------------------------------------------
