@@ -65,3 +65,14 @@ def celeba_tree(tmp_path) -> Path:
 @pytest.fixture
 def folder_tree(tmp_path) -> Path:
     return make_folder_tree(tmp_path / "faces")
+
+
+@pytest.fixture
+def mtcnn_weights(isolated_torch_home) -> Path:
+    """MTCNN's three weight files linked from the real cache (skips when not imported)."""
+    from facetransfer.detection.mtcnn_weights import MTCNN_FILES, cache_filename
+
+    isolated_torch_home.mkdir(parents=True, exist_ok=True)
+    for net in MTCNN_FILES:
+        (isolated_torch_home / cache_filename(net)).symlink_to(real_cached_file(cache_filename(net)))
+    return isolated_torch_home
