@@ -148,7 +148,7 @@ class MTCNN(FaceDetector):
         """Scale of each pyramid level for an image of this size (largest first).
 
         >>> MTCNN(weights=None).pyramid_scales(250, 250)[:2]
-        [0.6, 0.4254]
+        [0.48, 0.3403]
         """
         shortest = min(height, width)
         min_face = max(self.min_face_size, self.min_face_fraction * shortest)
