@@ -163,6 +163,7 @@ TOOL_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "weights": _weights_command,
     "backbones": _backbones_command,
     "verify": _verify_command,
+    "align": lambda argv: __import__("facetransfer.detection.command", fromlist=["_"]).align_command(argv),
 }
 
 

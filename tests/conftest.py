@@ -67,6 +67,14 @@ def folder_tree(tmp_path) -> Path:
     return make_folder_tree(tmp_path / "faces")
 
 
+@pytest.fixture(autouse=True)
+def isolated_landmark_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own empty on-disk landmark cache folder."""
+    folder = tmp_path_factory.mktemp("facetransfer_cache")
+    monkeypatch.setenv("FACETRANSFER_CACHE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def mtcnn_weights(isolated_torch_home) -> Path:
     """MTCNN's three weight files linked from the real cache (skips when not imported)."""
