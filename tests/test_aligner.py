@@ -15,64 +15,13 @@ from PIL import Image
 
 from facetransfer.cli import main
 from facetransfer.data import FolderSource
-from facetransfer.detection import (
-    AlignedSource,
-    Aligner,
-    Detections,
-    FaceDetector,
-    LandmarkCache,
-    NoFaceError,
-    aligned_source,
-    get_template,
-    register_detector,
-)
+from facetransfer.detection import AlignedSource, Aligner, LandmarkCache, NoFaceError, aligned_source, register_detector
 from facetransfer.detection import registry as detector_registry
 from facetransfer.detection.transform import similarity_transform, transform_points
 from facetransfer.errors import ConfigError, DataError
 
+from .detection_fakes import ScriptedDetector, noise_image
 from .fakes import shared
-
-TEMPLATE = get_template("dlib")
-
-
-class ScriptedDetector(FaceDetector):
-    """Finds no face in flat images, two faces in 200 px wide ones (a big one at the edge and a central
-    one), else one face whose landmarks are the dlib template scaled to the image. Counts its calls."""
-
-    name = "scripted"
-    version = "1"
-
-    def __init__(self, offset: float = 0.0) -> None:
-        super().__init__()
-        self.offset = offset
-        self.images_seen = 0
-
-    def config(self):
-        return {"offset": self.offset}
-
-    def detect(self, images):
-        out = []
-        for im in images:
-            self.images_seen += 1
-            pixels = np.asarray(im) if isinstance(im, Image.Image) else im.permute(1, 2, 0).numpy()
-            w, h = pixels.shape[1], pixels.shape[0]
-            if pixels.std() == 0:
-                out.append(Detections.empty())
-                continue
-            central = TEMPLATE.points * (w / 150) + self.offset
-            faces = [(central, [0.2 * w, 0.2 * h, 0.8 * w, 0.8 * h])]
-            if w == 200:  # a larger face at the left edge, scored higher
-                faces.insert(0, (central * 1.2 - torch.tensor([60.0, 0.0]), [-60.0, 10.0, 90.0, 190.0]))
-            out.append(Detections(torch.tensor([b for _, b in faces]), torch.stack([p for p, _ in faces]),
-                                  torch.tensor([0.99, 0.9][: len(faces)])))
-        return out
-
-
-def _noise_image(path: Path, size=(120, 120), seed=0, mode="RGB") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).convert(mode).save(path)
-    return path
 
 
 @pytest.fixture
@@ -85,7 +34,7 @@ def scripted(monkeypatch):
 
 
 def test_detects_once_per_content_across_objects_and_copies(tmp_path, scripted):
-    a = _noise_image(tmp_path / "a.jpg")
+    a = noise_image(tmp_path / "a.jpg")
     Aligner(scripted, cache=tmp_path / "lm.sqlite").align(a)
     assert scripted.images_seen == 1
     shutil.copy(a, tmp_path / "renamed.jpg")
@@ -93,7 +42,7 @@ def test_detects_once_per_content_across_objects_and_copies(tmp_path, scripted):
     again.align(tmp_path / "renamed.jpg")
     again.align(a)
     assert scripted.images_seen == 1
-    _noise_image(a, seed=1)  # new content under the old name: detected again
+    noise_image(a, seed=1)  # new content under the old name: detected again
     again.align(a)
     assert scripted.images_seen == 2
     other_settings = ScriptedDetector(offset=1.0)  # other detector settings: other cache id
@@ -103,7 +52,7 @@ def test_detects_once_per_content_across_objects_and_copies(tmp_path, scripted):
 
 
 def test_default_cache_lives_in_the_cache_dir(tmp_path, scripted, isolated_landmark_cache):
-    Aligner(scripted).align(_noise_image(tmp_path / "a.jpg"))
+    Aligner(scripted).align(noise_image(tmp_path / "a.jpg"))
     assert (isolated_landmark_cache / "landmarks.sqlite").is_file()
     assert len(LandmarkCache(isolated_landmark_cache / "landmarks.sqlite")) == 1
     memory_only = Aligner(ScriptedDetector(), cache=None)
@@ -116,11 +65,11 @@ def test_unwritable_cache_is_one_clear_error(tmp_path, scripted):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(ConfigError, match=r"cannot open the landmark cache .*FACETRANSFER_CACHE_DIR"):
-        Aligner(scripted, cache=blocker / "lm.sqlite").align(_noise_image(tmp_path / "a.jpg"))
+        Aligner(scripted, cache=blocker / "lm.sqlite").align(noise_image(tmp_path / "a.jpg"))
 
 
 def test_chip_puts_the_landmarks_on_the_template(tmp_path, scripted):
-    image = _noise_image(tmp_path / "a.png", size=(300, 300))
+    image = noise_image(tmp_path / "a.png", size=(300, 300))
     aligner = Aligner(scripted, template="dlib", cache=None)
     chip = aligner.align(image)
     assert chip.size == (150, 150) and chip.mode == "RGB"
@@ -134,7 +83,7 @@ def test_chip_puts_the_landmarks_on_the_template(tmp_path, scripted):
 
 
 def test_policies_for_several_faces(tmp_path, scripted):
-    group = _noise_image(tmp_path / "group.jpg", size=(200, 200))
+    group = noise_image(tmp_path / "group.jpg", size=(200, 200))
     central = Aligner(scripted, cache=None).locate(group)
     assert central.faces == 2 and central.index == 1  # default largest_central: the centred face
     largest = Aligner(scripted, pick="largest", cache=None).locate(group)
@@ -183,7 +132,7 @@ def test_exif_orientation_is_applied(tmp_path, scripted):
 
 
 def test_prepare_and_align_files_batch_and_keep_order(tmp_path, scripted):
-    paths = [_noise_image(tmp_path / f"{i}.jpg", seed=i) for i in range(7)]
+    paths = [noise_image(tmp_path / f"{i}.jpg", seed=i) for i in range(7)]
     Image.new("RGB", (50, 50)).save(tmp_path / "flat.jpg")
     (tmp_path / "bad.jpg").write_bytes(b"nope")
     shutil.copy(paths[0], tmp_path / "dup.jpg")
@@ -246,9 +195,9 @@ def _read_csv(path: Path) -> list[dict]:
 
 def test_align_command_layout_and_csvs(tmp_path, scripted, capsys):
     src = tmp_path / "photos"
-    _noise_image(src / "alice" / "1.jpg")
-    _noise_image(src / "alice" / "2.png", seed=2, mode="L")
-    _noise_image(src / "bob" / "1.jpg", size=(200, 200), seed=3)
+    noise_image(src / "alice" / "1.jpg")
+    noise_image(src / "alice" / "2.png", seed=2, mode="L")
+    noise_image(src / "bob" / "1.jpg", size=(200, 200), seed=3)
     Image.new("RGB", (64, 64), "white").save(src / "bob" / "wall.jpg")
     (src / "bob" / "broken.jpg").write_bytes(b"garbage")
     (src / "notes.txt").write_text("not an image")
@@ -280,7 +229,7 @@ def test_align_command_bad_arguments(tmp_path, capsys):
 
 
 def test_align_command_without_mtcnn_weights_is_one_error(tmp_path, capsys):
-    _noise_image(tmp_path / "src" / "a" / "1.jpg")
+    noise_image(tmp_path / "src" / "a" / "1.jpg")
     assert main(["align", str(tmp_path / "src"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("facetransfer: error: MTCNN weights") and "facetransfer weights import" in err

@@ -19,6 +19,8 @@ from facetransfer.detection.transform import (
 from facetransfer.errors import ConfigError
 from facetransfer.preprocess import Preprocess
 
+from .detection_fakes import blob_centres, dot_image
+
 
 def _similarity(angle: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
@@ -58,28 +60,6 @@ def test_one_template_for_a_batch_broadcasts():
     assert torch.allclose(transform_points(fitted, src), template.expand(2, 5, 2), atol=1e-3)
 
 
-def _dot_image(points: torch.Tensor, height: int, width: int, radius: float) -> torch.Tensor:
-    """A black uint8 image with a white disc at each point."""
-    ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
-    image = torch.zeros(height, width)
-    for x, y in points.tolist():
-        image[(xs - x) ** 2 + (ys - y) ** 2 <= radius**2] = 255
-    return image.to(torch.uint8).expand(3, -1, -1).contiguous()
-
-
-def _blob_centres(chip: torch.Tensor, near: torch.Tensor, window: int = 9) -> torch.Tensor:
-    """Intensity-weighted centre of the chip around each expected point."""
-    grey = chip[0].float()
-    centres = []
-    for x, y in near.tolist():
-        x0, y0 = max(0, int(x) - window), max(0, int(y) - window)
-        patch = grey[y0 : int(y) + window, x0 : int(x) + window]
-        ys, xs = torch.meshgrid(torch.arange(patch.shape[0]) + 0.5 + y0, torch.arange(patch.shape[1]) + 0.5 + x0,
-                                indexing="ij")
-        centres.append([float((patch * xs).sum() / patch.sum()), float((patch * ys).sum() / patch.sum())])
-    return torch.tensor(centres)
-
-
 @pytest.mark.parametrize("face_scale", [0.7, 2.0, 9.0])  # chip upsamples, mildly and strongly downsamples the face
 def test_warp_puts_landmarks_on_the_template(face_scale):
     template = get_template("dlib")
@@ -88,11 +68,11 @@ def test_warp_puts_landmarks_on_the_template(face_scale):
     chip_to_image = _similarity(angle, torch.tensor([face_scale]), torch.tensor([[30.0, 50.0]]))
     landmarks = transform_points(chip_to_image, template.points[None])[0]
     height = width = int(math.ceil(160 * face_scale + 120))
-    image = _dot_image(landmarks, height, width, radius=2.5 * face_scale)
+    image = dot_image(landmarks, height, width, radius=2.5 * face_scale)
     matrix = similarity_transform(landmarks[None], template.points)
     chip = warp_faces(image[None], matrix, template.size)[0]
     assert chip.dtype == torch.uint8 and chip.shape == (3, 150, 150)
-    assert (_blob_centres(chip, template.points) - template.points).norm(dim=1).max() < 0.75
+    assert (blob_centres(chip, template.points) - template.points).norm(dim=1).max() < 0.75
 
 
 def test_warp_outside_the_image_is_black_and_batches_mix_scales():
