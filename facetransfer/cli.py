@@ -164,6 +164,7 @@ TOOL_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "backbones": _backbones_command,
     "verify": _verify_command,
     "align": lambda argv: __import__("facetransfer.detection.command", fromlist=["_"]).align_command(argv),
+    "data": lambda argv: __import__("facetransfer.data.command", fromlist=["_"]).data_command(argv),
 }
 
 

@@ -28,6 +28,23 @@ VARIANTS = {
     "original": ("lfw",),
 }
 PEOPLE_FILES = {"devtrain": "peopleDevTrain.txt", "devtest": "peopleDevTest.txt"}
+#: the archive of each variant on the LFW site (installed as the first folder name of VARIANTS)
+ARCHIVES = {"original": "lfw.zip", "funneled": "lfw-funneled.zip", "deepfunneled": "lfw-deepfunneled.zip"}
+#: the list of all 5,749 names with their number of images
+NAMES_FILE = "lfw-names.txt"
+
+
+def read_names_file(path: Path) -> dict[str, int]:
+    """``lfw-names.txt`` (``Name<TAB>count`` lines, no header) -> {name: number of images}."""
+    names: dict[str, int] = {}
+    for lineno, line in enumerate(path.read_text().split("\n"), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise DataError(f"{path}:{lineno}: expected 'Name<TAB>count', got {line!r}")
+        names[parts[0]] = int(parts[1])
+    return names
 
 
 def read_people_file(path: Path) -> dict[str, int]:
