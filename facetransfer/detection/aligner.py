@@ -198,7 +198,7 @@ class Aligner:
         pick: Literal["largest_central", "largest", "central"] = "largest_central",
         cache: LandmarkCache | str | os.PathLike | None = "default",
         device: torch.device | str | None = None,
-        batch_size: int = 32,
+        batch_size: int = 16,
         detector_args: dict[str, Any] | None = None,
         read_workers: int = 2,
     ) -> None:
