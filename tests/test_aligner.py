@@ -27,7 +27,7 @@ from .fakes import shared
 @pytest.fixture
 def scripted(monkeypatch):
     """A ScriptedDetector registered as ``scripted`` (the registry is restored afterwards)."""
-    monkeypatch.setattr(detector_registry, "_DETECTORS", dict(detector_registry._DETECTORS))
+    monkeypatch.setattr(detector_registry.DETECTORS, "builders", dict(detector_registry.DETECTORS.builders))
     detector = ScriptedDetector()
     register_detector("scripted")(lambda weights=None, device=None: detector)
     return detector

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import zipfile
 from pathlib import Path
 
@@ -53,8 +54,8 @@ def test_registry_lists_builds_and_rejects():
         get_detector("mtcnn", weights=None, min_face_fraction=2)
 
 
-def test_register_a_detector_and_entry_point_plugins(monkeypatch):
-    monkeypatch.setattr(detector_registry, "_DETECTORS", dict(detector_registry._DETECTORS))
+def test_register_a_detector(monkeypatch):
+    monkeypatch.setattr(detector_registry.DETECTORS, "builders", dict(detector_registry.DETECTORS.builders))
 
     @register_detector("fixed_for_test")
     def fixed_for_test(weights=None, device=None):
@@ -64,26 +65,43 @@ def test_register_a_detector_and_entry_point_plugins(monkeypatch):
     with pytest.raises(ValueError, match="already registered"):
         register_detector("fixed_for_test")(lambda weights=None, device=None: FixedDetector())
 
-    class EntryPoint:
-        name, value = "plugin_detector", "pkg.mod:builder"
 
-        def load(self):
-            return lambda weights=None, device=None: FixedDetector()
 
-    class BrokenEntryPoint(EntryPoint):
-        name = "broken_detector"
+PLUGIN = """
+import torch
+from facetransfer.detection import Detections, FaceDetector
 
-        def load(self):
-            raise ImportError("no module named pkg")
+class CornerDetector(FaceDetector):
+    name = "corner"
 
-    monkeypatch.setattr(detector_registry, "_plugins_loaded", False)
-    monkeypatch.setattr(detector_registry, "entry_points", lambda group: [EntryPoint(), BrokenEntryPoint()])
-    assert "plugin_detector" in list_detectors() and "broken_detector" not in list_detectors()
-    assert isinstance(get_detector("plugin_detector"), FixedDetector)
+    def detect(self, images):
+        return [Detections.empty() for _ in images]
+
+def corner(weights=None, device=None):
+    return CornerDetector()
+"""
+
+
+def test_entry_point_plugins_are_found(tmp_path, monkeypatch, caplog):
+    """A tiny installed distribution declaring two facetransfer.detectors entry points, one broken."""
+    (tmp_path / "corner_plugin.py").write_text(PLUGIN)
+    dist = tmp_path / "corner_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: corner-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[facetransfer.detectors]\ncorner = corner_plugin:corner\nbroken = corner_plugin:missing\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(detector_registry.DETECTORS, "builders", dict(detector_registry.DETECTORS.builders))
+    monkeypatch.setattr(detector_registry.DETECTORS, "plugins_loaded", False)
+    monkeypatch.delitem(sys.modules, "corner_plugin", raising=False)
+    assert "corner" in list_detectors() and "broken" not in list_detectors() and "mtcnn" in list_detectors()
+    assert "could not load face detector plug-in 'broken'" in caplog.text
+    assert get_detector("corner").detect([Image.new("RGB", (8, 8))])[0].boxes.shape == (0, 4)
 
 
 def test_builder_must_return_a_face_detector(monkeypatch):
-    monkeypatch.setattr(detector_registry, "_DETECTORS", dict(detector_registry._DETECTORS))
+    monkeypatch.setattr(detector_registry.DETECTORS, "builders", dict(detector_registry.DETECTORS.builders))
     register_detector("not_a_detector")(lambda weights=None, device=None: object())
     with pytest.raises(ConfigError, match="returned object, expected a facetransfer FaceDetector"):
         get_detector("not_a_detector")
