@@ -9,7 +9,7 @@ from PIL import Image
 
 from facetransfer.data import get_source
 from facetransfer.data.celeba import CelebASource
-from facetransfer.detection import AlignedSource, Aligner, NoFaceError, aligned_source, get_template
+from facetransfer.detection import AlignedSource, Aligner, LandmarkTable, NoFaceError, aligned_source, get_template
 from facetransfer.errors import ConfigError, DataError
 
 from .fakes import make_celeba_tree, make_lfw_tree, shared
@@ -75,7 +75,7 @@ def test_celeba_aligned_set_has_its_landmark_file_too(tmp_path):
     (root / "img_celeba").rename(root / "img_align_celeba")
     source = CelebASource(str(root))
     assert source.init_args() == {"partition": "all"}  # unchanged for the default variant
-    table = source.landmark_table()
+    table = LandmarkTable.from_source(source)
     assert table.name == "celeba-aligned" and len(table) == 6
     assert table.lookup("img_align_celeba/000002.jpg").landmarks[0, 0].tolist() == [69.5, 109.5]
 
@@ -89,10 +89,10 @@ def test_celeba_landmark_errors(tmp_path):
     lm = root / "Anno" / "list_landmarks_celeba.txt"
     lm.write_text(lm.read_text() + "000009.jpg 1 2 3\n")
     with pytest.raises(DataError, match=r"list_landmarks_celeba.txt:8: expected '<image> x1 y1 ... x5 y5'"):
-        CelebASource(str(root), variant="wild").landmark_table()
+        CelebASource(str(root), variant="wild").landmark_points()
     lm.unlink()
     with pytest.raises(DataError, match="list_landmarks_celeba.txt not found"):
-        CelebASource(str(root), variant="wild").landmark_table()
+        CelebASource(str(root), variant="wild").landmark_points()
     with pytest.raises(ConfigError, match="align: landmarks needs a dataset that ships landmarks"):
         aligned_source(get_source("folder", root=str(root / "img_celeba")), "landmarks")
 

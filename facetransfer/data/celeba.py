@@ -5,13 +5,14 @@ Both the original Google-Drive layout (annotation files in ``Anno/`` and ``Eval/
 or next to the images) and torchvision's ``<root>/celeba/`` layout are found.
 CelebA's official partition separates *identities* (it is for verification), so
 identification uses all images by default; ``partition`` restricts to one part.
-:meth:`CelebASource.landmark_table` reads the dataset's own five landmarks
+:meth:`CelebASource.landmark_points` reads the dataset's own five landmarks
 (``list_landmarks_celeba.txt`` for the wild images, ``list_landmarks_align_celeba.txt`` for the
-aligned ones), which an :class:`~facetransfer.detection.Aligner` uses instead of a detector::
+aligned ones), which alignment (``align: landmarks``) uses instead of a detector::
 
     >>> src = CelebASource("/data/celeba", partition="train")  # doctest: +SKIP
     >>> wild = CelebASource("/data/celeba", variant="wild")  # doctest: +SKIP
-    >>> Aligner(None, "arcface", landmarks=wild.landmark_table())  # doctest: +SKIP
+    >>> wild.landmark_points()["img_celeba/000001.jpg"]  # doctest: +SKIP
+    [[165.5, 184.5], [244.5, 176.5], [196.5, 249.5], [194.5, 271.5], [266.5, 260.5]]
 """
 
 from __future__ import annotations
@@ -19,13 +20,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from ..errors import ConfigError, DataError
 from .sources import FaceRecord, FaceSource, register_source
-
-if TYPE_CHECKING:
-    from ..detection.landmarks import LandmarkTable
 
 log = logging.getLogger(__name__)
 
@@ -117,20 +115,24 @@ class CelebASource(FaceSource):
             args["variant"] = self.variant
         return args
 
-    def landmark_table(self) -> LandmarkTable:
-        """The dataset's five landmarks of each image of this variant, keyed like :meth:`records`.
+    def landmark_file(self) -> Path:
+        """The landmark file of this variant (``list_landmarks_celeba.txt`` / ``list_landmarks_align_celeba.txt``)."""
+        base = self._base()
+        filename = VARIANTS[self.variant][1]
+        path = self._find(base, filename)
+        if path is None:
+            raise DataError(f"{filename} not found in {base} or {base / 'Anno'}; it holds CelebA's landmarks")
+        return path
+
+    def landmark_points(self) -> dict[str, list[list[float]]]:
+        """The dataset's five landmarks of each image of this variant, keyed like :meth:`records`:
+        left eye, right eye, nose, left and right mouth corner, ``[x, y]`` each.
 
         CelebA gives integer pixel indices; they become pixel centres (``+ 0.5``), the
         coordinates detectors use.
         """
-        from ..detection.landmarks import LandmarkTable
-
-        base = self._base()
-        folder, filename = VARIANTS[self.variant]
-        path = self._find(base, filename)
-        if path is None:
-            raise DataError(f"{filename} not found in {base} or {base / 'Anno'}; it holds CelebA's landmarks")
-        prefix = os.path.relpath(base / folder, self.root)
+        path = self.landmark_file()
+        prefix = os.path.relpath(self._base() / VARIANTS[self.variant][0], self.root)
         points = {}
         with open(path) as fh:
             lines = fh.read().splitlines()
@@ -144,4 +146,4 @@ class CelebASource(FaceSource):
                 raise DataError(f"{path}:{lineno}: expected '<image> x1 y1 ... x5 y5' (10 integers), got {line.strip()!r}")
             values = [int(p) + 0.5 for p in parts[1:]]
             points[os.path.join(prefix, parts[0])] = [values[i : i + 2] for i in range(0, 10, 2)]
-        return LandmarkTable(points, name=f"celeba-{self.variant}", source=str(path))
+        return points

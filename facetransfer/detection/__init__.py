@@ -11,10 +11,11 @@ See docs/alignment.md.
 
 from . import mtcnn  # noqa: F401  (registers the built-in detector)
 from .aligned_source import AlignedSource, aligned_source, alignment_choices
-from .aligner import AlignedImage, Aligner, FaceLocation, NoFaceError, Prepared, pick_face
+from .aligner import AlignedImage, Aligner, FaceLocation, NoFaceError, Prepared
 from .cache import LandmarkCache, default_cache_dir
 from .detector import LANDMARK_NAMES, Detections, FaceDetector
 from .landmarks import LandmarkTable
+from .picking import PICK_POLICIES, pick_face
 from .registry import ENTRY_POINT_GROUP, get_detector, list_detectors, register_detector
 from .templates import FaceTemplate, default_template_name, get_template, list_templates, template_for_backbone
 from .transform import similarity_transform, warp_faces
@@ -22,6 +23,7 @@ from .transform import similarity_transform, warp_faces
 __all__ = [
     "ENTRY_POINT_GROUP",
     "LANDMARK_NAMES",
+    "PICK_POLICIES",
     "AlignedImage",
     "AlignedSource",
     "Aligner",

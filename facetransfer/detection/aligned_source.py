@@ -23,7 +23,7 @@ from typing import Any
 from PIL import Image
 
 from ..data.sources import FaceRecord, FaceSource
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from .aligner import Aligner
 from .landmarks import LandmarkTable
 from .templates import FaceTemplate
@@ -97,13 +97,7 @@ def aligned_source(
     if align == ALIGN_NONE:
         return source
     if align == ALIGN_LANDMARKS:
-        table = getattr(source, "landmark_table", None)
-        if table is None:
-            raise ConfigError(
-                f"align: landmarks needs a dataset that ships landmarks (celeba); {source.name!r} does not: "
-                "use align: mtcnn"
-            )
-        landmarks: LandmarkTable = table()
+        landmarks = LandmarkTable.from_source(source)
         return AlignedSource(source, Aligner(None, template, size, landmarks=landmarks, **aligner_args))
     return AlignedSource(source, Aligner(align, template, size, **aligner_args))
 

@@ -6,8 +6,9 @@ file content was seen before with the same detector settings), picks one by its 
 fits the 5-point similarity transform to the template and warps the chip::
 
     >>> aligner = Aligner("mtcnn", template="dlib")  # doctest: +SKIP
-    >>> aligner.prepare(paths, progress=True)  # doctest: +SKIP   (detect a whole dataset once, batched)
-    >>> chip = aligner.align("photos/alice/1.jpg")  # doctest: +SKIP   (a 150x150 PIL image)
+    >>> prepared = aligner.prepare(paths, progress=True)  # detect a whole dataset once  # doctest: +SKIP
+    >>> aligner.align("photos/alice/1.jpg").size  # doctest: +SKIP
+    (150, 150)
 
 Policies:
 
@@ -27,29 +28,27 @@ Policies:
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Union
 
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from ..data.images import to_rgb
 from ..errors import ConfigError, DataError
 from .cache import LandmarkCache, content_hash
 from .detector import Detections, FaceDetector, image_to_tensor
 from .landmarks import LandmarkTable
+from .picking import PICK_POLICIES, pick_face
+from .reading import decode_image, pixels_hash, read_bytes
 from .registry import get_detector
 from .templates import FaceTemplate, get_template
 from .transform import similarity_transform, warp_faces
 
 AlignInput = Union[str, os.PathLike, Image.Image, torch.Tensor]
-PICK_POLICIES = ("largest_central", "largest", "central")
 #: images larger than this (pixels) are warped one at a time instead of in a stacked batch
 _BATCH_WARP_PIXELS = 1024 * 1024
 
@@ -97,72 +96,6 @@ class Prepared:
     def faceless(self) -> list[str]:
         """Readable paths in which no face was found."""
         return [p for p, f in self.faces.items() if len(f) == 0]
-
-
-def pick_face(faces: Detections, image_size: tuple[int, int], policy: str = "largest_central") -> int:
-    """Index of the face the policy picks among several.
-
-    - ``largest``: the largest box;
-    - ``central``: the box whose centre is nearest the image centre;
-    - ``largest_central``: the largest box once its distance from the centre is counted
-      against it: ``area - 2 * distance**2`` (pixels; the rule insightface uses). A photo's
-      subject is usually large *and* central; a bigger face at the edge loses to it.
-
-    >>> import torch
-    >>> boxes = torch.tensor([[0., 0, 100, 100], [120, 120, 200, 200]])
-    >>> faces = Detections(boxes, torch.zeros(2, 5, 2), torch.ones(2))
-    >>> [pick_face(faces, (320, 320), p) for p in ("largest", "central", "largest_central")]
-    [0, 1, 1]
-    """
-    if len(faces) == 0:
-        raise ValueError("no faces to pick from")
-    if policy not in PICK_POLICIES:
-        raise ConfigError(f"unknown face pick policy {policy!r}; known: {', '.join(PICK_POLICIES)}")
-    boxes = faces.boxes.float()
-    area = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
-    centre = torch.tensor(image_size, dtype=torch.float32, device=boxes.device) / 2
-    distance2 = ((boxes[:, :2] + boxes[:, 2:]) / 2 - centre).pow(2).sum(dim=1)
-    if policy == "largest":
-        return int(area.argmax())
-    if policy == "central":
-        return int(distance2.argmin())
-    return int((area - 2 * distance2).argmax())
-
-
-def decode_image(data: bytes, name: str) -> Image.Image:
-    """Image file bytes -> upright 8-bit RGB (EXIF orientation applied); :class:`DataError` naming the file."""
-    if not data:
-        raise DataError(f"cannot read image {name}: empty file (0 bytes)")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            upright = ImageOps.exif_transpose(img)
-            return to_rgb(upright if upright is not None else img)
-    except UnidentifiedImageError:
-        raise DataError(f"cannot read image {name}: not a known image format") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise DataError(f"cannot read image {name}: {err}") from None
-
-
-def read_bytes(path: str | os.PathLike) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"image file {path} does not exist") from None
-    except OSError as err:
-        raise DataError(f"cannot read image {path}: {err}") from None
-
-
-def _pixels_hash(image: Image.Image | torch.Tensor) -> str:
-    """Content hash of decoded pixels (inputs that are not files)."""
-    digest = hashlib.sha256()
-    if isinstance(image, Image.Image):
-        digest.update(f"{image.mode}{image.size}".encode())
-        digest.update(image.tobytes())
-    else:
-        digest.update(f"{tuple(image.shape)}{image.dtype}".encode())
-        digest.update(image.detach().cpu().contiguous().numpy().tobytes())
-    return "pixels:" + digest.hexdigest()
 
 
 def _in_dataloader_worker() -> bool:
@@ -298,10 +231,10 @@ class Aligner:
             return content_hash(data), decode_image(data, os.fspath(image)), os.fspath(image)
         if isinstance(image, Image.Image):
             rgb = to_rgb(image)
-            return _pixels_hash(rgb), rgb, None
+            return pixels_hash(rgb), rgb, None
         if isinstance(image, torch.Tensor):
             tensor = image_to_tensor(image)
-            return _pixels_hash(tensor), tensor, None
+            return pixels_hash(tensor), tensor, None
         raise DataError(f"cannot align a {type(image).__name__}; give an image path, a PIL image or a uint8 tensor")
 
     def faces(self, image: AlignInput, key: str | None = None) -> Detections:
@@ -516,8 +449,5 @@ __all__ = [
     "Aligner",
     "FaceLocation",
     "NoFaceError",
-    "PICK_POLICIES",
     "Prepared",
-    "decode_image",
-    "pick_face",
 ]

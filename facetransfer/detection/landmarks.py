@@ -17,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
+from ..errors import ConfigError
 from .detector import Detections
 
 #: pixels a box derived from landmarks extends beyond them, as a fraction of their spread
@@ -66,6 +68,20 @@ class LandmarkTable:
             return None
         points = self._points[resolved]
         return Detections(box_around(points)[None], points[None].clone(), torch.ones(1))
+
+    @classmethod
+    def from_source(cls, source: Any) -> LandmarkTable:
+        """The landmarks a data source ships (``landmark_points()``, e.g. CelebA's), named
+        ``<dataset>-<variant>``; :class:`ConfigError` for a source without landmarks."""
+        if not callable(getattr(source, "landmark_points", None)):
+            raise ConfigError(
+                f"align: landmarks needs a dataset that ships landmarks (celeba); {source.name!r} does not: "
+                "use align: mtcnn"
+            )
+        variant = getattr(source, "variant", None)
+        name = f"{source.name}-{variant}" if variant else source.name
+        where = source.landmark_file() if callable(getattr(source, "landmark_file", None)) else None
+        return cls(source.landmark_points(), name=name, source=str(where) if where else None)
 
     def cache_id(self) -> str:
         """``name-<hash of the points>``: identifies the table's content."""
