@@ -15,7 +15,9 @@ from PIL import Image
 
 from facetransfer.cli import main
 from facetransfer.data import FolderSource
-from facetransfer.detection import AlignedSource, Aligner, LandmarkCache, NoFaceError, aligned_source, register_detector
+from facetransfer.detection import (
+    AlignedSource, Aligner, Detections, LandmarkCache, NoFaceError, aligned_source, register_detector,
+)
 from facetransfer.detection import registry as detector_registry
 from facetransfer.detection.transform import similarity_transform, transform_points
 from facetransfer.errors import ConfigError, DataError
@@ -284,3 +286,18 @@ def test_real_chips_put_the_face_where_the_transform_says(mtcnn_weights):
     found = aligner.detector.detect([aligner.align(image)])[0]
     assert (found.landmarks[0] - expected).norm(dim=1).max() < 6
     assert (expected[:2] - aligner.template.points[:2]).norm(dim=1).max() < 6  # the eyes land on the template
+
+
+def test_chips_are_identical_from_fresh_and_cached_detections(tmp_path):
+    """Detections are rounded as the cache stores them, so a cache hit gives the very same chip."""
+
+    class Subpixel(ScriptedDetector):
+        def detect(self, images):
+            return [Detections(f.boxes, f.landmarks + 0.123456, f.scores) for f in super().detect(images)]
+
+    image = noise_image(tmp_path / "a.png", size=(180, 180))
+    fresh = Aligner(Subpixel(), cache=tmp_path / "lm.sqlite").align(image)
+    cached_aligner = Aligner(Subpixel(), cache=tmp_path / "lm.sqlite")
+    cached = cached_aligner.align(image)
+    assert cached_aligner.detector.images_seen == 0
+    assert np.array_equal(np.asarray(fresh), np.asarray(cached))

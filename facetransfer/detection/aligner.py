@@ -218,7 +218,7 @@ class Aligner:
         for start in range(0, len(images), self.batch_size):
             batch = list(images[start : start + self.batch_size])
             for digest, faces in zip(digests[start : start + self.batch_size], detector.detect(batch)):
-                found[digest] = faces.to("cpu")
+                found[digest] = faces.rounded()  # as the cache stores them: chips do not depend on cache hits
         self._memo.update(found)
         if self.cache is not None:
             self.cache.put_many(self.detector.cache_id(), found)

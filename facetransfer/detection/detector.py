@@ -71,6 +71,10 @@ class Detections:
         """Coordinates multiplied by ``factor`` (detections on a resized copy -> the original)."""
         return Detections(self.boxes * factor, self.landmarks * factor, self.scores)
 
+    def rounded(self) -> Detections:
+        """On the CPU, rounded as :meth:`to_dict` stores them: the same values whether fresh or cached."""
+        return Detections.from_dict(self.to_dict())
+
     def to_dict(self) -> dict[str, list]:
         """Plain lists (rounded to 1/100 px), for JSON caches and CSV files."""
         return {
