@@ -301,3 +301,20 @@ def test_chips_are_identical_from_fresh_and_cached_detections(tmp_path):
     cached = cached_aligner.align(image)
     assert cached_aligner.detector.images_seen == 0
     assert np.array_equal(np.asarray(fresh), np.asarray(cached))
+
+
+def test_dataloader_workers_of_an_accelerator_aligner_work_on_the_cpu(folder_tree, scripted):
+    """A CUDA aligner's forked DataLoader workers cannot touch CUDA: they detect and warp with a CPU twin.
+    ("meta" stands in for an accelerator: anything but the CPU fails if used.)"""
+    import pickle
+
+    from torch.utils.data import DataLoader
+
+    source = AlignedSource(FolderSource(folder_tree), Aligner(scripted, cache=None, device="meta"))
+    keys = [r.key for r in source.records()][:4]
+    loader = DataLoader(keys, batch_size=2, num_workers=1, collate_fn=lambda ks: [source.open(k).size for k in ks],
+                        multiprocessing_context="fork")
+    assert [size for batch in loader for size in batch] == [(150, 150)] * 4
+    spawned = pickle.loads(pickle.dumps(source.aligner))  # what a spawned worker receives
+    assert spawned.device.type == "cpu" and spawned.detector is not None
+    assert spawned.align(folder_tree / keys[0]).size == (150, 150)

@@ -28,6 +28,7 @@ Policies:
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -145,9 +146,13 @@ class Aligner:
             "cuda" if torch.cuda.is_available() else "cpu"
         )
         if isinstance(detector, str):
-            detector = get_detector(detector, device=self.device, **(detector_args or {}))
+            detector = get_detector(detector, device="cpu", **(detector_args or {}))
         elif detector_args:
             raise ConfigError("detector_args apply to a detector given by name")
+        # DataLoader workers forked from a CUDA process cannot use CUDA: they detect and warp with a CPU twin
+        self._cpu_detector: FaceDetector | None = None
+        if detector is not None and self.device.type != "cpu":
+            self._cpu_detector = copy.deepcopy(detector.to("cpu"))
         self.detector: FaceDetector | None = detector.to(self.device) if detector is not None else None
         self.template = get_template(template, size)
         self.landmarks = landmarks
@@ -160,7 +165,6 @@ class Aligner:
         self.batch_size = batch_size
         self.read_workers = max(1, read_workers)
         self._memo: dict[str, Detections] = {}
-        self._cpu_detector: FaceDetector | None = None
 
     @property
     def size(self) -> int:
@@ -177,21 +181,25 @@ class Aligner:
         return out
 
     def __getstate__(self) -> dict:
+        """Pickled for spawned DataLoader workers: a CPU aligner (the CUDA detector stays in the parent)."""
         state = dict(self.__dict__)
-        state["_cpu_detector"] = None
+        if self._cpu_detector is not None:
+            state.update(detector=self._cpu_detector, _cpu_detector=None, device=torch.device("cpu"))
         return state
 
-    # --- finding faces -----------------------------------------------------------------------------
-    def _detector_here(self) -> FaceDetector:
-        """The detector, or a CPU copy of it inside DataLoader workers (no CUDA in forked workers)."""
-        assert self.detector is not None
-        if self.device.type != "cpu" and _in_dataloader_worker():
-            if self._cpu_detector is None:
-                import copy
+    # --- where to work -------------------------------------------------------------------------------
+    def _device_here(self) -> torch.device:
+        """The aligner's device, or the CPU inside a DataLoader worker forked from a CUDA process."""
+        return torch.device("cpu") if self._cpu_detector is not None and _in_dataloader_worker() else self.device
 
-                self._cpu_detector = copy.deepcopy(self.detector).to("cpu")
+    def _detector_here(self) -> FaceDetector:
+        """The detector, or its CPU twin inside a DataLoader worker forked from a CUDA process."""
+        assert self.detector is not None
+        if self._cpu_detector is not None and _in_dataloader_worker():
             return self._cpu_detector
         return self.detector
+
+    # --- finding faces -----------------------------------------------------------------------------
 
     def _listed(self, key: str | None) -> Detections | None:
         return self.landmarks.lookup(key) if self.landmarks is not None and key is not None else None
@@ -293,11 +301,12 @@ class Aligner:
     # --- aligning ----------------------------------------------------------------------------------
     def transform(self, landmarks: torch.Tensor) -> torch.Tensor:
         """``(B, 5, 2)`` landmarks -> ``(B, 2, 3)`` image-to-chip similarity matrices."""
-        return similarity_transform(landmarks.to(self.device), self.template.points.to(self.device))
+        device = self._device_here()
+        return similarity_transform(landmarks.to(device), self.template.points.to(device))
 
     def warp(self, images: Sequence[Image.Image | torch.Tensor], landmarks: torch.Tensor) -> list[torch.Tensor]:
         """Chips (``uint8`` ``(3, size, size)``, on the device) of images with one face's landmarks each."""
-        tensors = [image_to_tensor(im, self.device) for im in images]
+        tensors = [image_to_tensor(im, self._device_here()) for im in images]
         matrices = self.transform(landmarks)
         chips: list[torch.Tensor | None] = [None] * len(tensors)
         groups: dict[tuple[int, int], list[int]] = {}
