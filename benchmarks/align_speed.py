@@ -50,7 +50,14 @@ def _files(root: Path, count: int) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    args = parse_args(argv)
+    threads = torch.get_num_threads()
+    try:
+        return _run(parse_args(argv))
+    finally:
+        torch.set_num_threads(threads)  # called in-process (tests): leave torch as it was
+
+
+def _run(args: argparse.Namespace) -> list[dict]:
     files = _files(Path(args.root), args.images)
     detector_args = {} if args.min_face_fraction is None else {"min_face_fraction": args.min_face_fraction}
     rows = []

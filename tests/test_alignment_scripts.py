@@ -19,13 +19,17 @@ def _script(path: str):
 
 
 def test_align_speed_benchmark_smoke(tmp_path, mtcnn_weights, capsys):
+    import torch
+
     root = shared("lfw-devtrain", "lfw")
+    threads = torch.get_num_threads()
     rows = _script("benchmarks/align_speed.py")(["--root", str(root), "--images", "6", "--batch-sizes", "2,4",
                                                   "--threads", "1", "--repeats", "1", "--out", str(tmp_path)])
     assert [r["batch_size"] for r in rows] == [2, 4]
     assert all(r["best_img_s"] > 0 and r["no_face"] == 0 and r["image_size"] == [150, 150] for r in rows)
     assert json.loads((tmp_path / "align_speed.json").read_text()) == rows
     assert "| 6 x [150, 150] | 2 | 1 |" in capsys.readouterr().out
+    assert torch.get_num_threads() == threads  # in-process: torch's thread count is restored
 
 
 def test_verify_aligned_benchmark_smoke(tmp_path, mtcnn_weights, dlib_face_api, capsys):
