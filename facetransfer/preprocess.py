@@ -57,6 +57,8 @@ class Preprocess:
         mean: per-channel mean subtracted after scaling to [0, 1].
         std: per-channel standard deviation divided by.
         augment: the training augmentation recipe.
+        face_template: the five-point face layout the backbone was trained on, used when faces are
+            aligned (``dlib`` for dlib's face chips, ``arcface`` for the usual 112 px layout).
     """
 
     crop_size: int = 224
@@ -64,13 +66,15 @@ class Preprocess:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     augment: Augment = field(default_factory=Augment)
+    face_template: str = "arcface"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def eval_dict(self) -> dict:
-        """What the eval transform depends on (no augmentation): identifies features and embeddings."""
-        return {k: v for k, v in asdict(self).items() if k != "augment"}
+        """What the eval transform depends on (no augmentation): identifies features and embeddings.
+        (The face template matters only through an aligned source, which records it itself.)"""
+        return {k: v for k, v in asdict(self).items() if k not in ("augment", "face_template")}
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocess:

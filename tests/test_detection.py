@@ -96,7 +96,7 @@ def test_entry_point_plugins_are_found(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(detector_registry.DETECTORS, "plugins_loaded", False)
     monkeypatch.delitem(sys.modules, "corner_plugin", raising=False)
     assert "corner" in list_detectors() and "broken" not in list_detectors() and "mtcnn" in list_detectors()
-    assert "could not load face detector plug-in 'broken'" in caplog.text
+    assert "could not load facetransfer.detectors plug-in 'broken'" in caplog.text
     assert get_detector("corner").detect([Image.new("RGB", (8, 8))])[0].boxes.shape == (0, 4)
 
 

@@ -49,6 +49,13 @@ MANIFEST_NAME = "split.json"
 DEFAULT_FACE_CROP = {"lfw": 0.6, "celeba": 0.8}
 
 
+def _interactive() -> bool:
+    """Show progress bars (face detection of a whole dataset takes minutes) when stderr is a terminal."""
+    import sys
+
+    return sys.stderr.isatty()
+
+
 def default_num_workers() -> int:
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -71,7 +78,14 @@ class FaceDataModule(L.LightningDataModule):
         train_samples: size of the training set drawn from the pool (nested across sizes), or ``all``.
         seed: seeds the split, the subsample order and the shuffling.
         balanced_eval: cut val/test to the same number of images per identity (imbalanced data).
-        face_crop: central fraction of the image kept before resizing (None: dataset default).
+        face_crop: central fraction of the image kept before resizing (None: dataset default; 1.0
+            for aligned faces).
+        align: ``none``; a registered face detector (``mtcnn``: detect once per image, cached on disk
+            by file content, then a 5-point similarity warp onto ``align_template``); ``landmarks``:
+            the dataset's own five points (CelebA). Images without a face follow ``on_bad_image``
+            and are listed in the split manifest. See docs/alignment.md.
+        align_template: ``dlib`` or ``arcface`` (None: the backbone's own, ``preprocess.face_template``),
+            placed where the backbone's eval transform keeps it.
         augment: light training augmentation (random resized crop, flip, colour jitter).
         batch_size / eval_batch_size: training / evaluation batch sizes; ``all`` puts a whole split in
             one batch (for heads trained on frozen features with full-batch L-BFGS).
@@ -105,6 +119,8 @@ class FaceDataModule(L.LightningDataModule):
         seed: int = 0,
         balanced_eval: bool = False,
         face_crop: float | None = None,
+        align: str = "none",
+        align_template: str | None = None,
         augment: bool = True,
         batch_size: int | Literal["all"] = 32,
         eval_batch_size: int | Literal["all"] | None = None,
@@ -139,7 +155,10 @@ class FaceDataModule(L.LightningDataModule):
             balanced_eval=balanced_eval,
         )
         self.seed = seed
-        self.face_crop = face_crop if face_crop is not None else DEFAULT_FACE_CROP.get(dataset, 1.0)
+        self.align = align
+        self.align_template = align_template
+        default_crop = 1.0 if align != "none" else DEFAULT_FACE_CROP.get(dataset, 1.0)
+        self.face_crop = face_crop if face_crop is not None else default_crop
         self.augment = augment
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -150,12 +169,32 @@ class FaceDataModule(L.LightningDataModule):
         self.predict_root = predict_root
         self.preprocess = preprocess if preprocess is not None else Preprocess()
         self.features: FeatureProvider = features if features is not None else InMemoryFeatures()
-        self.source: FaceSource = get_source(dataset, root=root, **self.dataset_args)
+        self.source: FaceSource = self._aligned(get_source(dataset, root=root, **self.dataset_args))
         self._manifest: SplitManifest | None = None
         self._checked_files: set[str] = set()
         self.cache = cache
         resolve_cache_mode(cache, torch.device("cpu"), 0, 1)  # validate the name now
         self._stores: dict[str, tuple[tuple, TensorStore]] = {}
+
+    # --- alignment -------------------------------------------------------------------------
+    def _aligned(self, source: FaceSource) -> FaceSource:
+        """``source`` with its faces detected and aligned as ``align`` says (unchanged for ``none``)."""
+        if self.align == "none":
+            return source
+        from ..detection import aligned_source, alignment_choices, template_for_input
+
+        if self.align not in alignment_choices():
+            raise ConfigError(f"data.align: unknown value {self.align!r}; known: {', '.join(alignment_choices())}")
+        return aligned_source(source, self.align, template_for_input(self.preprocess, self.align_template))
+
+    def _unusable(self, source: FaceSource, keys: list[str]) -> list[tuple[str, str]]:
+        """``(key, reason)`` of unreadable images and, when aligning, images without a face (all of them
+        are detected now, batched, so that epochs only warp)."""
+        bad = find_bad_images(source, keys) if self.check_images else []
+        if self.align != "none":
+            known = {k for k, _ in bad}
+            bad += source.find_faceless([k for k in keys if k not in known], progress=_interactive())
+        return bad
 
     # --- the split -------------------------------------------------------------------------
     @property
@@ -171,28 +210,32 @@ class FaceDataModule(L.LightningDataModule):
     def _build_manifest(self) -> SplitManifest:
         records = self.source.records()
         skipped: list[dict[str, str]] = []
-        if self.check_images:
-            bad = find_bad_images(self.source, [r.key for r in records])
-            if bad and self.on_bad_image == "error":
-                listing = "\n".join(f"  {self.source.path(k)}: {why}" for k, why in bad[:50])
-                more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
-                raise DataError(
-                    f"{len(bad)} unreadable image(s) in {self.source.root} (set data.on_bad_image: skip to "
-                    f"leave them out):\n{listing}{more}"
-                )
-            if bad:
-                rank_zero_warn(
-                    f"skipping {len(bad)} unreadable image(s): " + "; ".join(f"{k} ({why})" for k, why in bad)
-                )
-                bad_keys = {k for k, _ in bad}
-                records = [r for r in records if r.key not in bad_keys]
-                skipped = [{"key": k, "reason": why} for k, why in bad]
+        bad = self._unusable(self.source, [r.key for r in records])
+        if bad:
+            bad_keys = self._apply_bad_image_policy(self.source, bad)
+            records = [r for r in records if r.key not in bad_keys]
+            skipped = [{"key": k, "reason": why} for k, why in bad]
         manifest = make_split(records, self.split_spec)
         manifest.source = self.source.describe()
         manifest.settings["face_crop"] = self.face_crop
+        if self.align != "none":
+            manifest.settings.update(align=self.align, align_template=self.align_template)
         manifest.skipped = skipped
         self._warn_about_identities(records, manifest)
         return manifest
+
+    def _apply_bad_image_policy(self, source: FaceSource, bad: list[tuple[str, str]]) -> set[str]:
+        """``on_bad_image``: ``error`` raises one :class:`DataError` listing them; ``skip`` warns once and
+        returns their keys."""
+        what = "unreadable image(s)" if self.align == "none" else "unreadable image(s) or image(s) without a face"
+        if self.on_bad_image == "error":
+            listing = "\n".join(f"  {source.path(k)}: {why}" for k, why in bad[:50])
+            more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
+            raise DataError(
+                f"{len(bad)} {what} in {source.root} (set data.on_bad_image: skip to leave them out):\n{listing}{more}"
+            )
+        rank_zero_warn(f"skipping {len(bad)} {what}: " + "; ".join(f"{k} ({why})" for k, why in bad))
+        return {k for k, _ in bad}
 
     def _warn_about_identities(self, records: list[FaceRecord], manifest: SplitManifest) -> None:
         """Say how many identities the filter left out, and how many have no training image (they are
@@ -247,13 +290,20 @@ class FaceDataModule(L.LightningDataModule):
             # (its arguments decide which images the keys name, e.g. a synthetic set's size)
             root = self._recorded_root(recorded)
             rank_zero_info(f"facetransfer: using the split's data source {kind} at {root} with {args}")
-            self.source = get_source(kind, root=root, **args)
+            self.source = self._aligned(get_source(kind, root=root, **args))
             self.dataset = kind
         elif same_kind and args and args != self.source.init_args():
             rank_zero_warn(
                 f"data.dataset_args {self.source.init_args()} differ from those the split was made with {args}; "
                 "using the configured ones"
             )
+        align = manifest.settings.get("align", "none")
+        template = manifest.settings.get("align_template")
+        if (align, template) != (self.align, self.align_template):
+            rank_zero_warn(f"using align={align} (template {template or 'of the backbone'}) recorded with the split "
+                           f"(configured: {self.align})")
+            self.align, self.align_template = align, template
+            self.source = self._aligned(getattr(self.source, "source", self.source))
         crop = manifest.settings.get("face_crop")
         if crop is not None and crop != self.face_crop:
             rank_zero_warn(f"using face_crop={crop} recorded with the split (configured: {self.face_crop})")
@@ -443,7 +493,12 @@ class FaceDataModule(L.LightningDataModule):
             keys = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and is_image_name(p.name))
             if not keys:
                 raise DataError(f"no image files under predict_root {root}")
-            source: FaceSource = get_source("folder", root=str(root))
+            source: FaceSource = self._aligned(get_source("folder", root=str(root)))
+            if self.align != "none":
+                bad = self._unusable(source, keys)
+                if bad:
+                    dropped = self._apply_bad_image_policy(source, bad)
+                    keys = [k for k in keys if k not in dropped]
             items = [(k, -1) for k in keys]
         else:
             source, items = self.source, self.manifest.test

@@ -34,6 +34,9 @@ class FaceSource:
     """Base class: a set of face images grouped by identity."""
 
     name: ClassVar[str] = "base"
+    #: ``open(key)`` gives the pixels of the file at ``path(key)`` as they are (so a GPU decoder may read
+    #: the file instead); False for sources that transform them, e.g. aligned faces
+    opens_files_as_they_are: ClassVar[bool] = True
 
     def __init__(self, root: str | os.PathLike | None) -> None:
         self.root = Path(root).expanduser() if root is not None else None

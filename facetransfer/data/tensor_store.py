@@ -84,7 +84,7 @@ class TensorStore:
         workers = workers or min(16, os.cpu_count() or 1)
         images = torch.empty((len(items), 3, side, side), dtype=torch.uint8, device=device)
         keys = [k for k, _ in items]
-        use_nvjpeg = device.type == "cuda" and source.root is not None
+        use_nvjpeg = device.type == "cuda" and source.root is not None and source.opens_files_as_they_are
         with ThreadPoolExecutor(workers) as pool:
             for start in range(0, len(keys), chunk):
                 part = keys[start : start + chunk]

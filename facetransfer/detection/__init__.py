@@ -17,7 +17,7 @@ from .detector import LANDMARK_NAMES, Detections, FaceDetector
 from .landmarks import LandmarkTable
 from .picking import PICK_POLICIES, pick_face
 from .registry import ENTRY_POINT_GROUP, get_detector, list_detectors, register_detector
-from .templates import FaceTemplate, default_template_name, get_template, list_templates, template_for_backbone
+from .templates import FaceTemplate, default_template_name, get_template, list_templates, template_for_backbone, template_for_input
 from .transform import similarity_transform, warp_faces
 
 __all__ = [
@@ -47,5 +47,6 @@ __all__ = [
     "register_detector",
     "similarity_transform",
     "template_for_backbone",
+    "template_for_input",
     "warp_faces",
 ]

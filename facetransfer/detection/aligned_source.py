@@ -35,6 +35,8 @@ ALIGN_NONE, ALIGN_LANDMARKS = "none", "landmarks"
 class AlignedSource(FaceSource):
     """``source``'s images, aligned by ``aligner`` (same records, same keys)."""
 
+    opens_files_as_they_are = False
+
     def __init__(self, source: FaceSource, aligner: Aligner) -> None:
         super().__init__(source.root)
         self.source = source

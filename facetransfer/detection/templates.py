@@ -105,6 +105,19 @@ def template_for_backbone(backbone: str, preprocess: Preprocess) -> FaceTemplate
     return get_template(default_template_name(backbone)).scaled(preprocess.crop_size, canvas=preprocess.resize_size)
 
 
+def template_for_input(preprocess: Preprocess, name: str | None = None) -> FaceTemplate:
+    """Template ``name`` (default: the backbone's own, ``preprocess.face_template``) placed so that
+    ``preprocess``'s eval transform keeps it exactly: a ``crop_size`` chip centred in a
+    ``resize_size`` canvas.
+
+    >>> template_for_input(Preprocess(150, 150, face_template="dlib")).name
+    'dlib'
+    >>> template_for_input(Preprocess(224, 256), "dlib").size
+    256
+    """
+    return get_template(name or preprocess.face_template).scaled(preprocess.crop_size, canvas=preprocess.resize_size)
+
+
 __all__ = [
     "TEMPLATES",
     "FaceTemplate",
@@ -112,4 +125,5 @@ __all__ = [
     "get_template",
     "list_templates",
     "template_for_backbone",
+    "template_for_input",
 ]

@@ -194,7 +194,8 @@ def _stages() -> OrderedDict[str, nn.Module]:
 def face_api_preprocess() -> Preprocess:
     """face-api's input: 150x150, ``(pixel - meanRgb) / 255`` (in [0, 1] units: mean/255, std 1)."""
     return Preprocess(
-        crop_size=INPUT_SIZE, resize_size=INPUT_SIZE, mean=tuple(m / 255 for m in MEAN_RGB), std=(1.0, 1.0, 1.0)
+        crop_size=INPUT_SIZE, resize_size=INPUT_SIZE, mean=tuple(m / 255 for m in MEAN_RGB), std=(1.0, 1.0, 1.0),
+        face_template="dlib",
     )
 
 

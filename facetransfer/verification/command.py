@@ -3,6 +3,8 @@
     facetransfer verify --pairs ../shared/data/lfw-devtrain/pairsDevTrain.txt \\
         --backbone dlib_resnet --weights FACE_API --face_crop 0.6 --out runs/verify
     facetransfer verify --pairs lfw/pairs.txt --ckpt_path runs/.../best.ckpt --flip
+    facetransfer verify --pairs ../shared/data/lfw-devtrain/pairsDevTrain.txt --align mtcnn \\
+        --backbone dlib_resnet --weights FACE_API
 """
 
 from __future__ import annotations
@@ -39,9 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input_size", type=int, default=None, help="input side in pixels (default: the backbone's)")
     parser.add_argument(
         "--face_crop", type=float, default=None,
-        help=f"central fraction of the image kept before resizing (default {DEFAULT_FACE_CROP['lfw']}; "
-        "dlib_resnet does best at 0.45, see docs/verification.md)",
+        help=f"central fraction of the image kept before resizing (default {DEFAULT_FACE_CROP['lfw']}, 1.0 with "
+        "--align; without alignment dlib_resnet does best at 0.45, see docs/verification.md)",
     )
+    parser.add_argument(
+        "--align", default="none",
+        help="detect and align every face first: none (default) or a face detector (mtcnn); detections are "
+        "cached on disk, see docs/alignment.md",
+    )
+    parser.add_argument("--align_template", default=None, choices=["dlib", "arcface"],
+                        help="five-point template of the alignment (default: the backbone's own)")
     parser.add_argument("--flip", action="store_true", help="average each embedding with the mirrored image's")
     parser.add_argument("--far", type=float, default=1e-3, help="false accept rate of the TAR@FAR metric")
     parser.add_argument("--folds", type=int, default=10, help="folds for View 1 files (View 2 has 10 official ones)")
@@ -86,7 +95,8 @@ def verify_command(argv: Sequence[str]) -> int:
     from .pairs import PairsProtocol
 
     args = build_parser().parse_args(list(argv))
-    face_crop = DEFAULT_FACE_CROP["lfw"] if args.face_crop is None else args.face_crop
+    default_crop = 1.0 if args.align != "none" else DEFAULT_FACE_CROP["lfw"]
+    face_crop = default_crop if args.face_crop is None else args.face_crop
     if not 0 < face_crop <= 1:
         raise ConfigError(f"--face_crop must be in (0, 1], got {face_crop}")
     if not 0 < args.far < 1:
@@ -108,6 +118,8 @@ def verify_command(argv: Sequence[str]) -> int:
         device=device,
         out_dir=args.out,
         progress=show_progress(args),
+        align=args.align,
+        align_template=args.align_template,
     )
     m = result.metrics
     print(result.summary())

@@ -59,19 +59,34 @@ def weights_fingerprint(backbone: Backbone) -> str:
 
 
 class _ImageFiles(Dataset):
-    """Transformed image files; an unreadable file yields ``(None, reason)`` instead of raising."""
+    """Transformed image files (read by ``load``: the file's pixels, or its aligned face); an unreadable
+    file, or one without a face, yields ``(None, reason)`` instead of raising."""
 
-    def __init__(self, paths: Sequence[Path], transform) -> None:
-        self.paths, self.transform = list(paths), transform
+    def __init__(self, paths: Sequence[Path], transform, load=load_rgb) -> None:
+        self.paths, self.transform, self.load = list(paths), transform, load
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int):
         try:
-            return self.transform(load_rgb(self.paths[index])), ""
+            return self.transform(self.load(self.paths[index])), ""
         except DataError as err:
             return None, str(err)
+
+
+def make_aligner(align: Any, preprocess, template: str | None = None):
+    """An :class:`~facetransfer.detection.Aligner` for ``align`` (a detector name or an Aligner), placing
+    ``template`` (default: the backbone's own) where ``preprocess``'s eval transform keeps it; None for ``none``."""
+    if align is None or align == "none":
+        return None
+    from ..detection import Aligner, list_detectors, template_for_input
+
+    if isinstance(align, Aligner):
+        return align
+    if align not in list_detectors():
+        raise ConfigError(f"unknown align {align!r}; known: none, {', '.join(list_detectors())}")
+    return Aligner(align, template_for_input(preprocess, template))
 
 
 def _collate(batch):
@@ -91,6 +106,10 @@ class Embedder:
         device: where to run (default: where the model's parameters are).
         name: what to call the model in results and galleries (default: the FaceClassifier's
             backbone name, else the class name).
+        align: ``none``, a face detector (``mtcnn``) or an :class:`~facetransfer.detection.Aligner`:
+            images (paths, PIL, ``uint8`` tensors) are detected and aligned before the transform
+            (detections cached on disk by file content; an image without a face is an error).
+        align_template: ``dlib`` or ``arcface`` (default: the backbone's own).
 
     Inputs of :meth:`__call__`: a PIL image, an image file path, a ``uint8`` tensor
     ``(C, H, W)`` / ``(B, C, H, W)`` (raw pixels: transformed like PIL images), a float
@@ -107,6 +126,8 @@ class Embedder:
         num_workers: int = 0,
         device: torch.device | str | None = None,
         name: str | None = None,
+        align: Any = "none",
+        align_template: str | None = None,
     ) -> None:
         if not 0 < face_crop <= 1:
             raise ConfigError(f"face_crop must be in (0, 1], got {face_crop}")
@@ -120,6 +141,9 @@ class Embedder:
         self.num_workers = num_workers
         self.device = torch.device(device) if device is not None else next(self.backbone.parameters()).device
         self.transform = self.backbone.preprocess.eval_transform(self.face_crop)
+        self.aligner = make_aligner(align, self.backbone.preprocess, align_template)
+        self.align = "none" if self.aligner is None else (align if isinstance(align, str) else "custom")
+        self.align_template = align_template
 
     @property
     def num_features(self) -> int:
@@ -134,6 +158,8 @@ class Embedder:
             "flip": self.flip,
             "preprocess": self.backbone.preprocess.eval_dict(),
             "weights_fingerprint": weights_fingerprint(self.backbone),
+            **({"align": self.align, "align_template": self.align_template, "alignment": self.aligner.describe()}
+               if self.aligner is not None else {}),
         }
 
     # --- preprocessed batches --------------------------------------------------------------------
@@ -160,6 +186,8 @@ class Embedder:
     # --- any image input -------------------------------------------------------------------------
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """One image (PIL, path or tensor) -> the preprocessed ``(3, H, W)`` float tensor."""
+        if self.aligner is not None and not (isinstance(image, torch.Tensor) and image.is_floating_point()):
+            return self.transform(self.aligner.align(to_rgb(image) if isinstance(image, Image.Image) else image))
         if isinstance(image, (str, os.PathLike)):
             return self.transform(load_rgb(image))
         if isinstance(image, Image.Image):
@@ -206,8 +234,12 @@ class Embedder:
         Every unreadable file is collected; one :class:`DataError` then lists them all.
         """
         paths = [Path(p) for p in paths]
+        load = load_rgb
+        if self.aligner is not None:
+            self.aligner.prepare(paths, progress=progress)  # every face detected once, batched (and cached)
+            load = self.aligner.align
         loader = DataLoader(
-            _ImageFiles(paths, self.transform),
+            _ImageFiles(paths, self.transform, load),
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             collate_fn=_collate,
@@ -231,4 +263,4 @@ class Embedder:
         return torch.cat(out) if out else torch.zeros(0, self.num_features)
 
 
-__all__ = ["Embedder", "ImageLike", "as_backbone", "weights_fingerprint"]
+__all__ = ["Embedder", "ImageLike", "as_backbone", "make_aligner", "weights_fingerprint"]

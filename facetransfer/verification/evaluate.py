@@ -131,6 +131,8 @@ def evaluate_pairs(
     tensorboard: bool = True,
     progress: bool = False,
     name: str | None = None,
+    align: str = "none",
+    align_template: str | None = None,
 ) -> VerificationResult:
     """Verify the pairs of an LFW pairs file with a model's embeddings.
 
@@ -148,10 +150,12 @@ def evaluate_pairs(
         out_dir: write ``roc.png``, ``metrics.json``, ``scores.tsv`` and TensorBoard events there.
         tensorboard: with ``out_dir``, also write the TensorBoard event file.
         name: the model's name in the results (default: a FaceClassifier's backbone name).
+        align / align_template: detect and align every image first (``mtcnn``; see :class:`Embedder`).
     """
     protocol = pairs if isinstance(pairs, PairsProtocol) else PairsProtocol.load(pairs, root)
     embedder = model if isinstance(model, Embedder) else Embedder(
-        model, face_crop=face_crop, flip=flip, batch_size=batch_size, num_workers=num_workers, device=device, name=name
+        model, face_crop=face_crop, flip=flip, batch_size=batch_size, num_workers=num_workers, device=device, name=name,
+        align=align, align_template=align_template,
     )
     keys = protocol.image_keys()
     embeddings = embedder.embed_files([protocol.image_dir / k for k in keys], progress=progress)

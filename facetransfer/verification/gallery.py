@@ -138,9 +138,12 @@ class Gallery:
         batch_size: int = 64,
         num_workers: int = 0,
         device: torch.device | str | None = None,
+        align: str = "none",
+        align_template: str | None = None,
     ) -> None:
         self.embedder = model if isinstance(model, Embedder) else Embedder(
-            model, face_crop=face_crop, flip=flip, batch_size=batch_size, num_workers=num_workers, device=device
+            model, face_crop=face_crop, flip=flip, batch_size=batch_size, num_workers=num_workers, device=device,
+            align=align, align_template=align_template,
         )
         if match not in ("mean", "nearest"):
             raise ConfigError(f"unknown gallery match {match!r}; known: mean, nearest")
@@ -380,7 +383,8 @@ class Gallery:
         if isinstance(model, Embedder):
             embedder = model
         else:
-            args = {"face_crop": saved["face_crop"], "flip": saved["flip"], **embedder_args}
+            args = {"face_crop": saved["face_crop"], "flip": saved["flip"], "align": saved.get("align", "none"),
+                    "align_template": saved.get("align_template"), **embedder_args}
             embedder = Embedder(model, **args)
         if embedder.num_features != saved["num_features"]:
             raise ConfigError(

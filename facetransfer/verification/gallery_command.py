@@ -171,17 +171,19 @@ def _enroll(args: argparse.Namespace) -> int:
     source = model_source(args)
     if source is None:
         raise ConfigError("give the model: --backbone NAME --weights W, or --ckpt_path CK")
-    face_crop = _default_face_crop(source) if args.face_crop is None else args.face_crop
+    default_crop = 1.0 if args.align != "none" else _default_face_crop(source)
+    face_crop = default_crop if args.face_crop is None else args.face_crop
     model = build_model(source).to(_device(args))
     gallery = Gallery(model, match=args.match, face_crop=face_crop, flip=args.flip, batch_size=args.batch_size,
-                      num_workers=_workers(args))
+                      num_workers=_workers(args), align=args.align, align_template=args.align_template)
     gallery.model_source = source
     gallery.enroll_folder(root, images_per_identity=args.images_per_person, progress=show_progress(args))
     how = _choose_threshold(gallery, args.threshold, args.target_far)
     gallery.save(out)
     images = sum(len(files) for files in found.values())
     print(f"enrolled {len(gallery)} people, {images} images from {root} ({_describe_source(source)}, "
-          f"face_crop {face_crop:g}, match {gallery.match})")
+          f"face_crop {face_crop:g}, match {gallery.match}" + (f", aligned by {args.align}" if args.align != "none" else "")
+          + ")")
     print(f"threshold {gallery.threshold:.4f}: {how}")
     print(f"wrote {out}")
     return 0
@@ -263,7 +265,8 @@ def _show(args: argparse.Namespace) -> int:
     print(f"threshold {threshold}: {_how_chosen(info['calibration'])}; match {info['match']}")
     print(f"model {_describe_source(info['model_source'])}: {model['backbone']}, {model['num_features']}-d embeddings, "
           f"weights fingerprint {model['weights_fingerprint']}, face_crop {model['face_crop']:g}"
-          + (", flip" if model.get("flip") else ""))
+          + (", flip" if model.get("flip") else "")
+          + (f", aligned by {model['align']}" if model.get("align", "none") != "none" else ""))
     print("people: " + ", ".join(f"{name} ({count})" for name, count in info["counts"].items()))
     return 0
 
@@ -307,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(enroll, required=True)
     enroll.add_argument("--face_crop", type=float, default=None,
                         help="central fraction of each image kept (default: the checkpoint's, else 1.0)")
+    enroll.add_argument("--align", default="none",
+                        help="detect and align every face first: none (default) or a face detector (mtcnn); the "
+                        "gallery remembers it, so identify and add align the same way")
+    enroll.add_argument("--align_template", default=None, choices=["dlib", "arcface"],
+                        help="five-point template of the alignment (default: the backbone's own)")
     enroll.add_argument("--match", choices=["mean", "nearest"], default="nearest",
                         help="compare a probe with each person's mean embedding or most similar image (default nearest)")
     enroll.add_argument("--images_per_person", type=int, default=None, help="enroll the first N images (natural order)")
