@@ -53,6 +53,20 @@ def restoring_from_checkpoint() -> Iterator[None]:
         _skip_pretrained.reset(token)
 
 
+def weight_rms(params: list[torch.Tensor]) -> float:
+    """Root mean square of the weight matrices and kernels among ``params`` (all of them if none is;
+    1.0 when they are all zero), the scale of a stage's weights.
+
+    >>> weight_rms([torch.full((4, 4), 0.5), torch.zeros(4)])
+    0.5
+    """
+    chosen = [p for p in params if p.ndim > 1] or list(params)
+    total = sum(float(p.detach().float().pow(2).sum()) for p in chosen)
+    count = sum(p.numel() for p in chosen)
+    rms = math.sqrt(total / count) if count else 0.0
+    return rms if rms > 0 else 1.0
+
+
 def _metrics(num_classes: int, prefix: str) -> MetricCollection:
     # compute_groups=False: torchmetrics merges metrics whose states are equal after the first
     # update; when a first batch makes top-5 and macro-F1 states coincide, F1 would then be
@@ -104,6 +118,12 @@ class FaceClassifier(L.LightningModule):
         backbone_lr_decay: layer-wise learning-rate decay: the last trainable stage learns at
             ``backbone_lr``, each stage before it at ``decay`` times the next one's (e.g. 0.7).
             None: one learning rate for the whole backbone.
+        backbone_lr_relative: ``backbone_lr`` is relative to the size of each stage's weights: a stage
+            learns at ``backbone_lr`` times the root mean square of its weights (measured when training
+            starts), so every network moves its weights by the same fraction per step. Pretrained
+            networks differ a lot here: dlib's face ResNet has weights about 15x smaller than
+            ImageNet MobileNetV2's (RMS ~0.006 vs ~0.08) and no BatchNorm to absorb the change, so one
+            absolute learning rate that suits one destroys the other's features.
         l2sp: weight decay toward the pretrained weights (L2-SP, Li et al. 2018): the loss gets
             ``l2sp / 2 * |w - w_pretrained|^2`` over the trainable backbone weights. 0: off.
         weight_decay: decoupled for adamw, L2 otherwise.
@@ -140,6 +160,7 @@ class FaceClassifier(L.LightningModule):
         lr: float = 1e-4,
         backbone_lr: float | None = None,
         backbone_lr_decay: float | None = None,
+        backbone_lr_relative: bool = False,
         l2sp: float = 0.0,
         weight_decay: float = 0.0,
         head_c: float | None = None,
@@ -434,20 +455,23 @@ class FaceClassifier(L.LightningModule):
     # --- optimisation ----------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
         """The head at ``lr``; the trainable backbone at ``backbone_lr`` (one group), or one group per
-        stage with ``backbone_lr_decay`` (the last stage at ``backbone_lr``, earlier ones decayed)."""
+        stage with ``backbone_lr_decay`` (the last stage at ``backbone_lr``, earlier ones decayed) and/or
+        ``backbone_lr_relative`` (each stage's rate times the RMS of its weights)."""
         hp = self.hparams
         head = [p for p in self.backbone.head.parameters() if p.requires_grad]
         groups = [{"params": head, "lr": hp.lr, "name": "head"}]
         base = hp.lr if hp.backbone_lr is None else hp.backbone_lr
         decay = hp.get("backbone_lr_decay")
-        if decay is None:
+        relative = bool(hp.get("backbone_lr_relative"))
+        if decay is None and not relative:
             body = [p for n, p in self.backbone.named_parameters() if p.requires_grad and not n.startswith("head.")]
             return groups + ([{"params": body, "lr": base, "name": "backbone"}] if body else [])
         stages = [(f"backbone.{n}", [p for p in m.parameters() if p.requires_grad]) for n, m in self.backbone.stages.named_children()]
         stages.append(("backbone.pool", [p for p in self.backbone.pool.parameters() if p.requires_grad]))
         stages = [(name, params) for name, params in stages if params]
         for depth, (name, params) in enumerate(reversed(stages)):
-            groups.append({"params": params, "lr": base * decay**depth, "name": name})
+            lr = base * (decay or 1.0) ** depth
+            groups.append({"params": params, "lr": lr * weight_rms(params) if relative else lr, "name": name})
         return groups
 
     def _l2sp(self) -> torch.Tensor | float:

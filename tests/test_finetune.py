@@ -39,6 +39,23 @@ def test_layer_wise_learning_rates():
         ft.FaceClassifier("resnet18", backbone_lr_decay=1.5)
 
 
+def test_relative_learning_rates_follow_each_stages_weight_size():
+    model = ft.FaceClassifier("resnet18", freeze="first:3", lr=1e-3, backbone_lr=1e-2, backbone_lr_relative=True,
+                              class_names=["a", "b"])
+    with torch.no_grad():  # layer4's weights 10x smaller than layer3's
+        for name, p in model.backbone.stages.named_parameters():
+            if p.ndim > 1:
+                p.fill_(0.01 if name.startswith("layer4") else 0.1)
+    groups = {g["name"]: g["lr"] for g in model.param_groups()}
+    assert groups == pytest.approx({"head": 1e-3, "backbone.layer4": 1e-4, "backbone.layer3": 1e-3})
+    decayed = ft.FaceClassifier("resnet18", freeze="first:3", backbone_lr=1e-2, backbone_lr_relative=True,
+                                backbone_lr_decay=0.5, class_names=["a", "b"])
+    with torch.no_grad():
+        for p in decayed.backbone.stages.parameters():
+            p.fill_(0.1)
+    assert {g["name"]: g["lr"] for g in decayed.param_groups()}["backbone.layer3"] == pytest.approx(0.5 * 1e-2 * 0.1)
+
+
 def test_l2sp_pulls_toward_the_pretrained_weights():
     model = ft.FaceClassifier("scratch_cnn", backbone_args=TINY, freeze="first:1", l2sp=0.5, class_names=["a", "b"])
     assert model._l2sp() == 0.0  # at the anchor

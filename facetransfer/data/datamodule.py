@@ -159,6 +159,9 @@ class FaceDataModule(L.LightningDataModule):
         self.align_template = align_template
         default_crop = 1.0 if align != "none" else DEFAULT_FACE_CROP.get(dataset, 1.0)
         self.face_crop = face_crop if face_crop is not None else default_crop
+        if align != "none" and self.face_crop < 1:
+            rank_zero_warn(f"face_crop={self.face_crop} crops the aligned face chips, which the template already "
+                           "frames (set data.face_crop: 1.0 unless you want a tighter crop)")
         self.augment = augment
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
