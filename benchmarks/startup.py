@@ -37,6 +37,8 @@ def commands(results: Path) -> dict[str, list[str]]:
         "weights list": ["weights", "list"],
         "report": ["report", str(results)],
         "export --help": ["export", "--help"],
+        "align --help": ["align", "--help"],
+        "data --help": ["data", "--help"],
     }
 
 

@@ -34,5 +34,5 @@ def test_plugin_backbone_example(tmp_path, monkeypatch, capsys):
     try:
         run_example("plugin_backbone.py", ["--epochs", "2", "--identities", "4", "--out", str(tmp_path)], monkeypatch)
     finally:
-        registry._BACKBONES.pop("tiny_convnet", None)
+        registry.BACKBONES.builders.pop("tiny_convnet", None)
     assert "tiny_convnet from scratch: test top-1" in capsys.readouterr().out

@@ -149,9 +149,9 @@ def plugin_package(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[facetransfer.backbones]\ntiny_net = tiny_plugin:tiny_net\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(registry.BACKBONES, "plugins_loaded", False)
     yield tmp_path
-    registry._BACKBONES.pop("tiny_net", None)
+    registry.BACKBONES.builders.pop("tiny_net", None)
     sys.modules.pop("tiny_plugin", None)
 
 

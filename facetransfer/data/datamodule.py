@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from ..errors import ConfigError, DataError
@@ -47,6 +47,14 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "split.json"
 # the central part of the image that holds the face, per dataset (see docs/data.md)
 DEFAULT_FACE_CROP = {"lfw": 0.6, "celeba": 0.8}
+
+
+@rank_zero_only
+def _say(message: str) -> None:
+    """A progress line on stderr (process 0 only), for steps that take minutes."""
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
 
 
 def _interactive() -> bool:
@@ -190,13 +198,16 @@ class FaceDataModule(L.LightningDataModule):
             raise ConfigError(f"data.align: unknown value {self.align!r}; known: {', '.join(alignment_choices())}")
         return aligned_source(source, self.align, template_for_input(self.preprocess, self.align_template))
 
-    def _unusable(self, source: FaceSource, keys: list[str]) -> list[tuple[str, str]]:
-        """``(key, reason)`` of unreadable images and, when aligning, images without a face (all of them
-        are detected now, batched, so that epochs only warp)."""
+    def _unusable(self, source: FaceSource, keys: list[str], detect: set[str] | None = None) -> list[tuple[str, str]]:
+        """``(key, reason)`` of unreadable images and, when aligning, images without a face among ``detect``
+        (default: all keys), all detected now, batched, so that epochs only warp."""
         bad = find_bad_images(source, keys) if self.check_images else []
         if self.align != "none":
             known = {k for k, _ in bad}
-            bad += source.find_faceless([k for k in keys if k not in known], progress=_interactive())
+            todo = [k for k in keys if k not in known and (detect is None or k in detect)]
+            _say(f"facetransfer: finding the faces of {len(todo)} images with {self.align} "
+                 "(detections are cached on disk: later runs only read them)")
+            bad += source.find_faceless(todo, progress=_interactive())
         return bad
 
     # --- the split -------------------------------------------------------------------------
@@ -213,7 +224,10 @@ class FaceDataModule(L.LightningDataModule):
     def _build_manifest(self) -> SplitManifest:
         records = self.source.records()
         skipped: list[dict[str, str]] = []
-        bad = self._unusable(self.source, [r.key for r in records])
+        # detect only identities that can pass min_images_per_identity (the others are left out anyway)
+        counts = Counter(r.identity for r in records)
+        candidates = {r.key for r in records if counts[r.identity] >= self.split_spec.min_images_per_identity}
+        bad = self._unusable(self.source, [r.key for r in records], detect=candidates)
         if bad:
             bad_keys = self._apply_bad_image_policy(self.source, bad)
             records = [r for r in records if r.key not in bad_keys]

@@ -15,12 +15,10 @@ is a builder (a callable returning a :class:`Backbone`)::
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..errors import ConfigError, unknown_choice
-from ..plugins import load_entry_points
+from ..plugins import PluginRegistry
 from ..preprocess import Preprocess
 from .backbone import Backbone
 
@@ -28,8 +26,7 @@ ENTRY_POINT_GROUP = "facetransfer.backbones"
 
 BackboneBuilder = Callable[..., Backbone]
 _F = TypeVar("_F", bound=BackboneBuilder)
-_BACKBONES: dict[str, BackboneBuilder] = {}
-_plugins_loaded = False
+BACKBONES: PluginRegistry[Backbone] = PluginRegistry("backbone", ENTRY_POINT_GROUP, Backbone)
 
 
 def register_backbone(name: str | None = None) -> Callable[[_F], _F]:
@@ -38,57 +35,26 @@ def register_backbone(name: str | None = None) -> Callable[[_F], _F]:
     The builder takes keyword arguments, at least ``weights`` (a torchvision weights
     name or ``None``) and ``weights_path`` (a local state dict or ``None``).
     """
-
-    def wrapper(fn: _F) -> _F:
-        key = name or fn.__name__
-        if key in _BACKBONES and _BACKBONES[key] is not fn:
-            raise ValueError(f"a backbone named {key!r} is already registered")
-        _BACKBONES[key] = fn
-        return fn
-
-    return wrapper
-
-
-def _load_plugins() -> None:
-    global _plugins_loaded
-    if not _plugins_loaded:
-        _plugins_loaded = True
-        load_entry_points(ENTRY_POINT_GROUP, _BACKBONES, lambda name, builder: builder)
+    return BACKBONES.register(name)
 
 
 def list_backbones() -> list[str]:
     """Names of all registered backbones, plug-ins included, sorted."""
-    _load_plugins()
-    return sorted(_BACKBONES)
+    return BACKBONES.names()
 
 
 def get_backbone_builder(name: str) -> BackboneBuilder:
-    _load_plugins()
-    try:
-        return _BACKBONES[name]
-    except KeyError:
-        raise unknown_choice("backbone", name, _BACKBONES) from None
+    return BACKBONES.builder(name)
 
 
 def get_backbone(name: str, **kwargs: Any) -> Backbone:
-    """Build the backbone registered as ``name``.
+    """Build the backbone registered as ``name`` (keyword arguments checked against its builder).
 
     >>> net = get_backbone("resnet18", weights=None)
     >>> net.num_features
     512
     """
-    builder = get_backbone_builder(name)
-    try:
-        inspect.signature(builder).bind(**kwargs)
-    except TypeError as err:
-        params = ", ".join(inspect.signature(builder).parameters)
-        raise ConfigError(f"backbone {name!r}: {err}; it accepts: {params}") from None
-    backbone = builder(**kwargs)
-    if not isinstance(backbone, Backbone):
-        raise ConfigError(
-            f"backbone builder {name!r} returned {type(backbone).__name__}, expected a facetransfer Backbone"
-        )
-    return backbone
+    return BACKBONES.build(name, **kwargs)
 
 
 def backbone_preprocess(
