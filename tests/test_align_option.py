@@ -81,6 +81,16 @@ def test_dlib_backbones_get_the_dlib_template(faces, scripted):
     assert aligned_data(faces, align_template="dlib", on_bad_image="skip").source.aligner.template.name == "dlib"
 
 
+def test_one_data_module_serves_each_backbone_its_own_chips(faces, scripted):
+    data = aligned_data(faces, on_bad_image="skip")  # the tiny scratch_cnn: the ArcFace layout at 32 px
+    dlib = data.source_for(ft.backbone_preprocess("dlib_resnet"))
+    assert dlib.aligner.template.name == "dlib" and dlib.aligner.size == 150
+    assert data.source_for(ft.backbone_preprocess("dlib_resnet")) is dlib  # one aligner per backbone input
+    assert data.source_for(PREPROCESS) is data.source
+    key = data.manifest.test[0][0]
+    assert dlib.open(key).size == (150, 150) and data.source.open(key).size == (PREPROCESS.resize_size,) * 2
+
+
 def test_an_unknown_align_value_is_one_clear_error(faces):
     with pytest.raises(ft.ConfigError, match=r"data.align: unknown value 'viola'; known: none, landmarks, mtcnn"):
         aligned_data(faces, align="viola")
@@ -157,6 +167,8 @@ methods:
 """)
     run_sweep(load_sweep_config([str(config)]))
     assert scripted.images_seen == 24
+    features = list((tmp_path / "out").rglob("*.pt"))
+    assert features, "the sweep caches the features it extracted"
     rows = (tmp_path / "out" / "results.csv").read_text().splitlines()
     assert len(rows) == 2 and ",prototype," in rows[1]
 

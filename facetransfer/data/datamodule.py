@@ -180,6 +180,7 @@ class FaceDataModule(L.LightningDataModule):
         self.predict_root = predict_root
         self.preprocess = preprocess if preprocess is not None else Preprocess()
         self.features: FeatureProvider = features if features is not None else InMemoryFeatures()
+        self._sources_for: dict[tuple[int, Preprocess], FaceSource] = {}
         self.source: FaceSource = self._aligned(get_source(dataset, root=root, **self.dataset_args))
         self._manifest: SplitManifest | None = None
         self._checked_files: set[str] = set()
@@ -188,15 +189,32 @@ class FaceDataModule(L.LightningDataModule):
         self._stores: dict[str, tuple[tuple, TensorStore]] = {}
 
     # --- alignment -------------------------------------------------------------------------
-    def _aligned(self, source: FaceSource) -> FaceSource:
-        """``source`` with its faces detected and aligned as ``align`` says (unchanged for ``none``)."""
+    def _aligned(self, source: FaceSource, preprocess: Preprocess | None = None) -> FaceSource:
+        """``source`` with its faces detected and aligned as ``align`` says, onto the template of
+        ``preprocess`` (default: this data's); unchanged for ``none``."""
         if self.align == "none":
             return source
         from ..detection import aligned_source, alignment_choices, template_for_input
 
         if self.align not in alignment_choices():
             raise ConfigError(f"data.align: unknown value {self.align!r}; known: {', '.join(alignment_choices())}")
-        return aligned_source(source, self.align, template_for_input(self.preprocess, self.align_template))
+        template = template_for_input(preprocess or self.preprocess, self.align_template)
+        return aligned_source(source, self.align, template)
+
+    def source_for(self, preprocess: Preprocess) -> FaceSource:
+        """The images as a backbone with ``preprocess`` must see them: when aligning, the chips of its own
+        template and input size (one data module serves the features of several backbones).
+
+        >>> data = FaceDataModule("synthetic")
+        >>> data.source_for(Preprocess(112, 128)) is data.source  # no alignment: the same images
+        True
+        """
+        if self.align == "none" or preprocess == self.preprocess:
+            return self.source
+        key = (id(self.source), preprocess)
+        if key not in self._sources_for:  # one aligner per backbone input, not one per call
+            self._sources_for[key] = self._aligned(getattr(self.source, "source", self.source), preprocess)
+        return self._sources_for[key]
 
     def _unusable(self, source: FaceSource, keys: list[str], detect: set[str] | None = None) -> list[tuple[str, str]]:
         """``(key, reason)`` of unreadable images and, when aligning, images without a face among ``detect``

@@ -21,7 +21,8 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -89,19 +90,23 @@ class LandmarkCache:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=60, check_same_thread=check_same_thread)
-            if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS detections (digest TEXT NOT NULL, detector TEXT NOT NULL, "
-                "faces TEXT NOT NULL, PRIMARY KEY (digest, detector))"
-            )
-            conn.commit()
+            _retry_while_locked(lambda: self._set_up(conn))
         except (sqlite3.Error, OSError) as err:
             raise ConfigError(
                 f"cannot open the landmark cache {self.path}: {err}; set FACETRANSFER_CACHE_DIR to a writable "
                 "folder or use cache=None"
             ) from None
         return conn
+
+    def _set_up(self, conn: sqlite3.Connection) -> None:
+        # switching to WAL does not wait for other connections (no busy handler): done once per file
+        if self.path != ":memory:" and conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS detections (digest TEXT NOT NULL, detector TEXT NOT NULL, "
+            "faces TEXT NOT NULL, PRIMARY KEY (digest, detector))"
+        )
+        conn.commit()
 
     def get_many(self, detector_id: str, digests: Iterable[str]) -> dict[str, Detections]:
         """The cached detections of those ``digests`` that are in the cache."""
@@ -132,6 +137,19 @@ class LandmarkCache:
 
     def __len__(self) -> int:
         return int(self._connect().execute("SELECT COUNT(*) FROM detections").fetchone()[0])
+
+
+def _retry_while_locked(step: Callable[[], None], seconds: float = 60.0) -> None:
+    """Run ``step``, again while another connection (thread or process opening the same new file) holds
+    the lock that SQLite does not wait for, up to ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 __all__ = ["CACHE_FILENAME", "LandmarkCache", "content_hash", "default_cache_dir"]

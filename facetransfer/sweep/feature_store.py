@@ -18,7 +18,7 @@ written atomically) and read by the others::
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -27,6 +27,7 @@ from filelock import FileLock
 from ..atomic import remove_stale_temporaries
 from ..data.dataset import FaceDataset
 from ..data.sources import FaceSource
+from ..preprocess import Preprocess
 from ..features import BackboneFeatures, FeatureCache, FeatureDataset, FeatureProvider, ImageBatches, feature_cache_key
 
 FEATURES_VERSION = 1
@@ -39,6 +40,8 @@ class FeatureStore(FeatureProvider):
     Args:
         folder: the cache folder (``.pt`` files named by a hash of what determines them).
         source: the images.
+        source_for: the images as a backbone's preprocessing must see them (aligned faces: the chips of
+            its template and size), e.g. ``FaceDataModule.source_for``; None: ``source`` for every backbone.
         keys: every image key of the sweep (train pools, val and test sets of all seeds).
         face_crop: the data's face crop (part of the eval transform).
         batch_size / num_workers: of the extraction DataLoader.
@@ -52,10 +55,12 @@ class FeatureStore(FeatureProvider):
         face_crop: float,
         batch_size: int = 64,
         num_workers: int = 0,
+        source_for: Callable[[Preprocess], FaceSource] | None = None,
     ) -> None:
         super().__init__()
         self.cache = FeatureCache(folder)
         self.source = source
+        self.source_for = source_for or (lambda preprocess: source)
         self.keys = sorted(set(keys))
         self.index = {k: i for i, k in enumerate(self.keys)}
         self.face_crop = face_crop
@@ -71,7 +76,7 @@ class FeatureStore(FeatureProvider):
             "version": FEATURES_VERSION,
             **extractor.identity,
             "face_crop": self.face_crop,
-            "source": self.source.describe(),
+            "source": self.source_for(extractor.preprocess).describe(),
             "dtype": str(extractor.autocast),
         }
         return feature_cache_key(parts, self.keys)
@@ -85,7 +90,7 @@ class FeatureStore(FeatureProvider):
         def compute():
             self.computed += 1
             transform = extractor.preprocess.eval_transform(self.face_crop)
-            dataset = FaceDataset(self.source, [(k, -1) for k in self.keys], transform)
+            dataset = FaceDataset(self.source_for(extractor.preprocess), [(k, -1) for k in self.keys], transform)
             return extractor(dataset, batch_size=self.batch_size, num_workers=self.num_workers)
 
         computed_before = self.computed

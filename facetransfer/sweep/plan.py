@@ -97,6 +97,7 @@ class SweepPlan:
             face_crop=data.face_crop,
             batch_size=max(64, data.eval_batch_size),
             num_workers=data.num_workers,
+            source_for=data.source_for,
         )
         return SweepContext(self.config, self.pools, store, self.output_dir / "logs")
 
