@@ -36,9 +36,10 @@ class LinearProbeThenFinetune(Finetune):
     plot_style = ("-", "*")
     summary = "linear probe on the frozen features first (L-BFGS), then fine-tuning from that head"
     sections = (*Finetune.sections, LINEAR_PROBE)
-    # after the head fit, every layer at 1e-4: a head that is already right needs no large steps
+    # after the head fit, the head at 1e-4 and the pretrained stages at 1e-3 of their weights' RMS per
+    # step: a head that is already right needs no large steps
     defaults = {
-        "model": {"head_norm": True, "lr": 1e-4, "backbone_lr": 1e-4},
+        "model": {"head_norm": True, "lr": 1e-4, "backbone_lr": 1e-3, "backbone_lr_relative": True},
         "early_stopping": {"patience": 5},
         "lp": {"head_c": 1.0},
     }
