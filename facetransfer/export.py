@@ -37,7 +37,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from torchvision.transforms import v2
 
 from .atomic import atomic_path, write_text_atomic
 from .checkpoint_info import CheckpointInfo, load_model
@@ -47,6 +46,7 @@ from .models.fusion import fused_feature_copy
 from .preprocess import Preprocess
 
 if TYPE_CHECKING:
+    from torchvision.transforms import v2
     from .module import FaceClassifier
 
 ExportFormat = Literal["onnx", "torchscript"]
@@ -220,7 +220,9 @@ def _runner(path: Path, format: str):
 def _reference(model: FaceClassifier, batch: torch.Tensor, embeddings: bool) -> np.ndarray:
     """What PyTorch computes for a ``[0, 1]`` batch: the model's own forward on the normalised batch."""
     pp = model.preprocess
-    normalised = v2.functional.normalize(batch, list(pp.mean), list(pp.std))
+    from torchvision.transforms.v2 import functional as TF
+
+    normalised = TF.normalize(batch, list(pp.mean), list(pp.std))
     model.eval()
     with torch.no_grad():
         out = model.embed(normalised) if embeddings else model(normalised)

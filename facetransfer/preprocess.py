@@ -13,8 +13,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from typing import TYPE_CHECKING
+
 import torch
-from torchvision.transforms import v2
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
+
+# torchvision is imported when a transform is built, not with this module: ``import torchvision``
+# also imports torch._dynamo (its detection ops), seconds that commands listing backbones need not pay
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -99,6 +106,8 @@ class Preprocess:
     def eval_transform(self, face_crop: float = 1.0, normalize: bool = True) -> v2.Compose:
         """PIL image -> normalised float tensor, deterministic (val/test/features); ``normalize=False``
         stops at values in [0, 1] (what an exported model takes)."""
+        from torchvision.transforms import v2
+
         steps = [
             v2.ToImage(),
             FaceCrop(face_crop),
@@ -112,6 +121,8 @@ class Preprocess:
         """The :class:`Augment` recipe on PIL images (in DataLoader workers); the eval transform if not ``augment``."""
         if not augment:
             return self.eval_transform(face_crop)
+        from torchvision.transforms import v2
+
         aug = self.augment
         return v2.Compose(
             [
@@ -127,8 +138,9 @@ class Preprocess:
         )
 
 
-class FaceCrop(v2.Transform):
-    """Keep the central ``fraction`` of the shorter side as a square (aligned faces sit in the middle).
+class FaceCrop(torch.nn.Module):
+    """Keep the central ``fraction`` of the shorter side as a square (aligned faces sit in the middle);
+    a step of torchvision's ``v2.Compose`` (image tensors in, the same type out).
 
     >>> FaceCrop(0.6)(torch.zeros(3, 250, 250)).shape
     torch.Size([3, 150, 150])
@@ -140,9 +152,14 @@ class FaceCrop(v2.Transform):
             raise ValueError(f"face_crop must be in (0, 1], got {fraction}")
         self.fraction = fraction
 
-    def transform(self, inpt, params):  # noqa: D102 - torchvision v2 hook
+    def forward(self, inpt: torch.Tensor) -> torch.Tensor:
         if self.fraction >= 1.0:
             return inpt
+        from torchvision.transforms.v2 import functional as TF
+
         h, w = inpt.shape[-2:]
         side = max(1, round(min(h, w) * self.fraction))
-        return v2.functional.center_crop(inpt, [side, side])
+        return TF.center_crop(inpt, [side, side])
+
+    def extra_repr(self) -> str:
+        return f"fraction={self.fraction}"

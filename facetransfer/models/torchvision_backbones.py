@@ -14,9 +14,12 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from torch import nn
-from torchvision import models as tvm
+
+if TYPE_CHECKING:
+    from torchvision import models as tvm
 
 from ..errors import ConfigError
 from ..preprocess import Preprocess
@@ -37,6 +40,8 @@ def _build(
 ) -> Backbone:
     if weights and weights_path:
         raise ConfigError(f"{name}: give either weights={weights!r} or weights_path={weights_path!r}, not both")
+    from torchvision import models as tvm  # here, not at import: see facetransfer.preprocess
+
     net = tvm.get_model(name, weights=None)
     preprocess = Preprocess()
     if weights:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.models import get_model_weights, list_models
 
 from ..atomic import atomic_write
 from ..checkpoint_digest import verify_digest
@@ -60,6 +59,8 @@ def hub_checkpoint_dir() -> Path:
 @cache
 def _torchvision_files() -> dict[str, KnownWeightsFile]:
     files: dict[str, KnownWeightsFile] = {}
+    from torchvision.models import get_model_weights, list_models
+
     for model in list_models():
         try:
             enum = get_model_weights(model)
@@ -93,6 +94,8 @@ def find_known_file(filename: str) -> KnownWeightsFile | None:
 
 def resolve_torchvision_weights(model: str, weights: str):
     """``("mobilenet_v2", "IMAGENET1K_V1" | "DEFAULT")`` -> torchvision weights enum member."""
+    from torchvision.models import get_model_weights
+
     enum = get_model_weights(model)
     key = weights.split(".")[-1]
     if key == "DEFAULT":
