@@ -53,6 +53,10 @@ def restoring_from_checkpoint() -> Iterator[None]:
         _skip_pretrained.reset(token)
 
 
+#: the feature size at which ``head_lr_per_feature`` leaves ``lr`` as it is (a face descriptor's)
+HEAD_LR_FEATURES = 128
+
+
 def weight_rms(params: list[torch.Tensor]) -> float:
     """Root mean square of the weight matrices and kernels among ``params`` (all of them if none is;
     1.0 when they are all zero), the scale of a stage's weights.
@@ -118,6 +122,10 @@ class FaceClassifier(L.LightningModule):
         backbone_lr_decay: layer-wise learning-rate decay: the last trainable stage learns at
             ``backbone_lr``, each stage before it at ``decay`` times the next one's (e.g. 0.7).
             None: one learning rate for the whole backbone.
+        head_lr_per_feature: the head learns at ``lr x 128 / num_features``: Adam moves every weight by
+            about ``lr`` per step, so a head over ``d`` standardised features moves its logits by about
+            ``lr x d``; this keeps that step the same for a 128-d face descriptor (``lr`` itself) and for
+            1,280-d MobileNetV2 or 2,048-d ResNet-50 features (10x and 16x smaller).
         backbone_lr_relative: ``backbone_lr`` is relative to the size of each stage's weights: a stage
             learns at ``backbone_lr`` times the root mean square of its weights (measured when training
             starts), so every network moves its weights by the same fraction per step. Pretrained
@@ -161,6 +169,7 @@ class FaceClassifier(L.LightningModule):
         backbone_lr: float | None = None,
         backbone_lr_decay: float | None = None,
         backbone_lr_relative: bool = False,
+        head_lr_per_feature: bool = False,
         l2sp: float = 0.0,
         weight_decay: float = 0.0,
         head_c: float | None = None,
@@ -459,7 +468,8 @@ class FaceClassifier(L.LightningModule):
         ``backbone_lr_relative`` (each stage's rate times the RMS of its weights)."""
         hp = self.hparams
         head = [p for p in self.backbone.head.parameters() if p.requires_grad]
-        groups = [{"params": head, "lr": hp.lr, "name": "head"}]
+        head_lr = hp.lr * HEAD_LR_FEATURES / self.backbone.num_features if hp.get("head_lr_per_feature") else hp.lr
+        groups = [{"params": head, "lr": head_lr, "name": "head"}]
         base = hp.lr if hp.backbone_lr is None else hp.backbone_lr
         decay = hp.get("backbone_lr_decay")
         relative = bool(hp.get("backbone_lr_relative"))

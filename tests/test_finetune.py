@@ -54,6 +54,8 @@ def test_relative_learning_rates_follow_each_stages_weight_size():
         for p in decayed.backbone.stages.parameters():
             p.fill_(0.1)
     assert {g["name"]: g["lr"] for g in decayed.param_groups()}["backbone.layer3"] == pytest.approx(0.5 * 1e-2 * 0.1)
+    per_feature = ft.FaceClassifier("resnet18", freeze="first:3", lr=1e-2, head_lr_per_feature=True, class_names=["a", "b"])
+    assert per_feature.param_groups()[0]["lr"] == pytest.approx(1e-2 * 128 / 512)  # ResNet-18: 512 features
 
 
 def test_l2sp_pulls_toward_the_pretrained_weights():

@@ -39,7 +39,8 @@ class LinearProbeThenFinetune(Finetune):
     # after the head fit, the head at 1e-4 and the pretrained stages at 1e-3 of their weights' RMS per
     # step: a head that is already right needs no large steps
     defaults = {
-        "model": {"head_norm": True, "lr": 1e-4, "backbone_lr": 1e-3, "backbone_lr_relative": True},
+        "model": {"head_norm": True, "lr": 1e-4, "head_lr_per_feature": False, "backbone_lr": 1e-3,
+                  "backbone_lr_relative": True},
         "early_stopping": {"patience": 5},
         "lp": {"head_c": 1.0},
     }
