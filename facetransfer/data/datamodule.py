@@ -29,7 +29,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zer
 from torch.utils.data import DataLoader
 
 from ..errors import ConfigError, DataError
-from ..features import FeatureDataset, FeatureProvider, InMemoryFeatures
+from ..features import FeatureProvider, InMemoryFeatures
 from ..preprocess import Preprocess
 from .checks import find_bad_images
 from .dataset import FaceDataset
@@ -180,7 +180,7 @@ class FaceDataModule(L.LightningDataModule):
         self.predict_root = predict_root
         self.preprocess = preprocess if preprocess is not None else Preprocess()
         self.features: FeatureProvider = features if features is not None else InMemoryFeatures()
-        self._sources_for: dict[tuple[int, Preprocess], FaceSource] = {}
+        self._sources_for: dict[Preprocess, FaceSource] = {}
         self.source: FaceSource = self._aligned(get_source(dataset, root=root, **self.dataset_args))
         self._manifest: SplitManifest | None = None
         self._checked_files: set[str] = set()
@@ -211,10 +211,9 @@ class FaceDataModule(L.LightningDataModule):
         """
         if self.align == "none" or preprocess == self.preprocess:
             return self.source
-        key = (id(self.source), preprocess)
-        if key not in self._sources_for:  # one aligner per backbone input, not one per call
-            self._sources_for[key] = self._aligned(getattr(self.source, "source", self.source), preprocess)
-        return self._sources_for[key]
+        if preprocess not in self._sources_for:  # one aligner per backbone input, not one per call
+            self._sources_for[preprocess] = self._aligned(getattr(self.source, "source", self.source), preprocess)
+        return self._sources_for[preprocess]
 
     def _unusable(self, source: FaceSource, keys: list[str], detect: set[str] | None = None) -> list[tuple[str, str]]:
         """``(key, reason)`` of unreadable images and, when aligning, images without a face among ``detect``
@@ -326,6 +325,7 @@ class FaceDataModule(L.LightningDataModule):
             root = self._recorded_root(recorded)
             rank_zero_info(f"facetransfer: using the split's data source {kind} at {root} with {args}")
             self.source = self._aligned(get_source(kind, root=root, **args))
+            self._sources_for.clear()
             self.dataset = kind
         elif same_kind and args and args != self.source.init_args():
             rank_zero_warn(
@@ -339,6 +339,7 @@ class FaceDataModule(L.LightningDataModule):
                            f"(configured: {self.align})")
             self.align, self.align_template = align, template
             self.source = self._aligned(getattr(self.source, "source", self.source))
+            self._sources_for.clear()
         crop = manifest.settings.get("face_crop")
         if crop is not None and crop != self.face_crop:
             rank_zero_warn(f"using face_crop={crop} recorded with the split (configured: {self.face_crop})")

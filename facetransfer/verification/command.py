@@ -17,6 +17,7 @@ from pathlib import Path
 from ..data.datamodule import DEFAULT_FACE_CROP, default_num_workers
 from ..errors import ConfigError, WeightsError
 from ..progress import add_progress_option, show_progress
+from .embedder import add_align_options
 
 DEFAULT_OUT = "runs/verify"
 
@@ -44,13 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"central fraction of the image kept before resizing (default {DEFAULT_FACE_CROP['lfw']}, 1.0 with "
         "--align; without alignment dlib_resnet does best at 0.45, see docs/verification.md)",
     )
-    parser.add_argument(
-        "--align", default="none",
-        help="detect and align every face first: none (default) or a face detector (mtcnn); detections are "
-        "cached on disk, see docs/alignment.md",
-    )
-    parser.add_argument("--align_template", default=None, choices=["dlib", "arcface"],
-                        help="five-point template of the alignment (default: the backbone's own)")
+    add_align_options(parser)
     parser.add_argument("--flip", action="store_true", help="average each embedding with the mirrored image's")
     parser.add_argument("--far", type=float, default=1e-3, help="false accept rate of the TAR@FAR metric")
     parser.add_argument("--folds", type=int, default=10, help="folds for View 1 files (View 2 has 10 official ones)")

@@ -26,6 +26,7 @@ from ..atomic import write_text_atomic
 from ..errors import ConfigError, DataError
 from ..image_files import list_image_files
 from ..progress import add_progress_option, show_progress
+from .embedder import add_align_options
 from .gallery import Gallery, list_identity_images
 
 #: what ``identify`` prints for a probe below the threshold
@@ -310,11 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(enroll, required=True)
     enroll.add_argument("--face_crop", type=float, default=None,
                         help="central fraction of each image kept (default: the checkpoint's, else 1.0)")
-    enroll.add_argument("--align", default="none",
-                        help="detect and align every face first: none (default) or a face detector (mtcnn); the "
-                        "gallery remembers it, so identify and add align the same way")
-    enroll.add_argument("--align_template", default=None, choices=["dlib", "arcface"],
-                        help="five-point template of the alignment (default: the backbone's own)")
+    add_align_options(enroll, remembered="the gallery remembers it, so identify and add align the same way")
     enroll.add_argument("--match", choices=["mean", "nearest"], default="nearest",
                         help="compare a probe with each person's mean embedding or most similar image (default nearest)")
     enroll.add_argument("--images_per_person", type=int, default=None, help="enroll the first N images (natural order)")
