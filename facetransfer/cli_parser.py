@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
+import argparse
+
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser
 
 from .config_errors import config_error
@@ -38,6 +41,11 @@ def known_keys(parser: Any) -> dict[str, list[str]]:
         return {}
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's help (types, defaults; a ``%`` in a docstring is text, as in "40 % of its memory")
+    under a description whose line breaks are kept."""
+
+
 class OneLineErrorParser(LightningArgumentParser):
     """``LightningArgumentParser`` whose errors are a :class:`ParserError` (one line), not usage text + exit."""
 
@@ -46,4 +54,4 @@ class OneLineErrorParser(LightningArgumentParser):
         raise ParserError(str(ex) if ex is not None else message, known_keys(parser)) from None
 
 
-__all__ = ["OneLineErrorParser", "ParserError", "known_keys"]
+__all__ = ["HelpFormatter", "OneLineErrorParser", "ParserError", "known_keys"]

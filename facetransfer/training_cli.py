@@ -10,7 +10,6 @@ imports this module when one of them is asked for.
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import sys
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from .checkpoint_conflicts import MODEL_OPTIONS, SPLIT_OPTIONS, checkpoint_confl
 from .checkpoint_info import read_checkpoint
 from .checkpointing import find_last_checkpoint
 from .cli import DESCRIPTION
-from .cli_parser import OneLineErrorParser, ParserError
+from .cli_parser import HelpFormatter, OneLineErrorParser, ParserError
 from .config_errors import check_config_files, located_config_error
 from .data import FaceDataModule
 from .errors import ConfigError, FaceTransferError
@@ -66,7 +65,7 @@ class FaceTransferCLI(LightningCLI):
             trainer_defaults=trainer_defaults(),
             save_config_kwargs={"overwrite": True},
             seed_everything_default=0,
-            parser_kwargs={"description": DESCRIPTION, "formatter_class": argparse.RawDescriptionHelpFormatter},
+            parser_kwargs={"description": DESCRIPTION, "formatter_class": HelpFormatter},
             parser_class=OneLineErrorParser,
             args=list(args) if args is not None else None,
             run=run,

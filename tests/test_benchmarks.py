@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import runpy
+import subprocess
+import sys
 
 from .fakes import REPO, make_lfw_tree
 
@@ -35,14 +38,36 @@ def test_cpu_speed_benchmark_smoke(tmp_path, capsys):
     assert "| scratch_cnn (32 px, batch 4) | no |" in capsys.readouterr().out
 
 
-def test_startup_benchmark_and_no_lightning_for_light_commands(tmp_path, capsys):
-    """The commands that do not train start without importing PyTorch Lightning."""
+def test_startup_benchmark_smoke(tmp_path, capsys):
     bench = runpy.run_path(str(REPO / "benchmarks" / "startup.py"))["main"]
-    rows = bench(["--repeats", "1", "--out", str(tmp_path / "out")])
-    assert {r["command"] for r in rows} >= {"facetransfer backbones", "facetransfer --help", "facetransfer report"}
-    for row in rows:
-        assert row["exit_code"] == 0 and row["imports_lightning"] is False, row
-        assert row["median_s"] > 0
+    rows = bench(["--repeats", "1", "--only", "backbones", "--out", str(tmp_path / "out")])
+    assert [r["command"] for r in rows] == ["facetransfer backbones"]
+    assert rows[0]["exit_code"] == 0 and rows[0]["imports_lightning"] is False and rows[0]["median_s"] > 0
+    assert "facetransfer backbones" in capsys.readouterr().out
+
+
+def test_the_commands_that_do_not_train_never_import_lightning(tmp_path):
+    """Every command the start-up benchmark times runs, one after another, in one fresh process
+    (one torch import instead of one per command); none of them may import PyTorch Lightning."""
+    startup = runpy.run_path(str(REPO / "benchmarks" / "startup.py"))
+    table = startup["commands"](startup["make_results"](tmp_path / "results"))
+    script = (
+        "import io, json, sys, contextlib\n"
+        "from facetransfer.cli import main\n"
+        "codes = {}\n"
+        "for label, args in json.loads(sys.argv[1]).items():\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        try:\n            codes[label] = main(args)\n"
+        "        except SystemExit as exit:\n            codes[label] = exit.code\n"
+        "    codes[label + ' imported lightning'] = 'lightning' in sys.modules\n"
+        "print(json.dumps(codes))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(table)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    codes = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(codes) == {*table, *(f"{label} imported lightning" for label in table)}
+    assert all(codes[label] in (0, None) and codes[f"{label} imported lightning"] is False for label in table), codes
 
 
 def test_linear_probe_cells_benchmark_smoke(tmp_path, capsys):

@@ -137,3 +137,14 @@ def test_tool_commands(capsys):
     assert "resnet50" in out and "first:K" in out
     assert main(["weights", "where"]) == 0
     assert "checkpoints" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["fit", "validate", "test", "predict"])
+def test_training_commands_print_their_help(command, capsys):
+    """Every option's help, with its type and default; a docstring's "40 % of" is text, not a format."""
+    with pytest.raises(SystemExit) as exit:
+        main([command, "--help"])
+    assert exit.value.code == 0
+    out = capsys.readouterr().out
+    assert "--model.backbone_lr_relative" in out and "--data.root" in out and "40 % of its free memory" in out
+    assert re.search(r"--model\.lr LR\s+learning rate of the head[^-]*\(type: float,\s+default:\s+0\.0001\)", out)
