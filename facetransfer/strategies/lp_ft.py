@@ -37,7 +37,8 @@ class LinearProbeThenFinetune(Finetune):
     summary = "linear probe on the frozen features first (L-BFGS), then fine-tuning from that head"
     sections = (*Finetune.sections, LINEAR_PROBE)
     # after the head fit, the head at 1e-4 and the pretrained stages at 1e-3 of their weights' RMS per
-    # step: a head that is already right needs no large steps
+    # step (half finetune's): a head that is already right needs no large steps, and the features
+    # should move little
     defaults = {
         "model": {"head_norm": True, "lr": 1e-4, "head_lr_per_feature": False, "backbone_lr": 1e-3,
                   "backbone_lr_relative": True},
