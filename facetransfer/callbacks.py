@@ -103,7 +103,8 @@ class LinearProbeHead(Callback):
     Features and Underperform Out-of-Distribution", Kumar et al., ICLR 2022). With this callback
     the head starts at the linear probe's solution instead: at the start of ``fit`` the training
     images' features (eval transform, the backbone as loaded) are computed once -- through the
-    model's feature provider, so a sweep reuses its cached features -- and
+    model's feature provider (the data's: ``FaceClassifier(features=data.features)``, linked by the
+    CLI and the sweep), so a sweep reuses its cached features -- and
     :meth:`~facetransfer.FaceClassifier.fit_head` solves the probe's problem (full-batch L-BFGS,
     L2 ``head_c``). Then fine-tuning runs as configured. A resumed fit skips this (the checkpoint
     holds the fitted head), so a resume gives the same weights as an uninterrupted run.
@@ -128,16 +129,14 @@ class LinearProbeHead(Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.done or trainer.ckpt_path:  # resumed: the checkpoint holds the fitted head
             return
-        from .features import InMemoryFeatures
-
-        data = trainer.datamodule
-        if data is None or not hasattr(data, "eval_batches"):
+        if getattr(pl_module, "features", None) is None:
             from .errors import ConfigError
 
-            raise ConfigError("LinearProbeHead needs a FaceDataModule (its training images' features)")
-        provider = pl_module.features or InMemoryFeatures()
-        train = provider.compute("train", list(data.manifest.train), lambda: data.eval_batches("train"),
-                                 pl_module.frozen_features())
+            raise ConfigError(
+                "LinearProbeHead reads the training images' features through the model's feature provider: build "
+                "the model with the data's (FaceClassifier(features=data.features); the CLI and the sweep link it)"
+            )
+        train = pl_module.features.split_features("train", pl_module.frozen_features())
         self.loss = pl_module.fit_head(train.features, train.labels, self.head_c, self.iterations)
         self.done = True
 

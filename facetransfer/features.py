@@ -216,6 +216,8 @@ def random_init_identity(backbone: Backbone) -> str:
 
 
 ImageBatches = Callable[[], Iterable[Any]]
+#: a data module's splits as a provider reads them: split name -> (its ``(key, label)`` items, their eval batches)
+SplitImages = Callable[[str], tuple[Sequence[Item], ImageBatches]]
 
 
 class FeatureProvider:
@@ -233,6 +235,25 @@ class FeatureProvider:
     def __init__(self) -> None:
         self.extractor: BackboneFeatures | None = None
         self.seconds: dict[str, float] = {}
+        self.splits: SplitImages | None = None
+
+    def read_splits_of(self, splits: SplitImages | None) -> None:
+        """Take whole splits from ``splits`` (a FaceDataModule built with this provider gives its own)."""
+        self.splits = splits
+
+    def split_features(self, split: str, extractor: BackboneFeatures) -> FeatureDataset:
+        """Features of every image of ``split`` of the data this provider serves, by ``extractor``:
+        for a head fitted on frozen features before the backbone is fine-tuned."""
+        if self.splits is None:
+            raise ConfigError(
+                "this feature provider serves no data: build the FaceDataModule with it and the model with the "
+                "data's (FaceClassifier(features=data.features); the CLI and the sweep link them)"
+            )
+        items, images = self.splits(split)
+        start = time.perf_counter()
+        dataset = self.compute(split, list(items), images, extractor)
+        self.seconds[split] = time.perf_counter() - start
+        return dataset
 
     def attach(self, extractor: BackboneFeatures | None) -> None:
         """Serve features of ``extractor`` from now on (None: serve images again)."""

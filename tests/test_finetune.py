@@ -13,6 +13,7 @@ import facetransfer as ft
 from facetransfer.callbacks import LinearProbeHead
 from facetransfer.cli import main
 from facetransfer.errors import ConfigError
+from facetransfer.features import InMemoryFeatures
 from facetransfer.sweep import load_sweep_config
 
 from .test_strategies import gaussian_features
@@ -107,6 +108,24 @@ def test_lp_ft_head_fit_then_a_resume_matches_an_uninterrupted_run(tmp_path):
     assert again.loss is None  # no second head fit on resume
     a, b = straight.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_head_fit_reads_the_data_through_the_models_feature_provider(tmp_path):
+    """The callback never reaches back through the trainer: the data's provider serves its splits."""
+    data = tiny_data()
+    data.setup("fit")
+    model = ft.FaceClassifier("scratch_cnn", backbone_args=TINY, freeze="first:1", head_norm=True,
+                              class_names=data.class_names, features=data.features)
+    train = data.features.split_features("train", model.frozen_features())
+    assert len(train) == len(data.manifest.train) and train.features.shape[1] == model.backbone.num_features
+    assert InMemoryFeatures().splits is None
+    with pytest.raises(ConfigError, match=r"serves no data: build the FaceDataModule with it"):
+        InMemoryFeatures().split_features("train", model.frozen_features())
+    alone = ft.FaceClassifier("scratch_cnn", backbone_args=TINY, freeze="first:1", class_names=data.class_names)
+    trainer = ft.make_trainer(max_epochs=1, accelerator="cpu", default_root_dir=tmp_path, enable_progress_bar=False,
+                              enable_model_summary=False, callbacks=[LinearProbeHead()], logger=False)
+    with pytest.raises(ConfigError, match=r"FaceClassifier\(features=data.features\)"):
+        trainer.fit(alone, data)
 
 
 def test_lp_ft_and_early_stopping_in_a_sweep(tmp_path):

@@ -19,7 +19,7 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -180,6 +180,7 @@ class FaceDataModule(L.LightningDataModule):
         self.predict_root = predict_root
         self.preprocess = preprocess if preprocess is not None else Preprocess()
         self.features: FeatureProvider = features if features is not None else InMemoryFeatures()
+        self.features.read_splits_of(self._split_images)
         self._sources_for: dict[Preprocess, FaceSource] = {}
         self.source: FaceSource = self._aligned(get_source(dataset, root=root, **self.dataset_args))
         self._manifest: SplitManifest | None = None
@@ -430,6 +431,10 @@ class FaceDataModule(L.LightningDataModule):
             return self._loader(index, batch_size=batch_size, shuffle=shuffle, num_workers=0, collate_fn=collate,
                                 pin_memory=store.device.type == "cpu")
         return self._loader(self.dataset_for(split), batch_size=batch_size, shuffle=shuffle)
+
+    def _split_images(self, split: Split) -> tuple[list[tuple[str, int]], Callable[[], Iterable[Any]]]:
+        """A split's items and a function giving their eval batches (what the feature provider reads)."""
+        return list(getattr(self.manifest, split)), lambda: self.eval_batches(split)
 
     def eval_batches(self, split: Split) -> Iterable[Any]:
         """Un-augmented batches of a split for one feature pass: store slices or eval-transformed images."""
