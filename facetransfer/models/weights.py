@@ -75,7 +75,7 @@ def _torchvision_files() -> dict[str, KnownWeightsFile]:
 
 
 #: modules whose import registers weights files and importers (loaded before a lookup or an import)
-_BUILTIN_REGISTRARS = ("facetransfer.models.dlib_resnet", "facetransfer.detection.mtcnn_weights")
+_BUILTIN_REGISTRARS = ("facetransfer.models.face_api_weights", "facetransfer.detection.mtcnn_weights")
 
 
 def _load_builtin_registrars() -> None:
