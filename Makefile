@@ -1,6 +1,6 @@
 # facetransfer: two commands on a fresh machine.
 #   make demo   set up, then run the paper's comparison (synthetic data; DATA=<lfw folder> for real LFW)
-#   make test   set up, then run the test suite
+#   make test   set up, then run the test suite (pytest-xdist: one worker per CPU core)
 # Everything is installed from the package registries (PyPI, npm); nothing is downloaded at run time.
 
 PYTHON ?= python3
@@ -15,7 +15,7 @@ FACE_API_PKG := @vladmandic/face-api@1.7.15
 MTCNN_WHEEL_PKG := facenet-pytorch==2.6.0
 MTCNN_WHEEL := facenet_pytorch-2.6.0-py3-none-any.whl
 
-.PHONY: setup demo test test-fast weights clean
+.PHONY: setup demo test weights clean
 
 setup: $(SETUP_STAMP)
 
@@ -49,7 +49,7 @@ else
 endif
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 clean:
 	rm -rf $(VENV) $(VENDOR) runs results .pytest_cache

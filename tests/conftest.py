@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,20 @@ import facetransfer as ft
 from .fakes import (
     DLIB_FILE, MOBILENET_FILE, REAL_CHECKPOINTS, make_celeba_tree, make_folder_tree, make_lfw_tree, real_cached_file, shared,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``-n N``) the workers share the cores: each gets its part for torch's threads,
+    and so do the processes a test starts (a run killed in a subprocess and resumed in the test's own
+    process must sum in the same order to give the same weights)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, str(threads))
 
 
 @pytest.fixture(autouse=True)
