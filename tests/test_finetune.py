@@ -16,6 +16,7 @@ from facetransfer.errors import ConfigError
 from facetransfer.features import InMemoryFeatures
 from facetransfer.sweep import load_sweep_config
 
+from .fakes import REPO
 from .test_strategies import gaussian_features
 from .test_sweep import tiny_sweep
 
@@ -188,3 +189,20 @@ def test_the_shipped_recipes_keep_what_a_face_network_knows_on_orl(orl_root, dli
     for strategy in ("finetune", "lp_ft"):
         assert top1[strategy] >= top1["features_logreg"] - 2.5 / tests, (strategy, top1)
     assert top1["absolute"] < top1["features_logreg"] - 2.5 / tests, top1
+
+
+def test_shipped_experiments_fine_tune_at_the_rates_their_tables_were_measured_with():
+    """A method that sets its own rates must not silently inherit the strategy's relative or per-feature
+    scaling: the demo and offline_lfw tables were measured with absolute rates and a raw head."""
+    def finetune(path: str) -> dict:
+        (method,) = [m for m in load_sweep_config(str(REPO / path)).methods if m.strategy == "finetune"]
+        return method.model | {"early_stopping": "early_stopping" in method.options}
+
+    demo = finetune("configs/experiments/demo.yaml")
+    assert (demo["lr"], demo["backbone_lr"], demo["backbone_lr_relative"], demo["head_lr_per_feature"], demo["head_norm"]) == (
+        5e-4, None, False, False, False)
+    offline = finetune("configs/experiments/offline_lfw.yaml")
+    assert (offline["lr"], offline["backbone_lr"], offline["backbone_lr_relative"], offline["head_lr_per_feature"],
+            offline["head_norm"], offline["early_stopping"]) == (1e-3, 1e-4, False, False, False, False)
+    model = ft.FaceClassifier("mobilenet_v2", class_names=["a", "b"], **{k: v for k, v in offline.items() if k != "early_stopping"})
+    assert {g["lr"] for g in model.param_groups()} == {1e-3, 1e-4}
