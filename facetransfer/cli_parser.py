@@ -9,10 +9,9 @@ config file that set the key and adds where to read the accepted options::
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
-
-import argparse
 
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser

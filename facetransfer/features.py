@@ -237,7 +237,7 @@ class FeatureProvider:
         self.seconds: dict[str, float] = {}
         self.splits: SplitImages | None = None
 
-    def read_splits_of(self, splits: SplitImages | None) -> None:
+    def read_splits_of(self, splits: SplitImages) -> None:
         """Take whole splits from ``splits`` (a FaceDataModule built with this provider gives its own)."""
         self.splits = splits
 
@@ -250,10 +250,7 @@ class FeatureProvider:
                 "data's (FaceClassifier(features=data.features); the CLI and the sweep link them)"
             )
         items, images = self.splits(split)
-        start = time.perf_counter()
-        dataset = self.compute(split, list(items), images, extractor)
-        self.seconds[split] = time.perf_counter() - start
-        return dataset
+        return self._timed(split, items, images, extractor)
 
     def attach(self, extractor: BackboneFeatures | None) -> None:
         """Serve features of ``extractor`` from now on (None: serve images again)."""
@@ -267,8 +264,12 @@ class FeatureProvider:
         """Features of ``items`` (``(key, label)`` pairs of ``split``); ``images()`` gives their eval batches."""
         if self.extractor is None:
             raise RuntimeError("no backbone is attached to this FeatureProvider (a frozen model attaches one in setup)")
+        return self._timed(split, items, images, self.extractor)
+
+    def _timed(self, split: str, items: Sequence[Item], images: ImageBatches, extractor: BackboneFeatures) -> FeatureDataset:
+        """:meth:`compute`, its seconds recorded in :attr:`seconds`."""
         start = time.perf_counter()
-        dataset = self.compute(split, list(items), images, self.extractor)
+        dataset = self.compute(split, list(items), images, extractor)
         self.seconds[split] = time.perf_counter() - start
         return dataset
 
