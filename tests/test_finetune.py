@@ -137,10 +137,14 @@ def test_lp_ft_and_early_stopping_in_a_sweep(tmp_path):
     assert method.options == {"early_stopping": {"monitor": "val/acc", "mode": "max", "patience": 1}, "lp": {"head_c": 0.5}}
     callbacks = method.runner.callbacks(method)
     assert [type(c).__name__ for c in callbacks] == ["EarlyStopping", "LinearProbeHead"] and callbacks[1].head_c == 0.5
-    off = load_sweep_config(tiny_sweep(tmp_path, methods=[{"strategy": "finetune", "backbone": "scratch_cnn", "early_stopping": False}]))
-    assert "early_stopping" not in off.methods[0].options and off.methods[0].runner.callbacks(off.methods[0]) == []
+    off = load_sweep_config(tiny_sweep(tmp_path, methods=[{"strategy": "lp_ft", "backbone": "scratch_cnn", "early_stopping": False}]))
+    assert "early_stopping" not in off.methods[0].options
+    assert [type(c).__name__ for c in off.methods[0].runner.callbacks(off.methods[0])] == ["LinearProbeHead"]
     recipe = load_sweep_config(tiny_sweep(tmp_path, methods=[{"strategy": "finetune", "backbone": "scratch_cnn"}])).methods[0]
-    assert recipe.model["head_norm"] is True and recipe.options["early_stopping"]["patience"] == 5
+    # finetune trains every epoch (no early stopping unless asked); lp_ft stops after 5 without progress
+    assert recipe.model["head_norm"] is True and "early_stopping" not in recipe.options
+    lp_ft = load_sweep_config(tiny_sweep(tmp_path, methods=[{"strategy": "lp_ft", "backbone": "scratch_cnn"}])).methods[0]
+    assert lp_ft.options["early_stopping"]["patience"] == 5
     with pytest.raises(ConfigError, match=r"methods\[0\]\.early_stopping: unknown key 'patiance'; did you mean 'patience'"):
         load_sweep_config(tiny_sweep(tmp_path, methods=[{**methods[0], "early_stopping": {"patiance": 1}}]))
 
