@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from facetransfer.data.images import is_image_name
 from facetransfer.detection import Aligner
+from facetransfer.io.images import is_image_name
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 DRIVER = r"""
 import json, sys, time
 start = time.perf_counter()
-import facetransfer.checkpoint_digest as digest
+import facetransfer.io.checkpoint as digest
 spent, calls = [0.0], [0]
 original = digest.part_digest
 def timed(value):
@@ -42,9 +42,7 @@ def counted_verify(checkpoint, path=None, _verify=digest.verify_digest):
     calls[0] += 1
     return _verify(checkpoint, path)
 digest.part_digest = timed
-import facetransfer.checkpointing, facetransfer.checkpoint_info, facetransfer.models.weights
-for module in (facetransfer.checkpointing, facetransfer.checkpoint_info, facetransfer.models.weights):
-    module.verify_digest = counted_verify
+digest.verify_digest = counted_verify  # every loader checks the digest through facetransfer.io.checkpoint.checked
 from facetransfer.cli import main
 code = main(sys.argv[1:])
 print("DIGEST_BENCH " + json.dumps({"code": code, "digest_s": spent[0], "checks": calls[0],
@@ -78,8 +76,7 @@ def run(args: list[str], env: dict[str, str]) -> tuple[float, dict]:
 def save_cost(ckpt: Path, repeats: int = 3) -> float:
     """Seconds to compute the digest of the checkpoint's content, as a save does (median)."""
     import torch
-
-    from facetransfer.checkpoint_digest import content_digest
+    from facetransfer.io.checkpoint import content_digest
 
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
     times = []

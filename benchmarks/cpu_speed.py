@@ -97,7 +97,7 @@ def measure(backbone: str, size: int, batch: int, train_batch: int, steps: int, 
 
 def _child(args) -> None:
     import facetransfer as ft
-    from facetransfer._noise import silence_known_noise
+    from facetransfer.training.noise import silence_known_noise
 
     silence_known_noise()
     tuned = ft.tune_malloc()

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 
 import facetransfer as ft
-from facetransfer._noise import silence_known_noise
 from facetransfer.models.fusion import channels_last_is_faster, inference_forward
+from facetransfer.training.noise import silence_known_noise
 
 
 def _sync(device: torch.device) -> None:

@@ -24,9 +24,8 @@ from __future__ import annotations
 import argparse
 from collections import OrderedDict
 
-from torch import nn
-
 import lightning as L
+from torch import nn
 
 import facetransfer as ft
 

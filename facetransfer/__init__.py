@@ -25,7 +25,7 @@ _EXPORTS = {
     "ConfigError": "errors",
     "DataError": "errors",
     "Embedder": "verification",
-    "FaceClassifier": "module",
+    "FaceClassifier": "training.module",
     "FaceDataModule": "data",
     "FaceSource": "data",
     "FaceTransferError": "errors",
@@ -40,26 +40,26 @@ _EXPORTS = {
     "Strategy": "strategies",
     "VerificationResult": "verification",
     "WeightsError": "errors",
-    "apply_freeze_policy": "freeze",
+    "apply_freeze_policy": "training.freeze",
     "backbone_preprocess": "models",
-    "default_callbacks": "trainer",
+    "default_callbacks": "training.trainer",
     "evaluate_pairs": "verification",
     "get_backbone": "models",
     "get_source": "data",
     "get_strategy": "strategies",
     "import_weights_file": "models",
     "list_backbones": "models",
-    "list_freeze_policies": "freeze",
+    "list_freeze_policies": "training.freeze",
     "list_sources": "data",
     "list_strategies": "strategies",
     "load_sweep_config": "sweep",
-    "make_trainer": "trainer",
+    "make_trainer": "training.trainer",
     "register_backbone": "models",
-    "register_freeze_policy": "freeze",
+    "register_freeze_policy": "training.freeze",
     "register_source": "data",
     "register_strategy": "strategies",
     "run_sweep": "sweep",
-    "tune_malloc": "malloc_tuning",
+    "tune_malloc": "training.malloc_tuning",
     "write_report": "sweep",
 }
 
@@ -74,15 +74,41 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from .data import FaceDataModule, FaceSource, SplitManifest, get_source, list_sources, register_source
+    from .data import (
+        FaceDataModule,
+        FaceSource,
+        SplitManifest,
+        get_source,
+        list_sources,
+        register_source,
+    )
     from .errors import ConfigError, DataError, FaceTransferError, WeightsError
     from .features import FeatureProvider, InMemoryFeatures
-    from .freeze import apply_freeze_policy, list_freeze_policies, register_freeze_policy
-    from .malloc_tuning import tune_malloc
-    from .models import Backbone, backbone_preprocess, get_backbone, import_weights_file, list_backbones, register_backbone
-    from .module import FaceClassifier
+    from .models import (
+        Backbone,
+        backbone_preprocess,
+        get_backbone,
+        import_weights_file,
+        list_backbones,
+        register_backbone,
+    )
     from .preprocess import Augment, Preprocess
     from .strategies import Strategy, get_strategy, list_strategies, register_strategy
     from .sweep import load_sweep_config, run_sweep, write_report
-    from .trainer import default_callbacks, make_trainer
-    from .verification import Embedder, Gallery, Match, PairsProtocol, PairVerification, VerificationResult, evaluate_pairs
+    from .training.freeze import (
+        apply_freeze_policy,
+        list_freeze_policies,
+        register_freeze_policy,
+    )
+    from .training.malloc_tuning import tune_malloc
+    from .training.module import FaceClassifier
+    from .training.trainer import default_callbacks, make_trainer
+    from .verification import (
+        Embedder,
+        Gallery,
+        Match,
+        PairsProtocol,
+        PairVerification,
+        VerificationResult,
+        evaluate_pairs,
+    )

@@ -23,7 +23,6 @@ onnxscript, onnxruntime). docs/deploy.md shows a 15-line onnxruntime program tha
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import warnings
@@ -38,16 +37,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .atomic import atomic_path, write_text_atomic
-from .checkpoint_info import CheckpointInfo, load_model
 from .errors import ConfigError, DataError, WeightsError
-from .image_files import list_image_files
+from .io.atomic import atomic_path, write_text_atomic
+from .io.checkpoint import CheckpointInfo
 from .models.fusion import fused_feature_copy
 from .preprocess import Preprocess
 
 if TYPE_CHECKING:
     from torchvision.transforms import v2
-    from .module import FaceClassifier
+
+    from .training.module import FaceClassifier
 
 ExportFormat = Literal["onnx", "torchscript"]
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
@@ -194,7 +193,7 @@ def split_images(manifest: dict[str, Any] | None, count: int = CHECK_IMAGES) -> 
 
 
 def _as_pil(image: Image.Image | str | os.PathLike) -> Image.Image:
-    from .data.images import load_rgb, to_rgb
+    from .io.images import load_rgb, to_rgb
 
     return to_rgb(image) if isinstance(image, Image.Image) else load_rgb(image)
 
@@ -391,6 +390,8 @@ def export_checkpoint(
         images_from = "the checkpoint's test split"
         if not check_images:
             check_images, images_from = generated_faces(), "generated faces (the test split's images are not readable)"
+    from .training.module import load_model  # imports Lightning: not for 'export --help'
+
     model = load_model(info.path)
     return export_model(
         model, out, format=format, embeddings=embeddings, face_crop=face_crop, check_images=check_images,
@@ -407,57 +408,11 @@ def _version() -> str:
         return "unknown"
 
 
-# --- the command -------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="facetransfer export",
-        description="Export a trained checkpoint to ONNX or TorchScript, with a JSON sidecar "
-        "(classes, input size, face crop, mean/std, parity check).",
-        epilog="example: facetransfer export --ckpt_path runs/.../best.ckpt --out face.onnx",
-    )
-    parser.add_argument("--ckpt_path", required=True, help="a FaceClassifier checkpoint")
-    parser.add_argument("--out", required=True, help="the file to write (.onnx, .pt); the sidecar is <out>.json")
-    parser.add_argument("--format", choices=FORMATS, default=None, help="default: from the --out suffix")
-    parser.add_argument("--embeddings", action="store_true", help="output L2-normalised embeddings, not logits")
-    parser.add_argument(
-        "--face_crop", type=float, default=None,
-        help="face crop to record in the sidecar (default: the checkpoint's training face crop)",
-    )
-    parser.add_argument(
-        "--check_images", nargs="+", default=None, metavar="IMAGE_OR_DIR",
-        help=f"images for the parity check (first {CHECK_IMAGES}; default: the checkpoint's test split, else generated faces)",
-    )
-    return parser
-
-
-def export_command(argv: Sequence[str]) -> int:
-    """Entry of ``facetransfer export``; bad input raises a :class:`FaceTransferError` (one line, exit 2)."""
-    args = build_parser().parse_args(list(argv))
-    resolve_format(args.out, args.format)  # a bad name fails before the model loads
-    images = list_image_files(args.check_images)[:CHECK_IMAGES] if args.check_images else None
-    result = export_checkpoint(
-        args.ckpt_path, args.out, format=args.format, embeddings=args.embeddings, face_crop=args.face_crop,
-        check_images=images,
-    )
-    meta, parity = result.metadata, result.metadata["parity"]
-    print(
-        f"wrote {result.path} ({meta['file_format']}, {meta['output_name']} of {meta['backbone']}, "
-        f"input {meta['input_size']} px, {len(meta['classes'])} classes) and {result.sidecar}"
-    )
-    print(
-        f"parity: max |{parity['runtime']} - {parity['reference']}| = {parity['max_abs_diff']:.2g} "
-        f"(<= {parity['tolerance']:g}) on {parity['images']} images from {parity['images_from']}, batch sizes "
-        f"{parity['batch_sizes'][0]} and 1"
-    )
-    return 0
-
-
 __all__ = [
     "ExportResult",
     "InferenceGraph",
     "check_parity",
     "export_checkpoint",
-    "export_command",
     "export_model",
     "read_sidecar",
     "sidecar_path",

@@ -29,11 +29,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .atomic import atomic_write
 from .errors import ConfigError
+from .io.atomic import atomic_write
 from .models.backbone import Backbone
 from .models.fusion import channels_last_is_faster, inference_forward
-from .preprocess import Preprocess
+from .preprocess import BatchTransforms, ImageBatch, Preprocess
 
 Item = tuple[str, int]
 
@@ -164,9 +164,6 @@ class BackboneFeatures:
         return json.dumps({**self.identity, "dtype": str(self.autocast)}, sort_keys=True, default=str)
 
     def _inputs(self, batches: Iterable[Any]) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        from .data.batch_transforms import BatchTransforms
-        from .data.store_batches import ImageBatch
-
         crop = self.preprocess.crop_size
         transforms = BatchTransforms(self.preprocess, augment=False, dtype=self.autocast or torch.float32)
         for batch in batches:

@@ -10,7 +10,14 @@ import pytest
 import facetransfer as ft
 
 from .fakes import (
-    DLIB_FILE, MOBILENET_FILE, REAL_CHECKPOINTS, make_celeba_tree, make_folder_tree, make_lfw_tree, real_cached_file, shared,
+    DLIB_FILE,
+    MOBILENET_FILE,
+    REAL_CHECKPOINTS,
+    make_celeba_tree,
+    make_folder_tree,
+    make_lfw_tree,
+    real_cached_file,
+    shared,
 )
 
 

@@ -15,8 +15,13 @@ from PIL import Image
 
 from facetransfer.cli import main
 from facetransfer.data import FolderSource
+from facetransfer.data.aligned import AlignedSource, aligned_source
 from facetransfer.detection import (
-    AlignedSource, Aligner, Detections, LandmarkCache, NoFaceError, aligned_source, register_detector,
+    Aligner,
+    Detections,
+    LandmarkCache,
+    NoFaceError,
+    register_detector,
 )
 from facetransfer.detection import registry as detector_registry
 from facetransfer.detection.transform import similarity_transform, transform_points

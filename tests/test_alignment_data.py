@@ -8,12 +8,13 @@ import torch
 from PIL import Image
 
 from facetransfer.data import get_source
+from facetransfer.data.aligned import AlignedSource, aligned_source
 from facetransfer.data.celeba import CelebASource
-from facetransfer.detection import AlignedSource, Aligner, LandmarkTable, NoFaceError, aligned_source, get_template
+from facetransfer.detection import Aligner, LandmarkTable, NoFaceError, get_template
 from facetransfer.errors import ConfigError, DataError
 
-from .fakes import make_celeba_tree, make_lfw_tree, shared
 from .detection_fakes import ScriptedDetector, blob_centres
+from .fakes import make_celeba_tree, make_lfw_tree, shared
 
 HEADER = "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x rightmouth_y"
 

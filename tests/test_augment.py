@@ -10,8 +10,7 @@ import torch
 from PIL import Image
 from scipy.stats import ks_2samp
 
-from facetransfer.data.batch_transforms import BatchTransforms
-from facetransfer.preprocess import Augment, Preprocess
+from facetransfer.preprocess import Augment, BatchTransforms, Preprocess
 
 PP = Preprocess(crop_size=56, resize_size=64)
 SAMPLES = 400

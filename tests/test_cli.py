@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from facetransfer.cli import main
-from facetransfer.models import registry
 
 from .fakes import REPO
 

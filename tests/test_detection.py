@@ -12,10 +12,21 @@ import torch
 from PIL import Image
 
 from facetransfer.cli import main
-from facetransfer.detection import Detections, FaceDetector, get_detector, list_detectors, register_detector
+from facetransfer.detection import (
+    Detections,
+    FaceDetector,
+    get_detector,
+    list_detectors,
+    register_detector,
+)
 from facetransfer.detection import registry as detector_registry
 from facetransfer.detection.mtcnn import MTCNN
-from facetransfer.detection.mtcnn_weights import MTCNN_FILES, WHEEL_NAME, cache_filename, import_mtcnn_wheel
+from facetransfer.detection.mtcnn_weights import (
+    MTCNN_FILES,
+    WHEEL_NAME,
+    cache_filename,
+    import_mtcnn_wheel,
+)
 from facetransfer.errors import ConfigError, DataError, WeightsError
 
 from .fakes import REPO, shared

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from facetransfer.errors import ConfigError, WeightsError
-from facetransfer.models import get_backbone, list_backbones
 from facetransfer.models import dlib_resnet as dr
 from facetransfer.models import face_api_weights as faw
+from facetransfer.models import get_backbone, list_backbones
 from facetransfer.models.weights import find_known_file, hub_checkpoint_dir
 
 FIXTURE = Path(__file__).parent / "fixtures" / "dlib_resnet_face_api_synthetic.json"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import runpy
 import sys
 
-import pytest
-
 from facetransfer.models import registry
 
 from .fakes import REPO

@@ -13,13 +13,18 @@ import pytest
 import torch
 
 import facetransfer as ft
-from facetransfer.checkpoint_info import CheckpointInfo
 from facetransfer.cli import main
 from facetransfer.errors import ConfigError, WeightsError
 from facetransfer.export import (
-    export_checkpoint, export_model, generated_faces, read_sidecar, sidecar_path, unit_transform,
+    export_checkpoint,
+    export_model,
+    generated_faces,
+    read_sidecar,
+    sidecar_path,
+    unit_transform,
 )
-from facetransfer.data.images import load_rgb
+from facetransfer.io.checkpoint import CheckpointInfo
+from facetransfer.io.images import load_rgb
 
 from .fakes import REPO
 from .trained import train_checkpoint

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import facetransfer as ft
-from facetransfer.callbacks import LinearProbeHead
 from facetransfer.cli import main
 from facetransfer.errors import ConfigError
 from facetransfer.features import InMemoryFeatures
 from facetransfer.sweep import load_sweep_config
+from facetransfer.training.callbacks import LinearProbeHead
 
 from .fakes import REPO
 from .test_strategies import gaussian_features

@@ -24,18 +24,31 @@ import pytest
 import torch
 
 import facetransfer as ft
-import facetransfer.atomic
-from facetransfer.checkpoint_digest import DIGEST_KEY, DigestMismatch, verify_digest, with_digest
-from facetransfer.checkpoint_info import read_checkpoint
-from facetransfer.checkpointing import AtomicCheckpointIO
+import facetransfer.io.atomic
 from facetransfer.cli import main
 from facetransfer.data.sources import get_source
 from facetransfer.errors import DataError, FileSystemError, WeightsError
+from facetransfer.io.checkpoint import (
+    DIGEST_KEY,
+    DigestMismatch,
+    read_checkpoint,
+    verify_digest,
+    with_digest,
+)
 from facetransfer.models import verified_cache
 from facetransfer.models.weights import load_state_dict_file
+from facetransfer.training.trainer import AtomicCheckpointIO
 
 from .fakes import MOBILENET_FILE, REPO, make_folder_tree, real_cached_file
-from .test_reliability import MODEL_ARGS, QUIET, SYNTH, TINY, tiny_data, tiny_model, tiny_trainer
+from .test_reliability import (
+    MODEL_ARGS,
+    QUIET,
+    SYNTH,
+    TINY,
+    tiny_data,
+    tiny_model,
+    tiny_trainer,
+)
 
 RUN_ARGS = [*MODEL_ARGS, "--data.dataset_args", str(SYNTH), "--data.batch_size", "8", "--data.num_workers", "0", *QUIET]
 
@@ -247,7 +260,7 @@ def fill_disk_for(monkeypatch, suffix: str, room: int = 4096, after: int = 0) ->
                 return _FullDisk(path, mode, room, **kwargs)
         return open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(facetransfer.atomic, "open", opener, raising=False)
+    monkeypatch.setattr(facetransfer.io.atomic, "open", opener, raising=False)
 
 
 def test_a_full_disk_during_a_checkpoint_save_keeps_the_previous_one(tmp_path, monkeypatch, capsys):

@@ -13,9 +13,14 @@ import pytest
 from PIL import Image
 
 from facetransfer.cli import main
-from facetransfer.data import get_source
-from facetransfer.data import lfw_download
-from facetransfer.data.lfw_download import DOWNLOAD_DIR, LFW_URLS, PROTOCOL_MD5, download_lfw, fetch
+from facetransfer.data import get_source, lfw_download
+from facetransfer.data.lfw_download import (
+    DOWNLOAD_DIR,
+    LFW_URLS,
+    PROTOCOL_MD5,
+    download_lfw,
+    fetch,
+)
 from facetransfer.errors import ConfigError, DataError
 
 PEOPLE = {"Alice_Able": 2, "Bob_Baker": 1, "Carol_Cole": 3}

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-import facetransfer.malloc_tuning as malloc_tuning
+import facetransfer.training.malloc_tuning as malloc_tuning
 
 # malloc_tuning.py needs only the standard library: load it alone, so the probe skips importing Lightning
 PROBE = textwrap.dedent(

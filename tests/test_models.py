@@ -10,8 +10,8 @@ import torch
 
 import facetransfer as ft
 from facetransfer.errors import ConfigError
-from facetransfer.freeze import apply_freeze_policy, frozen_stages_for
 from facetransfer.models import registry
+from facetransfer.training.freeze import apply_freeze_policy, frozen_stages_for
 
 PAPER_AND_REQUIRED = ["vgg16", "resnet50", "resnet18", "mobilenet_v2", "scratch_cnn"]
 

@@ -10,9 +10,9 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 import facetransfer as ft
-from facetransfer.data.images import load_rgb
 from facetransfer.errors import ConfigError
-from facetransfer.prediction import PredictionReport
+from facetransfer.io.images import load_rgb
+from facetransfer.training.prediction import PredictionReport
 
 from .fakes import make_folder_tree
 from .trained import SYNTHETIC, train_checkpoint

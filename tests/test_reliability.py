@@ -24,12 +24,13 @@ import torch
 from PIL import Image
 
 import facetransfer as ft
-from facetransfer.checkpointing import AtomicCheckpointIO, atomic_torch_save, find_last_checkpoint
 from facetransfer.cli import main
-from facetransfer.data.images import load_rgb
 from facetransfer.data.sampler import ResumableSampler, SeededDataset
 from facetransfer.errors import DataError, WeightsError
+from facetransfer.io.checkpoint import atomic_torch_save
+from facetransfer.io.images import load_rgb
 from facetransfer.models.weights import load_state_dict_file
+from facetransfer.training.trainer import AtomicCheckpointIO, find_last_checkpoint
 
 from .fakes import REPO, write_face
 

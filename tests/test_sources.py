@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from facetransfer.data import FaceDataModule, get_source, to_rgb
-from facetransfer.data.images import load_rgb
 from facetransfer.errors import ConfigError, DataError
+from facetransfer.io.images import load_rgb
 
 from .fakes import make_lfw_tree, write_face
 

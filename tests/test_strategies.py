@@ -19,7 +19,12 @@ import facetransfer as ft
 from facetransfer.cli import main
 from facetransfer.errors import ConfigError
 from facetransfer.features import FeatureDataset, InMemoryFeatures
-from facetransfer.strategies import Strategy, get_strategy, list_strategies, register_strategy
+from facetransfer.strategies import (
+    Strategy,
+    get_strategy,
+    list_strategies,
+    register_strategy,
+)
 from facetransfer.strategies.features_logreg import logistic_regression
 from facetransfer.strategies.prototype import Prototype
 from facetransfer.sweep import load_sweep_config, run_sweep
@@ -66,7 +71,7 @@ def test_nothing_outside_a_strategy_names_it():
 def test_data_and_model_meet_only_through_their_constructors():
     for path in (PACKAGE / "data").rglob("*.py"):
         assert "lightning_module" not in path.read_text(), path
-    assert "trainer.datamodule" not in (PACKAGE / "module.py").read_text()
+    assert "trainer.datamodule" not in (PACKAGE / "training" / "module.py").read_text()
 
 
 def test_prototype_is_the_nearest_class_mean_by_cosine():

@@ -20,10 +20,16 @@ import pytest
 
 from facetransfer.cli import main
 from facetransfer.sweep import ResultsTable, load_sweep_config, run_sweep
-from facetransfer.sweep.lease import Heartbeat, Lease, LeaseBook, WorkerIdentity, read_leases
+from facetransfer.sweep.parallel.lease import (
+    Heartbeat,
+    Lease,
+    LeaseBook,
+    WorkerIdentity,
+    read_leases,
+)
+from facetransfer.sweep.parallel.run_options import ParallelOptions
+from facetransfer.sweep.parallel.worker import record_row
 from facetransfer.sweep.results import FIELDS
-from facetransfer.sweep.run_options import ParallelOptions
-from facetransfer.sweep.worker import record_row
 
 from .fakes import REPO
 from .test_sweep import TINY_BACKBONE, read_rows, tiny_sweep, write_config

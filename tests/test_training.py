@@ -11,8 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import facetransfer as ft
-from facetransfer.checkpointing import find_last_checkpoint
 from facetransfer.errors import ConfigError, WeightsError
+from facetransfer.training.trainer import find_last_checkpoint
 
 TINY = {"widths": (8, 16), "fc_features": 32, "input_size": 32}
 
@@ -155,7 +155,7 @@ def test_datamodule_rejects_bad_arguments():
 
 def test_each_metric_keeps_its_own_state_across_batches():
     """A first batch that is all correct must not tie macro-F1 to the top-5 states (torchmetrics compute groups)."""
-    from facetransfer.module import _metrics
+    from facetransfer.training.module import _metrics
 
     metrics = _metrics(4, "test/")
     targets = torch.arange(4)

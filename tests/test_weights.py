@@ -16,7 +16,11 @@ import facetransfer as ft
 from facetransfer.cli import main
 from facetransfer.errors import WeightsError
 from facetransfer.models.verified_cache import remember_verified
-from facetransfer.models.weights import hub_checkpoint_dir, import_weights_file, sha256_of
+from facetransfer.models.weights import (
+    hub_checkpoint_dir,
+    import_weights_file,
+    sha256_of,
+)
 
 from .fakes import MOBILENET_FILE, REAL_CHECKPOINTS
 

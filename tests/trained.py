@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 
 import facetransfer as ft
-from facetransfer.checkpointing import find_last_checkpoint
+from facetransfer.training.trainer import find_last_checkpoint
 
 TINY = {"widths": [8, 16], "fc_features": 16, "input_size": 32}
 SYNTHETIC = {"num_identities": 4, "images_per_identity": 6, "image_size": 48}

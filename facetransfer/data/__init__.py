@@ -1,20 +1,29 @@
 """Face data: sources (LFW, CelebA, folders, synthetic), stratified splits, the DataModule."""
 
+from .._lazy import lazy_attributes
+from ..io.images import load_rgb, to_rgb
 from . import celeba, lfw, synthetic  # noqa: F401  (register the built-in sources)
 from .celeba import CelebASource
 from .dataset import FaceDataset
-from .images import load_rgb, to_rgb
 from .lfw import LFWSource
-from .sources import FaceRecord, FaceSource, FolderSource, get_source, list_sources, register_source
+from .sources import (
+                                         FaceRecord,
+                                         FaceSource,
+                                         FolderSource,
+                                         get_source,
+                                         list_sources,
+                                         register_source,
+)
 from .split import SplitManifest, make_split
 from .synthetic import SyntheticSource
 
-from .._lazy import lazy_attributes
-
-__getattr__ = lazy_attributes(__name__, {"FaceDataModule": "datamodule"})  # imports Lightning: only when asked for
+# imported when asked for: the DataModule imports Lightning, aligned sources the face detectors
+__getattr__ = lazy_attributes(__name__, {"FaceDataModule": "datamodule", "AlignedSource": "aligned", "aligned_source": "aligned",
+                                         "alignment_choices": "aligned"})
 
 
 __all__ = [
+    "AlignedSource",
     "CelebASource",
     "FaceDataModule",
     "FaceDataset",
@@ -24,6 +33,8 @@ __all__ = [
     "LFWSource",
     "SplitManifest",
     "SyntheticSource",
+    "aligned_source",
+    "alignment_choices",
     "get_source",
     "list_sources",
     "load_rgb",

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
-from ..filesystem import reason_of
-from .images import is_image_name
+from ..io.filesystem import reason_of
+from ..io.images import is_image_name
 from .sources import FaceSource
 
 

@@ -30,14 +30,19 @@ from torch.utils.data import DataLoader
 
 from ..errors import ConfigError, DataError
 from ..features import FeatureProvider, InMemoryFeatures
-from ..preprocess import Preprocess
+from ..io.images import is_image_name
+from ..preprocess import ImageBatch, Preprocess
 from .checks import find_bad_images
 from .dataset import FaceDataset
-from .images import is_image_name
-from .sampler import ResumableDataLoader, ResumableSampler, SeededDataset, resume_position
+from .sampler import (
+    ResumableDataLoader,
+    ResumableSampler,
+    SeededDataset,
+    resume_position,
+)
 from .sources import FaceRecord, FaceSource, get_source
 from .split import SplitManifest, SplitSpec, TrainSamples, make_split
-from .store_batches import CacheMode, ImageBatch, StoreCollate, StoreIndex, resolve_cache_mode
+from .store_batches import CacheMode, StoreCollate, StoreIndex, resolve_cache_mode
 from .tensor_store import TensorStore
 
 Split = Literal["train", "val", "test"]
@@ -195,7 +200,8 @@ class FaceDataModule(L.LightningDataModule):
         ``preprocess`` (default: this data's); unchanged for ``none``."""
         if self.align == "none":
             return source
-        from ..detection import aligned_source, alignment_choices, template_for_input
+        from ..detection import template_for_input
+        from .aligned import aligned_source, alignment_choices
 
         if self.align not in alignment_choices():
             raise ConfigError(f"data.align: unknown value {self.align!r}; known: {', '.join(alignment_choices())}")

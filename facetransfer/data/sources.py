@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from ..errors import ConfigError, DataError, unknown_choice
-from .images import is_image_name, load_rgb
+from ..io.images import is_image_name, load_rgb
 
 
 @dataclass(frozen=True, order=True)

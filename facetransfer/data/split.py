@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..atomic import atomic_write
 from ..errors import ConfigError, DataError
+from ..io.atomic import atomic_write
 from .sources import FaceRecord
 
 TrainSamples = int | Literal["all"]
@@ -112,7 +112,7 @@ class SplitManifest:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike) -> SplitManifest:
         """The split a facetransfer checkpoint was trained on (loaded with ``weights_only=True``)."""
-        from ..checkpoint_info import read_checkpoint, stored_manifest
+        from ..io.checkpoint import read_checkpoint, stored_manifest
 
         manifest = stored_manifest(read_checkpoint(path))
         if manifest is not None:

@@ -17,12 +17,12 @@ processes, no per-epoch decoding::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch.utils.data import Dataset
 
+from ..preprocess import ImageBatch
 from .tensor_store import TensorStore, store_bytes
 
 CacheMode = Literal["auto", "none", "memory", "gpu"]
@@ -41,20 +41,6 @@ class StoreIndex(Dataset):
         return index
 
 
-@dataclass
-class ImageBatch:
-    """uint8 images ``(B, 3, S, S)`` at the preprocessing's resize size, their labels, and whether
-    the model should apply the training augmentation to them."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    augment: bool = False
-
-    def to(self, *args, **kwargs) -> ImageBatch:
-        return ImageBatch(self.images.to(*args, **kwargs), self.labels.to(*args, **kwargs), self.augment)
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
 
 class StoreCollate:

@@ -2,7 +2,7 @@
 
 Face datasets are small (all of LFW at 256 x 256 x 3 is 2.6 GB), so after one
 decoding pass each epoch is a gather from memory plus batched GPU augmentation
-(:mod:`facetransfer.data.batch_transforms`) instead of JPEG decoding in workers::
+(:mod:`facetransfer.preprocess`) instead of JPEG decoding in workers::
 
     >>> store = TensorStore.build(source, items, side=256, face_crop=0.6, device="cuda")  # doctest: +SKIP
     >>> store.images.shape, store.images.dtype  # doctest: +SKIP

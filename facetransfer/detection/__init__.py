@@ -2,22 +2,28 @@
 
 - detectors with five landmarks in a registry (:func:`get_detector`; ``mtcnn`` built in);
 - templates (``dlib``, ``arcface``) and the batched 5-point similarity warp;
-- :class:`Aligner` (detect once, cached on disk by file content; pick one face; warp) and
-  :class:`AlignedSource`, any data source with aligned faces;
-- ``facetransfer align SRC DST`` (:mod:`.command`).
+- :class:`Aligner` (detect once, cached on disk by file content; pick one face; warp);
+  :class:`~facetransfer.data.AlignedSource` is any data source with aligned faces, and
+  ``facetransfer align SRC DST`` (:mod:`facetransfer.cli.align`) aligns a folder.
 
 See docs/alignment.md.
 """
 
 from . import mtcnn  # noqa: F401  (registers the built-in detector)
-from .aligned_source import AlignedSource, aligned_source, alignment_choices
 from .aligner import AlignedImage, Aligner, FaceLocation, NoFaceError, Prepared
 from .cache import LandmarkCache, default_cache_dir
 from .detector import LANDMARK_NAMES, Detections, FaceDetector
 from .landmarks import LandmarkTable
 from .picking import PICK_POLICIES, pick_face
 from .registry import ENTRY_POINT_GROUP, get_detector, list_detectors, register_detector
-from .templates import FaceTemplate, default_template_name, get_template, list_templates, template_for_backbone, template_for_input
+from .templates import (
+    FaceTemplate,
+    default_template_name,
+    get_template,
+    list_templates,
+    template_for_backbone,
+    template_for_input,
+)
 from .transform import similarity_transform, warp_faces
 
 __all__ = [
@@ -25,7 +31,6 @@ __all__ = [
     "LANDMARK_NAMES",
     "PICK_POLICIES",
     "AlignedImage",
-    "AlignedSource",
     "Aligner",
     "Detections",
     "FaceDetector",
@@ -35,8 +40,6 @@ __all__ = [
     "LandmarkTable",
     "NoFaceError",
     "Prepared",
-    "aligned_source",
-    "alignment_choices",
     "default_cache_dir",
     "default_template_name",
     "get_detector",

@@ -38,8 +38,8 @@ from typing import Any, Literal, Union
 import torch
 from PIL import Image
 
-from ..data.images import to_rgb
 from ..errors import ConfigError, DataError
+from ..io.images import to_rgb
 from .cache import LandmarkCache, content_hash
 from .detector import Detections, FaceDetector, image_to_tensor
 from .landmarks import LandmarkTable

@@ -27,8 +27,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..data.images import to_rgb
 from ..errors import DataError
+from ..io.images import to_rgb
 
 ImageInput = Union[Image.Image, torch.Tensor]
 #: the landmark order every detector returns

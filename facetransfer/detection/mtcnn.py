@@ -29,7 +29,13 @@ from torchvision.ops import roi_align
 
 from ..errors import ConfigError
 from .boxes import apply_offsets, nms_min_per_image, nms_per_image, square_boxes
-from .detector import Detections, FaceDetector, ImageInput, as_image_list, image_to_tensor
+from .detector import (
+    Detections,
+    FaceDetector,
+    ImageInput,
+    as_image_list,
+    image_to_tensor,
+)
 from .mtcnn_nets import ONet, PNet, RNet
 from .mtcnn_weights import load_mtcnn_nets
 from .registry import register_detector

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..data.images import to_rgb
 from ..errors import DataError
+from ..io.images import to_rgb
 
 
 def decode_image(data: bytes, name: str) -> Image.Image:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..plugins import PluginRegistry
+from ..registry import PluginRegistry
 from .detector import FaceDetector
 
 ENTRY_POINT_GROUP = "facetransfer.detectors"

@@ -1,7 +1,10 @@
 """Backbones: a registry of feature extractors with a uniform interface."""
 
-from . import scratch, torchvision_backbones  # noqa: F401  (register the built-ins)
-from . import dlib_resnet  # noqa: F401  (registers the dlib_resnet backbone)
+from . import (  # noqa: F401  (register the built-ins)
+    dlib_resnet,  # noqa: F401  (registers the dlib_resnet backbone)
+    scratch,
+    torchvision_backbones,
+)
 from .backbone import Backbone
 from .fusion import fused_feature_copy, inference_forward
 from .registry import (
@@ -12,7 +15,12 @@ from .registry import (
     list_backbones,
     register_backbone,
 )
-from .weights import cached_file, hub_checkpoint_dir, import_weights_file, register_weights_file
+from .weights import (
+    cached_file,
+    hub_checkpoint_dir,
+    import_weights_file,
+    register_weights_file,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",

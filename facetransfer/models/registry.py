@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..plugins import PluginRegistry
 from ..preprocess import Preprocess
+from ..registry import PluginRegistry
 from .backbone import Backbone
 
 ENTRY_POINT_GROUP = "facetransfer.backbones"

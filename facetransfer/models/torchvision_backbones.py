@@ -25,7 +25,12 @@ from ..errors import ConfigError
 from ..preprocess import Preprocess
 from .backbone import Backbone
 from .registry import register_backbone
-from .weights import cached_file, load_into, load_state_dict_file, resolve_torchvision_weights
+from .weights import (
+    cached_file,
+    load_into,
+    load_state_dict_file,
+    resolve_torchvision_weights,
+)
 
 # the classifier layers each family replaces with facetransfer's own head
 _HEAD_KEYS = {"resnet": ("fc.",), "vgg": ("classifier.6.",), "mobilenet_v2": ("classifier.",), "efficientnet": ("classifier.",)}
@@ -40,7 +45,9 @@ def _build(
 ) -> Backbone:
     if weights and weights_path:
         raise ConfigError(f"{name}: give either weights={weights!r} or weights_path={weights_path!r}, not both")
-    from torchvision import models as tvm  # here, not at import: see facetransfer.preprocess
+    from torchvision import (
+        models as tvm,  # here, not at import: see facetransfer.preprocess
+    )
 
     net = tvm.get_model(name, weights=None)
     preprocess = Preprocess()

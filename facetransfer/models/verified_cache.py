@@ -22,8 +22,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write
 from ..errors import FaceTransferError, WeightsError
+from ..io.atomic import atomic_write
 
 RECORD_NAME = ".facetransfer-verified.json"
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")  # torchvision's check_hash convention

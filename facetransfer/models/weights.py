@@ -27,10 +27,16 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_write
-from ..checkpoint_digest import verify_digest
 from ..errors import ConfigError, WeightsError
-from .verified_cache import is_remembered, name_hash, remember_verified, sha256_of, verify_cached_file
+from ..io.atomic import atomic_write
+from ..io.checkpoint import checked
+from .verified_cache import (
+    is_remembered,
+    name_hash,
+    remember_verified,
+    sha256_of,
+    verify_cached_file,
+)
 
 
 @dataclass(frozen=True)
@@ -199,7 +205,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except Exception as err:
         raise WeightsError(f"cannot load weights file {path}: {err}") from None
     if isinstance(obj, Mapping):
-        verify_digest(obj, path)
+        obj = checked(dict(obj), path)
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -5,8 +5,19 @@
     ['scratch', 'linear_probe', 'finetune', 'features_logreg', 'prototype', 'lp_ft']
 """
 
-from . import scratch, linear_probe, finetune, features_logreg, prototype, lp_ft  # noqa: F401  (register the built-ins)
-from .base import ENTRY_POINT_GROUP, CellResult, Section, Strategy, get_strategy, list_strategies, register_strategy
+# the built-ins register in this order, the order `facetransfer strategies` lists them in
+# isort: off
+from . import scratch, linear_probe, finetune, features_logreg, prototype, lp_ft  # noqa: F401
+# isort: on
+from .base import (
+    ENTRY_POINT_GROUP,
+    CellResult,
+    Section,
+    Strategy,
+    get_strategy,
+    list_strategies,
+    register_strategy,
+)
 from .frozen import FrozenFeatureStrategy, classification_metrics
 from .lightning import LightningStrategy
 

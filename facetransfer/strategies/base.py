@@ -17,51 +17,114 @@ entry-point group (the value is a :class:`Strategy` subclass)::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
+
+import torch
 
 from ..errors import ConfigError, unknown_choice
-from ..plugins import load_entry_points
-
-if TYPE_CHECKING:  # the sweep imports the strategies, not the other way round
-    from ..sweep.config import MethodSpec, SweepConfig
-    from ..sweep.grid import Cell
-    from ..sweep.runner import SweepContext
+from ..registry import load_entry_points
+from .sections import Section, plain, slug
 
 ENTRY_POINT_GROUP = "facetransfer.strategies"
+CellKey = tuple[str, int, int]  # (method name, train_samples, seed)
+
+# settings that change speed or logging, not results: they may differ when a sweep is resumed
+RUNTIME_DATA_KEYS = ("root", "num_workers", "check_images", "eval_batch_size", "on_bad_image")
+RUNTIME_TRAINER_KEYS = (
+    "accelerator", "devices", "strategy", "num_nodes", "enable_progress_bar", "enable_model_summary",
+    "log_every_n_steps", "profiler", "benchmark", "barebones", "enable_autolog_hparams", "model_registry",
+)
 
 
 @dataclass(frozen=True)
-class Section:
-    """A mapping a method of a strategy may hold (``model:``, ``logreg:`` ...), checked against a signature.
+class MethodSpec:
+    """One line of the comparison: a strategy applied to a backbone, with its settings resolved.
 
-    Args:
-        key: the section's name in a method.
-        doc: what it configures (shown by ``facetransfer strategies``).
-        target: returns the class or function whose keyword arguments the section accepts.
-        only: accept just these of its arguments (None: all).
-        managed: arguments the sweep sets itself, with what to do instead.
-        preset: values the section starts from (a method's own values override them).
+    ``model`` holds the FaceClassifier arguments (shared ones, the strategy's recipe and the
+    method's own merged; ``freeze`` set), ``trainer`` the Trainer arguments, ``data`` loader
+    overrides, ``options`` the strategy's own sections (e.g. ``{"logreg": {...}}``).
     """
 
-    key: str
-    doc: str
-    target: Callable[[], Callable[..., Any]]
-    only: tuple[str, ...] | None = None
-    managed: Mapping[str, str] = field(default_factory=dict)
-    preset: Mapping[str, Any] = field(default_factory=dict)
+    name: str
+    strategy: str
+    backbone: str
+    weights: str | None = None
+    weights_path: str | None = None
+    model: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def check(self, values: Mapping[str, Any], where: str) -> dict[str, Any]:
-        """``values`` typed and checked (unknown or managed keys, wrong types) -> the given values."""
-        from ..sweep.config import parse_section
+    @property
+    def runner(self):
+        """The registered :class:`~facetransfer.strategies.Strategy` of this method."""
+        return get_strategy(self.strategy)
 
-        for key in values:
-            if key in self.managed:
-                raise ConfigError(f"{where}.{key} cannot be set in a sweep: {self.managed[key]}")
-            if self.only is not None and key not in self.only:
-                raise ConfigError(f"{where}.{key}: this strategy's {self.key} accepts {', '.join(self.only)}")
-        return parse_section(self.target(), {**self.preset, **values}, where, skip=set(self.managed))
+    @property
+    def slug(self) -> str:
+        """The method's name as a folder name."""
+        return slug(self.name)
+
+    @property
+    def weights_label(self) -> str:
+        if self.weights:
+            return self.weights
+        if self.weights_path:
+            return os.path.basename(self.weights_path)
+        return "none"
+
+    def classifier_args(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`FaceClassifier` for this method."""
+        return {"backbone": self.backbone, "weights": self.weights, "weights_path": self.weights_path, **self.model}
+
+    def fingerprint(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """What determines this method's results (runtime-only settings left out)."""
+        merged_data = {k: v for k, v in {**data, **self.data}.items() if k not in RUNTIME_DATA_KEYS}
+        trainer = {k: v for k, v in self.trainer.items() if k not in RUNTIME_TRAINER_KEYS}
+        return plain(
+            {
+                "strategy": self.strategy,
+                "backbone": self.backbone,
+                "weights": self.weights,
+                "weights_path": self.weights_path,
+                "model": self.model,
+                "trainer": trainer,
+                "data": merged_data,
+                **self.options,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: ``method`` trained on the first ``train_samples`` pool images of ``seed``'s split."""
+
+    method: MethodSpec
+    train_samples: int
+    seed: int
+    pool_size: int
+
+    @property
+    def key(self) -> CellKey:
+        return (self.method.name, self.train_samples, self.seed)
+
+    @property
+    def is_all(self) -> bool:
+        return self.train_samples == self.pool_size
+
+    @property
+    def label(self) -> str:
+        n = f"{self.train_samples} (all)" if self.is_all else str(self.train_samples)
+        return f"{self.method.name} N={n} seed={self.seed}"
+
+    @property
+    def folder(self) -> str:
+        """Sub-folder of the method's log folder for this cell."""
+        return f"n{self.train_samples}-seed{self.seed}"
 
 
 @dataclass
@@ -73,6 +136,27 @@ class CellResult:
     macro_f1: float
     train_seconds: float
     device: str
+
+
+class CellContext(Protocol):
+    """What a cell runs with (a sweep's :class:`~facetransfer.sweep.context.SweepContext`): the sweep's
+    configuration (``config.data``, ``config.trainer``, ``config.checkpoints``), each cell's split, the
+    frozen-feature store and the logs folder."""
+
+    config: Any
+    feature_store: Any
+    logs_dir: Path
+    notices: list[str]
+
+    def cell_dir(self, cell: Cell) -> Path: ...
+
+    def manifest(self, cell: Cell) -> Any: ...
+
+    @property
+    def feature_device(self) -> torch.device: ...
+
+    @property
+    def feature_autocast(self) -> torch.dtype | None: ...
 
 
 class Strategy:
@@ -113,10 +197,11 @@ class Strategy:
                 f"{where}.model.freeze: strategy {self.name} always uses freeze {self.freeze!r} (got {policy!r})"
             )
 
-    def check(self, method: MethodSpec, config: SweepConfig) -> None:
-        """Build what a cell of ``method`` needs once, so bad options fail before the first cell."""
+    def check(self, method: MethodSpec, config: Any) -> None:
+        """Build what a cell of ``method`` needs once, so bad options fail before the first cell
+        (``config``: the sweep's configuration; its ``data`` section is what every cell loads)."""
 
-    def run(self, cell: Cell, ctx: SweepContext) -> CellResult:
+    def run(self, cell: Cell, ctx: CellContext) -> CellResult:
         """Train and test one cell; return its metrics."""
         raise NotImplementedError
 
@@ -168,4 +253,7 @@ def get_strategy(name: str) -> Strategy:
         raise unknown_choice("strategy", name, _STRATEGIES) from None
 
 
-__all__ = ["ENTRY_POINT_GROUP", "CellResult", "Section", "Strategy", "get_strategy", "list_strategies", "register_strategy"]
+__all__ = [
+    "ENTRY_POINT_GROUP", "Cell", "CellContext", "CellKey", "CellResult", "MethodSpec", "Section", "Strategy", "get_strategy",
+    "list_strategies", "register_strategy",
+]

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import ConfigError
-from .base import Section, register_strategy
+from .base import CellContext, MethodSpec, Section, register_strategy
 from .frozen import BACKBONE, FrozenFeatureStrategy
-
-if TYPE_CHECKING:
-    from ..sweep.config import MethodSpec
-    from ..sweep.runner import SweepContext
 
 
 def _logistic_regression():
@@ -50,7 +45,7 @@ class FeaturesLogReg(FrozenFeatureStrategy):
 
     def solve(
         self, train: np.ndarray, labels: np.ndarray, test: np.ndarray, num_classes: int, method: MethodSpec, seed: int,
-        ctx: SweepContext,
+        ctx: CellContext,
     ) -> np.ndarray:
         from sklearn.exceptions import ConvergenceWarning
 

@@ -9,18 +9,14 @@ them into class scores. The metrics are the same torchmetrics functions as the L
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from .base import CellResult, Section, Strategy
-from .lightning import MANAGED_MODEL_KEYS, _classifier
-
-if TYPE_CHECKING:
-    from ..sweep.config import MethodSpec, SweepConfig
-    from ..sweep.grid import Cell
-    from ..sweep.runner import SweepContext
+from .base import Cell, CellContext, CellResult, MethodSpec, Strategy
+from .lightning import _classifier
+from .sections import MANAGED_MODEL_KEYS, Section
 
 BACKBONE_KEYS = ("backbone_args", "input_size")
 BACKBONE = Section("model", "backbone options", _classifier, only=BACKBONE_KEYS, managed=MANAGED_MODEL_KEYS)
@@ -28,7 +24,10 @@ BACKBONE = Section("model", "backbone options", _classifier, only=BACKBONE_KEYS,
 
 def classification_metrics(scores: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, float]:
     """Top-1, top-5 and macro-F1 of class scores ``(N, num_classes)`` (higher is better)."""
-    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_f1_score,
+    )
 
     preds, y = torch.as_tensor(scores, dtype=torch.float32), torch.as_tensor(target, dtype=torch.long)
     return {
@@ -47,22 +46,22 @@ class FrozenFeatureStrategy(Strategy):
 
     def solve(
         self, train: np.ndarray, labels: np.ndarray, test: np.ndarray, num_classes: int, method: MethodSpec, seed: int,
-        ctx: SweepContext,
+        ctx: CellContext,
     ) -> np.ndarray:
         """Class scores ``(len(test), num_classes)`` from training features and labels (float32 arrays)."""
         raise NotImplementedError
 
-    def check(self, method: MethodSpec, config: SweepConfig) -> None:
-        from ..module import FaceClassifier
+    def check(self, method: MethodSpec, config: Any) -> None:
+        from ..training.module import FaceClassifier
 
         FaceClassifier(**method.classifier_args())  # unknown backbone options or missing weights fail now
 
-    def run(self, cell: Cell, ctx: SweepContext) -> CellResult:
+    def run(self, cell: Cell, ctx: CellContext) -> CellResult:
         import lightning as L
 
         from ..features import BackboneFeatures
-        from ..module import FaceClassifier
-        from ..sweep.runner import device_label
+        from ..training.devices import device_label
+        from ..training.module import FaceClassifier
 
         manifest = ctx.manifest(cell)
         L.seed_everything(cell.seed, workers=True, verbose=False)  # the backbone of a random-init baseline

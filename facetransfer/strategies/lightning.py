@@ -11,18 +11,14 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar
 
-from .base import CellResult, Section, Strategy
-
-if TYPE_CHECKING:
-    from ..sweep.config import MethodSpec, SweepConfig
-    from ..sweep.grid import Cell
-    from ..sweep.runner import SweepContext
+from .base import Cell, CellContext, CellResult, MethodSpec, Strategy
+from .sections import MANAGED_MODEL_KEYS, MANAGED_TRAINER_KEYS, Section
 
 
 def _classifier():
-    from ..module import FaceClassifier
+    from ..training.module import FaceClassifier
 
     return FaceClassifier
 
@@ -33,30 +29,14 @@ def _datamodule():
     return FaceDataModule
 
 
-MANAGED_MODEL_KEYS = {
-    "backbone": "set the method's backbone:",
-    "weights": "set the method's weights:",
-    "weights_path": "set the method's weights_path:",
-    "class_names": "the identities come from the data",
-    "features": "the sweep's feature store serves frozen features",
-}
-MODEL = Section("model", "FaceClassifier arguments", _classifier, managed=MANAGED_MODEL_KEYS)
 def _trainer():
     import lightning as L
 
     return L.Trainer
 
 
-TRAINER = Section(
-    "trainer",
-    "Lightning Trainer arguments",
-    _trainer,
-    managed={
-        "logger": "each cell logs to TensorBoard under <output_dir>/logs",
-        "callbacks": "cells use facetransfer's default callbacks (best checkpoint by val/acc)",
-        "default_root_dir": "cells write under <output_dir>/logs",
-    },
-)
+MODEL = Section("model", "FaceClassifier arguments", _classifier, managed=MANAGED_MODEL_KEYS)
+TRAINER = Section("trainer", "Lightning Trainer arguments", _trainer, managed=MANAGED_TRAINER_KEYS)
 LOADER_KEYS = ("augment", "batch_size", "eval_batch_size", "num_workers")
 DATA = Section("data", "loader arguments", _datamodule, only=LOADER_KEYS)
 
@@ -84,11 +64,11 @@ class LightningStrategy(Strategy):
     sections: ClassVar[tuple[Section, ...]] = (MODEL, TRAINER, DATA, EARLY_STOPPING)
     cell_defaults: ClassVar[dict] = {"trainer": CELL_TRAINER_DEFAULTS}
 
-    def check(self, method: MethodSpec, config: SweepConfig) -> None:
+    def check(self, method: MethodSpec, config: Any) -> None:
         import lightning as L
 
         from ..data import FaceDataModule
-        from ..module import FaceClassifier
+        from ..training.module import FaceClassifier
 
         FaceClassifier(**method.classifier_args())
         FaceDataModule(**{**config.data, **method.data}, seed=0)
@@ -101,13 +81,14 @@ class LightningStrategy(Strategy):
             return []
         return [_early_stopping()(**options)]
 
-    def run(self, cell: Cell, ctx: SweepContext) -> CellResult:
+    def run(self, cell: Cell, ctx: CellContext) -> CellResult:
         import lightning as L
         from lightning.pytorch.loggers import TensorBoardLogger
 
         from ..data import FaceDataModule
-        from ..module import FaceClassifier
-        from ..trainer import make_trainer
+        from ..training.devices import device_label
+        from ..training.module import FaceClassifier
+        from ..training.trainer import make_trainer
 
         method, manifest = cell.method, ctx.manifest(cell)
         L.seed_everything(cell.seed, workers=True, verbose=False)
@@ -130,8 +111,6 @@ class LightningStrategy(Strategy):
         best = checkpoint.best_model_path if checkpoint is not None else ""
         (result,) = trainer.test(model, data, ckpt_path=best or None, verbose=False)
         _prune_checkpoints(folder, ctx.config.checkpoints, best)
-        from ..sweep.runner import device_label
-
         return CellResult(
             top1=result["test/acc"],
             top5=result["test/acc_top5"],

@@ -3,24 +3,19 @@
 The new head is first fitted on the frozen pretrained features to convergence (the linear
 probe's problem, on the features a sweep has cached already), then the network is fine-tuned
 from that head with a low learning rate for the pretrained layers. One Lightning fit:
-:class:`~facetransfer.callbacks.LinearProbeHead` runs the first phase when the fit starts (and
+:class:`~facetransfer.training.callbacks.LinearProbeHead` runs the first phase when the fit starts (and
 not again on a resume). Fine-tuning from a fitted head moves the pretrained features less than
 from a random one, which matters most with few images and for face-pretrained networks.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .base import Section, register_strategy
+from .base import MethodSpec, Section, register_strategy
 from .finetune import Finetune
-
-if TYPE_CHECKING:
-    from ..sweep.config import MethodSpec
 
 
 def _linear_probe_head():
-    from ..callbacks import LinearProbeHead
+    from ..training.callbacks import LinearProbeHead
 
     return LinearProbeHead
 

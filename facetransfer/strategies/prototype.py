@@ -8,19 +8,13 @@ face-pretrained backbone often the strongest method at one or two images per per
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..verification.templates import class_templates
-from .base import register_strategy
+from .base import CellContext, MethodSpec, register_strategy
 from .frozen import FrozenFeatureStrategy
-
-if TYPE_CHECKING:
-    from ..sweep.config import MethodSpec
-    from ..sweep.runner import SweepContext
 
 
 @register_strategy
@@ -33,7 +27,7 @@ class Prototype(FrozenFeatureStrategy):
 
     def solve(
         self, train: np.ndarray, labels: np.ndarray, test: np.ndarray, num_classes: int, method: MethodSpec, seed: int,
-        ctx: SweepContext,
+        ctx: CellContext,
     ) -> np.ndarray:
         templates = class_templates(torch.from_numpy(train), torch.from_numpy(labels), num_classes)
         scores = F.normalize(torch.from_numpy(test).float(), dim=1) @ templates.T

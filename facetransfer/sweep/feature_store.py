@@ -24,11 +24,18 @@ from typing import Any
 import torch
 from filelock import FileLock
 
-from ..atomic import remove_stale_temporaries
 from ..data.dataset import FaceDataset
 from ..data.sources import FaceSource
+from ..features import (
+    BackboneFeatures,
+    FeatureCache,
+    FeatureDataset,
+    FeatureProvider,
+    ImageBatches,
+    feature_cache_key,
+)
+from ..io.atomic import remove_stale_temporaries
 from ..preprocess import Preprocess
-from ..features import BackboneFeatures, FeatureCache, FeatureDataset, FeatureProvider, ImageBatches, feature_cache_key
 
 FEATURES_VERSION = 1
 Item = tuple[str, int]

@@ -16,41 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
-from dataclasses import dataclass
 
 from ..data.split import SplitManifest
-from .config import MethodSpec, SweepConfig
-
-CellKey = tuple[str, int, int]  # (method name, train_samples, seed)
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One run of the grid: ``method`` trained on the first ``train_samples`` pool images of ``seed``'s split."""
-
-    method: MethodSpec
-    train_samples: int
-    seed: int
-    pool_size: int
-
-    @property
-    def key(self) -> CellKey:
-        return (self.method.name, self.train_samples, self.seed)
-
-    @property
-    def is_all(self) -> bool:
-        return self.train_samples == self.pool_size
-
-    @property
-    def label(self) -> str:
-        n = f"{self.train_samples} (all)" if self.is_all else str(self.train_samples)
-        return f"{self.method.name} N={n} seed={self.seed}"
-
-    @property
-    def folder(self) -> str:
-        """Sub-folder of the method's log folder for this cell."""
-        return f"n{self.train_samples}-seed{self.seed}"
+from ..strategies.base import Cell, CellKey
+from .config import SweepConfig
 
 
 def effective_sizes(requested: list[int | str], pool_size: int) -> tuple[list[int], list[str]]:

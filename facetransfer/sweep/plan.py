@@ -22,11 +22,11 @@ from ..data.split import SplitManifest
 from ..errors import ConfigError
 from ..strategies import get_strategy
 from .config import SweepConfig
+from .context import SweepContext, build_splits, quiet_lightning
 from .feature_store import FeatureStore
 from .grid import Cell, CellKey, build_cells, split_digest
-from .lease import fingerprint_digest, lease_alive, read_leases
+from .parallel.lease import fingerprint_digest, lease_alive, read_leases
 from .results import RESULTS_NAME, ResultsTable, SweepState
-from .runner import SweepContext, build_splits, quiet_lightning
 
 Echo = Callable[[str], None]
 

@@ -24,8 +24,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from ..atomic import atomic_path, atomic_write
 from ..errors import ConfigError, DataError
+from ..io.atomic import atomic_path, atomic_write
 from .results import RESULTS_NAME, STATE_NAME, ResultsTable
 
 REPORT_NAME = "report.md"

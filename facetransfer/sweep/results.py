@@ -26,9 +26,9 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from ..atomic import atomic_write
-from ..atomic import remove_stale_temporaries as _remove_stale
 from ..errors import ConfigError, DataError
+from ..io.atomic import atomic_write
+from ..io.atomic import remove_stale_temporaries as _remove_stale
 from .grid import CellKey
 
 RESULTS_NAME = "results.csv"

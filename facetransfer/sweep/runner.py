@@ -12,113 +12,23 @@ continues where it stopped::
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
-
-from .._noise import silence_known_noise
-from ..data import FaceDataModule
-from ..data.split import SplitManifest
-from ..errors import ConfigError, FaceTransferError
-from ..precision import autocast_dtype
-from ..strategies import get_strategy
-from .config import MethodSpec, SweepConfig
-from .feature_store import FeatureStore, all_keys
-from .grid import Cell, CellKey
-from .lease import lease_alive, read_leases, remove_stale_lease_temporaries
+from ..strategies.base import Cell, CellKey
+from ..training.noise import silence_known_noise
+from .config import SweepConfig
+from .context import check_methods, quiet_lightning, torch_threads
+from .parallel.lease import lease_alive, read_leases, remove_stale_lease_temporaries
+from .parallel.run_options import ParallelOptions
+from .plan import SweepPlan, prepare
 from .report import REPORT_NAME, Report, read_report, write_report
 from .results import RESULTS_NAME, remove_stale_temporaries
 
-if TYPE_CHECKING:
-    from .plan import SweepPlan
-    from .run_options import ParallelOptions
-
 Echo = Callable[[str], None]
-
-
-def device_label(device: torch.device) -> str:
-    """``NVIDIA H200`` for a CUDA device, ``cpu (2 cores)`` for the CPU."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "cpu":
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:
-            cores = os.cpu_count() or 1
-        return f"cpu ({cores} cores)"
-    return device.type
-
-
-def feature_device(trainer_args: dict[str, Any]) -> torch.device:
-    """Where solver cells extract features: the sweep's accelerator (CUDA when available)."""
-    accelerator = str(trainer_args.get("accelerator", "auto"))
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-@dataclass
-class SweepContext:
-    """What every cell of a sweep shares: the config, each seed's split, the feature store."""
-
-    config: SweepConfig
-    pools: dict[int, SplitManifest]
-    feature_store: FeatureStore
-    logs_dir: Path
-    notices: list[str] = field(default_factory=list)
-
-    def cell_dir(self, cell: Cell) -> Path:
-        return self.logs_dir / cell.method.slug / cell.folder
-
-    def manifest(self, cell: Cell) -> SplitManifest:
-        return self.pools[cell.seed].subset(cell.train_samples)
-
-    @property
-    def feature_device(self) -> torch.device:
-        return feature_device(self.config.trainer)
-
-    @property
-    def feature_autocast(self) -> torch.dtype | None:
-        """The dtype a Lightning cell would extract features with (so both kinds of cell share the cache)."""
-        from ..trainer import default_precision
-
-        trainer = self.config.trainer
-        precision = trainer.get("precision") or default_precision(trainer.get("accelerator", "auto"))
-        return autocast_dtype(precision, self.feature_device)
-
-
-def run_cell(cell: Cell, ctx: SweepContext) -> dict[str, Any]:
-    """Run one cell with its strategy; returns its results row."""
-    start = time.perf_counter()
-    manifest = ctx.manifest(cell)
-    result = get_strategy(cell.method.strategy).run(cell, ctx)
-    return {
-        "dataset": ctx.config.data.get("dataset", "synthetic"),
-        "method": cell.method.name,
-        "strategy": cell.method.strategy,
-        "backbone": cell.method.backbone,
-        "weights": cell.method.weights_label,
-        "train_samples": cell.train_samples,
-        "seed": cell.seed,
-        "identities": manifest.num_classes,
-        "test_images": len(manifest.test),
-        "pool_size": cell.pool_size,
-        "test_top1": float(result.top1),
-        "test_top5": float(result.top5),
-        "test_macro_f1": float(result.macro_f1),
-        "train_seconds": result.train_seconds,
-        "cell_seconds": time.perf_counter() - start,
-        "device": result.device,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 @dataclass
@@ -139,79 +49,6 @@ class SweepResult:
     @property
     def results_csv(self) -> Path:
         return self.output_dir / RESULTS_NAME
-
-
-@contextlib.contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Run with ``count`` intra-op CPU threads (None: leave torch's setting), restored afterwards."""
-    if count is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def quiet_lightning(enabled: bool = True) -> Iterator[None]:
-    """Hide Lightning's per-Trainer info lines (GPU available ..., seed set ...) during cells."""
-    if not enabled:
-        yield
-        return
-    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-def _located(where: str, err: Exception) -> ConfigError:
-    return ConfigError(f"{where}: {err}")
-
-
-def build_splits(config: SweepConfig, echo: Echo) -> tuple[dict[int, SplitManifest], FaceDataModule, list[str]]:
-    """Each seed's split with the whole training pool (bad data fails here, before any training),
-    the data module of the first seed, and every image key of the splits (for the feature store)."""
-    pools: dict[int, SplitManifest] = {}
-    keys: set[str] = set()
-    first: FaceDataModule | None = None
-    for seed in config.seeds:
-        try:
-            data = FaceDataModule(**config.data, seed=seed, train_samples="all")
-        except TypeError as err:
-            raise _located("data", err) from None
-        except ConfigError as err:
-            raise _located("data", err) from None
-        m = data.manifest
-        keys.update(all_keys([m]))
-        pools[seed] = m
-        first = first or data
-        balanced = " (balanced: the same number per identity)" if m.settings.get("balanced_eval") else ""
-        echo(
-            f"data (seed {seed}): {data.dataset} {data.root or ''} -> {m.num_classes} identities, "
-            f"train pool {m.train_pool_size}, val {len(m.val)}, test {len(m.test)} images{balanced}"
-        )
-    assert first is not None
-    return pools, first, sorted(keys)
-
-
-def check_methods(config: SweepConfig, methods: list[MethodSpec]) -> None:
-    """Build what each method's cells need once: bad options and missing weights fail now."""
-    for method in methods:
-        where = f"methods[{config.methods.index(method)}] ({method.name})"
-        try:
-            get_strategy(method.strategy).check(method, config)
-        except FaceTransferError as err:
-            raise type(err)(f"{where}: {err}") from None
-        except Exception as err:  # Lightning and torch raise several types for bad options
-            raise _located(where, err) from None
 
 
 def run_sweep(
@@ -235,13 +72,10 @@ def run_sweep(
         parallel: where the workers run (``--workers``, ``--shard``, ``--launcher``); default:
             one worker, this process.
     """
-    from .plan import prepare
-    from .run_options import ParallelOptions
-
     echo = echo or print
     parallel = parallel or ParallelOptions()
     if parallel.launcher is not None:
-        from .submitit_launcher import check_launcher
+        from .parallel.submitit_launcher import check_launcher
 
         check_launcher(parallel.launcher)
     silence_known_noise()
@@ -272,7 +106,7 @@ def run_sweep(
             return result
         plan.check_state()
         if parallel.launcher is not None and pending:
-            from .submitit_launcher import submit_workers
+            from .parallel.submitit_launcher import submit_workers
 
             result.jobs = submit_workers(plan, parallel, report=report, quiet=quiet, echo=echo)
             if parallel.launcher == "slurm":
@@ -306,9 +140,9 @@ def _run_here(
 
     Returns the number of workers and who writes the report (``end``: the caller; ``finisher``:
     the worker that recorded the last row, for a ``--shard`` worker)."""
-    from .local_workers import resolve_workers, run_local_workers
-    from .shard import Shard
-    from .worker import WorkerSettings, run_worker, write_report_if_due
+    from .parallel.local_workers import resolve_workers, run_local_workers
+    from .parallel.shard import Shard
+    from .parallel.worker import WorkerSettings, run_worker, write_report_if_due
 
     workers = min(resolve_workers(parallel.workers, plan.config), len(plan.pending))  # no worker without a cell
     if workers > 1:
@@ -339,4 +173,4 @@ def _echo_report(report: Report, out: Path, echo: Echo) -> None:
     echo(f"TensorBoard (figure, table and every cell's curves): tensorboard --logdir {out / 'logs'}")
 
 
-__all__ = ["SweepContext", "SweepResult", "build_splits", "check_methods", "device_label", "quiet_lightning", "run_cell", "run_sweep"]
+__all__ = ["SweepResult", "run_sweep"]

@@ -27,8 +27,8 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.images import load_rgb, to_rgb
 from ..errors import ConfigError, DataError
+from ..io.images import load_rgb, to_rgb
 from ..models.backbone import Backbone
 from ..models.fusion import FeatureFn, channels_last_is_faster, inference_forward
 

@@ -36,10 +36,9 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_curve
 from torch import nn
 
-from ..atomic import atomic_path
-from ..data.images import is_image_name
 from ..errors import ConfigError, DataError
-from ..image_files import natural_key
+from ..io.atomic import atomic_path
+from ..io.images import is_image_name, natural_key
 from .embedder import Embedder, ImageLike
 from .metrics import best_threshold
 from .templates import class_templates

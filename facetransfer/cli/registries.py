@@ -1,0 +1,68 @@
+"""Small tool commands of ``facetransfer``: offline weights, the backbone and strategy registries.
+
+    facetransfer weights import mobilenet_v2-b0353104.pth
+    facetransfer backbones
+    facetransfer strategies
+
+None of them imports PyTorch Lightning.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+
+def weights_command(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="facetransfer weights", description="Manage offline pretrained weights.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    imp = sub.add_parser("import", help="verify a weights file's hash and place it in the torch hub cache")
+    imp.add_argument("files", nargs="+", help="a torchvision .pth file (or a face-api npm tarball)")
+    imp.add_argument("--force", action="store_true", help="overwrite an existing cached file")
+    sub.add_parser("where", help="print the cache folder")
+    sub.add_parser("list", help="list the weights files found in the cache")
+    args = parser.parse_args(list(argv))
+    from ..models import weights as w
+
+    if args.action == "where":
+        print(w.hub_checkpoint_dir())
+    elif args.action == "list":
+        folder = w.hub_checkpoint_dir()
+        for path in sorted(p for p in folder.glob("*") if not p.name.startswith(".")) if folder.is_dir() else []:
+            entry = w.find_known_file(path.name)
+            print(f"{path.name}\t{entry.source if entry else 'unknown'}")
+    else:
+        for file in args.files:
+            dest = w.import_any(file, force=args.force)
+            print(f"imported {file} -> {dest}")
+    return 0
+
+
+def backbones_command(argv: Sequence[str]) -> int:
+    argparse.ArgumentParser(prog="facetransfer backbones", description="List registered backbones.").parse_args(argv)
+    from ..models import get_backbone_builder, list_backbones
+    from ..training.freeze import list_freeze_policies
+
+    for name in list_backbones():
+        doc = (get_backbone_builder(name).__doc__ or "").strip().split("\n")[0]
+        print(f"{name:18s} {doc}")
+    print("\nfreeze policies: " + ", ".join(list_freeze_policies()) + " (first:K, until:STAGE, stages:A,B)")
+    return 0
+
+
+def strategies_command(argv: Sequence[str]) -> int:
+    argparse.ArgumentParser(
+        prog="facetransfer strategies", description="List the registered strategies (built-ins and plug-ins)."
+    ).parse_args(argv)
+    from ..strategies import get_strategy, list_strategies
+
+    for name in list_strategies():
+        strategy = get_strategy(name)
+        frozen = strategy.freeze or f"model.freeze (default {strategy.default_freeze})"
+        sections = ", ".join(f"{s.key}:" for s in strategy.sections)
+        print(f"{name:16s} {strategy.summary}")
+        print(f"{'':16s} trains: {strategy.trains}; freezes: {frozen}; a method may set: {sections}")
+    return 0
+
+
+__all__ = ["backbones_command", "strategies_command", "weights_command"]

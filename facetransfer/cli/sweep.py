@@ -1,0 +1,178 @@
+"""The ``sweep`` and ``report`` commands.
+
+    facetransfer sweep --config configs/experiments/demo.yaml
+    facetransfer sweep --config configs/experiments/offline_lfw.yaml --data.root ../shared/data/lfw-devtrain
+    facetransfer sweep --config configs/experiments/offline_lfw.yaml --trainer.max_epochs 5 --seeds "[0, 1]" --dry_run
+    facetransfer sweep --config configs/experiments/offline_lfw.yaml --only features_logreg,linear_probe
+    facetransfer sweep --config configs/experiments/demo.yaml --print_config
+    facetransfer sweep --config configs/experiments/paper_lfw.yaml --workers 8          # 8 processes, one per GPU
+    facetransfer sweep --config configs/experiments/paper_lfw.yaml --launcher slurm --workers 16 \
+        --slurm_partition gpu --slurm_time 720                                          # a SLURM job array
+    facetransfer sweep --config configs/experiments/paper_lfw.yaml --shard 3/16         # one worker of 16 started elsewhere
+    facetransfer sweep --status results/paper_lfw                                       # done / running / pending, time left
+    facetransfer report results/offline_lfw
+    python -m facetransfer.sweep --config configs/experiments/demo.yaml     # the same, without the facetransfer CLI
+
+The sweep is parsed by jsonargparse like ``facetransfer fit``: any key can be overridden with a
+dotted option (``--data.root PATH``, ``--model.input_size 112``, ``--train_samples "[50, all]"``,
+``--methods "[...]"``), and several ``--config`` files merge in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import ConfigError, FaceTransferError, FileSystemError
+from ..io.filesystem import describe_os_error, find_os_error
+from ..training.malloc_tuning import tune_malloc
+
+RUN_OPTIONS = ("only", "dry_run", "no_report", "no_progress", "verbose", "status", "workers", "shard", "launcher",
+               "lease_seconds")
+
+
+def sweep_command_parser():
+    """The sweep parser plus the options of one run (not part of the experiment's config)."""
+    from ..sweep.config import sweep_parser
+
+    parser = sweep_parser()
+    parser.add_argument("--only", type=str, default=None,
+                        help="run only these methods: comma-separated method names or strategies "
+                             "(e.g. features_logreg,linear_probe); the others keep their rows")
+    parser.add_argument("--dry_run", "--dry-run", action="store_true", help="check everything and list the cells, train nothing")
+    parser.add_argument("--no_report", "--no-report", action="store_true", help="do not write the report at the end")
+    parser.add_argument("--no_progress", "--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--verbose", action="store_true", help="show Lightning's messages of each cell")
+    _add_scale_out_options(parser)
+    return parser
+
+
+def _add_scale_out_options(parser) -> None:
+    """``--workers``, ``--shard``, ``--launcher``, ``--lease_seconds``, ``--status`` and the ``--slurm_*`` options."""
+    from typing import Optional
+
+    from jsonargparse.typing import NonNegativeInt, PositiveInt
+
+    from ..sweep.parallel.run_options import LAUNCHERS, SLURM_OPTION_KEYS
+
+    group = parser.add_argument_group("running the grid in several processes")
+    group.add_argument("--status", type=Optional[str], default=None, metavar="DIR",
+                       help="show the cells of the sweep in DIR: done, running (by whom, since when), pending, time left; "
+                            "needs no config")
+    group.add_argument("--workers", type=Optional[str], default=None,
+                       help="worker processes on this machine, each with one GPU (or a share of the CPU cores); 'auto': "
+                            "one per visible GPU; with --launcher: the number of array tasks (default: one per cell)")
+    group.add_argument("--shard", type=Optional[str], default=None, metavar="I/N",
+                       help="this process is worker I of N started by another scheduler (torchrun, Kubernetes ...): "
+                            "it runs cells I, I+N, ... first, then helps with the rest")
+    group.add_argument("--launcher", type=Optional[str], default=None,
+                       help=f"start the workers through submitit: {' or '.join(LAUNCHERS)} (the same, as local processes)")
+    group.add_argument("--lease_seconds", type=Optional[float], default=None,
+                       help="a worker silent this long is taken for dead and its cell runs again elsewhere (default 300)")
+    slurm = parser.add_argument_group("SLURM (with --launcher slurm)")
+    types = {
+        "slurm_partition": (Optional[str], "partition"),
+        "slurm_time": (Optional[PositiveInt], "time limit of each array task in minutes (default 240)"),
+        "slurm_gpus_per_task": (Optional[NonNegativeInt], "GPUs of each array task (default 1)"),
+        "slurm_cpus_per_task": (Optional[PositiveInt], "CPU cores of each array task"),
+        "slurm_mem_gb": (Optional[float], "memory of each array task in GB"),
+        "slurm_array_parallelism": (Optional[PositiveInt], "array tasks running at once (default: all)"),
+        "slurm_requeue": (Optional[bool], "requeue a preempted or timed-out task (default true)"),
+        "slurm_account": (Optional[str], "account to charge"),
+        "slurm_setup": (Optional[list[str]], "shell lines run before each worker (module load ..., source .venv/bin/activate)"),
+    }
+    assert set(types) == set(SLURM_OPTION_KEYS)
+    for name, (kind, doc) in types.items():
+        slurm.add_argument(f"--{name}", type=kind, default=None, help=doc)
+
+
+def sweep_command(argv: Sequence[str]) -> int:
+    """``facetransfer sweep``: run (or resume) the grid of a sweep config, then write the report."""
+    from ..sweep.config import build_sweep_config, parse_sweep_args
+    from ..sweep.parallel.run_options import SLURM_OPTION_KEYS, ParallelOptions
+    from ..sweep.runner import run_sweep
+
+    try:
+        parsed = parse_sweep_args(argv, sweep_command_parser())
+    except ConfigError as err:
+        raise ConfigError(f"{err} (see 'facetransfer sweep --help')") from None
+    options = {k: parsed.get(k) for k in RUN_OPTIONS}
+    slurm = {k: parsed.get(k) for k in SLURM_OPTION_KEYS}
+    for k in (*RUN_OPTIONS, *SLURM_OPTION_KEYS):
+        parsed.pop(k, None)
+    if options["status"] is not None:
+        return status_command(options["status"])
+    parallel = ParallelOptions.from_args(
+        workers=options["workers"], shard=options["shard"], launcher=options["launcher"],
+        lease_seconds=options["lease_seconds"], slurm=slurm,
+    )
+    sources = [str(c) for c in (parsed.pop("config", None) or []) if c is not None]
+    default_name = Path(sources[-1]).stem if sources else "sweep"
+    tune_malloc()  # a command owns its process: CPU cells reuse freed activation memory
+    config = build_sweep_config(parsed, default_name=default_name, sources=sources)
+    if options["only"]:
+        config = config.select([name.strip() for name in options["only"].split(",") if name.strip()])
+    try:
+        run_sweep(
+            config,
+            progress=not options["no_progress"],
+            report=not options["no_report"],
+            dry_run=bool(options["dry_run"]),
+            quiet=not options["verbose"],
+            parallel=parallel,
+        )
+    except KeyboardInterrupt:
+        print("facetransfer: finished cells are in results.csv; run the same command to resume", file=sys.stderr)
+        raise
+    except Exception as err:  # a filesystem fault in any cell: one line, and what is kept
+        if isinstance(err, FileSystemError):
+            text = str(err)
+        elif isinstance(err, FaceTransferError) or (fault := find_os_error(err)) is None:
+            raise
+        else:
+            text = describe_os_error(fault)
+        results = config.output_dir / "results.csv"
+        kept = f"the finished cells are kept in {results} (run the same command to resume)" if results.is_file() else \
+            "no cell had finished"
+        raise FileSystemError(f"{text}; {kept}") from err
+    return 0
+
+
+def status_command(folder: str) -> int:
+    """``facetransfer sweep --status DIR``: cells done, running and pending, and the time left."""
+    from ..sweep.parallel.status import format_status, sweep_status
+
+    print(format_status(sweep_status(folder)))
+    return 0
+
+
+def report_command(argv: Sequence[str]) -> int:
+    """``facetransfer report RESULTS_DIR``: the Markdown table, plot and TensorBoard figure of a sweep."""
+    from ..sweep.report import write_report
+
+    parser = argparse.ArgumentParser(
+        prog="facetransfer report",
+        description="Write report.md, accuracy_vs_n.png and a TensorBoard figure from a sweep's results.csv.",
+    )
+    parser.add_argument("results_dir", help="a sweep's output_dir (holding results.csv)")
+    parser.add_argument("--title", default=None, help="title of the table and plot (default: the sweep's name)")
+    args = parser.parse_args(list(argv))
+    report = write_report(args.results_dir, title=args.title)
+    print(report.markdown)
+    print(f"table: {report.table_path}")
+    print(f"plot:  {report.plot}")
+    print(f"TensorBoard: tensorboard --logdir {report.tensorboard_dir.parent}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m facetransfer.sweep [report DIR | --config FILE ...]``: the ``facetransfer sweep`` command."""
+    from .main import main as facetransfer_main
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    return facetransfer_main(args if args and args[0] in ("sweep", "report") else ["sweep", *args])
+
+
+__all__ = ["main", "report_command", "status_command", "sweep_command"]

@@ -1,0 +1,1 @@
+"""Running a sweep's grid in several processes: run options, shards, leases, workers and launchers."""

@@ -1,0 +1,353 @@
+"""Leases: which worker runs which cell, so that many processes share one grid and one folder.
+
+A worker claims a cell by writing a lease, one JSON file per cell under ``<output_dir>/leases/``,
+while holding the folder's lock (:func:`~facetransfer.sweep.results.folder_lock`); no other
+worker claims a cell whose lease is alive. When the cell's row is in ``results.csv`` the lease
+is deleted. A lease dies with its worker, found in two ways:
+
+* each worker holds a file lock of its own (``leases/workers/<holder>.lock``) for as long as it
+  runs; the operating system releases it when the process ends, even by SIGKILL, so the next
+  worker that looks takes the cell over at once (on one machine, and across nodes on a shared
+  filesystem whose server recovers the locks of a dead client, such as NFSv4);
+* a :class:`Heartbeat` thread renews the lease every ``lease_seconds / 4``: a worker that stops
+  renewing (a node that vanished, a hung process, a filesystem without locks) has its cell
+  taken over once its heartbeat is older than ``lease_seconds``.
+
+The cell is then run again from its start::
+
+    >>> book = LeaseBook("results/demo", WorkerIdentity.here("worker 0/2"), lease_seconds=300)  # doctest: +SKIP
+    >>> with book.alive():  # doctest: +SKIP
+    ...     claim = book.claim(("scratch/scratch_cnn", 16, 0), "scratch/scratch_cnn N=16 seed=0", "3f2a...")
+    ...     claim.lease is None  # another live worker holds it
+
+Expiry compares the lease's heartbeat time with the reader's clock, so the nodes of a cluster
+need synchronised clocks (NTP), as for any lease; skews of seconds are harmless against the
+default of five minutes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from ...io.atomic import TEMPORARY_SUFFIX, atomic_write
+from ..grid import CellKey
+from ..results import locked
+
+LEASES_DIR = "leases"
+WORKERS_DIR = "workers"
+DEFAULT_LEASE_SECONDS = 300.0
+
+
+def fingerprint_digest(fingerprint: Any) -> str:
+    """A short stable hash of a method's settings (:meth:`MethodSpec.fingerprint`).
+
+    >>> fingerprint_digest({"backbone": "resnet18", "lr": 0.1}) == fingerprint_digest({"lr": 0.1, "backbone": "resnet18"})
+    True
+    """
+    text = json.dumps(fingerprint, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    """Who holds a lease: a unique id, a label for people (``shard 1/4``), host and process id."""
+
+    holder: str
+    label: str
+    host: str
+    pid: int
+
+    @classmethod
+    def here(cls, label: str = "worker", holder: str | None = None) -> WorkerIdentity:
+        """This process (``holder``: an id given by a launcher, else a new random one)."""
+        return cls(holder or uuid.uuid4().hex[:12], label, socket.gethostname(), os.getpid())
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One cell's claim: the cell, its method's settings digest, the holder, its times (epoch seconds)."""
+
+    cell: CellKey
+    label: str
+    fingerprint: str
+    holder: str
+    worker: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    lease_seconds: float
+    attempt: int = 1  # 2 and more: taken over from a worker that stopped
+
+    def age(self, now: float | None = None) -> float:
+        """Seconds since the last heartbeat."""
+        return (time.time() if now is None else now) - self.heartbeat_at
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.age(now) > self.lease_seconds
+
+    @property
+    def where(self) -> str:
+        """``worker 1/4 on node7 (pid 4242)``."""
+        return f"{self.worker} on {self.host} (pid {self.pid})"
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "cell": list(self.cell)}, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Lease:
+        data = json.loads(text)
+        method, size, seed = data.pop("cell")
+        return cls(cell=(str(method), int(size), int(seed)), **data)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to :meth:`LeaseBook.claim`: the new lease (None: another live worker holds the
+    cell), and the lease of a dead worker it replaced, with why that worker counts as dead."""
+
+    lease: Lease | None
+    replaced: Lease | None = None
+    reason: str = ""
+
+
+def _liveness_path(folder: Path, holder: str) -> Path:
+    return folder / LEASES_DIR / WORKERS_DIR / f"{holder}.lock"
+
+
+def holder_alive(folder: str | os.PathLike, holder: str) -> bool:
+    """Whether the worker ``holder`` still runs: its liveness lock is held (False once its
+    process ended; True also where the filesystem cannot tell, leaving it to the heartbeat)."""
+    path = _liveness_path(Path(folder), holder)
+    if not path.exists():
+        return False
+    probe = FileLock(path)
+    try:
+        probe.acquire(timeout=0)
+    except Timeout:
+        return True
+    except OSError:  # cannot lock here (read-only folder ...): the heartbeat decides
+        return True
+    try:
+        path.unlink(missing_ok=True)  # a dead worker's lock file
+    finally:
+        probe.release()
+    return False
+
+
+def lease_file_name(key: CellKey) -> str:
+    """A file name per cell: readable, and unique even when two method names slug alike."""
+    method, size, seed = key
+    slug = "".join(c if c.isalnum() or c in "._-" else "_" for c in method).strip("_") or "method"
+    digest = hashlib.sha256(json.dumps(list(key)).encode()).hexdigest()[:8]
+    return f"{slug}-n{size}-seed{seed}-{digest}.json"
+
+
+class LeaseBook:
+    """The leases of one results folder, seen by one worker.
+
+    Args:
+        folder: the sweep's output_dir (leases go to ``folder/leases``).
+        identity: this worker.
+        lease_seconds: how long this worker's leases live without a heartbeat.
+    """
+
+    def __init__(self, folder: str | os.PathLike, identity: WorkerIdentity, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.folder = Path(folder)
+        self.dir = self.folder / LEASES_DIR
+        self.identity = identity
+        self.lease_seconds = float(lease_seconds)
+
+    @contextlib.contextmanager
+    def alive(self) -> Iterator[None]:
+        """Hold this worker's liveness lock while the block runs (claim cells inside it)."""
+        path = _liveness_path(self.folder, self.identity.holder)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(path)
+        lock.acquire()
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            lock.release()
+
+    def dead_reason(self, lease: Lease) -> str:
+        """Why ``lease``'s worker counts as dead ("" while it is alive)."""
+        if lease.expired():
+            return f"it has been silent for {lease.age():.0f} s (lease {lease.lease_seconds:g} s)"
+        if not holder_alive(self.folder, lease.holder):
+            return "its process has ended"
+        return ""
+
+    def path(self, key: CellKey) -> Path:
+        return self.dir / lease_file_name(key)
+
+    def read(self, key: CellKey) -> Lease | None:
+        return _read(self.path(key))
+
+    def all(self) -> list[Lease]:
+        """Every lease in the folder, live or expired."""
+        return read_leases(self.folder)
+
+    def claim(self, key: CellKey, label: str, fingerprint: str) -> Claim:
+        """Claim ``key`` unless another live worker holds it (see :class:`Claim`)."""
+        with locked(self.folder):
+            current = self.read(key)
+            reason = ""
+            if current is not None and current.holder != self.identity.holder:
+                reason = self.dead_reason(current)
+                if not reason:
+                    return Claim(None)
+            now = time.time()
+            lease = Lease(
+                cell=key, label=label, fingerprint=fingerprint, holder=self.identity.holder, worker=self.identity.label,
+                host=self.identity.host, pid=self.identity.pid, started_at=now, heartbeat_at=now,
+                lease_seconds=self.lease_seconds, attempt=(current.attempt + 1) if current is not None else 1,
+            )
+            self._write(lease)
+            return Claim(lease, current if reason else None, reason)
+
+    def renew(self, lease: Lease) -> bool:
+        """Move the heartbeat to now; False when the lease is no longer this worker's (taken over)."""
+        with locked(self.folder):
+            current = self.read(lease.cell)
+            if current is None or current.holder != lease.holder:
+                return False
+            self._write(replace(current, heartbeat_at=time.time()))
+            return True
+
+    def holds(self, lease: Lease) -> bool:
+        current = self.read(lease.cell)
+        return current is not None and current.holder == lease.holder
+
+    def release(self, lease: Lease) -> None:
+        """Give the cell back (it is pending again), if the lease is still this worker's."""
+        with locked(self.folder):
+            if self.holds(lease):
+                self.path(lease.cell).unlink(missing_ok=True)
+
+    def drop(self, key: CellKey) -> None:
+        """Delete a cell's lease whoever holds it (its row is recorded: the lease is left over)."""
+        with locked(self.folder):
+            self.path(key).unlink(missing_ok=True)
+
+    def _write(self, lease: Lease) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with atomic_write(self.path(lease.cell)) as fh:
+            fh.write(lease.to_json())
+
+
+def _read(path: Path) -> Lease | None:
+    try:
+        return Lease.from_json(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError):  # not a lease (a stray file): nobody holds the cell
+        return None
+
+
+def lease_alive(folder: str | os.PathLike, lease: Lease, now: float | None = None) -> bool:
+    """Whether ``lease``'s worker still runs its cell (a recent heartbeat, its process alive)."""
+    return not lease.expired(now) and holder_alive(folder, lease.holder)
+
+
+def read_leases(folder: str | os.PathLike) -> list[Lease]:
+    """The leases of a results folder (running cells, and those of dead workers), oldest first."""
+    leases = [lease for path in sorted((Path(folder) / LEASES_DIR).glob("*.json")) if (lease := _read(path))]
+    return sorted(leases, key=lambda lease: lease.started_at)
+
+
+def remove_stale_lease_temporaries(folder: str | os.PathLike) -> None:
+    """Temporary lease files a killed worker left (leases are written holding the folder lock)."""
+    with locked(folder):
+        for stale in (Path(folder) / LEASES_DIR).glob(f".*{TEMPORARY_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+class Heartbeat:
+    """Renews a lease every ``lease_seconds / 4`` from a daemon thread while its cell runs.
+
+    ``lost`` becomes True when the lease turned out to be another worker's (this worker was
+    taken for dead and its cell taken over); the cell's row is then recorded by the new holder.
+
+        >>> with Heartbeat(book, lease) as beat:  # doctest: +SKIP
+        ...     row = run_cell(cell, ctx)
+    """
+
+    def __init__(self, book: LeaseBook, lease: Lease) -> None:
+        self.book = book
+        self.lease = lease
+        self.interval = max(0.05, lease.lease_seconds / 4)
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease heartbeat {lease.label}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                if not self.book.renew(self.lease):
+                    self.lost = True
+                    return
+            except Exception:  # a filesystem hiccup: try again at the next beat; the lease lives on meanwhile
+                continue
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def __enter__(self) -> Heartbeat:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def held(book: LeaseBook, lease: Lease) -> Iterator[Heartbeat]:
+    """Renew ``lease`` while the block runs; on an exception (or a kill signal that raises) give it back."""
+    beat = Heartbeat(book, lease).start()
+    try:
+        yield beat
+    except BaseException:
+        beat.stop()
+        book.release(lease)
+        raise
+    finally:
+        beat.stop()
+
+
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "LEASES_DIR",
+    "Claim",
+    "Heartbeat",
+    "Lease",
+    "LeaseBook",
+    "WorkerIdentity",
+    "fingerprint_digest",
+    "held",
+    "holder_alive",
+    "lease_alive",
+    "lease_file_name",
+    "read_leases",
+    "remove_stale_lease_temporaries",
+]

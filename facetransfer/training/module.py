@@ -1,0 +1,637 @@
+"""``FaceClassifier``: one LightningModule for scratch training, linear probes and fine-tuning.
+
+The three strategies differ only in configuration::
+
+    >>> scratch = FaceClassifier("scratch_cnn", lr=1e-3)
+    >>> probe = FaceClassifier("resnet18", weights=None, freeze="all")  # ImageNet: weights="IMAGENET1K_V1"
+    >>> finetune = FaceClassifier("resnet18", freeze="first:2")
+    >>> probe.backbone.fully_frozen
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import inspect
+import math
+import os
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from ..errors import ConfigError, WeightsError
+from ..features import (
+    BackboneFeatures,
+    FeatureProvider,
+    file_identity,
+    random_init_identity,
+)
+from ..io.checkpoint import read_checkpoint
+from ..models import Backbone, get_backbone
+from ..models.fusion import channels_last_is_faster
+from ..preprocess import BatchTransforms, ImageBatch, Preprocess
+from .devices import autocast_dtype
+from .freeze import apply_freeze_policy
+
+CHECKPOINT_KEY = "facetransfer"
+_skip_pretrained = contextvars.ContextVar("facetransfer_skip_pretrained", default=False)
+
+
+@contextlib.contextmanager
+def restoring_from_checkpoint() -> Iterator[None]:
+    """Inside this block, FaceClassifier builds backbones without loading pretrained weights
+    (the checkpoint about to be loaded holds them), so a checkpoint needs no other file."""
+    token = _skip_pretrained.set(True)
+    try:
+        yield
+    finally:
+        _skip_pretrained.reset(token)
+
+
+#: the feature size at which ``head_lr_per_feature`` leaves ``lr`` as it is (a face descriptor's)
+HEAD_LR_FEATURES = 128
+
+
+def weight_rms(params: list[torch.Tensor]) -> float:
+    """Root mean square of the weight matrices and kernels among ``params`` (all of them if none is;
+    1.0 when they are all zero), the scale of a stage's weights.
+
+    >>> weight_rms([torch.full((4, 4), 0.5), torch.zeros(4)])
+    0.5
+    """
+    chosen = [p for p in params if p.ndim > 1] or list(params)
+    total = sum(float(p.detach().float().pow(2).sum()) for p in chosen)
+    count = sum(p.numel() for p in chosen)
+    rms = math.sqrt(total / count) if count else 0.0
+    return rms if rms > 0 else 1.0
+
+
+def _metrics(num_classes: int, prefix: str) -> MetricCollection:
+    # compute_groups=False: torchmetrics merges metrics whose states are equal after the first
+    # update; when a first batch makes top-5 and macro-F1 states coincide, F1 would then be
+    # computed from the top-5 states for the rest of the epoch (seen: acc 0.94, "F1" 1.0).
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "acc_top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+        },
+        prefix=prefix,
+        compute_groups=False,
+    )
+
+
+def lbfgs(params, iterations: int) -> torch.optim.LBFGS:
+    """Full-batch L-BFGS with a strong-Wolfe line search that stops where scikit-learn's
+    ``LogisticRegression`` does: when no gradient entry exceeds 1e-4 (its default ``tol``)."""
+    return torch.optim.LBFGS(
+        params, lr=1.0, max_iter=iterations, history_size=20, line_search_fn="strong_wolfe", tolerance_grad=1e-4
+    )
+
+
+class FaceClassifier(L.LightningModule):
+    """A backbone from the registry, a freeze policy and a linear identity head.
+
+    Args:
+        backbone: a registered backbone name (``facetransfer.models.list_backbones()``) or a
+            :class:`Backbone` instance (e.g. via LightningCLI ``class_path``).
+        weights: pretrained weights name of the backbone (``IMAGENET1K_V1``, ``DEFAULT``,
+            ``FACE_API`` ...); ``None`` for random initialisation.
+        weights_path: a local state dict to start from instead.
+        backbone_args: extra arguments of the backbone builder (e.g. ``{"input_size": 64}``
+            for ``scratch_cnn``).
+        freeze: freeze policy: ``none``, ``all`` (linear probe), ``first:K``, ``until:STAGE``,
+            ``stages:A,B``.
+        input_size: side of the square input in pixels, overriding the backbone's (e.g. 112 to
+            run an ImageNet model 4x cheaper); resize keeps the backbone's crop ratio.
+        class_names: identity names, in label order: ``data.class_names`` (the CLI links them from
+            the DataModule).
+        head_dropout: dropout before the identity head.
+        head_norm: standardise features before the head (``BatchNorm1d`` without affine); makes
+            a linear probe train well at one learning rate whatever the backbone's feature scale.
+        optimizer: ``adam``, ``adamw``, ``sgd`` (momentum 0.9, nesterov), or ``lbfgs``: full-batch
+            L-BFGS with a strong-Wolfe line search (``lr`` is not used), for heads on frozen features
+            with ``data.batch_size: all`` -- it converges in a few steps whatever the training-set size.
+        lr: learning rate of the head (and of the backbone unless ``backbone_lr`` is set).
+        backbone_lr: learning rate of the trainable backbone stages.
+        backbone_lr_decay: layer-wise learning-rate decay: the last trainable stage learns at
+            ``backbone_lr``, each stage before it at ``decay`` times the next one's (e.g. 0.7).
+            None: one learning rate for the whole backbone.
+        head_lr_per_feature: the head learns at ``lr x 128 / num_features``: Adam moves every weight by
+            about ``lr`` per step, so a head over ``d`` standardised features moves its logits by about
+            ``lr x d``; this keeps that step the same for a 128-d face descriptor (``lr`` itself) and for
+            1,280-d MobileNetV2 or 2,048-d ResNet-50 features (10x and 16x smaller).
+        backbone_lr_relative: ``backbone_lr`` is relative to the size of each stage's weights: a stage
+            learns at ``backbone_lr`` times the root mean square of its weights (measured when training
+            starts), so every network moves its weights by the same fraction per step. Pretrained
+            networks differ a lot here: dlib's face ResNet has weights about 15x smaller than
+            ImageNet MobileNetV2's (RMS ~0.006 vs ~0.08) and no BatchNorm to absorb the change, so one
+            absolute learning rate that suits one destroys the other's features.
+        l2sp: weight decay toward the pretrained weights (L2-SP, Li et al. 2018): the loss gets
+            ``l2sp / 2 * |w - w_pretrained|^2`` over the trainable backbone weights. 0: off.
+        weight_decay: decoupled for adamw, L2 otherwise.
+        head_c: inverse strength of an L2 penalty on the head's weights as scikit-learn's
+            ``LogisticRegression(C=...)``: the loss gets ``|W|^2 / (2 C n)`` for a batch of ``n``
+            images, which is exactly logistic regression's objective when a batch is the whole
+            training set. None: no penalty.
+        lbfgs_iterations: L-BFGS iterations per training step (one step per epoch with full batches): enough
+            to converge in the first epoch; later epochs only confirm it (one evaluation each).
+        scheduler: ``none``, ``cosine`` (per step, after ``warmup_epochs`` of linear warm-up) or
+            ``step`` (x0.1 at 1/2 and 3/4 of training).
+        label_smoothing: cross-entropy label smoothing.
+        channels_last: channels-last memory format for convolutions; ``None``: on for CUDA and CPU
+            devices, where it is faster (2-core CPU training: 1.3-1.5x for MobileNetV2, ResNet-18, scratch_cnn).
+        compile: compile the backbone's stages with ``torch.compile`` (GPU training speed).
+        feature_cache: when the whole backbone is frozen (linear probe), compute each image's
+            features once (eval transform, no augmentation) and train the head on them.
+        features: the DataModule's feature provider (``data.features``; the CLI links it): a frozen
+            backbone attaches itself to it so the data serves features instead of images.
+    """
+
+    def __init__(
+        self,
+        backbone: str | Backbone = "resnet18",
+        weights: str | None = None,
+        weights_path: str | None = None,
+        backbone_args: dict[str, Any] | None = None,
+        freeze: str = "none",
+        input_size: int | None = None,
+        class_names: list[str] | None = None,
+        head_dropout: float = 0.0,
+        head_norm: bool = False,
+        optimizer: Literal["adam", "adamw", "sgd", "lbfgs"] = "adam",
+        lr: float = 1e-4,
+        backbone_lr: float | None = None,
+        backbone_lr_decay: float | None = None,
+        backbone_lr_relative: bool = False,
+        head_lr_per_feature: bool = False,
+        l2sp: float = 0.0,
+        weight_decay: float = 0.0,
+        head_c: float | None = None,
+        lbfgs_iterations: int = 200,
+        scheduler: Literal["none", "cosine", "step"] = "none",
+        warmup_epochs: int = 0,
+        label_smoothing: float = 0.0,
+        channels_last: bool | None = None,
+        compile: bool = False,
+        feature_cache: bool = True,
+        features: FeatureProvider | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["features"] if isinstance(backbone, str) else ["backbone", "features"])
+        if optimizer not in ("adam", "adamw", "sgd", "lbfgs"):
+            raise ConfigError(f"unknown optimizer {optimizer!r}; known: adam, adamw, sgd, lbfgs")
+        if scheduler not in ("none", "cosine", "step"):
+            raise ConfigError(f"unknown scheduler {scheduler!r}; known: none, cosine, step")
+        if optimizer == "lbfgs" and scheduler != "none":
+            raise ConfigError(f"scheduler {scheduler!r} does not apply to optimizer lbfgs (its line search sets the step)")
+        if lr <= 0 or (backbone_lr is not None and backbone_lr < 0):
+            raise ConfigError(f"learning rates must be positive (lr={lr}, backbone_lr={backbone_lr})")
+        if head_c is not None and head_c <= 0:
+            raise ConfigError(f"head_c must be positive (smaller: stronger L2 penalty) or null, got {head_c}")
+        if lbfgs_iterations < 1:
+            raise ConfigError(f"lbfgs_iterations must be >= 1, got {lbfgs_iterations}")
+        if backbone_lr_decay is not None and not 0 < backbone_lr_decay <= 1:
+            raise ConfigError(f"backbone_lr_decay must be in (0, 1] or null, got {backbone_lr_decay}")
+        if l2sp < 0:
+            raise ConfigError(f"l2sp must be >= 0, got {l2sp}")
+        self.automatic_optimization = optimizer != "lbfgs"  # L-BFGS: one closure-driven step per batch
+        if isinstance(backbone, Backbone):
+            if weights or weights_path or backbone_args:
+                raise ConfigError(
+                    "weights, weights_path and backbone_args apply to a backbone given by name, not to a Backbone instance"
+                )
+            self.backbone = backbone
+            self.backbone_name = type(backbone).__name__
+        else:
+            skip = _skip_pretrained.get()
+            self.backbone = get_backbone(
+                backbone,
+                weights=None if skip else weights,
+                weights_path=None if skip else weights_path,
+                **(backbone_args or {}),
+            )
+            self.backbone_name = backbone
+        if input_size is not None:
+            if input_size < 16:
+                raise ConfigError(f"input_size must be >= 16 pixels, got {input_size}")
+            self.backbone.preprocess = self.backbone.preprocess.resized(input_size)
+        self.frozen_stages = apply_freeze_policy(self.backbone, freeze)
+        # L2-SP's anchor: the weights as built (pretrained), not saved in checkpoints (a resumed fit
+        # rebuilds them the same way); none when a checkpoint is about to replace them anyway
+        self._anchor: dict[str, torch.Tensor] = {}
+        if l2sp > 0 and not _skip_pretrained.get():
+            self._anchor = {
+                n: p.detach().clone() for n, p in self.backbone.stages.named_parameters() if p.requires_grad
+            }
+        self.features = features
+        self.class_names: list[str] | None = None
+        self.train_metrics: MetricCollection | None = None
+        if class_names is not None:
+            self._build_head(list(class_names))
+
+    # --- head and metrics ------------------------------------------------------------------
+    def _build_head(self, class_names: list[str]) -> None:
+        if len(class_names) < 2:
+            raise ConfigError(f"a face classifier needs at least 2 identities, got {len(class_names)}")
+        self.class_names = class_names
+        self.hparams["class_names"] = class_names
+        with torch.random.fork_rng(devices=[]):
+            # a run's seed alone decides the head's initial weights: not how much randomness was
+            # drawn before setup(), which differs between one process and DDP (Lightning re-seeds)
+            if "PL_GLOBAL_SEED" in os.environ:
+                torch.default_generator.manual_seed(int(os.environ["PL_GLOBAL_SEED"]))
+            # frozen features keep their statistics: standardise with their plain average over the
+            # training data (momentum None), as scikit-learn's StandardScaler does
+            self.backbone.reset_head(
+                len(class_names),
+                dropout=self.hparams.head_dropout,
+                norm=self.hparams.get("head_norm", False),
+                norm_momentum=None if self.backbone.fully_frozen else 0.1,
+            )
+        n = len(class_names)
+        self.train_metrics = MetricCollection({"acc": MulticlassAccuracy(n, average="micro")}, prefix="train/")
+        self.val_metrics = _metrics(n, "val/")
+        self.test_metrics = _metrics(n, "test/")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names or [])
+
+    def setup(self, stage: str) -> None:
+        if self.class_names is None:
+            raise ConfigError(
+                "FaceClassifier needs class_names: FaceClassifier(..., class_names=data.class_names) "
+                "(the facetransfer command links them from the DataModule)"
+            )
+        self._batch_checked = False  # the first batch of each run is checked against the model
+        if self.features is not None:  # frozen: the data serves this backbone's features instead of images
+            self.features.attach(self.frozen_features() if self.uses_feature_cache else None)
+        if self.use_channels_last:
+            self.to(memory_format=torch.channels_last)
+        if self.hparams.compile and not getattr(self, "_compiled", False):
+            self.backbone.stages.compile()
+            self._compiled = True
+
+    def teardown(self, stage: str) -> None:
+        features = self.features
+        if features is not None and features.extractor is not None and features.extractor.backbone is self.backbone:
+            features.attach(None)
+
+    # --- forward ---------------------------------------------------------------------------
+    @property
+    def preprocess(self) -> Preprocess:
+        return self.backbone.preprocess
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features; without autograd when the whole backbone is frozen (linear probe)."""
+        if self.use_channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.backbone.fully_frozen:
+            with torch.no_grad():
+                return self.backbone.forward_features(x)
+        return self.backbone.forward_features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, H, W)`` -> logits; precomputed features ``(B, num_features)`` go to the head."""
+        if x.ndim == 2:
+            return self.backbone.forward_head(x)
+        return self.backbone.forward_head(self.forward_features(x))
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype of network inputs: the autocast dtype of the trainer's precision on CUDA, else float32."""
+        precision = self._trainer.precision if self._trainer is not None else None
+        return autocast_dtype(precision, self.device) or torch.float32
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Store batches (uint8 images, see :class:`~facetransfer.data.store_batches.ImageBatch`) get
+        this model's preprocessing here, on its device: augmented for training, else the eval crop."""
+        if not isinstance(batch, ImageBatch):
+            return batch
+        transforms = BatchTransforms(
+            self.preprocess, augment=batch.augment, dtype=self.input_dtype, channels_last=self.use_channels_last
+        )
+        images = transforms.train(batch.images) if batch.augment else transforms.eval(batch.images)
+        return images, batch.labels
+
+    @property
+    def use_channels_last(self) -> bool:
+        """The ``channels_last`` setting, resolved (``None`` means: on where it is faster, CUDA and CPU)."""
+        flag = self.hparams.channels_last
+        return channels_last_is_faster(self.device) if flag is None else bool(flag)
+
+    @property
+    def uses_feature_cache(self) -> bool:
+        """True when the head trains on precomputed features (frozen backbone, ``feature_cache``, a provider)."""
+        return bool(self.hparams.feature_cache) and self.backbone.fully_frozen and self.features is not None
+
+    def feature_identity(self) -> dict[str, Any]:
+        """What determines this model's frozen features (the key of feature caches)."""
+        hp = self.hparams
+        return {
+            "backbone": self.backbone_name,
+            "weights": hp.get("weights"),
+            "weights_path": file_identity(hp.get("weights_path")),
+            "random_init": random_init_identity(self.backbone) if not (hp.get("weights") or hp.get("weights_path")) else None,
+            "backbone_args": hp.get("backbone_args"),
+            "preprocess": self.preprocess.eval_dict(),
+        }
+
+    def frozen_features(self) -> BackboneFeatures:
+        """This model's backbone as a feature extractor with the run's dtype and memory format."""
+        device = self._trainer.strategy.root_device if self._trainer is not None else self.device
+        precision = self._trainer.precision if self._trainer is not None else None
+        flag = self.hparams.channels_last
+        return BackboneFeatures(
+            self.backbone,
+            identity=self.feature_identity(),
+            autocast=autocast_dtype(precision, device),
+            channels_last=None if flag is None else bool(flag),
+        )
+
+    def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if x.ndim == 2 and not self.uses_feature_cache:
+            raise ConfigError(
+                "the data serves frozen features, but this model trains its backbone (or has no feature "
+                "provider): give it the DataModule's provider (features=data.features) or use a fresh DataModule"
+            )
+        if x.ndim == 4 and x.shape[-1] != self.preprocess.crop_size:
+            raise ConfigError(
+                f"the data gives {x.shape[-1]} px images but this model expects {self.preprocess.crop_size} px: "
+                "build the DataModule with preprocess=model.preprocess"
+            )
+        if len(y) and int(y.max()) >= self.num_classes:
+            raise ConfigError(
+                f"the data has labels up to {int(y.max())} but this model has {self.num_classes} identities: "
+                "give it class_names=data.class_names (or the checkpoint's split)"
+            )
+
+    def _shared_step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = batch[0], batch[1]
+        if not getattr(self, "_batch_checked", False):
+            self._check_batch(x, y)
+            self._batch_checked = True
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        return loss, logits, y
+
+    def _penalty(self, batch_size: int) -> torch.Tensor | float:
+        """``|W|^2 / (2 C n)`` on the head's weights (``head_c``), 0 without it."""
+        c = self.hparams.get("head_c")
+        if c is None:
+            return 0.0
+        weights = [m.weight for m in self.backbone.head.modules() if isinstance(m, nn.Linear)]
+        return sum(w.float().pow(2).sum() for w in weights) / (2 * c * max(1, batch_size))
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        if not self.automatic_optimization:
+            return self._lbfgs_step(batch)
+        loss, logits, y = self._shared_step(batch)
+        loss = loss + self._penalty(len(y)) + self._l2sp()
+        self._log_train(loss, logits, y)
+        return loss
+
+    def _lbfgs_step(self, batch) -> torch.Tensor:
+        """One L-BFGS step (``lbfgs_iterations`` iterations with line search) on the batch."""
+        optimizer = self.optimizers()
+        x, y = batch[0], batch[1]
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss, _, _ = self._shared_step((x, y))
+            loss = loss + self._penalty(len(y))
+            self.manual_backward(loss)
+            return loss
+
+        optimizer.step(closure=closure)
+        with torch.no_grad():
+            loss, logits, _ = self._shared_step((x, y))
+            loss = loss + self._penalty(len(y))
+        self._log_train(loss, logits, y)
+        return loss
+
+    def _log_train(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.train_metrics.update(logits.detach(), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        loss, logits, y = self._shared_step(batch)
+        self.val_metrics.update(logits, y)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.log_dict(values, prog_bar=True)
+        self.log("hp_metric", values["val/acc"])
+        self.val_metrics.reset()
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        loss, logits, y = self._shared_step(batch)
+        self.test_metrics.update(logits, y)
+        self.log("test/loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
+
+    def predict_step(self, batch, batch_idx: int) -> dict[str, Any]:
+        """Per image: its ``key``, the most probable identity (``prediction``, ``label``,
+        ``confidence``) and the ``k`` most probable ones, best first: ``top_names`` (a list of
+        names per image) and ``top_probs`` ``(B, k)``. ``k`` is the attribute ``predict_top_k``
+        (default 5, at most the number of identities; :class:`~facetransfer.training.prediction.PredictionReport` sets it).
+        """
+        x, keys = batch[0], batch[-1]
+        probs = self(x).float().softmax(dim=1)
+        k = max(1, min(int(getattr(self, "predict_top_k", 5)), probs.shape[1]))
+        top_probs, top_labels = probs.topk(k, dim=1)
+        names = self.class_names or []
+        return {
+            "key": list(keys),
+            "prediction": [names[i] for i in top_labels[:, 0].tolist()],
+            "label": top_labels[:, 0].cpu(),
+            "confidence": top_probs[:, 0].cpu(),
+            "top_names": [[names[i] for i in row] for row in top_labels.tolist()],
+            "top_probs": top_probs.cpu(),
+        }
+
+    # --- optimisation ----------------------------------------------------------------------
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The head at ``lr``; the trainable backbone at ``backbone_lr`` (one group), or one group per
+        stage with ``backbone_lr_decay`` (the last stage at ``backbone_lr``, earlier ones decayed) and/or
+        ``backbone_lr_relative`` (each stage's rate times the RMS of its weights)."""
+        hp = self.hparams
+        head = [p for p in self.backbone.head.parameters() if p.requires_grad]
+        head_lr = hp.lr * HEAD_LR_FEATURES / self.backbone.num_features if hp.get("head_lr_per_feature") else hp.lr
+        groups = [{"params": head, "lr": head_lr, "name": "head"}]
+        base = hp.lr if hp.backbone_lr is None else hp.backbone_lr
+        decay = hp.get("backbone_lr_decay")
+        relative = bool(hp.get("backbone_lr_relative"))
+        if decay is None and not relative:
+            body = [p for n, p in self.backbone.named_parameters() if p.requires_grad and not n.startswith("head.")]
+            return groups + ([{"params": body, "lr": base, "name": "backbone"}] if body else [])
+        stages = [(f"backbone.{n}", [p for p in m.parameters() if p.requires_grad]) for n, m in self.backbone.stages.named_children()]
+        stages.append(("backbone.pool", [p for p in self.backbone.pool.parameters() if p.requires_grad]))
+        stages = [(name, params) for name, params in stages if params]
+        for depth, (name, params) in enumerate(reversed(stages)):
+            lr = base * (decay or 1.0) ** depth
+            groups.append({"params": params, "lr": lr * weight_rms(params) if relative else lr, "name": name})
+        return groups
+
+    def _l2sp(self) -> torch.Tensor | float:
+        """``l2sp / 2 * |w - w_pretrained|^2`` over the trainable backbone weights (0 when off)."""
+        alpha = self.hparams.get("l2sp") or 0.0
+        if not alpha or not self._anchor:
+            return 0.0
+        total = 0.0
+        for name, param in self.backbone.stages.named_parameters():
+            anchor = self._anchor.get(name)
+            if anchor is not None and param.requires_grad:
+                if anchor.device != param.device:
+                    anchor = self._anchor[name] = anchor.to(param.device)
+                total = total + (param.float() - anchor.float()).pow(2).sum()
+        return 0.5 * alpha * total
+
+    @torch.enable_grad()
+    def fit_head(self, features: torch.Tensor, labels: torch.Tensor, head_c: float = 1.0, iterations: int = 200) -> float:
+        """Fit the identity head alone on frozen features to convergence (the first phase of LP-FT).
+
+        Full-batch L-BFGS on the same objective as the ``linear_probe`` strategy: cross-entropy plus
+        ``|W|^2 / (2 C n)`` with ``C = head_c``; the head's standardisation (``head_norm``) takes the
+        features' statistics. Returns the final loss.
+        """
+        if self.class_names is None:
+            raise ConfigError("fit_head needs the model's class_names")
+        head = self.backbone.head
+        device = next(head.parameters()).device
+        x, y = features.to(device, torch.float32), labels.to(device)
+        was_training = head.training
+        head.train()
+        params = [p for p in head.parameters() if p.requires_grad]
+        optimizer = lbfgs(params, iterations)
+        weights = [m.weight for m in head.modules() if isinstance(m, nn.Linear)]
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(head(x), y) + sum(w.pow(2).sum() for w in weights) / (2 * head_c * len(y))
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)  # returns the loss before the step: evaluate the result afterwards
+        with torch.no_grad():
+            loss = F.cross_entropy(head(x), y) + sum(w.pow(2).sum() for w in weights) / (2 * head_c * len(y))
+        head.train(was_training)
+        return float(loss)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        groups = self.param_groups()
+        if hp.optimizer == "lbfgs":
+            params = [p for g in groups for p in g["params"]]
+            return lbfgs(params, hp.lbfgs_iterations)
+        fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel per step on GPUs
+        if hp.optimizer == "adam":
+            opt = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay, **fused)
+        elif hp.optimizer == "adamw":
+            opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay, **fused)
+        else:
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=0.9, nesterov=True, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none":
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        per_epoch = max(1, math.ceil(total / max(1, self.trainer.max_epochs or 1)))
+        warmup = min(total - 1, hp.warmup_epochs * per_epoch)
+        if hp.scheduler == "cosine":
+            main = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total - warmup))
+        else:
+            main = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[total // 2 - warmup, 3 * total // 4 - warmup])
+        if warmup > 0:
+            ramp = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.01, total_iters=warmup)
+            main = torch.optim.lr_scheduler.SequentialLR(opt, [ramp, main], milestones=[warmup])
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": main, "interval": "step"}}
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "backbone": self.backbone_name,
+            "freeze": self.hparams.freeze,
+            "frozen_stages": self.frozen_stages,
+            "class_names": self.class_names,
+            "num_features": self.backbone.num_features,
+            "preprocess": self.backbone.preprocess.to_dict(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        info = checkpoint.get(CHECKPOINT_KEY)
+        if info is None:
+            return
+        names = info.get("class_names")
+        if info.get("backbone") != self.backbone_name or (
+            self.class_names is not None and names is not None and len(names) != self.num_classes
+        ):
+            raise WeightsError(
+                f"the checkpoint holds backbone {info.get('backbone')!r} with {len(names or [])} classes; "
+                f"this model is {self.backbone_name!r} with {self.num_classes} classes"
+            )
+        if self.class_names is None and names:
+            self._build_head(list(names))
+        if "preprocess" in info:
+            self.backbone.preprocess = Preprocess.from_dict(info["preprocess"])
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: str | os.PathLike, map_location: Any = None, strict: bool = True, **kwargs: Any
+    ) -> FaceClassifier:
+        """The model of a checkpoint, rebuilt from its hyperparameters (``kwargs`` override them) without
+        re-reading pretrained weights (the checkpoint holds them). The file is read by
+        :func:`~facetransfer.io.checkpoint.read_checkpoint` (``weights_only=True``, digest checked); a
+        refused, damaged or foreign file is one :class:`~facetransfer.errors.WeightsError`."""
+        checkpoint = read_checkpoint(checkpoint_path)
+        hparams = checkpoint.get("hyper_parameters")
+        if not isinstance(hparams, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+            raise WeightsError(f"{checkpoint_path} is not a FaceClassifier checkpoint (no hyper_parameters/state_dict)")
+        accepted = inspect.signature(cls.__init__).parameters
+        with restoring_from_checkpoint():
+            model = cls(**{k: v for k, v in {**hparams, **kwargs}.items() if k in accepted})
+        model.on_load_checkpoint(checkpoint)
+        model.load_state_dict(checkpoint["state_dict"], strict=strict)
+        return model.to(map_location) if map_location is not None else model
+
+    def embed(self, images, face_crop: float = 1.0, flip: bool = False) -> torch.Tensor:
+        """L2-normalised backbone features.
+
+        ``images``: a preprocessed float batch ``(B, 3, H, W)`` (as the DataModule yields; result on
+        the model's device), or PIL images / image paths / ``uint8`` tensors, one or a list, which
+        get the backbone's eval transform with ``face_crop`` (result on the CPU; see
+        :class:`~facetransfer.verification.Embedder`). ``flip`` averages with the mirrored images.
+        """
+        if not (isinstance(images, torch.Tensor) and images.ndim == 4 and images.is_floating_point()) or flip:
+            from ..verification.embedder import Embedder
+
+            return Embedder(self, face_crop=face_crop, flip=flip)(images)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return F.normalize(self.forward_features(images.to(self.device)).float(), dim=1)
+        finally:
+            self.train(was_training)
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> FaceClassifier:
+    """The :class:`FaceClassifier` of a checkpoint, in eval mode (:meth:`FaceClassifier.load_from_checkpoint`).
+
+    >>> model = load_model("runs/.../best.ckpt")  # doctest: +SKIP
+    """
+    return FaceClassifier.load_from_checkpoint(path, map_location=map_location).eval()
+
+
+__all__ = ["FaceClassifier", "load_model", "restoring_from_checkpoint"]

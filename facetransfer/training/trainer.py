@@ -1,0 +1,176 @@
+"""A Lightning ``Trainer`` with facetransfer's defaults, for use from Python.
+
+The CLI applies the same defaults: best and last checkpoints, written atomically with a content
+digest (:class:`AtomicCheckpointIO`), per-step seeding, bf16 and cuDNN autotuning on GPUs. Anything
+can be overridden::
+
+    >>> trainer = make_trainer(max_epochs=20, accelerator="cpu")  # doctest: +SKIP
+    >>> type(trainer.strategy.checkpoint_io).__name__  # doctest: +SKIP
+    'AtomicCheckpointIO'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from fsspec.implementations.local import LocalFileSystem
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from lightning.pytorch.plugins.io import CheckpointIO
+
+from ..errors import WeightsError
+from ..io.checkpoint import (
+    LOAD_ERRORS,
+    checked,
+    checkpoint_error,
+    is_load_error,
+    read_checkpoint,
+    with_digest,
+    write_checkpoint,
+)
+from .callbacks import RunCheckpoint, StepSeeder
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO through :mod:`facetransfer.io.checkpoint`: a local checkpoint is replaced
+    atomically and carries a content digest; it loads safely (``weights_only=True``), its digest checked.
+
+    Lightning's :class:`~lightning.fabric.plugins.io.TorchCheckpointIO` writes to a temporary file in
+    ``$TMPDIR`` and moves it into place; when ``$TMPDIR`` and the run folder are on different filesystems
+    (local ``/tmp`` and a network or scratch disk, the usual cluster layout) that move is a copy, and a
+    kill during the copy leaves a truncated ``last.ckpt``. Here the temporary file is written next to its
+    destination, synced and renamed, so the previous checkpoint stays whole until the new one is complete;
+    a full or read-only disk is one :class:`~facetransfer.errors.FileSystemError` (the previous file stays).
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+        if not isinstance(get_filesystem(path), LocalFileSystem):
+            return super().save_checkpoint(with_digest(checkpoint), path, storage_options)  # object stores: Lightning's way
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__}.save_checkpoint does not take storage_options")
+        write_checkpoint(checkpoint, path, kept=_what_a_failed_save_keeps(Path(path)))
+
+    def load_checkpoint(
+        self,
+        path: _PATH,
+        map_location: Callable | None = lambda storage, loc: storage,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        if isinstance(get_filesystem(path), LocalFileSystem):
+            return read_checkpoint(path)
+        if not get_filesystem(path).exists(path):
+            raise WeightsError(f"checkpoint file {path} does not exist")
+        try:
+            checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=weights_only is not False)
+        except LOAD_ERRORS as err:
+            if not is_load_error(err):
+                raise
+            raise checkpoint_error(path, err) from None
+        return checked(checkpoint, path)
+
+
+def _what_a_failed_save_keeps(path: Path) -> str:
+    """``the previous last.ckpt is kept``, or the other checkpoints next to it, for the error of a failed save."""
+    if path.exists():
+        return f"the previous {path.name} is kept"
+    others = sorted(p.name for p in path.parent.glob("*.ckpt")) if path.parent.is_dir() else []
+    if others:
+        return f"the partial file was removed; the run's other checkpoints are kept: {', '.join(others[:3])}" + (
+            " ..." if len(others) > 3 else "")
+    return "the partial file was removed; no checkpoint of this run was saved before"
+
+
+def find_last_checkpoint(trainer: Any) -> Path | None:
+    """The newest ``last*.ckpt`` of earlier runs in this trainer's folders, or None.
+
+    Lightning's ``ckpt_path="last"`` only looks in the *new* run's checkpoint folder, which
+    is empty when a logger versions its folders (``lightning_logs/version_N``), so a resumed
+    run would silently start over. This looks in every version folder of the trainer's
+    loggers, in ``default_root_dir/checkpoints``, in each ModelCheckpoint's ``dirpath``, and
+    takes SLURM's requeue checkpoints (``default_root_dir/hpc_ckpt_N.ckpt``) into account.
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    folders = [Path(trainer.default_root_dir) / "checkpoints"]
+    for logger in trainer.loggers:
+        root = getattr(logger, "root_dir", None)
+        if root:
+            folders += [p / "checkpoints" for p in Path(root).glob("*") if p.is_dir()]
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath:
+            folders.append(Path(callback.dirpath))
+    found = [
+        f
+        for folder in dict.fromkeys(folders)
+        if folder.is_dir()
+        for f in folder.glob("last*.ckpt")
+        if f.is_file()
+    ]
+    found += [f for f in Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt") if f.is_file()]
+    return max(found, key=lambda f: f.stat().st_mtime_ns) if found else None
+
+
+def default_callbacks(checkpointing: bool = True, logger: bool = True, save_last: bool = True) -> list[Callback]:
+    """Best (by val/acc) and last checkpoints, learning rate in TensorBoard, per-step seeding
+    (so a resumed run matches an uninterrupted one, see docs/reliability.md).
+
+    ``checkpointing`` / ``logger``: False when the Trainer has checkpointing / logging turned off;
+    ``save_last``: also keep ``last.ckpt``, the latest state after every epoch (for ``--ckpt_path last``).
+    """
+    callbacks: list[Callback] = [StepSeeder()]
+    if checkpointing:
+        callbacks.append(RunCheckpoint("best", monitor="val/acc", mode="max"))
+        if save_last:  # the latest epoch, whether or not val/acc improved
+            callbacks.append(RunCheckpoint("last"))
+    if logger:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    return callbacks
+
+
+def default_precision(accelerator: str | None = "auto") -> str | None:
+    """``bf16-mixed`` when training will run on a CUDA GPU that supports it, else Lightning's default."""
+    if str(accelerator) in ("auto", "gpu", "cuda", "None") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return None
+
+
+def default_benchmark(accelerator: str | None = "auto") -> bool | None:
+    """cuDNN autotuning on CUDA (face crops have one fixed size), else Lightning's default."""
+    return True if default_precision(accelerator) is not None else None
+
+
+def with_atomic_checkpoints(plugins: Any) -> list[Any]:
+    """Trainer ``plugins`` plus :class:`AtomicCheckpointIO`, unless they hold a checkpoint IO already."""
+    plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([] if plugins is None else [plugins])
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return plugins
+
+
+def make_trainer(save_last: bool = True, **kwargs: Any) -> L.Trainer:
+    """``lightning.Trainer(**kwargs)`` plus :func:`default_callbacks` (appended to any given),
+    atomic checkpoints, and on GPUs bf16-mixed precision and cuDNN autotuning by default.
+
+    ``save_last=False`` keeps only the best checkpoint (runs that are never resumed)."""
+    from .noise import silence_known_noise
+
+    silence_known_noise()
+    kwargs.setdefault("default_root_dir", "runs")
+    if kwargs.get("precision") is None:
+        kwargs["precision"] = default_precision(kwargs.get("accelerator", "auto"))
+    if kwargs.get("benchmark") is None and not kwargs.get("deterministic"):
+        kwargs["benchmark"] = default_benchmark(kwargs.get("accelerator", "auto"))
+    defaults = default_callbacks(kwargs.get("enable_checkpointing") is not False, kwargs.get("logger") is not False, save_last)
+    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *defaults]
+    kwargs["plugins"] = with_atomic_checkpoints(kwargs.get("plugins"))  # atomic, weights_only checkpoint files
+    return L.Trainer(**kwargs)
+
+
+__all__ = ["AtomicCheckpointIO", "default_benchmark", "default_callbacks", "default_precision", "find_last_checkpoint",
+           "make_trainer", "with_atomic_checkpoints"]
