@@ -1,18 +1,26 @@
 """The commands of ``facetransfer``: the training commands and the tool commands, imported when run.
 
+A tool command is a function taking its argv and returning an exit code, registered under its name
+(:func:`register_command`) or, from another package, through the ``facetransfer.commands`` entry-point
+group. The built-ins are ``"module:function"`` references, imported only when the command runs, so
+``facetransfer backbones`` starts without Lightning or torchvision::
+
     >>> "verify" in TOOL_COMMANDS
     True
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
+
+from ..registry import Registry
 
 Command = Callable[[Sequence[str]], int]
 TRAINING_COMMANDS = ("fit", "validate", "test", "predict")
-# tool command -> "module:function" (imported when the command runs) or the function itself
-TOOL_COMMANDS: dict[str, str | Command] = {
+TOOL_COMMANDS: Registry[Command] = Registry("command", "facetransfer.commands", ordered=True)
+register_command = TOOL_COMMANDS.register
+tool_command = TOOL_COMMANDS.get
+for _name, _function in {
     "weights": "facetransfer.cli.registries:weights_command",
     "backbones": "facetransfer.cli.registries:backbones_command",
     "strategies": "facetransfer.cli.registries:strategies_command",
@@ -23,7 +31,8 @@ TOOL_COMMANDS: dict[str, str | Command] = {
     "report": "facetransfer.cli.sweep:report_command",
     "align": "facetransfer.cli.align:align_command",
     "data": "facetransfer.cli.data:data_command",
-}
+}.items():
+    register_command(_name)(_function)
 
 DESCRIPTION = """Face recognition by transfer learning (PyTorch Lightning).
 
@@ -34,25 +43,5 @@ tool commands: weights (import/list offline weights), backbones (list models), s
                sizes x seeds), report (a sweep's table and plot), align (detect and align the faces of
                a folder of photos), data (download LFW from its project site)
 Run 'facetransfer COMMAND --help' for each."""
-
-
-def register_command(name: str) -> Callable[[Command], Command]:
-    """Add a tool command (``facetransfer NAME ...``) taking its argv and returning an exit code."""
-
-    def wrapper(fn: Command) -> Command:
-        TOOL_COMMANDS[name] = fn
-        return fn
-
-    return wrapper
-
-
-def tool_command(name: str) -> Command:
-    """The function of a tool command, imported on first use."""
-    target = TOOL_COMMANDS[name]
-    if callable(target):
-        return target
-    module, _, function = target.partition(":")
-    return getattr(importlib.import_module(module), function)
-
 
 __all__ = ["DESCRIPTION", "TOOL_COMMANDS", "TRAINING_COMMANDS", "Command", "register_command", "tool_command"]

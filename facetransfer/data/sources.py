@@ -9,17 +9,16 @@ A :class:`FaceSource` lists ``(key, identity)`` records and opens an image by ke
 
 from __future__ import annotations
 
-import inspect
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from PIL import Image
 
-from ..errors import ConfigError, DataError, unknown_choice
+from ..errors import DataError
 from ..io.images import is_image_name, load_rgb
+from ..registry import Registry
 
 
 @dataclass(frozen=True, order=True)
@@ -128,40 +127,17 @@ class FolderSource(FaceSource):
         return records
 
 
-_SOURCES: dict[str, Callable[..., FaceSource]] = {}
+#: the DataModule's ``dataset`` choices: :class:`FaceSource` classes under their ``name``
+SOURCES: Registry[FaceSource] = Registry("dataset", "facetransfer.sources", FaceSource, named=True, arguments="dataset_args")
+register_source = SOURCES.register
+list_sources = SOURCES.names
+register_source(FolderSource)
 
 
-def register_source(name: str) -> Callable:
-    """Class decorator adding a source to the DataModule's ``dataset`` choices."""
-
-    def wrapper(cls):
-        _SOURCES[name] = cls
-        return cls
-
-    return wrapper
+def get_source(name: str, root: str | os.PathLike | None = None, **dataset_args: Any) -> FaceSource:
+    """The registered source ``name`` over ``root``; a ``dataset_args`` key it does not take is one
+    :class:`~facetransfer.errors.ConfigError` listing those it does."""
+    return SOURCES.build(name, root, **dataset_args)
 
 
-register_source("folder")(FolderSource)
-
-
-def list_sources() -> list[str]:
-    return sorted(_SOURCES)
-
-
-def get_source(name: str, **kwargs: Any) -> FaceSource:
-    """The registered source ``name`` built with ``root`` and its ``dataset_args``; an argument it does not
-    take is one :class:`~facetransfer.errors.ConfigError` listing those it does."""
-    if name not in _SOURCES:
-        raise unknown_choice("dataset", name, _SOURCES)
-    factory = _SOURCES[name]
-    accepted = [p for p in inspect.signature(factory).parameters if p not in ("self", "root")]
-    unknown = [k for k in kwargs if k != "root" and k not in accepted]
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
-    if unknown and not takes_any:
-        raise ConfigError(
-            f"dataset {name!r} does not take dataset_args {unknown[0]!r}; it takes: {', '.join(accepted) or 'none'}"
-        )
-    return factory(**kwargs)
-
-
-__all__ = ["FaceRecord", "FaceSource", "FolderSource", "get_source", "is_image_name", "list_sources", "register_source"]
+__all__ = ["SOURCES", "FaceRecord", "FaceSource", "FolderSource", "get_source", "is_image_name", "list_sources", "register_source"]

@@ -1,9 +1,8 @@
-"""Face-detector registry in the style of the backbone registry (torchvision's ``get_model``).
+"""The face-detector registry, like the backbone registry (torchvision's ``get_model``).
 
-Built-in detectors register with :func:`register_detector`; other packages add theirs
-through the ``facetransfer.detectors`` entry-point group, whose value is a builder (a
-callable returning a :class:`~.detector.FaceDetector`, taking at least ``weights`` and
-``device``)::
+Built-in detectors register with :func:`register_detector`; other packages add theirs through the
+``facetransfer.detectors`` entry-point group, whose value is a builder (a callable returning a
+:class:`~.detector.FaceDetector`, taking at least ``weights`` and ``device``)::
 
     # pyproject.toml of a plug-in package
     [project.entry-points."facetransfer.detectors"]
@@ -11,43 +10,20 @@ callable returning a :class:`~.detector.FaceDetector`, taking at least ``weights
 
     >>> "mtcnn" in list_detectors()
     True
+    >>> get_detector("mtcnn", weights=None).name  # random weights: for tests
+    'mtcnn'
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
-
-from ..registry import PluginRegistry
+from ..registry import Registry
 from .detector import FaceDetector
 
-ENTRY_POINT_GROUP = "facetransfer.detectors"
-DETECTORS: PluginRegistry[FaceDetector] = PluginRegistry("face detector", ENTRY_POINT_GROUP, FaceDetector)
-_F = TypeVar("_F", bound=Callable[..., FaceDetector])
-
-
-def register_detector(name: str | None = None) -> Callable[[_F], _F]:
-    """Decorator adding a detector builder to the registry under ``name`` (default: its own name)."""
-    return DETECTORS.register(name)
-
-
-def list_detectors() -> list[str]:
-    """Names of all registered face detectors, plug-ins included, sorted."""
-    return DETECTORS.names()
-
-
-def get_detector_builder(name: str) -> Callable[..., FaceDetector]:
-    return DETECTORS.builder(name)
-
-
-def get_detector(name: str, **kwargs: Any) -> FaceDetector:
-    """Build the face detector registered as ``name``.
-
-    >>> detector = get_detector("mtcnn", weights=None)  # random weights: for tests
-    >>> detector.name
-    'mtcnn'
-    """
-    return DETECTORS.build(name, **kwargs)
-
+DETECTORS: Registry[FaceDetector] = Registry("face detector", "facetransfer.detectors", FaceDetector)
+ENTRY_POINT_GROUP = DETECTORS.group
+register_detector = DETECTORS.register
+list_detectors = DETECTORS.names
+get_detector_builder = DETECTORS.get
+get_detector = DETECTORS.build
 
 __all__ = ["DETECTORS", "ENTRY_POINT_GROUP", "get_detector", "get_detector_builder", "list_detectors", "register_detector"]

@@ -1,60 +1,34 @@
-"""Backbone registry in the style of torchvision's ``register_model`` / ``get_model``.
+"""The backbone registry, in the style of torchvision's ``register_model`` / ``get_model``.
 
-Built-in backbones register with :func:`register_backbone`; third-party packages
-add theirs through the ``facetransfer.backbones`` entry-point group, whose value
-is a builder (a callable returning a :class:`Backbone`)::
+Built-in backbones register with :func:`register_backbone`; other packages add theirs through the
+``facetransfer.backbones`` entry-point group, whose value is a builder (a callable returning a
+:class:`Backbone`, taking keyword arguments, at least ``weights``, a torchvision weights name or
+``None``, and ``weights_path``, a local state dict or ``None``)::
 
     # pyproject.toml of a plug-in package
     [project.entry-points."facetransfer.backbones"]
     my_net = "my_package.backbones:my_net"
 
-    >>> from facetransfer.models import list_backbones
     >>> "resnet50" in list_backbones()
     True
+    >>> get_backbone("resnet18", weights=None).num_features  # keyword arguments checked against the builder
+    512
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from ..preprocess import Preprocess
-from ..registry import PluginRegistry
+from ..registry import Registry
 from .backbone import Backbone
 
-ENTRY_POINT_GROUP = "facetransfer.backbones"
-
-BackboneBuilder = Callable[..., Backbone]
-_F = TypeVar("_F", bound=BackboneBuilder)
-BACKBONES: PluginRegistry[Backbone] = PluginRegistry("backbone", ENTRY_POINT_GROUP, Backbone)
-
-
-def register_backbone(name: str | None = None) -> Callable[[_F], _F]:
-    """Decorator adding a backbone builder to the registry under ``name`` (default: its own name).
-
-    The builder takes keyword arguments, at least ``weights`` (a torchvision weights
-    name or ``None``) and ``weights_path`` (a local state dict or ``None``).
-    """
-    return BACKBONES.register(name)
-
-
-def list_backbones() -> list[str]:
-    """Names of all registered backbones, plug-ins included, sorted."""
-    return BACKBONES.names()
-
-
-def get_backbone_builder(name: str) -> BackboneBuilder:
-    return BACKBONES.builder(name)
-
-
-def get_backbone(name: str, **kwargs: Any) -> Backbone:
-    """Build the backbone registered as ``name`` (keyword arguments checked against its builder).
-
-    >>> net = get_backbone("resnet18", weights=None)
-    >>> net.num_features
-    512
-    """
-    return BACKBONES.build(name, **kwargs)
+BACKBONES: Registry[Backbone] = Registry("backbone", "facetransfer.backbones", Backbone)
+ENTRY_POINT_GROUP = BACKBONES.group
+register_backbone = BACKBONES.register
+list_backbones = BACKBONES.names
+get_backbone_builder = BACKBONES.get
+get_backbone = BACKBONES.build
 
 
 def backbone_preprocess(

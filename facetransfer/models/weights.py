@@ -19,17 +19,18 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from ..errors import ConfigError, WeightsError
 from ..io.atomic import atomic_write
 from ..io.checkpoint import checked
+from ..registry import Registry
 from .verified_cache import (
     is_remembered,
     name_hash,
@@ -229,23 +230,32 @@ def load_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, wha
     module.load_state_dict(state, strict=False)
 
 
-_IMPORTERS: list[tuple[Any, Any]] = []
+class WeightsImporter(NamedTuple):
+    """Teaches ``facetransfer weights import`` a kind of file (e.g. face-api's tfjs tarball for ``dlib_resnet``):
+    ``accepts(path)`` picks the files, ``load(path, force)`` converts, verifies and caches one, returning its path.
+    Another package adds one as a ``WeightsImporter`` in the ``facetransfer.weights_importers`` entry-point group."""
+
+    accepts: Callable[[Path], bool]
+    load: Callable[[Path, bool], Path]
 
 
-def register_weights_importer(accepts, importer) -> None:
-    """Teach ``facetransfer weights import`` a new kind of file.
+#: importers by name, tried in registration order; the built-ins register when their module is imported
+WEIGHTS_IMPORTERS: Registry[WeightsImporter] = Registry(
+    "weights importer", "facetransfer.weights_importers", WeightsImporter, ordered=True
+)
 
-    ``accepts(path) -> bool`` picks the files; ``importer(path, force) -> Path`` converts,
-    verifies and caches them (e.g. face-api's tfjs tarball for ``dlib_resnet``).
-    """
-    _IMPORTERS.append((accepts, importer))
+
+def register_weights_importer(accepts: Callable[[Path], bool], importer: Callable[[Path, bool], Path]) -> None:
+    """Add ``WeightsImporter(accepts, importer)`` under the importer's name."""
+    WEIGHTS_IMPORTERS.register(importer.__name__)(WeightsImporter(accepts, importer))
 
 
 def import_any(file: str | os.PathLike, force: bool = False) -> Path:
     """Import with the first registered importer that accepts ``file``, else as a torchvision file."""
     path = Path(file)
     _load_builtin_registrars()
-    for accepts, importer in _IMPORTERS:
+    for name in WEIGHTS_IMPORTERS:
+        accepts, load = WEIGHTS_IMPORTERS.get(name)
         if accepts(path):
-            return importer(path, force)
+            return load(path, force)
     return import_weights_file(path, force=force)

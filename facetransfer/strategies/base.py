@@ -21,12 +21,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 
-from ..errors import ConfigError, unknown_choice
-from ..registry import load_entry_points
+from ..errors import ConfigError
+from ..registry import Registry
 from .sections import Section, plain, slug
 
 ENTRY_POINT_GROUP = "facetransfer.strategies"
@@ -206,54 +206,15 @@ class Strategy:
         raise NotImplementedError
 
 
-_S = TypeVar("_S", bound=type[Strategy])
-_STRATEGIES: dict[str, Strategy] = {}
-_plugins_loaded = False
-
-
-def register_strategy(cls: _S) -> _S:
-    """Class decorator adding a :class:`Strategy` subclass to the registry under its ``name``."""
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{cls.__name__} needs a class attribute name (the strategy: value in a sweep)")
-    existing = _STRATEGIES.get(name)
-    if existing is not None and type(existing) is not cls:
-        raise ValueError(f"a strategy named {name!r} is already registered ({type(existing).__name__})")
-    _STRATEGIES[name] = cls()
-    return cls
-
-
-def _plugin(name: str, cls: Any) -> Strategy:
-    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-        raise TypeError(f"{cls!r} is not a facetransfer Strategy subclass")
-    if getattr(cls, "name", None) != name:
-        raise TypeError(f"its name is {getattr(cls, 'name', None)!r}, the entry point says {name!r}")
-    return cls()
-
-
-def _load_plugins() -> None:
-    global _plugins_loaded
-    if not _plugins_loaded:
-        _plugins_loaded = True
-        load_entry_points(ENTRY_POINT_GROUP, _STRATEGIES, _plugin)
-
-
-def list_strategies() -> list[str]:
-    """Names of all registered strategies, plug-ins included, in registration order."""
-    _load_plugins()
-    return list(_STRATEGIES)
-
-
-def get_strategy(name: str) -> Strategy:
-    """The strategy registered as ``name``; a :class:`ConfigError` listing the known ones otherwise."""
-    _load_plugins()
-    try:
-        return _STRATEGIES[name]
-    except KeyError:
-        raise unknown_choice("strategy", name, _STRATEGIES) from None
+#: strategies by name, in registration order (the order ``facetransfer strategies`` lists them in);
+#: ``get_strategy(name)`` gives an instance, whose ``name`` is its key
+STRATEGIES: Registry[Strategy] = Registry("strategy", ENTRY_POINT_GROUP, Strategy, ordered=True, named=True)
+register_strategy = STRATEGIES.register
+list_strategies = STRATEGIES.names
+get_strategy = STRATEGIES.build
 
 
 __all__ = [
-    "ENTRY_POINT_GROUP", "Cell", "CellContext", "CellKey", "CellResult", "MethodSpec", "Section", "Strategy", "get_strategy",
-    "list_strategies", "register_strategy",
+    "ENTRY_POINT_GROUP", "STRATEGIES", "Cell", "CellContext", "CellKey", "CellResult", "MethodSpec", "Section",
+    "Strategy", "get_strategy", "list_strategies", "register_strategy",
 ]

@@ -22,24 +22,15 @@ from collections.abc import Callable
 
 from ..errors import ConfigError, unknown_choice
 from ..models.backbone import Backbone
+from ..registry import Registry
 
-# a policy maps (its argument, the backbone's stage names) to the stages to freeze
+#: a policy maps (its argument, the backbone's stage names) to the stages to freeze; ``name:ARG`` in a
+#: config calls the policy registered as ``name`` with ``ARG``
 FreezePolicy = Callable[[str, list[str]], list[str]]
-_POLICIES: dict[str, FreezePolicy] = {}
-
-
-def register_freeze_policy(name: str) -> Callable[[FreezePolicy], FreezePolicy]:
-    """Add a policy; ``name:ARG`` in a config calls it with ``ARG`` and the stage names."""
-
-    def wrapper(fn: FreezePolicy) -> FreezePolicy:
-        _POLICIES[name] = fn
-        return fn
-
-    return wrapper
-
-
-def list_freeze_policies() -> list[str]:
-    return sorted(_POLICIES)
+FREEZE_POLICIES: Registry[FreezePolicy] = Registry("freeze policy", "facetransfer.freeze_policies")
+register_freeze_policy = FREEZE_POLICIES.register
+list_freeze_policies = FREEZE_POLICIES.names
+_TAKE_AN_ARGUMENT = ("first", "until", "stages")
 
 
 def _no_arg(name: str, arg: str) -> None:
@@ -89,9 +80,9 @@ def _freeze_stages(arg: str, stages: list[str]) -> list[str]:
 def frozen_stages_for(policy: str, stage_names: list[str]) -> list[str]:
     """Resolve a policy string against a list of stage names."""
     name, _, arg = str(policy).partition(":")
-    if name not in _POLICIES:
-        raise unknown_choice("freeze policy", policy, [*(f"{p}:ARG" if p in ("first", "until", "stages") else p for p in _POLICIES)])
-    return _POLICIES[name](arg, list(stage_names))
+    if name not in FREEZE_POLICIES:
+        raise unknown_choice("freeze policy", policy, [f"{p}:ARG" if p in _TAKE_AN_ARGUMENT else p for p in FREEZE_POLICIES])
+    return FREEZE_POLICIES.get(name)(arg, list(stage_names))
 
 
 def apply_freeze_policy(backbone: Backbone, policy: str) -> list[str]:
