@@ -32,7 +32,7 @@ import importlib
 import inspect
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from .errors import ConfigError, unknown_choice
 
@@ -57,22 +57,20 @@ class Registry(Generic[T]):
             a wrong key is then reported as that option's.
     """
 
-    def __init__(
-        self,
-        kind: str,
-        group: str,
-        product: type[T] | None = None,
-        *,
-        ordered: bool = False,
-        named: bool = False,
-        arguments: str | None = None,
-    ) -> None:
+    def __init__(self, kind: str, group: str, product: type[T] | None = None, *, ordered: bool = False,
+                 named: bool = False, arguments: str | None = None) -> None:
         self.kind, self.group, self.product = kind, group, product
         self.ordered, self.named, self.arguments = ordered, named, arguments
         self.builders: dict[str, Any] = {}
         self.plugins_loaded = False
 
-    def register(self, name: Any = None) -> Callable[[_E], _E]:
+    @overload
+    def register(self, name: str | None = None) -> Callable[[_E], _E]: ...
+
+    @overload
+    def register(self, name: _E) -> _E: ...
+
+    def register(self, name: Any = None) -> Any:
         """Decorator adding an entry under ``name`` (default: its ``name`` attribute, else its ``__name__``);
         ``@registry.register`` without parentheses does the same. A second entry under a name is a ValueError."""
         if name is not None and not isinstance(name, str):  # used bare: @registry.register
@@ -89,7 +87,7 @@ class Registry(Generic[T]):
         return wrapper
 
     def _add(self, key: str, entry: Any) -> None:
-        if not isinstance(entry, str):  # a "module:attribute" reference is what the caller vouches for
+        if not isinstance(entry, str):  # a "module:attribute" reference is imported, unchecked, on first use
             own = getattr(entry, "name", None)
             if self.named and own != key:
                 raise ValueError(f"a {self.kind} is registered under its name: {entry!r} has name {own!r}, not {key!r}")

@@ -24,13 +24,7 @@ from collections.abc import Sequence
 from ..errors import FaceTransferError
 from ..training.malloc_tuning import tune_malloc
 from ..training.noise import silence_known_noise
-from .commands import (
-    DESCRIPTION,
-    TOOL_COMMANDS,
-    TRAINING_COMMANDS,
-    register_command,
-    tool_command,
-)
+from .commands import DESCRIPTION, TOOL_COMMANDS, TRAINING_COMMANDS, register_command, tool_command
 
 
 def _configure_logging() -> None:
@@ -58,9 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"facetransfer: error: unknown command {args[0]!r}\n\n{_usage()}", file=sys.stderr)
             return 2
         tune_malloc()
-        from .fit import (
-            FaceTransferCLI,  # imports PyTorch Lightning (which sets up its own log handler)
-        )
+        from .fit import FaceTransferCLI  # imports PyTorch Lightning (which sets up its own log handler)
 
         _configure_logging()
         FaceTransferCLI(args=None if argv is None else args)

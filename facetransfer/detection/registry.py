@@ -19,8 +19,8 @@ from __future__ import annotations
 from ..registry import Registry
 from .detector import FaceDetector
 
-DETECTORS: Registry[FaceDetector] = Registry("face detector", "facetransfer.detectors", FaceDetector)
-ENTRY_POINT_GROUP = DETECTORS.group
+ENTRY_POINT_GROUP = "facetransfer.detectors"
+DETECTORS: Registry[FaceDetector] = Registry("face detector", ENTRY_POINT_GROUP, FaceDetector)
 register_detector = DETECTORS.register
 list_detectors = DETECTORS.names
 get_detector_builder = DETECTORS.get

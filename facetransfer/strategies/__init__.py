@@ -22,14 +22,6 @@ from .frozen import FrozenFeatureStrategy, classification_metrics
 from .lightning import LightningStrategy
 
 __all__ = [
-    "ENTRY_POINT_GROUP",
-    "CellResult",
-    "FrozenFeatureStrategy",
-    "LightningStrategy",
-    "Section",
-    "Strategy",
-    "classification_metrics",
-    "get_strategy",
-    "list_strategies",
-    "register_strategy",
+    "ENTRY_POINT_GROUP", "CellResult", "FrozenFeatureStrategy", "LightningStrategy", "Section", "Strategy",
+    "classification_metrics", "get_strategy", "list_strategies", "register_strategy",
 ]
