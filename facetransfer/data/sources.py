@@ -128,7 +128,9 @@ class FolderSource(FaceSource):
 
 
 #: the DataModule's ``dataset`` choices: :class:`FaceSource` classes under their ``name``
-SOURCES: Registry[FaceSource] = Registry("dataset", "facetransfer.sources", FaceSource, named=True, arguments="dataset_args")
+SOURCES: Registry[FaceSource] = Registry(
+    "dataset", "facetransfer.sources", FaceSource, named=True, arguments="dataset_args"
+)
 register_source = SOURCES.register
 list_sources = SOURCES.names
 register_source(FolderSource)
@@ -140,4 +142,7 @@ def get_source(name: str, root: str | os.PathLike | None = None, **dataset_args:
     return SOURCES.build(name, root, **dataset_args)
 
 
-__all__ = ["SOURCES", "FaceRecord", "FaceSource", "FolderSource", "get_source", "is_image_name", "list_sources", "register_source"]
+__all__ = [
+    "SOURCES", "FaceRecord", "FaceSource", "FolderSource", "get_source", "is_image_name", "list_sources",
+    "register_source",
+]

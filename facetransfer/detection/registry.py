@@ -26,4 +26,6 @@ list_detectors = DETECTORS.names
 get_detector_builder = DETECTORS.get
 get_detector = DETECTORS.build
 
-__all__ = ["DETECTORS", "ENTRY_POINT_GROUP", "get_detector", "get_detector_builder", "list_detectors", "register_detector"]
+__all__ = [
+    "DETECTORS", "ENTRY_POINT_GROUP", "get_detector", "get_detector_builder", "list_detectors", "register_detector",
+]

@@ -81,7 +81,8 @@ def frozen_stages_for(policy: str, stage_names: list[str]) -> list[str]:
     """Resolve a policy string against a list of stage names."""
     name, _, arg = str(policy).partition(":")
     if name not in FREEZE_POLICIES:
-        raise unknown_choice("freeze policy", policy, [f"{p}:ARG" if p in _TAKE_AN_ARGUMENT else p for p in FREEZE_POLICIES])
+        known = [f"{p}:ARG" if p in _TAKE_AN_ARGUMENT else p for p in FREEZE_POLICIES]
+        raise unknown_choice("freeze policy", policy, known)
     return FREEZE_POLICIES.get(name)(arg, list(stage_names))
 
 
