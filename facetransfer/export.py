@@ -38,9 +38,10 @@ from PIL import Image
 from torch import nn
 
 from .errors import ConfigError, DataError, WeightsError
+from .features import weights_fingerprint
 from .io.atomic import atomic_path, write_text_atomic
 from .io.checkpoint import CheckpointInfo
-from .models.fusion import fused_feature_copy
+from .models.fusion import feature_module
 from .preprocess import Preprocess
 
 if TYPE_CHECKING:
@@ -60,17 +61,6 @@ SIDECAR_FORMAT = "facetransfer.export"
 SIDECAR_VERSION = 1
 
 
-class _Features(nn.Module):
-    """``forward`` = a backbone's ``forward_features``."""
-
-    def __init__(self, backbone: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_features(x)
-
-
 class InferenceGraph(nn.Module):
     """A model as exported: ``[0, 1]`` RGB batch -> normalised -> logits, or L2-normalised embeddings.
 
@@ -88,11 +78,9 @@ class InferenceGraph(nn.Module):
         if not embeddings and not model.class_names:
             raise ConfigError("this model has no identity head; export it with embeddings=True (--embeddings)")
         model.eval()
-        backbone = model.backbone
-        fused = fused_feature_copy(backbone)
-        self.features = fused if fused is not None else _Features(backbone)
-        self.head = None if embeddings else backbone.head
-        pp = backbone.preprocess
+        self.features = feature_module(model.backbone)
+        self.head = None if embeddings else model.backbone.head
+        pp = model.preprocess
         self.register_buffer("input_mean", torch.tensor(pp.mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("input_std", torch.tensor(pp.std, dtype=torch.float32).view(1, 3, 1, 1))
         self.eval()
@@ -310,8 +298,6 @@ def export_model(
     Raises :class:`WeightsError` when the exported file disagrees with PyTorch by more than
     :data:`TOLERANCE` (nothing is written then).
     """
-    from .verification.embedder import weights_fingerprint
-
     out = Path(out)
     format = resolve_format(out, format)  # type: ignore[assignment]
     if not 0 < face_crop <= 1:
