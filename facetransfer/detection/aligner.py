@@ -247,11 +247,11 @@ class Aligner:
 
     def faces(self, image: AlignInput, key: str | None = None) -> Detections:
         """All faces of one image (landmark table, cache, or the detector), best first."""
-        key = key if key is not None else (os.fspath(image) if isinstance(image, (str, os.PathLike)) else None)
-        listed = self._listed(key)
-        if listed is not None:
-            return listed
-        digest, decoded, _ = self._read(image)
+        listed = self._listed(_key(image, key))
+        return listed if listed is not None else self._faces_of(*self._read(image)[:2])
+
+    def _faces_of(self, digest: str, decoded: Image.Image | torch.Tensor) -> Detections:
+        """The faces of a decoded image not in the landmark table: cached, else detected now."""
         known = self._lookup([digest])
         return known[digest] if digest in known else self._detect([digest], [decoded])[digest]
 
@@ -260,15 +260,10 @@ class Aligner:
         return self._locate_decoded(*self._faces_and_image(image, key))[0]
 
     def _faces_and_image(self, image: AlignInput, key: str | None) -> tuple[Detections, Image.Image | torch.Tensor, str]:
-        name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else (key or f"<{type(image).__name__}>")
-        key = key if key is not None else (os.fspath(image) if isinstance(image, (str, os.PathLike)) else None)
-        digest, decoded, _ = self._read(image)
-        listed = self._listed(key)
-        if listed is not None:
-            return listed, decoded, name
-        known = self._lookup([digest])
-        faces = known[digest] if digest in known else self._detect([digest], [decoded])[digest]
-        return faces, decoded, name
+        digest, decoded, path = self._read(image)
+        listed = self._listed(_key(image, key))
+        faces = listed if listed is not None else self._faces_of(digest, decoded)
+        return faces, decoded, path or key or f"<{type(image).__name__}>"
 
     def _locate_decoded(
         self, faces: Detections, decoded: Image.Image | torch.Tensor, name: str
@@ -446,6 +441,11 @@ def _prefetched(pool: ThreadPoolExecutor, load, items: list, chunk: int, keep_im
     for start in range(0, len(items), chunk):
         current, ahead = ahead, submit(start + chunk)
         yield [f.result() for f in current]
+
+
+def _key(image: AlignInput, key: str | None) -> str | None:
+    """The landmark-table key of an image: ``key``, else its path."""
+    return key if key is not None else (os.fspath(image) if isinstance(image, (str, os.PathLike)) else None)
 
 
 def _to_pil(chip: torch.Tensor) -> Image.Image:
