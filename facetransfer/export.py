@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from . import __version__
 from .errors import ConfigError, DataError, WeightsError
 from .features import weights_fingerprint
 from .io.atomic import atomic_path, write_text_atomic
@@ -347,7 +348,7 @@ def export_model(
             "weights_fingerprint": weights_fingerprint(model.backbone),
             "checkpoint": str(checkpoint) if checkpoint is not None else None,
             "parity": parity,
-            "exported_with": {"torch": torch.__version__, "facetransfer": _version()},
+            "exported_with": {"torch": torch.__version__, "facetransfer": __version__},
         }
         write_text_atomic(sidecar, json.dumps(metadata, indent=2) + "\n")
     return ExportResult(out, sidecar, metadata)
@@ -383,15 +384,6 @@ def export_checkpoint(
         model, out, format=format, embeddings=embeddings, face_crop=face_crop, check_images=check_images,
         check_images_from=images_from, weights=info.weights_name, checkpoint=info.path,
     )
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("facetransfer")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 __all__ = [

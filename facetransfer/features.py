@@ -83,7 +83,8 @@ def batch_features(
     with inference_forward(backbone, channels_last=channels_last, fuse=fuse) as forward, autocast:
 
         def features(x: torch.Tensor) -> torch.Tensor:
-            return F.normalize(forward(x).float(), dim=1) if normalize else forward(x).float()
+            feats = forward(x).float()
+            return F.normalize(feats, dim=1) if normalize else feats
 
         for images in batches:
             x = images.to(device, dtype, non_blocking=True)

@@ -342,15 +342,10 @@ class FaceClassifier(L.LightningModule):
 
     def frozen_features(self) -> BackboneFeatures:
         """This model's backbone as a feature extractor with the run's dtype and memory format."""
-        device = self._trainer.strategy.root_device if self._trainer is not None else self.device
-        precision = self._trainer.precision if self._trainer is not None else None
-        flag = self.hparams.channels_last
-        return BackboneFeatures(
-            self.backbone,
-            identity=self.feature_identity(),
-            autocast=autocast_dtype(precision, device),
-            channels_last=None if flag is None else bool(flag),
-        )
+        trainer, flag = self._trainer, self.hparams.channels_last
+        autocast = autocast_dtype(trainer.precision, trainer.strategy.root_device) if trainer is not None else None
+        channels_last = None if flag is None else bool(flag)
+        return BackboneFeatures(self.backbone, self.feature_identity(), autocast, channels_last)
 
     def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """The first batch of a run against the model (features or images, crop size, labels)."""

@@ -36,9 +36,7 @@ def as_backbone(model: nn.Module) -> Backbone:
     """The :class:`Backbone` of a backbone or of a module holding one as ``.backbone`` (FaceClassifier)."""
     backbone = model if isinstance(model, Backbone) else getattr(model, "backbone", None)
     if not isinstance(backbone, Backbone):
-        raise ConfigError(
-            f"expected a facetransfer Backbone or a FaceClassifier, got {type(model).__name__}"
-        )
+        raise ConfigError(f"expected a facetransfer Backbone or a FaceClassifier, got {type(model).__name__}")
     return backbone
 
 
