@@ -37,10 +37,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from . import __version__
 from .errors import ConfigError, DataError, WeightsError
+from .features import weights_fingerprint
 from .io.atomic import atomic_path, write_text_atomic
 from .io.checkpoint import CheckpointInfo
-from .models.fusion import fused_feature_copy
+from .models.fusion import feature_module
 from .preprocess import Preprocess
 
 if TYPE_CHECKING:
@@ -60,17 +62,6 @@ SIDECAR_FORMAT = "facetransfer.export"
 SIDECAR_VERSION = 1
 
 
-class _Features(nn.Module):
-    """``forward`` = a backbone's ``forward_features``."""
-
-    def __init__(self, backbone: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_features(x)
-
-
 class InferenceGraph(nn.Module):
     """A model as exported: ``[0, 1]`` RGB batch -> normalised -> logits, or L2-normalised embeddings.
 
@@ -88,11 +79,9 @@ class InferenceGraph(nn.Module):
         if not embeddings and not model.class_names:
             raise ConfigError("this model has no identity head; export it with embeddings=True (--embeddings)")
         model.eval()
-        backbone = model.backbone
-        fused = fused_feature_copy(backbone)
-        self.features = fused if fused is not None else _Features(backbone)
-        self.head = None if embeddings else backbone.head
-        pp = backbone.preprocess
+        self.features = feature_module(model.backbone)
+        self.head = None if embeddings else model.backbone.head
+        pp = model.preprocess
         self.register_buffer("input_mean", torch.tensor(pp.mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("input_std", torch.tensor(pp.std, dtype=torch.float32).view(1, 3, 1, 1))
         self.eval()
@@ -310,8 +299,6 @@ def export_model(
     Raises :class:`WeightsError` when the exported file disagrees with PyTorch by more than
     :data:`TOLERANCE` (nothing is written then).
     """
-    from .verification.embedder import weights_fingerprint
-
     out = Path(out)
     format = resolve_format(out, format)  # type: ignore[assignment]
     if not 0 < face_crop <= 1:
@@ -361,7 +348,7 @@ def export_model(
             "weights_fingerprint": weights_fingerprint(model.backbone),
             "checkpoint": str(checkpoint) if checkpoint is not None else None,
             "parity": parity,
-            "exported_with": {"torch": torch.__version__, "facetransfer": _version()},
+            "exported_with": {"torch": torch.__version__, "facetransfer": __version__},
         }
         write_text_atomic(sidecar, json.dumps(metadata, indent=2) + "\n")
     return ExportResult(out, sidecar, metadata)
@@ -397,15 +384,6 @@ def export_checkpoint(
         model, out, format=format, embeddings=embeddings, face_crop=face_crop, check_images=check_images,
         check_images_from=images_from, weights=info.weights_name, checkpoint=info.path,
     )
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("facetransfer")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 __all__ = [

@@ -3,7 +3,10 @@
 A linear probe's backbone never changes, so its features are computed once and the head
 trains on them (no augmentation): one inference pass plus the head. The pieces:
 
-- :func:`extract_features`: one inference pass of a backbone over a dataset or batches.
+- :func:`batch_features`: the one inference pass of a frozen backbone (BatchNorm folded, channels-last
+  where faster, optionally L2-normalised and flip-averaged); :func:`extract_features` runs it over a
+  dataset or batches with labels, :func:`file_features` over image files. The
+  :class:`~facetransfer.verification.Embedder` (verification, galleries) calls them too.
 - :class:`BackboneFeatures`: a backbone with the settings of a run (autocast dtype, memory
   format, what identifies its features); :class:`~facetransfer.FaceClassifier` makes one.
 - :class:`FeatureProvider`: what a :class:`~facetransfer.FaceDataModule` asks for the features
@@ -20,22 +23,24 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import ConfigError
-from .io.atomic import atomic_write
+from .errors import ConfigError, DataError
+from .io.images import load_rgb
 from .models.backbone import Backbone
 from .models.fusion import channels_last_is_faster, inference_forward
 from .preprocess import BatchTransforms, ImageBatch, Preprocess
 
 Item = tuple[str, int]
+#: most unreadable images listed in one error message
+MAX_LISTED = 30
 
 
 class FeatureDataset(Dataset):
@@ -52,83 +57,115 @@ class FeatureDataset(Dataset):
 
 
 @torch.no_grad()
+def batch_features(
+    backbone: Backbone,
+    batches: Iterable[torch.Tensor],
+    *,
+    device: torch.device | str | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool | None = None,
+    fuse: bool = True,
+    normalize: bool = False,
+    flip: bool = False,
+) -> torch.Tensor:
+    """Features of preprocessed image batches ``(B, 3, H, W)`` in one eval-mode pass -> float32 on the CPU.
+
+    ``fuse`` folds BatchNorm into the convolutions for the pass (MobileNetV2 on a 2-core CPU: 1.75x),
+    ``channels_last`` (None: on CUDA and CPU devices) runs in that memory format (1.4x more; see
+    :func:`~facetransfer.models.fusion.inference_forward`). ``normalize`` scales each row to norm 1;
+    ``flip`` averages with the mirrored images' features. The backbone is left as it was.
+    """
+    device = torch.device(device) if device is not None else next(backbone.parameters()).device
+    dtype = next(backbone.parameters()).dtype if autocast_dtype is None else None  # autocast casts by itself
+    autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
+    channels_last = channels_last_is_faster(device) if channels_last is None else channels_last
+    out = []
+    with inference_forward(backbone, channels_last=channels_last, fuse=fuse) as forward, autocast:
+
+        def features(x: torch.Tensor) -> torch.Tensor:
+            feats = forward(x).float()
+            return F.normalize(feats, dim=1) if normalize else feats
+
+        for images in batches:
+            x = images.to(device, dtype, non_blocking=True)
+            feats = features(x)
+            if flip:
+                feats = feats + features(x.flip(-1))
+                feats = F.normalize(feats, dim=1) if normalize else feats / 2
+            out.append(feats.cpu())
+    return torch.cat(out) if out else torch.zeros(0, backbone.num_features)
+
+
 def extract_features(
     backbone: Backbone,
     dataset: Dataset | Iterable[tuple[torch.Tensor, torch.Tensor]],
     *,
     batch_size: int = 64,
     num_workers: int = 0,
-    device: torch.device | str | None = None,
-    autocast_dtype: torch.dtype | None = None,
-    channels_last: bool | None = None,
-    fuse: bool = True,
     progress: bool = False,
+    **settings: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run ``backbone.forward_features`` over ``dataset`` in eval mode -> (float32 features, labels) on CPU.
+    """``(features, labels)`` of a dataset of ``(image, label, ...)`` or of ``(images, labels, ...)`` batches, in
+    order; ``settings``: those of :func:`batch_features` (device, autocast_dtype, channels_last, fuse ...)."""
+    from tqdm.auto import tqdm
 
-    ``channels_last=None`` uses the channels-last memory format on CUDA and CPU devices, where
-    convolutions are faster in it (MobileNetV2 inference on a 2-core CPU: about 1.4x).
-    ``fuse`` folds BatchNorm into the convolutions for the pass (another 1.75x for MobileNetV2
-    on that CPU; see :func:`~facetransfer.models.fusion.inference_forward`). The backbone is
-    left as it was: training mode, memory format, weights.
-    """
-    device = torch.device(device) if device is not None else next(backbone.parameters()).device
-    if channels_last is None:
-        channels_last = channels_last_is_faster(device)
     if isinstance(dataset, Dataset):
-        loader = DataLoader(
-            dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False, pin_memory=device.type == "cuda"
-        )
-    else:  # already an iterable of (images, labels) batches, e.g. from a decoded-image store
-        loader = dataset
-    if progress:
-        from tqdm.auto import tqdm
+        pin = torch.device(settings.get("device") or next(backbone.parameters()).device).type == "cuda"
+        dataset = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin)
+    labels: list[torch.Tensor] = []
 
-        loader = tqdm(loader, desc="features", leave=False)
-    feats, labels = [], []
-    ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
-    with inference_forward(backbone, channels_last=channels_last, fuse=fuse) as features, ctx:
-        for batch in loader:
-            feats.append(features(batch[0].to(device, non_blocking=True)).float().cpu())
+    def images() -> Iterator[torch.Tensor]:
+        for batch in tqdm(dataset, desc="features", leave=False, disable=not progress):
             labels.append(torch.as_tensor(batch[1]))
-    if not feats:
-        return torch.zeros(0, backbone.num_features), torch.zeros(0, dtype=torch.long)
-    return torch.cat(feats), torch.cat(labels).long()
+            yield batch[0]
+
+    feats = batch_features(backbone, images(), **settings)
+    return feats, torch.cat(labels).long() if labels else torch.zeros(0, dtype=torch.long)
 
 
-def feature_cache_key(parts: dict[str, Any], keys: Sequence[str]) -> str:
-    """Stable hash of what determines a feature matrix (model, weights, source, transform, images)."""
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
-    for key in keys:
-        digest.update(key.encode() + b"\0")
-    return digest.hexdigest()[:24]
+class ImageFiles(Dataset):
+    """``(image, "")`` per file: read by ``load`` (its pixels, or its aligned face), then ``transform``; an
+    unreadable file, or one without a face, gives ``(None, reason)`` instead of raising."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike], transform: Callable, load: Callable = load_rgb) -> None:
+        self.paths, self.transform, self.load = list(paths), transform, load
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str]:
+        try:
+            return self.transform(self.load(self.paths[index])), ""
+        except DataError as err:
+            return None, str(err)
+
+    @staticmethod
+    def collate(batch: list[tuple[torch.Tensor | None, str]]) -> tuple[tuple, tuple]:
+        return tuple(zip(*batch))  # (images, reasons): the default collate cannot stack None
 
 
-class FeatureCache:
-    """A folder of ``<key>.pt`` feature files, written atomically.
+def file_features(
+    backbone: Backbone, files: ImageFiles, *, batch_size: int = 64, num_workers: int = 0, progress: bool = False,
+    **settings: Any,
+) -> torch.Tensor:
+    """Features of image files in order (read in a DataLoader, ``num_workers``); ``settings``: those of
+    :func:`batch_features`. Every unreadable file is collected; one :class:`DataError` then lists them all."""
+    from tqdm.auto import tqdm
 
-    >>> cache = FeatureCache("/tmp/ft-cache")  # doctest: +SKIP
-    >>> feats, labels = cache.get_or_compute(key, lambda: extract_features(...))  # doctest: +SKIP
-    """
+    loader = DataLoader(files, batch_size=batch_size, num_workers=num_workers, collate_fn=ImageFiles.collate)
+    errors: list[str] = []
 
-    def __init__(self, folder: str | os.PathLike) -> None:
-        self.folder = Path(folder)
+    def readable() -> Iterator[torch.Tensor]:
+        for images, reasons in tqdm(loader, desc="features", leave=False, disable=not progress):
+            errors.extend(why for why in reasons if why)
+            if not errors:  # after an unreadable file, the others are only read to list every bad one
+                yield torch.stack(images)
 
-    def path(self, key: str) -> Path:
-        return self.folder / f"{key}.pt"
-
-    def get_or_compute(self, key: str, compute) -> tuple[torch.Tensor, torch.Tensor]:
-        path = self.path(key)
-        if path.is_file():
-            try:
-                data = torch.load(path, map_location="cpu", weights_only=True)
-                return data["features"], data["labels"]
-            except Exception:  # a damaged cache file is recomputed, never trusted
-                path.unlink(missing_ok=True)
-        features, labels = compute()
-        with atomic_write(path, "wb") as fh:
-            torch.save({"features": features, "labels": labels}, fh)
-        return features, labels
+    feats = batch_features(backbone, readable(), **settings)
+    if errors:
+        more = f"\n  ... and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else ""
+        raise DataError(f"{len(errors)} image(s) could not be read:\n  " + "\n  ".join(errors[:MAX_LISTED]) + more)
+    return feats
 
 
 @dataclass
@@ -203,12 +240,15 @@ def file_identity(path: str | os.PathLike | None) -> Any:
     return [os.path.abspath(path), stat.st_size, int(stat.st_mtime)]
 
 
-def random_init_identity(backbone: Backbone) -> str:
-    """A hash of a backbone's feature weights (a random-init backbone's features depend on its draw)."""
+def weights_fingerprint(backbone: Backbone) -> str:
+    """Short SHA-256 of the feature weights (head excluded): whether two models embed alike, and what a
+    randomly initialised backbone's features depend on."""
     digest = hashlib.sha256()
-    for name, tensor in backbone.stages.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    for name, tensor in sorted(backbone.state_dict().items()):
+        if name.startswith("head."):
+            continue
+        digest.update(name.encode() + b"\0")
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -433,21 +433,13 @@ class SyntheticSource(FaceSource):
         return PurePosixPath(f"synthetic-seed{self.seed}") / key
 
     def init_args(self) -> dict[str, Any]:
-        return {
-            "num_identities": self.num_identities,
-            "images_per_identity": self.images_per_identity,
-            "image_size": self.image_size,
-            "seed": self.seed,
-        }
+        return {name: getattr(self, name) for name in ("num_identities", "images_per_identity", "image_size", "seed")}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "generator_version": GENERATOR_VERSION}
 
     def __repr__(self) -> str:
-        return (
-            f"SyntheticSource(num_identities={self.num_identities}, images_per_identity={self.images_per_identity}, "
-            f"image_size={self.image_size}, seed={self.seed})"
-        )
+        return f"SyntheticSource({', '.join(f'{name}={value!r}' for name, value in self.init_args().items())})"
 
 
 __all__ = ["GENERATOR_VERSION", "SyntheticSource", "render_face"]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
@@ -201,12 +201,13 @@ class Aligner:
 
     # --- finding faces -----------------------------------------------------------------------------
 
-    def _listed(self, key: str | None) -> Detections | None:
+    def _listed(self, image: AlignInput, key: str | None = None) -> Detections | None:
+        """The landmark table's faces of an image (by ``key``, else its path), or None."""
+        key = key if key is not None else (os.fspath(image) if isinstance(image, (str, os.PathLike)) else None)
         return self.landmarks.lookup(key) if self.landmarks is not None and key is not None else None
 
-    def _lookup(self, digests: Iterable[str]) -> dict[str, Detections]:
+    def _lookup(self, digests: Sequence[str]) -> dict[str, Detections]:
         """Detections already known (memory, then disk) for these content hashes."""
-        digests = list(digests)
         found = {d: self._memo[d] for d in digests if d in self._memo}
         missing = [d for d in digests if d not in found]
         if missing and self.cache is not None and self.detector is not None:
@@ -245,30 +246,30 @@ class Aligner:
             return pixels_hash(tensor), tensor, None
         raise DataError(f"cannot align a {type(image).__name__}; give an image path, a PIL image or a uint8 tensor")
 
+    def _found(self, digests: Sequence[str], images: Sequence[Image.Image | torch.Tensor]) -> dict[str, Detections]:
+        """Detections of these contents: remembered or cached, else detected now (once per distinct content)."""
+        known = self._lookup(digests)
+        todo = {digest: image for digest, image in zip(digests, images) if digest not in known}
+        known.update(self._detect(list(todo), list(todo.values())))
+        return known
+
     def faces(self, image: AlignInput, key: str | None = None) -> Detections:
         """All faces of one image (landmark table, cache, or the detector), best first."""
-        key = key if key is not None else (os.fspath(image) if isinstance(image, (str, os.PathLike)) else None)
-        listed = self._listed(key)
+        listed = self._listed(image, key)
         if listed is not None:
             return listed
         digest, decoded, _ = self._read(image)
-        known = self._lookup([digest])
-        return known[digest] if digest in known else self._detect([digest], [decoded])[digest]
+        return self._found([digest], [decoded])[digest]
 
     def locate(self, image: AlignInput, key: str | None = None) -> FaceLocation:
         """The face the policy picks; :class:`NoFaceError` when there is none."""
         return self._locate_decoded(*self._faces_and_image(image, key))[0]
 
     def _faces_and_image(self, image: AlignInput, key: str | None) -> tuple[Detections, Image.Image | torch.Tensor, str]:
-        name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else (key or f"<{type(image).__name__}>")
-        key = key if key is not None else (os.fspath(image) if isinstance(image, (str, os.PathLike)) else None)
-        digest, decoded, _ = self._read(image)
-        listed = self._listed(key)
-        if listed is not None:
-            return listed, decoded, name
-        known = self._lookup([digest])
-        faces = known[digest] if digest in known else self._detect([digest], [decoded])[digest]
-        return faces, decoded, name
+        digest, decoded, path = self._read(image)
+        listed = self._listed(image, key)
+        faces = listed if listed is not None else self._found([digest], [decoded])[digest]
+        return faces, decoded, path or key or f"<{type(image).__name__}>"
 
     def _locate_decoded(
         self, faces: Detections, decoded: Image.Image | torch.Tensor, name: str
@@ -407,7 +408,7 @@ class Aligner:
 
     def _load(self, item: tuple[str, str], keep_images: bool) -> _Detected:
         path, key = item
-        listed = self._listed(key)
+        listed = self._listed(path, key)
         try:
             data = read_bytes(path)
             digest = content_hash(data)
@@ -420,9 +421,7 @@ class Aligner:
 
     def _detect_chunk(self, chunk: list[_Detected]) -> list[_Detected]:
         readable = [d for d in chunk if d.error is None and d.faces is None]
-        known = self._lookup(d.digest for d in readable)
-        todo = {d.digest: d for d in readable if d.digest not in known}  # one detection per distinct content
-        known.update(self._detect(list(todo), [d.image for d in todo.values()]))
+        known = self._found([d.digest for d in readable], [d.image for d in readable])
         for d in readable:
             d.faces = known[d.digest]
         return chunk

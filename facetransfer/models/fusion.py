@@ -80,6 +80,13 @@ def _channels_last_weights(module: nn.Module) -> bool:
     return bool(weights) and weights[0].is_contiguous(memory_format=torch.channels_last) and not weights[0].is_contiguous()
 
 
+def feature_module(backbone: nn.Module) -> nn.Module:
+    """``backbone.forward_features`` as a module: the BN-folded copy (:func:`fused_feature_copy`) where
+    one can be made, else the backbone itself behind a ``forward`` (what an exported graph holds)."""
+    fused = fused_feature_copy(backbone)
+    return fused if fused is not None else _ForwardFeatures(backbone)
+
+
 @contextmanager
 def inference_forward(backbone: nn.Module, *, channels_last: bool = False, fuse: bool = True) -> Iterator[FeatureFn]:
     """Yield a ``features(x)`` function for one eval-mode inference pass over ``backbone``.
@@ -89,31 +96,20 @@ def inference_forward(backbone: nn.Module, *, channels_last: bool = False, fuse:
     backbone has its own training mode and memory format back.
     """
     fused = fused_feature_copy(backbone) if fuse else None
-    if fused is not None:
-        if channels_last:
-            fused.to(memory_format=torch.channels_last)
-
-        def features(x: torch.Tensor) -> torch.Tensor:
-            return fused(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
-
-        yield features
-        return
-
-    was_training = backbone.training
-    convert = channels_last and not _channels_last_weights(backbone)
-    backbone.eval()
+    module = fused if fused is not None else backbone  # the copy, or the backbone for the length of the pass
+    forward = fused if fused is not None else backbone.forward_features
+    was_training, convert = module.training, channels_last and not _channels_last_weights(module)
+    module.eval()
     if convert:
-        backbone.to(memory_format=torch.channels_last)
+        module.to(memory_format=torch.channels_last)
     try:
-
-        def features(x: torch.Tensor) -> torch.Tensor:
-            return backbone.forward_features(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
-
-        yield features
+        yield lambda x: forward(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
     finally:
-        backbone.train(was_training)
-        if convert:
-            backbone.to(memory_format=torch.contiguous_format)
+        module.train(was_training)
+        if convert and fused is None:
+            module.to(memory_format=torch.contiguous_format)
 
 
-__all__ = ["FeatureFn", "channels_last_is_faster", "fused_feature_copy", "has_batchnorm", "inference_forward"]
+__all__ = [
+    "FeatureFn", "channels_last_is_faster", "feature_module", "fused_feature_copy", "has_batchnorm", "inference_forward"
+]

@@ -3,9 +3,9 @@
 The frozen-feature cells of a sweep (``features_logreg``, ``prototype``, ``linear_probe`` ...)
 need the same features: those of a backbone with its pretrained weights, the eval transform and
 no augmentation. They are computed once per (backbone, weights, input preprocessing, face crop,
-data source, image set, precision) for every image of every seed's split and stored by
-:class:`~facetransfer.features.FeatureCache`; every cell, whatever its seed, split or ``N``, then
-picks its rows by image key. :class:`FeatureStore` is a
+data source, image set, precision) for every image of every seed's split and stored in a ``.pt``
+file named by a hash of all that; every cell, whatever its seed, split or ``N``, then picks its
+rows by image key. :class:`FeatureStore` is a
 :class:`~facetransfer.features.FeatureProvider`, so Lightning cells get their features from it
 the same way a :class:`~facetransfer.FaceDataModule` gets them in a single run. Workers of a sweep
 share the folder: the features of a key are computed by one of them (a file lock per key, files
@@ -17,8 +17,11 @@ written atomically) and read by the others::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,15 +29,8 @@ from filelock import FileLock
 
 from ..data.dataset import FaceDataset
 from ..data.sources import FaceSource
-from ..features import (
-    BackboneFeatures,
-    FeatureCache,
-    FeatureDataset,
-    FeatureProvider,
-    ImageBatches,
-    feature_cache_key,
-)
-from ..io.atomic import remove_stale_temporaries
+from ..features import BackboneFeatures, FeatureDataset, FeatureProvider, ImageBatches
+from ..io.atomic import atomic_write, remove_stale_temporaries
 from ..preprocess import Preprocess
 
 FEATURES_VERSION = 1
@@ -65,7 +61,7 @@ class FeatureStore(FeatureProvider):
         source_for: Callable[[Preprocess], FaceSource] | None = None,
     ) -> None:
         super().__init__()
-        self.cache = FeatureCache(folder)
+        self.folder = Path(folder)
         self.source = source
         self.source_for = source_for or (lambda preprocess: source)
         self.keys = sorted(set(keys))
@@ -79,6 +75,7 @@ class FeatureStore(FeatureProvider):
         self.loaded = 0  # feature files read from disk (cache hits)
 
     def key_for(self, extractor: BackboneFeatures) -> str:
+        """A hash of what determines the features of :attr:`keys` (model, weights, source, transform, images)."""
         parts = {
             "version": FEATURES_VERSION,
             **extractor.identity,
@@ -86,35 +83,39 @@ class FeatureStore(FeatureProvider):
             "source": self.source_for(extractor.preprocess).describe(),
             "dtype": str(extractor.autocast),
         }
-        return feature_cache_key(parts, self.keys)
+        digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
+        for key in self.keys:
+            digest.update(key.encode() + b"\0")
+        return digest.hexdigest()[:24]
 
     def all_features(self, extractor: BackboneFeatures) -> torch.Tensor:
         """Features of every key (rows in :attr:`keys` order), extracted on a cache miss."""
         key = self.key_for(extractor)
-        if key in self._memory:
-            return self._memory[key]
+        if key not in self._memory:
+            self._memory[key] = self._read_or_extract(self.folder / f"{key}.pt", extractor)
+            while len(self._memory) > self.memory_slots:  # forget the oldest backbone's features
+                self._memory.pop(next(iter(self._memory)))
+        return self._memory[key]
 
-        def compute():
+    def _read_or_extract(self, path: Path, extractor: BackboneFeatures) -> torch.Tensor:
+        """The features stored in ``path``, or extracted and written there atomically. One writer per file:
+        other processes sharing the folder wait for its lock, then read."""
+        with FileLock(path.with_suffix(".lock")):
+            remove_stale_temporaries(path)  # a killed writer's leftovers (writers hold this lock)
+            try:
+                feats = torch.load(path, map_location="cpu", weights_only=True)["features"]
+            except Exception:  # noqa: BLE001 - missing or damaged: extracted again, never trusted
+                feats = None
+            if feats is not None and len(feats) == len(self.keys):  # else the features of other images
+                self.loaded += 1
+                return feats
             self.computed += 1
             transform = extractor.preprocess.eval_transform(self.face_crop)
             dataset = FaceDataset(self.source_for(extractor.preprocess), [(k, -1) for k in self.keys], transform)
-            return extractor(dataset, batch_size=self.batch_size, num_workers=self.num_workers)
-
-        computed_before = self.computed
-        path = self.cache.path(key)
-        # one writer per key: other processes sharing the cache wait, then read its file
-        with FileLock(path.with_suffix(".lock")):
-            remove_stale_temporaries(path)  # a killed writer's leftovers (writers hold this lock)
-            feats, _ = self.cache.get_or_compute(key, compute)
-            if len(feats) != len(self.keys):  # not the features of these images: never trust it
-                path.unlink(missing_ok=True)
-                feats, _ = self.cache.get_or_compute(key, compute)
-        if self.computed == computed_before:
-            self.loaded += 1
-        self._memory[key] = feats
-        while len(self._memory) > self.memory_slots:  # forget the oldest backbone's features
-            self._memory.pop(next(iter(self._memory)))
-        return feats
+            feats, labels = extractor(dataset, batch_size=self.batch_size, num_workers=self.num_workers)
+            with atomic_write(path, "wb") as fh:
+                torch.save({"features": feats, "labels": labels}, fh)
+            return feats
 
     def select(self, extractor: BackboneFeatures, items: Sequence[Item]) -> FeatureDataset:
         """The rows of ``items`` (``(key, label)`` pairs) as a dataset of (feature, label)."""

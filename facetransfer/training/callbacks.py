@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from ..errors import ConfigError
+
 
 class StepSeeder(Callback):
     """Seed torch, numpy and ``random`` before each training batch from ``(seed, batches trained, rank)``.
@@ -118,8 +120,6 @@ class LinearProbeHead(Callback):
     """
 
     def __init__(self, head_c: float = 1.0, iterations: int = 200) -> None:
-        from ..errors import ConfigError
-
         if head_c <= 0 or iterations < 1:
             raise ConfigError(f"LinearProbeHead needs head_c > 0 and iterations >= 1, got {head_c}, {iterations}")
         self.head_c, self.iterations = head_c, iterations
@@ -130,8 +130,6 @@ class LinearProbeHead(Callback):
         if self.done or trainer.ckpt_path:  # resumed: the checkpoint holds the fitted head
             return
         if getattr(pl_module, "features", None) is None:
-            from ..errors import ConfigError
-
             raise ConfigError(
                 "LinearProbeHead reads the training images' features through the model's feature provider: build "
                 "the model with the data's (FaceClassifier(features=data.features); the CLI and the sweep link it)"

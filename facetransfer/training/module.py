@@ -16,7 +16,7 @@ import contextvars
 import inspect
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import lightning as L
@@ -27,12 +27,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from ..errors import ConfigError, WeightsError
-from ..features import (
-    BackboneFeatures,
-    FeatureProvider,
-    file_identity,
-    random_init_identity,
-)
+from ..features import BackboneFeatures, FeatureProvider, file_identity, weights_fingerprint
 from ..io.checkpoint import read_checkpoint
 from ..models import Backbone, get_backbone
 from ..models.fusion import channels_last_is_faster
@@ -340,24 +335,22 @@ class FaceClassifier(L.LightningModule):
             "backbone": self.backbone_name,
             "weights": hp.get("weights"),
             "weights_path": file_identity(hp.get("weights_path")),
-            "random_init": random_init_identity(self.backbone) if not (hp.get("weights") or hp.get("weights_path")) else None,
+            "random_init": weights_fingerprint(self.backbone) if not (hp.get("weights") or hp.get("weights_path")) else None,
             "backbone_args": hp.get("backbone_args"),
             "preprocess": self.preprocess.eval_dict(),
         }
 
     def frozen_features(self) -> BackboneFeatures:
         """This model's backbone as a feature extractor with the run's dtype and memory format."""
-        device = self._trainer.strategy.root_device if self._trainer is not None else self.device
-        precision = self._trainer.precision if self._trainer is not None else None
-        flag = self.hparams.channels_last
-        return BackboneFeatures(
-            self.backbone,
-            identity=self.feature_identity(),
-            autocast=autocast_dtype(precision, device),
-            channels_last=None if flag is None else bool(flag),
-        )
+        trainer, flag = self._trainer, self.hparams.channels_last
+        autocast = autocast_dtype(trainer.precision, trainer.strategy.root_device) if trainer is not None else None
+        channels_last = None if flag is None else bool(flag)
+        return BackboneFeatures(self.backbone, self.feature_identity(), autocast, channels_last)
 
     def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """The first batch of a run against the model (features or images, crop size, labels)."""
+        if getattr(self, "_batch_checked", False):
+            return
         if x.ndim == 2 and not self.uses_feature_cache:
             raise ConfigError(
                 "the data serves frozen features, but this model trains its backbone (or has no feature "
@@ -373,48 +366,54 @@ class FaceClassifier(L.LightningModule):
                 f"the data has labels up to {int(y.max())} but this model has {self.num_classes} identities: "
                 "give it class_names=data.class_names (or the checkpoint's split)"
             )
+        self._batch_checked = True
 
     def _shared_step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch[0], batch[1]
-        if not getattr(self, "_batch_checked", False):
-            self._check_batch(x, y)
-            self._batch_checked = True
+        self._check_batch(x, y)
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         return loss, logits, y
 
-    def _penalty(self, batch_size: int) -> torch.Tensor | float:
-        """``|W|^2 / (2 C n)`` on the head's weights (``head_c``), 0 without it."""
-        c = self.hparams.get("head_c")
+    def _penalty(self, batch_size: int, head_c: float | None = None) -> torch.Tensor | float:
+        """``|W|^2 / (2 C n)`` on the head's weights, ``C`` = ``head_c`` (default: the model's); 0 without it."""
+        c = self.hparams.get("head_c") if head_c is None else head_c
         if c is None:
             return 0.0
         weights = [m.weight for m in self.backbone.head.modules() if isinstance(m, nn.Linear)]
         return sum(w.float().pow(2).sum() for w in weights) / (2 * c * max(1, batch_size))
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        if not self.automatic_optimization:
-            return self._lbfgs_step(batch)
-        loss, logits, y = self._shared_step(batch)
-        loss = loss + self._penalty(len(y)) + self._l2sp()
-        self._log_train(loss, logits, y)
-        return loss
+    def _minimize_lbfgs(
+        self, optimizer: Any, x: torch.Tensor, y: torch.Tensor, head_c: float | None = None,
+        label_smoothing: float = 0.0, backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One L-BFGS step (its iterations and line search) on logistic regression's objective over ``(x, y)``:
+        cross-entropy plus :meth:`_penalty`. Returns ``(loss, logits)`` after the step."""
 
-    def _lbfgs_step(self, batch) -> torch.Tensor:
-        """One L-BFGS step (``lbfgs_iterations`` iterations with line search) on the batch."""
-        optimizer = self.optimizers()
-        x, y = batch[0], batch[1]
+        def objective() -> tuple[torch.Tensor, torch.Tensor]:
+            logits = self(x)
+            return F.cross_entropy(logits, y, label_smoothing=label_smoothing) + self._penalty(len(y), head_c), logits
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
-            loss, _, _ = self._shared_step((x, y))
-            loss = loss + self._penalty(len(y))
-            self.manual_backward(loss)
+            loss = objective()[0]
+            backward(loss)
             return loss
 
-        optimizer.step(closure=closure)
+        optimizer.step(closure=closure)  # returns the loss before the step: evaluate the result afterwards
         with torch.no_grad():
-            loss, logits, _ = self._shared_step((x, y))
-            loss = loss + self._penalty(len(y))
+            return objective()
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        if not self.automatic_optimization:  # L-BFGS: the whole objective, minimised in one closure-driven step
+            x, y = batch[0], batch[1]
+            self._check_batch(x, y)
+            loss, logits = self._minimize_lbfgs(
+                self.optimizers(), x, y, label_smoothing=self.hparams.label_smoothing, backward=self.manual_backward
+            )
+        else:
+            loss, logits, y = self._shared_step(batch)
+            loss = loss + self._penalty(len(y)) + self._l2sp()
         self._log_train(loss, logits, y)
         return loss
 
@@ -515,19 +514,8 @@ class FaceClassifier(L.LightningModule):
         x, y = features.to(device, torch.float32), labels.to(device)
         was_training = head.training
         head.train()
-        params = [p for p in head.parameters() if p.requires_grad]
-        optimizer = lbfgs(params, iterations)
-        weights = [m.weight for m in head.modules() if isinstance(m, nn.Linear)]
-
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = F.cross_entropy(head(x), y) + sum(w.pow(2).sum() for w in weights) / (2 * head_c * len(y))
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)  # returns the loss before the step: evaluate the result afterwards
-        with torch.no_grad():
-            loss = F.cross_entropy(head(x), y) + sum(w.pow(2).sum() for w in weights) / (2 * head_c * len(y))
+        optimizer = lbfgs([p for p in head.parameters() if p.requires_grad], iterations)
+        loss, _ = self._minimize_lbfgs(optimizer, x, y, head_c)
         head.train(was_training)
         return float(loss)
 
@@ -606,24 +594,18 @@ class FaceClassifier(L.LightningModule):
         return model.to(map_location) if map_location is not None else model
 
     def embed(self, images, face_crop: float = 1.0, flip: bool = False) -> torch.Tensor:
-        """L2-normalised backbone features.
+        """L2-normalised backbone features (:class:`~facetransfer.verification.Embedder`).
 
         ``images``: a preprocessed float batch ``(B, 3, H, W)`` (as the DataModule yields; result on
         the model's device), or PIL images / image paths / ``uint8`` tensors, one or a list, which
-        get the backbone's eval transform with ``face_crop`` (result on the CPU; see
-        :class:`~facetransfer.verification.Embedder`). ``flip`` averages with the mirrored images.
+        get the backbone's eval transform with ``face_crop`` (result on the CPU). ``flip`` averages
+        with the mirrored images.
         """
-        if not (isinstance(images, torch.Tensor) and images.ndim == 4 and images.is_floating_point()) or flip:
-            from ..verification.embedder import Embedder
+        from ..verification.embedder import Embedder
 
-            return Embedder(self, face_crop=face_crop, flip=flip)(images)
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                return F.normalize(self.forward_features(images.to(self.device)).float(), dim=1)
-        finally:
-            self.train(was_training)
+        embeddings = Embedder(self, face_crop=face_crop, flip=flip)(images)
+        batch = isinstance(images, torch.Tensor) and images.ndim == 4 and images.is_floating_point()
+        return embeddings.to(self.device) if batch else embeddings
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> FaceClassifier:

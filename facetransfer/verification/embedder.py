@@ -15,64 +15,29 @@ Cosine similarity of two embeddings is their dot product.
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Union
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ConfigError, DataError
+from ..features import ImageFiles, batch_features, file_features, weights_fingerprint
 from ..io.images import load_rgb, to_rgb
 from ..models.backbone import Backbone
-from ..models.fusion import FeatureFn, channels_last_is_faster, inference_forward
 
 ImageLike = Union[Image.Image, str, os.PathLike, torch.Tensor]
-#: most unreadable images listed in one error message
-MAX_LISTED = 30
 
 
 def as_backbone(model: nn.Module) -> Backbone:
     """The :class:`Backbone` of a backbone or of a module holding one as ``.backbone`` (FaceClassifier)."""
     backbone = model if isinstance(model, Backbone) else getattr(model, "backbone", None)
     if not isinstance(backbone, Backbone):
-        raise ConfigError(
-            f"expected a facetransfer Backbone or a FaceClassifier, got {type(model).__name__}"
-        )
+        raise ConfigError(f"expected a facetransfer Backbone or a FaceClassifier, got {type(model).__name__}")
     return backbone
-
-
-def weights_fingerprint(backbone: Backbone) -> str:
-    """Short SHA-256 of the feature weights (head excluded): tells whether two models embed alike."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(backbone.state_dict().items()):
-        if name.startswith("head."):
-            continue
-        digest.update(name.encode() + b"\0")
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-class _ImageFiles(Dataset):
-    """Transformed image files (read by ``load``: the file's pixels, or its aligned face); an unreadable
-    file, or one without a face, yields ``(None, reason)`` instead of raising."""
-
-    def __init__(self, paths: Sequence[Path], transform, load=load_rgb) -> None:
-        self.paths, self.transform, self.load = list(paths), transform, load
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int):
-        try:
-            return self.transform(self.load(self.paths[index])), ""
-        except DataError as err:
-            return None, str(err)
 
 
 def add_align_options(parser, remembered: str = "detections are cached on disk") -> None:
@@ -96,10 +61,6 @@ def make_aligner(align: Any, preprocess, template: str | None = None):
     if align not in list_detectors():
         raise ConfigError(f"unknown align {align!r}; known: none, {', '.join(list_detectors())}")
     return Aligner(align, template_for_input(preprocess, template))
-
-
-def _collate(batch):
-    return [x for x, _ in batch], [why for _, why in batch]
 
 
 class Embedder:
@@ -172,25 +133,17 @@ class Embedder:
         }
 
     # --- preprocessed batches --------------------------------------------------------------------
-    @torch.no_grad()
     def embed_batch(self, batch: torch.Tensor) -> torch.Tensor:
         """Preprocessed float images ``(B, 3, H, W)`` -> normalised embeddings (CPU, float32)."""
-        with inference_forward(self.backbone, fuse=False) as features:
-            return self._embed(batch, features)
-
-    def _embed(self, batch: torch.Tensor, features: FeatureFn) -> torch.Tensor:
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise DataError(f"expected a preprocessed batch of shape (B, 3, H, W), got {tuple(batch.shape)}")
-        out = []
-        for chunk in batch.split(self.batch_size):
-            chunk = chunk.to(self.device, torch.float32)
-            feats = F.normalize(features(chunk).float(), dim=1)
-            if self.flip:
-                feats = F.normalize(feats + F.normalize(features(chunk.flip(-1)).float(), dim=1), dim=1)
-            out.append(feats.cpu())
-        if not out:
-            return torch.zeros(0, self.num_features)
-        return torch.cat(out)
+        return batch_features(self.backbone, batch.split(self.batch_size), **self._settings(many=False))
+
+    def _settings(self, many: bool) -> dict[str, Any]:
+        """How :func:`~facetransfer.features.batch_features` runs: normalised, flip-averaged; a pass over many
+        images folds BatchNorm and runs channels-last where faster, a few images run on the backbone as it is."""
+        return {"device": self.device, "normalize": True, "flip": self.flip, "fuse": many,
+                "channels_last": None if many else False}
 
     # --- any image input -------------------------------------------------------------------------
     def preprocess(self, image: ImageLike) -> torch.Tensor:
@@ -220,22 +173,23 @@ class Embedder:
         if isinstance(images, torch.Tensor) and images.ndim == 4:
             if images.is_floating_point():
                 return self.embed_batch(images)
-            return self.embed_batch(torch.stack([self.preprocess(x) for x in images]))
-        if isinstance(images, (str, os.PathLike, Image.Image, torch.Tensor)):
+            images = list(images)  # raw pixels: one (C, H, W) image each
+        elif isinstance(images, (str, os.PathLike, Image.Image, torch.Tensor)):
             images = [images]
         if not isinstance(images, Sequence):
             raise DataError(
                 f"cannot embed a {type(images).__name__}; give PIL images, image paths, or (C, H, W) tensors"
             )
-        items = list(images)
-        out = []
+        return batch_features(self.backbone, self._stacked(list(images)), **self._settings(many=False))
+
+    def _stacked(self, items: list[ImageLike]) -> Iterator[torch.Tensor]:
+        """Batches of ``batch_size`` preprocessed images."""
         for start in range(0, len(items), self.batch_size):
             chunk = [self.preprocess(x) for x in items[start : start + self.batch_size]]
             shapes = {tuple(x.shape) for x in chunk}
             if len(shapes) > 1:
                 raise DataError(f"preprocessed images differ in size: {sorted(shapes)}")
-            out.append(self.embed_batch(torch.stack(chunk)))
-        return torch.cat(out) if out else torch.zeros(0, self.num_features)
+            yield torch.stack(chunk)
 
     def embed_files(self, paths: Sequence[str | os.PathLike], progress: bool = False) -> torch.Tensor:
         """Embed image files with a DataLoader (``num_workers``), in order.
@@ -247,29 +201,10 @@ class Embedder:
         if self.aligner is not None:
             self.aligner.prepare(paths, progress=progress)  # every face detected once, batched (and cached)
             load = self.aligner.align
-        loader = DataLoader(
-            _ImageFiles(paths, self.transform, load),
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            collate_fn=_collate,
+        return file_features(
+            self.backbone, ImageFiles(paths, self.transform, load), batch_size=self.batch_size,
+            num_workers=self.num_workers, progress=progress, **self._settings(many=True),
         )
-        if progress:
-            from tqdm.auto import tqdm
-
-            loader = tqdm(loader, desc="embeddings", leave=False)
-        out, errors = [], []
-        # one pass over many images: BatchNorm folded into the convolutions, channels-last
-        with torch.no_grad(), inference_forward(self.backbone, channels_last=channels_last_is_faster(self.device)) as features:
-            for images, reasons in loader:
-                errors += [why for why in reasons if why]
-                good = [x for x in images if x is not None]
-                if good and not errors:
-                    out.append(self._embed(torch.stack(good), features))
-        if errors:
-            listing = "\n".join(f"  {why}" for why in errors[:MAX_LISTED])
-            more = f"\n  ... and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else ""
-            raise DataError(f"{len(errors)} image(s) could not be read:\n{listing}{more}")
-        return torch.cat(out) if out else torch.zeros(0, self.num_features)
 
 
 __all__ = ["Embedder", "ImageLike", "add_align_options", "as_backbone", "make_aligner", "weights_fingerprint"]

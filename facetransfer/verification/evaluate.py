@@ -61,14 +61,8 @@ class VerificationResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "pairs_file": self.pairs_file,
-            "image_dir": self.image_dir,
-            "num_images": self.num_images,
-            "model": self.model,
-            "metrics": self.metrics.to_dict(),
-            "files": self.files,
-        }
+        out = {name: getattr(self, name) for name in ("pairs_file", "image_dir", "num_images", "model", "metrics", "files")}
+        return {**out, "metrics": self.metrics.to_dict()}
 
     def scalars(self, prefix: str = "verify/") -> dict[str, float]:
         """The headline numbers as ``{verify/acc, verify/acc_std, verify/auc, verify/tar@far1e-3}``."""
