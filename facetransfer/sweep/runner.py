@@ -75,7 +75,7 @@ def run_sweep(
     echo = echo or print
     parallel = parallel or ParallelOptions()
     if parallel.launcher is not None:
-        from .parallel.submitit_launcher import check_launcher
+        from .parallel.launcher import check_launcher
 
         check_launcher(parallel.launcher)
     silence_known_noise()
@@ -105,19 +105,9 @@ def run_sweep(
                 echo(f"  running: {cell.label} ({lease.where})" if lease else f"  would run: {cell.label}")
             return result
         plan.check_state()
-        if parallel.launcher is not None and pending:
-            from .parallel.submitit_launcher import submit_workers
-
-            result.jobs = submit_workers(plan, parallel, report=report, quiet=quiet, echo=echo)
-            if parallel.launcher == "slurm":
-                return result
-            finished = plan.table.finished_keys()
-            result.ran = [c.key for c in pending if c.key in finished]
-            result.workers = len(result.jobs)
-            report_policy = "finisher"
-        else:
-            result.workers, report_policy = _run_here(plan, parallel, result, report=report, progress=progress, quiet=quiet,
-                                                      echo=echo)
+        report_policy = _run(plan, parallel, result, report=report, progress=progress, quiet=quiet, echo=echo)
+        if report_policy == "submitted":  # a SLURM job array runs the cells
+            return result
 
     if report and plan.table.path.is_file():
         if report_policy == "end":
@@ -132,24 +122,24 @@ def run_sweep(
     return result
 
 
-def _run_here(
-    plan: SweepPlan, parallel: ParallelOptions, result: SweepResult, *, report: bool, progress: bool, quiet: bool,
-    echo: Echo,
-) -> tuple[int, str]:
-    """Run the pending cells on this machine: in this process, or in ``--workers K`` processes.
-
-    Returns the number of workers and who writes the report (``end``: the caller; ``finisher``:
-    the worker that recorded the last row, for a ``--shard`` worker)."""
-    from .parallel.local_workers import resolve_workers, run_local_workers
+def _run(plan: SweepPlan, parallel: ParallelOptions, result: SweepResult, *, report: bool, progress: bool, quiet: bool,
+         echo: Echo) -> str:
+    """Run the pending cells: workers started through a launcher (``--workers K``, ``--launcher``), or
+    one worker in this process. Returns who writes the report: ``end`` (the caller), ``finisher``
+    (read the one the worker that recorded the last row wrote), ``none``; ``submitted``: nothing ran here."""
+    from .parallel.launcher import submit_workers, worker_count
     from .parallel.shard import Shard
     from .parallel.worker import WorkerSettings, run_worker, write_report_if_due
 
-    workers = min(resolve_workers(parallel.workers, plan.config), len(plan.pending))  # no worker without a cell
-    if workers > 1:
-        run_local_workers(plan, workers, parallel, progress=progress, quiet=quiet, echo=echo)
+    count = worker_count(parallel, plan) if plan.pending else 1
+    if parallel.launcher is not None and plan.pending or count > 1:
+        result.jobs = submit_workers(plan, parallel, count, report=report, quiet=quiet, progress=progress, echo=echo)
+        result.workers = len(result.jobs)
+        if parallel.launcher == "slurm":
+            return "submitted"
         finished = plan.table.finished_keys()
         result.ran = [c.key for c in plan.pending if c.key in finished]
-        return workers, "end"
+        return "end"
     shard = parallel.shard or Shard()
     policy = "end" if parallel.shard is None else "finisher" if report else "none"
     settings = WorkerSettings(
@@ -160,8 +150,8 @@ def _run_here(
     result.ran = outcome.ran
     result.features_computed, result.features_loaded = outcome.features_computed, outcome.features_loaded
     if policy == "finisher" and not write_report_if_due(plan, outcome, lambda text: None):
-        return 1, "none"  # another worker recorded the last row and writes it
-    return 1, policy
+        return "none"  # another worker recorded the last row and writes it
+    return policy
 
 
 def _echo_report(report: Report, out: Path, echo: Echo) -> None:

@@ -1,8 +1,8 @@
 """One worker of a sweep: claim a cell, run it, record its row; until every cell of the grid is done.
 
 Any number of workers run this loop on one results folder: the process you start, the
-``--workers K`` processes it starts, SLURM array tasks, or processes another scheduler starts
-with ``--shard i/n``. A cell is claimed through its lease (:mod:`~facetransfer.sweep.parallel.lease`),
+workers it starts on this machine (``--workers K``) or as SLURM array tasks, or processes another
+scheduler starts with ``--shard i/n``. A cell is claimed through its lease (:mod:`~facetransfer.sweep.parallel.lease`),
 run, and its row added to ``results.csv`` only while the lease is still this worker's, so every
 cell gets exactly one row. When no cell is free but other workers' cells still run, the worker
 waits: if one of them dies, this worker runs its cell again::
@@ -47,7 +47,6 @@ class WorkerSettings:
         report: ``end``: the caller writes the report; ``finisher``: the worker whose row
             completes the grid writes it; ``none``: nobody (a launcher writes it).
         progress: a progress bar; quiet: hide Lightning's per-cell info lines.
-        holder: the lease holder id (a launcher sets it, to name the cell of a worker that died).
         tag: prefix of this worker's messages (``[worker 1/4] ``).
     """
 
@@ -57,7 +56,6 @@ class WorkerSettings:
     report: ReportPolicy = "end"
     progress: bool = True
     quiet: bool = True
-    holder: str | None = None
     tag: str = ""
 
     @property
@@ -113,7 +111,7 @@ def run_worker(plan: SweepPlan, ctx: SweepContext, settings: WorkerSettings, ech
     """Run unfinished cells of ``plan`` until each has its row (see the module's text)."""
     from tqdm.auto import tqdm
 
-    book = LeaseBook(plan.output_dir, WorkerIdentity.here(settings.shard.label, settings.holder), settings.lease_seconds)
+    book = LeaseBook(plan.output_dir, WorkerIdentity.here(settings.shard.label), settings.lease_seconds)
     outcome = WorkerOutcome()
     bar = tqdm(total=len(plan.cells), initial=sum(c.key in plan.finished for c in plan.cells), desc="sweep", unit="cell",
                disable=not settings.progress, file=sys.stderr, dynamic_ncols=True)
@@ -234,18 +232,5 @@ def write_report_if_due(plan: SweepPlan, outcome: WorkerOutcome, echo: Echo) -> 
     return True
 
 
-def worker_process_main(config, settings: WorkerSettings) -> None:
-    """Entry point of a ``--workers K`` child process: one line and exit status 2 on bad input."""
-    def echo(text: str) -> None:
-        print(text, flush=True)
-
-    try:
-        run_worker_process(config, settings, echo)
-    except FaceTransferError as err:
-        print(f"facetransfer: error: {settings.tag}{err}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
-
-
-__all__ = ["WorkerOutcome", "WorkerSettings", "WorkersFailed", "record_row", "run_worker", "run_worker_process", "worker_process_main", "write_report_if_due"]
+__all__ = ["WorkerOutcome", "WorkerSettings", "WorkersFailed", "record_row", "run_worker", "run_worker_process",
+           "write_report_if_due"]
