@@ -96,11 +96,16 @@ def largest_difference(a: dict, b: dict) -> float:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(REPO / "configs" / "experiments" / "demo.yaml"))
-    parser.add_argument("--runs", nargs="+", default=["--workers 1", "--workers 2"],
+    parser.add_argument("--runs", nargs="+", default=None,
                         help="sweep options of each run, e.g. '--workers 2' '--launcher submitit_local --workers 2'")
+    parser.add_argument("--workers", default="1,2", help="without --runs: worker counts to compare, e.g. 1,2")
+    parser.add_argument("--threads", type=int, default=None, help="without --runs: also run 1 worker at num_threads N")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--out", default=None, help="where the runs' folders go (default: a temporary folder)")
     args = parser.parse_args(argv)
+    if args.runs is None:
+        args.runs = [f"--workers {k}" for k in args.workers.split(",")]
+        args.runs += [f"--workers 1 --num_threads {args.threads}"] if args.threads else []
     base = Path(args.out or tempfile.mkdtemp(prefix="sweep_workers_"))
     print(f"# {datetime.date.today()}: {cpu_name()}, {len(os.sched_getaffinity(0))} cores; {args.config}")
     measured: dict[str, list[dict[str, float]]] = {name: [] for name in args.runs}

@@ -168,7 +168,7 @@ def resolve_sections(
             namespace = parser.parse_object(layer, namespace=namespace, defaults=False)
         except (argparse.ArgumentError, TypeError, ValueError) as err:
             raise _section_error(err, where if i == len(stack) - 1 else f"{where} (its strategy's recipe)", parser) from None
-    resolved = plain(namespace.as_dict()) if namespace is not None else {}
+    resolved = plain(namespace.as_dict())
     return {k: resolved.get(k, {}) for k in by_key if not by_key[k].optional or k in present}
 
 

@@ -35,7 +35,7 @@ import argparse
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -53,7 +53,6 @@ from ..strategies.sections import (
     slug,
 )
 
-CHECKPOINT_POLICIES = ("best", "all", "none")
 #: what a cell's Trainer gets below the shared trainer section (no progress bar or summary per cell)
 CELL_TRAINER_DEFAULTS = {"enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0}
 SECTIONS = {
@@ -124,12 +123,6 @@ class SweepConfig:
     sources: list[str] = field(default_factory=list)
     method_order: list[str] = field(default_factory=list)  # every method of the config (report order)
 
-    def method(self, name: str) -> MethodSpec:
-        for m in self.methods:
-            if m.name == name:
-                return m
-        raise KeyError(name)
-
     def select(self, names: Sequence[str]) -> SweepConfig:
         """The same sweep restricted to methods whose name or strategy is in ``names``."""
         known = sorted({m.name for m in self.methods} | {m.strategy for m in self.methods})
@@ -141,21 +134,7 @@ class SweepConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration, as plain data (written next to the results)."""
-        return plain(
-            {
-                "name": self.name,
-                "output_dir": str(self.output_dir),
-                "data": self.data,
-                "trainer": self.trainer,
-                "train_samples": self.train_samples,
-                "seeds": self.seeds,
-                "feature_cache_dir": str(self.feature_cache_dir),
-                "checkpoints": self.checkpoints,
-                "num_threads": self.num_threads,
-                "methods": [m.__dict__ for m in self.methods],
-                "sources": self.sources,
-            }
-        )
+        return plain({k: v for k, v in asdict(self).items() if k != "method_order"})
 
 
 def _yaml_text(config: Mapping[str, Any]) -> str:
@@ -179,14 +158,11 @@ def parse_sweep_args(argv: Sequence[str], parser=None):
 def build_sweep_config(parsed: Any, *, default_name: str = "sweep", sources: Sequence[str] = ()) -> SweepConfig:
     """A parsed namespace (given values only) -> a checked :class:`SweepConfig` (nothing is built or run)."""
     given = plain(parsed.as_dict())  # jsonargparse's typed values (PositiveInt ...) as plain Python
-    data = dict(given.get("data") or {})
-    trainer = dict(given.get("trainer") or {})
-    model = dict(given.get("model") or {})
-    methods_raw = given.get("methods") or []
-    if not methods_raw:
+    data, trainer, model = (dict(given.get(key) or {}) for key in SECTIONS)
+    if not given.get("methods"):
         raise ConfigError("methods is empty: the grid has no method (e.g. - {strategy: scratch, backbone: scratch_cnn})")
     shared = {"model": model, "trainer": trainer}
-    methods = [resolve_method(i, m, {"trainer": CELL_TRAINER_DEFAULTS}, shared) for i, m in enumerate(methods_raw)]
+    methods = [resolve_method(i, m, {"trainer": CELL_TRAINER_DEFAULTS}, shared) for i, m in enumerate(given["methods"])]
     seen: dict[str, int] = {}
     for i, m in enumerate(methods):
         if m.name in seen:

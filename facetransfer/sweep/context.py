@@ -118,10 +118,6 @@ def quiet_lightning(enabled: bool = True) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _located(where: str, err: Exception) -> ConfigError:
-    return ConfigError(f"{where}: {err}")
-
-
 def build_splits(config: SweepConfig, echo: Echo) -> tuple[dict[int, SplitManifest], FaceDataModule, list[str]]:
     """Each seed's split with the whole training pool (bad data fails here, before any training),
     the data module of the first seed, and every image key of the splits (for the feature store)."""
@@ -131,10 +127,8 @@ def build_splits(config: SweepConfig, echo: Echo) -> tuple[dict[int, SplitManife
     for seed in config.seeds:
         try:
             data = FaceDataModule(**config.data, seed=seed, train_samples="all")
-        except TypeError as err:
-            raise _located("data", err) from None
-        except ConfigError as err:
-            raise _located("data", err) from None
+        except (TypeError, ConfigError) as err:
+            raise ConfigError(f"data: {err}") from None
         m = data.manifest
         keys.update(all_keys([m]))
         pools[seed] = m
@@ -157,7 +151,7 @@ def check_methods(config: SweepConfig, methods: list[MethodSpec]) -> None:
         except FaceTransferError as err:
             raise type(err)(f"{where}: {err}") from None
         except Exception as err:  # Lightning and torch raise several types for bad options
-            raise _located(where, err) from None
+            raise ConfigError(f"{where}: {err}") from None
 
 
 __all__ = ["SweepContext", "build_splits", "check_methods", "quiet_lightning", "run_cell", "torch_threads"]

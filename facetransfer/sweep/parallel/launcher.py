@@ -5,15 +5,14 @@ Each worker is one submitit task, worker ``i`` of ``n`` on the sweep's folder: i
 checks it against ``sweep.json`` and claims cells until every cell has its row
 (:mod:`~facetransfer.sweep.parallel.worker`).
 
-On this machine submitit's local executor starts the workers and this process waits for them,
-shows their messages and writes the report. Worker ``k`` sees one GPU, ``k % G`` of the ``G``
+On this machine submitit's local executor starts the workers and this process waits for them
+and shows their messages. Worker ``k`` sees one GPU, ``k % G`` of the ``G``
 visible ones (``CUDA_VISIBLE_DEVICES``, set before torch starts CUDA); on a CPU the torch threads
 (``num_threads``, default all cores) are divided among the workers. A worker whose sweep process
 is gone (killed) stops within a second; the cell it was running has no row and runs again when
 the same command runs again.
 
-On SLURM each array task is a worker, and the task that records the grid's last row writes the
-report. With ``--slurm_requeue`` (the default) a preempted or timed-out task is put back in the
+On SLURM each array task is a worker. The worker that records the grid's last row writes the report. With ``--slurm_requeue`` (the default) a preempted or timed-out task is put back in the
 queue by submitit: its cell in progress runs again, finished cells stay::
 
     >>> jobs = submit_workers(plan, ParallelOptions(workers=8, launcher="slurm",
@@ -23,13 +22,11 @@ queue by submitit: its cell in progress runs again, finished cells stay::
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,33 +35,29 @@ import submitit
 
 from ...errors import ConfigError
 from ..config import SweepConfig
+from ..context import Echo
 from ..plan import SweepPlan
-from .run_options import ParallelOptions, SlurmOptions, cpu_count
-from .shard import Shard
-from .worker import ReportPolicy, WorkerSettings, WorkersFailed, run_worker_process
+from .run_options import ParallelOptions, Shard, SlurmOptions, cpu_count
+from .worker import WorkerSettings, WorkersFailed, run_worker_process
 
-Echo = Callable[[str], None]
 SUBMITIT_DIR = "submitit"
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local executor kills a job after its time limit (default 2 min)
 MAX_REQUEUES = 3  # timeouts a task may be requeued after (preemptions are not counted)
 GPU_ACCELERATORS = ("auto", "gpu", "cuda")
 
 
-def visible_gpus() -> list[str]:
-    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (indices or UUIDs)."""
+def worker_gpus(config: SweepConfig) -> list[str]:
+    """The GPUs local workers are pinned to, as ``CUDA_VISIBLE_DEVICES`` entries (indices or UUIDs): the
+    ones this process may use, none when the sweep trains on the CPU."""
+    accelerator = str(config.trainer.get("accelerator", "auto"))
+    if not {accelerator, *(str(m.trainer.get("accelerator", accelerator)) for m in config.methods)} & set(GPU_ACCELERATORS):
+        return []
     listed = os.environ.get("CUDA_VISIBLE_DEVICES")
     if listed is not None:
         return [d.strip() for d in listed.split(",") if d.strip() and d.strip() != "-1"]
     import torch
 
     return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-
-
-def worker_gpus(config: SweepConfig) -> list[str]:
-    """The GPUs local workers are pinned to: none when the sweep trains on the CPU."""
-    accelerator = str(config.trainer.get("accelerator", "auto"))
-    accelerators = {accelerator, *(str(m.trainer.get("accelerator", accelerator)) for m in config.methods)}
-    return visible_gpus() if accelerators & set(GPU_ACCELERATORS) else []
 
 
 def worker_count(parallel: ParallelOptions, plan: SweepPlan) -> int:
@@ -116,7 +109,7 @@ class SweepWorkerTask:
     count: int
     lease_seconds: float
     threads: int | None
-    report: ReportPolicy
+    report: bool
     quiet: bool = True
     gpus: tuple[str, ...] = ()
     parent: int | None = None
@@ -171,20 +164,6 @@ def make_executor(folder: Path, launcher: str, slurm: SlurmOptions | None, count
     return executor
 
 
-@contextlib.contextmanager
-def importable_here() -> Iterator[None]:
-    """The workers import the facetransfer this process runs (also a checkout that is not installed)."""
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[3]), *([saved] if saved else [])])
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved
-
-
 def submit_workers(
     plan: SweepPlan, parallel: ParallelOptions, count: int, *, report: bool = True, quiet: bool = True,
     progress: bool = False, echo: Echo = print,
@@ -197,16 +176,15 @@ def submit_workers(
         if gpus and count > 1:
             _check_one_device_per_cell(config, count)
         threads = max(1, (config.num_threads or cpu_count()) // count)
-        task = SweepWorkerTask(config, count, parallel.lease_seconds, threads, "none", quiet, gpus, os.getpid())
+        task = SweepWorkerTask(config, count, parallel.lease_seconds, threads, report, quiet, gpus, os.getpid())
         kind = f"local submitit job {{}} ({'GPU ' + ', '.join(gpus[:count]) if gpus else 'CPU'}, {threads} torch thread(s) each)"
     else:
         task_class = RequeueingSweepWorkerTask if (parallel.slurm or SlurmOptions()).slurm_requeue else SweepWorkerTask
-        task = task_class(config, count, parallel.lease_seconds, None, "finisher" if report else "none", quiet)
+        task = task_class(config, count, parallel.lease_seconds, None, report, quiet)
         kind = "SLURM array job {}"
     executor = make_executor(folder, "submitit_local" if local else "slurm", parallel.slurm, count,
                              f"facetransfer-sweep-{config.name}")
-    with importable_here():
-        jobs = executor.map_array(task, range(count))
+    jobs = executor.map_array(task, range(count))
     kind = kind.format(str(jobs[0].job_id).split("_")[0])
     echo(f"submitted {count} workers as {kind} (logs: {folder}); follow it with: facetransfer sweep --status {plan.output_dir}")
     if local:
@@ -271,4 +249,4 @@ def _wait(jobs: list[Any], plan: SweepPlan, progress: bool, echo: Echo) -> None:
 
 
 __all__ = ["RequeueingSweepWorkerTask", "SweepWorkerTask", "check_launcher", "make_executor", "stop_with",
-           "submit_workers", "visible_gpus", "worker_count", "worker_gpus"]
+           "submit_workers", "worker_count", "worker_gpus"]

@@ -43,7 +43,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from ...io.atomic import TEMPORARY_SUFFIX, atomic_write
-from ..grid import CellKey
+from ...strategies.base import CellKey
 from ..results import locked
 
 LEASES_DIR = "leases"

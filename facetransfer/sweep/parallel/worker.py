@@ -18,22 +18,18 @@ from __future__ import annotations
 import gc
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from ...errors import FaceTransferError
-from ..context import SweepContext, quiet_lightning, run_cell, torch_threads
-from ..grid import Cell, CellKey
+from ...strategies.base import Cell, CellKey
+from ..context import Echo, SweepContext, quiet_lightning, run_cell, torch_threads
 from ..plan import SweepPlan, prepare
 from ..results import SweepState, locked
 from .lease import DEFAULT_LEASE_SECONDS, Claim, Lease, LeaseBook, WorkerIdentity, held
-from .shard import Shard
-
-Echo = Callable[[str], None]
-ReportPolicy = Literal["end", "finisher", "none"]
+from .run_options import Shard
 
 
 @dataclass(frozen=True)
@@ -44,8 +40,8 @@ class WorkerSettings:
         shard: which cells it tries first (worker ``i`` of ``n``).
         lease_seconds: how long its leases live without a heartbeat.
         threads: torch CPU threads (None: the config's ``num_threads``).
-        report: ``end``: the caller writes the report; ``finisher``: the worker whose row
-            completes the grid writes it; ``none``: nobody (a launcher writes it).
+        report: write the report when this worker's row completes the grid (or it finds the grid complete
+            and the report missing or older than ``results.csv``).
         progress: a progress bar; quiet: hide Lightning's per-cell info lines.
         tag: prefix of this worker's messages (``[worker 1/4] ``).
     """
@@ -53,7 +49,7 @@ class WorkerSettings:
     shard: Shard = field(default_factory=Shard)
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     threads: int | None = None
-    report: ReportPolicy = "end"
+    report: bool = True
     progress: bool = True
     quiet: bool = True
     tag: str = ""
@@ -126,6 +122,8 @@ def run_worker(plan: SweepPlan, ctx: SweepContext, settings: WorkerSettings, ech
     finally:
         bar.close()
     outcome.features_computed, outcome.features_loaded = ctx.feature_store.computed, ctx.feature_store.loaded
+    if settings.report:
+        write_report_if_due(plan, outcome, lambda text: echo(f"{settings.tag}{text}"))
     return outcome
 
 
@@ -199,8 +197,8 @@ def _run_claimed(
 
 
 def run_worker_process(config, settings: WorkerSettings, echo: Echo = print) -> WorkerOutcome:
-    """A worker started by a launcher (or a scheduler): build the plan, check it against the
-    folder's ``sweep.json`` (the launcher recorded it), run cells; maybe write the report."""
+    """A worker started by a launcher: build the plan, check it against the folder's ``sweep.json``
+    (the launcher recorded it), run cells."""
     from ...training.malloc_tuning import tune_malloc
     from ...training.noise import silence_known_noise
 
@@ -209,10 +207,7 @@ def run_worker_process(config, settings: WorkerSettings, echo: Echo = print) -> 
     with torch_threads(settings.threads or config.num_threads):
         plan = prepare(config, echo=lambda _: None, quiet=settings.quiet)
         plan.check_state(write=False)
-        outcome = run_worker(plan, plan.context(), settings, echo)
-    if settings.report == "finisher":
-        write_report_if_due(plan, outcome, lambda text: echo(f"{settings.tag}{text}"))
-    return outcome
+        return run_worker(plan, plan.context(), settings, echo)
 
 
 def write_report_if_due(plan: SweepPlan, outcome: WorkerOutcome, echo: Echo) -> bool:
