@@ -25,7 +25,7 @@ import yaml
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
-from ..config_errors import check_config_files, config_file_args, located_config_error
+from ..config_errors import check_config_files, located_config_error
 from ..data import FaceDataModule
 from ..errors import ConfigError, FaceTransferError
 from ..io.checkpoint import read_checkpoint
@@ -68,20 +68,21 @@ def _preprocess_config(backbone, weights, backbone_args, input_size) -> dict | N
         return None
 
 
-def named_strategy(argv: Sequence[str]) -> str | None:
-    """The strategy ``--strategy NAME`` names, else the last ``--config`` that sets ``strategy:`` (also
-    under the subcommand's key, ``fit: {strategy: ...}``)."""
+def named_strategy(argv: Sequence[str], subcommand: str | None = None) -> str | None:
+    """The strategy the command line names: ``--strategy NAME`` or a ``--config`` file's ``strategy:`` (also
+    under the subcommand's key, ``fit: {strategy: ...}``), a later one over an earlier one as jsonargparse reads them."""
+    found = None
     for i, arg in enumerate(argv):
-        if arg.startswith("--strategy="):
-            return arg.partition("=")[2]
-        if arg == "--strategy" and i + 1 < len(argv):
-            return argv[i + 1]
-    for value in reversed(config_file_args(argv)):
-        data = yaml.safe_load(Path(value).read_text(encoding="utf-8") if os.path.isfile(value) else value)
-        for node in (data, data.get(argv[0]) if isinstance(data, dict) else None):
-            if isinstance(node, dict) and node.get("strategy"):
-                return str(node["strategy"])
-    return None
+        flag, _, value = arg.partition("=")
+        value = value or (argv[i + 1] if i + 1 < len(argv) else "")
+        if flag == "--strategy":
+            found = value
+        elif flag in ("--config", "-c") and os.path.isfile(value):
+            data = yaml.safe_load(Path(value).read_text(encoding="utf-8"))
+            for node in (data, data.get(subcommand) if isinstance(data, dict) else None):
+                if isinstance(node, dict) and node.get("strategy"):
+                    found = str(node["strategy"])
+    return found
 
 
 def trainer_defaults() -> dict:
@@ -113,28 +114,35 @@ class FaceTransferCLI(LightningCLI):
         command = f"facetransfer {argv[0]}" if argv and not argv[0].startswith("-") else "facetransfer"
         try:
             check_config_files(argv)
-            self._start_from_recipe(parser, argv)
+            section = self._start_from_recipe(parser, argv)
             super().parse_arguments(parser, args)
+            parsed = (self.config[section] if section else self.config).get("strategy")
+            if parsed != (self.method.strategy if self.method else None):
+                raise ConfigError(f"strategy {parsed} is set where its recipe cannot be read before parsing: give it "
+                                  f"as --strategy {parsed} or at the top of a --config file")
         except ParserError as err:
             located = located_config_error(err.raw, argv, err.known, sections=argv[:1])
             raise ConfigError(f"{located} (see '{command} --help')") from None
         except ConfigError as err:
             raise ConfigError(f"{err} (see '{command} --help')") from None
 
-    def _start_from_recipe(self, parser, argv: list[str]) -> None:
-        """The named strategy's freeze policy and recipe become the defaults of model, trainer and data."""
-        name = named_strategy(argv)
+    def _start_from_recipe(self, parser, argv: list[str]) -> str | None:
+        """The named strategy's freeze policy and recipe become the defaults of model, trainer and data.
+        Returns the subcommand (None: LightningCLI without subcommands)."""
+        subcommands = getattr(self, "_subcommand_parsers", {})
+        section = next((arg for arg in argv if arg in subcommands), None)
+        name = named_strategy(argv, section)
         if name is None:
-            return
+            return section
         strategy = get_strategy(name)
         if strategy.trains != "lightning":
             raise ConfigError(f"strategy {name} fits a solver on frozen features, not a network: run it in "
                               "'facetransfer sweep'")
         settings = strategy.settings(where="strategy " + name)
-        subcommands = getattr(self, "_subcommand_parsers", {})
-        target = subcommands[argv[0]] if argv and argv[0] in subcommands else parser
+        target = subcommands[section] if section else parser
         target.set_defaults({f"{key}.{k}": v for key in ("model", "trainer", "data") for k, v in settings.pop(key).items()})
         self.method = MethodSpec(name, name, "", options=settings)
+        return section
 
     def _reparse(self) -> Any:
         """The command line parsed again (for :func:`given_options`)."""
