@@ -144,7 +144,7 @@ class CellResult:
 
 
 class CellContext(Protocol):
-    """What a cell runs with (a sweep's :class:`~facetransfer.sweep.context.SweepContext`): the sweep's
+    """What a cell runs with (a sweep's :class:`~facetransfer.sweep.plan.SweepPlan`): the sweep's
     configuration (``config.data``, ``config.trainer``, ``config.checkpoints``), each cell's split, the
     frozen-feature store and the logs folder."""
 

@@ -30,7 +30,6 @@ _EXPORTS = {
     "Shard": "parallel.run_options",
     "SlurmOptions": "parallel.run_options",
     "SweepConfig": "config",
-    "SweepContext": "context",
     "SweepResult": "runner",
     "SweepStatus": "parallel.status",
     "build_cells": "plan",

@@ -21,13 +21,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..data import FaceDataModule
 from ..data.split import SplitManifest
 from ..errors import ConfigError
 from ..strategies import get_strategy
 from ..strategies.base import Cell, CellKey
+from ..training.devices import autocast_dtype, feature_device
 from .config import SweepConfig
-from .context import Echo, SweepContext, build_splits, quiet_lightning
+from .context import Echo, build_splits, quiet_lightning
 from .feature_store import FeatureStore
 from .parallel.lease import Lease, fingerprint_digest, lease_alive, read_leases
 from .results import RESULTS_NAME, ResultsTable, SweepState
@@ -83,6 +86,7 @@ class SweepPlan:
     image_keys: list[str]
     cells: list[Cell]
     finished: set[CellKey] = field(default_factory=set)
+    notices: list[str] = field(default_factory=list)  # of the cells run in this process, until shown
 
     @property
     def output_dir(self) -> Path:
@@ -130,19 +134,37 @@ class SweepPlan:
         recorded = self.finished | set(self.running())
         SweepState(self.output_dir).check_and_update(self.splits, self.fingerprints, recorded, self.state_extra(), write=write)
 
-    def context(self) -> SweepContext:
-        """What the cells share, with the feature store of the config's cache folder."""
+    # what the cells run with (a CellContext): each cell's split and folder, the frozen-feature store
+    def manifest(self, cell: Cell) -> SplitManifest:
+        return self.pools[cell.seed].subset(cell.train_samples)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.output_dir / "logs"
+
+    def cell_dir(self, cell: Cell) -> Path:
+        return self.logs_dir / cell.method.slug / cell.folder
+
+    @cached_property
+    def feature_store(self) -> FeatureStore:
+        """The frozen features of the config's cache folder, shared by every cell of this process."""
         data = self.data
-        store = FeatureStore(
-            self.config.feature_cache_dir,
-            data.source,
-            self.image_keys,
-            face_crop=data.face_crop,
-            batch_size=max(64, data.eval_batch_size),
-            num_workers=data.num_workers,
-            source_for=data.source_for,
-        )
-        return SweepContext(self.config, self.pools, store, self.output_dir / "logs")
+        return FeatureStore(self.config.feature_cache_dir, data.source, self.image_keys, face_crop=data.face_crop,
+                            batch_size=max(64, data.eval_batch_size), num_workers=data.num_workers,
+                            source_for=data.source_for)
+
+    @property
+    def feature_device(self) -> torch.device:
+        return feature_device(self.config.trainer)
+
+    @property
+    def feature_autocast(self) -> torch.dtype | None:
+        """The dtype a Lightning cell would extract features with (so both kinds of cell share the cache)."""
+        from ..training.trainer import default_precision
+
+        trainer = self.config.trainer
+        precision = trainer.get("precision") or default_precision(trainer.get("accelerator", "auto"))
+        return autocast_dtype(precision, self.feature_device)
 
 
 def prepare(config: SweepConfig, echo: Echo, quiet: bool = True) -> SweepPlan:

@@ -130,7 +130,7 @@ def _run(plan: SweepPlan, parallel: ParallelOptions, result: SweepResult, *, rep
     shard = parallel.shard or Shard()
     settings = WorkerSettings(shard=shard, lease_seconds=parallel.lease_seconds, report=report, progress=progress,
                               quiet=quiet, tag="" if parallel.shard is None else f"[{shard.label}] ")
-    outcome = run_worker(plan, plan.context(), settings, echo)
+    outcome = run_worker(plan, settings, echo)
     result.ran = outcome.ran
     result.features_computed, result.features_loaded = outcome.features_computed, outcome.features_loaded
     return True

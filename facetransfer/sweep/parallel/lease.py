@@ -285,7 +285,7 @@ class Heartbeat:
     taken for dead and its cell taken over); the cell's row is then recorded by the new holder.
 
         >>> with Heartbeat(book, lease) as beat:  # doctest: +SKIP
-        ...     row = run_cell(cell, ctx)
+        ...     row = run_cell(cell, plan)
     """
 
     def __init__(self, book: LeaseBook, lease: Lease) -> None:

@@ -8,7 +8,7 @@ cell gets exactly one row. When no cell is free but other workers' cells still r
 waits: if one of them dies, this worker runs its cell again::
 
     >>> plan = prepare(config, echo=print)  # doctest: +SKIP
-    >>> outcome = run_worker(plan, plan.context(), WorkerSettings(shard=Shard(0, 2)), echo=print)  # doctest: +SKIP
+    >>> outcome = run_worker(plan, WorkerSettings(shard=Shard(0, 2)), echo=print)  # doctest: +SKIP
     >>> outcome.ran  # doctest: +SKIP
     [('scratch/scratch_cnn', 16, 0), ...]
 """
@@ -25,7 +25,7 @@ import torch
 
 from ...errors import FaceTransferError
 from ...strategies.base import Cell, CellKey
-from ..context import Echo, SweepContext, quiet_lightning, run_cell, torch_threads
+from ..context import Echo, quiet_lightning, run_cell, torch_threads
 from ..plan import SweepPlan, prepare
 from ..results import SweepState, locked
 from .lease import DEFAULT_LEASE_SECONDS, Claim, Lease, LeaseBook, WorkerIdentity, held
@@ -103,7 +103,7 @@ def record_row(cell: Cell, lease: Lease, row: dict[str, Any], plan: SweepPlan, b
         return True, all(c.key in finished for c in plan.cells)
 
 
-def run_worker(plan: SweepPlan, ctx: SweepContext, settings: WorkerSettings, echo: Echo) -> WorkerOutcome:
+def run_worker(plan: SweepPlan, settings: WorkerSettings, echo: Echo) -> WorkerOutcome:
     """Run unfinished cells of ``plan`` until each has its row (see the module's text)."""
     from tqdm.auto import tqdm
 
@@ -118,18 +118,17 @@ def run_worker(plan: SweepPlan, ctx: SweepContext, settings: WorkerSettings, ech
 
     try:
         with book.alive():
-            _claim_and_run(plan, ctx, book, settings, outcome, bar, say)
+            _claim_and_run(plan, book, settings, outcome, bar, say)
     finally:
         bar.close()
-    outcome.features_computed, outcome.features_loaded = ctx.feature_store.computed, ctx.feature_store.loaded
+    outcome.features_computed, outcome.features_loaded = plan.feature_store.computed, plan.feature_store.loaded
     if settings.report:
         write_report_if_due(plan, outcome, lambda text: echo(f"{settings.tag}{text}"))
     return outcome
 
 
 def _claim_and_run(
-    plan: SweepPlan, ctx: SweepContext, book: LeaseBook, settings: WorkerSettings, outcome: WorkerOutcome, bar: Any,
-    say: Echo,
+    plan: SweepPlan, book: LeaseBook, settings: WorkerSettings, outcome: WorkerOutcome, bar: Any, say: Echo,
 ) -> None:
     """The loop: claim the first free cell in this worker's order and run it; wait while only
     other workers' cells are left; stop when every cell has its row."""
@@ -161,20 +160,20 @@ def _claim_and_run(
             say(f"{cell.label}: taking it over from {claim.replaced.where}: {claim.reason}")
             outcome.taken_over.append(cell.key)
         bar.set_postfix_str(cell.label, refresh=True)
-        _run_claimed(cell, claim.lease, plan, ctx, book, settings, outcome, say)
+        _run_claimed(cell, claim.lease, plan, book, settings, outcome, say)
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
 
 def _run_claimed(
-    cell: Cell, lease: Lease, plan: SweepPlan, ctx: SweepContext, book: LeaseBook, settings: WorkerSettings,
-    outcome: WorkerOutcome, say: Echo,
+    cell: Cell, lease: Lease, plan: SweepPlan, book: LeaseBook, settings: WorkerSettings, outcome: WorkerOutcome,
+    say: Echo,
 ) -> None:
     beat = None
     try:
         with held(book, lease) as beat, quiet_lightning(settings.quiet):
-            row = run_cell(cell, ctx)
+            row = run_cell(cell, plan)
     except Exception:
         if beat is not None and beat.lost:  # another worker took it over and reset its folder
             say(f"{cell.label}: stopped; another worker took this cell over (this worker's heartbeat stalled)")
@@ -191,9 +190,9 @@ def _run_claimed(
         f"{cell.label}: top-1 {row['test_top1'] * 100:.1f}%, top-5 {row['test_top5'] * 100:.1f}%, "
         f"train {row['train_seconds']:.1f} s ({row['device']})"
     )
-    for notice in ctx.notices:
+    for notice in plan.notices:
         say(f"notice: {notice}")
-    ctx.notices.clear()
+    plan.notices.clear()
 
 
 def run_worker_process(config, settings: WorkerSettings, echo: Echo = print) -> WorkerOutcome:
@@ -207,7 +206,7 @@ def run_worker_process(config, settings: WorkerSettings, echo: Echo = print) -> 
     with torch_threads(settings.threads or config.num_threads):
         plan = prepare(config, echo=lambda _: None, quiet=settings.quiet)
         plan.check_state(write=False)
-        return run_worker(plan, plan.context(), settings, echo)
+        return run_worker(plan, settings, echo)
 
 
 def write_report_if_due(plan: SweepPlan, outcome: WorkerOutcome, echo: Echo) -> bool:
