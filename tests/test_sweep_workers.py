@@ -82,6 +82,22 @@ def test_bad_run_options_are_one_line_before_any_work(options, message, tmp_path
     assert not (tmp_path / "results").exists()
 
 
+def test_sweep_help_and_status_start_without_lightning(tmp_path):
+    """`sweep --help` names where the data/trainer/model keys are listed; neither it nor `--status` imports Lightning."""
+    (tmp_path / "sweep.json").write_text('{"name": "tiny"}')
+    script = (
+        "import contextlib, io, sys\nfrom facetransfer.cli import main\nout = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    try:\n        main(['sweep', '--help'])\n    except SystemExit:\n        pass\n"
+        "    code = main(['sweep', '--status', sys.argv[1]])\n"
+        "text = ' '.join(out.getvalue().split())\n"
+        "print(code, 'lightning' in sys.modules, \"--model.* options of 'facetransfer fit --help'\" in text)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=sweep_env(),
+                          timeout=300)
+    assert done.stdout.split() == ["0", "False", "True"], done.stderr[-2000:]
+
+
 def test_status_of_a_folder_without_a_sweep_is_one_line(tmp_path, capsys):
     assert main(["sweep", "--status", str(tmp_path)]) == 2
     assert f"facetransfer: error: --status {tmp_path}: no sweep there (no results.csv, sweep.json or leases)" in capsys.readouterr().err

@@ -153,7 +153,7 @@ class ParallelOptions:
                 f"--{next(iter(given_slurm))} is an option of the SLURM launcher: add --launcher slurm "
                 "(or leave the --slurm_* options out)"
             )
-        count = None if workers is None and launcher is not None else _positive_workers(workers or 1)
+        count = None if workers is None and launcher is not None else _positive_workers(1 if workers is None else workers)
         if launcher == "slurm" and count == "auto":
             raise ConfigError("--workers auto counts this machine's GPUs; with --launcher slurm give the number of array tasks")
         parsed_shard = Shard.parse(shard) if shard is not None else None
