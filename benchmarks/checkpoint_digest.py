@@ -76,6 +76,7 @@ def run(args: list[str], env: dict[str, str]) -> tuple[float, dict]:
 def save_cost(ckpt: Path, repeats: int = 3) -> float:
     """Seconds to compute the digest of the checkpoint's content, as a save does (median)."""
     import torch
+
     from facetransfer.io.checkpoint import content_digest
 
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)

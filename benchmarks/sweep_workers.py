@@ -1,17 +1,19 @@
-"""Wall time of a sweep's whole grid with 1 and with K worker processes, and whether the rows agree.
+"""Wall time of a sweep's whole grid run in different ways, its start-up, and whether the rows agree.
 
 Each run is the ``facetransfer sweep`` command into a fresh output folder (empty feature cache),
 timed from start to exit, Python start-up included, with the CPU seconds of all its processes
 (workers included): on a busy machine the wall time says little, the CPU time says what the
-workers cost. The worker counts take turns over ``--rounds`` rounds so that a busy machine
-slows them alike; the load average is printed with every run. ``--threads N`` adds a one-worker run at ``num_threads: N``, to see whether
-the torch thread count changes any metric::
+workers cost. A run's start-up is the time until its first row is in ``results.csv`` less that
+cell's own time (processes started, config and data checked); cells/s divides the grid by the wall
+time. The runs take turns over ``--rounds`` rounds so that a busy machine slows them alike; the load
+average is printed with every run::
 
-    python benchmarks/sweep_workers.py --config configs/experiments/demo.yaml --workers 1,2 --rounds 2 --threads 2
+    python benchmarks/sweep_workers.py --config configs/experiments/demo.yaml --runs "--workers 1" "--workers 2" \\
+        "--workers 2 --num_threads 2" --rounds 2
 
-It prints a Markdown table (wall seconds per round, median, speed-up over the first worker
-count) and the largest metric difference of each run against the first. Numbers from a 2-core
-VM are in docs/performance.md.
+It prints a Markdown table (wall seconds per round, median, cells/s, start-up, speed-up over the
+first run) and the largest metric difference of each run against the first. Numbers are in
+docs/performance.md and docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import datetime
 import os
 import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -43,24 +46,41 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def run(config: str, out: Path, workers: int, threads: int | None, extra: list[str]) -> tuple[float, float]:
-    """One ``facetransfer sweep`` into ``out``; its wall seconds and the CPU seconds of its processes."""
+def read_rows(out: Path) -> list[dict[str, str]]:
+    try:
+        with open(out / "results.csv", newline="") as fh:
+            return list(csv.DictReader(fh))
+    except FileNotFoundError:
+        return []
+
+
+def run(config: str, out: Path, options: list[str]) -> dict[str, float]:
+    """One ``facetransfer sweep`` into ``out``: wall and CPU seconds of its processes, start-up seconds."""
     cmd = [sys.executable, "-m", "facetransfer.sweep", "--config", config, "--output_dir", str(out), "--no-progress",
-           "--no-report", "--workers", str(workers), *(["--num_threads", str(threads)] if threads else []), *extra]
+           "--no-report", *options]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+    first = None
+    with tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        while process.poll() is None:
+            if first is None and read_rows(out):
+                first = time.perf_counter() - start
+            time.sleep(0.02)
+        seconds = time.perf_counter() - start
+        if process.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"{shlex.join(cmd)} failed:\n{err.read().decode()[-3000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the sweep and the workers it waited for
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-    return seconds, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    rows = read_rows(out)
+    first_cell = float(rows[0]["cell_seconds"]) if rows else 0.0
+    return {"wall": seconds, "cpu": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+            "startup": (first if first is not None else seconds) - first_cell, "cells": len(rows)}
 
 
-def rows(out: Path) -> dict[tuple[str, str, str], dict[str, float]]:
-    with open(out / "results.csv", newline="") as fh:
-        found = list(csv.DictReader(fh))
+def metrics(out: Path) -> dict[tuple[str, str, str], dict[str, float]]:
+    found = read_rows(out)
     keys = [(r["method"], r["train_samples"], r["seed"]) for r in found]
     if len(keys) != len(set(keys)):
         raise SystemExit(f"{out}: a cell has two rows")
@@ -76,44 +96,48 @@ def largest_difference(a: dict, b: dict) -> float:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(REPO / "configs" / "experiments" / "demo.yaml"))
-    parser.add_argument("--workers", default="1,2", help="worker counts to compare, e.g. 1,2")
+    parser.add_argument("--runs", nargs="+", default=None,
+                        help="sweep options of each run, e.g. '--workers 2' '--launcher submitit_local --workers 2'")
+    parser.add_argument("--workers", default="1,2", help="without --runs: worker counts to compare, e.g. 1,2")
+    parser.add_argument("--threads", type=int, default=None, help="without --runs: also run 1 worker at num_threads N")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None, help="also run 1 worker at num_threads N")
     parser.add_argument("--out", default=None, help="where the runs' folders go (default: a temporary folder)")
-    parser.add_argument("extra", nargs="*", help="more sweep options (after --)")
     args = parser.parse_args(argv)
-    counts = [int(w) for w in args.workers.split(",")]
-    variants: list[tuple[str, int, int | None]] = [(f"--workers {k}", k, None) for k in counts]
-    if args.threads:
-        variants.append((f"--workers 1 --num_threads {args.threads}", 1, args.threads))
+    if args.runs is None:
+        args.runs = [f"--workers {k}" for k in args.workers.split(",")]
+        args.runs += [f"--workers 1 --num_threads {args.threads}"] if args.threads else []
     base = Path(args.out or tempfile.mkdtemp(prefix="sweep_workers_"))
     print(f"# {datetime.date.today()}: {cpu_name()}, {len(os.sched_getaffinity(0))} cores; {args.config}")
-    times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
-    cpu: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+    measured: dict[str, list[dict[str, float]]] = {name: [] for name in args.runs}
     results: dict[str, dict] = {}
     for r in range(args.rounds):
-        for name, workers, threads in variants:
+        for name in args.runs:
             out = base / f"round{r}" / name.replace("--", "").replace(" ", "_")
             load = os.getloadavg()[0]
-            seconds, cpu_seconds = run(args.config, out, workers, threads, args.extra)
-            times[name].append(seconds)
-            cpu[name].append(cpu_seconds)
-            results.setdefault(name, rows(out))
-            print(f"round {r}: {name}: {seconds:.1f} s wall, {cpu_seconds:.1f} s CPU (load average before {load:.1f})",
-                  flush=True)
-    first = variants[0][0]
-    reference = statistics.median(times[first])
+            found = run(args.config, out, shlex.split(name))
+            measured[name].append(found)
+            results.setdefault(name, metrics(out))
+            print(f"round {r}: {name}: {found['wall']:.1f} s wall, {found['cpu']:.1f} s CPU, start-up {found['startup']:.1f} s "
+                  f"(load average before {load:.1f})", flush=True)
+    first = args.runs[0]
+    reference = statistics.median(m["wall"] for m in measured[first])
     table = []
-    print("\n| run | wall s per round | median wall s | speed-up | median CPU s | largest metric difference vs "
-          + first + " |")
-    print("|---|---|---:|---:|---:|---:|")
-    for name, _, _ in variants:
-        median = statistics.median(times[name])
+    print(f"\n| run | wall s per round | median wall s | cells/s | start-up s | speed-up | median CPU s | largest metric "
+          f"difference vs {first} |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name in args.runs:
+        runs = measured[name]
+        median = statistics.median(m["wall"] for m in runs)
+        startup = statistics.median(m["startup"] for m in runs)
+        cpu = statistics.median(m["cpu"] for m in runs)
+        cells_per_s = runs[0]["cells"] / median
         diff = largest_difference(results[first], results[name])
-        table.append({"run": name, "seconds": times[name], "median": median, "speedup": reference / median,
-                      "cpu_seconds": cpu[name], "difference": diff})
-        print(f"| {name} | {', '.join(f'{t:.1f}' for t in times[name])} | {median:.1f} | {reference / median:.2f}x | "
-              f"{statistics.median(cpu[name]):.1f} | {diff:.3g} |")
+        walls = ", ".join(f"{m['wall']:.1f}" for m in runs)
+        table.append({"run": name, "seconds": [m["wall"] for m in runs], "median": median, "speedup": reference / median,
+                      "cells_per_s": cells_per_s, "startup": startup, "cpu_seconds": [m["cpu"] for m in runs],
+                      "difference": diff})
+        print(f"| `{name}` | {walls} | {median:.1f} | {cells_per_s:.2f} | "
+              f"{startup:.1f} | {reference / median:.2f}x | {cpu:.1f} | {diff:.3g} |")
     return table
 
 

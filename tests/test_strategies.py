@@ -55,6 +55,48 @@ def test_built_in_strategies_are_registered_objects(capsys):
     assert "prototype" in out and "trains: solver; freezes: all; a method may set: model:, logreg:" in out
 
 
+@pytest.mark.parametrize("config", ["scratch", "linear_probe", "finetune"])
+def test_a_fit_config_and_a_sweep_method_of_its_strategy_resolve_alike(config, tmp_path, capsys, monkeypatch):
+    """`fit --config configs/<strategy>.yaml` (parsed, not trained) and a sweep method of the same strategy,
+    backbone, weights, epochs and batch size: the same model, trainer and loader options, from the one recipe."""
+    import inspect
+
+    from facetransfer.sweep.config import CELL_TRAINER_DEFAULTS
+
+    monkeypatch.setattr(sys, "argv", ["facetransfer"])
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(REPO / "configs" / f"{config}.yaml"), "--print_config"])
+    fit = yaml.safe_load(capsys.readouterr().out)
+    assert fit["strategy"] == config
+    method = {"strategy": config, "backbone": fit["model"]["backbone"], "weights": fit["model"]["weights"]}
+    sweep = load_sweep_config(tiny_sweep(tmp_path, model={}, trainer={"max_epochs": fit["trainer"]["max_epochs"]},
+                                         data={"batch_size": 32}, methods=[method]))
+    (spec,) = sweep.methods
+    signature = inspect.signature(ft.FaceClassifier.__init__).parameters
+    model = {k: p.default for k, p in signature.items() if k not in ("self", "class_names", "features")}
+    assert {k: fit["model"][k] for k in model} == {**model, **spec.classifier_args()}
+    trainer = {k: v for k, v in spec.trainer.items() if k not in CELL_TRAINER_DEFAULTS}
+    assert trainer == {"max_epochs": 20} and {k: fit["trainer"][k] for k in trainer} == trainer
+    assert fit["data"]["batch_size"] == {**sweep.data, **spec.data}["batch_size"]
+    # the config and the command line override the recipe
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(REPO / "configs" / f"{config}.yaml"), "--model.head_norm", "false", "--print_config"])
+    assert yaml.safe_load(capsys.readouterr().out)["model"]["head_norm"] is False
+
+
+def test_fit_with_a_strategy_gets_its_callbacks_and_its_freeze_rule(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["facetransfer"])
+    tiny = ["--model.backbone", "scratch_cnn", "--model.backbone_args", "{widths: [8, 16], fc_features: 32, input_size: 32}",
+            "--data.dataset_args", "{num_identities: 4, images_per_identity: 8, image_size: 40}", "--data.num_workers", "0",
+            "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)]
+    assert main(["fit", "--strategy", "linear_probe", *tiny, "--model.freeze", "first:1"]) == 2
+    assert "model.freeze: strategy linear_probe always uses freeze 'all' (got 'first:1')" in capsys.readouterr().err
+    assert main(["fit", "--strategy", "lp_ft", *tiny, "--model.freeze", "first:1"]) == 0
+    (last,) = tmp_path.rglob("last.ckpt")
+    state = torch.load(last, weights_only=True)
+    assert {"done": True} in state["callbacks"].values() and state["hyper_parameters"]["lr"] == 1e-4  # LP-FT's head fit
+
+
 def test_nothing_outside_a_strategy_names_it():
     """The sweep, the CLI and the data/model code never name a built-in strategy: its file does."""
     names = BUILT_IN

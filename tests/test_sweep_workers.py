@@ -82,6 +82,22 @@ def test_bad_run_options_are_one_line_before_any_work(options, message, tmp_path
     assert not (tmp_path / "results").exists()
 
 
+def test_sweep_help_and_status_start_without_lightning(tmp_path):
+    """`sweep --help` names where the data/trainer/model keys are listed; neither it nor `--status` imports Lightning."""
+    (tmp_path / "sweep.json").write_text('{"name": "tiny"}')
+    script = (
+        "import contextlib, io, sys\nfrom facetransfer.cli import main\nout = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    try:\n        main(['sweep', '--help'])\n    except SystemExit:\n        pass\n"
+        "    code = main(['sweep', '--status', sys.argv[1]])\n"
+        "text = ' '.join(out.getvalue().split())\n"
+        "print(code, 'lightning' in sys.modules, \"--model.* options of 'facetransfer fit --help'\" in text)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=sweep_env(),
+                          timeout=300)
+    assert done.stdout.split() == ["0", "False", "True"], done.stderr[-2000:]
+
+
 def test_status_of_a_folder_without_a_sweep_is_one_line(tmp_path, capsys):
     assert main(["sweep", "--status", str(tmp_path)]) == 2
     assert f"facetransfer: error: --status {tmp_path}: no sweep there (no results.csv, sweep.json or leases)" in capsys.readouterr().err
@@ -243,6 +259,39 @@ def test_sigkill_of_a_worker_mid_cell_then_the_next_worker_runs_its_cell(tmp_pat
     assert sorted(by_cell(rows)) == sorted(("scratch/scratch_cnn", str(n), "0") for n in (6, 12, 18, 30))
     assert not read_leases(results)
     assert other.report is not None and other.report.table_path.is_file()  # by the worker that recorded the last row
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_workers_stop_when_their_sweep_is_killed_then_a_rerun_finishes_the_grid(tmp_path):
+    config = tiny_sweep(tmp_path, train_samples=[6, 12, 18, "all"], trainer={"max_epochs": 6, "accelerator": "cpu"},
+                        methods=[{"strategy": "scratch", "backbone": "scratch_cnn"}], num_threads=1)
+    cmd = sweep_cmd(write_config(tmp_path, config), "--workers", "2")
+    results = tmp_path / "results"
+    sweep = subprocess.Popen(cmd, cwd=tmp_path, env=sweep_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, workers = time.monotonic() + 180, set()
+    while not workers and sweep.poll() is None and time.monotonic() < deadline:
+        workers = {lease.pid for lease in read_leases(results)}
+        time.sleep(0.05)
+    sweep.send_signal(signal.SIGKILL)
+    sweep.wait()
+    assert workers, f"no worker claimed a cell: {sweep.stderr.read().decode()[-2000:]}"
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)  # each worker stopped with the sweep that started it
+    done = subprocess.run(cmd, cwd=tmp_path, env=sweep_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(by_cell(read_rows(results / "results.csv"))) == sorted(
+        ("scratch/scratch_cnn", str(n), "0") for n in (6, 12, 18, 30))
+    assert not read_leases(results)
 
 
 @pytest.mark.slow

@@ -1,21 +1,27 @@
 """``facetransfer fit / validate / test / predict``: LightningCLI over FaceClassifier and FaceDataModule.
 
     facetransfer fit --config configs/linear_probe.yaml --data.dataset folder --data.root faces/
+    facetransfer fit --strategy finetune --model.backbone resnet18 --model.weights IMAGENET1K_V1
     facetransfer test --ckpt_path runs/.../best-epoch=17.ckpt
     facetransfer predict --ckpt_path runs/.../best-epoch=17.ckpt --data.predict_root new_photos/ --top_k 3
 
-Only these commands import PyTorch Lightning; the ``facetransfer`` entry point (:mod:`facetransfer.cli`)
+``strategy: NAME`` in a config (or ``--strategy NAME``) starts from that strategy's recipe, as a sweep's
+method of it does: its freeze policy and recipe values are the defaults of ``model``, ``trainer`` and
+``data`` (the config and the command line override them), and its callbacks (early stopping, LP-FT's
+head fit) join the trainer's. Only these commands import PyTorch Lightning; the ``facetransfer`` entry point (:mod:`facetransfer.cli`)
 imports this module when one of them is asked for.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
@@ -25,6 +31,8 @@ from ..errors import ConfigError, FaceTransferError
 from ..io.checkpoint import read_checkpoint
 from ..io.filesystem import filesystem_error, find_os_error
 from ..models import backbone_preprocess
+from ..strategies import get_strategy
+from ..strategies.base import MethodSpec
 from ..training.module import FaceClassifier, restoring_from_checkpoint
 from ..training.prediction import PredictionReport
 from ..training.run_folder import RunFolderGuard, StepWatcher
@@ -60,6 +68,23 @@ def _preprocess_config(backbone, weights, backbone_args, input_size) -> dict | N
         return None
 
 
+def named_strategy(argv: Sequence[str], subcommand: str | None = None) -> str | None:
+    """The strategy the command line names: ``--strategy NAME`` or a ``--config`` file's ``strategy:`` (also
+    under the subcommand's key, ``fit: {strategy: ...}``), a later one over an earlier one as jsonargparse reads them."""
+    found = None
+    for i, arg in enumerate(argv):
+        flag, _, value = arg.partition("=")
+        value = value or (argv[i + 1] if i + 1 < len(argv) else "")
+        if flag == "--strategy":
+            found = value
+        elif flag in ("--config", "-c") and os.path.isfile(value):
+            data = yaml.safe_load(Path(value).read_text(encoding="utf-8"))
+            for node in (data, data.get(subcommand) if isinstance(data, dict) else None):
+                if isinstance(node, dict) and node.get("strategy"):
+                    found = str(node["strategy"])
+    return found
+
+
 def trainer_defaults() -> dict:
     """Defaults every run gets: best + last checkpoints by val/acc, learning-rate logging."""
     return {"default_root_dir": "runs"}
@@ -69,6 +94,7 @@ class FaceTransferCLI(LightningCLI):
     """LightningCLI over :class:`FaceClassifier` and :class:`FaceDataModule`."""
 
     def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
+        self.method: MethodSpec | None = None  # the --strategy's recipe, resolved
         super().__init__(
             FaceClassifier,
             FaceDataModule,
@@ -88,12 +114,35 @@ class FaceTransferCLI(LightningCLI):
         command = f"facetransfer {argv[0]}" if argv and not argv[0].startswith("-") else "facetransfer"
         try:
             check_config_files(argv)
+            section = self._start_from_recipe(parser, argv)
             super().parse_arguments(parser, args)
+            parsed = (self.config[section] if section else self.config).get("strategy")
+            if parsed != (self.method.strategy if self.method else None):
+                raise ConfigError(f"strategy {parsed} is set where its recipe cannot be read before parsing: give it "
+                                  f"as --strategy {parsed} or at the top of a --config file")
         except ParserError as err:
             located = located_config_error(err.raw, argv, err.known, sections=argv[:1])
             raise ConfigError(f"{located} (see '{command} --help')") from None
         except ConfigError as err:
             raise ConfigError(f"{err} (see '{command} --help')") from None
+
+    def _start_from_recipe(self, parser, argv: list[str]) -> str | None:
+        """The named strategy's freeze policy and recipe become the defaults of model, trainer and data.
+        Returns the subcommand (None: LightningCLI without subcommands)."""
+        subcommands = getattr(self, "_subcommand_parsers", {})
+        section = next((arg for arg in argv if arg in subcommands), None)
+        name = named_strategy(argv, section)
+        if name is None:
+            return section
+        strategy = get_strategy(name)
+        if strategy.trains != "lightning":
+            raise ConfigError(f"strategy {name} fits a solver on frozen features, not a network: run it in "
+                              "'facetransfer sweep'")
+        settings = strategy.settings(where="strategy " + name)
+        target = subcommands[section] if section else parser
+        target.set_defaults({f"{key}.{k}": v for key in ("model", "trainer", "data") for k, v in settings.pop(key).items()})
+        self.method = MethodSpec(name, name, "", options=settings)
+        return section
 
     def _reparse(self) -> Any:
         """The command line parsed again (for :func:`given_options`)."""
@@ -115,6 +164,9 @@ class FaceTransferCLI(LightningCLI):
         )
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
         parser.link_arguments("data", "model.features", compute_fn=_feature_provider, apply_on="instantiate")
+        parser.add_argument("--strategy", type=Optional[str], default=None,
+                            help="start from this strategy's freeze policy, recipe and callbacks ('facetransfer strategies'); "
+                                 "the config and the command line override its values")
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
@@ -155,8 +207,12 @@ class FaceTransferCLI(LightningCLI):
         if ckpt and self.subcommand in ("test", "validate", "predict"):
             with restoring_from_checkpoint():  # the checkpoint holds the weights: no pretrained file needed
                 super().instantiate_classes()
-        else:
-            super().instantiate_classes()
+            return
+        super().instantiate_classes()
+        if self.method is not None:  # the model the strategy trains (built: its own options are valid)
+            model = self.model.hparams
+            self.method.runner.check_freeze(model.freeze, "")
+            self.method.runner.check_weights(model.weights or model.weights_path, "")
 
     def _parse_ckpt_path(self) -> None:
         """``--ckpt_path``: the model is rebuilt with the checkpoint's hyperparameters and the data with its
@@ -269,6 +325,8 @@ class FaceTransferCLI(LightningCLI):
         """Add facetransfer's default callbacks, minus those the trainer options turn off."""
         defaults = default_callbacks(config.get("enable_checkpointing") is not False, config.get("logger") is not False)
         defaults.append(StepWatcher())  # for the clean-up of a run that fails before its first step
+        if self.method is not None and self.subcommand in ("fit", None):
+            defaults += self.method.runner.callbacks(self.method)
         if self.subcommand == "predict":
             options = self.config[self.subcommand]
             defaults.append(PredictionReport(top_k=options.get("top_k", 5), unknown_below=options.get("unknown_below")))

@@ -5,7 +5,7 @@
     facetransfer sweep --config configs/experiments/offline_lfw.yaml --trainer.max_epochs 5 --seeds "[0, 1]" --dry_run
     facetransfer sweep --config configs/experiments/offline_lfw.yaml --only features_logreg,linear_probe
     facetransfer sweep --config configs/experiments/demo.yaml --print_config
-    facetransfer sweep --config configs/experiments/paper_lfw.yaml --workers 8          # 8 processes, one per GPU
+    facetransfer sweep --config configs/experiments/paper_lfw.yaml --workers 8          # 8 workers, one GPU each
     facetransfer sweep --config configs/experiments/paper_lfw.yaml --launcher slurm --workers 16 \
         --slurm_partition gpu --slurm_time 720                                          # a SLURM job array
     facetransfer sweep --config configs/experiments/paper_lfw.yaml --shard 3/16         # one worker of 16 started elsewhere
@@ -15,7 +15,9 @@
 
 The sweep is parsed by jsonargparse like ``facetransfer fit``: any key can be overridden with a
 dotted option (``--data.root PATH``, ``--model.input_size 112``, ``--train_samples "[50, all]"``,
-``--methods "[...]"``), and several ``--config`` files merge in order.
+``--methods "[...]"``), and several ``--config`` files merge in order. ``--help`` and ``--status``
+load no Lightning: the ``--data.*``, ``--trainer.*`` and ``--model.*`` keys are those of
+``facetransfer fit --help``.
 """
 
 from __future__ import annotations
@@ -29,85 +31,67 @@ from ..errors import ConfigError, FaceTransferError, FileSystemError
 from ..io.filesystem import describe_os_error, find_os_error
 from ..training.malloc_tuning import tune_malloc
 
-RUN_OPTIONS = ("only", "dry_run", "no_report", "no_progress", "verbose", "status", "workers", "shard", "launcher",
-               "lease_seconds")
+COMMAND_OPTIONS = ("only", "dry_run", "no_report", "no_progress", "verbose", "status")
 
 
-def sweep_command_parser():
-    """The sweep parser plus the options of one run (not part of the experiment's config)."""
+def sweep_command_parser(typed: bool = True):
+    """The sweep parser plus the options of one run (not part of the experiment's config): this
+    command's, :meth:`ParallelOptions.from_args`' and :class:`SlurmOptions`' (``typed``: see
+    :func:`~facetransfer.sweep.config.sweep_parser`)."""
+    from typing import Optional
+
     from ..sweep.config import sweep_parser
+    from ..sweep.parallel.run_options import ParallelOptions, SlurmOptions
 
-    parser = sweep_parser()
-    parser.add_argument("--only", type=str, default=None,
+    parser = sweep_parser(typed)
+    parser.add_argument("--only", type=Optional[str], default=None,
                         help="run only these methods: comma-separated method names or strategies "
                              "(e.g. features_logreg,linear_probe); the others keep their rows")
-    parser.add_argument("--dry_run", "--dry-run", action="store_true", help="check everything and list the cells, train nothing")
+    parser.add_argument("--dry_run", action="store_true", help="check everything and list the cells, train nothing")
     parser.add_argument("--no_report", "--no-report", action="store_true", help="do not write the report at the end")
     parser.add_argument("--no_progress", "--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--verbose", action="store_true", help="show Lightning's messages of each cell")
-    _add_scale_out_options(parser)
+    parser.add_argument("--status", type=Optional[str], default=None, metavar="DIR",
+                        help="show the cells of the sweep in DIR: done, running (by whom, since when), pending, time left; "
+                             "needs no config")
+    parser.add_function_arguments(ParallelOptions.from_args, None, skip={"slurm"}, as_group=True)
+    parser.add_class_arguments(SlurmOptions, None, as_group=True)
     return parser
 
 
-def _add_scale_out_options(parser) -> None:
-    """``--workers``, ``--shard``, ``--launcher``, ``--lease_seconds``, ``--status`` and the ``--slurm_*`` options."""
-    from typing import Optional
-
-    from jsonargparse.typing import NonNegativeInt, PositiveInt
-
-    from ..sweep.parallel.run_options import LAUNCHERS, SLURM_OPTION_KEYS
-
-    group = parser.add_argument_group("running the grid in several processes")
-    group.add_argument("--status", type=Optional[str], default=None, metavar="DIR",
-                       help="show the cells of the sweep in DIR: done, running (by whom, since when), pending, time left; "
-                            "needs no config")
-    group.add_argument("--workers", type=Optional[str], default=None,
-                       help="worker processes on this machine, each with one GPU (or a share of the CPU cores); 'auto': "
-                            "one per visible GPU; with --launcher: the number of array tasks (default: one per cell)")
-    group.add_argument("--shard", type=Optional[str], default=None, metavar="I/N",
-                       help="this process is worker I of N started by another scheduler (torchrun, Kubernetes ...): "
-                            "it runs cells I, I+N, ... first, then helps with the rest")
-    group.add_argument("--launcher", type=Optional[str], default=None,
-                       help=f"start the workers through submitit: {' or '.join(LAUNCHERS)} (the same, as local processes)")
-    group.add_argument("--lease_seconds", type=Optional[float], default=None,
-                       help="a worker silent this long is taken for dead and its cell runs again elsewhere (default 300)")
-    slurm = parser.add_argument_group("SLURM (with --launcher slurm)")
-    types = {
-        "slurm_partition": (Optional[str], "partition"),
-        "slurm_time": (Optional[PositiveInt], "time limit of each array task in minutes (default 240)"),
-        "slurm_gpus_per_task": (Optional[NonNegativeInt], "GPUs of each array task (default 1)"),
-        "slurm_cpus_per_task": (Optional[PositiveInt], "CPU cores of each array task"),
-        "slurm_mem_gb": (Optional[float], "memory of each array task in GB"),
-        "slurm_array_parallelism": (Optional[PositiveInt], "array tasks running at once (default: all)"),
-        "slurm_requeue": (Optional[bool], "requeue a preempted or timed-out task (default true)"),
-        "slurm_account": (Optional[str], "account to charge"),
-        "slurm_setup": (Optional[list[str]], "shell lines run before each worker (module load ..., source .venv/bin/activate)"),
-    }
-    assert set(types) == set(SLURM_OPTION_KEYS)
-    for name, (kind, doc) in types.items():
-        slurm.add_argument(f"--{name}", type=kind, default=None, help=doc)
+def _current_spelling(arg: str) -> str:
+    """``--dry-run`` -> ``--dry_run``, with a warning (kebab-case flags work for one more release)."""
+    flag, equals, value = arg.partition("=")
+    if not flag.startswith("--") or "-" not in flag[2:] or flag.startswith("--no-"):
+        return arg
+    current = "--" + flag[2:].replace("-", "_")
+    print(f"facetransfer: warning: {flag} is deprecated; use {current}", file=sys.stderr)
+    return current + equals + value
 
 
 def sweep_command(argv: Sequence[str]) -> int:
     """``facetransfer sweep``: run (or resume) the grid of a sweep config, then write the report."""
-    from ..sweep.config import build_sweep_config, parse_sweep_args
-    from ..sweep.parallel.run_options import SLURM_OPTION_KEYS, ParallelOptions
-    from ..sweep.runner import run_sweep
+    from dataclasses import fields
 
+    from ..sweep.config import build_sweep_config, parse_sweep_args
+    from ..sweep.parallel.run_options import ParallelOptions, SlurmOptions
+
+    argv = [_current_spelling(arg) for arg in argv]
+    # --help and --status need no Lightning: the data/trainer/model groups are then plain mappings
+    light = any(a in ("-h", "--help", "--status") or a.startswith("--status=") for a in argv)
     try:
-        parsed = parse_sweep_args(argv, sweep_command_parser())
+        parsed = parse_sweep_args(argv, sweep_command_parser(typed=not light))
     except ConfigError as err:
         raise ConfigError(f"{err} (see 'facetransfer sweep --help')") from None
-    options = {k: parsed.get(k) for k in RUN_OPTIONS}
-    slurm = {k: parsed.get(k) for k in SLURM_OPTION_KEYS}
-    for k in (*RUN_OPTIONS, *SLURM_OPTION_KEYS):
-        parsed.pop(k, None)
+    options = {k: parsed.pop(k, None) for k in COMMAND_OPTIONS}
     if options["status"] is not None:
         return status_command(options["status"])
     parallel = ParallelOptions.from_args(
-        workers=options["workers"], shard=options["shard"], launcher=options["launcher"],
-        lease_seconds=options["lease_seconds"], slurm=slurm,
+        **{k: parsed.pop(k, None) for k in ("workers", "shard", "launcher", "lease_seconds")},
+        slurm={f.name: parsed.pop(f.name, None) for f in fields(SlurmOptions)},
     )
+    from ..sweep.runner import run_sweep
+
     sources = [str(c) for c in (parsed.pop("config", None) or []) if c is not None]
     default_name = Path(sources[-1]).stem if sources else "sweep"
     tune_malloc()  # a command owns its process: CPU cells reuse freed activation memory

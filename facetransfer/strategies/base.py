@@ -2,7 +2,9 @@
 
 A :class:`Strategy` says what it freezes, how it trains (a Lightning fit, or a solver on frozen
 features), what each of its methods may set (``model:``, ``trainer:``, ``data:`` or its own
-sections such as ``logreg:``) and how one cell of the grid runs. Built-ins register with
+sections such as ``logreg:``), its recipe and how one cell of the grid runs. A strategy's recipe is
+a YAML file of those sections, ``recipes/<name>.yaml`` in the package that defines it; both a
+sweep's methods and ``facetransfer fit --strategy NAME`` start from it. Built-ins register with
 :func:`register_strategy`; other packages add theirs through the ``facetransfer.strategies``
 entry-point group (the value is a :class:`Strategy` subclass)::
 
@@ -18,16 +20,19 @@ entry-point group (the value is a :class:`Strategy` subclass)::
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 import torch
+import yaml
 
 from ..errors import ConfigError
 from ..registry import Registry
-from .sections import Section, plain, slug
+from .sections import Section, dotted, plain, resolve_sections, slug
 
 ENTRY_POINT_GROUP = "facetransfer.strategies"
 CellKey = tuple[str, int, int]  # (method name, train_samples, seed)
@@ -139,7 +144,7 @@ class CellResult:
 
 
 class CellContext(Protocol):
-    """What a cell runs with (a sweep's :class:`~facetransfer.sweep.context.SweepContext`): the sweep's
+    """What a cell runs with (a sweep's :class:`~facetransfer.sweep.plan.SweepPlan`): the sweep's
     configuration (``config.data``, ``config.trainer``, ``config.checkpoints``), each cell's split, the
     frozen-feature store and the logs folder."""
 
@@ -163,16 +168,14 @@ class Strategy:
     """Base class of strategies; subclasses set the class attributes and implement :meth:`run`.
 
     Attributes:
-        name: the ``strategy:`` value in a sweep config.
+        name: the ``strategy:`` value in a sweep config (and of ``facetransfer fit --strategy``).
         summary: one line for ``facetransfer strategies``.
         trains: ``lightning`` (a :class:`~facetransfer.FaceClassifier` fit) or ``solver`` (a
             solver on cached frozen features, seconds not epochs).
         freeze: the freeze policy it always uses (None: the method's ``model.freeze``,
             default ``default_freeze``).
         pretrained: False when it must start from random weights (no ``weights``).
-        defaults: the strategy's recipe per section (``{"model": {...}, "data": {...}}``): it overrides
-            the sweep's shared sections, and a method's own sections override it.
-        cell_defaults: settings per section below the shared ones (e.g. no progress bar per cell).
+        defaults: a plug-in's recipe written in Python, for a package without ``recipes/<name>.yaml``.
         sections: the mappings a method of this strategy may hold.
         min_train_samples: the smallest training set it can learn from.
         plot_style: matplotlib line style and marker of its lines in the report's plot.
@@ -185,21 +188,63 @@ class Strategy:
     default_freeze: ClassVar[str] = "none"
     pretrained: ClassVar[bool | None] = None
     defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
-    cell_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     sections: ClassVar[tuple[Section, ...]] = ()
     min_train_samples: ClassVar[int] = 1
     plot_style: ClassVar[tuple[Any, str]] = ("-", "o")
+
+    @property
+    def recipe(self) -> dict[str, dict[str, Any]]:
+        """The strategy's recipe per section: ``recipes/<name>.yaml`` beside the module that defines it."""
+        module = sys.modules[type(self).__module__]
+        package = module.__name__ if hasattr(module, "__path__") else module.__package__
+        path = resources.files(package) / "recipes" / f"{self.name}.yaml"
+        if not path.is_file():
+            return {key: dict(values) for key, values in self.defaults.items()}
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(recipe, dict):
+            raise ConfigError(f"{path}: a recipe is a mapping of sections (model:, trainer: ...), got {recipe!r}")
+        return recipe
+
+    def settings(self, own: Mapping[str, Any] | None = None, shared: Sequence[Mapping[str, Any]] = (),
+                 where: str = "") -> dict[str, dict[str, Any]]:
+        """The sections of a method of this strategy: the ``shared`` layers, its recipe, then ``own``
+        (a later one's keys win), with ``model.freeze`` set by :meth:`check_freeze`'s rules.
+
+        >>> from facetransfer.strategies import get_strategy, list_strategies
+        >>> get_strategy(list_strategies()[0]).settings()["model"]
+        {'freeze': 'none'}
+        """
+        own = own or {}
+        resolved = resolve_sections(self.sections, [*shared, self.recipe], own, where)
+        own_freeze = (own.get("model") or {}).get("freeze")
+        if own_freeze is not None:
+            self.check_freeze(own_freeze, where)
+        model = resolved.setdefault("model", {})
+        model["freeze"] = self.freeze or model.get("freeze", self.default_freeze)
+        return resolved
 
     def check_freeze(self, policy: str, where: str) -> None:
         """Refuse a ``model.freeze`` this strategy cannot train with (override to add rules)."""
         if self.freeze is not None and policy != self.freeze:
             raise ConfigError(
-                f"{where}.model.freeze: strategy {self.name} always uses freeze {self.freeze!r} (got {policy!r})"
+                f"{dotted(where, 'model.freeze')}: strategy {self.name} always uses freeze {self.freeze!r} (got {policy!r})"
+            )
+
+    def check_weights(self, weights: str | None, where: str) -> None:
+        """Refuse pretrained weights for a strategy that starts from random weights."""
+        if self.pretrained is False and weights:
+            raise ConfigError(
+                f"{where + ': ' if where else ''}strategy {self.name} starts from random weights; remove "
+                f"weights/weights_path (got {weights!r}), or use a strategy that starts from pretrained weights"
             )
 
     def check(self, method: MethodSpec, config: Any) -> None:
         """Build what a cell of ``method`` needs once, so bad options fail before the first cell
         (``config``: the sweep's configuration; its ``data`` section is what every cell loads)."""
+
+    def callbacks(self, method: MethodSpec) -> list:
+        """Callbacks of a Lightning fit of ``method`` besides facetransfer's defaults."""
+        return []
 
     def run(self, cell: Cell, ctx: CellContext) -> CellResult:
         """Train and test one cell; return its metrics."""

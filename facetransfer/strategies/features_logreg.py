@@ -18,7 +18,6 @@ def _logistic_regression():
 
 
 LOGREG = Section("logreg", "scikit-learn LogisticRegression arguments", _logistic_regression)
-DEFAULT_LOGREG = {"C": 1.0, "max_iter": 1000}
 
 
 def logistic_regression(args: dict, seed: int):
@@ -41,7 +40,6 @@ class FeaturesLogReg(FrozenFeatureStrategy):
     summary = "the paper's feature extraction + scikit-learn LogisticRegression (seconds, not epochs)"
     sections = (BACKBONE, LOGREG)
     min_train_samples = 2
-    defaults = {"logreg": DEFAULT_LOGREG}
 
     def solve(
         self, train: np.ndarray, labels: np.ndarray, test: np.ndarray, num_classes: int, method: MethodSpec, seed: int,

@@ -53,8 +53,6 @@ EARLY_STOPPING = Section(
     _early_stopping,
     preset={"monitor": "val/acc", "mode": "max"},
 )
-# what a cell's Trainer gets unless the config says otherwise
-CELL_TRAINER_DEFAULTS = {"enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0}
 
 
 class LightningStrategy(Strategy):
@@ -62,7 +60,6 @@ class LightningStrategy(Strategy):
 
     trains = "lightning"
     sections: ClassVar[tuple[Section, ...]] = (MODEL, TRAINER, DATA, EARLY_STOPPING)
-    cell_defaults: ClassVar[dict] = {"trainer": CELL_TRAINER_DEFAULTS}
 
     def check(self, method: MethodSpec, config: Any) -> None:
         import lightning as L
@@ -75,7 +72,7 @@ class LightningStrategy(Strategy):
         L.Trainer(**method.trainer, logger=False, enable_checkpointing=False, callbacks=self.callbacks(method))
 
     def callbacks(self, method: MethodSpec) -> list:
-        """Callbacks of this method's cells besides facetransfer's defaults (early stopping when configured)."""
+        """Callbacks of this method's fit besides facetransfer's defaults (early stopping when configured)."""
         options = method.options.get("early_stopping")
         if options is None:
             return []
@@ -135,4 +132,4 @@ def _prune_checkpoints(folder: Path, policy: str, best: str) -> None:
             path.unlink()
 
 
-__all__ = ["CELL_TRAINER_DEFAULTS", "DATA", "EARLY_STOPPING", "LOADER_KEYS", "MODEL", "TRAINER", "LightningStrategy"]
+__all__ = ["DATA", "EARLY_STOPPING", "LOADER_KEYS", "MODEL", "TRAINER", "LightningStrategy"]

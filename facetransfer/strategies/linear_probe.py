@@ -4,8 +4,8 @@ The head is trained to convergence whatever the training-set size: full-batch L-
 standardised frozen features (``head_norm``) with the same L2 penalty as the paper's logistic
 regression (``head_c`` = scikit-learn's ``C``); L-BFGS stops at scikit-learn's tolerance, so
 the first epoch converges and the later ones confirm it; the best epoch by validation accuracy
-is tested. Each method may
-override the recipe in its ``model:`` / ``data:`` sections (e.g. ``optimizer: adam``,
+is tested (the recipe: ``recipes/linear_probe.yaml``). Each method may override it in its
+``model:`` / ``data:`` sections (e.g. ``optimizer: adam``,
 ``batch_size: 32`` for mini-batch training).
 """
 
@@ -23,7 +23,3 @@ class LinearProbe(LightningStrategy):
     plot_style = ("--", "s")
     summary = "frozen backbone, linear head trained by Lightning (full-batch L-BFGS on cached features)"
     freeze = "all"
-    defaults = {
-        "model": {"head_norm": True, "optimizer": "lbfgs", "head_c": 1.0, "feature_cache": True},
-        "data": {"batch_size": "all"},
-    }

@@ -31,15 +31,6 @@ class LinearProbeThenFinetune(Finetune):
     plot_style = ("-", "*")
     summary = "linear probe on the frozen features first (L-BFGS), then fine-tuning from that head"
     sections = (*Finetune.sections, LINEAR_PROBE)
-    # after the head fit, the head at 1e-4 and the pretrained stages at 1e-3 of their weights' RMS per
-    # step (half finetune's): a head that is already right needs no large steps, and the features
-    # should move little
-    defaults = {
-        "model": {"head_norm": True, "lr": 1e-4, "head_lr_per_feature": False, "backbone_lr": 1e-3,
-                  "backbone_lr_relative": True},
-        "early_stopping": {"patience": 5},
-        "lp": {"head_c": 1.0},
-    }
 
     def callbacks(self, method: MethodSpec) -> list:
         return [*super().callbacks(method), _linear_probe_head()(**method.options.get("lp", {}))]

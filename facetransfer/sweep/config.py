@@ -18,9 +18,10 @@ Parsed by jsonargparse like ``facetransfer fit``: several ``--config`` files, do
       - {strategy: scratch, backbone: scratch_cnn, model: {lr: 1.0e-3}}
       - {strategy: features_logreg, backbone: mobilenet_v2, weights: IMAGENET1K_V1}
 
-Each method's strategy (:mod:`facetransfer.strategies`) says which sections it accepts and
-checks them. Settings merge as: the shared sections, then the strategy's recipe, then the
-method's own sections. A mistake names its key::
+Each method's strategy (:mod:`facetransfer.strategies`) says which sections it accepts, and
+parses a stack of them onto one namespace with the same rule as several ``--config`` files (a
+later one's keys win): the shared sections, the strategy's recipe (``recipes/<strategy>.yaml``),
+the method's own sections. A mistake names its key::
 
     >>> load_sweep_config({"train_samples": [0]})
     Traceback (most recent call last):
@@ -34,7 +35,7 @@ import argparse
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -49,36 +50,53 @@ from ..strategies.sections import (
     MANAGED_SHARED_MODEL_KEYS,
     MANAGED_TRAINER_KEYS,
     plain,
-    section_parser,
     slug,
 )
 
-CHECKPOINT_POLICIES = ("best", "all", "none")
+#: what a cell's Trainer gets below the shared trainer section (no progress bar or summary per cell)
+CELL_TRAINER_DEFAULTS = {"enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0}
+SECTIONS = {
+    "data": "FaceDataModule arguments shared by every cell",
+    "trainer": "Lightning Trainer arguments shared by every cell",
+    "model": "FaceClassifier arguments shared by every cell",
+}
 
 
-def sweep_parser():
-    """The jsonargparse parser of ``facetransfer sweep`` (config keys and run options)."""
-    import lightning as L
-    from jsonargparse import ActionConfigFile
+def sweep_parser(typed: bool = True):
+    """The jsonargparse parser of ``facetransfer sweep``'s config keys.
+
+    ``typed``: the ``data``, ``trainer`` and ``model`` groups take their keys and types from
+    :class:`~facetransfer.FaceDataModule`, Lightning's ``Trainer`` and :class:`~facetransfer.FaceClassifier`,
+    as ``facetransfer fit`` does (this imports Lightning); without, they are plain mappings (``--help``).
+    """
+    from jsonargparse import ActionConfigFile, ArgumentParser
     from jsonargparse.typing import NonNegativeInt, PositiveInt
 
-    from ..data import FaceDataModule
-    from ..training.module import FaceClassifier
-
-    parser = section_parser(prog="facetransfer sweep", description="Run the paper's comparison: strategies x backbones x "
-                     "training-set sizes x seeds, into one results folder.")
+    parser = ArgumentParser(prog="facetransfer sweep", description="Run the paper's comparison: strategies x backbones x "
+                            "training-set sizes x seeds, into one results folder.", exit_on_error=False)
     parser.add_argument("--config", action=ActionConfigFile, help="a sweep YAML (repeat to merge several)")
     parser.add_argument("--name", type=Optional[str], default=None, help="title of the report (default: the config file's name)")
     parser.add_argument("--output_dir", type=Optional[str], default=None,
                         help="results.csv, report.md, plot and logs (default: results/<name>)")
-    parser.add_class_arguments(FaceDataModule, "data", skip=set(MANAGED_DATA_KEYS), sub_configs=True)
-    parser.add_class_arguments(L.Trainer, "trainer", skip=set(MANAGED_TRAINER_KEYS), fail_untyped=False, sub_configs=True)
-    parser.add_class_arguments(FaceClassifier, "model", skip=set(MANAGED_SHARED_MODEL_KEYS), sub_configs=True)
+    if typed:
+        import lightning as L
+
+        from ..data import FaceDataModule
+        from ..training.module import FaceClassifier
+
+        skips = {"data": MANAGED_DATA_KEYS, "trainer": MANAGED_TRAINER_KEYS, "model": MANAGED_SHARED_MODEL_KEYS}
+        for key, target in (("data", FaceDataModule), ("trainer", L.Trainer), ("model", FaceClassifier)):
+            parser.add_class_arguments(target, key, skip=set(skips[key]), fail_untyped=False, sub_configs=True)
+    else:
+        for key, doc in SECTIONS.items():
+            parser.add_argument(f"--{key}", type=Optional[dict[str, Any]], default=None,
+                                help=f"{doc}: the --{key}.* options of 'facetransfer fit --help'")
     parser.add_argument("--train_samples", type=list[Union[PositiveInt, Literal["all"]]], default=["all"],
                         help="training-set sizes (positive integers or 'all')")
     parser.add_argument("--seeds", type=list[NonNegativeInt], default=[0], help="seeds (each seeds the split and the training)")
     parser.add_argument("--methods", type=list[dict[str, Any]], default=[],
-                        help="methods: strategy + backbone (+ weights, and the sections the strategy accepts)")
+                        help="methods: strategy + backbone (+ weights, and the sections the strategy accepts: "
+                             "'facetransfer strategies')")
     parser.add_argument("--feature_cache_dir", type=Optional[str], default=None,
                         help="cache of frozen features (default: <output_dir>/features)")
     parser.add_argument("--checkpoints", type=Literal["best", "all", "none"], default="best",
@@ -105,12 +123,6 @@ class SweepConfig:
     sources: list[str] = field(default_factory=list)
     method_order: list[str] = field(default_factory=list)  # every method of the config (report order)
 
-    def method(self, name: str) -> MethodSpec:
-        for m in self.methods:
-            if m.name == name:
-                return m
-        raise KeyError(name)
-
     def select(self, names: Sequence[str]) -> SweepConfig:
         """The same sweep restricted to methods whose name or strategy is in ``names``."""
         known = sorted({m.name for m in self.methods} | {m.strategy for m in self.methods})
@@ -122,21 +134,7 @@ class SweepConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration, as plain data (written next to the results)."""
-        return plain(
-            {
-                "name": self.name,
-                "output_dir": str(self.output_dir),
-                "data": self.data,
-                "trainer": self.trainer,
-                "train_samples": self.train_samples,
-                "seeds": self.seeds,
-                "feature_cache_dir": str(self.feature_cache_dir),
-                "checkpoints": self.checkpoints,
-                "num_threads": self.num_threads,
-                "methods": [m.__dict__ for m in self.methods],
-                "sources": self.sources,
-            }
-        )
+        return plain({k: v for k, v in asdict(self).items() if k != "method_order"})
 
 
 def _yaml_text(config: Mapping[str, Any]) -> str:
@@ -153,21 +151,18 @@ def parse_sweep_args(argv: Sequence[str], parser=None):
     except argparse.ArgumentError as err:
         defaults = parser.get_defaults()
         known = {"": [k for k in defaults.keys() if "." not in k]}
-        for group in ("data", "trainer", "model"):
-            known[group] = list(defaults[group].keys())
+        known.update({group: list(defaults[group].keys()) for group in SECTIONS if hasattr(defaults.get(group), "keys")})
         raise located_config_error(err, argv, known) from None
 
 
 def build_sweep_config(parsed: Any, *, default_name: str = "sweep", sources: Sequence[str] = ()) -> SweepConfig:
     """A parsed namespace (given values only) -> a checked :class:`SweepConfig` (nothing is built or run)."""
     given = plain(parsed.as_dict())  # jsonargparse's typed values (PositiveInt ...) as plain Python
-    data = dict(given.get("data") or {})
-    trainer = dict(given.get("trainer") or {})
-    model = dict(given.get("model") or {})
-    methods_raw = given.get("methods") or []
-    if not methods_raw:
+    data, trainer, model = (dict(given.get(key) or {}) for key in SECTIONS)
+    if not given.get("methods"):
         raise ConfigError("methods is empty: the grid has no method (e.g. - {strategy: scratch, backbone: scratch_cnn})")
-    methods = [resolve_method(i, m, model, trainer) for i, m in enumerate(methods_raw)]
+    shared = {"model": model, "trainer": trainer}
+    methods = [resolve_method(i, m, {"trainer": CELL_TRAINER_DEFAULTS}, shared) for i, m in enumerate(given["methods"])]
     seen: dict[str, int] = {}
     for i, m in enumerate(methods):
         if m.name in seen:
@@ -218,6 +213,7 @@ def load_sweep_config(
 
 
 __all__ = [
+    "CELL_TRAINER_DEFAULTS",
     "SweepConfig",
     "build_sweep_config",
     "load_sweep_config",

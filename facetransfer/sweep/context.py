@@ -1,7 +1,8 @@
-"""What the cells of a sweep share, and running one cell: each seed's split, the feature store, the row.
+"""Running a sweep's cells: each seed's split, the methods built once, one cell's row, the process's
+torch threads and Lightning's messages.
 
     >>> plan = prepare(load_sweep_config("configs/experiments/demo.yaml"), echo=print)  # doctest: +SKIP
-    >>> row = run_cell(plan.cells[0], plan.context())  # doctest: +SKIP
+    >>> row = run_cell(plan.cells[0], plan)  # doctest: +SKIP
     >>> row["test_top1"]  # doctest: +SKIP
     0.5
 """
@@ -12,9 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,45 +22,14 @@ from ..data import FaceDataModule
 from ..data.split import SplitManifest
 from ..errors import ConfigError, FaceTransferError
 from ..strategies import get_strategy
-from ..strategies.base import Cell, MethodSpec
-from ..training.devices import autocast_dtype, feature_device
+from ..strategies.base import Cell, CellContext, MethodSpec
 from .config import SweepConfig
-from .feature_store import FeatureStore, all_keys
+from .feature_store import all_keys
 
 Echo = Callable[[str], None]
 
 
-@dataclass
-class SweepContext:
-    """What every cell of a sweep shares: the config, each seed's split, the feature store."""
-
-    config: SweepConfig
-    pools: dict[int, SplitManifest]
-    feature_store: FeatureStore
-    logs_dir: Path
-    notices: list[str] = field(default_factory=list)
-
-    def cell_dir(self, cell: Cell) -> Path:
-        return self.logs_dir / cell.method.slug / cell.folder
-
-    def manifest(self, cell: Cell) -> SplitManifest:
-        return self.pools[cell.seed].subset(cell.train_samples)
-
-    @property
-    def feature_device(self) -> torch.device:
-        return feature_device(self.config.trainer)
-
-    @property
-    def feature_autocast(self) -> torch.dtype | None:
-        """The dtype a Lightning cell would extract features with (so both kinds of cell share the cache)."""
-        from ..training.trainer import default_precision
-
-        trainer = self.config.trainer
-        precision = trainer.get("precision") or default_precision(trainer.get("accelerator", "auto"))
-        return autocast_dtype(precision, self.feature_device)
-
-
-def run_cell(cell: Cell, ctx: SweepContext) -> dict[str, Any]:
+def run_cell(cell: Cell, ctx: CellContext) -> dict[str, Any]:
     """Run one cell with its strategy; returns its results row."""
     start = time.perf_counter()
     manifest = ctx.manifest(cell)
@@ -118,10 +86,6 @@ def quiet_lightning(enabled: bool = True) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _located(where: str, err: Exception) -> ConfigError:
-    return ConfigError(f"{where}: {err}")
-
-
 def build_splits(config: SweepConfig, echo: Echo) -> tuple[dict[int, SplitManifest], FaceDataModule, list[str]]:
     """Each seed's split with the whole training pool (bad data fails here, before any training),
     the data module of the first seed, and every image key of the splits (for the feature store)."""
@@ -131,10 +95,8 @@ def build_splits(config: SweepConfig, echo: Echo) -> tuple[dict[int, SplitManife
     for seed in config.seeds:
         try:
             data = FaceDataModule(**config.data, seed=seed, train_samples="all")
-        except TypeError as err:
-            raise _located("data", err) from None
-        except ConfigError as err:
-            raise _located("data", err) from None
+        except (TypeError, ConfigError) as err:
+            raise ConfigError(f"data: {err}") from None
         m = data.manifest
         keys.update(all_keys([m]))
         pools[seed] = m
@@ -157,7 +119,7 @@ def check_methods(config: SweepConfig, methods: list[MethodSpec]) -> None:
         except FaceTransferError as err:
             raise type(err)(f"{where}: {err}") from None
         except Exception as err:  # Lightning and torch raise several types for bad options
-            raise _located(where, err) from None
+            raise ConfigError(f"{where}: {err}") from None
 
 
-__all__ = ["SweepContext", "build_splits", "check_methods", "quiet_lightning", "run_cell", "torch_threads"]
+__all__ = ["Echo", "build_splits", "check_methods", "quiet_lightning", "run_cell", "torch_threads"]

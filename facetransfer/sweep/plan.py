@@ -1,6 +1,9 @@
 """What a sweep is about to do: each seed's split, the grid's cells, which of them are finished.
 
-Every process of a sweep (the one you start and each worker) builds the same plan from the
+The grid has one cell per (training-set size, method, seed). Each seed has its own split (test
+set, val set, train pool); within a seed the test set is the same for every size ``N`` and the
+``N`` training images are the first ``N`` of the pool, so smaller training sets are inside larger
+ones. Every process of a sweep (the one you start and each worker) builds the same plan from the
 config: splits are seeded, so every worker has the same cells and the same split digests,
 which it checks against ``sweep.json`` before it runs anything::
 
@@ -11,24 +14,66 @@ which it checks against ``sweep.json`` before it runs anything::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..data import FaceDataModule
 from ..data.split import SplitManifest
 from ..errors import ConfigError
 from ..strategies import get_strategy
+from ..strategies.base import Cell, CellKey
+from ..training.devices import autocast_dtype, feature_device
 from .config import SweepConfig
-from .context import SweepContext, build_splits, quiet_lightning
+from .context import Echo, build_splits, quiet_lightning
 from .feature_store import FeatureStore
-from .grid import Cell, CellKey, build_cells, split_digest
-from .parallel.lease import fingerprint_digest, lease_alive, read_leases
+from .parallel.lease import Lease, fingerprint_digest, lease_alive, read_leases
 from .results import RESULTS_NAME, ResultsTable, SweepState
 
-Echo = Callable[[str], None]
+
+def effective_sizes(requested: list[int | str], pool_size: int) -> tuple[list[int], list[str]]:
+    """Requested sizes -> distinct sizes that fit the pool (ascending), and notices about capping (a
+    size above the pool is capped to it, and runs once if it then equals another size).
+
+    >>> sizes, notes = effective_sizes([50, 100, 5000, "all"], pool_size=2178)
+    >>> sizes
+    [50, 100, 2178]
+    >>> notes[0]
+    "train_samples 5000 is more than the training pool of 2178 images: capped to 2178 (= 'all')"
+    """
+    sizes: list[int] = []
+    notes: list[str] = []
+    for n in requested:
+        size = pool_size if n == "all" else min(int(n), pool_size)
+        if n != "all" and int(n) > pool_size:
+            notes.append(f"train_samples {n} is more than the training pool of {pool_size} images: capped to {pool_size} (= 'all')")
+        if size not in sizes:
+            sizes.append(size)
+    return sorted(sizes), notes
+
+
+def split_digest(pool: SplitManifest) -> str:
+    """Identifies a seed's split by its content (identities, pool order, val, test), not by paths."""
+    body = json.dumps([pool.classes, pool.train, pool.val, pool.test], separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def build_cells(config: SweepConfig, pools: dict[int, SplitManifest]) -> tuple[list[Cell], list[str]]:
+    """All cells, ordered seed -> N -> method (every method's small-N results come first)."""
+    cells: list[Cell] = []
+    notes: list[str] = []
+    for seed in config.seeds:
+        pool = pools[seed]
+        sizes, seed_notes = effective_sizes(config.train_samples, pool.train_pool_size)
+        notes += [n for n in seed_notes if n not in notes]
+        for size in sizes:
+            cells += [Cell(m, size, seed, pool.train_pool_size) for m in config.methods]
+    return cells, notes
 
 
 @dataclass
@@ -41,6 +86,7 @@ class SweepPlan:
     image_keys: list[str]
     cells: list[Cell]
     finished: set[CellKey] = field(default_factory=set)
+    notices: list[str] = field(default_factory=list)  # of the cells run in this process, until shown
 
     @property
     def output_dir(self) -> Path:
@@ -69,10 +115,11 @@ class SweepPlan:
         """Each method's settings as a short hash (stored in its cells' leases)."""
         return {name: fingerprint_digest(fp) for name, fp in self.fingerprints.items()}
 
-    def running(self) -> set[CellKey]:
-        """Cells of this grid that workers hold live leases on."""
+    def running(self) -> dict[CellKey, Lease]:
+        """The live leases workers hold on cells of this grid."""
         keys = {c.key for c in self.cells}
-        return {lease.cell for lease in read_leases(self.output_dir) if lease.cell in keys and lease_alive(self.output_dir, lease)}
+        return {lease.cell: lease for lease in read_leases(self.output_dir)
+                if lease.cell in keys and lease_alive(self.output_dir, lease)}
 
     def state_extra(self) -> dict[str, Any]:
         """What ``sweep.json`` records besides splits and settings: name, method order, config, grid."""
@@ -84,22 +131,40 @@ class SweepPlan:
     def check_state(self, write: bool = True) -> None:
         """Refuse a changed split or changed method settings for cells with rows or running in
         another worker; record this sweep's (``write``) or only check against the recorded."""
-        recorded = self.finished | self.running()
+        recorded = self.finished | set(self.running())
         SweepState(self.output_dir).check_and_update(self.splits, self.fingerprints, recorded, self.state_extra(), write=write)
 
-    def context(self) -> SweepContext:
-        """What the cells share, with the feature store of the config's cache folder."""
+    # what the cells run with (a CellContext): each cell's split and folder, the frozen-feature store
+    def manifest(self, cell: Cell) -> SplitManifest:
+        return self.pools[cell.seed].subset(cell.train_samples)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.output_dir / "logs"
+
+    def cell_dir(self, cell: Cell) -> Path:
+        return self.logs_dir / cell.method.slug / cell.folder
+
+    @cached_property
+    def feature_store(self) -> FeatureStore:
+        """The frozen features of the config's cache folder, shared by every cell of this process."""
         data = self.data
-        store = FeatureStore(
-            self.config.feature_cache_dir,
-            data.source,
-            self.image_keys,
-            face_crop=data.face_crop,
-            batch_size=max(64, data.eval_batch_size),
-            num_workers=data.num_workers,
-            source_for=data.source_for,
-        )
-        return SweepContext(self.config, self.pools, store, self.output_dir / "logs")
+        return FeatureStore(self.config.feature_cache_dir, data.source, self.image_keys, face_crop=data.face_crop,
+                            batch_size=max(64, data.eval_batch_size), num_workers=data.num_workers,
+                            source_for=data.source_for)
+
+    @property
+    def feature_device(self) -> torch.device:
+        return feature_device(self.config.trainer)
+
+    @property
+    def feature_autocast(self) -> torch.dtype | None:
+        """The dtype a Lightning cell would extract features with (so both kinds of cell share the cache)."""
+        from ..training.trainer import default_precision
+
+        trainer = self.config.trainer
+        precision = trainer.get("precision") or default_precision(trainer.get("accelerator", "auto"))
+        return autocast_dtype(precision, self.feature_device)
 
 
 def prepare(config: SweepConfig, echo: Echo, quiet: bool = True) -> SweepPlan:
@@ -119,4 +184,4 @@ def prepare(config: SweepConfig, echo: Echo, quiet: bool = True) -> SweepPlan:
     return plan
 
 
-__all__ = ["SweepPlan", "prepare"]
+__all__ = ["SweepPlan", "build_cells", "effective_sizes", "prepare", "split_digest"]

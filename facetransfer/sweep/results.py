@@ -29,7 +29,7 @@ from filelock import FileLock, Timeout
 from ..errors import ConfigError, DataError
 from ..io.atomic import atomic_write
 from ..io.atomic import remove_stale_temporaries as _remove_stale
-from .grid import CellKey
+from ..strategies.base import CellKey
 
 RESULTS_NAME = "results.csv"
 STATE_NAME = "sweep.json"

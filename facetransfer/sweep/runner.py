@@ -13,7 +13,6 @@ continues where it stopped::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,12 @@ from typing import Any
 from ..strategies.base import Cell, CellKey
 from ..training.noise import silence_known_noise
 from .config import SweepConfig
-from .context import check_methods, quiet_lightning, torch_threads
-from .parallel.lease import lease_alive, read_leases, remove_stale_lease_temporaries
-from .parallel.run_options import ParallelOptions
+from .context import Echo, check_methods, quiet_lightning, torch_threads
+from .parallel.lease import remove_stale_lease_temporaries
+from .parallel.run_options import ParallelOptions, Shard
 from .plan import SweepPlan, prepare
-from .report import REPORT_NAME, Report, read_report, write_report
+from .report import REPORT_NAME, Report, read_report
 from .results import RESULTS_NAME, remove_stale_temporaries
-
-Echo = Callable[[str], None]
 
 
 @dataclass
@@ -75,7 +72,7 @@ def run_sweep(
     echo = echo or print
     parallel = parallel or ParallelOptions()
     if parallel.launcher is not None:
-        from .parallel.submitit_launcher import check_launcher
+        from .parallel.launcher import check_launcher
 
         check_launcher(parallel.launcher)
     silence_known_noise()
@@ -94,7 +91,7 @@ def run_sweep(
             f"grid: {len(cells)} cells = {len(config.methods)} methods x {len(sizes)} sizes {sizes} x "
             f"{len(config.seeds)} seed(s); {len(result.skipped)} already in {plan.table.path}, {len(pending)} to run"
         )
-        running = {lease.cell: lease for lease in read_leases(out) if lease_alive(out, lease)}
+        running = plan.running()
         elsewhere = sum(c.key in running for c in pending)
         if elsewhere:
             echo(f"{elsewhere} of them are running in other workers now")
@@ -105,63 +102,38 @@ def run_sweep(
                 echo(f"  running: {cell.label} ({lease.where})" if lease else f"  would run: {cell.label}")
             return result
         plan.check_state()
-        if parallel.launcher is not None and pending:
-            from .parallel.submitit_launcher import submit_workers
-
-            result.jobs = submit_workers(plan, parallel, report=report, quiet=quiet, echo=echo)
-            if parallel.launcher == "slurm":
-                return result
-            finished = plan.table.finished_keys()
-            result.ran = [c.key for c in pending if c.key in finished]
-            result.workers = len(result.jobs)
-            report_policy = "finisher"
-        else:
-            result.workers, report_policy = _run_here(plan, parallel, result, report=report, progress=progress, quiet=quiet,
-                                                      echo=echo)
-
-    if report and plan.table.path.is_file():
-        if report_policy == "end":
-            result.report = write_report(out, title=config.name)
-        elif report_policy == "finisher" and (out / REPORT_NAME).is_file() and len(result.ran) + len(result.skipped) == len(cells):
-            result.report = read_report(out)  # written by the worker that recorded the last row
-        if result.report is not None:
-            _echo_report(result.report, out, echo)
+        if not _run(plan, parallel, result, report=report, progress=progress, quiet=quiet, echo=echo):
+            return result  # a SLURM job array runs the cells
+    if report and (out / REPORT_NAME).is_file() and {c.key for c in cells} <= plan.table.finished_keys():
+        result.report = read_report(out)  # by the worker that recorded the grid's last row
+        _echo_report(result.report, out, echo)
     result.seconds = time.perf_counter() - start
     by = f" by {result.workers} workers" if result.workers > 1 else ""
     echo(f"sweep {config.name}: {len(result.ran)} cells run{by}, {len(result.skipped)} skipped, {result.seconds:.0f} s wall time")
     return result
 
 
-def _run_here(
-    plan: SweepPlan, parallel: ParallelOptions, result: SweepResult, *, report: bool, progress: bool, quiet: bool,
-    echo: Echo,
-) -> tuple[int, str]:
-    """Run the pending cells on this machine: in this process, or in ``--workers K`` processes.
+def _run(plan: SweepPlan, parallel: ParallelOptions, result: SweepResult, *, report: bool, progress: bool, quiet: bool,
+         echo: Echo) -> bool:
+    """Run the pending cells: by workers a launcher starts (``--workers K``, ``--launcher``), or by one
+    worker in this process. False when they were submitted to SLURM and run later."""
+    from .parallel.launcher import submit_workers, worker_count
+    from .parallel.worker import WorkerSettings, run_worker
 
-    Returns the number of workers and who writes the report (``end``: the caller; ``finisher``:
-    the worker that recorded the last row, for a ``--shard`` worker)."""
-    from .parallel.local_workers import resolve_workers, run_local_workers
-    from .parallel.shard import Shard
-    from .parallel.worker import WorkerSettings, run_worker, write_report_if_due
-
-    workers = min(resolve_workers(parallel.workers, plan.config), len(plan.pending))  # no worker without a cell
-    if workers > 1:
-        run_local_workers(plan, workers, parallel, progress=progress, quiet=quiet, echo=echo)
+    count = worker_count(parallel, plan) if plan.pending else 1
+    if parallel.launcher is not None and plan.pending or count > 1:
+        result.jobs = submit_workers(plan, parallel, count, report=report, quiet=quiet, progress=progress, echo=echo)
+        result.workers = len(result.jobs)
         finished = plan.table.finished_keys()
         result.ran = [c.key for c in plan.pending if c.key in finished]
-        return workers, "end"
+        return parallel.launcher != "slurm"
     shard = parallel.shard or Shard()
-    policy = "end" if parallel.shard is None else "finisher" if report else "none"
-    settings = WorkerSettings(
-        shard=shard, lease_seconds=parallel.lease_seconds, report=policy, progress=progress, quiet=quiet,
-        tag="" if parallel.shard is None else f"[{shard.label}] ",
-    )
-    outcome = run_worker(plan, plan.context(), settings, echo)
+    settings = WorkerSettings(shard=shard, lease_seconds=parallel.lease_seconds, report=report, progress=progress,
+                              quiet=quiet, tag="" if parallel.shard is None else f"[{shard.label}] ")
+    outcome = run_worker(plan, settings, echo)
     result.ran = outcome.ran
     result.features_computed, result.features_loaded = outcome.features_computed, outcome.features_loaded
-    if policy == "finisher" and not write_report_if_due(plan, outcome, lambda text: None):
-        return 1, "none"  # another worker recorded the last row and writes it
-    return 1, policy
+    return True
 
 
 def _echo_report(report: Report, out: Path, echo: Echo) -> None:

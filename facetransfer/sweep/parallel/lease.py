@@ -43,7 +43,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from ...io.atomic import TEMPORARY_SUFFIX, atomic_write
-from ..grid import CellKey
+from ...strategies.base import CellKey
 from ..results import locked
 
 LEASES_DIR = "leases"
@@ -71,9 +71,9 @@ class WorkerIdentity:
     pid: int
 
     @classmethod
-    def here(cls, label: str = "worker", holder: str | None = None) -> WorkerIdentity:
-        """This process (``holder``: an id given by a launcher, else a new random one)."""
-        return cls(holder or uuid.uuid4().hex[:12], label, socket.gethostname(), os.getpid())
+    def here(cls, label: str = "worker") -> WorkerIdentity:
+        """This process, with a new random id."""
+        return cls(uuid.uuid4().hex[:12], label, socket.gethostname(), os.getpid())
 
 
 @dataclass(frozen=True)
@@ -137,9 +137,7 @@ def holder_alive(folder: str | os.PathLike, holder: str) -> bool:
     probe = FileLock(path)
     try:
         probe.acquire(timeout=0)
-    except Timeout:
-        return True
-    except OSError:  # cannot lock here (read-only folder ...): the heartbeat decides
+    except (Timeout, OSError):  # held; or it cannot be locked here (read-only folder ...): the heartbeat decides
         return True
     try:
         path.unlink(missing_ok=True)  # a dead worker's lock file
@@ -253,9 +251,7 @@ class LeaseBook:
 def _read(path: Path) -> Lease | None:
     try:
         return Lease.from_json(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, TypeError, KeyError):  # not a lease (a stray file): nobody holds the cell
+    except (OSError, ValueError, TypeError, KeyError):  # none, or not a lease (a stray file): nobody holds the cell
         return None
 
 
@@ -285,7 +281,7 @@ class Heartbeat:
     taken for dead and its cell taken over); the cell's row is then recorded by the new holder.
 
         >>> with Heartbeat(book, lease) as beat:  # doctest: +SKIP
-        ...     row = run_cell(cell, ctx)
+        ...     row = run_cell(cell, plan)
     """
 
     def __init__(self, book: LeaseBook, lease: Lease) -> None:

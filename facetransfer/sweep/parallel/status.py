@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
-from ..grid import CellKey
+from ...strategies.base import CellKey
 from ..results import RESULTS_NAME, STATE_NAME, ResultsTable, row_key
 from .lease import Lease, lease_alive, read_leases
 

@@ -1,14 +1,14 @@
 """One worker of a sweep: claim a cell, run it, record its row; until every cell of the grid is done.
 
 Any number of workers run this loop on one results folder: the process you start, the
-``--workers K`` processes it starts, SLURM array tasks, or processes another scheduler starts
-with ``--shard i/n``. A cell is claimed through its lease (:mod:`~facetransfer.sweep.parallel.lease`),
+workers it starts on this machine (``--workers K``) or as SLURM array tasks, or processes another
+scheduler starts with ``--shard i/n``. A cell is claimed through its lease (:mod:`~facetransfer.sweep.parallel.lease`),
 run, and its row added to ``results.csv`` only while the lease is still this worker's, so every
 cell gets exactly one row. When no cell is free but other workers' cells still run, the worker
 waits: if one of them dies, this worker runs its cell again::
 
     >>> plan = prepare(config, echo=print)  # doctest: +SKIP
-    >>> outcome = run_worker(plan, plan.context(), WorkerSettings(shard=Shard(0, 2)), echo=print)  # doctest: +SKIP
+    >>> outcome = run_worker(plan, WorkerSettings(shard=Shard(0, 2)), echo=print)  # doctest: +SKIP
     >>> outcome.ran  # doctest: +SKIP
     [('scratch/scratch_cnn', 16, 0), ...]
 """
@@ -18,22 +18,18 @@ from __future__ import annotations
 import gc
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from ...errors import FaceTransferError
-from ..context import SweepContext, quiet_lightning, run_cell, torch_threads
-from ..grid import Cell, CellKey
+from ...strategies.base import Cell, CellKey
+from ..context import Echo, quiet_lightning, run_cell, torch_threads
 from ..plan import SweepPlan, prepare
 from ..results import SweepState, locked
 from .lease import DEFAULT_LEASE_SECONDS, Claim, Lease, LeaseBook, WorkerIdentity, held
-from .shard import Shard
-
-Echo = Callable[[str], None]
-ReportPolicy = Literal["end", "finisher", "none"]
+from .run_options import Shard
 
 
 @dataclass(frozen=True)
@@ -44,20 +40,18 @@ class WorkerSettings:
         shard: which cells it tries first (worker ``i`` of ``n``).
         lease_seconds: how long its leases live without a heartbeat.
         threads: torch CPU threads (None: the config's ``num_threads``).
-        report: ``end``: the caller writes the report; ``finisher``: the worker whose row
-            completes the grid writes it; ``none``: nobody (a launcher writes it).
+        report: write the report when this worker's row completes the grid (or it finds the grid complete
+            and the report missing or older than ``results.csv``).
         progress: a progress bar; quiet: hide Lightning's per-cell info lines.
-        holder: the lease holder id (a launcher sets it, to name the cell of a worker that died).
         tag: prefix of this worker's messages (``[worker 1/4] ``).
     """
 
     shard: Shard = field(default_factory=Shard)
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     threads: int | None = None
-    report: ReportPolicy = "end"
+    report: bool = True
     progress: bool = True
     quiet: bool = True
-    holder: str | None = None
     tag: str = ""
 
     @property
@@ -109,11 +103,11 @@ def record_row(cell: Cell, lease: Lease, row: dict[str, Any], plan: SweepPlan, b
         return True, all(c.key in finished for c in plan.cells)
 
 
-def run_worker(plan: SweepPlan, ctx: SweepContext, settings: WorkerSettings, echo: Echo) -> WorkerOutcome:
+def run_worker(plan: SweepPlan, settings: WorkerSettings, echo: Echo) -> WorkerOutcome:
     """Run unfinished cells of ``plan`` until each has its row (see the module's text)."""
     from tqdm.auto import tqdm
 
-    book = LeaseBook(plan.output_dir, WorkerIdentity.here(settings.shard.label, settings.holder), settings.lease_seconds)
+    book = LeaseBook(plan.output_dir, WorkerIdentity.here(settings.shard.label), settings.lease_seconds)
     outcome = WorkerOutcome()
     bar = tqdm(total=len(plan.cells), initial=sum(c.key in plan.finished for c in plan.cells), desc="sweep", unit="cell",
                disable=not settings.progress, file=sys.stderr, dynamic_ncols=True)
@@ -124,16 +118,17 @@ def run_worker(plan: SweepPlan, ctx: SweepContext, settings: WorkerSettings, ech
 
     try:
         with book.alive():
-            _claim_and_run(plan, ctx, book, settings, outcome, bar, say)
+            _claim_and_run(plan, book, settings, outcome, bar, say)
     finally:
         bar.close()
-    outcome.features_computed, outcome.features_loaded = ctx.feature_store.computed, ctx.feature_store.loaded
+    outcome.features_computed, outcome.features_loaded = plan.feature_store.computed, plan.feature_store.loaded
+    if settings.report:
+        write_report_if_due(plan, outcome, lambda text: echo(f"{settings.tag}{text}"))
     return outcome
 
 
 def _claim_and_run(
-    plan: SweepPlan, ctx: SweepContext, book: LeaseBook, settings: WorkerSettings, outcome: WorkerOutcome, bar: Any,
-    say: Echo,
+    plan: SweepPlan, book: LeaseBook, settings: WorkerSettings, outcome: WorkerOutcome, bar: Any, say: Echo,
 ) -> None:
     """The loop: claim the first free cell in this worker's order and run it; wait while only
     other workers' cells are left; stop when every cell has its row."""
@@ -165,20 +160,20 @@ def _claim_and_run(
             say(f"{cell.label}: taking it over from {claim.replaced.where}: {claim.reason}")
             outcome.taken_over.append(cell.key)
         bar.set_postfix_str(cell.label, refresh=True)
-        _run_claimed(cell, claim.lease, plan, ctx, book, settings, outcome, say)
+        _run_claimed(cell, claim.lease, plan, book, settings, outcome, say)
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
 
 def _run_claimed(
-    cell: Cell, lease: Lease, plan: SweepPlan, ctx: SweepContext, book: LeaseBook, settings: WorkerSettings,
-    outcome: WorkerOutcome, say: Echo,
+    cell: Cell, lease: Lease, plan: SweepPlan, book: LeaseBook, settings: WorkerSettings, outcome: WorkerOutcome,
+    say: Echo,
 ) -> None:
     beat = None
     try:
         with held(book, lease) as beat, quiet_lightning(settings.quiet):
-            row = run_cell(cell, ctx)
+            row = run_cell(cell, plan)
     except Exception:
         if beat is not None and beat.lost:  # another worker took it over and reset its folder
             say(f"{cell.label}: stopped; another worker took this cell over (this worker's heartbeat stalled)")
@@ -195,14 +190,14 @@ def _run_claimed(
         f"{cell.label}: top-1 {row['test_top1'] * 100:.1f}%, top-5 {row['test_top5'] * 100:.1f}%, "
         f"train {row['train_seconds']:.1f} s ({row['device']})"
     )
-    for notice in ctx.notices:
+    for notice in plan.notices:
         say(f"notice: {notice}")
-    ctx.notices.clear()
+    plan.notices.clear()
 
 
 def run_worker_process(config, settings: WorkerSettings, echo: Echo = print) -> WorkerOutcome:
-    """A worker started by a launcher (or a scheduler): build the plan, check it against the
-    folder's ``sweep.json`` (the launcher recorded it), run cells; maybe write the report."""
+    """A worker started by a launcher: build the plan, check it against the folder's ``sweep.json``
+    (the launcher recorded it), run cells."""
     from ...training.malloc_tuning import tune_malloc
     from ...training.noise import silence_known_noise
 
@@ -211,10 +206,7 @@ def run_worker_process(config, settings: WorkerSettings, echo: Echo = print) -> 
     with torch_threads(settings.threads or config.num_threads):
         plan = prepare(config, echo=lambda _: None, quiet=settings.quiet)
         plan.check_state(write=False)
-        outcome = run_worker(plan, plan.context(), settings, echo)
-    if settings.report == "finisher":
-        write_report_if_due(plan, outcome, lambda text: echo(f"{settings.tag}{text}"))
-    return outcome
+        return run_worker(plan, settings, echo)
 
 
 def write_report_if_due(plan: SweepPlan, outcome: WorkerOutcome, echo: Echo) -> bool:
@@ -234,18 +226,5 @@ def write_report_if_due(plan: SweepPlan, outcome: WorkerOutcome, echo: Echo) -> 
     return True
 
 
-def worker_process_main(config, settings: WorkerSettings) -> None:
-    """Entry point of a ``--workers K`` child process: one line and exit status 2 on bad input."""
-    def echo(text: str) -> None:
-        print(text, flush=True)
-
-    try:
-        run_worker_process(config, settings, echo)
-    except FaceTransferError as err:
-        print(f"facetransfer: error: {settings.tag}{err}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
-
-
-__all__ = ["WorkerOutcome", "WorkerSettings", "WorkersFailed", "record_row", "run_worker", "run_worker_process", "worker_process_main", "write_report_if_due"]
+__all__ = ["WorkerOutcome", "WorkerSettings", "WorkersFailed", "record_row", "run_worker", "run_worker_process",
+           "write_report_if_due"]
