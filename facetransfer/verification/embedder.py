@@ -75,15 +75,6 @@ class _ImageFiles(Dataset):
             return None, str(err)
 
 
-def add_align_options(parser, remembered: str = "detections are cached on disk") -> None:
-    """``--align`` and ``--align_template`` of the commands that embed photos (``verify``, ``gallery enroll``)."""
-    parser.add_argument("--align", default="none",
-                        help=f"detect and align every face first: none (default) or a face detector (mtcnn); "
-                        f"{remembered}, see docs/alignment.md")
-    parser.add_argument("--align_template", default=None, choices=["dlib", "arcface"],
-                        help="five-point template of the alignment (default: the backbone's own)")
-
-
 def make_aligner(align: Any, preprocess, template: str | None = None):
     """An :class:`~facetransfer.detection.Aligner` for ``align`` (a detector name or an Aligner), placing
     ``template`` (default: the backbone's own) where ``preprocess``'s eval transform keeps it; None for ``none``."""
@@ -272,4 +263,4 @@ class Embedder:
         return torch.cat(out) if out else torch.zeros(0, self.num_features)
 
 
-__all__ = ["Embedder", "ImageLike", "add_align_options", "as_backbone", "make_aligner", "weights_fingerprint"]
+__all__ = ["Embedder", "ImageLike", "as_backbone", "make_aligner", "weights_fingerprint"]

@@ -38,7 +38,7 @@ from torch import nn
 
 from ..errors import ConfigError, DataError
 from ..io.atomic import atomic_path
-from ..io.images import is_image_name, natural_key
+from ..io.images import identity_images
 from .embedder import Embedder, ImageLike
 from .metrics import best_threshold
 from .templates import class_templates
@@ -70,24 +70,17 @@ class Match:
 def list_identity_images(
     root: str | os.PathLike, images_per_identity: int | None = None, identities: Iterable[str] | None = None
 ) -> dict[str, list[Path]]:
-    """``<root>/<identity>/<image>`` -> {identity: image paths (natural order)}, hidden/non-image files left out."""
+    """``<root>/<identity>/<image>`` -> {identity: its first ``images_per_identity`` image paths}, in natural
+    order (:func:`~facetransfer.io.images.identity_images`), only ``identities`` when given."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"gallery folder {root} does not exist or is not a folder")
-    wanted = set(identities) if identities is not None else None
-    found: dict[str, list[Path]] = {}
-    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    for folder in sorted(folders, key=lambda p: natural_key(p.name)):
-        if wanted is not None and folder.name not in wanted:
-            continue
-        files = sorted(
-            (f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".") and is_image_name(f.name)),
-            key=lambda f: natural_key(f.name),
-        )
-        if files:
-            found[folder.name] = files[:images_per_identity] if images_per_identity else files
-    if wanted is not None and wanted - set(found):
-        raise DataError(f"no image folder under {root} for identities {sorted(wanted - set(found))}")
+    wanted = None if identities is None else set(identities)
+    found = {name: files[: images_per_identity or None] for name, files in identity_images(root).items()
+             if wanted is None or name in wanted}
+    missing = sorted((wanted or set()) - set(found))
+    if missing:
+        raise DataError(f"no image folder under {root} for identities {missing}")
     if not found:
         raise DataError(f"no identity folders with images under {root}; expected <root>/<identity>/<image>")
     return found
