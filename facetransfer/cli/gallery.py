@@ -175,24 +175,16 @@ def _print_matches(rows: list[tuple[str, str, float, str]], threshold: float | N
 
 def _add(args: Namespace) -> int:
     gallery = _open_gallery(args.gallery, args)
-    root = Path(args.root).resolve()
-    found = verification.list_identity_images(root, args.images_per_person)
-    enrolled = {str(Path(source).resolve()) for source in gallery.sources if source}
-    fresh = {name: [f for f in files if str(f.resolve()) not in enrolled] for name, files in found.items()}
-    fresh = {name: files for name, files in fresh.items() if files}
-    skipped = sum(len(files) for files in found.values()) - sum(len(files) for files in fresh.values())
-    if not fresh:
+    root, known = Path(args.root).resolve(), set(gallery.names)
+    listed = sum(map(len, verification.list_identity_images(root, args.images_per_person).values()))
+    added = gallery.enroll_folder(root, images_per_identity=args.images_per_person, progress=show_progress(args))
+    if not added:
         raise DataError(f"every image under {root} is already enrolled in {args.gallery}")
-    new_people = [name for name in fresh if name not in gallery]
-    embeddings = gallery.embedder.embed_files([f for files in fresh.values() for f in files], progress=show_progress(args))
-    start = 0
-    for name, files in fresh.items():
-        gallery.add_embeddings(name, embeddings[start : start + len(files)], [str(f) for f in files])
-        start += len(files)
     how = _recalibrate(gallery)
     gallery.save(args.gallery)
-    print(f"added {start} images of {len(fresh)} people ({len(new_people)} new)"
-          + (f"; {skipped} already enrolled images skipped" if skipped else ""))
+    images = sum(added.values())
+    print(f"added {images} images of {len(added)} people ({len(set(added) - known)} new)"
+          + (f"; {listed - images} already enrolled images skipped" if listed > images else ""))
     print(f"{len(gallery)} people, {len(gallery.labels)} images; {how}")
     print(f"wrote {args.gallery}")
     return 0

@@ -50,19 +50,10 @@ def verify_command(argv: Sequence[str]) -> int:
     loading = LoadingOptions.of(args)
     protocol = PairsProtocol.load(args.pairs, args.root)  # bad pairs / missing images fail before the model loads
     result = evaluate_pairs(
-        build_model(source).to(loading.torch_device),
-        protocol,
-        face_crop=args.face_crop or LFWSource.default_face_crop(args.align),
-        flip=args.flip,
-        far=args.far,
-        n_folds=args.folds,
-        batch_size=loading.batch_size,
-        num_workers=loading.workers,
-        device=loading.torch_device,
-        out_dir=args.out,
-        progress=show_progress(args),
-        align=args.align,
-        align_template=args.align_template,
+        build_model(source).to(loading.torch_device), protocol, n_folds=args.folds, out_dir=args.out,
+        face_crop=args.face_crop or LFWSource.default_face_crop(args.align), flip=args.flip, far=args.far,
+        batch_size=loading.batch_size, num_workers=loading.workers, device=loading.torch_device,
+        progress=show_progress(args), align=args.align, align_template=args.align_template,
     )
     m = result.metrics
     print(result.summary())

@@ -42,7 +42,7 @@ class CelebASource(FaceSource):
     in-the-wild ones (``variant="wild"``)."""
 
     name = "celeba"
-    face_crop = 0.8
+    face_crop = 0.8  # CelebA's images hold the face in their central 80 % (see docs/reference.md)
 
     def __init__(
         self,

@@ -37,7 +37,7 @@ class FaceSource:
     #: ``open(key)`` gives the pixels of the file at ``path(key)`` as they are (so a GPU decoder may read
     #: the file instead); False for sources that transform them, e.g. aligned faces
     opens_files_as_they_are: ClassVar[bool] = True
-    #: the central fraction of its images that holds the face: the default ``face_crop`` (see docs/data.md)
+    #: the central fraction of its images that holds the face: the default ``face_crop`` (see docs/reference.md)
     face_crop: ClassVar[float] = 1.0
 
     def __init__(self, root: str | os.PathLike | None) -> None:

@@ -190,11 +190,13 @@ class Gallery:
         identities: Iterable[str] | None = None,
         progress: bool = False,
     ) -> dict[str, int]:
-        """Enroll every ``<root>/<identity>/`` folder (its first ``images_per_identity`` images,
-        in natural order) -> {identity: images enrolled}."""
-        found = list_identity_images(root, images_per_identity, identities)
-        paths = [p for files in found.values() for p in files]
-        embeddings = self.embedder.embed_files(paths, progress=progress)
+        """Enroll every ``<root>/<identity>/`` folder (its first ``images_per_identity`` images, in natural
+        order; a file already enrolled is left out) -> {identity: images enrolled}."""
+        enrolled = {os.path.realpath(source) for source in self.sources if source}
+        found = {name: [f for f in files if os.path.realpath(f) not in enrolled]
+                 for name, files in list_identity_images(root, images_per_identity, identities).items()}
+        found = {name: files for name, files in found.items() if files}
+        embeddings = self.embedder.embed_files([p for files in found.values() for p in files], progress=progress)
         start = 0
         for name, files in found.items():
             self.add_embeddings(name, embeddings[start : start + len(files)], [str(f) for f in files])
@@ -313,20 +315,10 @@ class Gallery:
         from safetensors.torch import save_file
 
         path = Path(path)
-        meta = {
-            "threshold": self.threshold,
-            "match": self.match,
-            "calibration": self.calibration,
-            "model": self.embedder.describe(),
-            "model_source": self.model_source,
-        }
-        metadata = {
-            "format": FORMAT,
-            "version": str(VERSION),
-            "names": json.dumps(list(self.names)),
-            "sources": json.dumps(list(self.sources)),
-            "meta": json.dumps(meta),
-        }
+        meta = {"threshold": self.threshold, "match": self.match, "calibration": self.calibration,
+                "model": self.embedder.describe(), "model_source": self.model_source}
+        metadata = {"format": FORMAT, "version": str(VERSION), "names": json.dumps(list(self.names)),
+                    "sources": json.dumps(list(self.sources)), "meta": json.dumps(meta)}
         tensors = {"embeddings": self.embeddings.float().contiguous(), "labels": self.labels.long().contiguous()}
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
