@@ -114,7 +114,8 @@ def config_error(
         return done(f"{name}: {given.group(1).strip()} is not a positive integer or 'all'")
     bounds = re.search(r"Not of type \w+: (.*?) ?does not conform to restriction (.+)$", text, re.M)
     if key and bounds:
-        return done(f"{name} must be {_bounds(bounds.group(2))}, got {(given.group(1) if given else bounds.group(1)).strip()}")
+        value, allowed = (given.group(1) if given else bounds.group(1)).strip(), _bounds(bounds.group(2))
+        return done(f"{name} must be {allowed}, got {value}" if options else f"{name}: {value} is not {allowed}")
     number = re.search(r"Not of type \w+: (invalid literal for int|could not convert string to float).*: (.*)$", text, re.M)
     if key and number:
         value = repr(given.group(1).strip()) if given else number.group(2)
