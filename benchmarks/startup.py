@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for label, t in times.items()
     ]
     print(f"import torch: median {torch_s:.2f} s")
-    print(f"{'command':28s} {'median s':>9s} {'min s':>7s} {'- torch s':>9s}  Lightning imported")
+    print(f"{'command':32s} {'median s':>9s} {'min s':>7s} {'- torch s':>9s}  Lightning imported")
     for row in rows:
-        print(f"{row['command']:28s} {row['median_s']:9.2f} {row['min_s']:7.2f} {row['over_import_torch_s']:9.2f}  "
+        print(f"{row['command']:32s} {row['median_s']:9.2f} {row['min_s']:7.2f} {row['over_import_torch_s']:9.2f}  "
               f"{row['imports_lightning']}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "startup.json").write_text(json.dumps(rows, indent=1))

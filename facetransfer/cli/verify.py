@@ -28,8 +28,8 @@ def build_parser() -> ToolParser:
     parser.add_argument("--root", type=Optional[str], default=None,
                         help="LFW folder holding the images (default: the pairs file's folder)")
     parser.add_groups(ModelOptions, AlignOptions)
-    parser.add_face_crop(f"{LFWSource.face_crop}, 1.0 with --align; without alignment dlib_resnet does best "
-                           "at 0.45, see docs/verification.md")
+    parser.add_face_crop(f"{LFWSource.face_crop}, 1.0 with --align; without alignment dlib_resnet does best at "
+                         "0.45, see docs/verification.md")
     parser.add_argument("--flip", action="store_true", help="average each embedding with the mirrored image's")
     parser.add_argument("--far", type=OpenUnitInterval, default=1e-3, help="false accept rate of the TAR@FAR metric")
     parser.add_argument("--folds", type=PositiveInt, default=10, help="folds for View 1 files (View 2 has 10 official ones)")
@@ -43,7 +43,7 @@ def build_parser() -> ToolParser:
 def verify_command(argv: Sequence[str]) -> int:
     """Entry of ``facetransfer verify``; bad input raises a :class:`FaceTransferError` (one line, exit 2)."""
     args = build_parser().parse(argv)
-    from ..verification.evaluate import evaluate_pairs
+    from ..verification.evaluate import evaluate_pairs  # after parsing: --help stays light
     from ..verification.pairs import PairsProtocol
 
     source = ModelOptions.of(args).source(required=True)
