@@ -116,7 +116,8 @@ def config_error(
     if key and bounds:
         value, allowed = (given.group(1) if given else bounds.group(1)).strip(), _bounds(bounds.group(2))
         return done(f"{name} must be {allowed}, got {value}" if options else f"{name}: {value} is not {allowed}")
-    number = re.search(r"Not of type \w+: (invalid literal for int|could not convert string to float).*: (.*)$", text, re.M)
+    number = re.search(r"Not of type \w+: (invalid literal for int|could not convert string to float).*: (.*)$",
+                       text, re.M)
     if key and number:
         value = repr(given.group(1).strip()) if given else number.group(2)
         return done(f"{name}: {value} is not {'an integer' if 'int' in number.group(1) else 'a number'}")

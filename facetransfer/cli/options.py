@@ -61,13 +61,13 @@ class ToolParser(OneLineErrors, ArgumentParser):
                           help=f"central fraction of each image kept before resizing (default: {default})")
 
     def add_progress(self) -> None:
-        """``--progress`` / ``--no-progress``; without either, a bar when stderr is a terminal (see :func:`show_progress`)."""
+        """``--progress`` / ``--no-progress``; without either, a bar when stderr is a terminal."""
         self.add_argument("--progress", action=ActionYesNo(no_prefix="no-"), default=None,
                           help="progress bar on stderr (default: when stderr is a terminal)")
 
     def parse(self, argv: Sequence[str]) -> Namespace:
         """The options of ``argv``; a mistake raises one :class:`ConfigError` line."""
-        argv = [self._snake_case(str(arg), _option_strings(self)) for arg in argv]
+        argv = snake_case_args(self, argv)
         try:
             check_config_files(argv)
             return self.parse_args(argv)
@@ -77,19 +77,26 @@ class ToolParser(OneLineErrors, ArgumentParser):
             message = err
         raise ConfigError(f"{message} (see '{self.prog} --help')") from None
 
-    @staticmethod
-    def _snake_case(arg: str, known: set[str]) -> str:
-        """``--batch-size`` -> ``--batch_size`` (the spelling of earlier releases), with a one-line warning."""
+
+def snake_case_args(parser: ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``argv`` with the kebab spellings of earlier releases (``--batch-size``) of ``parser``'s options (and its
+    subcommands') respelled (``--batch_size``), each with a one-line deprecation warning on stderr."""
+    known, args = _option_strings(parser), [str(arg) for arg in argv]
+    for i, arg in enumerate(args):
         name, eq, value = arg.partition("=")
         snake = "--" + name[2:].replace("-", "_")
-        if not name.startswith("--") or name in known or snake not in known:
-            return arg
-        saved, warnings.formatwarning = warnings.formatwarning, lambda text, *_, **__: f"facetransfer: warning: {text}\n"
-        try:
-            warnings.warn(f"{name} is deprecated; use {snake}", FutureWarning)
-        finally:
-            warnings.formatwarning = saved
-        return snake + eq + value
+        if name.startswith("--") and name not in known and snake in known:
+            saved, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+            try:
+                warnings.warn(f"{name} is deprecated; use {snake}", FutureWarning)
+            finally:
+                warnings.formatwarning = saved
+            args[i] = snake + eq + value
+    return args
+
+
+def _one_line_warning(message: Warning | str, *args: Any, **kwargs: Any) -> str:
+    return f"facetransfer: warning: {message}\n"
 
 
 def _option_strings(parser: ArgumentParser) -> set[str]:
@@ -212,5 +219,5 @@ class AlignOptions(_Group):
 
 __all__ = [
     "AlignOptions", "FaceCrop", "HelpFormatter", "LoadingOptions", "ModelOptions", "ToolParser", "UnitFraction",
-    "build_model", "show_progress",
+    "build_model", "show_progress", "snake_case_args",
 ]

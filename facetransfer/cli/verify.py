@@ -32,7 +32,8 @@ def build_parser() -> ToolParser:
                          "0.45, see docs/verification.md")
     parser.add_argument("--flip", action="store_true", help="average each embedding with the mirrored image's")
     parser.add_argument("--far", type=OpenUnitInterval, default=1e-3, help="false accept rate of the TAR@FAR metric")
-    parser.add_argument("--folds", type=PositiveInt, default=10, help="folds for View 1 files (View 2 has 10 official ones)")
+    parser.add_argument("--folds", type=PositiveInt, default=10,
+                        help="folds for View 1 files (View 2 has 10 official ones)")
     parser.add_argument("--out", type=str, default=DEFAULT_OUT,
                         help="folder for roc.png, metrics.json, scores.tsv and TensorBoard events")
     parser.add_groups(LoadingOptions)

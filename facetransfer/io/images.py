@@ -142,6 +142,6 @@ def default_num_workers() -> int:
 
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "default_num_workers", "identity_images", "image_files_under", "is_image_name", "is_listed_file",
-    "list_image_files", "load_rgb", "natural_key", "to_rgb",
+    "IMAGE_EXTENSIONS", "default_num_workers", "identity_images", "image_files_under", "is_image_name",
+    "is_listed_file", "list_image_files", "load_rgb", "natural_key", "to_rgb",
 ]
