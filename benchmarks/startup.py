@@ -1,8 +1,10 @@
 """Cold start-up of the ``facetransfer`` commands that do not train.
 
-Each command runs as a fresh process (``python -m facetransfer ...``) several times, in turns; the
-script prints the median and minimum wall time and whether the process imported PyTorch
-Lightning (it must not for these commands). Target: ``facetransfer backbones`` <= 3 s on 2 idle cores.
+Each command runs as a fresh process (``python -m facetransfer ...``) several times, in turns, next to a
+process that only runs ``import torch``; the script prints the median and minimum wall time, the median
+over ``import torch``, and whether the process imported PyTorch Lightning (none of these commands may).
+Targets: ``facetransfer backbones`` <= 3 s, and every tool command's ``--help`` at most ``import torch``
++ 1 s, on 2 idle cores.
 
     python benchmarks/startup.py --repeats 5
 """
@@ -29,6 +31,9 @@ PROBE = (
 )
 
 
+TOOL_COMMANDS = ("verify", "gallery", "align", "export", "data", "weights", "backbones", "strategies", "report")
+
+
 def commands(results: Path) -> dict[str, list[str]]:
     return {
         "--help": ["--help"],
@@ -36,9 +41,7 @@ def commands(results: Path) -> dict[str, list[str]]:
         "strategies": ["strategies"],
         "weights list": ["weights", "list"],
         "report": ["report", str(results)],
-        "export --help": ["export", "--help"],
-        "align --help": ["align", "--help"],
-        "data --help": ["data", "--help"],
+        **{f"{name} --help": [name, "--help"] for name in TOOL_COMMANDS},
     }
 
 
@@ -53,10 +56,10 @@ def make_results(folder: Path) -> Path:
     return folder
 
 
-def run_once(args: list[str]) -> tuple[float, bool, int]:
+def run_once(args: list[str], probe: str = PROBE) -> tuple[float, bool, int]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", PROBE, *args], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", probe, *args], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     return seconds, "LIGHTNING_IMPORTED True" in done.stderr, done.returncode
 
@@ -73,22 +76,28 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if args.only:
             table = {k: v for k, v in table.items() if k in args.only.split(",")}
         times: dict[str, list[float]] = {k: [] for k in table}
+        torch_times: list[float] = []
         lightning: dict[str, bool] = {}
         codes: dict[str, int] = {}
         for _ in range(args.repeats):  # the commands take turns: a noisy machine hits them alike
+            torch_times.append(run_once([], "import torch")[0])
             for label, command in table.items():
                 seconds, imported, code = run_once(command)
                 times[label].append(seconds)
                 lightning[label] = lightning.get(label, False) or imported
                 codes[label] = code
+    torch_s = statistics.median(torch_times)
     rows = [
         {"command": f"facetransfer {label}", "median_s": round(statistics.median(t), 2), "min_s": round(min(t), 2),
-         "imports_lightning": lightning[label], "exit_code": codes[label]}
+         "over_import_torch_s": round(statistics.median(t) - torch_s, 2), "imports_lightning": lightning[label],
+         "exit_code": codes[label]}
         for label, t in times.items()
     ]
-    print(f"{'command':28s} {'median s':>9s} {'min s':>7s}  Lightning imported")
+    print(f"import torch: median {torch_s:.2f} s")
+    print(f"{'command':32s} {'median s':>9s} {'min s':>7s} {'- torch s':>9s}  Lightning imported")
     for row in rows:
-        print(f"{row['command']:28s} {row['median_s']:9.2f} {row['min_s']:7.2f}  {row['imports_lightning']}")
+        print(f"{row['command']:32s} {row['median_s']:9.2f} {row['min_s']:7.2f} {row['over_import_torch_s']:9.2f}  "
+              f"{row['imports_lightning']}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "startup.json").write_text(json.dumps(rows, indent=1))
     return rows

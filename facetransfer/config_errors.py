@@ -1,8 +1,8 @@
 """Configuration mistakes as one line: the file, the key, the value given and what is allowed.
 
 jsonargparse reports a bad option with the whole usage text (about 100 lines) above the error,
-and a YAML syntax error without the file's name. ``facetransfer fit`` and ``facetransfer sweep``
-both turn them into one :class:`~facetransfer.errors.ConfigError`::
+and a YAML syntax error without the file's name. ``facetransfer fit``, ``facetransfer sweep`` and the
+tool commands turn them into one :class:`~facetransfer.errors.ConfigError`::
 
     >>> import argparse
     >>> str(config_error(argparse.ArgumentError(None, 'Parser key "model.lr":\\n  Expected a <class \\'float\\'>. Got value: fast')))
@@ -19,7 +19,7 @@ import difflib
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -38,9 +38,10 @@ _TYPE_WORDS = {
 }
 
 
-def _suggest(key: str, known: Sequence[str], group: str = "") -> str:
+def _suggest(key: str, known: Sequence[str], group: str = "", options: bool = False) -> str:
     close = difflib.get_close_matches(key, list(known), n=1)
-    return f"; did you mean '{group + '.' if group else ''}{close[0]}'?" if close else ""
+    name = f"--{close[0]}" if options and close else f"'{group + '.' if group else ''}{close[0]}'" if close else ""
+    return f"; did you mean {name}?" if close else ""
 
 
 def _allowed(text: str) -> list[str]:
@@ -58,13 +59,29 @@ def _allowed(text: str) -> list[str]:
     return list(dict.fromkeys(words))
 
 
+def _bounds(restriction: str) -> str:
+    """jsonargparse's restriction in words: ``v>0 and v<=1`` -> ``in (0, 1]``, ``v>0`` -> ``> 0``."""
+    limits = re.findall(r"v([<>=!]=?)([^\s]+)", restriction)
+    low = next(((op, v) for op, v in limits if op.startswith(">")), None)
+    high = next(((op, v) for op, v in limits if op.startswith("<")), None)
+    if low and high and len(limits) == 2:
+        return f"in {'[' if low[0] == '>=' else '('}{low[1]}, {high[1]}{']' if high[0] == '<=' else ')'}"
+    return " and ".join(f"{op} {value}" for op, value in limits)
+
+
 def config_error(
-    err: Exception | str, where: str = "", known: Mapping[str, Sequence[str]] | None = None, source: str | None = None
+    err: Exception | str, where: str = "", known: Mapping[str, Sequence[str]] | None = None, source: str | None = None,
+    options: bool = False,
 ) -> ConfigError:
     """A jsonargparse error as one :class:`ConfigError` line, prefixed with ``where``.
 
     ``known``: the accepted keys per group (``""`` for the top level), for a "did you mean" hint;
-    ``source``: the config file the bad value came from, named in the message.
+    ``source``: the config file the bad value came from, named in the message; ``options``: name keys
+    as command-line options (``--face_crop``), as the tool commands take them.
+
+    >>> str(config_error('Parser key "far":\\n  Not of type OpenUnitInterval: 1 does not conform to restriction '
+    ...                  'v>0 and v<1', options=True))
+    '--far must be in (0, 1), got 1'
     """
     text = str(err).strip()
     known = known or {}
@@ -86,20 +103,30 @@ def config_error(
         name, _, key = option.group(1).rpartition(".")
         label = "option --" if text.startswith("unrecognized") else "key '"
         message = f"unknown {label}{option.group(1)}{'' if label.startswith('option') else chr(39)}"
-        return done(message + _suggest(key, known.get(name, ()), name))
+        return done(message + _suggest(key, known.get(name, ()), name, options))
     missing = re.search(r"File does not exist: '([^']+)'", text)
     if missing:
         return done(f"config file {missing.group(1)} does not exist")
     key = re.search(r'Parser key "([^"]+)"', text)
+    name = (f"--{key.group(1).rpartition('.')[2]}" if options else key.group(1)) if key else ""
     given = re.search(r"Given value: (.*)$", text, re.M) or re.search(r"Got value: (.*)$", text, re.M)
     if key and given and "train_samples" in key.group(1) and "Union subtypes" in text:
-        return done(f"{key.group(1)}: {given.group(1).strip()} is not a positive integer or 'all'")
+        return done(f"{name}: {given.group(1).strip()} is not a positive integer or 'all'")
+    bounds = re.search(r"Not of type \w+: (.*?) ?does not conform to restriction (.+)$", text, re.M)
+    if key and bounds:
+        value, allowed = (given.group(1) if given else bounds.group(1)).strip(), _bounds(bounds.group(2))
+        return done(f"{name} must be {allowed}, got {value}" if options else f"{name}: {value} is not {allowed}")
+    number = re.search(r"Not of type \w+: (invalid literal for int|could not convert string to float).*: (.*)$",
+                       text, re.M)
+    if key and number:
+        value = repr(given.group(1).strip()) if given else number.group(2)
+        return done(f"{name}: {value} is not {'an integer' if 'int' in number.group(1) else 'a number'}")
     allowed = _allowed(text)
     if key and given and allowed:
-        return done(f"{key.group(1)}: {given.group(1).strip()!r} is not {' or '.join(allowed)}")
+        return done(f"{name}: {given.group(1).strip()!r} is not {' or '.join(allowed)}")
     if key:
         lines = [ln.strip() for ln in text.splitlines()[1:] if ln.strip()]
-        return done(f"{key.group(1)}: " + "; ".join(lines[:2]))
+        return done(f"{name}: " + "; ".join(lines[:2]))
     return done(" ".join(ln.strip() for ln in text.splitlines() if ln.strip()))
 
 
@@ -163,7 +190,7 @@ _MISSING = object()
 
 
 def located_config_error(err: Exception | str, argv: Sequence[str], known: Mapping[str, Sequence[str]] | None = None,
-                         sections: Sequence[str] = ()) -> ConfigError:
+                         sections: Sequence[str] = (), options: bool = False) -> ConfigError:
     """:func:`config_error` naming the ``--config`` file that set the bad key (when the command line did not)."""
     key = re.search(r'Parser key "([^"]+)"', str(err)) or re.search(r"does not accept option '([^']+)'", str(err))
     source = None
@@ -173,7 +200,42 @@ def located_config_error(err: Exception | str, argv: Sequence[str], known: Mappi
         dotted = f"{group.group(1)}.{dotted}" if group else dotted
         given_inline = any(a == f"--{dotted}" or a.startswith(f"--{dotted}=") for a in argv)
         source = None if given_inline else file_setting(dotted, config_file_args(argv), sections)
-    return config_error(err, known=known, source=source)
+    return config_error(err, known=known, source=source, options=options)
 
 
-__all__ = ["check_config_files", "config_error", "config_file_args", "file_setting", "located_config_error"]
+class ParserError(ConfigError):
+    """A jsonargparse error, condensed to one line; ``raw`` keeps jsonargparse's message."""
+
+    def __init__(self, raw: str, known: Mapping[str, Sequence[str]] | None = None) -> None:
+        self.raw = raw
+        self.known = dict(known or {})
+        super().__init__(str(config_error(raw, known=self.known)))
+
+
+def known_keys(parser: Any) -> dict[str, list[str]]:
+    """The keys a jsonargparse parser accepts per group (``""``: the top level), for "did you mean";
+    empty when they cannot be listed."""
+    try:
+        keys = list(parser.get_defaults().keys())
+    except Exception:  # a parser with required subcommands has no defaults to list
+        return {}
+    known: dict[str, list[str]] = {}
+    for key in keys:
+        group, _, name = key.rpartition(".")
+        known.setdefault(group, []).append(name)
+    return known
+
+
+class OneLineErrors:
+    """For a jsonargparse parser class: an error raises a :class:`ParserError` (one line) instead of printing
+    the usage text and exiting."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        parser = getattr(ex, "subcommand_parser", None) or self
+        raise ParserError(str(ex) if ex is not None else message, known_keys(parser)) from None
+
+
+__all__ = [
+    "OneLineErrors", "ParserError", "check_config_files", "config_error", "config_file_args", "file_setting",
+    "known_keys", "located_config_error",
+]

@@ -14,62 +14,53 @@ does not detect again.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
+from jsonargparse.typing import restricted_number_type
 from PIL import Image
 
-from ..detection.aligner import AlignedImage, Aligner
-from ..detection.cache import CACHE_FILENAME, default_cache_dir
-from ..detection.registry import list_detectors
-from ..detection.templates import list_templates
 from ..errors import ConfigError, DataError
-from ..io.images import is_image_name
+from ..io.images import image_files_under
+from .options import LoadingOptions, ToolParser, UnitFraction, show_progress
+
+if TYPE_CHECKING:
+    from ..detection import AlignedImage
 
 LANDMARKS_CSV = "landmarks.csv"
 NO_FACE_CSV = "no_face.csv"
 LANDMARK_COLUMNS = [f"{part}_{axis}" for part in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
                     for axis in ("x", "y")]
+ChipSize = restricted_number_type("ChipSize", int, (">=", 8))
+JpegQuality = restricted_number_type("JpegQuality", int, [(">=", 1), ("<=", 100)])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="facetransfer align",
-        description="Detect, align and crop the face of every image under SRC into DST (same layout), "
-        f"with {LANDMARKS_CSV} and {NO_FACE_CSV}.",
-        epilog=__doc__.split("\n", 2)[2] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("src", help="folder of images, e.g. <person>/<image> (searched recursively)")
-    parser.add_argument("dst", help="output folder (created); chips keep their relative paths")
-    parser.add_argument("--detector", default="mtcnn", help=f"face detector: {', '.join(list_detectors())}")
-    parser.add_argument("--template", default="dlib", help=f"landmark template: {', '.join(list_templates())}")
-    parser.add_argument("--size", type=int, default=None, help="chip side in pixels (default: the template's: dlib 150, arcface 112)")
-    parser.add_argument("--pick", default="largest_central", choices=["largest_central", "largest", "central"],
-                        help="which face when there are several (default: the largest, counting distance from the centre against it)")
-    parser.add_argument("--min-face-fraction", type=float, default=None,
+def build_parser() -> ToolParser:
+    parser = ToolParser("align", "Detect, align and crop the face of every image under SRC into DST (same layout), "
+                        f"with {LANDMARKS_CSV} and {NO_FACE_CSV}.", epilog=__doc__.split("\n", 2)[2])
+    parser.add_argument("src", type=str, help="folder of images, e.g. <person>/<image> (searched recursively)")
+    parser.add_argument("dst", type=str, help="output folder (created); chips keep their relative paths")
+    parser.add_argument("--detector", type=str, default="mtcnn", help="face detector: mtcnn, or a plug-in's")
+    parser.add_argument("--template", type=str, default="dlib", help="landmark template: dlib or arcface")
+    parser.add_argument("--size", type=Optional[ChipSize], default=None,
+                        help="chip side in pixels (default: the template's: dlib 150, arcface 112)")
+    parser.add_argument("--pick", type=str, default="largest_central",
+                        help="which face when there are several: largest_central (the largest, counting distance "
+                        "from the centre against it), largest or central")
+    parser.add_argument("--min_face_fraction", type=Optional[UnitFraction], default=None,
                         help="smallest face searched, as a fraction of the image's shorter side (mtcnn default 0.1)")
-    parser.add_argument("--cache", default=None,
-                        help=f"landmark cache file, or 'none' (default: {default_cache_dir() / CACHE_FILENAME})")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per detector batch (16: fastest on a 2-core CPU)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--quality", type=int, default=95, help="JPEG quality of the chips")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--cache", type=Optional[str], default=None,
+                        help="landmark cache file, or 'none' (default: landmarks.sqlite in $FACETRANSFER_CACHE_DIR, "
+                        "else ~/.cache/facetransfer)")
+    parser.add_groups(LoadingOptions, skip={"num_workers"})
+    parser.set_defaults(batch_size=16)  # images per detector batch: 16 is fastest on a 2-core CPU
+    parser.add_argument("--quality", type=JpegQuality, default=95, help="JPEG quality of the chips")
+    parser.add_progress()
     return parser
-
-
-def list_images(src: Path, exclude: Path | None = None) -> list[Path]:
-    """Image files under ``src`` (recursively, hidden entries and ``exclude`` left out), sorted."""
-    found = []
-    for folder, dirs, files in os.walk(src):
-        here = Path(folder)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (exclude is None or here / d != exclude))
-        found += [here / f for f in sorted(files) if not f.startswith(".") and is_image_name(f)]
-    return found
 
 
 def _save(image: Image.Image, dest: Path, quality: int) -> None:
@@ -99,19 +90,17 @@ def _landmark_row(key: str, result: AlignedImage) -> list:
 
 def align_command(argv: Sequence[str]) -> int:
     """Entry of ``facetransfer align``; bad input raises a :class:`FaceTransferError` (one line, exit 2)."""
-    args = build_parser().parse_args(list(argv))
+    args = build_parser().parse(argv)
+    from ..detection import Aligner  # imports torchvision: not for --help
+
     src, dst = Path(args.src).expanduser(), Path(args.dst).expanduser()
     if not src.is_dir():
         raise DataError(f"source folder {src} does not exist or is not a folder")
-    if args.size is not None and args.size < 8:
-        raise ConfigError(f"--size must be >= 8 pixels, got {args.size}")
-    if not 1 <= args.quality <= 100:
-        raise ConfigError(f"--quality must be in 1..100, got {args.quality}")
     if src.resolve() == dst.resolve():
         raise ConfigError(f"DST must differ from SRC ({src}): the chips would replace the photos")
-    paths = list_images(src, exclude=dst.resolve() if dst.resolve().is_relative_to(src.resolve()) else None)
+    paths = image_files_under(src, exclude=os.path.realpath(dst))
     if not paths:
-        raise DataError(f"no image files under {src} (looked for {', '.join(('.jpg', '.png', '.pgm', '...'))})")
+        raise DataError(f"no image files under {src} (looked for .jpg, .png, .pgm, ...)")
     detector_args = {} if args.min_face_fraction is None else {"min_face_fraction": args.min_face_fraction}
     cache = None if args.cache == "none" else (args.cache or "default")
     aligner = Aligner(
@@ -127,7 +116,7 @@ def align_command(argv: Sequence[str]) -> int:
         landmarks_csv.writerow(["key", "faces", "picked", "score", "x1", "y1", "x2", "y2", *LANDMARK_COLUMNS,
                                 "image_width", "image_height"])
         no_face_csv.writerow(["key", "reason"])
-        for result in aligner.align_files(paths, progress=not args.no_progress):
+        for result in aligner.align_files(paths, progress=show_progress(args)):
             key = key_of[result.path]
             if result.image is None:
                 no_face_csv.writerow([key, str(result.error)])
@@ -144,4 +133,4 @@ def align_command(argv: Sequence[str]) -> int:
     return 0
 
 
-__all__ = ["LANDMARKS_CSV", "NO_FACE_CSV", "align_command", "build_parser", "list_images"]
+__all__ = ["LANDMARKS_CSV", "NO_FACE_CSV", "align_command", "build_parser"]

@@ -9,19 +9,19 @@ None of them imports PyTorch Lightning.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
+
+from .options import ToolParser
 
 
 def weights_command(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="facetransfer weights", description="Manage offline pretrained weights.")
-    sub = parser.add_subparsers(dest="action", required=True)
-    imp = sub.add_parser("import", help="verify a weights file's hash and place it in the torch hub cache")
-    imp.add_argument("files", nargs="+", help="a torchvision .pth file (or a face-api npm tarball)")
+    parser = ToolParser("weights", "Manage offline pretrained weights.")
+    imp = parser.subcommand("import", "verify a weights file's hash and place it in the torch hub cache")
+    imp.add_argument("files", type=str, nargs="+", help="a torchvision .pth file (or a face-api npm tarball)")
     imp.add_argument("--force", action="store_true", help="overwrite an existing cached file")
-    sub.add_parser("where", help="print the cache folder")
-    sub.add_parser("list", help="list the weights files found in the cache")
-    args = parser.parse_args(list(argv))
+    parser.subcommand("where", "print the cache folder")
+    parser.subcommand("list", "list the weights files found in the cache")
+    args = parser.parse(argv)
     from ..models import weights as w
 
     if args.action == "where":
@@ -32,14 +32,14 @@ def weights_command(argv: Sequence[str]) -> int:
             entry = w.find_known_file(path.name)
             print(f"{path.name}\t{entry.source if entry else 'unknown'}")
     else:
-        for file in args.files:
-            dest = w.import_any(file, force=args.force)
+        for file in args["import"].files:
+            dest = w.import_any(file, force=args["import"].force)
             print(f"imported {file} -> {dest}")
     return 0
 
 
 def backbones_command(argv: Sequence[str]) -> int:
-    argparse.ArgumentParser(prog="facetransfer backbones", description="List registered backbones.").parse_args(argv)
+    ToolParser("backbones", "List registered backbones.").parse(argv)
     from ..models import get_backbone_builder, list_backbones
     from ..training.freeze import list_freeze_policies
 
@@ -51,9 +51,7 @@ def backbones_command(argv: Sequence[str]) -> int:
 
 
 def strategies_command(argv: Sequence[str]) -> int:
-    argparse.ArgumentParser(
-        prog="facetransfer strategies", description="List the registered strategies (built-ins and plug-ins)."
-    ).parse_args(argv)
+    ToolParser("strategies", "List the registered strategies (built-ins and plug-ins).").parse(argv)
     from ..strategies import get_strategy, list_strategies
 
     for name in list_strategies():

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import ConfigError, DataError
-from .sources import FaceRecord, FaceSource, is_listed_file, register_source
+from ..io.images import is_listed_file
+from .sources import FaceRecord, FaceSource, register_source
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class CelebASource(FaceSource):
     in-the-wild ones (``variant="wild"``)."""
 
     name = "celeba"
+    face_crop = 0.8  # CelebA's images hold the face in their central 80 % (see docs/reference.md)
 
     def __init__(
         self,

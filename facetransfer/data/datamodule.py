@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -30,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import ConfigError, DataError
 from ..features import FeatureProvider, InMemoryFeatures
-from ..io.images import is_image_name
+from ..io.images import default_num_workers, image_files_under
 from ..preprocess import ImageBatch, Preprocess
 from .checks import find_bad_images
 from .dataset import FaceDataset
@@ -50,8 +49,6 @@ Split = Literal["train", "val", "test"]
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "split.json"
-# the central part of the image that holds the face, per dataset (see docs/data.md)
-DEFAULT_FACE_CROP = {"lfw": 0.6, "celeba": 0.8}
 
 
 @rank_zero_only
@@ -67,14 +64,6 @@ def _interactive() -> bool:
     import sys
 
     return sys.stderr.isatty()
-
-
-def default_num_workers() -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(0, min(8, cpus - 1))
 
 
 class FaceDataModule(L.LightningDataModule):
@@ -170,8 +159,8 @@ class FaceDataModule(L.LightningDataModule):
         self.seed = seed
         self.align = align
         self.align_template = align_template
-        default_crop = 1.0 if align != "none" else DEFAULT_FACE_CROP.get(dataset, 1.0)
-        self.face_crop = face_crop if face_crop is not None else default_crop
+        source = get_source(dataset, root=root, **self.dataset_args)
+        self.face_crop = face_crop if face_crop is not None else source.default_face_crop(align)
         if align != "none" and self.face_crop < 1:
             rank_zero_warn(f"face_crop={self.face_crop} crops the aligned face chips, which the template already "
                            "frames (set data.face_crop: 1.0 unless you want a tighter crop)")
@@ -187,7 +176,7 @@ class FaceDataModule(L.LightningDataModule):
         self.features: FeatureProvider = features if features is not None else InMemoryFeatures()
         self.features.read_splits_of(self._split_images)
         self._sources_for: dict[Preprocess, FaceSource] = {}
-        self.source: FaceSource = self._aligned(get_source(dataset, root=root, **self.dataset_args))
+        self.source: FaceSource = self._aligned(source)
         self._manifest: SplitManifest | None = None
         self._checked_files: set[str] = set()
         self.cache = cache
@@ -537,7 +526,7 @@ class FaceDataModule(L.LightningDataModule):
             root = Path(self.predict_root)
             if not root.is_dir():
                 raise DataError(f"predict_root {root} does not exist or is not a folder")
-            keys = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and is_image_name(p.name))
+            keys = sorted(str(p.relative_to(root)) for p in image_files_under(root))
             if not keys:
                 raise DataError(f"no image files under predict_root {root}")
             source: FaceSource = self._aligned(get_source("folder", root=str(root)))

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from ..errors import DataError
-from ..io.images import is_image_name, load_rgb
+from ..io.images import identity_images, is_image_name, load_rgb
 from ..registry import Registry
 
 
@@ -36,6 +36,8 @@ class FaceSource:
     #: ``open(key)`` gives the pixels of the file at ``path(key)`` as they are (so a GPU decoder may read
     #: the file instead); False for sources that transform them, e.g. aligned faces
     opens_files_as_they_are: ClassVar[bool] = True
+    #: the central fraction of its images that holds the face: the default ``face_crop`` (see docs/reference.md)
+    face_crop: ClassVar[float] = 1.0
 
     def __init__(self, root: str | os.PathLike | None) -> None:
         self.root = Path(root).expanduser() if root is not None else None
@@ -51,6 +53,15 @@ class FaceSource:
     def path(self, key: str) -> Path:
         assert self.root is not None
         return self.root / key
+
+    @classmethod
+    def default_face_crop(cls, align: str = "none") -> float:
+        """The ``face_crop`` its images need: :attr:`face_crop`, or 1.0 when aligned (the template frames the face).
+
+        >>> FaceSource.default_face_crop(), FaceSource.default_face_crop("mtcnn")
+        (1.0, 1.0)
+        """
+        return cls.face_crop if align == "none" else 1.0
 
     def init_args(self) -> dict[str, Any]:
         """The constructor arguments besides ``root`` (recorded so a checkpoint can rebuild the source)."""
@@ -79,32 +90,11 @@ class FaceSource:
         return self.root
 
 
-def is_listed_file(entry: os.DirEntry) -> bool:
-    """True for a file, and for an entry that cannot be followed (a symbolic link that points to itself):
-    listed as an image, the image check reports it instead of a traceback."""
-    try:
-        return entry.is_file()
-    except OSError:
-        return True
-
-
-def _is_folder(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()
-    except OSError:  # a symbolic link loop is no identity folder
-        return False
-
-
-def _list_identity_folder(root: Path, base: Path) -> list[FaceRecord]:
-    """Records for ``root/<identity>/<file>``; keys are relative to ``base``. Hidden files are ignored."""
-    records = []
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if not _is_folder(entry) or entry.name.startswith("."):
-            continue
-        for f in sorted(os.scandir(entry.path), key=lambda e: e.name):
-            if is_listed_file(f) and not f.name.startswith("."):
-                records.append(FaceRecord(entry.name, os.path.relpath(f.path, base)))
-    return records
+def identity_records(root: Path, base: Path) -> list[FaceRecord]:
+    """Records for every non-hidden file of ``root/<identity>/`` (a stray non-image file is then reported as
+    a bad image, not silently left out), sorted; keys are relative to ``base``."""
+    return sorted(FaceRecord(identity, os.path.relpath(path, base))
+                  for identity, files in identity_images(root, every_file=True).items() for path in files)
 
 
 class FolderSource(FaceSource):
@@ -118,7 +108,7 @@ class FolderSource(FaceSource):
 
     def records(self) -> list[FaceRecord]:
         root = self._require_root()
-        records = _list_identity_folder(root, root)
+        records = identity_records(root, root)
         if not records:
             raise DataError(
                 f"no identity folders with images under {root}; expected <root>/<identity>/<image> "

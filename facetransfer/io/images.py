@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -64,18 +64,65 @@ def natural_key(text: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
 
 
+def is_listed_file(entry: os.DirEntry) -> bool:
+    """True for a file, and for an entry that cannot be followed (a symbolic link that points to itself):
+    listed, its reader reports it instead of a traceback."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return True
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symbolic link loop is no folder
+        return False
+
+
+def image_files_under(
+    folder: str | os.PathLike, *, depth: int | None = None, every_file: bool = False, exclude: str | None = None
+) -> list[Path]:
+    """The image files under ``folder`` (at most ``depth`` levels down), hidden entries left out, in natural
+    order folder by folder. ``every_file``: every file, not only images (a data source reports a stray file
+    as a bad image); ``exclude``: a folder to leave out (its real path). Symbolic links to folders are
+    followed, except one back to a folder above.
+
+    >>> image_files_under("faces/")  # doctest: +SKIP
+    [PosixPath('faces/alice/2.jpg'), PosixPath('faces/alice/10.jpg'), PosixPath('faces/bob/1.png')]
+    """
+
+    def walk(here: str, levels: int | None, above: frozenset[str]) -> Iterator[Path]:
+        for entry in sorted(os.scandir(here), key=lambda e: natural_key(e.name)):
+            if entry.name.startswith("."):
+                continue
+            if _is_folder(entry):
+                real = os.path.realpath(entry.path)
+                if levels != 1 and real not in above and real != exclude:
+                    yield from walk(entry.path, None if levels is None else levels - 1, above | {real})
+            elif is_listed_file(entry) and (every_file or is_image_name(entry.name)):
+                yield Path(entry.path)
+
+    return list(walk(os.fspath(folder), depth, frozenset({os.path.realpath(folder)})))
+
+
+def identity_images(root: str | os.PathLike, every_file: bool = False) -> dict[str, list[Path]]:
+    """``<root>/<identity>/<image>`` -> {identity: its image files}, both in natural order (see
+    :func:`image_files_under`); files directly in ``root`` belong to nobody."""
+    found: dict[str, list[Path]] = {}
+    for path in image_files_under(root, depth=2, every_file=every_file):
+        if path.parent != Path(root):
+            found.setdefault(path.parent.name, []).append(path)
+    return found
+
+
 def list_image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """The image files among ``paths``, in the given order; a folder contributes its image files
-    at any depth (hidden ones left out) in natural order. A missing path is a :class:`DataError`."""
+    at any depth (see :func:`image_files_under`). A missing path is a :class:`DataError`."""
     found: list[Path] = []
     for item in map(Path, paths):
         if item.is_dir():
-            files = [
-                p for p in item.rglob("*")
-                if p.is_file() and is_image_name(p.name)
-                and not any(part.startswith(".") for part in p.relative_to(item).parts)
-            ]
-            found += sorted(files, key=lambda p: natural_key(str(p.relative_to(item))))
+            found += image_files_under(item)
         elif item.is_file():
             found.append(item)
         else:
@@ -85,4 +132,16 @@ def list_image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return found
 
 
-__all__ = ["IMAGE_EXTENSIONS", "is_image_name", "list_image_files", "load_rgb", "natural_key", "to_rgb"]
+def default_num_workers() -> int:
+    """Processes reading images for a DataLoader: the CPUs this process may use, less one, at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(8, cpus - 1))
+
+
+__all__ = [
+    "IMAGE_EXTENSIONS", "default_num_workers", "identity_images", "image_files_under", "is_image_name",
+    "is_listed_file", "list_image_files", "load_rgb", "natural_key", "to_rgb",
+]

@@ -18,12 +18,10 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from ..data.datamodule import DEFAULT_FACE_CROP
+from ..data.lfw import LFWSource
 from ..errors import ConfigError
 from .evaluate import VerificationResult, evaluate_pairs, plot_roc
 from .pairs import PairsProtocol
-
-LFW_FACE_CROP = DEFAULT_FACE_CROP["lfw"]  # the central part of an LFW image that holds the face
 
 
 class PairVerification(Callback):
@@ -47,7 +45,7 @@ class PairVerification(Callback):
         self,
         pairs: str,
         root: str | None = None,
-        face_crop: float = LFW_FACE_CROP,
+        face_crop: float = LFWSource.face_crop,
         flip: bool = False,
         far: float = 1e-3,
         batch_size: int = 64,

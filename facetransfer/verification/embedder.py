@@ -40,13 +40,6 @@ def as_backbone(model: nn.Module) -> Backbone:
     return backbone
 
 
-def add_align_options(parser, remembered: str = "detections are cached on disk") -> None:
-    """``--align`` and ``--align_template`` of the commands that embed photos (``verify``, ``gallery enroll``)."""
-    parser.add_argument("--align", default="none",
-                        help=f"detect and align every face first: none (default) or a face detector (mtcnn); "
-                        f"{remembered}, see docs/alignment.md")
-    parser.add_argument("--align_template", default=None, choices=["dlib", "arcface"],
-                        help="five-point template of the alignment (default: the backbone's own)")
 
 
 def make_aligner(align: Any, preprocess, template: str | None = None):
@@ -207,4 +200,4 @@ class Embedder:
         )
 
 
-__all__ = ["Embedder", "ImageLike", "add_align_options", "as_backbone", "make_aligner", "weights_fingerprint"]
+__all__ = ["Embedder", "ImageLike", "as_backbone", "make_aligner", "weights_fingerprint"]

@@ -38,7 +38,7 @@ from torch import nn
 
 from ..errors import ConfigError, DataError
 from ..io.atomic import atomic_path
-from ..io.images import is_image_name, natural_key
+from ..io.images import identity_images
 from .embedder import Embedder, ImageLike
 from .metrics import best_threshold
 from .templates import class_templates
@@ -70,24 +70,17 @@ class Match:
 def list_identity_images(
     root: str | os.PathLike, images_per_identity: int | None = None, identities: Iterable[str] | None = None
 ) -> dict[str, list[Path]]:
-    """``<root>/<identity>/<image>`` -> {identity: image paths (natural order)}, hidden/non-image files left out."""
+    """``<root>/<identity>/<image>`` -> {identity: its first ``images_per_identity`` image paths}, in natural
+    order (:func:`~facetransfer.io.images.identity_images`), only ``identities`` when given."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"gallery folder {root} does not exist or is not a folder")
-    wanted = set(identities) if identities is not None else None
-    found: dict[str, list[Path]] = {}
-    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    for folder in sorted(folders, key=lambda p: natural_key(p.name)):
-        if wanted is not None and folder.name not in wanted:
-            continue
-        files = sorted(
-            (f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".") and is_image_name(f.name)),
-            key=lambda f: natural_key(f.name),
-        )
-        if files:
-            found[folder.name] = files[:images_per_identity] if images_per_identity else files
-    if wanted is not None and wanted - set(found):
-        raise DataError(f"no image folder under {root} for identities {sorted(wanted - set(found))}")
+    wanted = None if identities is None else set(identities)
+    found = {name: files[: images_per_identity or None] for name, files in identity_images(root).items()
+             if wanted is None or name in wanted}
+    missing = sorted((wanted or set()) - set(found))
+    if missing:
+        raise DataError(f"no image folder under {root} for identities {missing}")
     if not found:
         raise DataError(f"no identity folders with images under {root}; expected <root>/<identity>/<image>")
     return found
@@ -197,11 +190,13 @@ class Gallery:
         identities: Iterable[str] | None = None,
         progress: bool = False,
     ) -> dict[str, int]:
-        """Enroll every ``<root>/<identity>/`` folder (its first ``images_per_identity`` images,
-        in natural order) -> {identity: images enrolled}."""
-        found = list_identity_images(root, images_per_identity, identities)
-        paths = [p for files in found.values() for p in files]
-        embeddings = self.embedder.embed_files(paths, progress=progress)
+        """Enroll every ``<root>/<identity>/`` folder (its first ``images_per_identity`` images, in natural
+        order; a file already enrolled is left out) -> {identity: images enrolled}."""
+        enrolled = {os.path.realpath(source) for source in self.sources if source}
+        found = {name: [f for f in files if os.path.realpath(f) not in enrolled]
+                 for name, files in list_identity_images(root, images_per_identity, identities).items()}
+        found = {name: files for name, files in found.items() if files}
+        embeddings = self.embedder.embed_files([p for files in found.values() for p in files], progress=progress)
         start = 0
         for name, files in found.items():
             self.add_embeddings(name, embeddings[start : start + len(files)], [str(f) for f in files])
@@ -320,20 +315,10 @@ class Gallery:
         from safetensors.torch import save_file
 
         path = Path(path)
-        meta = {
-            "threshold": self.threshold,
-            "match": self.match,
-            "calibration": self.calibration,
-            "model": self.embedder.describe(),
-            "model_source": self.model_source,
-        }
-        metadata = {
-            "format": FORMAT,
-            "version": str(VERSION),
-            "names": json.dumps(list(self.names)),
-            "sources": json.dumps(list(self.sources)),
-            "meta": json.dumps(meta),
-        }
+        meta = {"threshold": self.threshold, "match": self.match, "calibration": self.calibration,
+                "model": self.embedder.describe(), "model_source": self.model_source}
+        metadata = {"format": FORMAT, "version": str(VERSION), "names": json.dumps(list(self.names)),
+                    "sources": json.dumps(list(self.sources)), "meta": json.dumps(meta)}
         tensors = {"embeddings": self.embeddings.float().contiguous(), "labels": self.labels.long().contiguous()}
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
