@@ -31,7 +31,7 @@ PROBE = (
 )
 
 
-TOOL_COMMANDS = ("verify", "gallery", "align", "export", "data", "weights", "backbones", "strategies", "report")
+TOOL_COMMANDS = ("verify", "gallery", "align", "export", "data", "weights", "backbones", "strategies", "sweep", "report")
 
 
 def commands(results: Path) -> dict[str, list[str]]:
@@ -41,6 +41,7 @@ def commands(results: Path) -> dict[str, list[str]]:
         "strategies": ["strategies"],
         "weights list": ["weights", "list"],
         "report": ["report", str(results)],
+        "sweep --status": ["sweep", "--status", str(results)],
         **{f"{name} --help": [name, "--help"] for name in TOOL_COMMANDS},
     }
 
