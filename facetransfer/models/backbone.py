@@ -51,7 +51,6 @@ class Backbone(nn.Module):
         self.pool = pool if pool is not None else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
         self.head: nn.Module = nn.Identity()
         self.num_features = num_features
-        self.num_classes = 0
         self.preprocess = preprocess
         self._frozen: list[str] = []
 
@@ -65,7 +64,7 @@ class Backbone(nn.Module):
         return self.head(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        return self.head(self.forward_features(x))
 
     def reset_head(
         self, num_classes: int, dropout: float = 0.0, norm: bool = False, norm_momentum: float | None = 0.1
@@ -86,7 +85,6 @@ class Backbone(nn.Module):
             layers.append(nn.Dropout(dropout))
         linear = nn.Linear(self.num_features, num_classes)
         self.head = nn.Sequential(*layers, linear) if layers else linear
-        self.num_classes = num_classes
 
     # --- stages and freezing -----------------------------------------------------------------
     @property
@@ -106,10 +104,6 @@ class Backbone(nn.Module):
         for name, stage in self.stages.named_children():
             stage.requires_grad_(name not in self._frozen)
         self.train(self.training)
-
-    @property
-    def frozen_stages(self) -> list[str]:
-        return list(self._frozen)
 
     @property
     def fully_frozen(self) -> bool:

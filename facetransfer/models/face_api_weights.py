@@ -27,40 +27,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..errors import WeightsError
 from ..io.atomic import atomic_write
-from .backbone import Backbone
-from .dlib_resnet import (
-    FACE_API_VERSION,
-    FILE_SHA256,
-    HOW_TO_GET,
-    WEIGHTS_FILENAME,
-    dlib_stages,
-    face_api_preprocess,
-)
+from .dlib_resnet import FACE_API_VERSION, FILE_SHA256, HOW_TO_GET, WEIGHTS_FILENAME, dlib_resnet
 from .verified_cache import remember_verified
-from .weights import (
-    hub_checkpoint_dir,
-    load_into,
-    register_weights_file,
-    register_weights_importer,
-    sha256_of,
-)
+from .weights import hub_checkpoint_dir, load_into, register_weights_file, register_weights_importer, sha256_of
 
 __all__ = [
-    "FACE_API_BIN_SHA256",
-    "FACE_API_VERSION",
-    "FILE_SHA256",
-    "HOW_TO_GET",
-    "STATE_SHA256",
-    "WEIGHTS_FILENAME",
-    "face_api_to_state_dict",
-    "import_face_api_weights",
-    "is_face_api_source",
-    "read_tfjs_weights",
-    "state_sha256",
+    "FACE_API_BIN_SHA256", "FACE_API_VERSION", "FILE_SHA256", "HOW_TO_GET", "STATE_SHA256", "WEIGHTS_FILENAME",
+    "face_api_to_state_dict", "import_face_api_weights", "is_face_api_source", "read_tfjs_weights", "state_sha256",
 ]
 
 log = logging.getLogger(__name__)
@@ -229,9 +205,7 @@ def import_face_api_weights(
             f"({_BIN} of @vladmandic/face-api {FACE_API_VERSION}); the file is corrupt or a different model"
         )
     state = face_api_to_state_dict(read_tfjs_weights(specs, data))
-
-    load_into(Backbone(dlib_stages(), 128, face_api_preprocess(), pool=nn.Identity()), state,
-              what=f"face recognition model {label}", ignore_prefixes=("head.",))
+    load_into(dlib_resnet(), state, what=f"face recognition model {label}", ignore_prefixes=("head.",))
     if expected_sha256 == FACE_API_BIN_SHA256 and state_sha256(state) != STATE_SHA256:
         raise WeightsError(f"converting {label} gave unexpected tensors (state sha256 {state_sha256(state)})")
     buffer = io.BytesIO()  # in memory: the archive name inside the zip does not depend on the file name

@@ -25,12 +25,7 @@ from ..errors import ConfigError
 from ..preprocess import Preprocess
 from .backbone import Backbone
 from .registry import register_backbone
-from .weights import (
-    cached_file,
-    load_into,
-    load_state_dict_file,
-    resolve_torchvision_weights,
-)
+from .weights import cached_file, load_backbone_weights, load_into, load_state_dict_file, resolve_torchvision_weights
 
 # the classifier layers each family replaces with facetransfer's own head
 _HEAD_KEYS = {"resnet": ("fc.",), "vgg": ("classifier.6.",), "mobilenet_v2": ("classifier.",), "efficientnet": ("classifier.",)}
@@ -45,9 +40,7 @@ def _build(
 ) -> Backbone:
     if weights and weights_path:
         raise ConfigError(f"{name}: give either weights={weights!r} or weights_path={weights_path!r}, not both")
-    from torchvision import (
-        models as tvm,  # here, not at import: see facetransfer.preprocess
-    )
+    from torchvision import models as tvm  # here, not at import: see facetransfer.preprocess
 
     net = tvm.get_model(name, weights=None)
     preprocess = Preprocess()
@@ -60,22 +53,8 @@ def _build(
     stages, num_features, pool = to_stages(net)
     backbone = Backbone(stages, num_features, preprocess, pool=pool)
     if weights_path:
-        load_local_weights(backbone, net, weights_path, name=name, head_keys=_HEAD_KEYS[family])
+        load_backbone_weights(backbone, weights_path, name, source_net=net, source_head=_HEAD_KEYS[family])
     return backbone
-
-
-def load_local_weights(backbone: Backbone, source_net: nn.Module, path, *, name: str, head_keys=()) -> None:
-    """Load ``path`` in torchvision layout (into ``source_net``) or facetransfer layout (into ``backbone``).
-
-    Classification-head keys are ignored in both: the head is always replaced.
-    """
-    state = load_state_dict_file(path)
-    if any(k.startswith("backbone.") for k in state):  # a FaceClassifier checkpoint
-        state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-    if any(k.startswith("stages.") for k in state):
-        load_into(backbone, state, what=f"weights file {path} for backbone {name}", ignore_prefixes=("head.",))
-    else:
-        load_into(source_net, state, what=f"weights file {path} for backbone {name}", ignore_prefixes=head_keys)
 
 
 def _resnet_stages(net: tvm.ResNet):

@@ -83,7 +83,7 @@ def is_remembered(path: str | os.PathLike) -> bool:
     return isinstance(record, dict) and (record.get("size"), record.get("mtime_ns"), record.get("inode")) == key
 
 
-def verify_cached_file(path: str | os.PathLike, expected: str | None = None, import_hint: str = "") -> Path:
+def verify_cached_file(path: str | os.PathLike, expected: str | None = None) -> Path:
     """Check a cached weights file against ``expected`` (a full SHA-256 or a prefix; default: the
     hash in its name) once; raise :class:`WeightsError` naming the file and the fix when it differs.
     A file whose name carries no hash and that has no ``expected`` hash is not checked."""
@@ -93,10 +93,10 @@ def verify_cached_file(path: str | os.PathLike, expected: str | None = None, imp
         return path
     digest = sha256_of(path)
     if not digest.startswith(expected):
-        how = import_hint or f"facetransfer weights import /path/to/{path.name} --force"
         raise WeightsError(
-            f"cached weights file {path} is damaged: its sha256 starts with {digest[: len(expected)]}, expected "
-            f"{expected}; re-import a good copy with: {how} (or delete the file to download it again)"
+            f"cached weights file {path} is damaged: its sha256 starts with {digest[: len(expected)]}, expected {expected}; "
+            f"re-import a good copy with: facetransfer weights import /path/to/{path.name} --force "
+            "(or delete the file to download it again)"
         )
     remember_verified(path, digest)
     return path

@@ -31,13 +31,7 @@ from ..errors import ConfigError, WeightsError
 from ..io.atomic import atomic_write
 from ..io.checkpoint import checked
 from ..registry import Registry
-from .verified_cache import (
-    is_remembered,
-    name_hash,
-    remember_verified,
-    sha256_of,
-    verify_cached_file,
-)
+from .verified_cache import is_remembered, name_hash, remember_verified, sha256_of, verify_cached_file
 
 
 @dataclass(frozen=True)
@@ -114,23 +108,16 @@ def resolve_torchvision_weights(model: str, weights: str):
         raise ConfigError(f"unknown weights {weights!r} for {model}; known: {', '.join(known)}") from None
 
 
-def import_hint(filename: str) -> str:
-    return (
-        f"copy {filename} from a machine with network (it is downloaded to its "
-        f"$TORCH_HOME/hub/checkpoints) and run: facetransfer weights import /path/to/{filename}"
-    )
-
-
-def cached_file(filename: str, url: str | None = None) -> Path:
+def cached_file(filename: str, url: str | None = None, how_to_get: str | None = None) -> Path:
     """Path of ``filename`` in the hub cache, downloading it from ``url`` when missing.
 
-    Raises :class:`WeightsError` naming the file, the cache path and how to import it
-    when the file is absent and cannot be downloaded, or when it does not match its
-    published hash (checked once per file, see :mod:`~facetransfer.models.verified_cache`).
+    Raises :class:`WeightsError` naming the file, the cache path and how to import it (``how_to_get``, by
+    default: copy it from a machine with network) when the file is absent and cannot be downloaded, or
+    when it does not match its published hash (checked once per file, see :mod:`.verified_cache`).
     """
     path = hub_checkpoint_dir() / filename
     if path.is_file():
-        if not is_remembered(path):
+        if not is_remembered(path):  # known_files() lists torchvision's models: only when there is a check to do
             entry = find_known_file(filename)
             verify_cached_file(path, entry.sha256 if entry else None)
         return path
@@ -142,10 +129,11 @@ def cached_file(filename: str, url: str | None = None) -> Path:
             return path
         except (urllib.error.URLError, OSError, RuntimeError) as err:
             reason = f"download from {url} failed: {err}"
-    raise WeightsError(
-        f"pretrained weights file {filename} is not in the cache {path.parent} and {reason}; "
-        + import_hint(filename)
+    how_to_get = how_to_get or (
+        f"copy {filename} from a machine with network (it is downloaded to its "
+        f"$TORCH_HOME/hub/checkpoints) and run: facetransfer weights import /path/to/{filename}"
     )
+    raise WeightsError(f"pretrained weights file {filename} is not in the cache {path.parent} and {reason}; {how_to_get}")
 
 
 def _download(url: str, dest: Path) -> None:
@@ -218,16 +206,32 @@ def load_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, wha
     """``load_state_dict`` that reports a mismatch as one clear :class:`WeightsError`."""
     state = {k: v for k, v in state.items() if not k.startswith(tuple(ignore_prefixes))}
     own = {k: v for k, v in module.state_dict().items() if not k.startswith(tuple(ignore_prefixes))}
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if keys:
-                parts.append(f"{label} {len(keys)} key(s) e.g. {keys[:3]}")
+    problems = {
+        "missing": sorted(set(own) - set(state)),
+        "unexpected": sorted(set(state) - set(own)),
+        "wrong shape": sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape),
+    }
+    parts = [f"{label} {len(keys)} key(s) e.g. {keys[:3]}" for label, keys in problems.items() if keys]
+    if parts:
         raise WeightsError(f"{what} does not fit: " + "; ".join(parts))
     module.load_state_dict(state, strict=False)
+
+
+def load_backbone_weights(
+    backbone: torch.nn.Module, path: str | os.PathLike, name: str, source_net: torch.nn.Module | None = None,
+    source_head: tuple[str, ...] = (),
+) -> None:
+    """Load a local state dict (``weights_path``) into ``backbone``: in its layout (``stages.…``; a
+    FaceClassifier checkpoint's ``backbone.…``) or, given ``source_net`` (the network the stages were taken
+    from), in that network's own layout. Head keys (``head.``, ``source_head``) are ignored: the head is new."""
+    state = load_state_dict_file(path)
+    if any(k.startswith("backbone.") for k in state):  # a FaceClassifier checkpoint
+        state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    what = f"weights file {path} for backbone {name}"
+    if source_net is None or any(k.startswith("stages.") for k in state):
+        load_into(backbone, state, what=what, ignore_prefixes=("head.",))
+    else:
+        load_into(source_net, state, what=what, ignore_prefixes=source_head)
 
 
 class WeightsImporter(NamedTuple):
