@@ -40,11 +40,6 @@ class _ForwardFeatures(nn.Module):
         return self.backbone.forward_features(x)
 
 
-def has_batchnorm(module: nn.Module) -> bool:
-    """Whether any submodule is a BatchNorm (something to fold)."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
-
-
 def fused_feature_copy(backbone: nn.Module) -> nn.Module | None:
     """An eval-mode copy of ``backbone.forward_features`` with conv+BN folded, or ``None``.
 
@@ -52,7 +47,7 @@ def fused_feature_copy(backbone: nn.Module) -> nn.Module | None:
     by ``torch.fx`` (data-dependent control flow, e.g. ``dlib_resnet``); callers then run
     the backbone itself, which gives the same numbers, only slower.
     """
-    if not has_batchnorm(backbone):
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in backbone.modules()):
         return None
     from torch.fx.experimental.optimization import fuse
 
@@ -110,6 +105,4 @@ def inference_forward(backbone: nn.Module, *, channels_last: bool = False, fuse:
             module.to(memory_format=torch.contiguous_format)
 
 
-__all__ = [
-    "FeatureFn", "channels_last_is_faster", "feature_module", "fused_feature_copy", "has_batchnorm", "inference_forward"
-]
+__all__ = ["FeatureFn", "channels_last_is_faster", "feature_module", "fused_feature_copy", "inference_forward"]

@@ -94,8 +94,8 @@ def verify_cached_file(path: str | os.PathLike, expected: str | None = None) -> 
     digest = sha256_of(path)
     if not digest.startswith(expected):
         raise WeightsError(
-            f"cached weights file {path} is damaged: its sha256 starts with {digest[: len(expected)]}, expected {expected}; "
-            f"re-import a good copy with: facetransfer weights import /path/to/{path.name} --force "
+            f"cached weights file {path} is damaged: its sha256 starts with {digest[: len(expected)]}, expected "
+            f"{expected}; re-import a good copy with: facetransfer weights import /path/to/{path.name} --force "
             "(or delete the file to download it again)"
         )
     remember_verified(path, digest)

@@ -119,16 +119,11 @@ class FaceClassifier(L.LightningModule):
         backbone_lr_decay: layer-wise learning-rate decay: the last trainable stage learns at
             ``backbone_lr``, each stage before it at ``decay`` times the next one's (e.g. 0.7).
             None: one learning rate for the whole backbone.
-        head_lr_per_feature: the head learns at ``lr x 128 / num_features``: Adam moves every weight by
-            about ``lr`` per step, so a head over ``d`` standardised features moves its logits by about
-            ``lr x d``; this keeps that step the same for a 128-d face descriptor (``lr`` itself) and for
-            1,280-d MobileNetV2 or 2,048-d ResNet-50 features (10x and 16x smaller).
-        backbone_lr_relative: ``backbone_lr`` is relative to the size of each stage's weights: a stage
-            learns at ``backbone_lr`` times the root mean square of its weights (measured when training
-            starts), so every network moves its weights by the same fraction per step. Pretrained
-            networks differ a lot here: dlib's face ResNet has weights about 15x smaller than
-            ImageNet MobileNetV2's (RMS ~0.006 vs ~0.08) and no BatchNorm to absorb the change, so one
-            absolute learning rate that suits one destroys the other's features.
+        head_lr_per_feature: the head learns at ``lr x 128 / num_features``, so its logits move by the same
+            step over a 128-d face descriptor and 2,048-d ResNet-50 features (why: docs/reference.md).
+        backbone_lr_relative: each stage learns at ``backbone_lr`` times the root mean square of its weights
+            (measured when training starts), so every network moves its weights by the same fraction per
+            step (dlib's ResNet has ~15x smaller weights than MobileNetV2's and no BatchNorm).
         l2sp: weight decay toward the pretrained weights (L2-SP, Li et al. 2018): the loss gets
             ``l2sp / 2 * |w - w_pretrained|^2`` over the trainable backbone weights. 0: off.
         weight_decay: decoupled for adamw, L2 otherwise.
@@ -289,16 +284,12 @@ class FaceClassifier(L.LightningModule):
         """Backbone features; without autograd when the whole backbone is frozen (linear probe)."""
         if self.use_channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.backbone.fully_frozen:
-            with torch.no_grad():
-                return self.backbone.forward_features(x)
-        return self.backbone.forward_features(x)
+        with torch.no_grad() if self.backbone.fully_frozen else contextlib.nullcontext():
+            return self.backbone.forward_features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, 3, H, W)`` -> logits; precomputed features ``(B, num_features)`` go to the head."""
-        if x.ndim == 2:
-            return self.backbone.forward_head(x)
-        return self.backbone.forward_head(self.forward_features(x))
+        return self.backbone.forward_head(x if x.ndim == 2 else self.forward_features(x))
 
     @property
     def input_dtype(self) -> torch.dtype:
@@ -342,10 +333,9 @@ class FaceClassifier(L.LightningModule):
 
     def frozen_features(self) -> BackboneFeatures:
         """This model's backbone as a feature extractor with the run's dtype and memory format."""
-        trainer, flag = self._trainer, self.hparams.channels_last
+        trainer = self._trainer
         autocast = autocast_dtype(trainer.precision, trainer.strategy.root_device) if trainer is not None else None
-        channels_last = None if flag is None else bool(flag)
-        return BackboneFeatures(self.backbone, self.feature_identity(), autocast, channels_last)
+        return BackboneFeatures(self.backbone, self.feature_identity(), autocast, self.hparams.channels_last)
 
     def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """The first batch of a run against the model (features or images, crop size, labels)."""
@@ -486,18 +476,14 @@ class FaceClassifier(L.LightningModule):
         return groups
 
     def _l2sp(self) -> torch.Tensor | float:
-        """``l2sp / 2 * |w - w_pretrained|^2`` over the trainable backbone weights (0 when off)."""
-        alpha = self.hparams.get("l2sp") or 0.0
-        if not alpha or not self._anchor:
-            return 0.0
+        """``l2sp / 2 * |w - w_pretrained|^2`` over the trainable backbone weights (0 when off: no anchor)."""
         total = 0.0
-        for name, param in self.backbone.stages.named_parameters():
-            anchor = self._anchor.get(name)
-            if anchor is not None and param.requires_grad:
-                if anchor.device != param.device:
-                    anchor = self._anchor[name] = anchor.to(param.device)
-                total = total + (param.float() - anchor.float()).pow(2).sum()
-        return 0.5 * alpha * total
+        params = dict(self.backbone.stages.named_parameters())
+        for name, anchor in self._anchor.items():  # the trainable weights, as built
+            if anchor.device != params[name].device:
+                anchor = self._anchor[name] = anchor.to(params[name].device)
+            total = total + (params[name].float() - anchor.float()).pow(2).sum()
+        return 0.5 * self.hparams.l2sp * total
 
     @torch.enable_grad()
     def fit_head(self, features: torch.Tensor, labels: torch.Tensor, head_c: float = 1.0, iterations: int = 200) -> float:
@@ -525,13 +511,12 @@ class FaceClassifier(L.LightningModule):
         if hp.optimizer == "lbfgs":
             params = [p for g in groups for p in g["params"]]
             return lbfgs(params, hp.lbfgs_iterations)
-        fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel per step on GPUs
-        if hp.optimizer == "adam":
-            opt = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay, **fused)
-        elif hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay, **fused)
-        else:
+        if hp.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=hp.lr, momentum=0.9, nesterov=True, weight_decay=hp.weight_decay)
+        else:
+            adam = torch.optim.Adam if hp.optimizer == "adam" else torch.optim.AdamW
+            fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel per step on GPUs
+            opt = adam(groups, lr=hp.lr, weight_decay=hp.weight_decay, **fused)
         if hp.scheduler == "none":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))

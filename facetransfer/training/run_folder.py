@@ -7,11 +7,11 @@ becomes ``version_N+1``. :class:`RunFolderGuard` notes which of the run's folder
 command and, when it fails before any step, removes the ones it created -- only if they hold no
 checkpoint. A run that trained (or tested) at least one batch keeps everything::
 
-    >>> guard = RunFolderGuard.before(trainer)  # doctest: +SKIP
+    >>> guard, watcher = RunFolderGuard.before(trainer), StepWatcher()  # doctest: +SKIP
     >>> try:
-    ...     trainer.fit(model, data)
+    ...     trainer.fit(model, data)  # a trainer built with callbacks=[watcher]
     ... except Exception:
-    ...     guard.clean_up_after_failure(trainer)
+    ...     guard.clean_up_after_failure(trainer, watcher.stepped)
     ...     raise
 """
 
@@ -33,18 +33,14 @@ class StepWatcher(Callback):
     def __init__(self) -> None:
         self.stepped = False
 
-    def on_train_batch_end(self, *args: Any) -> None:
+    def _stepped(self, *args: Any) -> None:
         self.stepped = True
+
+    on_train_batch_end = on_test_batch_end = on_predict_batch_end = _stepped
 
     def on_validation_batch_end(self, trainer, *args: Any) -> None:
         if trainer.state.fn == "validate":  # validation inside fit (sanity check included) is not a step of fit
             self.stepped = True
-
-    def on_test_batch_end(self, *args: Any) -> None:
-        self.stepped = True
-
-    def on_predict_batch_end(self, *args: Any) -> None:
-        self.stepped = True
 
 
 def _missing_chain(folder: Path) -> list[Path]:

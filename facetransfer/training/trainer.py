@@ -105,13 +105,7 @@ def find_last_checkpoint(trainer: Any) -> Path | None:
     for callback in trainer.checkpoint_callbacks:
         if isinstance(callback, ModelCheckpoint) and callback.dirpath:
             folders.append(Path(callback.dirpath))
-    found = [
-        f
-        for folder in dict.fromkeys(folders)
-        if folder.is_dir()
-        for f in folder.glob("last*.ckpt")
-        if f.is_file()
-    ]
+    found = [f for folder in dict.fromkeys(folders) if folder.is_dir() for f in folder.glob("last*.ckpt")]
     found += [f for f in Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt") if f.is_file()]
     return max(found, key=lambda f: f.stat().st_mtime_ns) if found else None
 
