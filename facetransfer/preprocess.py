@@ -114,13 +114,7 @@ class Preprocess:
         stops at values in [0, 1] (what an exported model takes)."""
         from torchvision.transforms import v2
 
-        steps = [
-            v2.ToImage(),
-            FaceCrop(face_crop),
-            v2.Resize(self.resize_size, antialias=True),
-            v2.CenterCrop(self.crop_size),
-            v2.ToDtype(torch.float32, scale=True),
-        ]
+        steps = [*self._pil_resize(face_crop), v2.CenterCrop(self.crop_size), v2.ToDtype(torch.float32, scale=True)]
         return v2.Compose([*steps, v2.Normalize(self.mean, self.std)] if normalize else steps)
 
     def train_transform(self, face_crop: float = 1.0, augment: bool = True) -> v2.Compose:
@@ -130,18 +124,20 @@ class Preprocess:
         from torchvision.transforms import v2
 
         aug = self.augment
-        return v2.Compose(
-            [
-                v2.ToImage(),
-                FaceCrop(face_crop),
-                v2.Resize(self.resize_size, antialias=True),
-                v2.RandomResizedCrop(self.crop_size, scale=aug.crop_scale(self), ratio=aug.ratio, antialias=True),
-                v2.RandomHorizontalFlip(aug.flip),
-                v2.ColorJitter(brightness=aug.brightness, contrast=aug.contrast, saturation=aug.saturation),
-                v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(self.mean, self.std),
-            ]
-        )
+        return v2.Compose([
+            *self._pil_resize(face_crop),
+            v2.RandomResizedCrop(self.crop_size, scale=aug.crop_scale(self), ratio=aug.ratio, antialias=True),
+            v2.RandomHorizontalFlip(aug.flip),
+            v2.ColorJitter(brightness=aug.brightness, contrast=aug.contrast, saturation=aug.saturation),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(self.mean, self.std),
+        ])
+
+    def _pil_resize(self, face_crop: float) -> list:
+        """The first steps of both PIL transforms: to an image tensor, the face crop, the resize."""
+        from torchvision.transforms import v2
+
+        return [v2.ToImage(), FaceCrop(face_crop), v2.Resize(self.resize_size, antialias=True)]
 
 
 class FaceCrop(torch.nn.Module):
@@ -199,17 +195,9 @@ class BatchTransforms:
     """
 
     def __init__(
-        self,
-        preprocess: Preprocess,
-        augment: bool = True,
-        dtype: torch.dtype = torch.float32,
-        channels_last: bool = False,
+        self, preprocess: Preprocess, augment: bool = True, dtype: torch.dtype = torch.float32, channels_last: bool = False
     ) -> None:
-        self.pp = preprocess
-        self.recipe = preprocess.augment
-        self.augment = augment
-        self.dtype = dtype
-        self.channels_last = channels_last
+        self.pp, self.augment, self.dtype, self.channels_last = preprocess, augment, dtype, channels_last
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.pp.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
@@ -233,7 +221,7 @@ class BatchTransforms:
             return self.eval(images)
         b, device = images.shape[0], images.device
         c = self.pp.crop_size
-        recipe = self.recipe
+        recipe = self.pp.augment
 
         def uniform(lo: float, hi: float) -> torch.Tensor:
             return torch.rand(b, device=device, generator=generator) * (hi - lo) + lo
@@ -242,9 +230,9 @@ class BatchTransforms:
         aspect = torch.exp(uniform(math.log(recipe.ratio[0]), math.log(recipe.ratio[1])))
         half_w = torch.sqrt(area * aspect).clamp(max=1.0)  # half-extent in [-1, 1] coordinates
         half_h = torch.sqrt(area / aspect).clamp(max=1.0)
-        cx = (torch.rand(b, device=device, generator=generator) * 2 - 1) * (1 - half_w)
-        cy = (torch.rand(b, device=device, generator=generator) * 2 - 1) * (1 - half_h)
-        flip = torch.where(torch.rand(b, device=device, generator=generator) < recipe.flip, -1.0, 1.0)
+        cx = uniform(-1.0, 1.0) * (1 - half_w)
+        cy = uniform(-1.0, 1.0) * (1 - half_h)
+        flip = torch.where(uniform(0.0, 1.0) < recipe.flip, -1.0, 1.0)
         theta = torch.zeros(b, 2, 3, device=device, dtype=torch.float32)
         theta[:, 0, 0] = half_w * flip
         theta[:, 0, 2] = cx
@@ -259,7 +247,7 @@ class BatchTransforms:
     def _jitter(self, x: torch.Tensor, uniform, generator: torch.Generator | None) -> torch.Tensor:
         """Brightness, contrast, saturation by factors in ``[1 - v, 1 + v]``, each sample in its own
         random order, clamped to [0, 1] after each step (torchvision's ``ColorJitter`` on floats)."""
-        recipe = self.recipe
+        recipe = self.pp.augment
         b = x.shape[0]
         strengths = (recipe.brightness, recipe.contrast, recipe.saturation)
         factors = [uniform(1 - v, 1 + v).to(x.dtype).view(b, 1, 1, 1) if v > 0 else None for v in strengths]
