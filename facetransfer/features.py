@@ -1,18 +1,11 @@
 """Frozen-feature extraction, once per input, in memory or cached on disk.
 
-A linear probe's backbone never changes, so its features are computed once and the head
-trains on them (no augmentation): one inference pass plus the head. The pieces:
-
-- :func:`batch_features`: the one inference pass of a frozen backbone (BatchNorm folded, channels-last
-  where faster, optionally L2-normalised and flip-averaged); :func:`extract_features` runs it over a
-  dataset or batches with labels, :func:`file_features` over image files. The
-  :class:`~facetransfer.verification.Embedder` (verification, galleries) calls them too.
-- :class:`BackboneFeatures`: a backbone with the settings of a run (autocast dtype, memory
-  format, what identifies its features); :class:`~facetransfer.FaceClassifier` makes one.
-- :class:`FeatureProvider`: what a :class:`~facetransfer.FaceDataModule` asks for the features
-  of a split. The model attaches its :class:`BackboneFeatures` when its backbone is frozen; the
-  data never sees the model. :class:`InMemoryFeatures` is the default; the sweep's on-disk
-  store (:class:`~facetransfer.sweep.feature_store.FeatureStore`) is another.
+A linear probe's backbone never changes, so its features are computed once and the head trains on them.
+:func:`batch_features` is the one inference pass of a frozen backbone (BatchNorm folded, channels-last where
+faster); :func:`extract_features` and :func:`file_features` run it over datasets and image files, and the
+:class:`~facetransfer.verification.Embedder` calls them too. A :class:`FeatureProvider` serves a
+:class:`~facetransfer.FaceDataModule` the features of its splits, by the :class:`BackboneFeatures` a frozen
+model attaches: in memory (:class:`InMemoryFeatures`) or on disk (the sweep's ``FeatureStore``)::
 
     >>> feats, labels = extract_features(backbone, dataset, batch_size=64)  # doctest: +SKIP
 """

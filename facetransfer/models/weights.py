@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -139,11 +138,8 @@ def cached_file(filename: str, url: str | None = None, how_to_get: str | None = 
 def _download(url: str, dest: Path) -> None:
     with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10):
         pass  # fail fast when offline instead of hanging in the download
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        part = Path(tmp) / dest.name
-        torch.hub.download_url_to_file(url, str(part), hash_prefix=name_hash(dest.name))
-        _install(part, dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)  # torch downloads to a partial file and renames it when whole
+    torch.hub.download_url_to_file(url, str(dest), hash_prefix=name_hash(dest.name))
 
 
 def import_weights_file(file: str | os.PathLike, force: bool = False) -> Path:

@@ -58,7 +58,6 @@ class RunFolderGuard:
 
     roots: dict[Path, set[str]] = field(default_factory=dict)  # logger root -> names in it before the run
     created: list[Path] = field(default_factory=list)  # roots and their parents that did not exist, deepest first
-    removed: list[Path] = field(default_factory=list)
 
     @classmethod
     def before(cls, trainer: Any) -> RunFolderGuard:
@@ -88,15 +87,14 @@ class RunFolderGuard:
         """Remove the folders this run created when no step ran and they hold no checkpoint; returns them."""
         if stepped or not trainer.is_global_zero:
             return []
-        for folder in self.new_log_dirs(trainer):
-            if not any(folder.rglob("*.ckpt")):
-                shutil.rmtree(folder, ignore_errors=True)
-                self.removed.append(folder)
+        removed = [folder for folder in self.new_log_dirs(trainer) if not any(folder.rglob("*.ckpt"))]
+        for folder in removed:
+            shutil.rmtree(folder, ignore_errors=True)
         for folder in self.created:  # deepest first; only when empty
             with contextlib.suppress(OSError):
                 folder.rmdir()
-                self.removed.append(folder)
-        return self.removed
+                removed.append(folder)
+        return removed
 
 
 __all__ = ["RunFolderGuard", "StepWatcher"]
