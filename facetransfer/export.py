@@ -279,8 +279,6 @@ def export_model(
     """
     out = Path(out)
     format = resolve_format(out, format)  # type: ignore[assignment]
-    if not 0 < face_crop <= 1:
-        raise ConfigError(f"face_crop must be in (0, 1], got {face_crop}")
     if out.is_dir():
         example = out / ("model.onnx" if format == "onnx" else "model.pt")
         raise ConfigError(f"--out {out} is a folder; give a file name such as {example}")

@@ -195,7 +195,7 @@ class BackboneFeatures:
 
     def _inputs(self, batches: Iterable[Any]) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         crop = self.preprocess.crop_size
-        transforms = BatchTransforms(self.preprocess, augment=False, dtype=self.autocast or torch.float32)
+        transforms = BatchTransforms(self.preprocess, dtype=self.autocast or torch.float32)
         for batch in batches:
             if isinstance(batch, ImageBatch):
                 yield transforms.eval(batch.images.to(self.device)), batch.labels

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from .errors import ConfigError
+
 if TYPE_CHECKING:
     from torchvision.transforms import v2
 
@@ -151,7 +153,7 @@ class FaceCrop(torch.nn.Module):
     def __init__(self, fraction: float = 1.0) -> None:
         super().__init__()
         if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"face_crop must be in (0, 1], got {fraction}")
+            raise ConfigError(f"face_crop must be in (0, 1], got {fraction}")
         self.fraction = fraction
 
     def forward(self, inpt: torch.Tensor) -> torch.Tensor:
@@ -181,6 +183,7 @@ class ImageBatch:
     def __len__(self) -> int:
         return len(self.labels)
 
+
 _GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 
 
@@ -189,15 +192,12 @@ class BatchTransforms:
 
     Args:
         preprocess: crop size, resize size (= the store's side), mean, std and the augmentation.
-        augment: apply ``preprocess.augment`` in :meth:`train` (else the eval crop).
         dtype: output dtype (e.g. ``torch.bfloat16`` under bf16-mixed training).
         channels_last: return channels-last tensors.
     """
 
-    def __init__(
-        self, preprocess: Preprocess, augment: bool = True, dtype: torch.dtype = torch.float32, channels_last: bool = False
-    ) -> None:
-        self.pp, self.augment, self.dtype, self.channels_last = preprocess, augment, dtype, channels_last
+    def __init__(self, preprocess: Preprocess, dtype: torch.dtype = torch.float32, channels_last: bool = False) -> None:
+        self.pp, self.dtype, self.channels_last = preprocess, dtype, channels_last
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.pp.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
@@ -217,8 +217,6 @@ class BatchTransforms:
 
     def train(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Random resized crop, flip, colour jitter (the :class:`Augment` recipe), normalise."""
-        if not self.augment:
-            return self.eval(images)
         b, device = images.shape[0], images.device
         c = self.pp.crop_size
         recipe = self.pp.augment

@@ -1,16 +1,14 @@
 """Cached pretrained weights are checked against their published hash before they are used.
 
-A weights file in the hub cache carries its SHA-256 prefix in its name, as torchvision names
-them (``mobilenet_v2-b0353104.pth``: the file's SHA-256 starts with ``b0353104``). The first time
-a cached file is used its hash is computed and compared; the result is remembered with the
-file's size, modification time and inode in ``.facetransfer-verified.json`` next to it, so later
-uses cost one ``stat``. A file that does not match is refused with one line naming it::
+The first time a cached file is used its SHA-256 is compared with the prefix in its name (torchvision's
+``mobilenet_v2-b0353104.pth``) or its registered hash; the result is remembered with the file's size,
+modification time and inode in ``.facetransfer-verified.json`` next to it, so later uses cost one ``stat``
+(docs/reliability.md). A file that does not match is refused with one line naming it::
 
     >>> verify_cached_file(hub_checkpoint_dir() / "mobilenet_v2-b0353104.pth")  # doctest: +SKIP
     >>> # after a bit flip: WeightsError: cached weights file .../mobilenet_v2-b0353104.pth is damaged: ...
 
-Importers that verify a file by other means (the face-api converter checks the tensors) record it
-with :func:`remember_verified`.
+Importers that verify a file by other means (the face-api converter checks the tensors) call :func:`remember_verified`.
 """
 
 from __future__ import annotations

@@ -21,11 +21,9 @@ from ..errors import ConfigError
 class StepSeeder(Callback):
     """Seed torch, numpy and ``random`` before each training batch from ``(seed, batches trained, rank)``.
 
-    So a run resumed from a mid-epoch checkpoint draws in the training process (dropout, on-device augmentation)
-    exactly what the uninterrupted run drew, on every DDP rank, with no RNG state to save; images augmented in
-    the DataLoader are seeded per item by :class:`facetransfer.data.sampler.ResumableSampler`. Seeding happens
-    when training starts (also after a resume) and after each batch, i.e. before the next batch is moved to the
-    device (where on-device augmentation draws); Lightning saves the count of batches trained in checkpoints.
+    So a run resumed from a mid-epoch checkpoint draws what the uninterrupted run drew (dropout, on-device
+    augmentation), on every rank, with no RNG state to save (docs/reliability.md). Seeding happens when training
+    starts and after each batch, i.e. before the next batch is moved to the device.
 
     Args:
         seed: base seed; ``None`` takes the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``), or

@@ -302,9 +302,7 @@ class FaceClassifier(L.LightningModule):
         this model's preprocessing here, on its device: augmented for training, else the eval crop."""
         if not isinstance(batch, ImageBatch):
             return batch
-        transforms = BatchTransforms(
-            self.preprocess, augment=batch.augment, dtype=self.input_dtype, channels_last=self.use_channels_last
-        )
+        transforms = BatchTransforms(self.preprocess, dtype=self.input_dtype, channels_last=self.use_channels_last)
         images = transforms.train(batch.images) if batch.augment else transforms.eval(batch.images)
         return images, batch.labels
 

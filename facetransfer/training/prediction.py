@@ -1,9 +1,8 @@
 """Predictions that report: a table of names and probabilities, and ``predictions.csv`` next to the run.
 
-:class:`PredictionReport` is a Lightning prediction writer. Added to a Trainer, at the end of
-``predict`` it prints each image with its answer and its ``top_k`` most probable identities,
-and writes one CSV row per image and rank (``path, rank, identity, probability``) into the
-run's log folder (``trainer.log_dir``; without a logger ``default_root_dir``)::
+:class:`PredictionReport` is a Lightning prediction writer: at the end of ``predict`` it prints each image with
+its answer and its ``top_k`` most probable identities, and writes one CSV row per image and rank (``path, rank,
+identity, probability``) into the run's log folder (``trainer.log_dir``; without a logger ``default_root_dir``)::
 
     >>> report = PredictionReport(top_k=3, unknown_below=0.5)
     >>> trainer = ft.make_trainer(callbacks=[report])  # doctest: +SKIP
@@ -14,9 +13,8 @@ run's log folder (``trainer.log_dir``; without a logger ``default_root_dir``)::
     facetransfer: wrote 2 x 3 predictions to runs/lightning_logs/version_3/predictions.csv
     >>> report.csv_path  # doctest: +SKIP
 
-With ``unknown_below`` an image whose top probability is lower is answered ``unknown``: in the
-table's answer column, and as the identity of its rank-1 CSV row (ranks 2..k keep the
-runner-up names; the table still shows the best name).
+With ``unknown_below`` an image whose top probability is lower is answered ``unknown``: in the table's answer
+column, and as the identity of its rank-1 CSV row (ranks 2..k keep the runner-up names).
 """
 
 from __future__ import annotations
@@ -51,7 +49,7 @@ class ImagePrediction:
 
 
 class PredictionReport(BasePredictionWriter):
-    """Print a table and write ``predictions.csv`` at the end of ``trainer.predict``.
+    """Print a table and write ``predictions.csv`` at the end of ``trainer.predict`` (see the module docstring).
 
     Args:
         top_k: identities listed per image (at most the number of identities).

@@ -1,10 +1,9 @@
 """A command that fails before its first step leaves no run folder behind.
 
-Lightning creates a run's folder (``runs/lightning_logs/version_N``) and writes ``config.yaml``,
-``hparams.yaml`` and the split into it before the first training step; when the run then fails
-(bad data, a wrong option, a full disk) the folder stays, empty of results, and the next run
-becomes ``version_N+1``. :class:`RunFolderGuard` notes which of the run's folders exist before the
-command and, when it fails before any step, removes the ones it created -- only if they hold no
+Lightning creates a run's folder (``runs/lightning_logs/version_N``) and writes ``config.yaml``, ``hparams.yaml``
+and the split into it before the first training step; when the run then fails (bad data, a wrong option, a full
+disk) the folder would stay, empty of results. :class:`RunFolderGuard` notes which of the run's folders exist
+before the command and, when it fails before any step, removes the ones it created -- only if they hold no
 checkpoint. A run that trained (or tested) at least one batch keeps everything::
 
     >>> guard, watcher = RunFolderGuard.before(trainer), StepWatcher()  # doctest: +SKIP

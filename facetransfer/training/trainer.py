@@ -38,16 +38,11 @@ from .callbacks import RunCheckpoint, StepSeeder
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint IO through :mod:`facetransfer.io.checkpoint`: a local checkpoint is replaced
-    atomically and carries a content digest; it loads safely (``weights_only=True``), its digest checked.
-
-    Lightning's :class:`~lightning.fabric.plugins.io.TorchCheckpointIO` writes to a temporary file in
-    ``$TMPDIR`` and moves it into place; when ``$TMPDIR`` and the run folder are on different filesystems
-    (local ``/tmp`` and a network or scratch disk, the usual cluster layout) that move is a copy, and a
-    kill during the copy leaves a truncated ``last.ckpt``. Here the temporary file is written next to its
-    destination, synced and renamed, so the previous checkpoint stays whole until the new one is complete;
-    a full or read-only disk is one :class:`~facetransfer.errors.FileSystemError` (the previous file stays).
-    """
+    """Lightning's checkpoint IO through :mod:`facetransfer.io.checkpoint`: a local checkpoint is written next to
+    its destination, synced and renamed over it (Lightning's own moves a file from ``$TMPDIR``, a copy across
+    filesystems that a kill leaves truncated), carries a content digest and loads safely (``weights_only=True``,
+    digest checked). A full or read-only disk is one :class:`~facetransfer.errors.FileSystemError`, the previous
+    file kept. See docs/reliability.md."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         if not isinstance(get_filesystem(path), LocalFileSystem):
