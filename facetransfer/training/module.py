@@ -201,13 +201,9 @@ class FaceClassifier(L.LightningModule):
             self.backbone = backbone
             self.backbone_name = type(backbone).__name__
         else:
-            skip = _skip_pretrained.get()
-            self.backbone = get_backbone(
-                backbone,
-                weights=None if skip else weights,
-                weights_path=None if skip else weights_path,
-                **(backbone_args or {}),
-            )
+            if _skip_pretrained.get():  # the hparams keep the names; the checkpoint holds the weights
+                weights = weights_path = None
+            self.backbone = get_backbone(backbone, weights=weights, weights_path=weights_path, **(backbone_args or {}))
             self.backbone_name = backbone
         if input_size is not None:
             if input_size < 16:
@@ -223,7 +219,6 @@ class FaceClassifier(L.LightningModule):
             }
         self.features = features
         self.class_names: list[str] | None = None
-        self.train_metrics: MetricCollection | None = None
         if class_names is not None:
             self._build_head(list(class_names))
 
@@ -271,9 +266,9 @@ class FaceClassifier(L.LightningModule):
             self._compiled = True
 
     def teardown(self, stage: str) -> None:
-        features = self.features
-        if features is not None and features.extractor is not None and features.extractor.backbone is self.backbone:
-            features.attach(None)
+        extractor = getattr(self.features, "extractor", None)
+        if extractor is not None and extractor.backbone is self.backbone:
+            self.features.attach(None)
 
     # --- forward ---------------------------------------------------------------------------
     @property
