@@ -1,11 +1,9 @@
 """What a backbone expects of its input images, and the transforms built from it.
 
-torchvision's weights enums carry their eval transform; :class:`Preprocess` is the
-same information as plain data, so that a DataModule can build the matching
-train (lightly augmented) and eval pipelines for any backbone, on PIL images in DataLoader
-workers (:meth:`Preprocess.train_transform`, :meth:`Preprocess.eval_transform`) or on whole
-uint8 batches on the device (:class:`BatchTransforms`, for :class:`ImageBatch` es of a
-decoded-image store)::
+torchvision's weights enums carry their eval transform; :class:`Preprocess` is the same information as plain data, so
+that a DataModule can build the matching train (lightly augmented) and eval pipelines for any backbone, on PIL images in
+DataLoader workers (:meth:`Preprocess.train_transform`, :meth:`Preprocess.eval_transform`) or on whole uint8 batches on
+the device (:class:`BatchTransforms`, for :class:`ImageBatch` es of a decoded-image store)::
 
     >>> pp = Preprocess(crop_size=112, resize_size=128)
     >>> pp.eval_transform()  # doctest: +ELLIPSIS
@@ -39,10 +37,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Augment:
     """The training augmentation of faces, one recipe for the PIL path and the batched (GPU) path.
 
-    A random resized crop covering ``area`` of the eval crop's area (aspect ratio in ``ratio``),
-    a horizontal flip with probability ``flip``, then brightness / contrast / saturation jitter by
-    factors drawn from ``[1 - x, 1 + x]``, applied in a random order (as torchvision's
-    ``ColorJitter``). :meth:`Preprocess.train_transform` and
+    A random resized crop covering ``area`` of the eval crop's area (aspect ratio in ``ratio``), a horizontal flip with
+    probability ``flip``, then brightness / contrast / saturation jitter by factors drawn from ``[1 - x, 1 + x]``,
+    applied in a random order (as torchvision's ``ColorJitter``). :meth:`Preprocess.train_transform` and
     :class:`~facetransfer.preprocess.BatchTransforms` both read it.
 
     >>> Augment().area

@@ -1,9 +1,8 @@
 """The uniform interface every backbone exposes (timm-style).
 
-A :class:`Backbone` is an ordered list of named *stages* that turn an image batch
-into a ``(batch, num_features)`` feature vector, plus a replaceable classification
-*head*. Freeze policies work on stage names, the LightningModule only talks to
-``forward_features`` / ``forward_head``::
+A :class:`Backbone` is an ordered list of named *stages* that turn an image batch into a ``(batch, num_features)``
+feature vector, plus a replaceable classification *head*. Freeze policies work on stage names, the LightningModule only
+talks to ``forward_features`` / ``forward_head``::
 
     >>> import torch
     >>> from facetransfer.models import get_backbone
@@ -29,12 +28,10 @@ class Backbone(nn.Module):
     """Named feature stages + pooling + a classification head.
 
     Args:
-        stages: ordered ``name -> module``; applied in order they map images to a
-            feature map (or vector).
+        stages: ordered ``name -> module``; applied in order they map images to a feature map (or vector).
         num_features: size of the vector that :meth:`forward_features` returns.
         preprocess: input size and normalisation the stages expect.
-        pool: maps the last stage's output to ``(batch, num_features)``;
-            global average pooling + flatten by default.
+        pool: maps the last stage's output to ``(batch, num_features)``; global average pooling + flatten by default.
     """
 
     def __init__(
@@ -71,10 +68,9 @@ class Backbone(nn.Module):
     ) -> None:
         """Replace the classification head by a fresh ``num_features -> num_classes`` layer.
 
-        ``norm`` standardises the features first (``BatchNorm1d`` without affine parameters), which
-        makes a linear probe's learning rate independent of the backbone's feature scale;
-        ``norm_momentum`` is its running-statistics momentum (None: a plain average over all
-        batches, right for frozen features).
+        ``norm`` standardises the features first (``BatchNorm1d`` without affine parameters), which makes a linear
+        probe's learning rate independent of the backbone's feature scale; ``norm_momentum`` is its running-statistics
+        momentum (None: a plain average over all batches, right for frozen features).
         """
         if num_classes < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes}")

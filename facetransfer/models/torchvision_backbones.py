@@ -1,8 +1,7 @@
 """torchvision CNNs as :class:`Backbone` s: ResNet, VGG, MobileNetV2, EfficientNet.
 
-Each builder takes ``weights`` (a torchvision weights name such as
-``"IMAGENET1K_V1"`` or ``"DEFAULT"``; ``None`` for random init) or ``weights_path``
-(a local state dict in torchvision's or facetransfer's layout)::
+Each builder takes ``weights`` (a torchvision weights name such as ``"IMAGENET1K_V1"`` or ``"DEFAULT"``; ``None`` for
+random init) or ``weights_path`` (a local state dict in torchvision's or facetransfer's layout)::
 
     >>> net = resnet18()
     >>> net.stage_names

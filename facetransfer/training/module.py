@@ -100,14 +100,11 @@ class FaceClassifier(L.LightningModule):
         weights: pretrained weights name of the backbone (``IMAGENET1K_V1``, ``DEFAULT``,
             ``FACE_API`` ...); ``None`` for random initialisation.
         weights_path: a local state dict to start from instead.
-        backbone_args: extra arguments of the backbone builder (e.g. ``{"input_size": 64}``
-            for ``scratch_cnn``).
-        freeze: freeze policy: ``none``, ``all`` (linear probe), ``first:K``, ``until:STAGE``,
-            ``stages:A,B``.
+        backbone_args: extra arguments of the backbone builder (e.g. ``{"input_size": 64}`` for ``scratch_cnn``).
+        freeze: freeze policy: ``none``, ``all`` (linear probe), ``first:K``, ``until:STAGE``, ``stages:A,B``.
         input_size: side of the square input in pixels, overriding the backbone's (e.g. 112 to
             run an ImageNet model 4x cheaper); resize keeps the backbone's crop ratio.
-        class_names: identity names, in label order: ``data.class_names`` (the CLI links them from
-            the DataModule).
+        class_names: identity names, in label order: ``data.class_names`` (the CLI links them from the DataModule).
         head_dropout: dropout before the identity head.
         head_norm: standardise features before the head (``BatchNorm1d`` without affine); makes
             a linear probe train well at one learning rate whatever the backbone's feature scale.
@@ -127,10 +124,9 @@ class FaceClassifier(L.LightningModule):
         l2sp: weight decay toward the pretrained weights (L2-SP, Li et al. 2018): the loss gets
             ``l2sp / 2 * |w - w_pretrained|^2`` over the trainable backbone weights. 0: off.
         weight_decay: decoupled for adamw, L2 otherwise.
-        head_c: inverse strength of an L2 penalty on the head's weights as scikit-learn's
-            ``LogisticRegression(C=...)``: the loss gets ``|W|^2 / (2 C n)`` for a batch of ``n``
-            images, which is exactly logistic regression's objective when a batch is the whole
-            training set. None: no penalty.
+        head_c: inverse strength of an L2 penalty on the head's weights as scikit-learn's ``LogisticRegression(C=...)``:
+            the loss gets ``|W|^2 / (2 C n)`` for a batch of ``n`` images, which is exactly logistic regression's
+            objective when a batch is the whole training set. None: no penalty.
         lbfgs_iterations: L-BFGS iterations per training step (one step per epoch with full batches): enough
             to converge in the first epoch; later epochs only confirm it (one evaluation each).
         scheduler: ``none``, ``cosine`` (per step, after ``warmup_epochs`` of linear warm-up) or
@@ -574,10 +570,9 @@ class FaceClassifier(L.LightningModule):
     def embed(self, images, face_crop: float = 1.0, flip: bool = False) -> torch.Tensor:
         """L2-normalised backbone features (:class:`~facetransfer.verification.Embedder`).
 
-        ``images``: a preprocessed float batch ``(B, 3, H, W)`` (as the DataModule yields; result on
-        the model's device), or PIL images / image paths / ``uint8`` tensors, one or a list, which
-        get the backbone's eval transform with ``face_crop`` (result on the CPU). ``flip`` averages
-        with the mirrored images.
+        ``images``: a preprocessed float batch ``(B, 3, H, W)`` (as the DataModule yields; result on the model's
+        device), or PIL images / image paths / ``uint8`` tensors, one or a list, which get the backbone's eval transform
+        with ``face_crop`` (result on the CPU). ``flip`` averages with the mirrored images.
         """
         from ..verification.embedder import Embedder
 

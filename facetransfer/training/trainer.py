@@ -1,8 +1,7 @@
 """A Lightning ``Trainer`` with facetransfer's defaults, for use from Python.
 
-The CLI applies the same defaults: best and last checkpoints, written atomically with a content
-digest (:class:`AtomicCheckpointIO`), per-step seeding, bf16 and cuDNN autotuning on GPUs. Anything
-can be overridden::
+The CLI applies the same defaults: best and last checkpoints, written atomically with a content digest
+(:class:`AtomicCheckpointIO`), per-step seeding, bf16 and cuDNN autotuning on GPUs. Anything can be overridden::
 
     >>> trainer = make_trainer(max_epochs=20, accelerator="cpu")  # doctest: +SKIP
     >>> type(trainer.strategy.checkpoint_io).__name__  # doctest: +SKIP
@@ -84,11 +83,10 @@ def _what_a_failed_save_keeps(path: Path) -> str:
 def find_last_checkpoint(trainer: Any) -> Path | None:
     """The newest ``last*.ckpt`` of earlier runs in this trainer's folders, or None.
 
-    Lightning's ``ckpt_path="last"`` only looks in the *new* run's checkpoint folder, which
-    is empty when a logger versions its folders (``lightning_logs/version_N``), so a resumed
-    run would silently start over. This looks in every version folder of the trainer's
-    loggers, in ``default_root_dir/checkpoints``, in each ModelCheckpoint's ``dirpath``, and
-    takes SLURM's requeue checkpoints (``default_root_dir/hpc_ckpt_N.ckpt``) into account.
+    Lightning's ``ckpt_path="last"`` only looks in the *new* run's checkpoint folder, which is empty when a logger
+    versions its folders (``lightning_logs/version_N``), so a resumed run would silently start over. This looks in every
+    version folder of the trainer's loggers, in ``default_root_dir/checkpoints``, in each ModelCheckpoint's ``dirpath``,
+    and takes SLURM's requeue checkpoints (``default_root_dir/hpc_ckpt_N.ckpt``) into account.
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
 
