@@ -97,8 +97,7 @@ class FaceClassifier(L.LightningModule):
     Args:
         backbone: a registered backbone name (``facetransfer.models.list_backbones()``) or a
             :class:`Backbone` instance (e.g. via LightningCLI ``class_path``).
-        weights: pretrained weights name of the backbone (``IMAGENET1K_V1``, ``DEFAULT``,
-            ``FACE_API`` ...); ``None`` for random initialisation.
+        weights: pretrained weights name (``IMAGENET1K_V1``, ``DEFAULT``, ``FACE_API`` ...); ``None``: random.
         weights_path: a local state dict to start from instead.
         backbone_args: extra arguments of the backbone builder (e.g. ``{"input_size": 64}`` for ``scratch_cnn``).
         freeze: freeze policy: ``none``, ``all`` (linear probe), ``first:K``, ``until:STAGE``, ``stages:A,B``.
@@ -108,14 +107,12 @@ class FaceClassifier(L.LightningModule):
         head_dropout: dropout before the identity head.
         head_norm: standardise features before the head (``BatchNorm1d`` without affine); makes
             a linear probe train well at one learning rate whatever the backbone's feature scale.
-        optimizer: ``adam``, ``adamw``, ``sgd`` (momentum 0.9, nesterov), or ``lbfgs``: full-batch
-            L-BFGS with a strong-Wolfe line search (``lr`` is not used), for heads on frozen features
-            with ``data.batch_size: all`` -- it converges in a few steps whatever the training-set size.
+        optimizer: ``adam``, ``adamw``, ``sgd`` (momentum 0.9, nesterov), or ``lbfgs``: full-batch L-BFGS (``lr``
+            unused) for heads on frozen features with ``data.batch_size: all``, converged in a few steps.
         lr: learning rate of the head (and of the backbone unless ``backbone_lr`` is set).
         backbone_lr: learning rate of the trainable backbone stages.
-        backbone_lr_decay: layer-wise learning-rate decay: the last trainable stage learns at
-            ``backbone_lr``, each stage before it at ``decay`` times the next one's (e.g. 0.7).
-            None: one learning rate for the whole backbone.
+        backbone_lr_decay: layer-wise decay: the last trainable stage learns at ``backbone_lr``, each stage before
+            it at ``decay`` times the next one's (e.g. 0.7). None: one learning rate for the whole backbone.
         head_lr_per_feature: the head learns at ``lr x 128 / num_features``, so its logits move by the same
             step over a 128-d face descriptor and 2,048-d ResNet-50 features (why: docs/reference.md).
         backbone_lr_relative: each stage learns at ``backbone_lr`` times the root mean square of its weights
@@ -125,18 +122,14 @@ class FaceClassifier(L.LightningModule):
             ``l2sp / 2 * |w - w_pretrained|^2`` over the trainable backbone weights. 0: off.
         weight_decay: decoupled for adamw, L2 otherwise.
         head_c: inverse strength of an L2 penalty on the head's weights as scikit-learn's ``LogisticRegression(C=...)``:
-            the loss gets ``|W|^2 / (2 C n)`` for a batch of ``n`` images, which is exactly logistic regression's
-            objective when a batch is the whole training set. None: no penalty.
-        lbfgs_iterations: L-BFGS iterations per training step (one step per epoch with full batches): enough
-            to converge in the first epoch; later epochs only confirm it (one evaluation each).
-        scheduler: ``none``, ``cosine`` (per step, after ``warmup_epochs`` of linear warm-up) or
-            ``step`` (x0.1 at 1/2 and 3/4 of training).
+            ``|W|^2 / (2 C n)`` per batch of ``n`` images (its objective when a batch is the training set). None: off.
+        lbfgs_iterations: L-BFGS iterations per training step (one step per epoch with full batches).
+        scheduler: ``none``, ``cosine`` (per step, after ``warmup_epochs`` of linear warm-up) or ``step`` (x0.1 at
+            1/2 and 3/4 of training).
         label_smoothing: cross-entropy label smoothing.
-        channels_last: channels-last memory format for convolutions; ``None``: on for CUDA and CPU
-            devices, where it is faster (2-core CPU training: 1.3-1.5x for MobileNetV2, ResNet-18, scratch_cnn).
+        channels_last: channels-last memory format; ``None``: on for CUDA and CPU devices, where it is faster.
         compile: compile the backbone's stages with ``torch.compile`` (GPU training speed).
-        feature_cache: when the whole backbone is frozen (linear probe), compute each image's
-            features once (eval transform, no augmentation) and train the head on them.
+        feature_cache: with a frozen backbone (linear probe), train the head on each image's features computed once.
         features: the DataModule's feature provider (``data.features``; the CLI links it): a frozen
             backbone attaches itself to it so the data serves features instead of images.
     """
