@@ -218,26 +218,17 @@ def check_parity(
 # --- writing ----------------------------------------------------------------------------------------
 def _write_graph(graph: InferenceGraph, example: torch.Tensor, path: Path, format: str) -> dict[str, Any]:
     """Write ``graph`` to ``path``; returns format details for the sidecar."""
-    if format == "onnx":
-        _require_onnx()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporters' notes; torch.jit's deprecation; shape checks constant here
+        if format == "onnx":
+            _require_onnx()
             program = torch.onnx.export(
-                graph,
-                (example,),
-                input_names=[INPUT_NAME],
-                output_names=[graph.output_name],
-                dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}},
-                dynamo=True,
-                external_data=False,
-                verbose=False,
+                graph, (example,), input_names=[INPUT_NAME], output_names=[graph.output_name], dynamo=True,
+                dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}}, external_data=False, verbose=False,
             )
             program.save(str(path), external_data=False)
-        return {"opset": int(program.model.opset_imports.get("", 0))}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # deprecation of torch.jit; shape checks that are constant here
-        traced = torch.jit.trace(graph, example, check_trace=False)
-        torch.jit.save(traced, str(path))
+            return {"opset": int(program.model.opset_imports.get("", 0))}
+        torch.jit.save(torch.jit.trace(graph, example, check_trace=False), str(path))
     return {}
 
 

@@ -28,10 +28,8 @@ import numpy as np
 import torch
 
 from ..errors import WeightsError
-from ..io.atomic import atomic_write
 from .dlib_resnet import FACE_API_VERSION, FILE_SHA256, HOW_TO_GET, WEIGHTS_FILENAME, dlib_resnet
-from .verified_cache import remember_verified
-from .weights import hub_checkpoint_dir, load_into, register_weights_file, register_weights_importer, sha256_of
+from .weights import cache_verified, load_into, register_weights_file, register_weights_importer
 
 __all__ = [
     "FACE_API_BIN_SHA256", "FACE_API_VERSION", "FILE_SHA256", "HOW_TO_GET", "STATE_SHA256", "WEIGHTS_FILENAME",
@@ -213,12 +211,7 @@ def import_face_api_weights(
     if name == WEIGHTS_FILENAME and file_digest != FILE_SHA256:
         log.info("torch %s serialises %s differently (sha256 %s); the tensors are verified", torch.__version__,
                  name, file_digest)
-    dest = hub_checkpoint_dir() / name
-    if not (dest.is_file() and not force and sha256_of(dest) == file_digest):
-        with atomic_write(dest, "wb", what="weights file") as fh:
-            fh.write(payload)
-    remember_verified(dest, file_digest)  # its tensors were checked above, whatever torch's serialisation
-    return dest
+    return cache_verified(name, file_digest, lambda fh: fh.write(payload), force)  # its tensors were checked above
 
 
 register_weights_file(WEIGHTS_FILENAME, FILE_SHA256, _SOURCE)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from ..preprocess import Preprocess
 from ..registry import Registry
 from .backbone import Backbone
@@ -48,8 +50,6 @@ def backbone_preprocess(
     >>> backbone_preprocess("mobilenet_v2", input_size=160).resize_size
     183
     """
-    import torch
-
     with torch.device("meta"):
         if isinstance(backbone, str):
             built = get_backbone(backbone, weights=None, **(backbone_args or {}))

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import torch
 
@@ -165,17 +165,23 @@ def import_weights_file(file: str | os.PathLike, force: bool = False) -> Path:
             f"{src} has the wrong hash for {entry.filename} ({entry.source}): sha256 starts with "
             f"{digest[: len(entry.sha256)]}, expected {entry.sha256}; the file is corrupt or a different model"
         )
-    dest = hub_checkpoint_dir() / entry.filename
-    if not (dest.is_file() and not force and sha256_of(dest) == digest):
-        _install(src, dest)
-    remember_verified(dest, digest)
+
+    def copy(fh: BinaryIO) -> None:
+        with open(src, "rb") as fin:
+            shutil.copyfileobj(fin, fh, 1 << 20)
+
+    return cache_verified(entry.filename, digest, copy, force)
+
+
+def cache_verified(filename: str, sha256: str, write: Callable[[BinaryIO], object], force: bool = False) -> Path:
+    """Put a verified file into the hub cache, written by ``write(fh)`` atomically (a killed copy never leaves a
+    torn file) unless an identical copy is there (``force``: rewrite it), and remember it as verified."""
+    dest = hub_checkpoint_dir() / filename
+    if force or not (dest.is_file() and sha256_of(dest) == sha256):
+        with atomic_write(dest, "wb", what="weights file") as fh:
+            write(fh)
+    remember_verified(dest, sha256)
     return dest
-
-
-def _install(src: Path, dest: Path) -> None:
-    """Copy a verified file into the cache atomically (a killed copy never leaves a torn file)."""
-    with open(src, "rb") as fin, atomic_write(dest, "wb", what="weights file") as fout:
-        shutil.copyfileobj(fin, fout, 1 << 20)
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
