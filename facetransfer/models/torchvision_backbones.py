@@ -57,9 +57,8 @@ def _build(
 
 
 def _resnet_stages(net: tvm.ResNet):
-    stages = OrderedDict(stem=nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool))
-    for i in range(1, 5):
-        stages[f"layer{i}"] = getattr(net, f"layer{i}")
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+    stages = OrderedDict(stem=stem, layer1=net.layer1, layer2=net.layer2, layer3=net.layer3, layer4=net.layer4)
     return stages, net.fc.in_features, None
 
 
@@ -85,10 +84,7 @@ def _mobilenet_v2_stages(net: tvm.MobileNetV2):
 
 def _efficientnet_stages(net: tvm.EfficientNet):
     f = net.features
-    stages = OrderedDict(stem=f[0])
-    for i in range(1, len(f) - 1):
-        stages[f"stage{i}"] = f[i]
-    stages["conv_last"] = f[len(f) - 1]
+    stages = OrderedDict(stem=f[0], **{f"stage{i}": f[i] for i in range(1, len(f) - 1)}, conv_last=f[len(f) - 1])
     return stages, net.classifier[-1].in_features, None
 
 

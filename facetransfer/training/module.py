@@ -386,13 +386,10 @@ class FaceClassifier(L.LightningModule):
         else:
             loss, logits, y = self._shared_step(batch)
             loss = loss + self._penalty(len(y)) + self._l2sp()
-        self._log_train(loss, logits, y)
-        return loss
-
-    def _log_train(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
         self.train_metrics.update(logits.detach(), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, logits, y = self._shared_step(batch)
