@@ -242,16 +242,9 @@ class ExportResult:
 
 
 def export_model(
-    model: FaceClassifier,
-    out: str | os.PathLike,
-    *,
-    format: ExportFormat | None = None,
-    embeddings: bool = False,
-    face_crop: float = 1.0,
-    check_images: Sequence[Image.Image | str | os.PathLike] | None = None,
-    check_images_from: str | None = None,
-    weights: str | None = None,
-    checkpoint: str | os.PathLike | None = None,
+    model: FaceClassifier, out: str | os.PathLike, *, format: ExportFormat | None = None, embeddings: bool = False,
+    face_crop: float = 1.0, check_images: Sequence[Image.Image | str | os.PathLike] | None = None,
+    check_images_from: str | None = None, weights: str | None = None, checkpoint: str | os.PathLike | None = None,
 ) -> ExportResult:
     """Export ``model`` to ``out`` (+ ``out.json``), after checking that the file computes what PyTorch does.
 
@@ -323,12 +316,8 @@ def export_model(
 
 
 def export_checkpoint(
-    ckpt_path: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    format: ExportFormat | None = None,
-    embeddings: bool = False,
-    face_crop: float | None = None,
+    ckpt_path: str | os.PathLike, out: str | os.PathLike, *, format: ExportFormat | None = None,
+    embeddings: bool = False, face_crop: float | None = None,
     check_images: Sequence[Image.Image | str | os.PathLike] | None = None,
 ) -> ExportResult:
     """Export a checkpoint's model (see :func:`export_model`).

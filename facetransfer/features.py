@@ -51,15 +51,9 @@ class FeatureDataset(Dataset):
 
 @torch.no_grad()
 def batch_features(
-    backbone: Backbone,
-    batches: Iterable[torch.Tensor],
-    *,
-    device: torch.device | str | None = None,
-    autocast_dtype: torch.dtype | None = None,
-    channels_last: bool | None = None,
-    fuse: bool = True,
-    normalize: bool = False,
-    flip: bool = False,
+    backbone: Backbone, batches: Iterable[torch.Tensor], *, device: torch.device | str | None = None,
+    autocast_dtype: torch.dtype | None = None, channels_last: bool | None = None, fuse: bool = True,
+    normalize: bool = False, flip: bool = False,
 ) -> torch.Tensor:
     """Features of preprocessed image batches ``(B, 3, H, W)`` in one eval-mode pass -> float32 on the CPU.
 
@@ -90,13 +84,8 @@ def batch_features(
 
 
 def extract_features(
-    backbone: Backbone,
-    dataset: Dataset | Iterable[tuple[torch.Tensor, torch.Tensor]],
-    *,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    progress: bool = False,
-    **settings: Any,
+    backbone: Backbone, dataset: Dataset | Iterable[tuple[torch.Tensor, torch.Tensor]], *, batch_size: int = 64,
+    num_workers: int = 0, progress: bool = False, **settings: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(features, labels)`` of a dataset of ``(image, label, ...)`` or of ``(images, labels, ...)`` batches, in
     order; ``settings``: those of :func:`batch_features` (device, autocast_dtype, channels_last, fuse ...)."""
@@ -214,11 +203,8 @@ class BackboneFeatures:
         if isinstance(batches, Dataset):
             batches = DataLoader(batches, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
         return extract_features(
-            self.backbone,
-            self._inputs(batches),
-            device=device,
+            self.backbone, self._inputs(batches), device=device, channels_last=self.channels_last,
             autocast_dtype=self.autocast if device.type == "cuda" else None,
-            channels_last=self.channels_last,
         )
 
 

@@ -35,10 +35,7 @@ class Backbone(nn.Module):
     """
 
     def __init__(
-        self,
-        stages: OrderedDict[str, nn.Module],
-        num_features: int,
-        preprocess: Preprocess,
+        self, stages: OrderedDict[str, nn.Module], num_features: int, preprocess: Preprocess,
         pool: nn.Module | None = None,
     ) -> None:
         super().__init__()

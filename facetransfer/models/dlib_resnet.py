@@ -56,9 +56,8 @@ HOW_TO_GET = (
 )
 
 # after the stem: (channels, block name suffixes); "down" blocks halve the size (``conv64_down``, ``conv256_down_out``)
-_LAYOUT = [
-    (32, ["1", "2", "3"]), (64, ["down", "1", "2", "3"]), (128, ["down", "1", "2"]), (256, ["down", "1", "2", "down_out"])
-]
+_LAYOUT = [(32, ["1", "2", "3"]), (64, ["down", "1", "2", "3"]), (128, ["down", "1", "2"]),
+           (256, ["down", "1", "2", "down_out"])]
 
 
 # --- the network ---------------------------------------------------------------------------------

@@ -34,9 +34,7 @@ get_backbone = BACKBONES.build
 
 
 def backbone_preprocess(
-    backbone: Any,
-    weights: str | None = None,
-    backbone_args: dict[str, Any] | None = None,
+    backbone: Any, weights: str | None = None, backbone_args: dict[str, Any] | None = None,
     input_size: int | None = None,
 ) -> Preprocess:
     """The input preprocessing of a backbone configuration, without loading any weights.

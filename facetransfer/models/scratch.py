@@ -21,23 +21,16 @@ from .weights import load_backbone_weights
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
     )
 
 
 @register_backbone()
 def scratch_cnn(
-    weights: str | None = None,
-    weights_path: str | None = None,
-    widths: tuple[int, ...] = (32, 64, 128, 256),
-    fc_features: int = 256,
-    input_size: int = 112,
+    weights: str | None = None, weights_path: str | None = None, widths: tuple[int, ...] = (32, 64, 128, 256),
+    fc_features: int = 256, input_size: int = 112,
 ) -> Backbone:
     """Conv blocks (2x conv3x3-BN-ReLU + max-pool), global pooling, one hidden FC layer.
 

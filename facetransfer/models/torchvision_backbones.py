@@ -31,11 +31,8 @@ _HEAD_KEYS = {"resnet": ("fc.",), "vgg": ("classifier.6.",), "mobilenet_v2": ("c
 
 
 def _build(
-    name: str,
-    family: str,
-    to_stages: Callable[[nn.Module], tuple[OrderedDict, int, nn.Module | None]],
-    weights: str | None,
-    weights_path: str | os.PathLike | None,
+    name: str, family: str, to_stages: Callable[[nn.Module], tuple[OrderedDict, int, nn.Module | None]],
+    weights: str | None, weights_path: str | os.PathLike | None,
 ) -> Backbone:
     if weights and weights_path:
         raise ConfigError(f"{name}: give either weights={weights!r} or weights_path={weights_path!r}, not both")

@@ -131,7 +131,9 @@ def cached_file(filename: str, url: str | None = None, how_to_get: str | None = 
         f"copy {filename} from a machine with network (it is downloaded to its "
         f"$TORCH_HOME/hub/checkpoints) and run: facetransfer weights import /path/to/{filename}"
     )
-    raise WeightsError(f"pretrained weights file {filename} is not in the cache {path.parent} and {reason}; " + how_to_get)
+    raise WeightsError(
+        f"pretrained weights file {filename} is not in the cache {path.parent} and {reason}; {how_to_get}"
+    )
 
 
 def _download(url: str, dest: Path) -> None:

@@ -225,9 +225,7 @@ class FaceClassifier(L.LightningModule):
             # frozen features keep their statistics: standardise with their plain average over the
             # training data (momentum None), as scikit-learn's StandardScaler does
             self.backbone.reset_head(
-                len(class_names),
-                dropout=self.hparams.head_dropout,
-                norm=self.hparams.get("head_norm", False),
+                len(class_names), dropout=self.hparams.head_dropout, norm=self.hparams.get("head_norm", False),
                 norm_momentum=None if self.backbone.fully_frozen else 0.1,
             )
         n = len(class_names)

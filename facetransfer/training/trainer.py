@@ -51,9 +51,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_checkpoint(checkpoint, path, kept=_what_a_failed_save_keeps(Path(path)))
 
     def load_checkpoint(
-        self,
-        path: _PATH,
-        map_location: Callable | None = lambda storage, loc: storage,
+        self, path: _PATH, map_location: Callable | None = lambda storage, loc: storage,
         weights_only: bool | None = None,
     ) -> dict[str, Any]:
         if isinstance(get_filesystem(path), LocalFileSystem):
