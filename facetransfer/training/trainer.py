@@ -34,6 +34,7 @@ from ..io.checkpoint import (
     write_checkpoint,
 )
 from .callbacks import RunCheckpoint, StepSeeder
+from .noise import silence_known_noise
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -110,7 +111,7 @@ def default_callbacks(checkpointing: bool = True, logger: bool = True, save_last
     """
     callbacks: list[Callback] = [StepSeeder()]
     if checkpointing:
-        callbacks.append(RunCheckpoint("best", monitor="val/acc", mode="max"))
+        callbacks.append(RunCheckpoint("best"))  # by val/acc
         if save_last:  # the latest epoch, whether or not val/acc improved
             callbacks.append(RunCheckpoint("last"))
     if logger:
@@ -143,8 +144,6 @@ def make_trainer(save_last: bool = True, **kwargs: Any) -> L.Trainer:
     atomic checkpoints, and on GPUs bf16-mixed precision and cuDNN autotuning by default.
 
     ``save_last=False`` keeps only the best checkpoint (runs that are never resumed)."""
-    from .noise import silence_known_noise
-
     silence_known_noise()
     kwargs.setdefault("default_root_dir", "runs")
     if kwargs.get("precision") is None:
