@@ -31,15 +31,8 @@ class WeightsError(FaceTransferError):
 
 
 class FileSystemError(FaceTransferError):
-    """The filesystem refused an operation (read-only, full, a symlink loop, no permission).
-
-    ``errno`` and ``filename`` are those of the ``OSError`` it replaces (its ``__cause__``).
-    """
-
-    def __init__(self, message: str, errno: int | None = None, filename: str | None = None) -> None:
-        super().__init__(message)
-        self.errno = errno
-        self.filename = filename
+    """The filesystem refused an operation (read-only, full, a symlink loop, no permission); the ``OSError`` it
+    replaces is its ``__cause__``."""
 
 
 def unknown_choice(kind: str, value: object, known: Iterable[str]) -> ConfigError:

@@ -1,24 +1,14 @@
-"""Ship a trained model outside Python and Lightning: ONNX or TorchScript, plus a JSON sidecar.
+"""Ship a trained model outside Python and Lightning: ONNX or TorchScript, plus a JSON sidecar (docs/deploy.md).
 
-The exported graph takes a float32 ``(N, 3, H, W)`` RGB batch in ``[0, 1]`` at the model's
-input size (any ``N``) and normalises it itself; it outputs class logits, or with
-``embeddings=True`` the L2-normalised backbone features. The caller crops the face and
-resizes; the sidecar ``<file>.json`` says how (``face_crop``, ``resize_size``, ``input_size``)
-and holds ``classes``, ``mean``, ``std``, the backbone and weights names and the export's
-own parity check: the exported file is run (onnxruntime / ``torch.jit.load``) on real images
-and must agree with PyTorch within ``1e-4``, or nothing is written::
-
-    facetransfer export --ckpt_path runs/.../best.ckpt --out face.onnx
-    facetransfer export --ckpt_path runs/.../best.ckpt --out face_embeddings.pt --format torchscript --embeddings
-
-From Python::
+The exported graph takes a float32 ``(N, 3, H, W)`` RGB batch in ``[0, 1]`` and normalises it itself; it
+outputs class logits, or with ``embeddings=True`` the L2-normalised backbone features. The sidecar
+``<file>.json`` says how to crop and resize, lists the classes, and records the export's own parity check:
+the exported file is run (onnxruntime / ``torch.jit.load``) on real images and must agree with PyTorch
+within ``1e-4``, or nothing is written. ONNX needs the ``export`` extra (``pip install 'facetransfer[export]'``)::
 
     >>> result = export_checkpoint("runs/.../best.ckpt", "face.onnx")  # doctest: +SKIP
     >>> result.metadata["parity"]["max_abs_diff"] <= 1e-4  # doctest: +SKIP
     True
-
-ONNX export needs the ``export`` extra (``pip install 'facetransfer[export]'``: onnx,
-onnxscript, onnxruntime). docs/deploy.md shows a 15-line onnxruntime program that uses it.
 """
 
 from __future__ import annotations
@@ -42,6 +32,7 @@ from .errors import ConfigError, DataError, WeightsError
 from .features import weights_fingerprint
 from .io.atomic import atomic_path, write_text_atomic
 from .io.checkpoint import CheckpointInfo
+from .io.images import load_rgb, to_rgb
 from .models.fusion import feature_module
 from .preprocess import Preprocess
 
@@ -78,7 +69,6 @@ class InferenceGraph(nn.Module):
         super().__init__()
         if not embeddings and not model.class_names:
             raise ConfigError("this model has no identity head; export it with embeddings=True (--embeddings)")
-        model.eval()
         self.features = feature_module(model.backbone)
         self.head = None if embeddings else model.backbone.head
         pp = model.preprocess
@@ -98,12 +88,8 @@ class InferenceGraph(nn.Module):
 
 
 def unit_transform(preprocess: Preprocess, face_crop: float = 1.0) -> v2.Compose:
-    """What the caller of an exported model does: PIL image -> float ``(3, H, W)`` in ``[0, 1]``.
-
-    Central square ``face_crop`` of the shorter side (when < 1), shorter side resized to
-    ``resize_size``, central ``input_size`` square: :meth:`Preprocess.eval_transform` without
-    the normalisation.
-    """
+    """What the caller of an exported model does: PIL image -> float ``(3, H, W)`` in ``[0, 1]``
+    (:meth:`Preprocess.eval_transform` without the normalisation)."""
     return preprocess.eval_transform(face_crop, normalize=False)
 
 
@@ -181,12 +167,6 @@ def split_images(manifest: dict[str, Any] | None, count: int = CHECK_IMAGES) -> 
         return []
 
 
-def _as_pil(image: Image.Image | str | os.PathLike) -> Image.Image:
-    from .io.images import load_rgb, to_rgb
-
-    return to_rgb(image) if isinstance(image, Image.Image) else load_rgb(image)
-
-
 # --- running the exported file -----------------------------------------------------------------------
 def _runner(path: Path, format: str):
     """A function ``float32 array (N, 3, H, W) -> output array`` that runs the exported file."""
@@ -207,11 +187,9 @@ def _runner(path: Path, format: str):
 
 def _reference(model: FaceClassifier, batch: torch.Tensor, embeddings: bool) -> np.ndarray:
     """What PyTorch computes for a ``[0, 1]`` batch: the model's own forward on the normalised batch."""
-    pp = model.preprocess
     from torchvision.transforms.v2 import functional as TF
 
-    normalised = TF.normalize(batch, list(pp.mean), list(pp.std))
-    model.eval()
+    normalised = TF.normalize(batch, list(model.preprocess.mean), list(model.preprocess.std))
     with torch.no_grad():
         out = model.embed(normalised) if embeddings else model(normalised)
     return out.float().cpu().numpy()
@@ -240,26 +218,17 @@ def check_parity(
 # --- writing ----------------------------------------------------------------------------------------
 def _write_graph(graph: InferenceGraph, example: torch.Tensor, path: Path, format: str) -> dict[str, Any]:
     """Write ``graph`` to ``path``; returns format details for the sidecar."""
-    if format == "onnx":
-        _require_onnx()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporters' notes; torch.jit's deprecation; shape checks constant here
+        if format == "onnx":
+            _require_onnx()
             program = torch.onnx.export(
-                graph,
-                (example,),
-                input_names=[INPUT_NAME],
-                output_names=[graph.output_name],
-                dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}},
-                dynamo=True,
-                external_data=False,
-                verbose=False,
+                graph, (example,), input_names=[INPUT_NAME], output_names=[graph.output_name], dynamo=True,
+                dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}}, external_data=False, verbose=False,
             )
             program.save(str(path), external_data=False)
-        return {"opset": int(program.model.opset_imports.get("", 0))}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # deprecation of torch.jit; shape checks that are constant here
-        traced = torch.jit.trace(graph, example, check_trace=False)
-        torch.jit.save(traced, str(path))
+            return {"opset": int(program.model.opset_imports.get("", 0))}
+        torch.jit.save(torch.jit.trace(graph, example, check_trace=False), str(path))
     return {}
 
 
@@ -273,16 +242,9 @@ class ExportResult:
 
 
 def export_model(
-    model: FaceClassifier,
-    out: str | os.PathLike,
-    *,
-    format: ExportFormat | None = None,
-    embeddings: bool = False,
-    face_crop: float = 1.0,
-    check_images: Sequence[Image.Image | str | os.PathLike] | None = None,
-    check_images_from: str | None = None,
-    weights: str | None = None,
-    checkpoint: str | os.PathLike | None = None,
+    model: FaceClassifier, out: str | os.PathLike, *, format: ExportFormat | None = None, embeddings: bool = False,
+    face_crop: float = 1.0, check_images: Sequence[Image.Image | str | os.PathLike] | None = None,
+    check_images_from: str | None = None, weights: str | None = None, checkpoint: str | os.PathLike | None = None,
 ) -> ExportResult:
     """Export ``model`` to ``out`` (+ ``out.json``), after checking that the file computes what PyTorch does.
 
@@ -301,16 +263,15 @@ def export_model(
     """
     out = Path(out)
     format = resolve_format(out, format)  # type: ignore[assignment]
-    if not 0 < face_crop <= 1:
-        raise ConfigError(f"face_crop must be in (0, 1], got {face_crop}")
     if out.is_dir():
-        raise ConfigError(f"--out {out} is a folder; give a file name such as {out / ('model.' + ('onnx' if format == 'onnx' else 'pt'))}")
+        example = out / ("model.onnx" if format == "onnx" else "model.pt")
+        raise ConfigError(f"--out {out} is a folder; give a file name such as {example}")
     model = model.cpu().eval()
     pp = model.preprocess
     if check_images is None:
         check_images, check_images_from = generated_faces(), "generated faces (facetransfer.data.synthetic)"
     transform = unit_transform(pp, face_crop)
-    batch = torch.stack([transform(_as_pil(image)) for image in check_images])
+    batch = torch.stack([transform(to_rgb(i) if isinstance(i, Image.Image) else load_rgb(i)) for i in check_images])
     graph = InferenceGraph(model, embeddings=embeddings)
 
     sidecar = sidecar_path(out)
@@ -355,12 +316,8 @@ def export_model(
 
 
 def export_checkpoint(
-    ckpt_path: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    format: ExportFormat | None = None,
-    embeddings: bool = False,
-    face_crop: float | None = None,
+    ckpt_path: str | os.PathLike, out: str | os.PathLike, *, format: ExportFormat | None = None,
+    embeddings: bool = False, face_crop: float | None = None,
     check_images: Sequence[Image.Image | str | os.PathLike] | None = None,
 ) -> ExportResult:
     """Export a checkpoint's model (see :func:`export_model`).
@@ -387,12 +344,6 @@ def export_checkpoint(
 
 
 __all__ = [
-    "ExportResult",
-    "InferenceGraph",
-    "check_parity",
-    "export_checkpoint",
-    "export_model",
-    "read_sidecar",
-    "sidecar_path",
-    "unit_transform",
+    "ExportResult", "InferenceGraph", "check_parity", "export_checkpoint", "export_model", "read_sidecar",
+    "sidecar_path", "unit_transform",
 ]

@@ -1,18 +1,11 @@
 """Frozen-feature extraction, once per input, in memory or cached on disk.
 
-A linear probe's backbone never changes, so its features are computed once and the head
-trains on them (no augmentation): one inference pass plus the head. The pieces:
-
-- :func:`batch_features`: the one inference pass of a frozen backbone (BatchNorm folded, channels-last
-  where faster, optionally L2-normalised and flip-averaged); :func:`extract_features` runs it over a
-  dataset or batches with labels, :func:`file_features` over image files. The
-  :class:`~facetransfer.verification.Embedder` (verification, galleries) calls them too.
-- :class:`BackboneFeatures`: a backbone with the settings of a run (autocast dtype, memory
-  format, what identifies its features); :class:`~facetransfer.FaceClassifier` makes one.
-- :class:`FeatureProvider`: what a :class:`~facetransfer.FaceDataModule` asks for the features
-  of a split. The model attaches its :class:`BackboneFeatures` when its backbone is frozen; the
-  data never sees the model. :class:`InMemoryFeatures` is the default; the sweep's on-disk
-  store (:class:`~facetransfer.sweep.feature_store.FeatureStore`) is another.
+A linear probe's backbone never changes, so its features are computed once and the head trains on them.
+:func:`batch_features` is the one inference pass of a frozen backbone (BatchNorm folded, channels-last where
+faster); :func:`extract_features` and :func:`file_features` run it over datasets and image files, and the
+:class:`~facetransfer.verification.Embedder` calls them too. A :class:`FeatureProvider` serves a
+:class:`~facetransfer.FaceDataModule` the features of its splits, by the :class:`BackboneFeatures` a frozen
+model attaches: in memory (:class:`InMemoryFeatures`) or on disk (the sweep's ``FeatureStore``)::
 
     >>> feats, labels = extract_features(backbone, dataset, batch_size=64)  # doctest: +SKIP
 """
@@ -58,15 +51,9 @@ class FeatureDataset(Dataset):
 
 @torch.no_grad()
 def batch_features(
-    backbone: Backbone,
-    batches: Iterable[torch.Tensor],
-    *,
-    device: torch.device | str | None = None,
-    autocast_dtype: torch.dtype | None = None,
-    channels_last: bool | None = None,
-    fuse: bool = True,
-    normalize: bool = False,
-    flip: bool = False,
+    backbone: Backbone, batches: Iterable[torch.Tensor], *, device: torch.device | str | None = None,
+    autocast_dtype: torch.dtype | None = None, channels_last: bool | None = None, fuse: bool = True,
+    normalize: bool = False, flip: bool = False,
 ) -> torch.Tensor:
     """Features of preprocessed image batches ``(B, 3, H, W)`` in one eval-mode pass -> float32 on the CPU.
 
@@ -97,13 +84,8 @@ def batch_features(
 
 
 def extract_features(
-    backbone: Backbone,
-    dataset: Dataset | Iterable[tuple[torch.Tensor, torch.Tensor]],
-    *,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    progress: bool = False,
-    **settings: Any,
+    backbone: Backbone, dataset: Dataset | Iterable[tuple[torch.Tensor, torch.Tensor]], *, batch_size: int = 64,
+    num_workers: int = 0, progress: bool = False, **settings: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(features, labels)`` of a dataset of ``(image, label, ...)`` or of ``(images, labels, ...)`` batches, in
     order; ``settings``: those of :func:`batch_features` (device, autocast_dtype, channels_last, fuse ...)."""
@@ -202,7 +184,7 @@ class BackboneFeatures:
 
     def _inputs(self, batches: Iterable[Any]) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         crop = self.preprocess.crop_size
-        transforms = BatchTransforms(self.preprocess, augment=False, dtype=self.autocast or torch.float32)
+        transforms = BatchTransforms(self.preprocess, dtype=self.autocast or torch.float32)
         for batch in batches:
             if isinstance(batch, ImageBatch):
                 yield transforms.eval(batch.images.to(self.device)), batch.labels
@@ -221,11 +203,8 @@ class BackboneFeatures:
         if isinstance(batches, Dataset):
             batches = DataLoader(batches, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
         return extract_features(
-            self.backbone,
-            self._inputs(batches),
-            device=device,
+            self.backbone, self._inputs(batches), device=device, channels_last=self.channels_last,
             autocast_dtype=self.autocast if device.type == "cuda" else None,
-            channels_last=self.channels_last,
         )
 
 

@@ -1,11 +1,9 @@
 """What a backbone expects of its input images, and the transforms built from it.
 
-torchvision's weights enums carry their eval transform; :class:`Preprocess` is the
-same information as plain data, so that a DataModule can build the matching
-train (lightly augmented) and eval pipelines for any backbone, on PIL images in DataLoader
-workers (:meth:`Preprocess.train_transform`, :meth:`Preprocess.eval_transform`) or on whole
-uint8 batches on the device (:class:`BatchTransforms`, for :class:`ImageBatch` es of a
-decoded-image store)::
+torchvision's weights enums carry their eval transform; :class:`Preprocess` is the same information as plain data, so
+that a DataModule can build the matching train (lightly augmented) and eval pipelines for any backbone, on PIL images in
+DataLoader workers (:meth:`Preprocess.train_transform`, :meth:`Preprocess.eval_transform`) or on whole uint8 batches on
+the device (:class:`BatchTransforms`, for :class:`ImageBatch` es of a decoded-image store)::
 
     >>> pp = Preprocess(crop_size=112, resize_size=128)
     >>> pp.eval_transform()  # doctest: +ELLIPSIS
@@ -23,6 +21,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from .errors import ConfigError
+
 if TYPE_CHECKING:
     from torchvision.transforms import v2
 
@@ -37,10 +37,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Augment:
     """The training augmentation of faces, one recipe for the PIL path and the batched (GPU) path.
 
-    A random resized crop covering ``area`` of the eval crop's area (aspect ratio in ``ratio``),
-    a horizontal flip with probability ``flip``, then brightness / contrast / saturation jitter by
-    factors drawn from ``[1 - x, 1 + x]``, applied in a random order (as torchvision's
-    ``ColorJitter``). :meth:`Preprocess.train_transform` and
+    A random resized crop covering ``area`` of the eval crop's area (aspect ratio in ``ratio``), a horizontal flip with
+    probability ``flip``, then brightness / contrast / saturation jitter by factors drawn from ``[1 - x, 1 + x]``,
+    applied in a random order (as torchvision's ``ColorJitter``). :meth:`Preprocess.train_transform` and
     :class:`~facetransfer.preprocess.BatchTransforms` both read it.
 
     >>> Augment().area
@@ -114,13 +113,7 @@ class Preprocess:
         stops at values in [0, 1] (what an exported model takes)."""
         from torchvision.transforms import v2
 
-        steps = [
-            v2.ToImage(),
-            FaceCrop(face_crop),
-            v2.Resize(self.resize_size, antialias=True),
-            v2.CenterCrop(self.crop_size),
-            v2.ToDtype(torch.float32, scale=True),
-        ]
+        steps = [*self._pil_resize(face_crop), v2.CenterCrop(self.crop_size), v2.ToDtype(torch.float32, scale=True)]
         return v2.Compose([*steps, v2.Normalize(self.mean, self.std)] if normalize else steps)
 
     def train_transform(self, face_crop: float = 1.0, augment: bool = True) -> v2.Compose:
@@ -130,18 +123,20 @@ class Preprocess:
         from torchvision.transforms import v2
 
         aug = self.augment
-        return v2.Compose(
-            [
-                v2.ToImage(),
-                FaceCrop(face_crop),
-                v2.Resize(self.resize_size, antialias=True),
-                v2.RandomResizedCrop(self.crop_size, scale=aug.crop_scale(self), ratio=aug.ratio, antialias=True),
-                v2.RandomHorizontalFlip(aug.flip),
-                v2.ColorJitter(brightness=aug.brightness, contrast=aug.contrast, saturation=aug.saturation),
-                v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(self.mean, self.std),
-            ]
-        )
+        return v2.Compose([
+            *self._pil_resize(face_crop),
+            v2.RandomResizedCrop(self.crop_size, scale=aug.crop_scale(self), ratio=aug.ratio, antialias=True),
+            v2.RandomHorizontalFlip(aug.flip),
+            v2.ColorJitter(brightness=aug.brightness, contrast=aug.contrast, saturation=aug.saturation),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(self.mean, self.std),
+        ])
+
+    def _pil_resize(self, face_crop: float) -> list:
+        """The first steps of both PIL transforms: to an image tensor, the face crop, the resize."""
+        from torchvision.transforms import v2
+
+        return [v2.ToImage(), FaceCrop(face_crop), v2.Resize(self.resize_size, antialias=True)]
 
 
 class FaceCrop(torch.nn.Module):
@@ -155,7 +150,7 @@ class FaceCrop(torch.nn.Module):
     def __init__(self, fraction: float = 1.0) -> None:
         super().__init__()
         if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"face_crop must be in (0, 1], got {fraction}")
+            raise ConfigError(f"face_crop must be in (0, 1], got {fraction}")
         self.fraction = fraction
 
     def forward(self, inpt: torch.Tensor) -> torch.Tensor:
@@ -185,6 +180,7 @@ class ImageBatch:
     def __len__(self) -> int:
         return len(self.labels)
 
+
 _GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 
 
@@ -193,23 +189,12 @@ class BatchTransforms:
 
     Args:
         preprocess: crop size, resize size (= the store's side), mean, std and the augmentation.
-        augment: apply ``preprocess.augment`` in :meth:`train` (else the eval crop).
         dtype: output dtype (e.g. ``torch.bfloat16`` under bf16-mixed training).
         channels_last: return channels-last tensors.
     """
 
-    def __init__(
-        self,
-        preprocess: Preprocess,
-        augment: bool = True,
-        dtype: torch.dtype = torch.float32,
-        channels_last: bool = False,
-    ) -> None:
-        self.pp = preprocess
-        self.recipe = preprocess.augment
-        self.augment = augment
-        self.dtype = dtype
-        self.channels_last = channels_last
+    def __init__(self, preprocess: Preprocess, dtype: torch.dtype = torch.float32, channels_last: bool = False) -> None:
+        self.pp, self.dtype, self.channels_last = preprocess, dtype, channels_last
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.pp.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
@@ -229,11 +214,9 @@ class BatchTransforms:
 
     def train(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Random resized crop, flip, colour jitter (the :class:`Augment` recipe), normalise."""
-        if not self.augment:
-            return self.eval(images)
         b, device = images.shape[0], images.device
         c = self.pp.crop_size
-        recipe = self.recipe
+        recipe = self.pp.augment
 
         def uniform(lo: float, hi: float) -> torch.Tensor:
             return torch.rand(b, device=device, generator=generator) * (hi - lo) + lo
@@ -242,9 +225,9 @@ class BatchTransforms:
         aspect = torch.exp(uniform(math.log(recipe.ratio[0]), math.log(recipe.ratio[1])))
         half_w = torch.sqrt(area * aspect).clamp(max=1.0)  # half-extent in [-1, 1] coordinates
         half_h = torch.sqrt(area / aspect).clamp(max=1.0)
-        cx = (torch.rand(b, device=device, generator=generator) * 2 - 1) * (1 - half_w)
-        cy = (torch.rand(b, device=device, generator=generator) * 2 - 1) * (1 - half_h)
-        flip = torch.where(torch.rand(b, device=device, generator=generator) < recipe.flip, -1.0, 1.0)
+        cx = uniform(-1.0, 1.0) * (1 - half_w)
+        cy = uniform(-1.0, 1.0) * (1 - half_h)
+        flip = torch.where(uniform(0.0, 1.0) < recipe.flip, -1.0, 1.0)
         theta = torch.zeros(b, 2, 3, device=device, dtype=torch.float32)
         theta[:, 0, 0] = half_w * flip
         theta[:, 0, 2] = cx
@@ -259,7 +242,7 @@ class BatchTransforms:
     def _jitter(self, x: torch.Tensor, uniform, generator: torch.Generator | None) -> torch.Tensor:
         """Brightness, contrast, saturation by factors in ``[1 - v, 1 + v]``, each sample in its own
         random order, clamped to [0, 1] after each step (torchvision's ``ColorJitter`` on floats)."""
-        recipe = self.recipe
+        recipe = self.pp.augment
         b = x.shape[0]
         strengths = (recipe.brightness, recipe.contrast, recipe.saturation)
         factors = [uniform(1 - v, 1 + v).to(x.dtype).view(b, 1, 1, 1) if v > 0 else None for v in strengths]

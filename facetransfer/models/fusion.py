@@ -1,11 +1,9 @@
 """Inference passes with every convolution's BatchNorm folded into its weights.
 
-A frozen backbone in eval mode computes ``bn(conv(x))`` with fixed statistics, which is
-one convolution with rescaled weights and a bias. Folding them (``torch.fx``'s
-conv-BN fusion) halves MobileNetV2's CPU inference time (2 cores: 37 -> 65 img/s at
-224 px; ResNet-50 +12 %, EfficientNet-B0 +15 %). :func:`inference_forward` does it on a
-copy for the length of one pass, so the backbone itself, its memory format and its
-training state are left exactly as they were::
+A frozen backbone in eval mode computes ``bn(conv(x))`` with fixed statistics, which is one convolution with rescaled
+weights and a bias. Folding them (``torch.fx``'s conv-BN fusion) halves MobileNetV2's CPU inference time (2 cores: 37 ->
+65 img/s at 224 px; ResNet-50 +12 %, EfficientNet-B0 +15 %). :func:`inference_forward` does it on a copy for the length
+of one pass, so the backbone itself, its memory format and its training state are left exactly as they were::
 
     >>> import torch
     >>> from facetransfer.models import get_backbone
@@ -40,11 +38,6 @@ class _ForwardFeatures(nn.Module):
         return self.backbone.forward_features(x)
 
 
-def has_batchnorm(module: nn.Module) -> bool:
-    """Whether any submodule is a BatchNorm (something to fold)."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
-
-
 def fused_feature_copy(backbone: nn.Module) -> nn.Module | None:
     """An eval-mode copy of ``backbone.forward_features`` with conv+BN folded, or ``None``.
 
@@ -52,7 +45,7 @@ def fused_feature_copy(backbone: nn.Module) -> nn.Module | None:
     by ``torch.fx`` (data-dependent control flow, e.g. ``dlib_resnet``); callers then run
     the backbone itself, which gives the same numbers, only slower.
     """
-    if not has_batchnorm(backbone):
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in backbone.modules()):
         return None
     from torch.fx.experimental.optimization import fuse
 
@@ -110,6 +103,4 @@ def inference_forward(backbone: nn.Module, *, channels_last: bool = False, fuse:
             module.to(memory_format=torch.contiguous_format)
 
 
-__all__ = [
-    "FeatureFn", "channels_last_is_faster", "feature_module", "fused_feature_copy", "has_batchnorm", "inference_forward"
-]
+__all__ = ["FeatureFn", "channels_last_is_faster", "feature_module", "fused_feature_copy", "inference_forward"]

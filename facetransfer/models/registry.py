@@ -1,13 +1,9 @@
 """The backbone registry, in the style of torchvision's ``register_model`` / ``get_model``.
 
 Built-in backbones register with :func:`register_backbone`; other packages add theirs through the
-``facetransfer.backbones`` entry-point group, whose value is a builder (a callable returning a
-:class:`Backbone`, taking keyword arguments, at least ``weights``, a torchvision weights name or
-``None``, and ``weights_path``, a local state dict or ``None``)::
-
-    # pyproject.toml of a plug-in package
-    [project.entry-points."facetransfer.backbones"]
-    my_net = "my_package.backbones:my_net"
+``facetransfer.backbones`` entry-point group (docs/plugins.md): a builder returning a :class:`Backbone` that takes
+keyword arguments, at least ``weights`` (a weights name or ``None``) and ``weights_path`` (a local state dict or
+``None``)::
 
     >>> "resnet50" in list_backbones()
     True
@@ -18,6 +14,8 @@ Built-in backbones register with :func:`register_backbone`; other packages add t
 from __future__ import annotations
 
 from typing import Any
+
+import torch
 
 from ..preprocess import Preprocess
 from ..registry import Registry
@@ -32,9 +30,7 @@ get_backbone = BACKBONES.build
 
 
 def backbone_preprocess(
-    backbone: Any,
-    weights: str | None = None,
-    backbone_args: dict[str, Any] | None = None,
+    backbone: Any, weights: str | None = None, backbone_args: dict[str, Any] | None = None,
     input_size: int | None = None,
 ) -> Preprocess:
     """The input preprocessing of a backbone configuration, without loading any weights.
@@ -48,8 +44,6 @@ def backbone_preprocess(
     >>> backbone_preprocess("mobilenet_v2", input_size=160).resize_size
     183
     """
-    import torch
-
     with torch.device("meta"):
         if isinstance(backbone, str):
             built = get_backbone(backbone, weights=None, **(backbone_args or {}))

@@ -12,39 +12,31 @@ from collections import OrderedDict
 
 from torch import nn
 
+from ..errors import ConfigError
 from ..preprocess import Preprocess
 from .backbone import Backbone
 from .registry import register_backbone
+from .weights import load_backbone_weights
 
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
     )
 
 
 @register_backbone()
 def scratch_cnn(
-    weights: str | None = None,
-    weights_path: str | None = None,
-    widths: tuple[int, ...] = (32, 64, 128, 256),
-    fc_features: int = 256,
-    input_size: int = 112,
+    weights: str | None = None, weights_path: str | None = None, widths: tuple[int, ...] = (32, 64, 128, 256),
+    fc_features: int = 256, input_size: int = 112,
 ) -> Backbone:
     """Conv blocks (2x conv3x3-BN-ReLU + max-pool), global pooling, one hidden FC layer.
 
     It has no pretrained weights: ``weights`` must be ``None``; ``weights_path``
     loads an earlier facetransfer checkpoint of the same shape.
     """
-    from ..errors import ConfigError
-    from .weights import load_into, load_state_dict_file
-
     if weights:
         raise ConfigError(f"scratch_cnn has no pretrained weights (got weights={weights!r}); use weights: null")
     stages, cin = OrderedDict(), 3
@@ -57,8 +49,5 @@ def scratch_cnn(
     pre = Preprocess(crop_size=input_size, resize_size=round(input_size * 8 / 7), mean=(0.5,) * 3, std=(0.5,) * 3)
     backbone = Backbone(stages, fc_features, pre, pool=nn.Identity())
     if weights_path:
-        state = load_state_dict_file(weights_path)
-        if any(k.startswith("backbone.") for k in state):
-            state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-        load_into(backbone, state, what=f"weights file {weights_path} for scratch_cnn", ignore_prefixes=("head.",))
+        load_backbone_weights(backbone, weights_path, "scratch_cnn")
     return backbone

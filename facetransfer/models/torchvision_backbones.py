@@ -1,8 +1,7 @@
 """torchvision CNNs as :class:`Backbone` s: ResNet, VGG, MobileNetV2, EfficientNet.
 
-Each builder takes ``weights`` (a torchvision weights name such as
-``"IMAGENET1K_V1"`` or ``"DEFAULT"``; ``None`` for random init) or ``weights_path``
-(a local state dict in torchvision's or facetransfer's layout)::
+Each builder takes ``weights`` (a torchvision weights name such as ``"IMAGENET1K_V1"`` or ``"DEFAULT"``; ``None`` for
+random init) or ``weights_path`` (a local state dict in torchvision's or facetransfer's layout)::
 
     >>> net = resnet18()
     >>> net.stage_names
@@ -25,29 +24,19 @@ from ..errors import ConfigError
 from ..preprocess import Preprocess
 from .backbone import Backbone
 from .registry import register_backbone
-from .weights import (
-    cached_file,
-    load_into,
-    load_state_dict_file,
-    resolve_torchvision_weights,
-)
+from .weights import cached_file, load_backbone_weights, load_into, load_state_dict_file, resolve_torchvision_weights
 
 # the classifier layers each family replaces with facetransfer's own head
 _HEAD_KEYS = {"resnet": ("fc.",), "vgg": ("classifier.6.",), "mobilenet_v2": ("classifier.",), "efficientnet": ("classifier.",)}
 
 
 def _build(
-    name: str,
-    family: str,
-    to_stages: Callable[[nn.Module], tuple[OrderedDict, int, nn.Module | None]],
-    weights: str | None,
-    weights_path: str | os.PathLike | None,
+    name: str, family: str, to_stages: Callable[[nn.Module], tuple[OrderedDict, int, nn.Module | None]],
+    weights: str | None, weights_path: str | os.PathLike | None,
 ) -> Backbone:
     if weights and weights_path:
         raise ConfigError(f"{name}: give either weights={weights!r} or weights_path={weights_path!r}, not both")
-    from torchvision import (
-        models as tvm,  # here, not at import: see facetransfer.preprocess
-    )
+    from torchvision import models as tvm  # here, not at import: see facetransfer.preprocess
 
     net = tvm.get_model(name, weights=None)
     preprocess = Preprocess()
@@ -60,28 +49,13 @@ def _build(
     stages, num_features, pool = to_stages(net)
     backbone = Backbone(stages, num_features, preprocess, pool=pool)
     if weights_path:
-        load_local_weights(backbone, net, weights_path, name=name, head_keys=_HEAD_KEYS[family])
+        load_backbone_weights(backbone, weights_path, name, source_net=net, source_head=_HEAD_KEYS[family])
     return backbone
 
 
-def load_local_weights(backbone: Backbone, source_net: nn.Module, path, *, name: str, head_keys=()) -> None:
-    """Load ``path`` in torchvision layout (into ``source_net``) or facetransfer layout (into ``backbone``).
-
-    Classification-head keys are ignored in both: the head is always replaced.
-    """
-    state = load_state_dict_file(path)
-    if any(k.startswith("backbone.") for k in state):  # a FaceClassifier checkpoint
-        state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-    if any(k.startswith("stages.") for k in state):
-        load_into(backbone, state, what=f"weights file {path} for backbone {name}", ignore_prefixes=("head.",))
-    else:
-        load_into(source_net, state, what=f"weights file {path} for backbone {name}", ignore_prefixes=head_keys)
-
-
 def _resnet_stages(net: tvm.ResNet):
-    stages = OrderedDict(stem=nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool))
-    for i in range(1, 5):
-        stages[f"layer{i}"] = getattr(net, f"layer{i}")
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+    stages = OrderedDict(stem=stem, layer1=net.layer1, layer2=net.layer2, layer3=net.layer3, layer4=net.layer4)
     return stages, net.fc.in_features, None
 
 
@@ -107,10 +81,7 @@ def _mobilenet_v2_stages(net: tvm.MobileNetV2):
 
 def _efficientnet_stages(net: tvm.EfficientNet):
     f = net.features
-    stages = OrderedDict(stem=f[0])
-    for i in range(1, len(f) - 1):
-        stages[f"stage{i}"] = f[i]
-    stages["conv_last"] = f[len(f) - 1]
+    stages = OrderedDict(stem=f[0], **{f"stage{i}": f[i] for i in range(1, len(f) - 1)}, conv_last=f[len(f) - 1])
     return stages, net.classifier[-1].in_features, None
 
 

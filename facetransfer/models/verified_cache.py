@@ -1,16 +1,14 @@
 """Cached pretrained weights are checked against their published hash before they are used.
 
-A weights file in the hub cache carries its SHA-256 prefix in its name, as torchvision names
-them (``mobilenet_v2-b0353104.pth``: the file's SHA-256 starts with ``b0353104``). The first time
-a cached file is used its hash is computed and compared; the result is remembered with the
-file's size, modification time and inode in ``.facetransfer-verified.json`` next to it, so later
-uses cost one ``stat``. A file that does not match is refused with one line naming it::
+The first time a cached file is used its SHA-256 is compared with the prefix in its name (torchvision's
+``mobilenet_v2-b0353104.pth``) or its registered hash; the result is remembered with the file's size,
+modification time and inode in ``.facetransfer-verified.json`` next to it, so later uses cost one ``stat``
+(docs/reliability.md). A file that does not match is refused with one line naming it::
 
     >>> verify_cached_file(hub_checkpoint_dir() / "mobilenet_v2-b0353104.pth")  # doctest: +SKIP
     >>> # after a bit flip: WeightsError: cached weights file .../mobilenet_v2-b0353104.pth is damaged: ...
 
-Importers that verify a file by other means (the face-api converter checks the tensors) record it
-with :func:`remember_verified`.
+Importers that verify a file by other means (the face-api converter checks the tensors) call :func:`remember_verified`.
 """
 
 from __future__ import annotations
@@ -83,7 +81,7 @@ def is_remembered(path: str | os.PathLike) -> bool:
     return isinstance(record, dict) and (record.get("size"), record.get("mtime_ns"), record.get("inode")) == key
 
 
-def verify_cached_file(path: str | os.PathLike, expected: str | None = None, import_hint: str = "") -> Path:
+def verify_cached_file(path: str | os.PathLike, expected: str | None = None) -> Path:
     """Check a cached weights file against ``expected`` (a full SHA-256 or a prefix; default: the
     hash in its name) once; raise :class:`WeightsError` naming the file and the fix when it differs.
     A file whose name carries no hash and that has no ``expected`` hash is not checked."""
@@ -93,10 +91,10 @@ def verify_cached_file(path: str | os.PathLike, expected: str | None = None, imp
         return path
     digest = sha256_of(path)
     if not digest.startswith(expected):
-        how = import_hint or f"facetransfer weights import /path/to/{path.name} --force"
         raise WeightsError(
             f"cached weights file {path} is damaged: its sha256 starts with {digest[: len(expected)]}, expected "
-            f"{expected}; re-import a good copy with: {how} (or delete the file to download it again)"
+            f"{expected}; re-import a good copy with: facetransfer weights import /path/to/{path.name} --force "
+            "(or delete the file to download it again)"
         )
     remember_verified(path, digest)
     return path

@@ -1,11 +1,8 @@
 """Pretrained weights that work offline: torch's hub cache, explicit import, hash checks.
 
-Pretrained files live where torchvision puts them, ``$TORCH_HOME/hub/checkpoints``.
-When a file is missing, facetransfer tries to download it once; when that fails
-(no network), the error names the file, the cache folder and the import command.
-``facetransfer weights import FILE`` checks a file's SHA-256 against the hash that
-torchvision (or a registered extra source) publishes and copies it into the cache; a cached file
-is checked again the first time it is used (:mod:`~facetransfer.models.verified_cache`)::
+Pretrained files live where torchvision puts them, ``$TORCH_HOME/hub/checkpoints`` (docs/getting-started.md). A
+missing file is downloaded once; without network the error names the file, the cache folder and the import command.
+``facetransfer weights import FILE`` checks a file against its published hash and copies it into the cache::
 
     >>> find_known_file("mobilenet_v2-b0353104.pth").source
     'torchvision:mobilenet_v2.IMAGENET1K_V1'
@@ -16,14 +13,13 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import torch
 
@@ -31,13 +27,7 @@ from ..errors import ConfigError, WeightsError
 from ..io.atomic import atomic_write
 from ..io.checkpoint import checked
 from ..registry import Registry
-from .verified_cache import (
-    is_remembered,
-    name_hash,
-    remember_verified,
-    sha256_of,
-    verify_cached_file,
-)
+from .verified_cache import is_remembered, name_hash, remember_verified, sha256_of, verify_cached_file
 
 
 @dataclass(frozen=True)
@@ -114,23 +104,16 @@ def resolve_torchvision_weights(model: str, weights: str):
         raise ConfigError(f"unknown weights {weights!r} for {model}; known: {', '.join(known)}") from None
 
 
-def import_hint(filename: str) -> str:
-    return (
-        f"copy {filename} from a machine with network (it is downloaded to its "
-        f"$TORCH_HOME/hub/checkpoints) and run: facetransfer weights import /path/to/{filename}"
-    )
-
-
-def cached_file(filename: str, url: str | None = None) -> Path:
+def cached_file(filename: str, url: str | None = None, how_to_get: str | None = None) -> Path:
     """Path of ``filename`` in the hub cache, downloading it from ``url`` when missing.
 
-    Raises :class:`WeightsError` naming the file, the cache path and how to import it
-    when the file is absent and cannot be downloaded, or when it does not match its
-    published hash (checked once per file, see :mod:`~facetransfer.models.verified_cache`).
+    Raises :class:`WeightsError` naming the file, the cache path and how to import it (``how_to_get``, by
+    default: copy it from a machine with network) when the file is absent and cannot be downloaded, or
+    when it does not match its published hash (checked once per file, see :mod:`.verified_cache`).
     """
     path = hub_checkpoint_dir() / filename
     if path.is_file():
-        if not is_remembered(path):
+        if not is_remembered(path):  # known_files() lists torchvision's models: only when there is a check to do
             entry = find_known_file(filename)
             verify_cached_file(path, entry.sha256 if entry else None)
         return path
@@ -142,20 +125,20 @@ def cached_file(filename: str, url: str | None = None) -> Path:
             return path
         except (urllib.error.URLError, OSError, RuntimeError) as err:
             reason = f"download from {url} failed: {err}"
+    how_to_get = how_to_get or (
+        f"copy {filename} from a machine with network (it is downloaded to its "
+        f"$TORCH_HOME/hub/checkpoints) and run: facetransfer weights import /path/to/{filename}"
+    )
     raise WeightsError(
-        f"pretrained weights file {filename} is not in the cache {path.parent} and {reason}; "
-        + import_hint(filename)
+        f"pretrained weights file {filename} is not in the cache {path.parent} and {reason}; {how_to_get}"
     )
 
 
 def _download(url: str, dest: Path) -> None:
     with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10):
         pass  # fail fast when offline instead of hanging in the download
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        part = Path(tmp) / dest.name
-        torch.hub.download_url_to_file(url, str(part), hash_prefix=name_hash(dest.name))
-        _install(part, dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)  # torch downloads to a partial file and renames it when whole
+    torch.hub.download_url_to_file(url, str(dest), hash_prefix=name_hash(dest.name))
 
 
 def import_weights_file(file: str | os.PathLike, force: bool = False) -> Path:
@@ -182,17 +165,23 @@ def import_weights_file(file: str | os.PathLike, force: bool = False) -> Path:
             f"{src} has the wrong hash for {entry.filename} ({entry.source}): sha256 starts with "
             f"{digest[: len(entry.sha256)]}, expected {entry.sha256}; the file is corrupt or a different model"
         )
-    dest = hub_checkpoint_dir() / entry.filename
-    if not (dest.is_file() and not force and sha256_of(dest) == digest):
-        _install(src, dest)
-    remember_verified(dest, digest)
+
+    def copy(fh: BinaryIO) -> None:
+        with open(src, "rb") as fin:
+            shutil.copyfileobj(fin, fh, 1 << 20)
+
+    return cache_verified(entry.filename, digest, copy, force)
+
+
+def cache_verified(filename: str, sha256: str, write: Callable[[BinaryIO], object], force: bool = False) -> Path:
+    """Put a verified file into the hub cache, written by ``write(fh)`` atomically (a killed copy never leaves a
+    torn file) unless an identical copy is there (``force``: rewrite it), and remember it as verified."""
+    dest = hub_checkpoint_dir() / filename
+    if force or not (dest.is_file() and sha256_of(dest) == sha256):
+        with atomic_write(dest, "wb", what="weights file") as fh:
+            write(fh)
+    remember_verified(dest, sha256)
     return dest
-
-
-def _install(src: Path, dest: Path) -> None:
-    """Copy a verified file into the cache atomically (a killed copy never leaves a torn file)."""
-    with open(src, "rb") as fin, atomic_write(dest, "wb", what="weights file") as fout:
-        shutil.copyfileobj(fin, fout, 1 << 20)
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -218,16 +207,32 @@ def load_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, wha
     """``load_state_dict`` that reports a mismatch as one clear :class:`WeightsError`."""
     state = {k: v for k, v in state.items() if not k.startswith(tuple(ignore_prefixes))}
     own = {k: v for k, v in module.state_dict().items() if not k.startswith(tuple(ignore_prefixes))}
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if keys:
-                parts.append(f"{label} {len(keys)} key(s) e.g. {keys[:3]}")
+    problems = {
+        "missing": sorted(set(own) - set(state)),
+        "unexpected": sorted(set(state) - set(own)),
+        "wrong shape": sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape),
+    }
+    parts = [f"{label} {len(keys)} key(s) e.g. {keys[:3]}" for label, keys in problems.items() if keys]
+    if parts:
         raise WeightsError(f"{what} does not fit: " + "; ".join(parts))
     module.load_state_dict(state, strict=False)
+
+
+def load_backbone_weights(
+    backbone: torch.nn.Module, path: str | os.PathLike, name: str, source_net: torch.nn.Module | None = None,
+    source_head: tuple[str, ...] = (),
+) -> None:
+    """Load a local state dict (``weights_path``) into ``backbone``: in its layout (``stages.…``; a
+    FaceClassifier checkpoint's ``backbone.…``) or, given ``source_net`` (the network the stages were taken
+    from), in that network's own layout. Head keys (``head.``, ``source_head``) are ignored: the head is new."""
+    state = load_state_dict_file(path)
+    if any(k.startswith("backbone.") for k in state):  # a FaceClassifier checkpoint
+        state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    what = f"weights file {path} for backbone {name}"
+    if source_net is None or any(k.startswith("stages.") for k in state):
+        load_into(backbone, state, what=what, ignore_prefixes=("head.",))
+    else:
+        load_into(source_net, state, what=what, ignore_prefixes=source_head)
 
 
 class WeightsImporter(NamedTuple):

@@ -1,13 +1,7 @@
-"""Callbacks that every facetransfer run gets (see :func:`facetransfer.default_callbacks`).
+"""Callbacks that every facetransfer run gets (see :func:`facetransfer.default_callbacks`), and LP-FT's.
 
-:class:`RunCheckpoint` keeps the best checkpoint by val/acc, and a ``last.ckpt`` that is the
-latest state after every epoch, for ``--ckpt_path last``. :class:`StepSeeder` makes the randomness drawn in the training process (dropout, on-device
-augmentation) a function of ``(seed, batches trained, rank)``, so a run resumed from a
-mid-epoch checkpoint draws exactly what the uninterrupted run drew, on every DDP rank, with no
-RNG state to save. Images augmented in the DataLoader are seeded per item by
-:class:`facetransfer.data.sampler.ResumableSampler`::
-
-    >>> trainer = lightning.Trainer(callbacks=[StepSeeder()])  # doctest: +SKIP
+    >>> callbacks = [StepSeeder(), RunCheckpoint("best"), RunCheckpoint("last")]
+    >>> trainer = lightning.Trainer(callbacks=callbacks)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -27,10 +21,9 @@ from ..errors import ConfigError
 class StepSeeder(Callback):
     """Seed torch, numpy and ``random`` before each training batch from ``(seed, batches trained, rank)``.
 
-    Seeding happens when training starts (also after a resume) and after each batch, i.e. before
-    the next batch is moved to the device (where on-device augmentation draws) and trained on.
-    Lightning counts the batches trained and saves the count in checkpoints, so the streams
-    continue exactly after a resume, whether it was saved mid-epoch or at an epoch end.
+    So a run resumed from a mid-epoch checkpoint draws what the uninterrupted run drew (dropout, on-device
+    augmentation), on every rank, with no RNG state to save (docs/reliability.md). Seeding happens when training
+    starts and after each batch, i.e. before the next batch is moved to the device.
 
     Args:
         seed: base seed; ``None`` takes the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``), or
@@ -100,15 +93,13 @@ class RunCheckpoint(ModelCheckpoint):
 class LinearProbeHead(Callback):
     """LP-FT: fit the new head on the frozen pretrained features before fine-tuning starts.
 
-    A fresh random head sends large, random gradients into the pretrained layers in the first
-    steps of fine-tuning and distorts the features they hold ("Fine-Tuning can Distort Pretrained
-    Features and Underperform Out-of-Distribution", Kumar et al., ICLR 2022). With this callback
-    the head starts at the linear probe's solution instead: at the start of ``fit`` the training
-    images' features (eval transform, the backbone as loaded) are computed once -- through the
-    model's feature provider (the data's: ``FaceClassifier(features=data.features)``, linked by the
-    CLI and the sweep), so a sweep reuses its cached features -- and
-    :meth:`~facetransfer.FaceClassifier.fit_head` solves the probe's problem (full-batch L-BFGS,
-    L2 ``head_c``). Then fine-tuning runs as configured. A resumed fit skips this (the checkpoint
+    A fresh random head sends large, random gradients into the pretrained layers in the first steps of
+    fine-tuning and distorts the features they hold ("Fine-Tuning can Distort Pretrained Features and
+    Underperform Out-of-Distribution", Kumar et al., ICLR 2022). With this callback the head starts at the
+    linear probe's solution instead: at the start of ``fit`` the training images' features (eval transform, the
+    backbone as loaded) are computed once through the model's feature provider (the data's, linked by the CLI
+    and the sweep, so a sweep reuses its cached features), and :meth:`~facetransfer.FaceClassifier.fit_head`
+    solves the probe's problem (full-batch L-BFGS, L2 ``head_c``). A resumed fit skips this (the checkpoint
     holds the fitted head), so a resume gives the same weights as an uninterrupted run.
 
     Args:

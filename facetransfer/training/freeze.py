@@ -1,14 +1,7 @@
-"""Freeze policies: which backbone stages learn. Static for the whole run.
+"""Freeze policies: which backbone stages learn, static for the whole run (docs/reference.md, "Freeze policies").
 
-A policy is a short string, so it fits a YAML file and a checkpoint's hparams:
-
-============== ==========================================================
-``none``       train everything (fine-tuning all layers, or from scratch)
-``all``        linear probe: every stage frozen (BatchNorm in eval mode), only the head learns
-``first:K``    freeze the first K stages, train the rest
-``until:NAME`` freeze every stage up to and including stage NAME
-``stages:A,B`` freeze exactly the named stages
-============== ==========================================================
+A policy is a short string that fits a YAML file and a checkpoint's hparams: ``none``, ``all`` (linear probe),
+``first:K``, ``until:NAME`` (up to and including stage NAME) or ``stages:A,B``:
 
 >>> from facetransfer.models import get_backbone
 >>> net = get_backbone("resnet18")

@@ -1,19 +1,12 @@
 """Keep freed tensor memory in the process (Linux/glibc): much faster CPU runs.
 
-A CNN on the CPU allocates and frees activation buffers of tens to hundreds of MB on every
-batch. glibc serves blocks above its mmap threshold (at most 32 MB by default) with a fresh
-``mmap`` and hands them back with ``munmap``, so every batch page-faults its activations in
-again. On a 2-core Xeon (``benchmarks/cpu_speed.py``, docs/performance.md) it doubled MobileNetV2
-inference (58.7 -> 121.3 img/s, channels-last, BatchNorm folded) and training steps of
-MobileNetV2, ResNet-18 and scratch_cnn (1.4-1.9x); ResNet-18 inference did not gain, and a whole
-fine-tuning run whose DataLoader worker already kept both cores busy came out the same.
-PyTorch's CPU tuning guide recommends jemalloc/tcmalloc for the same reason; raising the
-two glibc thresholds gets the effect without preloading another allocator. The cost: memory a
-run has freed stays with the process (its peak, which a training run reaches every batch
-anyway) instead of returning to the system.
-
-The ``facetransfer`` command applies it at start-up; a Python program using the library can
-call it first thing::
+A CNN on the CPU allocates and frees activation buffers of tens to hundreds of MB on every batch; glibc serves
+blocks above its mmap threshold (at most 32 MB by default) with a fresh ``mmap`` and hands them back with
+``munmap``, so every batch page-faults its activations in again. Raising the two thresholds (what PyTorch's CPU
+tuning guide gets with jemalloc/tcmalloc, without preloading another allocator) doubled MobileNetV2 inference
+and training steps on a 2-core Xeon (docs/performance.md). The cost: memory a run has freed stays with the
+process (its peak, which training reaches every batch anyway). The ``facetransfer`` command applies it at
+start-up; a Python program using the library can call it first thing::
 
     >>> import facetransfer as ft
     >>> ft.tune_malloc()  # doctest: +SKIP

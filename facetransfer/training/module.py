@@ -97,55 +97,39 @@ class FaceClassifier(L.LightningModule):
     Args:
         backbone: a registered backbone name (``facetransfer.models.list_backbones()``) or a
             :class:`Backbone` instance (e.g. via LightningCLI ``class_path``).
-        weights: pretrained weights name of the backbone (``IMAGENET1K_V1``, ``DEFAULT``,
-            ``FACE_API`` ...); ``None`` for random initialisation.
+        weights: pretrained weights name (``IMAGENET1K_V1``, ``DEFAULT``, ``FACE_API`` ...); ``None``: random.
         weights_path: a local state dict to start from instead.
-        backbone_args: extra arguments of the backbone builder (e.g. ``{"input_size": 64}``
-            for ``scratch_cnn``).
-        freeze: freeze policy: ``none``, ``all`` (linear probe), ``first:K``, ``until:STAGE``,
-            ``stages:A,B``.
+        backbone_args: extra arguments of the backbone builder (e.g. ``{"input_size": 64}`` for ``scratch_cnn``).
+        freeze: freeze policy: ``none``, ``all`` (linear probe), ``first:K``, ``until:STAGE``, ``stages:A,B``.
         input_size: side of the square input in pixels, overriding the backbone's (e.g. 112 to
             run an ImageNet model 4x cheaper); resize keeps the backbone's crop ratio.
-        class_names: identity names, in label order: ``data.class_names`` (the CLI links them from
-            the DataModule).
+        class_names: identity names, in label order: ``data.class_names`` (the CLI links them from the DataModule).
         head_dropout: dropout before the identity head.
         head_norm: standardise features before the head (``BatchNorm1d`` without affine); makes
             a linear probe train well at one learning rate whatever the backbone's feature scale.
-        optimizer: ``adam``, ``adamw``, ``sgd`` (momentum 0.9, nesterov), or ``lbfgs``: full-batch
-            L-BFGS with a strong-Wolfe line search (``lr`` is not used), for heads on frozen features
-            with ``data.batch_size: all`` -- it converges in a few steps whatever the training-set size.
+        optimizer: ``adam``, ``adamw``, ``sgd`` (momentum 0.9, nesterov), or ``lbfgs``: full-batch L-BFGS (``lr``
+            unused) for heads on frozen features with ``data.batch_size: all``, converged in a few steps.
         lr: learning rate of the head (and of the backbone unless ``backbone_lr`` is set).
         backbone_lr: learning rate of the trainable backbone stages.
-        backbone_lr_decay: layer-wise learning-rate decay: the last trainable stage learns at
-            ``backbone_lr``, each stage before it at ``decay`` times the next one's (e.g. 0.7).
-            None: one learning rate for the whole backbone.
-        head_lr_per_feature: the head learns at ``lr x 128 / num_features``: Adam moves every weight by
-            about ``lr`` per step, so a head over ``d`` standardised features moves its logits by about
-            ``lr x d``; this keeps that step the same for a 128-d face descriptor (``lr`` itself) and for
-            1,280-d MobileNetV2 or 2,048-d ResNet-50 features (10x and 16x smaller).
-        backbone_lr_relative: ``backbone_lr`` is relative to the size of each stage's weights: a stage
-            learns at ``backbone_lr`` times the root mean square of its weights (measured when training
-            starts), so every network moves its weights by the same fraction per step. Pretrained
-            networks differ a lot here: dlib's face ResNet has weights about 15x smaller than
-            ImageNet MobileNetV2's (RMS ~0.006 vs ~0.08) and no BatchNorm to absorb the change, so one
-            absolute learning rate that suits one destroys the other's features.
+        backbone_lr_decay: layer-wise decay: the last trainable stage learns at ``backbone_lr``, each stage before
+            it at ``decay`` times the next one's (e.g. 0.7). None: one learning rate for the whole backbone.
+        head_lr_per_feature: the head learns at ``lr x 128 / num_features``, so its logits move by the same
+            step over a 128-d face descriptor and 2,048-d ResNet-50 features (why: docs/reference.md).
+        backbone_lr_relative: each stage learns at ``backbone_lr`` times the root mean square of its weights
+            (measured when training starts), so every network moves its weights by the same fraction per
+            step (dlib's ResNet has ~15x smaller weights than MobileNetV2's and no BatchNorm).
         l2sp: weight decay toward the pretrained weights (L2-SP, Li et al. 2018): the loss gets
             ``l2sp / 2 * |w - w_pretrained|^2`` over the trainable backbone weights. 0: off.
         weight_decay: decoupled for adamw, L2 otherwise.
-        head_c: inverse strength of an L2 penalty on the head's weights as scikit-learn's
-            ``LogisticRegression(C=...)``: the loss gets ``|W|^2 / (2 C n)`` for a batch of ``n``
-            images, which is exactly logistic regression's objective when a batch is the whole
-            training set. None: no penalty.
-        lbfgs_iterations: L-BFGS iterations per training step (one step per epoch with full batches): enough
-            to converge in the first epoch; later epochs only confirm it (one evaluation each).
-        scheduler: ``none``, ``cosine`` (per step, after ``warmup_epochs`` of linear warm-up) or
-            ``step`` (x0.1 at 1/2 and 3/4 of training).
+        head_c: inverse strength of an L2 penalty on the head's weights as scikit-learn's ``LogisticRegression(C=...)``:
+            ``|W|^2 / (2 C n)`` per batch of ``n`` images (its objective when a batch is the training set). None: off.
+        lbfgs_iterations: L-BFGS iterations per training step (one step per epoch with full batches).
+        scheduler: ``none``, ``cosine`` (per step, after ``warmup_epochs`` of linear warm-up) or ``step`` (x0.1 at
+            1/2 and 3/4 of training).
         label_smoothing: cross-entropy label smoothing.
-        channels_last: channels-last memory format for convolutions; ``None``: on for CUDA and CPU
-            devices, where it is faster (2-core CPU training: 1.3-1.5x for MobileNetV2, ResNet-18, scratch_cnn).
+        channels_last: channels-last memory format; ``None``: on for CUDA and CPU devices, where it is faster.
         compile: compile the backbone's stages with ``torch.compile`` (GPU training speed).
-        feature_cache: when the whole backbone is frozen (linear probe), compute each image's
-            features once (eval transform, no augmentation) and train the head on them.
+        feature_cache: with a frozen backbone (linear probe), train the head on each image's features computed once.
         features: the DataModule's feature provider (``data.features``; the CLI links it): a frozen
             backbone attaches itself to it so the data serves features instead of images.
     """
@@ -206,13 +190,9 @@ class FaceClassifier(L.LightningModule):
             self.backbone = backbone
             self.backbone_name = type(backbone).__name__
         else:
-            skip = _skip_pretrained.get()
-            self.backbone = get_backbone(
-                backbone,
-                weights=None if skip else weights,
-                weights_path=None if skip else weights_path,
-                **(backbone_args or {}),
-            )
+            if _skip_pretrained.get():  # the hparams keep the names; the checkpoint holds the weights
+                weights = weights_path = None
+            self.backbone = get_backbone(backbone, weights=weights, weights_path=weights_path, **(backbone_args or {}))
             self.backbone_name = backbone
         if input_size is not None:
             if input_size < 16:
@@ -228,7 +208,6 @@ class FaceClassifier(L.LightningModule):
             }
         self.features = features
         self.class_names: list[str] | None = None
-        self.train_metrics: MetricCollection | None = None
         if class_names is not None:
             self._build_head(list(class_names))
 
@@ -246,9 +225,7 @@ class FaceClassifier(L.LightningModule):
             # frozen features keep their statistics: standardise with their plain average over the
             # training data (momentum None), as scikit-learn's StandardScaler does
             self.backbone.reset_head(
-                len(class_names),
-                dropout=self.hparams.head_dropout,
-                norm=self.hparams.get("head_norm", False),
+                len(class_names), dropout=self.hparams.head_dropout, norm=self.hparams.get("head_norm", False),
                 norm_momentum=None if self.backbone.fully_frozen else 0.1,
             )
         n = len(class_names)
@@ -276,9 +253,9 @@ class FaceClassifier(L.LightningModule):
             self._compiled = True
 
     def teardown(self, stage: str) -> None:
-        features = self.features
-        if features is not None and features.extractor is not None and features.extractor.backbone is self.backbone:
-            features.attach(None)
+        extractor = getattr(self.features, "extractor", None)
+        if extractor is not None and extractor.backbone is self.backbone:
+            self.features.attach(None)
 
     # --- forward ---------------------------------------------------------------------------
     @property
@@ -289,16 +266,12 @@ class FaceClassifier(L.LightningModule):
         """Backbone features; without autograd when the whole backbone is frozen (linear probe)."""
         if self.use_channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.backbone.fully_frozen:
-            with torch.no_grad():
-                return self.backbone.forward_features(x)
-        return self.backbone.forward_features(x)
+        with torch.no_grad() if self.backbone.fully_frozen else contextlib.nullcontext():
+            return self.backbone.forward_features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, 3, H, W)`` -> logits; precomputed features ``(B, num_features)`` go to the head."""
-        if x.ndim == 2:
-            return self.backbone.forward_head(x)
-        return self.backbone.forward_head(self.forward_features(x))
+        return self.backbone.forward_head(x if x.ndim == 2 else self.forward_features(x))
 
     @property
     def input_dtype(self) -> torch.dtype:
@@ -311,9 +284,7 @@ class FaceClassifier(L.LightningModule):
         this model's preprocessing here, on its device: augmented for training, else the eval crop."""
         if not isinstance(batch, ImageBatch):
             return batch
-        transforms = BatchTransforms(
-            self.preprocess, augment=batch.augment, dtype=self.input_dtype, channels_last=self.use_channels_last
-        )
+        transforms = BatchTransforms(self.preprocess, dtype=self.input_dtype, channels_last=self.use_channels_last)
         images = transforms.train(batch.images) if batch.augment else transforms.eval(batch.images)
         return images, batch.labels
 
@@ -342,10 +313,9 @@ class FaceClassifier(L.LightningModule):
 
     def frozen_features(self) -> BackboneFeatures:
         """This model's backbone as a feature extractor with the run's dtype and memory format."""
-        trainer, flag = self._trainer, self.hparams.channels_last
+        trainer = self._trainer
         autocast = autocast_dtype(trainer.precision, trainer.strategy.root_device) if trainer is not None else None
-        channels_last = None if flag is None else bool(flag)
-        return BackboneFeatures(self.backbone, self.feature_identity(), autocast, channels_last)
+        return BackboneFeatures(self.backbone, self.feature_identity(), autocast, self.hparams.channels_last)
 
     def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """The first batch of a run against the model (features or images, crop size, labels)."""
@@ -414,13 +384,10 @@ class FaceClassifier(L.LightningModule):
         else:
             loss, logits, y = self._shared_step(batch)
             loss = loss + self._penalty(len(y)) + self._l2sp()
-        self._log_train(loss, logits, y)
-        return loss
-
-    def _log_train(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
         self.train_metrics.update(logits.detach(), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, logits, y = self._shared_step(batch)
@@ -486,18 +453,14 @@ class FaceClassifier(L.LightningModule):
         return groups
 
     def _l2sp(self) -> torch.Tensor | float:
-        """``l2sp / 2 * |w - w_pretrained|^2`` over the trainable backbone weights (0 when off)."""
-        alpha = self.hparams.get("l2sp") or 0.0
-        if not alpha or not self._anchor:
-            return 0.0
+        """``l2sp / 2 * |w - w_pretrained|^2`` over the trainable backbone weights (0 when off: no anchor)."""
         total = 0.0
-        for name, param in self.backbone.stages.named_parameters():
-            anchor = self._anchor.get(name)
-            if anchor is not None and param.requires_grad:
-                if anchor.device != param.device:
-                    anchor = self._anchor[name] = anchor.to(param.device)
-                total = total + (param.float() - anchor.float()).pow(2).sum()
-        return 0.5 * alpha * total
+        params = dict(self.backbone.stages.named_parameters())
+        for name, anchor in self._anchor.items():  # the trainable weights, as built
+            if anchor.device != params[name].device:
+                anchor = self._anchor[name] = anchor.to(params[name].device)
+            total = total + (params[name].float() - anchor.float()).pow(2).sum()
+        return 0.5 * self.hparams.l2sp * total
 
     @torch.enable_grad()
     def fit_head(self, features: torch.Tensor, labels: torch.Tensor, head_c: float = 1.0, iterations: int = 200) -> float:
@@ -525,13 +488,12 @@ class FaceClassifier(L.LightningModule):
         if hp.optimizer == "lbfgs":
             params = [p for g in groups for p in g["params"]]
             return lbfgs(params, hp.lbfgs_iterations)
-        fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel per step on GPUs
-        if hp.optimizer == "adam":
-            opt = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay, **fused)
-        elif hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay, **fused)
-        else:
+        if hp.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=hp.lr, momentum=0.9, nesterov=True, weight_decay=hp.weight_decay)
+        else:
+            adam = torch.optim.Adam if hp.optimizer == "adam" else torch.optim.AdamW
+            fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel per step on GPUs
+            opt = adam(groups, lr=hp.lr, weight_decay=hp.weight_decay, **fused)
         if hp.scheduler == "none":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -596,10 +558,9 @@ class FaceClassifier(L.LightningModule):
     def embed(self, images, face_crop: float = 1.0, flip: bool = False) -> torch.Tensor:
         """L2-normalised backbone features (:class:`~facetransfer.verification.Embedder`).
 
-        ``images``: a preprocessed float batch ``(B, 3, H, W)`` (as the DataModule yields; result on
-        the model's device), or PIL images / image paths / ``uint8`` tensors, one or a list, which
-        get the backbone's eval transform with ``face_crop`` (result on the CPU). ``flip`` averages
-        with the mirrored images.
+        ``images``: a preprocessed float batch ``(B, 3, H, W)`` (as the DataModule yields; result on the model's
+        device), or PIL images / image paths / ``uint8`` tensors, one or a list, which get the backbone's eval transform
+        with ``face_crop`` (result on the CPU). ``flip`` averages with the mirrored images.
         """
         from ..verification.embedder import Embedder
 

@@ -1,9 +1,8 @@
 """Predictions that report: a table of names and probabilities, and ``predictions.csv`` next to the run.
 
-:class:`PredictionReport` is a Lightning prediction writer. Added to a Trainer, at the end of
-``predict`` it prints each image with its answer and its ``top_k`` most probable identities,
-and writes one CSV row per image and rank (``path, rank, identity, probability``) into the
-run's log folder (``trainer.log_dir``; without a logger ``default_root_dir``)::
+:class:`PredictionReport` is a Lightning prediction writer: at the end of ``predict`` it prints each image with
+its answer and its ``top_k`` most probable identities, and writes one CSV row per image and rank (``path, rank,
+identity, probability``) into the run's log folder (``trainer.log_dir``; without a logger ``default_root_dir``)::
 
     >>> report = PredictionReport(top_k=3, unknown_below=0.5)
     >>> trainer = ft.make_trainer(callbacks=[report])  # doctest: +SKIP
@@ -14,9 +13,8 @@ run's log folder (``trainer.log_dir``; without a logger ``default_root_dir``)::
     facetransfer: wrote 2 x 3 predictions to runs/lightning_logs/version_3/predictions.csv
     >>> report.csv_path  # doctest: +SKIP
 
-With ``unknown_below`` an image whose top probability is lower is answered ``unknown``: in the
-table's answer column, and as the identity of its rank-1 CSV row (ranks 2..k keep the
-runner-up names; the table still shows the best name).
+With ``unknown_below`` an image whose top probability is lower is answered ``unknown``: in the table's answer
+column, and as the identity of its rank-1 CSV row (ranks 2..k keep the runner-up names).
 """
 
 from __future__ import annotations
@@ -49,13 +47,9 @@ class ImagePrediction:
     answer: str
     index: int
 
-    @property
-    def known(self) -> bool:
-        return self.answer != UNKNOWN
-
 
 class PredictionReport(BasePredictionWriter):
-    """Print a table and write ``predictions.csv`` at the end of ``trainer.predict``.
+    """Print a table and write ``predictions.csv`` at the end of ``trainer.predict`` (see the module docstring).
 
     Args:
         top_k: identities listed per image (at most the number of identities).
@@ -67,11 +61,7 @@ class PredictionReport(BasePredictionWriter):
     """
 
     def __init__(
-        self,
-        top_k: int = 5,
-        unknown_below: float | None = None,
-        filename: str = FILENAME,
-        max_printed: int = 50,
+        self, top_k: int = 5, unknown_below: float | None = None, filename: str = FILENAME, max_printed: int = 50
     ) -> None:
         super().__init__(write_interval="batch")
         if top_k < 1:
@@ -93,34 +83,26 @@ class PredictionReport(BasePredictionWriter):
         self.predictions, self.csv_path = [], None
 
     def write_on_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        prediction: Any,
-        batch_indices: Sequence[int] | None,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int,
+        self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: Any, batch_indices: Sequence[int] | None,
+        *_: Any,
     ) -> None:
         if not isinstance(prediction, dict) or "top_names" not in prediction:
             raise ConfigError(
                 f"{type(self).__name__} needs predict_step to return top_names and top_probs "
                 f"(as FaceClassifier does); {type(pl_module).__name__} returned {type(prediction).__name__}"
             )
-        indices = list(batch_indices) if batch_indices is not None else [None] * len(prediction["key"])
+        start, keys = len(self.predictions), prediction["key"]
+        indices = list(batch_indices) if batch_indices is not None else range(start, start + len(keys))
         root = _image_root(trainer)
-        for key, names, probs, index in zip(
-            prediction["key"], prediction["top_names"], prediction["top_probs"].tolist(), indices
-        ):
+        for key, names, probs, index in zip(keys, prediction["top_names"], prediction["top_probs"].tolist(), indices):
             answer = UNKNOWN if self.unknown_below is not None and probs[0] < self.unknown_below else names[0]
             path = str(root / str(key)) if root is not None else str(key)
-            order = index if index is not None else len(self.predictions)
-            self.predictions.append(ImagePrediction(path, list(names), [float(p) for p in probs], answer, order))
+            self.predictions.append(ImagePrediction(path, list(names), [float(p) for p in probs], answer, index))
 
     # --- reporting -------------------------------------------------------------------------------
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         predictions = _gather(self.predictions, trainer.world_size)
-        folder = Path(trainer.log_dir or trainer.default_root_dir)
+        folder = Path(trainer.log_dir or trainer.default_root_dir)  # on every rank: log_dir is a collective
         if not trainer.is_global_zero:
             return
         self.predictions = sorted(predictions, key=lambda p: p.index)
@@ -155,7 +137,7 @@ class PredictionReport(BasePredictionWriter):
         if len(self.predictions) > len(shown):
             lines.append(f"... and {len(self.predictions) - len(shown)} more images (all in {self.filename})")
         if self.unknown_below is not None:
-            unknown = sum(not p.known for p in self.predictions)
+            unknown = sum(p.answer == UNKNOWN for p in self.predictions)
             lines.append(f"{unknown} of {len(self.predictions)} images {UNKNOWN} (top probability below {self.unknown_below:g})")
         return "\n".join(lines)
 

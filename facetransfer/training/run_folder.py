@@ -1,17 +1,16 @@
 """A command that fails before its first step leaves no run folder behind.
 
-Lightning creates a run's folder (``runs/lightning_logs/version_N``) and writes ``config.yaml``,
-``hparams.yaml`` and the split into it before the first training step; when the run then fails
-(bad data, a wrong option, a full disk) the folder stays, empty of results, and the next run
-becomes ``version_N+1``. :class:`RunFolderGuard` notes which of the run's folders exist before the
-command and, when it fails before any step, removes the ones it created -- only if they hold no
+Lightning creates a run's folder (``runs/lightning_logs/version_N``) and writes ``config.yaml``, ``hparams.yaml``
+and the split into it before the first training step; when the run then fails (bad data, a wrong option, a full
+disk) the folder would stay, empty of results. :class:`RunFolderGuard` notes which of the run's folders exist
+before the command and, when it fails before any step, removes the ones it created -- only if they hold no
 checkpoint. A run that trained (or tested) at least one batch keeps everything::
 
-    >>> guard = RunFolderGuard.before(trainer)  # doctest: +SKIP
+    >>> guard, watcher = RunFolderGuard.before(trainer), StepWatcher()  # doctest: +SKIP
     >>> try:
-    ...     trainer.fit(model, data)
+    ...     trainer.fit(model, data)  # a trainer built with callbacks=[watcher]
     ... except Exception:
-    ...     guard.clean_up_after_failure(trainer)
+    ...     guard.clean_up_after_failure(trainer, watcher.stepped)
     ...     raise
 """
 
@@ -33,18 +32,14 @@ class StepWatcher(Callback):
     def __init__(self) -> None:
         self.stepped = False
 
-    def on_train_batch_end(self, *args: Any) -> None:
+    def _stepped(self, *args: Any) -> None:
         self.stepped = True
+
+    on_train_batch_end = on_test_batch_end = on_predict_batch_end = _stepped
 
     def on_validation_batch_end(self, trainer, *args: Any) -> None:
         if trainer.state.fn == "validate":  # validation inside fit (sanity check included) is not a step of fit
             self.stepped = True
-
-    def on_test_batch_end(self, *args: Any) -> None:
-        self.stepped = True
-
-    def on_predict_batch_end(self, *args: Any) -> None:
-        self.stepped = True
 
 
 def _missing_chain(folder: Path) -> list[Path]:
@@ -62,7 +57,6 @@ class RunFolderGuard:
 
     roots: dict[Path, set[str]] = field(default_factory=dict)  # logger root -> names in it before the run
     created: list[Path] = field(default_factory=list)  # roots and their parents that did not exist, deepest first
-    removed: list[Path] = field(default_factory=list)
 
     @classmethod
     def before(cls, trainer: Any) -> RunFolderGuard:
@@ -92,15 +86,14 @@ class RunFolderGuard:
         """Remove the folders this run created when no step ran and they hold no checkpoint; returns them."""
         if stepped or not trainer.is_global_zero:
             return []
-        for folder in self.new_log_dirs(trainer):
-            if not any(folder.rglob("*.ckpt")):
-                shutil.rmtree(folder, ignore_errors=True)
-                self.removed.append(folder)
+        removed = [folder for folder in self.new_log_dirs(trainer) if not any(folder.rglob("*.ckpt"))]
+        for folder in removed:
+            shutil.rmtree(folder, ignore_errors=True)
         for folder in self.created:  # deepest first; only when empty
             with contextlib.suppress(OSError):
                 folder.rmdir()
-                self.removed.append(folder)
-        return self.removed
+                removed.append(folder)
+        return removed
 
 
 __all__ = ["RunFolderGuard", "StepWatcher"]

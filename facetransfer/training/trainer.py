@@ -1,8 +1,7 @@
 """A Lightning ``Trainer`` with facetransfer's defaults, for use from Python.
 
-The CLI applies the same defaults: best and last checkpoints, written atomically with a content
-digest (:class:`AtomicCheckpointIO`), per-step seeding, bf16 and cuDNN autotuning on GPUs. Anything
-can be overridden::
+The CLI applies the same defaults: best and last checkpoints, written atomically with a content digest
+(:class:`AtomicCheckpointIO`), per-step seeding, bf16 and cuDNN autotuning on GPUs. Anything can be overridden::
 
     >>> trainer = make_trainer(max_epochs=20, accelerator="cpu")  # doctest: +SKIP
     >>> type(trainer.strategy.checkpoint_io).__name__  # doctest: +SKIP
@@ -35,19 +34,15 @@ from ..io.checkpoint import (
     write_checkpoint,
 )
 from .callbacks import RunCheckpoint, StepSeeder
+from .noise import silence_known_noise
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint IO through :mod:`facetransfer.io.checkpoint`: a local checkpoint is replaced
-    atomically and carries a content digest; it loads safely (``weights_only=True``), its digest checked.
-
-    Lightning's :class:`~lightning.fabric.plugins.io.TorchCheckpointIO` writes to a temporary file in
-    ``$TMPDIR`` and moves it into place; when ``$TMPDIR`` and the run folder are on different filesystems
-    (local ``/tmp`` and a network or scratch disk, the usual cluster layout) that move is a copy, and a
-    kill during the copy leaves a truncated ``last.ckpt``. Here the temporary file is written next to its
-    destination, synced and renamed, so the previous checkpoint stays whole until the new one is complete;
-    a full or read-only disk is one :class:`~facetransfer.errors.FileSystemError` (the previous file stays).
-    """
+    """Lightning's checkpoint IO through :mod:`facetransfer.io.checkpoint`: a local checkpoint is written next to
+    its destination, synced and renamed over it (Lightning's own moves a file from ``$TMPDIR``, a copy across
+    filesystems that a kill leaves truncated), carries a content digest and loads safely (``weights_only=True``,
+    digest checked). A full or read-only disk is one :class:`~facetransfer.errors.FileSystemError`, the previous
+    file kept. See docs/reliability.md."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         if not isinstance(get_filesystem(path), LocalFileSystem):
@@ -57,9 +52,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_checkpoint(checkpoint, path, kept=_what_a_failed_save_keeps(Path(path)))
 
     def load_checkpoint(
-        self,
-        path: _PATH,
-        map_location: Callable | None = lambda storage, loc: storage,
+        self, path: _PATH, map_location: Callable | None = lambda storage, loc: storage,
         weights_only: bool | None = None,
     ) -> dict[str, Any]:
         if isinstance(get_filesystem(path), LocalFileSystem):
@@ -89,11 +82,10 @@ def _what_a_failed_save_keeps(path: Path) -> str:
 def find_last_checkpoint(trainer: Any) -> Path | None:
     """The newest ``last*.ckpt`` of earlier runs in this trainer's folders, or None.
 
-    Lightning's ``ckpt_path="last"`` only looks in the *new* run's checkpoint folder, which
-    is empty when a logger versions its folders (``lightning_logs/version_N``), so a resumed
-    run would silently start over. This looks in every version folder of the trainer's
-    loggers, in ``default_root_dir/checkpoints``, in each ModelCheckpoint's ``dirpath``, and
-    takes SLURM's requeue checkpoints (``default_root_dir/hpc_ckpt_N.ckpt``) into account.
+    Lightning's ``ckpt_path="last"`` only looks in the *new* run's checkpoint folder, which is empty when a logger
+    versions its folders (``lightning_logs/version_N``), so a resumed run would silently start over. This looks in every
+    version folder of the trainer's loggers, in ``default_root_dir/checkpoints``, in each ModelCheckpoint's ``dirpath``,
+    and takes SLURM's requeue checkpoints (``default_root_dir/hpc_ckpt_N.ckpt``) into account.
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -105,13 +97,7 @@ def find_last_checkpoint(trainer: Any) -> Path | None:
     for callback in trainer.checkpoint_callbacks:
         if isinstance(callback, ModelCheckpoint) and callback.dirpath:
             folders.append(Path(callback.dirpath))
-    found = [
-        f
-        for folder in dict.fromkeys(folders)
-        if folder.is_dir()
-        for f in folder.glob("last*.ckpt")
-        if f.is_file()
-    ]
+    found = [f for folder in dict.fromkeys(folders) if folder.is_dir() for f in folder.glob("last*.ckpt")]
     found += [f for f in Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt") if f.is_file()]
     return max(found, key=lambda f: f.stat().st_mtime_ns) if found else None
 
@@ -125,7 +111,7 @@ def default_callbacks(checkpointing: bool = True, logger: bool = True, save_last
     """
     callbacks: list[Callback] = [StepSeeder()]
     if checkpointing:
-        callbacks.append(RunCheckpoint("best", monitor="val/acc", mode="max"))
+        callbacks.append(RunCheckpoint("best"))  # by val/acc
         if save_last:  # the latest epoch, whether or not val/acc improved
             callbacks.append(RunCheckpoint("last"))
     if logger:
@@ -158,8 +144,6 @@ def make_trainer(save_last: bool = True, **kwargs: Any) -> L.Trainer:
     atomic checkpoints, and on GPUs bf16-mixed precision and cuDNN autotuning by default.
 
     ``save_last=False`` keeps only the best checkpoint (runs that are never resumed)."""
-    from .noise import silence_known_noise
-
     silence_known_noise()
     kwargs.setdefault("default_root_dir", "runs")
     if kwargs.get("precision") is None:
