@@ -13,14 +13,11 @@ official protocol files sit next to the images, ``people="devtrain"`` /
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Literal
 
 from ..errors import ConfigError, DataError
 from .sources import FaceRecord, FaceSource, identity_records, register_source
-
-log = logging.getLogger(__name__)
 
 VARIANTS = {
     "deepfunneled": ("lfw-deepfunneled", "lfw_deepfunneled"),
@@ -34,11 +31,12 @@ ARCHIVES = {"original": "lfw.zip", "funneled": "lfw-funneled.zip", "deepfunneled
 NAMES_FILE = "lfw-names.txt"
 
 
-def _read_name_counts(path: Path, first_line: int) -> dict[str, int]:
-    """``Name<TAB>count`` lines from line ``first_line`` on -> {name: count}."""
+def read_name_counts(path: Path, header: bool = False) -> dict[str, int]:
+    """``Name<TAB>count`` lines -> {name: count}: ``lfw-names.txt``, or with ``header`` (a count line first)
+    ``peopleDevTrain.txt`` and the like."""
     counts: dict[str, int] = {}
-    lines = path.read_text().split("\n")
-    for lineno, line in enumerate(lines[first_line - 1 :], first_line):
+    first_line = 2 if header else 1
+    for lineno, line in enumerate(path.read_text().split("\n")[first_line - 1 :], first_line):
         parts = line.split()
         if not parts:
             continue
@@ -46,16 +44,6 @@ def _read_name_counts(path: Path, first_line: int) -> dict[str, int]:
             raise DataError(f"{path}:{lineno}: expected 'Name<TAB>count', got {line!r}")
         counts[parts[0]] = int(parts[1])
     return counts
-
-
-def read_names_file(path: Path) -> dict[str, int]:
-    """``lfw-names.txt`` (``Name<TAB>count`` lines, no header) -> {name: number of images}."""
-    return _read_name_counts(path, first_line=1)
-
-
-def read_people_file(path: Path) -> dict[str, int]:
-    """``peopleDevTrain.txt``-style file (count line, then ``Name<TAB>n`` lines) -> {name: n}."""
-    return _read_name_counts(path, first_line=2)
 
 
 @register_source("lfw")
@@ -117,7 +105,7 @@ class LFWSource(FaceSource):
         people_file = self.protocol_file(filename)
         if people_file is None:
             raise DataError(f"people={self.people!r} needs {filename} next to {image_dir}; it is not there")
-        listed = read_people_file(people_file)
+        listed = read_name_counts(people_file, header=True)
         on_disk = {r.identity for r in records}
         missing = sorted(set(listed) - on_disk)
         if missing:
