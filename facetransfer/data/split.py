@@ -100,7 +100,13 @@ class SplitManifest:
         """A ``split.json``, or the split stored in a facetransfer checkpoint (``.ckpt``)."""
         path = Path(path)
         if path.suffix == ".ckpt":
-            return cls.from_checkpoint(path)
+            from ..io.checkpoint import read_checkpoint, stored_manifest
+
+            manifest = stored_manifest(read_checkpoint(path))
+            if manifest is None:
+                raise DataError(f"checkpoint {path} holds no facetransfer split (it was not trained with "
+                                "FaceDataModule)")
+            return cls.from_dict(manifest, origin=f"the split in {path}")
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
@@ -108,16 +114,6 @@ class SplitManifest:
         except json.JSONDecodeError as err:
             raise DataError(f"split manifest {path} is not valid JSON: {err}") from None
         return cls.from_dict(data, origin=str(path))
-
-    @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike) -> SplitManifest:
-        """The split a facetransfer checkpoint was trained on (loaded with ``weights_only=True``)."""
-        from ..io.checkpoint import read_checkpoint, stored_manifest
-
-        manifest = stored_manifest(read_checkpoint(path))
-        if manifest is not None:
-            return cls.from_dict(manifest, origin=f"the split in {path}")
-        raise DataError(f"checkpoint {path} holds no facetransfer split (it was not trained with FaceDataModule)")
 
 
 def _identity_seed(seed: int, identity: str) -> np.random.Generator:
@@ -232,12 +228,11 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
 
 def _balanced(items: list[Item]) -> list[Item]:
     """Keep the first ``k`` items of every label, ``k`` = the smallest label count."""
-    counts = Counter(label for _, label in items)
-    if not counts:
-        return items
-    keep, seen, out = min(counts.values()), Counter(), []
+    keep = min(Counter(label for _, label in items).values(), default=0)
+    seen: Counter[int] = Counter()
+    out = []
     for key, label in items:
-        if seen[label] < keep:
+        seen[label] += 1
+        if seen[label] <= keep:
             out.append((key, label))
-            seen[label] += 1
     return out

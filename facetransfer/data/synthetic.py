@@ -30,7 +30,7 @@ Rendering takes about 2.1 ms (CPU time) per 112 px image on one core of that mac
 from __future__ import annotations
 
 import math
-import operator
+import numbers
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -71,7 +71,7 @@ def _rng(*entropy: int) -> np.random.Generator:
 
 
 def _color(c: np.ndarray | tuple) -> tuple[int, int, int]:
-    return tuple(int(round(min(255.0, max(0.0, float(v))))) for v in c)  # type: ignore[return-value]
+    return tuple(round(min(255.0, max(0.0, float(v)))) for v in c)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -352,15 +352,9 @@ _KEY = re.compile(r"person_(\d+)/(\d+)\.png")
 
 def _check_int(name: str, value: Any) -> int:
     lo, hi = _LIMITS[name]
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        v = operator.index(value)
-    except TypeError:
-        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}") from None
-    if not lo <= v <= hi:
-        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {v}")
-    return v
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
+        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+    return int(value)
 
 
 @register_source("synthetic")
