@@ -46,13 +46,6 @@ from .sources import FaceRecord, FaceSource, register_source
 #: Bumped whenever the rendered pixels change, so manifests tell generations apart.
 GENERATOR_VERSION = 1
 
-_LIMITS = {
-    "num_identities": (1, 100_000),
-    "images_per_identity": (1, 100_000),
-    "image_size": (32, 1024),
-    "seed": (0, 2**63 - 1),
-}
-
 # Skin tones from light to dark (RGB); an identity interpolates between neighbours.
 _SKIN = np.array(
     [(255, 224, 196), (241, 194, 160), (224, 172, 128), (198, 134, 94), (161, 102, 66), (116, 72, 44), (80, 52, 34)],
@@ -350,8 +343,7 @@ def render_face(seed: int, identity: int, index: int, image_size: int = 112) -> 
 _KEY = re.compile(r"person_(\d+)/(\d+)\.png")
 
 
-def _check_int(name: str, value: Any) -> int:
-    lo, hi = _LIMITS[name]
+def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
         raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
     return int(value)
@@ -374,19 +366,13 @@ class SyntheticSource(FaceSource):
 
     name = "synthetic"
 
-    def __init__(
-        self,
-        root: Any = None,
-        num_identities: int = 40,
-        images_per_identity: int = 24,
-        image_size: int = 112,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, root: Any = None, num_identities: int = 40, images_per_identity: int = 24,
+                 image_size: int = 112, seed: int = 0) -> None:
         super().__init__(None)
-        self.num_identities = _check_int("num_identities", num_identities)
-        self.images_per_identity = _check_int("images_per_identity", images_per_identity)
-        self.image_size = _check_int("image_size", image_size)
-        self.seed = _check_int("seed", seed)
+        self.num_identities = _check_int("num_identities", num_identities, 1, 100_000)
+        self.images_per_identity = _check_int("images_per_identity", images_per_identity, 1, 100_000)
+        self.image_size = _check_int("image_size", image_size, 32, 1024)
+        self.seed = _check_int("seed", seed, 0, 2**63 - 1)
         self._id_digits = max(4, len(str(self.num_identities - 1)))
         self._img_digits = max(4, len(str(self.images_per_identity - 1)))
 
@@ -399,11 +385,8 @@ class SyntheticSource(FaceSource):
         return f"{self.identity_name(identity)}/{index:0{self._img_digits}d}.png"
 
     def records(self) -> list[FaceRecord]:
-        return [
-            FaceRecord(self.identity_name(i), self.key(i, j))
-            for i in range(self.num_identities)
-            for j in range(self.images_per_identity)
-        ]
+        return [FaceRecord(self.identity_name(i), self.key(i, j))
+                for i in range(self.num_identities) for j in range(self.images_per_identity)]
 
     def parse_key(self, key: str) -> tuple[int, int]:
         """``(identity, index)`` of a key; :class:`DataError` naming it if it is not one of :meth:`records`."""
