@@ -80,13 +80,8 @@ class AlignedSource(FaceSource):
         return sorted(bad)
 
 
-def aligned_source(
-    source: FaceSource,
-    align: str = "mtcnn",
-    template: str | FaceTemplate = "dlib",
-    size: int | None = None,
-    **aligner_args: Any,
-) -> FaceSource:
+def aligned_source(source: FaceSource, align: str = "mtcnn", template: str | FaceTemplate = "dlib",
+                   size: int | None = None, **aligner_args: Any) -> FaceSource:
     """``source`` aligned by ``align``: ``none`` (unchanged), ``landmarks`` (the dataset's own, e.g.
     CelebA's), or a registered detector name (``mtcnn``). Further arguments go to :class:`Aligner`."""
     if align == ALIGN_NONE:

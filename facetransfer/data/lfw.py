@@ -59,12 +59,8 @@ class LFWSource(FaceSource):
     name = "lfw"
     face_crop = 0.6  # LFW's 250 px images hold the face in their central 60 % (see docs/reference.md)
 
-    def __init__(
-        self,
-        root: str,
-        variant: Literal["auto", "deepfunneled", "funneled", "original"] = "auto",
-        people: Literal["all", "devtrain", "devtest"] = "all",
-    ) -> None:
+    def __init__(self, root: str, variant: Literal["auto", "deepfunneled", "funneled", "original"] = "auto",
+                 people: Literal["all", "devtrain", "devtest"] = "all") -> None:
         super().__init__(root)
         if variant != "auto" and variant not in VARIANTS:
             raise ConfigError(f"unknown LFW variant {variant!r}; known: auto, {', '.join(VARIANTS)}")

@@ -103,12 +103,9 @@ def _resume_hint(part: Path, have: int) -> str:
     return f"; run the same command again to resume ({have} bytes kept in {part})" if have else ""
 
 
-def fetch_protocol_file(
-    name: str, root: Path, base_url: str = BASE_URL, md5: Mapping[str, str] | None = None, progress: bool = False
-) -> Path:
-    """One protocol file in ``root``, downloaded unless already there with the published MD5."""
+def fetch_protocol_file(name: str, expected: str, root: Path, base_url: str = BASE_URL, progress: bool = False) -> Path:
+    """One protocol file in ``root``, downloaded unless already there with the MD5 ``expected``."""
     dest = root / name
-    expected = (PROTOCOL_MD5 if md5 is None else md5)[name]
     if dest.is_file() and md5_of(dest) == expected:
         return dest
     staging = root / DOWNLOAD_DIR / name
@@ -148,14 +145,8 @@ def check_image_counts(image_root: Path, names: Mapping[str, int]) -> None:
         raise DataError(f"the images in {image_root} do not match {NAMES_FILE} ({len(problems)} problem(s)):\n  {listing}")
 
 
-def download_lfw(
-    root: str | os.PathLike,
-    variant: str = "deepfunneled",
-    base_url: str = BASE_URL,
-    md5: Mapping[str, str] | None = None,
-    progress: bool = False,
-    keep_archive: bool = False,
-) -> Path:
+def download_lfw(root: str | os.PathLike, variant: str = "deepfunneled", base_url: str = BASE_URL,
+                 md5: Mapping[str, str] | None = None, progress: bool = False, keep_archive: bool = False) -> Path:
     """Download, verify and install one LFW variant and the protocol files into ``root``.
 
     ``md5`` maps each protocol file to download to its MD5 (default :data:`PROTOCOL_MD5`).
@@ -168,11 +159,10 @@ def download_lfw(
         raise ConfigError(f"unknown LFW variant {variant!r}; known: {', '.join(ARCHIVES)}")
     if not base_url.endswith("/"):
         base_url += "/"
-    md5 = PROTOCOL_MD5 if md5 is None else md5
     root = Path(root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
-    for name in md5:
-        fetch_protocol_file(name, root, base_url, md5, progress)
+    for name, expected in (PROTOCOL_MD5 if md5 is None else md5).items():
+        fetch_protocol_file(name, expected, root, base_url, progress)
     names = read_name_counts(root / NAMES_FILE)
     target = root / VARIANTS[variant][0]
     if target.is_dir():

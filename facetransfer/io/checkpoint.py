@@ -230,13 +230,11 @@ class CheckpointInfo:
     """Facts about a :class:`~facetransfer.FaceClassifier` checkpoint.
 
     Attributes:
-        path: the checkpoint file.
         backbone: the backbone's registered name (or class name for a ``class_path`` backbone).
         weights: the pretrained weights it started from (``IMAGENET1K_V1``, ``FACE_API`` ...), or None.
         weights_path: the local state dict it started from, or None.
         class_names: the identities of its head (empty for a checkpoint without one).
         face_crop: the face crop of the training images (from the stored split), None if not recorded.
-        hparams: all of the model's hyperparameters.
         manifest: the stored split manifest (``SplitManifest.to_dict()``), None if not stored.
     """
 
@@ -261,16 +259,10 @@ class CheckpointInfo:
         backbone = info.get("backbone") or hparams.get("backbone")
         manifest = stored_manifest(data)
         crop = ((manifest or {}).get("settings") or {}).get("face_crop")
-        return cls(
-            path=path,
-            backbone=str(backbone),
-            weights=hparams.get("weights"),
-            weights_path=hparams.get("weights_path"),
-            class_names=list(info.get("class_names") or hparams.get("class_names") or []),
-            face_crop=float(crop) if crop is not None else None,
-            hparams=dict(hparams),
-            manifest=manifest,
-        )
+        return cls(path=path, backbone=str(backbone), weights=hparams.get("weights"),
+                   weights_path=hparams.get("weights_path"),
+                   class_names=list(info.get("class_names") or hparams.get("class_names") or []),
+                   face_crop=float(crop) if crop is not None else None, hparams=dict(hparams), manifest=manifest)
 
     @property
     def weights_name(self) -> str:
