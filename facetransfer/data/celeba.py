@@ -1,13 +1,8 @@
-"""CelebA: the aligned-and-cropped release (``img_align_celeba/``) or the in-the-wild images
-(``img_celeba/``), with ``identity_CelebA.txt``.
-
-Both the original Google-Drive layout (annotation files in ``Anno/`` and ``Eval/``
-or next to the images) and torchvision's ``<root>/celeba/`` layout are found.
-CelebA's official partition separates *identities* (it is for verification), so
-identification uses all images by default; ``partition`` restricts to one part.
-:meth:`CelebASource.landmark_points` reads the dataset's own five landmarks
-(``list_landmarks_celeba.txt`` for the wild images, ``list_landmarks_align_celeba.txt`` for the
-aligned ones), which alignment (``align: landmarks``) uses instead of a detector::
+"""CelebA: the aligned-and-cropped release (``img_align_celeba/``) or the in-the-wild images (``img_celeba/``),
+with ``identity_CelebA.txt``, in the original layout (annotations in ``Anno/``, ``Eval/`` or next to the images)
+or torchvision's ``<root>/celeba/``. CelebA's official partition separates *identities* (it is for verification),
+so identification uses all images by default; ``partition`` restricts to one part. The dataset's own five
+landmarks (:meth:`CelebASource.landmark_points`) serve ``align: landmarks`` instead of a detector::
 
     >>> src = CelebASource("/data/celeba", partition="train")  # doctest: +SKIP
     >>> wild = CelebASource("/data/celeba", variant="wild")  # doctest: +SKIP

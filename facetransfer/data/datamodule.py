@@ -66,10 +66,8 @@ class FaceDataModule(L.LightningDataModule):
         balanced_eval: cut val/test to the same number of images per identity (imbalanced data).
         face_crop: central fraction of the image kept before resizing (None: dataset default; 1.0
             for aligned faces).
-        align: ``none``; a registered face detector (``mtcnn``: detect once per image, cached on disk
-            by file content, then a 5-point similarity warp onto ``align_template``); ``landmarks``:
-            the dataset's own five points (CelebA). Images without a face follow ``on_bad_image``
-            and are listed in the split manifest. See docs/alignment.md.
+        align: ``none``, a registered face detector (``mtcnn``; detections cached on disk) or ``landmarks``
+            (the dataset's own points, CelebA); faceless images follow ``on_bad_image``. See docs/alignment.md.
         align_template: ``dlib`` or ``arcface`` (None: the backbone's own, ``preprocess.face_template``),
             placed where the backbone's eval transform keeps it.
         augment: light training augmentation (random resized crop, flip, colour jitter).
@@ -81,15 +79,13 @@ class FaceDataModule(L.LightningDataModule):
         check_images: decode-check every image once before splitting (file-backed sources).
         split_manifest: a ``split.json`` of an earlier run, or a checkpoint, whose split to reuse exactly.
         predict_root: folder of images for ``predict`` (default: the test split).
-        preprocess: input geometry/normalisation of the model's backbone (``model.preprocess``,
-            or :func:`facetransfer.models.backbone_preprocess`; the CLI links it from the model's
-            options); None: ImageNet's 224 px.
+        preprocess: input geometry/normalisation of the model's backbone (``model.preprocess``; the CLI
+            links it); None: ImageNet's 224 px.
         features: where frozen-backbone features come from when the model's backbone is frozen
             (the model attaches itself to it); None: an in-memory :class:`~facetransfer.features.InMemoryFeatures`.
-        cache: ``gpu`` decodes every image once into a uint8 store on the GPU and augments whole
-            batches there; ``memory`` keeps the store in RAM; ``none`` decodes JPEGs in DataLoader
-            workers every epoch (for datasets too large to hold); ``auto``: ``gpu`` when training
-            on a CUDA device and the store fits in 40 % of its free memory, else ``none``.
+        cache: ``gpu`` / ``memory``: decode every image once into a uint8 store there and augment whole
+            batches; ``none``: decode in DataLoader workers every epoch; ``auto``: ``gpu`` when training on
+            CUDA and the store fits in 40 % of its free memory, else ``none`` (docs/performance.md).
     """
 
     def __init__(

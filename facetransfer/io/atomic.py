@@ -1,9 +1,6 @@
-"""Files that are replaced whole or not at all.
-
-Every file facetransfer writes for later use (checkpoints, split manifests, results, feature
-caches, imported weights) goes through :func:`atomic_write`: the content is written to a hidden
-temporary file in the destination's folder, flushed to disk and renamed over the destination.
-A reader, or a run killed half-way, sees the old file or the new one, never a torn one::
+"""Files that are replaced whole or not at all: every file facetransfer writes for later use goes through
+:func:`atomic_write` (a hidden temporary file next to it, flushed and renamed over it), so a reader, or a
+run killed half-way, sees the old file or the new one, never a torn one::
 
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "note.txt"
