@@ -82,14 +82,6 @@ class LFWSource(FaceSource):
         wanted = ", ".join(d for v in order for d in VARIANTS[v])
         raise DataError(f"no LFW images under {root}: expected a folder named {wanted} holding <Name>/<Name>_0001.jpg")
 
-    def protocol_file(self, filename: str) -> Path | None:
-        """An official protocol file next to the images (or one level up), if present."""
-        image_dir = self.image_dir()
-        for folder in (self.root, image_dir, image_dir.parent):
-            if folder is not None and (folder / filename).is_file():
-                return folder / filename
-        return None
-
     def records(self) -> list[FaceRecord]:
         image_dir = self.image_dir()
         records = identity_records(image_dir, self.root)
@@ -98,9 +90,11 @@ class LFWSource(FaceSource):
         if self.people == "all":
             return records
         filename = PEOPLE_FILES[self.people]
-        people_file = self.protocol_file(filename)
-        if people_file is None:
+        found = [path for path in (self.root / filename, image_dir / filename, image_dir.parent / filename)
+                 if path.is_file()]  # next to the images, or one level up
+        if not found:
             raise DataError(f"people={self.people!r} needs {filename} next to {image_dir}; it is not there")
+        people_file = found[0]
         listed = read_name_counts(people_file, header=True)
         on_disk = {r.identity for r in records}
         missing = sorted(set(listed) - on_disk)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -92,11 +93,8 @@ def fetch(url: str, dest: Path, progress: bool = False, timeout: float = 60) -> 
 
 def _range_start(response) -> int | None:
     """First byte of a 206 response (``Content-Range: bytes START-END/TOTAL``)."""
-    value = response.headers.get("Content-Range", "")
-    try:
-        return int(value.split()[1].split("-")[0])
-    except (IndexError, ValueError):
-        return None
+    found = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""), re.IGNORECASE)
+    return int(found.group(1)) if found else None
 
 
 def _resume_hint(part: Path, have: int) -> str:

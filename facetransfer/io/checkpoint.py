@@ -130,8 +130,7 @@ def content_digest(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
 
 def with_digest(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     """A shallow copy of ``checkpoint`` with its digest added (what :class:`AtomicCheckpointIO` saves)."""
-    content = {k: v for k, v in checkpoint.items() if k != DIGEST_KEY}
-    return {**content, DIGEST_KEY: content_digest(content)}
+    return {**checkpoint, DIGEST_KEY: content_digest(checkpoint)}
 
 
 def verify_digest(checkpoint: Mapping[str, Any], path: str | os.PathLike | None = None) -> bool:
