@@ -235,9 +235,8 @@ class FaceDataModule(L.LightningDataModule):
         if self.on_bad_image == "error":
             listing = "\n".join(f"  {source.path(k)}: {why}" for k, why in bad[:50])
             more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
-            raise DataError(
-                f"{len(bad)} {what} in {source.root} (set data.on_bad_image: skip to leave them out):\n{listing}{more}"
-            )
+            raise DataError(f"{len(bad)} {what} in {source.root} (set data.on_bad_image: skip to leave them "
+                            f"out):\n{listing}{more}")
         rank_zero_warn(f"skipping {len(bad)} {what}: " + "; ".join(f"{k} ({why})" for k, why in bad))
         return {k for k, _ in bad}
 
@@ -248,17 +247,14 @@ class FaceDataModule(L.LightningDataModule):
         least = self.split_spec.min_images_per_identity
         dropped = sum(1 for n in counts.values() if n < least)
         if dropped:
-            rank_zero_warn(
-                f"min_images_per_identity={least} leaves out {dropped} of {len(counts)} identities (fewer images); "
-                f"{manifest.num_classes} are used"
-            )
+            rank_zero_warn(f"min_images_per_identity={least} leaves out {dropped} of {len(counts)} identities "
+                           f"(fewer images); {manifest.num_classes} are used")
         untrained = manifest.num_classes - len({label for _, label in manifest.train})
         if untrained:
-            rank_zero_warn(
-                f"train_samples={self.split_spec.train_samples} leaves {untrained} of {manifest.num_classes} identities "
-                "without a training image, but they are in the val/test sets (where they cannot be recognised); "
-                f"set data.train_samples to at least {manifest.num_classes} (or 'all'), or lower data.max_identities"
-            )
+            rank_zero_warn(f"train_samples={self.split_spec.train_samples} leaves {untrained} of "
+                           f"{manifest.num_classes} identities without a training image, but they are in the val/test "
+                           f"sets (where they cannot be recognised); set data.train_samples to at least "
+                           f"{manifest.num_classes} (or 'all'), or lower data.max_identities")
 
     @property
     def class_names(self) -> list[str]:
@@ -298,10 +294,8 @@ class FaceDataModule(L.LightningDataModule):
             self._sources_for.clear()
             self.dataset = kind
         elif same_kind and args and args != self.source.init_args():
-            rank_zero_warn(
-                f"data.dataset_args {self.source.init_args()} differ from those the split was made with {args}; "
-                "using the configured ones"
-            )
+            rank_zero_warn(f"data.dataset_args {self.source.init_args()} differ from those the split was made with "
+                           f"{args}; using the configured ones")
         align = manifest.settings.get("align", "none")
         template = manifest.settings.get("align_template")
         if (align, template) != (self.align, self.align_template):
@@ -335,10 +329,9 @@ class FaceDataModule(L.LightningDataModule):
             return
         missing = [k for k, _ in getattr(self.manifest, split) if not self.source.path(k).is_file()]
         if missing:
-            raise DataError(
-                f"{len(missing)} of {len(getattr(self.manifest, split))} {split} images are missing under "
-                f"{self.source.root} (e.g. {missing[0]}); if the dataset moved, point to it with --data.root"
-            )
+            raise DataError(f"{len(missing)} of {len(getattr(self.manifest, split))} {split} images are missing under "
+                            f"{self.source.root} (e.g. {missing[0]}); if the dataset moved, point to it with "
+                            "--data.root")
         self._checked_files.add(split)
 
     # --- Lightning hooks ---------------------------------------------------------------------
@@ -356,11 +349,9 @@ class FaceDataModule(L.LightningDataModule):
         folder = Path(trainer.log_dir or trainer.default_root_dir)  # a collective under DDP: every rank asks
         if trainer.is_global_zero:
             path = manifest.save(folder / MANIFEST_NAME)
-            rank_zero_info(
-                f"facetransfer: {manifest.num_classes} identities, train {len(manifest.train)} of "
-                f"{manifest.train_pool_size} pool images, val {len(manifest.val)}, test {len(manifest.test)}; "
-                f"split written to {path}"
-            )
+            rank_zero_info(f"facetransfer: {manifest.num_classes} identities, train {len(manifest.train)} of "
+                           f"{manifest.train_pool_size} pool images, val {len(manifest.val)}, test "
+                           f"{len(manifest.test)}; split written to {path}")
 
     def dataset_for(self, split: Split, train_transform: bool | None = None) -> FaceDataset:
         """The torch dataset of a split; ``train_transform`` defaults to True for ``train`` only."""
@@ -384,10 +375,8 @@ class FaceDataModule(L.LightningDataModule):
             dataset = self.features.features(split, *self._split_images(split))
             return self._loader(dataset, batch_size=self._batch(batch_size, len(dataset)), shuffle=shuffle, num_workers=0)
         if batch_size == "all":
-            raise ConfigError(
-                f"batch_size 'all' puts the whole {split} split in one batch; that needs frozen features "
-                "(model freeze: all with feature_cache: true); give a number of images instead"
-            )
+            raise ConfigError(f"batch_size 'all' puts the whole {split} split in one batch; that needs frozen features "
+                              "(model freeze: all with feature_cache: true); give a number of images instead")
         store = self._store(split)
         if store is not None:
             collate = StoreCollate(store, augment=self.augment and split == "train")  # the loader samples indices

@@ -99,10 +99,8 @@ class LFWSource(FaceSource):
         on_disk = {r.identity for r in records}
         missing = sorted(set(listed) - on_disk)
         if missing:
-            raise DataError(
-                f"{len(missing)} identities listed in {people_file} have no folder under {image_dir}, "
-                f"e.g. {missing[:5]}; use people: all for a partial copy"
-            )
+            raise DataError(f"{len(missing)} identities listed in {people_file} have no folder under {image_dir}, "
+                            f"e.g. {missing[:5]}; use people: all for a partial copy")
         return [r for r in records if r.identity in listed]
 
     def init_args(self) -> dict:

@@ -103,10 +103,8 @@ class FolderSource(FaceSource):
         root = self._require_root()
         records = identity_records(root, root)
         if not records:
-            raise DataError(
-                f"no identity folders with images under {root}; expected <root>/<identity>/<image> "
-                "(e.g. faces/alice/1.jpg)"
-            )
+            raise DataError(f"no identity folders with images under {root}; expected <root>/<identity>/<image> "
+                            "(e.g. faces/alice/1.jpg)")
         return records
 
 

@@ -132,10 +132,8 @@ def check_train_samples(train_samples: TrainSamples, pool_size: int | None = Non
     if train_samples < 1:
         raise ConfigError(f"train_samples must be >= 1 (or 'all'), got {train_samples}")
     if pool_size is not None and train_samples > pool_size:
-        raise ConfigError(
-            f"train_samples={train_samples} is larger than the training pool ({pool_size} images after "
-            "filtering and holding out val/test); use a smaller value or 'all'"
-        )
+        raise ConfigError(f"train_samples={train_samples} is larger than the training pool ({pool_size} images after "
+                          "filtering and holding out val/test); use a smaller value or 'all'")
 
 
 @dataclass(frozen=True)
@@ -186,10 +184,8 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
     kept = {i: sorted(keys) for i, keys in by_identity.items() if len(keys) >= min_images_per_identity}
     if not kept:
         largest = max(len(k) for k in by_identity.values())
-        raise DataError(
-            f"no identity has >= {min_images_per_identity} images (min_images_per_identity); "
-            f"the largest has {largest}"
-        )
+        raise DataError(f"no identity has >= {min_images_per_identity} images (min_images_per_identity); "
+                        f"the largest has {largest}")
     if max_identities is not None and len(kept) > max_identities:
         # the identities with most images, ties by name: deterministic and independent of the seed
         chosen = sorted(kept, key=lambda i: (-len(kept[i]), i))[:max_identities]
@@ -206,11 +202,9 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
         n_test, n_val = _count(len(keys), spec.test_fraction), _count(len(keys), spec.val_fraction)
         if len(keys) - n_test - n_val < 1:
             need = n_test + n_val + 1
-            raise DataError(
-                f"identity {name!r} has {len(keys)} images but the split needs at least {need} "
-                f"(1 train + {n_val} val + {n_test} test); set min_images_per_identity: {need} to drop such "
-                "identities, or lower val_fraction/test_fraction"
-            )
+            raise DataError(f"identity {name!r} has {len(keys)} images but the split needs at least {need} "
+                            f"(1 train + {n_val} val + {n_test} test); set min_images_per_identity: {need} to drop "
+                            "such identities, or lower val_fraction/test_fraction")
         test += [(k, label[name]) for k in sorted(order[:n_test])]
         val += [(k, label[name]) for k in sorted(order[n_test : n_test + n_val])]
         pools[name] = order[n_test + n_val :]

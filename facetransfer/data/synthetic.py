@@ -377,10 +377,8 @@ class SyntheticSource(FaceSource):
             i, j = int(m.group(1)), int(m.group(2))
             if i < self.num_identities and j < self.images_per_identity and self.key(i, j) == key:
                 return i, j
-        raise DataError(
-            f"no synthetic image {key!r}; keys look like {self.key(0, 0)!r} with identity < {self.num_identities} "
-            f"and index < {self.images_per_identity}"
-        )
+        raise DataError(f"no synthetic image {key!r}; keys look like {self.key(0, 0)!r} with identity < "
+                        f"{self.num_identities} and index < {self.images_per_identity}")
 
     def open(self, key: str) -> Image.Image:
         i, j = self.parse_key(key)

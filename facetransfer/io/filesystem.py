@@ -89,9 +89,8 @@ def filesystem_error(
 ) -> FileSystemError:
     """The :class:`~facetransfer.errors.FileSystemError` to raise ``from`` an ``OSError``."""
     where = err.filename if err.filename is not None else path
-    return FileSystemError(
-        describe_os_error(err, operation, path, kept), errno=err.errno, filename=None if where is None else _name(where)
-    )
+    return FileSystemError(describe_os_error(err, operation, path, kept), errno=err.errno,
+                           filename=None if where is None else _name(where))
 
 
 __all__ = ["describe_os_error", "filesystem_error", "find_os_error", "guess_operation", "reason_of"]
