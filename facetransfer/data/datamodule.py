@@ -342,8 +342,7 @@ class FaceDataModule(L.LightningDataModule):
         """
         if stage != "fit":
             return
-        manifest = self.manifest
-        trainer = self.trainer
+        manifest, trainer = self.manifest, self.trainer
         if trainer is None:
             return
         folder = Path(trainer.log_dir or trainer.default_root_dir)  # a collective under DDP: every rank asks

@@ -57,13 +57,12 @@ class TensorStore:
 
     @classmethod
     def build(cls, source: FaceSource, items: Sequence[tuple[str, int]], *, side: int, face_crop: float = 1.0,
-              device: torch.device | str = "cpu", workers: int | None = None, chunk: int = 256) -> TensorStore:
+              device: torch.device | str = "cpu", chunk: int = 256) -> TensorStore:
         device = torch.device(device)
-        workers = workers or min(16, os.cpu_count() or 1)
         images = torch.empty((len(items), 3, side, side), dtype=torch.uint8, device=device)
         keys = [k for k, _ in items]
         use_nvjpeg = device.type == "cuda" and source.root is not None and source.opens_files_as_they_are
-        with ThreadPoolExecutor(workers) as pool:
+        with ThreadPoolExecutor(min(16, os.cpu_count() or 1)) as pool:
             for start in range(0, len(keys), chunk):
                 part = keys[start : start + chunk]
                 decoded: list[torch.Tensor | None] = [None] * len(part)
