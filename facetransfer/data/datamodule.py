@@ -83,9 +83,10 @@ class FaceDataModule(L.LightningDataModule):
             links it); None: ImageNet's 224 px.
         features: where frozen-backbone features come from when the model's backbone is frozen
             (the model attaches itself to it); None: an in-memory :class:`~facetransfer.features.InMemoryFeatures`.
-        cache: ``gpu`` / ``memory``: decode every image once into a uint8 store there and augment whole
-            batches; ``none``: decode in DataLoader workers every epoch; ``auto``: ``gpu`` when training on
-            CUDA and the store fits in 40 % of its free memory, else ``none`` (docs/performance.md).
+        cache: ``gpu`` decodes every image once into a uint8 store on the GPU and augments whole
+            batches there; ``memory`` keeps the store in RAM; ``none`` decodes JPEGs in DataLoader
+            workers every epoch (for datasets too large to hold); ``auto``: ``gpu`` when training
+            on a CUDA device and the store fits in 40 % of its free memory, else ``none``.
     """
 
     def __init__(
