@@ -55,23 +55,16 @@ class AlignedSource(FaceSource):
     def describe(self) -> dict[str, Any]:
         return {**self.source.describe(), "align": self.aligner.describe()}
 
-    def _is_file_backed(self) -> bool:
-        return self.source.root is not None
-
     def open(self, key: str) -> Image.Image:
         """The aligned chip of ``key``; :class:`~.aligner.NoFaceError` / ``DataError`` when there is none."""
-        if self._is_file_backed():
+        if self.root is not None:  # file-backed: the aligner reads (and caches detections by) the file
             return self.aligner.align(self.source.path(key), key=key)
         return self.aligner.align(self.source.open(key), key=key)
-
-    def prepare(self, keys: Sequence[str], progress: bool = False) -> None:
-        """Detect faces in all these images now (batched, cached), so ``open`` only warps."""
-        self.find_faceless(keys, progress=progress)
 
     def find_faceless(self, keys: Sequence[str], progress: bool = False) -> list[tuple[str, str]]:
         """``(key, reason)`` for each image without a face (or unreadable), detecting all of them once."""
         keys = list(keys)
-        if not self._is_file_backed():
+        if self.root is None:
             bad = []
             for key in keys:
                 try:
@@ -87,13 +80,8 @@ class AlignedSource(FaceSource):
         return sorted(bad)
 
 
-def aligned_source(
-    source: FaceSource,
-    align: str = "mtcnn",
-    template: str | FaceTemplate = "dlib",
-    size: int | None = None,
-    **aligner_args: Any,
-) -> FaceSource:
+def aligned_source(source: FaceSource, align: str = "mtcnn", template: str | FaceTemplate = "dlib",
+                   size: int | None = None, **aligner_args: Any) -> FaceSource:
     """``source`` aligned by ``align``: ``none`` (unchanged), ``landmarks`` (the dataset's own, e.g.
     CelebA's), or a registered detector name (``mtcnn``). Further arguments go to :class:`Aligner`."""
     if align == ALIGN_NONE:

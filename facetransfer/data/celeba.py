@@ -1,13 +1,8 @@
-"""CelebA: the aligned-and-cropped release (``img_align_celeba/``) or the in-the-wild images
-(``img_celeba/``), with ``identity_CelebA.txt``.
-
-Both the original Google-Drive layout (annotation files in ``Anno/`` and ``Eval/``
-or next to the images) and torchvision's ``<root>/celeba/`` layout are found.
-CelebA's official partition separates *identities* (it is for verification), so
-identification uses all images by default; ``partition`` restricts to one part.
-:meth:`CelebASource.landmark_points` reads the dataset's own five landmarks
-(``list_landmarks_celeba.txt`` for the wild images, ``list_landmarks_align_celeba.txt`` for the
-aligned ones), which alignment (``align: landmarks``) uses instead of a detector::
+"""CelebA: the aligned-and-cropped release (``img_align_celeba/``) or the in-the-wild images (``img_celeba/``),
+with ``identity_CelebA.txt``, in the original layout (annotations in ``Anno/``, ``Eval/`` or next to the images)
+or torchvision's ``<root>/celeba/``. CelebA's official partition separates *identities* (it is for verification),
+so identification uses all images by default; ``partition`` restricts to one part. The dataset's own five
+landmarks (:meth:`CelebASource.landmark_points`) serve ``align: landmarks`` instead of a detector::
 
     >>> src = CelebASource("/data/celeba", partition="train")  # doctest: +SKIP
     >>> wild = CelebASource("/data/celeba", variant="wild")  # doctest: +SKIP
@@ -44,12 +39,8 @@ class CelebASource(FaceSource):
     name = "celeba"
     face_crop = 0.8  # CelebA's images hold the face in their central 80 % (see docs/reference.md)
 
-    def __init__(
-        self,
-        root: str,
-        partition: Literal["all", "train", "val", "test"] = "all",
-        variant: Literal["aligned", "wild"] = "aligned",
-    ) -> None:
+    def __init__(self, root: str, partition: Literal["all", "train", "val", "test"] = "all",
+                 variant: Literal["aligned", "wild"] = "aligned") -> None:
         super().__init__(root)
         if partition != "all" and partition not in PARTITIONS:
             raise ConfigError(f"unknown CelebA partition {partition!r}; known: all, {', '.join(PARTITIONS)}")
@@ -67,11 +58,12 @@ class CelebASource(FaceSource):
         raise DataError(f"no {folder}/ folder under {root} (or {root / 'celeba'})")
 
     @staticmethod
-    def _find(base: Path, filename: str) -> Path | None:
+    def _find(base: Path, filename: str, needed_for: str) -> Path:
+        """``filename`` in ``base`` or its ``Anno/`` / ``Eval/`` folder; a :class:`DataError` saying what needs it."""
         for folder in (base, base / "Anno", base / "Eval"):
             if (folder / filename).is_file():
                 return folder / filename
-        return None
+        raise DataError(f"{filename} not found in {base}, {base / 'Anno'} or {base / 'Eval'}; {needed_for}")
 
     @staticmethod
     def _read_pairs(path: Path) -> dict[str, str]:
@@ -88,14 +80,10 @@ class CelebASource(FaceSource):
 
     def records(self) -> list[FaceRecord]:
         base = self._base()
-        identity_file = self._find(base, "identity_CelebA.txt")
-        if identity_file is None:
-            raise DataError(f"identity_CelebA.txt not found in {base}, {base / 'Anno'}")
+        identity_file = self._find(base, "identity_CelebA.txt", "it names the identity of each image")
         identities = self._read_pairs(identity_file)
         if self.partition != "all":
-            partition_file = self._find(base, "list_eval_partition.txt")
-            if partition_file is None:
-                raise DataError(f"partition={self.partition!r} needs list_eval_partition.txt in {base} or {base / 'Eval'}")
+            partition_file = self._find(base, "list_eval_partition.txt", f"partition={self.partition!r} needs it")
             wanted = PARTITIONS[self.partition]
             parts = self._read_pairs(partition_file)
             identities = {k: v for k, v in identities.items() if parts.get(k) == wanted}
@@ -119,12 +107,7 @@ class CelebASource(FaceSource):
 
     def landmark_file(self) -> Path:
         """The landmark file of this variant (``list_landmarks_celeba.txt`` / ``list_landmarks_align_celeba.txt``)."""
-        base = self._base()
-        filename = VARIANTS[self.variant][1]
-        path = self._find(base, filename)
-        if path is None:
-            raise DataError(f"{filename} not found in {base} or {base / 'Anno'}; it holds CelebA's landmarks")
-        return path
+        return self._find(self._base(), VARIANTS[self.variant][1], "it holds CelebA's landmarks")
 
     def landmark_points(self) -> dict[str, list[list[float]]]:
         """The dataset's five landmarks of each image of this variant, keyed like :meth:`records`:
@@ -136,9 +119,7 @@ class CelebASource(FaceSource):
         path = self.landmark_file()
         prefix = os.path.relpath(self._base() / VARIANTS[self.variant][0], self.root)
         points = {}
-        with open(path) as fh:
-            lines = fh.read().splitlines()
-        for lineno, line in enumerate(lines, 1):
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
             parts = line.split()
             if lineno <= 2 and (len(parts) == 1 or (parts and not parts[0].lower().endswith(".jpg"))):
                 continue  # the count line and the column header

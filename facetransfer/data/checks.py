@@ -30,25 +30,19 @@ def check_image_file(path: str | os.PathLike) -> str | None:
         with Image.open(name) as img:
             img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
             img.load()
-    except OSError as err:
-        reason = reason_of(err) if err.errno is not None else (str(err) or type(err).__name__)
-        if not is_image_name(name) and err.errno is None:
-            reason = f"not an image file ({reason})"
-        return reason
     except Exception as err:  # PIL raises many types for bad files
+        if isinstance(err, OSError) and err.errno is not None:  # the file itself cannot be read
+            return reason_of(err)
         reason = str(err) or type(err).__name__
-        if not is_image_name(name):
-            reason = f"not an image file ({reason})"
-        return reason
+        return reason if is_image_name(name) else f"not an image file ({reason})"
     return None
 
 
-def find_bad_images(source: FaceSource, keys: Iterable[str], workers: int | None = None) -> list[tuple[str, str]]:
+def find_bad_images(source: FaceSource, keys: Iterable[str]) -> list[tuple[str, str]]:
     """``(key, reason)`` for each key of a file-backed source that cannot be decoded."""
     keys = list(keys)
     if source.root is None:  # generated data has no files
         return []
-    workers = workers or min(8, (os.cpu_count() or 1) * 2)
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(min(8, (os.cpu_count() or 1) * 2)) as pool:
         reasons = pool.map(lambda k: check_image_file(source.path(k)), keys, chunksize=64)
         return [(k, r) for k, r in zip(keys, reasons) if r is not None]

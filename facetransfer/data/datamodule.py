@@ -15,8 +15,8 @@ From YAML (LightningCLI)::
 
 from __future__ import annotations
 
-import logging
 import math
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,20 +33,13 @@ from ..io.images import default_num_workers, image_files_under
 from ..preprocess import ImageBatch, Preprocess
 from .checks import find_bad_images
 from .dataset import FaceDataset
-from .sampler import (
-    ResumableDataLoader,
-    ResumableSampler,
-    SeededDataset,
-    resume_position,
-)
+from .sampler import ResumableDataLoader, ResumableSampler, SeededDataset, resume_position
 from .sources import FaceRecord, FaceSource, get_source
 from .split import SplitManifest, SplitSpec, TrainSamples, make_split
-from .store_batches import CacheMode, StoreCollate, StoreIndex, resolve_cache_mode
+from .store_batches import CacheMode, StoreCollate, resolve_cache_mode
 from .tensor_store import TensorStore
 
 Split = Literal["train", "val", "test"]
-
-log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "split.json"
 
@@ -54,16 +47,7 @@ MANIFEST_NAME = "split.json"
 @rank_zero_only
 def _say(message: str) -> None:
     """A progress line on stderr (process 0 only), for steps that take minutes."""
-    import sys
-
     print(message, file=sys.stderr, flush=True)
-
-
-def _interactive() -> bool:
-    """Show progress bars (face detection of a whole dataset takes minutes) when stderr is a terminal."""
-    import sys
-
-    return sys.stderr.isatty()
 
 
 class FaceDataModule(L.LightningDataModule):
@@ -82,10 +66,8 @@ class FaceDataModule(L.LightningDataModule):
         balanced_eval: cut val/test to the same number of images per identity (imbalanced data).
         face_crop: central fraction of the image kept before resizing (None: dataset default; 1.0
             for aligned faces).
-        align: ``none``; a registered face detector (``mtcnn``: detect once per image, cached on disk
-            by file content, then a 5-point similarity warp onto ``align_template``); ``landmarks``:
-            the dataset's own five points (CelebA). Images without a face follow ``on_bad_image``
-            and are listed in the split manifest. See docs/alignment.md.
+        align: ``none``, a registered face detector (``mtcnn``; detections cached on disk) or ``landmarks``
+            (the dataset's own points, CelebA); faceless images follow ``on_bad_image``. See docs/alignment.md.
         align_template: ``dlib`` or ``arcface`` (None: the backbone's own, ``preprocess.face_template``),
             placed where the backbone's eval transform keeps it.
         augment: light training augmentation (random resized crop, flip, colour jitter).
@@ -97,9 +79,8 @@ class FaceDataModule(L.LightningDataModule):
         check_images: decode-check every image once before splitting (file-backed sources).
         split_manifest: a ``split.json`` of an earlier run, or a checkpoint, whose split to reuse exactly.
         predict_root: folder of images for ``predict`` (default: the test split).
-        preprocess: input geometry/normalisation of the model's backbone (``model.preprocess``,
-            or :func:`facetransfer.models.backbone_preprocess`; the CLI links it from the model's
-            options); None: ImageNet's 224 px.
+        preprocess: input geometry/normalisation of the model's backbone (``model.preprocess``; the CLI
+            links it); None: ImageNet's 224 px.
         features: where frozen-backbone features come from when the model's backbone is frozen
             (the model attaches itself to it); None: an in-memory :class:`~facetransfer.features.InMemoryFeatures`.
         cache: ``gpu`` decodes every image once into a uint8 store on the GPU and augments whole
@@ -148,14 +129,8 @@ class FaceDataModule(L.LightningDataModule):
         self.root = root
         self.dataset_args = dict(dataset_args or {})
         self.split_spec = SplitSpec(
-            min_images_per_identity=min_images_per_identity,
-            max_identities=max_identities,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            train_samples=train_samples,
-            seed=seed,
-            balanced_eval=balanced_eval,
-        )
+            min_images_per_identity=min_images_per_identity, max_identities=max_identities, val_fraction=val_fraction,
+            test_fraction=test_fraction, train_samples=train_samples, seed=seed, balanced_eval=balanced_eval)
         self.seed = seed
         self.align = align
         self.align_template = align_template
@@ -220,7 +195,7 @@ class FaceDataModule(L.LightningDataModule):
             todo = [k for k in keys if k not in known and (detect is None or k in detect)]
             _say(f"facetransfer: finding the faces of {len(todo)} images with {self.align} "
                  "(detections are cached on disk: later runs only read them)")
-            bad += source.find_faceless(todo, progress=_interactive())
+            bad += source.find_faceless(todo, progress=sys.stderr.isatty())  # progress bars on a terminal
         return bad
 
     # --- the split -------------------------------------------------------------------------
@@ -261,9 +236,8 @@ class FaceDataModule(L.LightningDataModule):
         if self.on_bad_image == "error":
             listing = "\n".join(f"  {source.path(k)}: {why}" for k, why in bad[:50])
             more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
-            raise DataError(
-                f"{len(bad)} {what} in {source.root} (set data.on_bad_image: skip to leave them out):\n{listing}{more}"
-            )
+            raise DataError(f"{len(bad)} {what} in {source.root} (set data.on_bad_image: skip to leave them "
+                            f"out):\n{listing}{more}")
         rank_zero_warn(f"skipping {len(bad)} {what}: " + "; ".join(f"{k} ({why})" for k, why in bad))
         return {k for k, _ in bad}
 
@@ -274,17 +248,14 @@ class FaceDataModule(L.LightningDataModule):
         least = self.split_spec.min_images_per_identity
         dropped = sum(1 for n in counts.values() if n < least)
         if dropped:
-            rank_zero_warn(
-                f"min_images_per_identity={least} leaves out {dropped} of {len(counts)} identities (fewer images); "
-                f"{manifest.num_classes} are used"
-            )
+            rank_zero_warn(f"min_images_per_identity={least} leaves out {dropped} of {len(counts)} identities "
+                           f"(fewer images); {manifest.num_classes} are used")
         untrained = manifest.num_classes - len({label for _, label in manifest.train})
         if untrained:
-            rank_zero_warn(
-                f"train_samples={self.split_spec.train_samples} leaves {untrained} of {manifest.num_classes} identities "
-                "without a training image, but they are in the val/test sets (where they cannot be recognised); "
-                f"set data.train_samples to at least {manifest.num_classes} (or 'all'), or lower data.max_identities"
-            )
+            rank_zero_warn(f"train_samples={self.split_spec.train_samples} leaves {untrained} of "
+                           f"{manifest.num_classes} identities without a training image, but they are in the val/test "
+                           f"sets (where they cannot be recognised); set data.train_samples to at least "
+                           f"{manifest.num_classes} (or 'all'), or lower data.max_identities")
 
     @property
     def class_names(self) -> list[str]:
@@ -324,10 +295,8 @@ class FaceDataModule(L.LightningDataModule):
             self._sources_for.clear()
             self.dataset = kind
         elif same_kind and args and args != self.source.init_args():
-            rank_zero_warn(
-                f"data.dataset_args {self.source.init_args()} differ from those the split was made with {args}; "
-                "using the configured ones"
-            )
+            rank_zero_warn(f"data.dataset_args {self.source.init_args()} differ from those the split was made with "
+                           f"{args}; using the configured ones")
         align = manifest.settings.get("align", "none")
         template = manifest.settings.get("align_template")
         if (align, template) != (self.align, self.align_template):
@@ -361,10 +330,9 @@ class FaceDataModule(L.LightningDataModule):
             return
         missing = [k for k, _ in getattr(self.manifest, split) if not self.source.path(k).is_file()]
         if missing:
-            raise DataError(
-                f"{len(missing)} of {len(getattr(self.manifest, split))} {split} images are missing under "
-                f"{self.source.root} (e.g. {missing[0]}); if the dataset moved, point to it with --data.root"
-            )
+            raise DataError(f"{len(missing)} of {len(getattr(self.manifest, split))} {split} images are missing under "
+                            f"{self.source.root} (e.g. {missing[0]}); if the dataset moved, point to it with "
+                            "--data.root")
         self._checked_files.add(split)
 
     # --- Lightning hooks ---------------------------------------------------------------------
@@ -375,30 +343,23 @@ class FaceDataModule(L.LightningDataModule):
         """
         if stage != "fit":
             return
-        manifest = self.manifest
-        trainer = self.trainer
+        manifest, trainer = self.manifest, self.trainer
         if trainer is None:
             return
         folder = Path(trainer.log_dir or trainer.default_root_dir)  # a collective under DDP: every rank asks
         if trainer.is_global_zero:
             path = manifest.save(folder / MANIFEST_NAME)
-            rank_zero_info(
-                f"facetransfer: {manifest.num_classes} identities, train {len(manifest.train)} of "
-                f"{manifest.train_pool_size} pool images, val {len(manifest.val)}, test {len(manifest.test)}; "
-                f"split written to {path}"
-            )
-
-    def eval_transform(self):
-        return self.preprocess.eval_transform(self.face_crop)
-
-    def train_transform(self):
-        return self.preprocess.train_transform(self.face_crop, augment=self.augment)
+            rank_zero_info(f"facetransfer: {manifest.num_classes} identities, train {len(manifest.train)} of "
+                           f"{manifest.train_pool_size} pool images, val {len(manifest.val)}, test "
+                           f"{len(manifest.test)}; split written to {path}")
 
     def dataset_for(self, split: Split, train_transform: bool | None = None) -> FaceDataset:
         """The torch dataset of a split; ``train_transform`` defaults to True for ``train`` only."""
-        items = getattr(self.manifest, split)
-        augment = (split == "train") if train_transform is None else train_transform
-        return FaceDataset(self.source, items, self.train_transform() if augment else self.eval_transform())
+        if split == "train" if train_transform is None else train_transform:
+            transform = self.preprocess.train_transform(self.face_crop, augment=self.augment)
+        else:
+            transform = self.preprocess.eval_transform(self.face_crop)
+        return FaceDataset(self.source, getattr(self.manifest, split), transform)
 
     @property
     def device(self) -> torch.device:
@@ -409,22 +370,18 @@ class FaceDataModule(L.LightningDataModule):
         return max(1, length) if size == "all" else int(size)
 
     def _split_loader(self, split: Split, *, batch_size: int | str, shuffle: bool) -> DataLoader:
-        items = getattr(self.manifest, split)
         self.check_files(split)
         if self.features.ready:  # a frozen backbone: its features, computed once
-            dataset = self.features.features(split, items, lambda: self.eval_batches(split))
+            dataset = self.features.features(split, *self._split_images(split))
             return self._loader(dataset, batch_size=self._batch(batch_size, len(dataset)), shuffle=shuffle, num_workers=0)
         if batch_size == "all":
-            raise ConfigError(
-                f"batch_size 'all' puts the whole {split} split in one batch; that needs frozen features "
-                "(model freeze: all with feature_cache: true); give a number of images instead"
-            )
+            raise ConfigError(f"batch_size 'all' puts the whole {split} split in one batch; that needs frozen features "
+                              "(model freeze: all with feature_cache: true); give a number of images instead")
         store = self._store(split)
         if store is not None:
-            collate = StoreCollate(store, augment=self.augment and split == "train")
-            index = StoreIndex(len(items))
-            return self._loader(index, batch_size=batch_size, shuffle=shuffle, num_workers=0, collate_fn=collate,
-                                pin_memory=store.device.type == "cpu")
+            collate = StoreCollate(store, augment=self.augment and split == "train")  # the loader samples indices
+            return self._loader(range(len(store)), batch_size=batch_size, shuffle=shuffle, num_workers=0,
+                                collate_fn=collate, pin_memory=store.device.type == "cpu")
         return self._loader(self.dataset_for(split), batch_size=batch_size, shuffle=shuffle)
 
     def _split_images(self, split: Split) -> tuple[list[tuple[str, int]], Callable[[], Iterable[Any]]]:
@@ -443,20 +400,13 @@ class FaceDataModule(L.LightningDataModule):
         return (ImageBatch(store.images[i : i + size], store.labels[i : i + size]) for i in range(0, len(store), size))
 
     # --- decoded-image store (cache: gpu | memory) ----------------------------------------------
-    def cache_mode(self, device: torch.device | None = None) -> str:
-        """The resolved ``cache`` for training on ``device`` (default: the trainer's)."""
-        m = self.manifest
-        side = self.preprocess.resize_size
-        return resolve_cache_mode(self.cache, device or self.device, len(m.train) + len(m.val) + len(m.test), side)
-
     def _store(self, split: Split) -> TensorStore | None:
         """The split's uint8 store (built on first use), or None on the PIL path."""
-        device = self.device
-        mode = self.cache_mode(device)
+        m, side = self.manifest, self.preprocess.resize_size
+        mode = resolve_cache_mode(self.cache, self.device, len(m.train) + len(m.val) + len(m.test), side)
         if mode == "none":
             return None
-        side = self.preprocess.resize_size
-        where = device if mode == "gpu" else torch.device("cpu")
+        where = self.device if mode == "gpu" else torch.device("cpu")
         key = (str(where), side, self.face_crop, id(self._manifest))
         cached = self._stores.get(split)
         if cached is not None and cached[0] == key:
@@ -466,16 +416,8 @@ class FaceDataModule(L.LightningDataModule):
         self._stores[split] = (key, store)
         return store
 
-    def _loader(
-        self,
-        dataset,
-        *,
-        batch_size: int,
-        shuffle: bool,
-        num_workers: int | None = None,
-        collate_fn=None,
-        pin_memory: bool = True,
-    ) -> DataLoader:
+    def _loader(self, dataset, *, batch_size: int, shuffle: bool, num_workers: int | None = None, collate_fn=None,
+                pin_memory: bool = True) -> DataLoader:
         """A DataLoader; for training, one whose order and augmentation depend only on (seed, epoch, index).
 
         The training sampler (:class:`ResumableSampler`) shuffles by ``(seed, epoch)``, shards over
@@ -486,8 +428,7 @@ class FaceDataModule(L.LightningDataModule):
         """
         trainer = self.trainer
         num_workers = self.num_workers if num_workers is None else num_workers
-        on_gpu = trainer is not None and trainer.strategy.root_device.type == "cuda"
-        sampler = None
+        sampler, loader_class = None, DataLoader
         if shuffle:
             world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
             item_seeds = isinstance(dataset, FaceDataset)
@@ -497,18 +438,10 @@ class FaceDataModule(L.LightningDataModule):
             sampler.skip = done * batch_size
             if item_seeds:
                 dataset = SeededDataset(dataset)
-        loader_class = ResumableDataLoader if sampler is not None else DataLoader  # resumes by itself (see sampler.py)
-        return loader_class(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            num_workers=num_workers,
-            persistent_workers=num_workers > 0,
-            pin_memory=on_gpu and pin_memory,
-            generator=torch.Generator().manual_seed(self.seed),
-            drop_last=False,
-            collate_fn=collate_fn,
-        )
+            loader_class = ResumableDataLoader  # resumes by itself (see sampler.py)
+        return loader_class(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                            persistent_workers=num_workers > 0, pin_memory=pin_memory and self.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(self.seed), collate_fn=collate_fn)
 
     def train_dataloader(self) -> DataLoader:
         return self._split_loader("train", batch_size=self.batch_size, shuffle=True)
@@ -538,11 +471,8 @@ class FaceDataModule(L.LightningDataModule):
             items = [(k, -1) for k in keys]
         else:
             source, items = self.source, self.manifest.test
-        dataset = FaceDataset(source, items, self.eval_transform(), return_keys=True)
+        dataset = FaceDataset(source, items, self.preprocess.eval_transform(self.face_crop), return_keys=True)
         return self._loader(dataset, batch_size=self._batch(self.eval_batch_size, len(dataset)), shuffle=False)
 
-    def describe(self) -> dict[str, Any]:
-        return {**self.manifest.source, **self.manifest.settings, "identities": self.num_classes}
 
-
-__all__ = ["FaceDataModule", "FaceRecord", "MANIFEST_NAME"]
+__all__ = ["MANIFEST_NAME", "FaceDataModule"]

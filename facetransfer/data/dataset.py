@@ -23,13 +23,8 @@ class FaceDataset(Dataset):
     With ``return_keys=True`` items are ``(image, label, key)`` (for prediction).
     """
 
-    def __init__(
-        self,
-        source: FaceSource,
-        items: Sequence[tuple[str, int]],
-        transform: Callable[[Any], Any] | None = None,
-        return_keys: bool = False,
-    ) -> None:
+    def __init__(self, source: FaceSource, items: Sequence[tuple[str, int]],
+                 transform: Callable[[Any], Any] | None = None, return_keys: bool = False) -> None:
         self.source = source
         self.items = list(items)
         self.transform = transform

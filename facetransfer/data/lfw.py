@@ -13,14 +13,11 @@ official protocol files sit next to the images, ``people="devtrain"`` /
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Literal
 
 from ..errors import ConfigError, DataError
 from .sources import FaceRecord, FaceSource, identity_records, register_source
-
-log = logging.getLogger(__name__)
 
 VARIANTS = {
     "deepfunneled": ("lfw-deepfunneled", "lfw_deepfunneled"),
@@ -34,11 +31,12 @@ ARCHIVES = {"original": "lfw.zip", "funneled": "lfw-funneled.zip", "deepfunneled
 NAMES_FILE = "lfw-names.txt"
 
 
-def _read_name_counts(path: Path, first_line: int) -> dict[str, int]:
-    """``Name<TAB>count`` lines from line ``first_line`` on -> {name: count}."""
+def read_name_counts(path: Path, header: bool = False) -> dict[str, int]:
+    """``Name<TAB>count`` lines -> {name: count}: ``lfw-names.txt``, or with ``header`` (a count line first)
+    ``peopleDevTrain.txt`` and the like."""
     counts: dict[str, int] = {}
-    lines = path.read_text().split("\n")
-    for lineno, line in enumerate(lines[first_line - 1 :], first_line):
+    first_line = 2 if header else 1
+    for lineno, line in enumerate(path.read_text().split("\n")[first_line - 1 :], first_line):
         parts = line.split()
         if not parts:
             continue
@@ -46,16 +44,6 @@ def _read_name_counts(path: Path, first_line: int) -> dict[str, int]:
             raise DataError(f"{path}:{lineno}: expected 'Name<TAB>count', got {line!r}")
         counts[parts[0]] = int(parts[1])
     return counts
-
-
-def read_names_file(path: Path) -> dict[str, int]:
-    """``lfw-names.txt`` (``Name<TAB>count`` lines, no header) -> {name: number of images}."""
-    return _read_name_counts(path, first_line=1)
-
-
-def read_people_file(path: Path) -> dict[str, int]:
-    """``peopleDevTrain.txt``-style file (count line, then ``Name<TAB>n`` lines) -> {name: n}."""
-    return _read_name_counts(path, first_line=2)
 
 
 @register_source("lfw")
@@ -71,12 +59,8 @@ class LFWSource(FaceSource):
     name = "lfw"
     face_crop = 0.6  # LFW's 250 px images hold the face in their central 60 % (see docs/reference.md)
 
-    def __init__(
-        self,
-        root: str,
-        variant: Literal["auto", "deepfunneled", "funneled", "original"] = "auto",
-        people: Literal["all", "devtrain", "devtest"] = "all",
-    ) -> None:
+    def __init__(self, root: str, variant: Literal["auto", "deepfunneled", "funneled", "original"] = "auto",
+                 people: Literal["all", "devtrain", "devtest"] = "all") -> None:
         super().__init__(root)
         if variant != "auto" and variant not in VARIANTS:
             raise ConfigError(f"unknown LFW variant {variant!r}; known: auto, {', '.join(VARIANTS)}")
@@ -98,14 +82,6 @@ class LFWSource(FaceSource):
         wanted = ", ".join(d for v in order for d in VARIANTS[v])
         raise DataError(f"no LFW images under {root}: expected a folder named {wanted} holding <Name>/<Name>_0001.jpg")
 
-    def protocol_file(self, filename: str) -> Path | None:
-        """An official protocol file next to the images (or one level up), if present."""
-        image_dir = self.image_dir()
-        for folder in (self.root, image_dir, image_dir.parent):
-            if folder is not None and (folder / filename).is_file():
-                return folder / filename
-        return None
-
     def records(self) -> list[FaceRecord]:
         image_dir = self.image_dir()
         records = identity_records(image_dir, self.root)
@@ -114,17 +90,17 @@ class LFWSource(FaceSource):
         if self.people == "all":
             return records
         filename = PEOPLE_FILES[self.people]
-        people_file = self.protocol_file(filename)
-        if people_file is None:
+        found = [path for path in (self.root / filename, image_dir / filename, image_dir.parent / filename)
+                 if path.is_file()]  # next to the images, or one level up
+        if not found:
             raise DataError(f"people={self.people!r} needs {filename} next to {image_dir}; it is not there")
-        listed = read_people_file(people_file)
+        people_file = found[0]
+        listed = read_name_counts(people_file, header=True)
         on_disk = {r.identity for r in records}
         missing = sorted(set(listed) - on_disk)
         if missing:
-            raise DataError(
-                f"{len(missing)} identities listed in {people_file} have no folder under {image_dir}, "
-                f"e.g. {missing[:5]}; use people: all for a partial copy"
-            )
+            raise DataError(f"{len(missing)} identities listed in {people_file} have no folder under {image_dir}, "
+                            f"e.g. {missing[:5]}; use people: all for a partial copy")
         return [r for r in records if r.identity in listed]
 
     def init_args(self) -> dict:

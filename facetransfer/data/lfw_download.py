@@ -1,15 +1,5 @@
-"""Download LFW from its site: resumable, atomic, verified.
-
-``download_lfw(root, "original")`` puts into ``root``:
-
-- the protocol files (``pairsDevTrain.txt``, ``pairs.txt``, ``peopleDevTrain.txt``, ...,
-  ``lfw-names.txt``), each checked against its published MD5 (the ones torchvision checks);
-- the images of one variant in ``root/lfw`` (``lfw-deepfunneled``, ``lfw_funneled``), checked
-  against ``lfw-names.txt``: every person's folder holds exactly the listed number of images.
-
-Downloads go to ``root/.lfw-download/<file>.part`` and continue where they stopped (HTTP Range)
-when the command is run again. The archive is extracted into a temporary folder under ``root``
-and renamed into place only after the check, so an image folder that exists is complete::
+"""Download LFW from its site: resumable (HTTP Range), verified (published MD5s, ``lfw-names.txt``) and
+atomic (an image folder that exists is complete); see docs/alignment.md::
 
     >>> download_lfw("data/lfw", "deepfunneled")  # doctest: +SKIP
     PosixPath('data/lfw/lfw-deepfunneled')
@@ -20,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -27,8 +18,10 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from ..errors import ConfigError, DataError
-from .lfw import ARCHIVES, NAMES_FILE, VARIANTS, read_names_file
+from .lfw import ARCHIVES, NAMES_FILE, VARIANTS, read_name_counts
 
 #: where the LFW project serves its files
 BASE_URL = "https://umass-vis-lfw.github.io/"
@@ -82,26 +75,16 @@ def fetch(url: str, dest: Path, progress: bool = False, timeout: float = 60) -> 
             have = 0
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None and length.isdigit() else None
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, dynamic_ncols=True)
+        bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, dynamic_ncols=True,
+                   disable=not progress)
         try:
-            with open(part, "ab" if resumed else "wb") as fh:
-                while True:
-                    block = response.read(_CHUNK)
-                    if not block:
-                        break
+            with bar, open(part, "ab" if resumed else "wb") as fh:
+                for block in iter(lambda: response.read(_CHUNK), b""):
                     fh.write(block)
                     have += len(block)
-                    if bar is not None:
-                        bar.update(len(block))
+                    bar.update(len(block))
         except (OSError, http.client.HTTPException) as err:
             raise DataError(f"download of {url} stopped after {have} bytes: {err}{_resume_hint(part, have)}") from None
-        finally:
-            if bar is not None:
-                bar.close()
     if total is not None and have != total:
         raise DataError(f"download of {url} stopped after {have} of {total} bytes{_resume_hint(part, have)}")
     os.replace(part, dest)
@@ -110,23 +93,17 @@ def fetch(url: str, dest: Path, progress: bool = False, timeout: float = 60) -> 
 
 def _range_start(response) -> int | None:
     """First byte of a 206 response (``Content-Range: bytes START-END/TOTAL``)."""
-    value = response.headers.get("Content-Range", "")
-    try:
-        return int(value.split()[1].split("-")[0])
-    except (IndexError, ValueError):
-        return None
+    found = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""), re.IGNORECASE)
+    return int(found.group(1)) if found else None
 
 
 def _resume_hint(part: Path, have: int) -> str:
     return f"; run the same command again to resume ({have} bytes kept in {part})" if have else ""
 
 
-def fetch_protocol_file(
-    name: str, root: Path, base_url: str = BASE_URL, md5: Mapping[str, str] | None = None, progress: bool = False
-) -> Path:
-    """One protocol file in ``root``, downloaded unless already there with the published MD5."""
+def fetch_protocol_file(name: str, expected: str, root: Path, base_url: str = BASE_URL, progress: bool = False) -> Path:
+    """One protocol file in ``root``, downloaded unless already there with the MD5 ``expected``."""
     dest = root / name
-    expected = (PROTOCOL_MD5 if md5 is None else md5)[name]
     if dest.is_file() and md5_of(dest) == expected:
         return dest
     staging = root / DOWNLOAD_DIR / name
@@ -166,14 +143,8 @@ def check_image_counts(image_root: Path, names: Mapping[str, int]) -> None:
         raise DataError(f"the images in {image_root} do not match {NAMES_FILE} ({len(problems)} problem(s)):\n  {listing}")
 
 
-def download_lfw(
-    root: str | os.PathLike,
-    variant: str = "deepfunneled",
-    base_url: str = BASE_URL,
-    md5: Mapping[str, str] | None = None,
-    progress: bool = False,
-    keep_archive: bool = False,
-) -> Path:
+def download_lfw(root: str | os.PathLike, variant: str = "deepfunneled", base_url: str = BASE_URL,
+                 md5: Mapping[str, str] | None = None, progress: bool = False, keep_archive: bool = False) -> Path:
     """Download, verify and install one LFW variant and the protocol files into ``root``.
 
     ``md5`` maps each protocol file to download to its MD5 (default :data:`PROTOCOL_MD5`).
@@ -186,12 +157,11 @@ def download_lfw(
         raise ConfigError(f"unknown LFW variant {variant!r}; known: {', '.join(ARCHIVES)}")
     if not base_url.endswith("/"):
         base_url += "/"
-    md5 = PROTOCOL_MD5 if md5 is None else md5
     root = Path(root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
-    for name in md5:
-        fetch_protocol_file(name, root, base_url, md5, progress)
-    names = read_names_file(root / NAMES_FILE)
+    for name, expected in (PROTOCOL_MD5 if md5 is None else md5).items():
+        fetch_protocol_file(name, expected, root, base_url, progress)
+    names = read_name_counts(root / NAMES_FILE)
     target = root / VARIANTS[variant][0]
     if target.is_dir():
         check_image_counts(target, names)  # installed by an earlier run: still whole?
@@ -202,7 +172,7 @@ def download_lfw(
     with tempfile.TemporaryDirectory(prefix=".lfw-extract-", dir=root) as tmp:
         try:
             with zipfile.ZipFile(archive) as zf:
-                _safe_extract(zf, Path(tmp))
+                zf.extractall(tmp)  # zipfile drops absolute paths and "..": no member lands outside tmp
         except (zipfile.BadZipFile, OSError, EOFError) as err:
             archive.unlink(missing_ok=True)  # a damaged archive is downloaded again next time
             raise DataError(f"{archive} ({base_url + ARCHIVES[variant]}) is not a valid zip archive: {err}; "
@@ -221,23 +191,7 @@ def download_lfw(
     return target
 
 
-def _safe_extract(zf: zipfile.ZipFile, dest: Path) -> None:
-    """Extract every member, refusing paths that leave ``dest``."""
-    base = dest.resolve()
-    for member in zf.infolist():
-        target = (base / member.filename).resolve()
-        if not target.is_relative_to(base):
-            raise DataError(f"archive member {member.filename!r} would be written outside {dest}")
-    zf.extractall(dest)
-
-
 __all__ = [
-    "BASE_URL",
-    "LFW_URLS",
-    "PROTOCOL_MD5",
-    "check_image_counts",
-    "download_lfw",
-    "fetch",
-    "fetch_protocol_file",
+    "BASE_URL", "LFW_URLS", "PROTOCOL_MD5", "check_image_counts", "download_lfw", "fetch", "fetch_protocol_file",
     "find_image_root",
 ]

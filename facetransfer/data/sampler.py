@@ -1,13 +1,5 @@
-"""Training order and augmentation that depend only on ``(seed, epoch, index)``.
-
-A resumed, multi-worker or multi-process run must see the same batches, with
-the same augmentation, as one uninterrupted single-process run.
-:class:`ResumableSampler` therefore shuffles by ``(seed, epoch)`` (Lightning
-calls :meth:`~ResumableSampler.set_epoch` each epoch), shards the order over
-DDP ranks like :class:`~torch.utils.data.DistributedSampler` (so Lightning
-leaves it in place), can start part-way through an epoch, and gives each item
-a seed for its augmentation. :class:`SeededDataset` draws an item's augmentation
-from that seed, so DataLoader workers and their number do not matter::
+"""Training order and augmentation that depend only on ``(seed, epoch, index)``, so that a resumed,
+multi-worker or multi-process run sees the batches of one uninterrupted run (docs/reliability.md)::
 
     >>> sampler = ResumableSampler(range(6), seed=0, epoch=1)
     >>> [index for index, _ in sampler] == [index for index, _ in ResumableSampler(range(6), seed=0, epoch=1)]
@@ -23,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
@@ -41,27 +34,16 @@ class ResumableSampler(DistributedSampler):
     Args:
         data_source: the dataset (only its length is used).
         seed: seeds the order and the item seeds.
-        shuffle: a new order each epoch; ``False`` keeps the dataset order.
         num_replicas / rank: DDP world size and this process's rank (1 / 0 without DDP).
         epoch: the epoch to start in (a resumed run starts in the checkpoint's epoch).
         skip: items of this rank's share of ``epoch`` already trained on; applies to that
-            epoch only (``skip = batches done x batch size``).
+            epoch only (``skip = batches done x batch size``; ``len()`` stays the whole epoch's).
         item_seeds: yield ``(index, seed)`` pairs rather than indices.
     """
 
-    def __init__(
-        self,
-        data_source: Sized,
-        *,
-        seed: int = 0,
-        shuffle: bool = True,
-        num_replicas: int = 1,
-        rank: int = 0,
-        epoch: int = 0,
-        skip: int = 0,
-        item_seeds: bool = True,
-    ) -> None:
-        super().__init__(data_source, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)  # type: ignore[arg-type]
+    def __init__(self, data_source: Sized, *, seed: int = 0, num_replicas: int = 1, rank: int = 0, epoch: int = 0,
+                 skip: int = 0, item_seeds: bool = True) -> None:
+        super().__init__(data_source, num_replicas=num_replicas, rank=rank, seed=seed)  # type: ignore[arg-type]
         self.epoch = epoch
         self.skip = skip
         self.item_seeds = item_seeds
@@ -72,14 +54,10 @@ class ResumableSampler(DistributedSampler):
             self.skip = 0
         super().set_epoch(epoch)
 
-    def order(self, epoch: int | None = None) -> list[int]:
-        """This rank's dataset indices for ``epoch`` (padded like DistributedSampler), before ``skip``."""
-        epoch = self.epoch if epoch is None else epoch
+    def order(self) -> list[int]:
+        """This rank's dataset indices for this epoch (padded like DistributedSampler), before ``skip``."""
         n = len(self.dataset)  # type: ignore[arg-type]
-        if self.shuffle:
-            order = torch.randperm(n, generator=_generator(self.seed, epoch, 0)).tolist()
-        else:
-            order = list(range(n))
+        order = torch.randperm(n, generator=_generator(self.seed, self.epoch, 0)).tolist()
         if self.total_size > n:  # every rank gets num_samples items (some repeated), as in DistributedSampler
             order += (order * (self.total_size // max(1, n) + 1))[: self.total_size - n]
         return order[self.rank : self.total_size : self.num_replicas]
@@ -92,9 +70,6 @@ class ResumableSampler(DistributedSampler):
         n = len(self.dataset)  # type: ignore[arg-type]
         seeds = torch.randint(0, 2**62, (n,), generator=_generator(self.seed, self.epoch, 1)).tolist()
         return iter([(i, seeds[i]) for i in indices])
-
-    def __len__(self) -> int:
-        return self.num_samples  # the whole epoch, also when resuming part-way (Lightning counts from there)
 
 
 class SeededDataset(Dataset):
@@ -138,8 +113,6 @@ class ResumableDataLoader(DataLoader):
         return {"seed": int(getattr(self.sampler, "seed", 0)), "batch_size": self.batch_size, "items": len(self.dataset)}  # type: ignore[arg-type]
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        from lightning.pytorch.utilities import rank_zero_warn
-
         now = self.state_dict()
         changed = {k: (v, now[k]) for k, v in state_dict.items() if k in now and now[k] != v}
         if changed:

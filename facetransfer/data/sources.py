@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from ..errors import DataError
-from ..io.images import identity_images, is_image_name, load_rgb
+from ..io.images import identity_images, load_rgb
 from ..registry import Registry
 
 
@@ -75,12 +75,8 @@ class FaceSource:
         """
         if self.root is None:
             return {"dataset": self.name, "root": None, "args": self.init_args()}
-        return {
-            "dataset": self.name,
-            "root": str(self.root.resolve()),
-            "root_as_given": str(self.root),
-            "args": self.init_args(),
-        }
+        return {"dataset": self.name, "root": str(self.root.resolve()), "root_as_given": str(self.root),
+                "args": self.init_args()}
 
     def _require_root(self) -> Path:
         if self.root is None:
@@ -98,11 +94,8 @@ def identity_records(root: Path, base: Path) -> list[FaceRecord]:
 
 
 class FolderSource(FaceSource):
-    """``<root>/<identity>/<image>`` in any PIL-readable format (JPEG, PNG, PGM ...).
-
-    Every non-hidden file in an identity folder is an image record: a stray
-    non-image file is reported as a bad image rather than silently ignored.
-    """
+    """``<root>/<identity>/<image>`` in any PIL-readable format (JPEG, PNG, PGM ...); a stray non-image file
+    is reported as a bad image (see :func:`identity_records`)."""
 
     name = "folder"
 
@@ -110,10 +103,8 @@ class FolderSource(FaceSource):
         root = self._require_root()
         records = identity_records(root, root)
         if not records:
-            raise DataError(
-                f"no identity folders with images under {root}; expected <root>/<identity>/<image> "
-                "(e.g. faces/alice/1.jpg)"
-            )
+            raise DataError(f"no identity folders with images under {root}; expected <root>/<identity>/<image> "
+                            "(e.g. faces/alice/1.jpg)")
         return records
 
 
@@ -132,7 +123,4 @@ def get_source(name: str, root: str | os.PathLike | None = None, **dataset_args:
     return SOURCES.build(name, root, **dataset_args)
 
 
-__all__ = [
-    "SOURCES", "FaceRecord", "FaceSource", "FolderSource", "get_source", "is_image_name", "list_sources",
-    "register_source",
-]
+__all__ = ["SOURCES", "FaceRecord", "FaceSource", "FolderSource", "get_source", "list_sources", "register_source"]

@@ -100,7 +100,13 @@ class SplitManifest:
         """A ``split.json``, or the split stored in a facetransfer checkpoint (``.ckpt``)."""
         path = Path(path)
         if path.suffix == ".ckpt":
-            return cls.from_checkpoint(path)
+            from ..io.checkpoint import read_checkpoint, stored_manifest
+
+            manifest = stored_manifest(read_checkpoint(path))
+            if manifest is None:
+                raise DataError(f"checkpoint {path} holds no facetransfer split (it was not trained with "
+                                "FaceDataModule)")
+            return cls.from_dict(manifest, origin=f"the split in {path}")
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
@@ -108,16 +114,6 @@ class SplitManifest:
         except json.JSONDecodeError as err:
             raise DataError(f"split manifest {path} is not valid JSON: {err}") from None
         return cls.from_dict(data, origin=str(path))
-
-    @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike) -> SplitManifest:
-        """The split a facetransfer checkpoint was trained on (loaded with ``weights_only=True``)."""
-        from ..io.checkpoint import read_checkpoint, stored_manifest
-
-        manifest = stored_manifest(read_checkpoint(path))
-        if manifest is not None:
-            return cls.from_dict(manifest, origin=f"the split in {path}")
-        raise DataError(f"checkpoint {path} holds no facetransfer split (it was not trained with FaceDataModule)")
 
 
 def _identity_seed(seed: int, identity: str) -> np.random.Generator:
@@ -136,10 +132,8 @@ def check_train_samples(train_samples: TrainSamples, pool_size: int | None = Non
     if train_samples < 1:
         raise ConfigError(f"train_samples must be >= 1 (or 'all'), got {train_samples}")
     if pool_size is not None and train_samples > pool_size:
-        raise ConfigError(
-            f"train_samples={train_samples} is larger than the training pool ({pool_size} images after "
-            "filtering and holding out val/test); use a smaller value or 'all'"
-        )
+        raise ConfigError(f"train_samples={train_samples} is larger than the training pool ({pool_size} images after "
+                          "filtering and holding out val/test); use a smaller value or 'all'")
 
 
 @dataclass(frozen=True)
@@ -190,10 +184,8 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
     kept = {i: sorted(keys) for i, keys in by_identity.items() if len(keys) >= min_images_per_identity}
     if not kept:
         largest = max(len(k) for k in by_identity.values())
-        raise DataError(
-            f"no identity has >= {min_images_per_identity} images (min_images_per_identity); "
-            f"the largest has {largest}"
-        )
+        raise DataError(f"no identity has >= {min_images_per_identity} images (min_images_per_identity); "
+                        f"the largest has {largest}")
     if max_identities is not None and len(kept) > max_identities:
         # the identities with most images, ties by name: deterministic and independent of the seed
         chosen = sorted(kept, key=lambda i: (-len(kept[i]), i))[:max_identities]
@@ -210,11 +202,9 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
         n_test, n_val = _count(len(keys), spec.test_fraction), _count(len(keys), spec.val_fraction)
         if len(keys) - n_test - n_val < 1:
             need = n_test + n_val + 1
-            raise DataError(
-                f"identity {name!r} has {len(keys)} images but the split needs at least {need} "
-                f"(1 train + {n_val} val + {n_test} test); set min_images_per_identity: {need} to drop such "
-                "identities, or lower val_fraction/test_fraction"
-            )
+            raise DataError(f"identity {name!r} has {len(keys)} images but the split needs at least {need} "
+                            f"(1 train + {n_val} val + {n_test} test); set min_images_per_identity: {need} to drop "
+                            "such identities, or lower val_fraction/test_fraction")
         test += [(k, label[name]) for k in sorted(order[:n_test])]
         val += [(k, label[name]) for k in sorted(order[n_test : n_test + n_val])]
         pools[name] = order[n_test + n_val :]
@@ -232,12 +222,11 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
 
 def _balanced(items: list[Item]) -> list[Item]:
     """Keep the first ``k`` items of every label, ``k`` = the smallest label count."""
-    counts = Counter(label for _, label in items)
-    if not counts:
-        return items
-    keep, seen, out = min(counts.values()), Counter(), []
+    keep = min(Counter(label for _, label in items).values(), default=0)
+    seen: Counter[int] = Counter()
+    out = []
     for key, label in items:
-        if seen[label] < keep:
+        seen[label] += 1
+        if seen[label] <= keep:
             out.append((key, label))
-            seen[label] += 1
     return out

@@ -1,10 +1,6 @@
-"""Batches gathered from a decoded-image store: uint8 images that the model transforms on its device.
-
-With a store (``FaceDataModule(cache="gpu" | "memory")``) the DataLoader samples indices and
-:class:`StoreCollate` gathers their uint8 images from the store (on the GPU for ``cache: gpu``)
-into an :class:`ImageBatch`. The model's ``on_after_batch_transfer`` turns it into network
-input with its own preprocessing, dtype and memory format (augmented for training). No worker
-processes, no per-epoch decoding::
+"""Batches gathered from a decoded-image store (``FaceDataModule(cache="gpu" | "memory")``): the DataLoader
+samples indices, :class:`StoreCollate` gathers their uint8 images into an :class:`ImageBatch`, and the model's
+``on_after_batch_transfer`` transforms it on its device (docs/performance.md)::
 
     >>> import torch
     >>> from facetransfer.data.tensor_store import TensorStore
@@ -17,38 +13,24 @@ processes, no per-epoch decoding::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch.utils.data import Dataset
 
+from ..errors import ConfigError
 from ..preprocess import ImageBatch
-from .tensor_store import TensorStore, store_bytes
+from .tensor_store import TensorStore
 
 CacheMode = Literal["auto", "none", "memory", "gpu"]
 
 
-class StoreIndex(Dataset):
-    """``index -> index`` over ``length`` items (what a store-backed DataLoader samples)."""
-
-    def __init__(self, length: int) -> None:
-        self.length = length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> int:
-        return index
-
-
-
-
+@dataclass
 class StoreCollate:
     """Collate sampled indices into an :class:`ImageBatch` gathered from ``store`` (where it lives)."""
 
-    def __init__(self, store: TensorStore, augment: bool) -> None:
-        self.store = store
-        self.augment = augment
+    store: TensorStore
+    augment: bool
 
     def __call__(self, indices: Sequence[int]) -> ImageBatch:
         index = torch.as_tensor(list(indices), dtype=torch.long, device=self.store.device)
@@ -58,8 +40,6 @@ class StoreCollate:
 def resolve_cache_mode(mode: str, device: torch.device, images: int, side: int) -> str:
     """``auto`` -> ``gpu`` on a CUDA device when the store fits in 40 % of its free memory, else ``none``."""
     if mode not in ("auto", "none", "memory", "gpu"):
-        from ..errors import ConfigError
-
         raise ConfigError(f"unknown cache {mode!r}; known: auto, gpu, memory, none")
     if mode == "gpu" and device.type != "cuda":
         return "memory"  # a CPU run keeps the store in RAM
@@ -67,6 +47,6 @@ def resolve_cache_mode(mode: str, device: torch.device, images: int, side: int) 
         return mode
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        if store_bytes(images, side) < 0.4 * free:
+        if images * 3 * side * side < 0.4 * free:  # the store's bytes
             return "gpu"
     return "none"

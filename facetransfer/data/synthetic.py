@@ -30,7 +30,7 @@ Rendering takes about 2.1 ms (CPU time) per 112 px image on one core of that mac
 from __future__ import annotations
 
 import math
-import operator
+import numbers
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -45,13 +45,6 @@ from .sources import FaceRecord, FaceSource, register_source
 
 #: Bumped whenever the rendered pixels change, so manifests tell generations apart.
 GENERATOR_VERSION = 1
-
-_LIMITS = {
-    "num_identities": (1, 100_000),
-    "images_per_identity": (1, 100_000),
-    "image_size": (32, 1024),
-    "seed": (0, 2**63 - 1),
-}
 
 # Skin tones from light to dark (RGB); an identity interpolates between neighbours.
 _SKIN = np.array(
@@ -71,7 +64,7 @@ def _rng(*entropy: int) -> np.random.Generator:
 
 
 def _color(c: np.ndarray | tuple) -> tuple[int, int, int]:
-    return tuple(int(round(min(255.0, max(0.0, float(v))))) for v in c)  # type: ignore[return-value]
+    return tuple(round(min(255.0, max(0.0, float(v)))) for v in c)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -126,34 +119,16 @@ def _identity_traits(seed: int, identity: int) -> _Traits:
     hair = _HAIR[r.integers(len(_HAIR))] + r.normal(0, 12, 3)
     brow = hair * 0.75 if hair.mean() > 120 else hair
     eye_w = head_w * u(0.18, 0.28)
-    return _Traits(
-        head_w=head_w,
-        head_h=head_w * u(1.1, 1.4),
-        jaw=u(0.65, 1.0),
-        chin=u(0.85, 1.1),
-        skin=_color(skin),
-        hair=_color(hair),
-        hair_style=int(r.integers(8)),
-        hairline=u(0.25, 0.6),
-        part=u(-0.6, 0.6),
-        eye_y=u(-0.22, -0.02),
-        eye_dx=u(0.32, 0.5),
-        eye_w=eye_w,
-        eye_h=eye_w * u(0.38, 0.62),
+    return _Traits(  # drawn in this order, which the pixels depend on
+        head_w=head_w, head_h=head_w * u(1.1, 1.4), jaw=u(0.65, 1.0), chin=u(0.85, 1.1), skin=_color(skin),
+        hair=_color(hair), hair_style=int(r.integers(8)), hairline=u(0.25, 0.6), part=u(-0.6, 0.6),
+        eye_y=u(-0.22, -0.02), eye_dx=u(0.32, 0.5), eye_w=eye_w, eye_h=eye_w * u(0.38, 0.62),
         iris=_color(_IRIS[r.integers(len(_IRIS))] + r.normal(0, 10, 3)),
-        brow_dy=u(1.2, 2.2),
-        brow_w=u(0.02, 0.07),
-        brow_tilt=u(-0.25, 0.25),
-        brow_color=_color(brow),
-        nose_len=u(0.22, 0.42),
-        nose_w=u(0.12, 0.24),
-        nose_style=int(r.integers(3)),
-        mouth_y=u(0.42, 0.6),
-        mouth_w=u(0.45, 0.8),
-        lip=_color(np.array(skin) * np.array([0.85, 0.55, 0.55]) + r.normal(0, 8, 3)),
-        lip_h=u(0.04, 0.1),
-        ear=u(0.18, 0.3),
-        mark=(u(-0.6, 0.6), u(-0.3, 0.6)) if r.random() < 0.35 else None,
+        brow_dy=u(1.2, 2.2), brow_w=u(0.02, 0.07), brow_tilt=u(-0.25, 0.25), brow_color=_color(brow),
+        nose_len=u(0.22, 0.42), nose_w=u(0.12, 0.24), nose_style=int(r.integers(3)),
+        mouth_y=u(0.42, 0.6), mouth_w=u(0.45, 0.8),
+        lip=_color(np.array(skin) * np.array([0.85, 0.55, 0.55]) + r.normal(0, 8, 3)), lip_h=u(0.04, 0.1),
+        ear=u(0.18, 0.3), mark=(u(-0.6, 0.6), u(-0.3, 0.6)) if r.random() < 0.35 else None,
         glasses=(int(r.integers(2)), _color(r.uniform(0, 200, 3))) if r.random() < 0.25 else None,
         beard=int(r.integers(1, 3)) if r.random() < 0.25 else 0,
     )
@@ -350,17 +325,10 @@ def render_face(seed: int, identity: int, index: int, image_size: int = 112) -> 
 _KEY = re.compile(r"person_(\d+)/(\d+)\.png")
 
 
-def _check_int(name: str, value: Any) -> int:
-    lo, hi = _LIMITS[name]
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        v = operator.index(value)
-    except TypeError:
-        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}") from None
-    if not lo <= v <= hi:
-        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {v}")
-    return v
+def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
+        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+    return int(value)
 
 
 @register_source("synthetic")
@@ -380,19 +348,13 @@ class SyntheticSource(FaceSource):
 
     name = "synthetic"
 
-    def __init__(
-        self,
-        root: Any = None,
-        num_identities: int = 40,
-        images_per_identity: int = 24,
-        image_size: int = 112,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, root: Any = None, num_identities: int = 40, images_per_identity: int = 24,
+                 image_size: int = 112, seed: int = 0) -> None:
         super().__init__(None)
-        self.num_identities = _check_int("num_identities", num_identities)
-        self.images_per_identity = _check_int("images_per_identity", images_per_identity)
-        self.image_size = _check_int("image_size", image_size)
-        self.seed = _check_int("seed", seed)
+        self.num_identities = _check_int("num_identities", num_identities, 1, 100_000)
+        self.images_per_identity = _check_int("images_per_identity", images_per_identity, 1, 100_000)
+        self.image_size = _check_int("image_size", image_size, 32, 1024)
+        self.seed = _check_int("seed", seed, 0, 2**63 - 1)
         self._id_digits = max(4, len(str(self.num_identities - 1)))
         self._img_digits = max(4, len(str(self.images_per_identity - 1)))
 
@@ -405,11 +367,8 @@ class SyntheticSource(FaceSource):
         return f"{self.identity_name(identity)}/{index:0{self._img_digits}d}.png"
 
     def records(self) -> list[FaceRecord]:
-        return [
-            FaceRecord(self.identity_name(i), self.key(i, j))
-            for i in range(self.num_identities)
-            for j in range(self.images_per_identity)
-        ]
+        return [FaceRecord(self.identity_name(i), self.key(i, j))
+                for i in range(self.num_identities) for j in range(self.images_per_identity)]
 
     def parse_key(self, key: str) -> tuple[int, int]:
         """``(identity, index)`` of a key; :class:`DataError` naming it if it is not one of :meth:`records`."""
@@ -418,10 +377,8 @@ class SyntheticSource(FaceSource):
             i, j = int(m.group(1)), int(m.group(2))
             if i < self.num_identities and j < self.images_per_identity and self.key(i, j) == key:
                 return i, j
-        raise DataError(
-            f"no synthetic image {key!r}; keys look like {self.key(0, 0)!r} with identity < {self.num_identities} "
-            f"and index < {self.images_per_identity}"
-        )
+        raise DataError(f"no synthetic image {key!r}; keys look like {self.key(0, 0)!r} with identity < "
+                        f"{self.num_identities} and index < {self.images_per_identity}")
 
     def open(self, key: str) -> Image.Image:
         i, j = self.parse_key(key)

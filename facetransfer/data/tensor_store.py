@@ -1,8 +1,5 @@
-"""Decode every image once into a uint8 tensor store, in RAM or on the GPU.
-
-Face datasets are small (all of LFW at 256 x 256 x 3 is 2.6 GB), so after one
-decoding pass each epoch is a gather from memory plus batched GPU augmentation
-(:mod:`facetransfer.preprocess`) instead of JPEG decoding in workers::
+"""Decode every image once into a uint8 tensor store, in RAM or on the GPU (all of LFW at 256 px is 2.6 GB),
+so that each epoch is a gather plus batched augmentation instead of JPEG decoding in workers::
 
     >>> store = TensorStore.build(source, items, side=256, face_crop=0.6, device="cuda")  # doctest: +SKIP
     >>> store.images.shape, store.images.dtype  # doctest: +SKIP
@@ -19,18 +16,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.functional import pil_to_tensor
 
 from .sources import FaceSource
 
 _JPEG = (".jpg", ".jpeg")
-
-
-def store_bytes(count: int, side: int) -> int:
-    """Memory a store of ``count`` images of ``side`` x ``side`` RGB takes."""
-    return count * 3 * side * side
 
 
 def _square(image: torch.Tensor, side: int, face_crop: float) -> torch.Tensor:
@@ -38,20 +30,15 @@ def _square(image: torch.Tensor, side: int, face_crop: float) -> torch.Tensor:
     h, w = image.shape[-2:]
     if face_crop < 1.0:
         s = max(1, round(min(h, w) * face_crop))
-        top, left = int(round((h - s) / 2.0)), int(round((w - s) / 2.0))
+        top, left = round((h - s) / 2.0), round((w - s) / 2.0)
         image = image[:, top : top + s, left : left + s]
         h, w = s, s
     scale = side / min(h, w)
     nh, nw = max(side, round(h * scale)), max(side, round(w * scale))
     x = F.interpolate(image[None].float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-    top, left = int(round((nh - side) / 2.0)), int(round((nw - side) / 2.0))
+    top, left = round((nh - side) / 2.0), round((nw - side) / 2.0)
     x = x[0, :, top : top + side, left : left + side]
     return x.round_().clamp_(0, 255).to(torch.uint8)
-
-
-def _pil_tensor(source: FaceSource, key: str) -> torch.Tensor:
-    array = np.asarray(source.open(key), dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 @dataclass
@@ -69,33 +56,24 @@ class TensorStore:
         return self.images.device
 
     @classmethod
-    def build(
-        cls,
-        source: FaceSource,
-        items: Sequence[tuple[str, int]],
-        *,
-        side: int,
-        face_crop: float = 1.0,
-        device: torch.device | str = "cpu",
-        workers: int | None = None,
-        chunk: int = 256,
-    ) -> TensorStore:
+    def build(cls, source: FaceSource, items: Sequence[tuple[str, int]], *, side: int, face_crop: float = 1.0,
+              device: torch.device | str = "cpu", chunk: int = 256) -> TensorStore:
         device = torch.device(device)
-        workers = workers or min(16, os.cpu_count() or 1)
         images = torch.empty((len(items), 3, side, side), dtype=torch.uint8, device=device)
         keys = [k for k, _ in items]
         use_nvjpeg = device.type == "cuda" and source.root is not None and source.opens_files_as_they_are
-        with ThreadPoolExecutor(workers) as pool:
+        with ThreadPoolExecutor(min(16, os.cpu_count() or 1)) as pool:
             for start in range(0, len(keys), chunk):
                 part = keys[start : start + chunk]
                 decoded: list[torch.Tensor | None] = [None] * len(part)
                 if use_nvjpeg:
                     jpeg_idx = [i for i, k in enumerate(part) if k.lower().endswith(_JPEG)]
-                    datas = list(pool.map(lambda i: _read_bytes(source, part[i]), jpeg_idx))
+                    datas = list(pool.map(lambda k: _read_bytes(source, k), [part[i] for i in jpeg_idx]))
                     for i, img in zip(jpeg_idx, _decode_jpegs_cuda(datas)):
                         decoded[i] = img
-                missing = [i for i, d in enumerate(decoded) if d is None]
-                for i, img in zip(missing, pool.map(lambda i: _pil_tensor(source, part[i]), missing)):
+                missing = [i for i, d in enumerate(decoded) if d is None]  # not JPEG, or refused by nvJPEG
+                pil = pool.map(lambda k: pil_to_tensor(source.open(k)), [part[i] for i in missing])
+                for i, img in zip(missing, pil):
                     decoded[i] = img
                 for i, img in enumerate(decoded):
                     images[start + i] = _square(img.to(device, non_blocking=True), side, face_crop)

@@ -1,9 +1,6 @@
-"""Files that are replaced whole or not at all.
-
-Every file facetransfer writes for later use (checkpoints, split manifests, results, feature
-caches, imported weights) goes through :func:`atomic_write`: the content is written to a hidden
-temporary file in the destination's folder, flushed to disk and renamed over the destination.
-A reader, or a run killed half-way, sees the old file or the new one, never a torn one::
+"""Files that are replaced whole or not at all: every file facetransfer writes for later use goes through
+:func:`atomic_write` (a hidden temporary file next to it, flushed and renamed over it), so a reader, or a
+run killed half-way, sees the old file or the new one, never a torn one::
 
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "note.txt"
@@ -28,18 +25,9 @@ from .filesystem import filesystem_error, find_os_error
 TEMPORARY_SUFFIX = ".tmp"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()  # what open() would have given the file
-
-
-def temporary_name_pattern(path: str | os.PathLike) -> str:
-    """The glob pattern of the temporary files :func:`atomic_write` makes for ``path``."""
-    return f".{Path(path).name}.*{TEMPORARY_SUFFIX}"
+_UMASK = os.umask(0)  # the only way to read the umask is to set it
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK  # what open() would have given the file
 
 
 @contextlib.contextmanager
@@ -119,11 +107,11 @@ def remove_stale_temporaries(path: str | os.PathLike) -> int:
     """Delete temporary files that a killed writer of ``path`` left behind; returns how many."""
     path = Path(path)
     removed = 0
-    for stale in path.parent.glob(temporary_name_pattern(path)):
+    for stale in path.parent.glob(f".{path.name}.*{TEMPORARY_SUFFIX}"):
         with contextlib.suppress(OSError):
             stale.unlink()
             removed += 1
     return removed
 
 
-__all__ = ["atomic_path", "atomic_write", "remove_stale_temporaries", "temporary_name_pattern", "write_text_atomic"]
+__all__ = ["atomic_path", "atomic_write", "remove_stale_temporaries", "write_text_atomic"]

@@ -1,14 +1,9 @@
 """Checkpoint files: read safely, written atomically with a content digest, and described.
 
-``torch.load`` does not check the bytes of a tensor: a checkpoint with a few flipped bits
-(a failing disk, a bad copy) loads, and the model then tests at NaN loss or chance accuracy
-without an error. Every checkpoint facetransfer saves (:func:`write_checkpoint`) therefore carries,
-under ``checkpoint["facetransfer_digest"]``, one SHA-256 per top-level entry (``state_dict``,
-``optimizer_states``, ``hyper_parameters``, the split ...) over every tensor's dtype, shape and
-bytes (in memory order for the row-major and channels-last layouts ``torch.save`` keeps, so nothing
-is copied) and every plain value. :func:`read_checkpoint`, the one reader, loads with
-``weights_only=True`` (a checkpoint runs no code) and compares the digest, naming the entry that
-changed::
+Every checkpoint :func:`write_checkpoint` saves carries, under ``checkpoint["facetransfer_digest"]``,
+one SHA-256 per top-level entry over every tensor's dtype, shape and bytes and every plain value, since
+``torch.load`` loads a checkpoint with flipped bits without an error. :func:`read_checkpoint`, the one
+reader, loads with ``weights_only=True`` and names the entry that changed (docs/reliability.md)::
 
     >>> checkpoint = with_digest({"state_dict": {"w": torch.ones(3)}, "epoch": 2})
     >>> verify_digest(checkpoint, "model.ckpt")
@@ -20,8 +15,7 @@ changed::
     facetransfer.io.checkpoint.DigestMismatch: checkpoint model.ckpt is damaged: its state_dict does not match ...
 
 A checkpoint without a digest (an older file, one saved by plain Lightning) loads as before.
-:class:`CheckpointInfo` says what a checkpoint holds (backbone, weights, identities, face crop,
-split) without building its model::
+:class:`CheckpointInfo` says what a checkpoint holds without building its model::
 
     >>> info = CheckpointInfo.read("runs/.../best.ckpt")  # doctest: +SKIP
     >>> info.backbone, info.weights, info.face_crop, len(info.class_names)  # doctest: +SKIP
@@ -55,19 +49,12 @@ class DigestMismatch(WeightsError):
     """A checkpoint's content differs from the digest written when it was saved."""
 
     def __init__(self, changed: list[str], path: str | os.PathLike | None = None) -> None:
-        self.changed = changed
-        self.path = path
-        what = ", ".join(changed)
         where = f"checkpoint {path}" if path is not None else "the checkpoint"
         super().__init__(
-            f"{where} is damaged: its {what} does not match the {ALGORITHM} digest written when it was saved "
-            "(changed on disk, in a copy or by an edit), so it was not loaded; use an intact copy, e.g. another "
+            f"{where} is damaged: its {', '.join(changed)} does not match the {ALGORITHM} digest written when it was "
+            "saved (changed on disk, in a copy or by an edit), so it was not loaded; use an intact copy, e.g. another "
             "checkpoint of the run (best-*.ckpt, last.ckpt)"
         )
-
-    def at(self, path: str | os.PathLike) -> DigestMismatch:
-        """The same error naming ``path`` (for loaders that learn the file name later)."""
-        return DigestMismatch(self.changed, path)
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> tuple[str, Any]:
@@ -143,8 +130,7 @@ def content_digest(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
 
 def with_digest(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     """A shallow copy of ``checkpoint`` with its digest added (what :class:`AtomicCheckpointIO` saves)."""
-    content = {k: v for k, v in checkpoint.items() if k != DIGEST_KEY}
-    return {**content, DIGEST_KEY: content_digest(content)}
+    return {**checkpoint, DIGEST_KEY: content_digest(checkpoint)}
 
 
 def verify_digest(checkpoint: Mapping[str, Any], path: str | os.PathLike | None = None) -> bool:
@@ -243,13 +229,11 @@ class CheckpointInfo:
     """Facts about a :class:`~facetransfer.FaceClassifier` checkpoint.
 
     Attributes:
-        path: the checkpoint file.
         backbone: the backbone's registered name (or class name for a ``class_path`` backbone).
         weights: the pretrained weights it started from (``IMAGENET1K_V1``, ``FACE_API`` ...), or None.
         weights_path: the local state dict it started from, or None.
         class_names: the identities of its head (empty for a checkpoint without one).
         face_crop: the face crop of the training images (from the stored split), None if not recorded.
-        hparams: all of the model's hyperparameters.
         manifest: the stored split manifest (``SplitManifest.to_dict()``), None if not stored.
     """
 
@@ -274,16 +258,10 @@ class CheckpointInfo:
         backbone = info.get("backbone") or hparams.get("backbone")
         manifest = stored_manifest(data)
         crop = ((manifest or {}).get("settings") or {}).get("face_crop")
-        return cls(
-            path=path,
-            backbone=str(backbone),
-            weights=hparams.get("weights"),
-            weights_path=hparams.get("weights_path"),
-            class_names=list(info.get("class_names") or hparams.get("class_names") or []),
-            face_crop=float(crop) if crop is not None else None,
-            hparams=dict(hparams),
-            manifest=manifest,
-        )
+        return cls(path=path, backbone=str(backbone), weights=hparams.get("weights"),
+                   weights_path=hparams.get("weights_path"),
+                   class_names=list(info.get("class_names") or hparams.get("class_names") or []),
+                   face_crop=float(crop) if crop is not None else None, hparams=dict(hparams), manifest=manifest)
 
     @property
     def weights_name(self) -> str:
@@ -308,20 +286,7 @@ def stored_manifest(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
 
 
 __all__ = [
-    "ALGORITHM",
-    "DIGEST_KEY",
-    "LOAD_ERRORS",
-    "CheckpointInfo",
-    "DigestMismatch",
-    "atomic_torch_save",
-    "checked",
-    "checkpoint_error",
-    "content_digest",
-    "is_load_error",
-    "part_digest",
-    "read_checkpoint",
-    "stored_manifest",
-    "verify_digest",
-    "with_digest",
-    "write_checkpoint",
+    "ALGORITHM", "DIGEST_KEY", "LOAD_ERRORS", "CheckpointInfo", "DigestMismatch", "atomic_torch_save", "checked",
+    "checkpoint_error", "content_digest", "is_load_error", "part_digest", "read_checkpoint", "stored_manifest",
+    "verify_digest", "with_digest", "write_checkpoint",
 ]

@@ -22,37 +22,19 @@ from ..errors import FileSystemError
 
 # the innermost of these functions in a traceback says what was being done
 _OPERATION_OF_FUNCTION = {
-    "makedirs": "create folder",
-    "mkdir": "create folder",
-    "mkdtemp": "create folder",
+    **dict.fromkeys(("makedirs", "mkdir", "mkdtemp"), "create folder"),
     "mkstemp": "create a file in",
-    "rename": "rename",
-    "replace": "rename",
-    "unlink": "remove",
-    "remove": "remove",
-    "rmdir": "remove",
-    "rmtree": "remove",
-    "scandir": "list folder",
-    "listdir": "list folder",
-    "iterdir": "list folder",
-    "fsync": "write",
-    "write": "write",
-    "flush": "write",
-    "copyfileobj": "copy",
-    "copyfile": "copy",
+    **dict.fromkeys(("rename", "replace"), "rename"),
+    **dict.fromkeys(("unlink", "remove", "rmdir", "rmtree"), "remove"),
+    **dict.fromkeys(("scandir", "listdir", "iterdir"), "list folder"),
+    **dict.fromkeys(("fsync", "write", "flush"), "write"),
+    **dict.fromkeys(("copyfileobj", "copyfile"), "copy"),
 }
 # otherwise the error number does
 _OPERATION_OF_ERRNO = {
-    errno.EROFS: "write",
-    errno.ENOSPC: "write",
-    errno.EDQUOT: "write",
-    errno.EFBIG: "write",
-    errno.ELOOP: "open",
-    errno.EACCES: "access",
-    errno.EPERM: "access",
-    errno.ENOENT: "open",
-    errno.ENOTDIR: "open",
-    errno.EISDIR: "open",
+    **dict.fromkeys((errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG), "write"),
+    **dict.fromkeys((errno.ELOOP, errno.ENOENT, errno.ENOTDIR, errno.EISDIR), "open"),
+    **dict.fromkeys((errno.EACCES, errno.EPERM), "access"),
 }
 _EXPLANATION = {
     errno.ELOOP: "a symbolic link that points to itself or into a loop",
