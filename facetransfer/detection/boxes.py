@@ -10,7 +10,7 @@ Boxes are ``(N, 4)`` tensors ``x1, y1, x2, y2`` in pixels::
 from __future__ import annotations
 
 import torch
-from torchvision.ops import batched_nms, box_area
+from torchvision.ops import box_area
 
 
 def apply_offsets(boxes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -24,11 +24,6 @@ def square_boxes(boxes: torch.Tensor) -> torch.Tensor:
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     half = (boxes[:, 2:] - boxes[:, :2]).max(dim=1, keepdim=True).values / 2
     return torch.cat([centre - half, centre + half], dim=1)
-
-
-def nms_per_image(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou: float) -> torch.Tensor:
-    """Indices kept by IoU non-maximum suppression within each group, best first."""
-    return batched_nms(boxes, scores, groups, iou)
 
 
 def nms_min_per_image(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -56,4 +51,4 @@ def nms_min_per_image(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.T
     return order[keep.to(order.device)]
 
 
-__all__ = ["apply_offsets", "nms_min_per_image", "nms_per_image", "square_boxes"]
+__all__ = ["apply_offsets", "nms_min_per_image", "square_boxes"]

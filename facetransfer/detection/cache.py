@@ -116,15 +116,10 @@ class LandmarkCache:
         for start in range(0, len(digests), _SQL_BATCH):
             chunk = digests[start : start + _SQL_BATCH]
             marks = ",".join("?" * len(chunk))
-            rows = conn.execute(
-                f"SELECT digest, faces FROM detections WHERE detector = ? AND digest IN ({marks})", [detector_id, *chunk]
-            ).fetchall()
-            for digest, faces in rows:
+            query = f"SELECT digest, faces FROM detections WHERE detector = ? AND digest IN ({marks})"
+            for digest, faces in conn.execute(query, [detector_id, *chunk]):
                 found[digest] = Detections.from_dict(json.loads(faces))
         return found
-
-    def get(self, detector_id: str, digest: str) -> Detections | None:
-        return self.get_many(detector_id, [digest]).get(digest)
 
     def put_many(self, detector_id: str, items: Mapping[str, Detections]) -> None:
         """Store detections (replacing older rows of the same image and detector)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Union
@@ -76,21 +77,15 @@ class Detections:
         return Detections.from_dict(self.to_dict())
 
     def to_dict(self) -> dict[str, list]:
-        """Plain lists (rounded to 1/100 px), for JSON caches and CSV files."""
-        return {
-            "boxes": np.round(self.boxes.detach().cpu().numpy().astype(np.float64), 2).tolist(),
-            "landmarks": np.round(self.landmarks.detach().cpu().numpy().astype(np.float64), 2).tolist(),
-            "scores": np.round(self.scores.detach().cpu().numpy().astype(np.float64), 5).tolist(),
-        }
+        """Plain lists (coordinates rounded to 1/100 px, scores to 5 digits), for JSON caches and CSV files."""
+        digits = {"boxes": 2, "landmarks": 2, "scores": 5}
+        return {k: np.round(getattr(self, k).detach().cpu().double().numpy(), d).tolist() for k, d in digits.items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, list]) -> Detections:
         n = len(data["scores"])
-        return cls(
-            torch.tensor(data["boxes"], dtype=torch.float32).reshape(n, 4),
-            torch.tensor(data["landmarks"], dtype=torch.float32).reshape(n, 5, 2),
-            torch.tensor(data["scores"], dtype=torch.float32).reshape(n),
-        )
+        shapes = {"boxes": (n, 4), "landmarks": (n, 5, 2), "scores": (n,)}
+        return cls(**{k: torch.tensor(data[k], dtype=torch.float32).reshape(shape) for k, shape in shapes.items()})
 
 
 def image_to_tensor(image: ImageInput, device: torch.device | str | None = None) -> torch.Tensor:
@@ -100,16 +95,13 @@ def image_to_tensor(image: ImageInput, device: torch.device | str | None = None)
     torch.Size([3, 4, 5])
     """
     if isinstance(image, Image.Image):
-        array = np.asarray(to_rgb(image))
-        tensor = torch.from_numpy(array.copy()).permute(2, 0, 1)
-    elif isinstance(image, torch.Tensor):
+        tensor = torch.from_numpy(np.array(to_rgb(image))).permute(2, 0, 1)
+    else:
         if image.ndim != 3 or image.shape[0] not in (1, 3):
             raise DataError(f"an image tensor must be (C, H, W) with 1 or 3 channels, got {tuple(image.shape)}")
         if image.dtype != torch.uint8:
-            raise DataError(f"image tensors given to a face detector must be uint8, got {image.dtype}")
+            raise DataError(f"raw image tensors must be uint8, got {image.dtype}")
         tensor = image.expand(3, -1, -1)
-    else:
-        raise DataError(f"cannot detect faces in a {type(image).__name__}; give PIL images or uint8 (C, H, W) tensors")
     if tensor.shape[1] < 1 or tensor.shape[2] < 1:
         raise DataError(f"empty image of shape {tuple(tensor.shape)}")
     return tensor.to(device) if device is not None else tensor
@@ -119,15 +111,21 @@ def as_image_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]
     """One image, a list of images, or a ``(B, C, H, W)`` tensor -> a list of single images."""
     if isinstance(images, torch.Tensor) and images.ndim == 4:
         return list(images.unbind(0))
-    items = [images] if isinstance(images, (Image.Image, torch.Tensor)) else images
-    if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
-        items = [items]
+    items = list(images) if isinstance(images, Sequence) and not isinstance(images, (str, bytes)) else [images]
     for item in items:
         if not isinstance(item, (Image.Image, torch.Tensor)):
-            raise DataError(
-                f"cannot detect faces in a {type(item).__name__}; give PIL images or uint8 (C, H, W) tensors"
-            )
-    return list(items)
+            kind = type(item).__name__
+            raise DataError(f"cannot detect faces in a {kind}; give PIL images or uint8 (C, H, W) tensors")
+    return items
+
+
+def same_size_groups(images: Sequence[torch.Tensor], max_pixels: float = math.inf) -> list[list[int]]:
+    """Indices of same-size ``(C, H, W)`` images, to be stacked into batches; an image over ``max_pixels`` alone."""
+    groups: dict[object, list[int]] = {}
+    for i, image in enumerate(images):
+        pixels = image.shape[-2] * image.shape[-1]
+        groups.setdefault(i if pixels > max_pixels else tuple(image.shape), []).append(i)
+    return list(groups.values())
 
 
 class FaceDetector(nn.Module):
@@ -163,4 +161,7 @@ class FaceDetector(nn.Module):
         return param.device if param is not None else torch.device("cpu")
 
 
-__all__ = ["Detections", "FaceDetector", "ImageInput", "LANDMARK_NAMES", "as_image_list", "image_to_tensor"]
+__all__ = [
+    "LANDMARK_NAMES", "Detections", "FaceDetector", "ImageInput", "as_image_list", "image_to_tensor",
+    "same_size_groups",
+]

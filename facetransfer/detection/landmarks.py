@@ -14,7 +14,6 @@ matched as given (a source's key, e.g. ``img_celeba/000001.jpg``), else by file 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -53,21 +52,11 @@ class LandmarkTable:
     def __len__(self) -> int:
         return len(self._points)
 
-    def __contains__(self, key: str) -> bool:
-        return self._resolve(key) is not None
-
-    def _resolve(self, key: str) -> str | None:
-        if key in self._points:
-            return key
-        return self._by_name.get(os.path.basename(key))
-
     def lookup(self, key: str) -> Detections | None:
         """The image's landmarks as one detection (score 1), or ``None`` when the table does not list it."""
-        resolved = self._resolve(key)
-        if resolved is None:
-            return None
-        points = self._points[resolved]
-        return Detections(box_around(points)[None], points[None].clone(), torch.ones(1))
+        resolved = key if key in self._points else self._by_name.get(os.path.basename(key))
+        points = self._points.get(resolved)  # type: ignore[arg-type]
+        return None if points is None else Detections(box_around(points)[None], points[None].clone(), torch.ones(1))
 
     @classmethod
     def from_source(cls, source: Any) -> LandmarkTable:
@@ -82,13 +71,6 @@ class LandmarkTable:
         name = f"{source.name}-{variant}" if variant else source.name
         where = source.landmark_file() if callable(getattr(source, "landmark_file", None)) else None
         return cls(source.landmark_points(), name=name, source=str(where) if where else None)
-
-    def cache_id(self) -> str:
-        """``name-<hash of the points>``: identifies the table's content."""
-        digest = hashlib.sha256()
-        for key in sorted(self._points):
-            digest.update(key.encode() + self._points[key].numpy().tobytes())
-        return f"{self.name}-{digest.hexdigest()[:8]}"
 
     def describe(self) -> dict:
         return {"landmarks": self.name, "source": self.source, "images": len(self)}

@@ -18,24 +18,17 @@ results mapped back. Weights: ``facetransfer weights import facenet_pytorch-2.6.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision.ops import roi_align
+from torchvision.ops import batched_nms, roi_align
 
 from ..errors import ConfigError
-from .boxes import apply_offsets, nms_min_per_image, nms_per_image, square_boxes
-from .detector import (
-    Detections,
-    FaceDetector,
-    ImageInput,
-    as_image_list,
-    image_to_tensor,
-)
+from .boxes import apply_offsets, nms_min_per_image, square_boxes
+from .detector import Detections, FaceDetector, ImageInput, as_image_list, image_to_tensor, same_size_groups
 from .mtcnn_nets import ONet, PNet, RNet
 from .mtcnn_weights import load_mtcnn_nets
 from .registry import register_detector
@@ -51,10 +44,13 @@ def _normalise(pixels: torch.Tensor) -> torch.Tensor:
     return ((pixels - 127.5) * (1 / 128)).contiguous(memory_format=torch.channels_last)
 
 
+@register_detector("mtcnn")
 class MTCNN(FaceDetector):
-    """MTCNN face detector with 5 landmarks.
+    """MTCNN (P-Net/R-Net/O-Net cascade, 5 landmarks), pretrained weights from the facenet-pytorch wheel.
 
     Args:
+        weights: ``"DEFAULT"`` loads the imported pretrained nets; ``None`` leaves them random (tests).
+        device: where the nets run (images are moved there).
         min_face_size: smallest face searched, in pixels of the detection image ...
         min_face_fraction: ... or this fraction of its shorter side, whichever is larger
             (0.1: faces of 25 px and up in a 250 px image, 102 px in a 1024 px one). Portraits,
@@ -62,8 +58,6 @@ class MTCNN(FaceDetector):
         thresholds: face-probability cut of P-Net, R-Net and O-Net.
         scale_factor: ratio between pyramid levels.
         max_side: images with a longer side are detected on a downscaled copy (speed, memory).
-        weights: ``"DEFAULT"`` loads the imported pretrained nets; ``None`` leaves them random (tests).
-        device: where the nets run (images are moved there).
     """
 
     name = "mtcnn"
@@ -71,13 +65,13 @@ class MTCNN(FaceDetector):
 
     def __init__(
         self,
+        weights: str | None = "DEFAULT",
+        device: torch.device | str | None = None,
         min_face_size: float = 20.0,
         min_face_fraction: float = 0.1,
         thresholds: Sequence[float] = (0.6, 0.7, 0.7),
         scale_factor: float = 0.709,
         max_side: int = 1024,
-        weights: str | None = "DEFAULT",
-        device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
         if min_face_size < PNET_WINDOW:
@@ -102,7 +96,7 @@ class MTCNN(FaceDetector):
             self.pnet, self.rnet, self.onet = load_mtcnn_nets()
         else:
             self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
-        self.eval()
+        self.eval()  # inference only: the nets have no batch norm or dropout anyway
         self.requires_grad_(False)
         self.to(device=device, memory_format=torch.channels_last)
 
@@ -116,24 +110,15 @@ class MTCNN(FaceDetector):
             "pretrained": self.pretrained,
         }
 
-    def train(self, mode: bool = True) -> MTCNN:
-        return super().train(False)  # inference only: the nets have no batch norm or dropout anyway
-
-    # --- public API ------------------------------------------------------------------------------
     @torch.inference_mode()
     def detect(self, images: ImageInput | Sequence[ImageInput]) -> list[Detections]:
         """Faces of each image, best first (coordinates in that image's pixels)."""
         inputs = [self._detection_input(im) for im in as_image_list(images)]
-        results: list[Detections | None] = [None] * len(inputs)
-        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for index, (pixels, _) in enumerate(inputs):
-            groups[(pixels.shape[1], pixels.shape[2])].append(index)
-        for indices in groups.values():
+        results: dict[int, Detections] = {}
+        for indices in same_size_groups([pixels for pixels, _ in inputs]):
             batch = torch.stack([inputs[i][0] for i in indices]).float()
-            for index, faces in zip(indices, self._detect_batch(batch)):
-                shrink = inputs[index][1]
-                results[index] = faces.scaled(1 / shrink) if shrink != 1.0 else faces
-        return results  # type: ignore[return-value]
+            results.update((i, faces.scaled(1 / inputs[i][1])) for i, faces in zip(indices, self._detect_batch(batch)))
+        return [results[i] for i in range(len(inputs))]
 
     def _detection_input(self, image: ImageInput) -> tuple[torch.Tensor, float]:
         """``uint8`` ``(3, h, w)`` on the device, reduced so that its longer side is at most ``max_side``,
@@ -196,7 +181,7 @@ class MTCNN(FaceDetector):
             boxes = torch.stack([x1, y1, x1 + PNET_WINDOW / sx, y1 + PNET_WINDOW / sy], dim=1)
             boxes = apply_offsets(boxes, offsets[b, :, row, col])
             score = prob[b, row, col]
-            keep = nms_per_image(boxes, score, b, 0.5)
+            keep = batched_nms(boxes, score, b, 0.5)
             all_boxes.append(boxes[keep])
             all_scores.append(score[keep])
             all_groups.append(b[keep])
@@ -204,7 +189,7 @@ class MTCNN(FaceDetector):
             empty = pixels.new_zeros(0)
             return pixels.new_zeros(0, 4), empty, torch.zeros(0, dtype=torch.long, device=pixels.device)
         boxes, scores, groups = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_groups)
-        keep = nms_per_image(boxes, scores, groups, 0.7)
+        keep = batched_nms(boxes, scores, groups, 0.7)
         return square_boxes(boxes[keep]), scores[keep], groups[keep]
 
     def _refine(
@@ -220,32 +205,15 @@ class MTCNN(FaceDetector):
         keep = (prob >= self.thresholds[stage]).nonzero().squeeze(1)
         boxes, prob, offsets, image_idx = boxes[keep], prob[keep], offsets[keep], image_idx[keep]
         if stage == 1:
-            keep = nms_per_image(boxes, prob, image_idx, 0.7)
+            keep = batched_nms(boxes, prob, image_idx, 0.7)
             boxes = square_boxes(apply_offsets(boxes[keep], offsets[keep]))
             return boxes, prob[keep], image_idx[keep], boxes.new_zeros(0, 5, 2)
         relative_points = rest[0][keep]
         points = boxes[:, None, :2] + relative_points * (boxes[:, 2:] - boxes[:, :2])[:, None, :]
         boxes = apply_offsets(boxes, offsets)
-        keep = nms_per_image(boxes, prob, image_idx, 0.7)
+        keep = batched_nms(boxes, prob, image_idx, 0.7)
         keep = keep[nms_min_per_image(boxes[keep], prob[keep], image_idx[keep], 0.7)]
         return boxes[keep], prob[keep], image_idx[keep], points[keep]
 
 
-@register_detector("mtcnn")
-def mtcnn(
-    weights: str | None = "DEFAULT",
-    device: torch.device | str | None = None,
-    min_face_size: float = 20.0,
-    min_face_fraction: float = 0.1,
-    thresholds: Sequence[float] = (0.6, 0.7, 0.7),
-    scale_factor: float = 0.709,
-    max_side: int = 1024,
-) -> MTCNN:
-    """MTCNN (P-Net/R-Net/O-Net cascade, 5 landmarks), pretrained weights from the facenet-pytorch wheel."""
-    return MTCNN(
-        min_face_size=min_face_size, min_face_fraction=min_face_fraction, thresholds=thresholds,
-        scale_factor=scale_factor, max_side=max_side, weights=weights, device=device,
-    )
-
-
-__all__ = ["MTCNN", "mtcnn"]
+__all__ = ["MTCNN"]
