@@ -67,17 +67,10 @@ class PairVerification(Callback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or self._protocol is None:
             return
-        result = evaluate_pairs(
-            pl_module,
-            self._protocol,
-            face_crop=self.face_crop,
-            flip=self.flip,
-            far=self.far,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            device=pl_module.device,
+        result = self.result = evaluate_pairs(
+            pl_module, self._protocol, face_crop=self.face_crop, flip=self.flip, far=self.far,
+            batch_size=self.batch_size, num_workers=self.num_workers, device=pl_module.device,
         )
-        self.result = result
         pl_module.log_dict(result.scalars(), rank_zero_only=True)
         experiment = getattr(pl_module.logger, "experiment", None)
         if hasattr(experiment, "add_figure"):

@@ -30,6 +30,7 @@ from ..io.images import load_rgb, to_rgb
 from ..models.backbone import Backbone
 
 ImageLike = Union[Image.Image, str, os.PathLike, torch.Tensor]
+_NOT_AN_IMAGE = "cannot embed a {}; give PIL images, image paths, or (C, H, W) tensors"
 
 
 def as_backbone(model: nn.Module) -> Backbone:
@@ -38,8 +39,6 @@ def as_backbone(model: nn.Module) -> Backbone:
     if not isinstance(backbone, Backbone):
         raise ConfigError(f"expected a facetransfer Backbone or a FaceClassifier, got {type(model).__name__}")
     return backbone
-
-
 
 
 def make_aligner(align: Any, preprocess, template: str | None = None):
@@ -141,25 +140,22 @@ class Embedder:
     # --- any image input -------------------------------------------------------------------------
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """One image (PIL, path or tensor) -> the preprocessed ``(3, H, W)`` float tensor."""
-        if self.aligner is not None and not (isinstance(image, torch.Tensor) and image.is_floating_point()):
-            return self.transform(self.aligner.align(to_rgb(image) if isinstance(image, Image.Image) else image))
+        if isinstance(image, torch.Tensor) and image.is_floating_point():  # already preprocessed: used as is
+            if image.ndim != 3 or image.shape[0] != 3:
+                raise DataError(f"an image tensor must be (C, H, W) with 1 or 3 channels (3 when preprocessed), "
+                                f"got {tuple(image.shape)}")
+            return image
+        if self.aligner is not None:
+            return self.transform(self.aligner.align(image))
         if isinstance(image, (str, os.PathLike)):
             return self.transform(load_rgb(image))
         if isinstance(image, Image.Image):
             return self.transform(to_rgb(image))
         if isinstance(image, torch.Tensor):
-            if image.ndim != 3 or image.shape[0] not in (1, 3):
-                raise DataError(f"an image tensor must be (C, H, W) with 1 or 3 channels, got {tuple(image.shape)}")
-            if image.is_floating_point():
-                if image.shape[0] != 3:
-                    raise DataError(f"a preprocessed image tensor must have 3 channels, got {tuple(image.shape)}")
-                return image
-            if image.dtype != torch.uint8:
-                raise DataError(f"raw image tensors must be uint8, got {image.dtype}")
-            return self.transform(image.expand(3, -1, -1).contiguous())
-        raise DataError(
-            f"cannot embed a {type(image).__name__}; give PIL images, image paths, or (C, H, W) tensors"
-        )
+            from ..detection.detector import image_to_tensor  # the one check of raw pixels (imports torchvision)
+
+            return self.transform(image_to_tensor(image).contiguous())
+        raise DataError(_NOT_AN_IMAGE.format(type(image).__name__))
 
     def __call__(self, images: ImageLike | Sequence[ImageLike]) -> torch.Tensor:
         """Embed one image or a list of images -> ``(N, num_features)``."""
@@ -170,9 +166,7 @@ class Embedder:
         elif isinstance(images, (str, os.PathLike, Image.Image, torch.Tensor)):
             images = [images]
         if not isinstance(images, Sequence):
-            raise DataError(
-                f"cannot embed a {type(images).__name__}; give PIL images, image paths, or (C, H, W) tensors"
-            )
+            raise DataError(_NOT_AN_IMAGE.format(type(images).__name__))
         return batch_features(self.backbone, self._stacked(list(images)), **self._settings(many=False))
 
     def _stacked(self, items: list[ImageLike]) -> Iterator[torch.Tensor]:

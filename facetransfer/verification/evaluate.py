@@ -61,8 +61,8 @@ class VerificationResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in ("pairs_file", "image_dir", "num_images", "model", "metrics", "files")}
-        return {**out, "metrics": self.metrics.to_dict()}
+        names = ("pairs_file", "image_dir", "num_images", "model", "metrics", "files")
+        return {**{name: getattr(self, name) for name in names}, "metrics": self.metrics.to_dict()}
 
     def scalars(self, prefix: str = "verify/") -> dict[str, float]:
         """The headline numbers as ``{verify/acc, verify/acc_std, verify/auc, verify/tar@far1e-3}``."""
@@ -153,18 +153,10 @@ def evaluate_pairs(
     )
     keys = protocol.image_keys()
     embeddings = embedder.embed_files([protocol.image_dir / k for k in keys], progress=progress)
-    scores = pair_scores(protocol, embeddings, keys)
-    labels = protocol.labels
+    scores, labels = pair_scores(protocol, embeddings, keys), protocol.labels
     metrics = verification_metrics(scores, labels, protocol.folds, far=far, n_folds=n_folds)
-    result = VerificationResult(
-        metrics=metrics,
-        pairs_file=str(protocol.path) if protocol.path else "",
-        image_dir=str(protocol.image_dir),
-        num_images=len(keys),
-        model=embedder.describe(),
-        scores=scores,
-        labels=labels,
-    )
+    result = VerificationResult(metrics=metrics, pairs_file=str(protocol.path or ""), image_dir=str(protocol.image_dir),
+                                num_images=len(keys), model=embedder.describe(), scores=scores, labels=labels)
     if out_dir is not None:
         write_outputs(result, protocol, Path(out_dir), tensorboard=tensorboard)
     return result

@@ -178,10 +178,8 @@ class Gallery:
         """Add images (PIL, paths or tensors, see :class:`Embedder`) of one person; repeatable."""
         if isinstance(images, (str, os.PathLike)):
             images = [images]
-        sources = [str(x) for x in images] if isinstance(images, (list, tuple)) and all(
-            isinstance(x, (str, os.PathLike)) for x in images
-        ) else None
-        self.add_embeddings(name, self.embedder(images), sources)
+        paths = isinstance(images, (list, tuple)) and all(isinstance(x, (str, os.PathLike)) for x in images)
+        self.add_embeddings(name, self.embedder(images), [str(x) for x in images] if paths else None)
 
     def enroll_folder(
         self,
@@ -197,10 +195,8 @@ class Gallery:
                  for name, files in list_identity_images(root, images_per_identity, identities).items()}
         found = {name: files for name, files in found.items() if files}
         embeddings = self.embedder.embed_files([p for files in found.values() for p in files], progress=progress)
-        start = 0
-        for name, files in found.items():
-            self.add_embeddings(name, embeddings[start : start + len(files)], [str(f) for f in files])
-            start += len(files)
+        for (name, files), chunk in zip(found.items(), embeddings.split([len(files) for files in found.values()])):
+            self.add_embeddings(name, chunk, [str(f) for f in files])
         return {name: len(files) for name, files in found.items()}
 
     def remove(self, name: str) -> None:
@@ -249,8 +245,6 @@ class Gallery:
 
     def identify_many(self, images: Sequence[ImageLike]) -> list[Match]:
         """Matches of several probe images (PIL, paths or tensors)."""
-        if not self.names:
-            raise ConfigError("the gallery is empty: enroll identities first")
         if images and all(isinstance(x, (str, os.PathLike)) for x in images):
             return self.match_embeddings(self.embedder.embed_files(list(images)))
         return self.match_embeddings(self.embedder(images))

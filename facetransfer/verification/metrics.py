@@ -109,18 +109,13 @@ def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float = 1e-3) -> tup
     fpr, tpr, _ = roc_curve(labels, np.asarray(scores, dtype=np.float64), drop_intermediate=False)
     tar = float(tpr[fpr <= far + 1e-12].max())
     allowed = int(np.floor(far * negatives + 1e-9))
-    note = None
     if allowed < 1:
-        note = (
-            f"only {negatives} different-person pairs: FAR={far:g} needs at least {int(np.ceil(1 / far))}; "
-            f"the value is TAR at FAR=0"
-        )
-    elif allowed < 10:
-        note = (
-            f"FAR={far:g} of {negatives} different-person pairs allows only {allowed} false accept(s): "
-            "a noisy estimate"
-        )
-    return tar, note
+        return tar, (f"only {negatives} different-person pairs: FAR={far:g} needs at least {int(np.ceil(1 / far))}; "
+                     "the value is TAR at FAR=0")
+    if allowed < 10:
+        return tar, (f"FAR={far:g} of {negatives} different-person pairs allows only {allowed} false accept(s): "
+                     "a noisy estimate")
+    return tar, None
 
 
 @dataclass
@@ -188,29 +183,13 @@ def verification_metrics(
     tar, note = tar_at_far(scores, labels, far)
     fpr, tpr, _ = roc_curve(labels, scores)
     return VerificationMetrics(
-        accuracy=float(accuracies.mean()),
-        accuracy_std=float(accuracies.std()),
-        fold_accuracies=accuracies.tolist(),
-        fold_thresholds=thresholds.tolist(),
-        threshold=threshold,
-        auc=float(roc_auc_score(labels, scores)),
-        tar=tar,
-        far=far,
-        tar_note=note,
-        num_pairs=len(labels),
-        num_same=int(labels.sum()),
-        num_folds=len(accuracies),
-        official_folds=official,
-        fpr=fpr.tolist(),
-        tpr=tpr.tolist(),
+        accuracy=float(accuracies.mean()), accuracy_std=float(accuracies.std()), fold_accuracies=accuracies.tolist(),
+        fold_thresholds=thresholds.tolist(), threshold=threshold, auc=float(roc_auc_score(labels, scores)), tar=tar,
+        far=far, tar_note=note, num_pairs=len(labels), num_same=int(labels.sum()), num_folds=len(accuracies),
+        official_folds=official, fpr=fpr.tolist(), tpr=tpr.tolist(),
     )
 
 
 __all__ = [
-    "VerificationMetrics",
-    "assign_folds",
-    "best_threshold",
-    "kfold_accuracy",
-    "tar_at_far",
-    "verification_metrics",
+    "VerificationMetrics", "assign_folds", "best_threshold", "kfold_accuracy", "tar_at_far", "verification_metrics",
 ]

@@ -102,20 +102,13 @@ def read_pairs(path: str | os.PathLike) -> tuple[list[Pair], bool]:
         )
     pairs: list[Pair] = []
     for i, (lineno, parts) in enumerate(body):
+        same = (i % (2 * per_set)) < per_set  # each set: per_set same-person lines, then per_set different
+        if len(parts) != (3 if same else 4):
+            line = "a same-person line 'name i j'" if same else "a different-person line 'name1 i name2 j'"
+            raise DataError(f"{path}:{lineno}: expected {line}, got {' '.join(parts)!r}")
+        name1, a, name2, b = (parts[0], parts[1], parts[0], parts[2]) if same else parts
         fold = i // (2 * per_set) if official else -1
-        same = (i % (2 * per_set)) < per_set
-        if same:
-            if len(parts) != 3:
-                raise DataError(f"{path}:{lineno}: expected a same-person line 'name i j', got {' '.join(parts)!r}")
-            name, a, b = parts
-            pairs.append(Pair(name, _parse_index(a, path, lineno), name, _parse_index(b, path, lineno), True, fold))
-        else:
-            if len(parts) != 4:
-                raise DataError(
-                    f"{path}:{lineno}: expected a different-person line 'name1 i name2 j', got {' '.join(parts)!r}"
-                )
-            n1, a, n2, b = parts
-            pairs.append(Pair(n1, _parse_index(a, path, lineno), n2, _parse_index(b, path, lineno), False, fold))
+        pairs.append(Pair(name1, _parse_index(a, path, lineno), name2, _parse_index(b, path, lineno), same, fold))
     return pairs, official
 
 
