@@ -1,11 +1,8 @@
 """Detections on disk, keyed by image content and detector, so each image is detected once.
 
-One SQLite file holds rows ``(content hash, detector id) -> detections as JSON``. The content
-hash is the SHA-256 of the image file's bytes (a renamed or copied file is still found; an
-edited one is detected again); the detector id is :meth:`FaceDetector.cache_id` (name,
-version and the settings that change results). SQLite makes concurrent readers and writers
-(DataLoader workers, several runs) safe. The default file is
-``$FACETRANSFER_CACHE_DIR/landmarks.sqlite`` (default ``~/.cache/facetransfer``)::
+One SQLite table ``(SHA-256 of the file's bytes, FaceDetector.cache_id) -> detections as JSON``, safe for
+concurrent readers and writers (DataLoader workers, several runs); see docs/alignment.md. The default file
+is ``$FACETRANSFER_CACHE_DIR/landmarks.sqlite`` (default ``~/.cache/facetransfer``)::
 
     >>> cache = LandmarkCache(":memory:")
     >>> cache.put_many("mtcnn-v1-abc", {"d41d8c": Detections.empty()})

@@ -1,12 +1,9 @@
 """The face-detector interface: a batch of images in, per image boxes + 5 landmarks + scores out.
 
-Images may be PIL images (any mode) or ``uint8`` tensors ``(C, H, W)`` (1 or 3 channels),
-of any size, or one ``(B, C, H, W)`` tensor. Each image gives one :class:`Detections`, in
-the pixel coordinates of that image: the image covers ``[0, W] x [0, H]`` and pixel
-``(i, j)`` has its centre at ``(j + 0.5, i + 0.5)``. The five landmarks are, in this order,
-the eye on the image's left, the eye on the image's right, the nose tip, the mouth corner on
-the image's left and the one on the image's right (for a frontal face: the person's right eye
-first)::
+Images may be PIL images (any mode) or ``uint8`` tensors ``(C, H, W)`` (1 or 3 channels), of any size, or
+one ``(B, C, H, W)`` tensor. Each image gives one :class:`Detections` in its pixel coordinates: the image
+covers ``[0, W] x [0, H]`` and pixel ``(i, j)`` has its centre at ``(j + 0.5, i + 0.5)``. The landmarks
+are :data:`LANDMARK_NAMES`, "left" meaning the image's left (a frontal face's right eye comes first)::
 
     >>> import torch
     >>> faces = Detections.empty()
@@ -64,9 +61,6 @@ class Detections:
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
-
-    def to(self, device: torch.device | str) -> Detections:
-        return Detections(self.boxes.to(device), self.landmarks.to(device), self.scores.to(device))
 
     def scaled(self, factor: float) -> Detections:
         """Coordinates multiplied by ``factor`` (detections on a resized copy -> the original)."""

@@ -1,13 +1,9 @@
 """``mtcnn``: the multi-task cascaded face detector (Zhang, Zhang, Li & Qiao, 2016), built in.
 
-Three small networks in a cascade: P-Net slides a 12x12 window over an image pyramid and
-proposes boxes, R-Net re-scores 24x24 crops of them, O-Net re-scores 48x48 crops and places
-the five landmarks. This implementation batches every stage over a batch of images (all
-pyramid levels of same-size images run as batches; R-Net and O-Net crops of all images are
-cut with ``torchvision.ops.roi_align`` in one call), uses ``torchvision.ops`` NMS, and runs on
-any device. Large photos are detected on a copy whose longer side is ``max_side`` and the
-results mapped back. Weights: ``facetransfer weights import facenet_pytorch-2.6.0-py3-none-any.whl``
-(see :mod:`.mtcnn_weights`)::
+P-Net slides a 12x12 window over an image pyramid and proposes boxes, R-Net re-scores 24x24 crops of
+them, O-Net re-scores 48x48 crops and places the five landmarks; every stage runs batched over the images
+on any device (docs/alignment.md). Weights: ``facetransfer weights import
+facenet_pytorch-2.6.0-py3-none-any.whl`` (see :mod:`.mtcnn_weights`)::
 
     >>> detector = get_detector("mtcnn")  # doctest: +SKIP
     >>> faces = detector.detect([Image.open("Aaron_Peirsol_0001.jpg")])[0]  # doctest: +SKIP
@@ -24,10 +20,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision.ops import batched_nms, roi_align
+from torchvision.ops import batched_nms, box_area, roi_align
 
 from ..errors import ConfigError
-from .boxes import apply_offsets, nms_min_per_image, square_boxes
 from .detector import Detections, FaceDetector, ImageInput, as_image_list, image_to_tensor, same_size_groups
 from .mtcnn_nets import ONet, PNet, RNet
 from .mtcnn_weights import load_mtcnn_nets
@@ -42,6 +37,46 @@ def _normalise(pixels: torch.Tensor) -> torch.Tensor:
     Channels-last halves the time of these small convolutions and pools on CPU.
     """
     return ((pixels - 127.5) * (1 / 128)).contiguous(memory_format=torch.channels_last)
+
+
+def _apply_offsets(boxes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Boxes ``(N, 4)`` ``x1, y1, x2, y2``: each side moved by its offset times the box's width (x) or height (y)."""
+    size = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
+    return boxes + offsets * size
+
+
+def _square_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """The square with the box's centre and its longer side.
+
+    >>> _square_boxes(torch.tensor([[0.0, 0.0, 10.0, 20.0]]))
+    tensor([[-5.,  0., 15., 20.]])
+    """
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]).max(dim=1, keepdim=True).values / 2
+    return torch.cat([centre - half, centre + half], dim=1)
+
+
+def _nms_min(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Greedy suppression by *intersection over the smaller box* within each group, best first.
+
+    Removes a small box lying mostly inside a better-scoring one (a second detection of
+    part of a face), which IoU suppression keeps.
+    """
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    order = scores.argsort(descending=True)
+    b, g = boxes[order], groups[order]
+    top_left = torch.maximum(b[:, None, :2], b[None, :, :2])
+    bottom_right = torch.minimum(b[:, None, 2:], b[None, :, 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(dim=2)
+    area = box_area(b)
+    overlap = inter / torch.minimum(area[:, None], area[None, :]).clamp(min=1e-6)
+    suppress = ((overlap > threshold) & (g[:, None] == g[None, :])).triu(diagonal=1).cpu()  # i suppresses j > i
+    keep = torch.ones(len(b), dtype=torch.bool)
+    for i in range(len(b)):
+        if keep[i]:
+            keep &= ~suppress[i]
+    return order[keep.to(order.device)]
 
 
 @register_detector("mtcnn")
@@ -179,7 +214,7 @@ class MTCNN(FaceDetector):
             sy, sx = size[0] / height, size[1] / width
             x1, y1 = col.float() * PNET_STRIDE / sx, row.float() * PNET_STRIDE / sy
             boxes = torch.stack([x1, y1, x1 + PNET_WINDOW / sx, y1 + PNET_WINDOW / sy], dim=1)
-            boxes = apply_offsets(boxes, offsets[b, :, row, col])
+            boxes = _apply_offsets(boxes, offsets[b, :, row, col])
             score = prob[b, row, col]
             keep = batched_nms(boxes, score, b, 0.5)
             all_boxes.append(boxes[keep])
@@ -190,7 +225,7 @@ class MTCNN(FaceDetector):
             return pixels.new_zeros(0, 4), empty, torch.zeros(0, dtype=torch.long, device=pixels.device)
         boxes, scores, groups = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_groups)
         keep = batched_nms(boxes, scores, groups, 0.7)
-        return square_boxes(boxes[keep]), scores[keep], groups[keep]
+        return _square_boxes(boxes[keep]), scores[keep], groups[keep]
 
     def _refine(
         self, pixels: torch.Tensor, boxes: torch.Tensor, image_idx: torch.Tensor, stage: int
@@ -206,13 +241,13 @@ class MTCNN(FaceDetector):
         boxes, prob, offsets, image_idx = boxes[keep], prob[keep], offsets[keep], image_idx[keep]
         if stage == 1:
             keep = batched_nms(boxes, prob, image_idx, 0.7)
-            boxes = square_boxes(apply_offsets(boxes[keep], offsets[keep]))
+            boxes = _square_boxes(_apply_offsets(boxes[keep], offsets[keep]))
             return boxes, prob[keep], image_idx[keep], boxes.new_zeros(0, 5, 2)
         relative_points = rest[0][keep]
         points = boxes[:, None, :2] + relative_points * (boxes[:, 2:] - boxes[:, :2])[:, None, :]
-        boxes = apply_offsets(boxes, offsets)
+        boxes = _apply_offsets(boxes, offsets)
         keep = batched_nms(boxes, prob, image_idx, 0.7)
-        keep = keep[nms_min_per_image(boxes[keep], prob[keep], image_idx[keep], 0.7)]
+        keep = keep[_nms_min(boxes[keep], prob[keep], image_idx[keep], 0.7)]
         return boxes[keep], prob[keep], image_idx[keep], points[keep]
 
 

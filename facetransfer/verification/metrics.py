@@ -148,11 +148,9 @@ class VerificationMetrics:
     fpr: list[float] = field(default_factory=list, repr=False)
     tpr: list[float] = field(default_factory=list, repr=False)
 
-    def to_dict(self, curve: bool = False) -> dict:
-        d = asdict(self)
-        if not curve:
-            d.pop("fpr"), d.pop("tpr")
-        return d
+    def to_dict(self) -> dict:
+        """The numbers, without the ROC curve."""
+        return {key: value for key, value in asdict(self).items() if key not in ("fpr", "tpr")}
 
     def summary(self) -> str:
         """One line: ``acc 0.9318 ± 0.0150 (10 folds), AUC 0.9801, TAR@FAR=0.001 0.5123``."""
