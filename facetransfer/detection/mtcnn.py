@@ -190,13 +190,9 @@ class MTCNN(FaceDetector):
         boxes, scores, image_idx = self._propose(pixels)
         boxes, scores, image_idx, _ = self._refine(pixels, boxes, image_idx, stage=1)
         boxes, scores, image_idx, points = self._refine(pixels, boxes, image_idx, stage=2)
-        out = []
-        for b in range(pixels.shape[0]):
-            mine = (image_idx == b).nonzero().squeeze(1)
-            order = scores[mine].argsort(descending=True)
-            mine = mine[order]
-            out.append(Detections(boxes[mine].float(), points[mine].float(), scores[mine].float()))
-        return out
+        order = scores.argsort(descending=True)
+        per_image = [order[image_idx[order] == b] for b in range(pixels.shape[0])]  # best first
+        return [Detections(boxes[i].float(), points[i].float(), scores[i].float()) for i in per_image]
 
     def _propose(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """P-Net over the pyramid: candidate boxes, scores and image index, merged across levels."""

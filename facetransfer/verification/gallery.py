@@ -181,13 +181,8 @@ class Gallery:
         paths = isinstance(images, (list, tuple)) and all(isinstance(x, (str, os.PathLike)) for x in images)
         self.add_embeddings(name, self.embedder(images), [str(x) for x in images] if paths else None)
 
-    def enroll_folder(
-        self,
-        root: str | os.PathLike,
-        images_per_identity: int | None = None,
-        identities: Iterable[str] | None = None,
-        progress: bool = False,
-    ) -> dict[str, int]:
+    def enroll_folder(self, root: str | os.PathLike, images_per_identity: int | None = None,
+                      identities: Iterable[str] | None = None, progress: bool = False) -> dict[str, int]:
         """Enroll every ``<root>/<identity>/`` folder (its first ``images_per_identity`` images, in natural
         order; a file already enrolled is left out) -> {identity: images enrolled}."""
         enrolled = {os.path.realpath(source) for source in self.sources if source}
@@ -324,29 +319,16 @@ class Gallery:
         ``images``, ``threshold``, ``match``, ``calibration``, ``model`` (``Embedder.describe()``)
         and ``model_source`` (how to rebuild the model, or None)."""
         tensors, data = _read_file(Path(path))
-        meta = data["meta"]
-        labels = tensors["labels"]
-        names = data["names"]
-        counts = torch.bincount(labels, minlength=len(names)).tolist() if len(names) else []
-        return {
-            "names": names,
-            "counts": dict(zip(names, counts)),
-            "images": int(len(labels)),
-            "threshold": meta.get("threshold"),
-            "match": meta.get("match", "mean"),
-            "calibration": meta.get("calibration"),
-            "model": meta["model"],
-            "model_source": meta.get("model_source"),
-            "version": data["version"],
-        }
+        meta, names, labels = data["meta"], data["names"], tensors["labels"]
+        counts = torch.bincount(labels, minlength=len(names)).tolist()
+        return {"names": names, "counts": dict(zip(names, counts)), "images": len(labels),
+                "threshold": meta.get("threshold"), "match": meta.get("match", "mean"),
+                "calibration": meta.get("calibration"), "model": meta["model"],
+                "model_source": meta.get("model_source"), "version": data["version"]}
 
     @classmethod
     def load(
-        cls,
-        path: str | os.PathLike,
-        model: nn.Module | Embedder,
-        strict: bool = True,
-        **embedder_args: Any,
+        cls, path: str | os.PathLike, model: nn.Module | Embedder, strict: bool = True, **embedder_args: Any
     ) -> Gallery:
         """Read a saved gallery for ``model``; the saved face crop and flip are reused.
 

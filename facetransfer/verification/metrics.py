@@ -160,13 +160,8 @@ class VerificationMetrics:
         )
 
 
-def verification_metrics(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    folds: np.ndarray | None = None,
-    far: float = 1e-3,
-    n_folds: int = 10,
-) -> VerificationMetrics:
+def verification_metrics(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray | None = None, far: float = 1e-3,
+                         n_folds: int = 10) -> VerificationMetrics:
     """All metrics of one set of pair scores; ``folds=None`` uses :func:`assign_folds`."""
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels).astype(np.int64)
