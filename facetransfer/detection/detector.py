@@ -125,9 +125,8 @@ def same_size_groups(images: Sequence[torch.Tensor], max_pixels: float = math.in
 class FaceDetector(nn.Module):
     """Base class of face detectors: :meth:`detect` finds faces with 5 landmarks in a batch.
 
-    Subclasses set :attr:`name` and :attr:`version` (bump it when results change) and
-    implement :meth:`detect`; :meth:`config` lists the settings that change results, so that
-    cached landmarks are keyed by :meth:`cache_id`.
+    Subclasses set :attr:`name` and :attr:`version` (bump it when results change) and implement :meth:`detect`;
+    :meth:`config` lists the settings that change results, so that cached landmarks are keyed by :meth:`cache_id`.
     """
 
     name: ClassVar[str] = "base"

@@ -1,9 +1,8 @@
 """Landmarks that come with a dataset (CelebA's five points), used instead of a detector.
 
-A :class:`LandmarkTable` maps an image key to its five points (same order as the detectors:
-left eye, right eye, nose, left and right mouth corner, in the image's pixels). The
-:class:`~.aligner.Aligner` asks it before (or instead of) running a detector. Keys are
-matched as given (a source's key, e.g. ``img_celeba/000001.jpg``), else by file name::
+A :class:`LandmarkTable` maps an image key to its five points (same order as the detectors: left eye, right eye, nose,
+left and right mouth corner, in the image's pixels). The :class:`~.aligner.Aligner` asks it before (or instead of)
+running a detector. Keys are matched as given (a source's key, e.g. ``img_celeba/000001.jpg``), else by file name::
 
     >>> table = LandmarkTable({"000001.jpg": [[1, 2], [3, 2], [2, 3], [1, 4], [3, 4]]}, name="demo")
     >>> table.lookup("img_celeba/000001.jpg").landmarks.shape

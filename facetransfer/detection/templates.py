@@ -1,10 +1,9 @@
 """Where the five landmarks go in an aligned face: the ``dlib`` and ``arcface`` templates.
 
-A template is five target points (left eye, right eye, nose, left and right mouth corner, as
-the detector returns them) in a square chip of ``size`` pixels. Any output size is the same
-template scaled; a *canvas* larger than the chip adds an even margin (the template stays
-centred), which is how a backbone whose eval transform centre-crops ``crop_size`` out of
-``resize_size`` sees exactly the template::
+A template is five target points (left eye, right eye, nose, left and right mouth corner, as the detector returns
+them) in a square chip of ``size`` pixels. Any output size is the same template scaled; a *canvas* larger than the
+chip adds an even margin (the template stays centred), which is how a backbone whose eval transform centre-crops
+``crop_size`` out of ``resize_size`` sees exactly the template::
 
     >>> get_template("arcface").size
     112

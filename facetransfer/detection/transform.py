@@ -78,9 +78,8 @@ def _sampling_grid(chip_to_image: torch.Tensor, image_hw: tuple[int, int], size:
 def warp_faces(images: torch.Tensor, image_to_chip: torch.Tensor, size: int) -> torch.Tensor:
     """Sample ``size`` x ``size`` chips out of same-size ``uint8`` images ``(B, C, H, W)``.
 
-    ``image_to_chip`` are ``(B, 2, 3)`` matrices from image to chip pixel coordinates (as
-    :func:`similarity_transform` fits them). Outside the image is black. Returns ``uint8``
-    ``(B, C, size, size)`` on the images' device.
+    ``image_to_chip`` are ``(B, 2, 3)`` matrices from image to chip pixel coordinates (as :func:`similarity_transform`
+    fits them). Outside the image is black. Returns ``uint8`` ``(B, C, size, size)`` on the images' device.
     """
     if images.ndim != 4 or image_to_chip.shape != (images.shape[0], 2, 3):
         raise ValueError(f"expected images (B, C, H, W) and matrices (B, 2, 3), got {tuple(images.shape)}, "

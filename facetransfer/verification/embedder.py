@@ -60,23 +60,22 @@ class Embedder:
 
     Args:
         model: a :class:`Backbone` or a :class:`~facetransfer.FaceClassifier` (its backbone is used).
-        face_crop: central fraction of the image kept before resizing (as in
-            :class:`~facetransfer.FaceDataModule`; LFW deep-funneled: see docs/verification.md).
+        face_crop: central fraction of the image kept before resizing (as in :class:`~facetransfer.FaceDataModule`;
+            LFW deep-funneled: see docs/verification.md).
         flip: also embed the horizontally flipped image and average (test-time augmentation).
         batch_size: images per forward pass.
         num_workers: DataLoader workers for :meth:`embed_files`.
         device: where to run (default: where the model's parameters are).
-        name: what to call the model in results and galleries (default: the FaceClassifier's
-            backbone name, else the class name).
+        name: what to call the model in results and galleries (default: the FaceClassifier's backbone name, else the
+            class name).
         align: ``none``, a face detector (``mtcnn``) or an :class:`~facetransfer.detection.Aligner`:
-            images (paths, PIL, ``uint8`` tensors) are detected and aligned before the transform
-            (detections cached on disk by file content; an image without a face is an error).
+            images (paths, PIL, ``uint8`` tensors) are detected and aligned before the transform (detections cached on
+            disk by file content; an image without a face is an error).
         align_template: ``dlib`` or ``arcface`` (default: the backbone's own).
 
-    Inputs of :meth:`__call__`: a PIL image, an image file path, a ``uint8`` tensor
-    ``(C, H, W)`` / ``(B, C, H, W)`` (raw pixels: transformed like PIL images), a float
-    tensor ``(3, H, W)`` / ``(B, 3, H, W)`` (already preprocessed, used as is), or a list of
-    these. Output: ``(N, num_features)`` float32 on the CPU, each row of norm 1.
+    Inputs of :meth:`__call__`: a PIL image, an image file path, a ``uint8`` tensor ``(C, H, W)`` / ``(B, C, H, W)``
+    (raw pixels: transformed like PIL images), a float tensor ``(3, H, W)`` / ``(B, 3, H, W)`` (already preprocessed,
+    used as is), or a list of these. Output: ``(N, num_features)`` float32 on the CPU, each row of norm 1.
     """
 
     def __init__(

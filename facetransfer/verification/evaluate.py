@@ -1,8 +1,7 @@
 """Run the LFW pair-verification protocol with any backbone or trained model.
 
-Every image the pairs name is embedded once (L2-normalised backbone features,
-optionally averaged with the horizontally flipped image); a pair's score is the
-cosine similarity of its two embeddings::
+Every image the pairs name is embedded once (L2-normalised backbone features, optionally averaged with the
+horizontally flipped image); a pair's score is the cosine similarity of its two embeddings::
 
     >>> model = get_backbone("dlib_resnet", weights="FACE_API")  # doctest: +SKIP
     >>> result = evaluate_pairs(model, "../shared/data/lfw-devtrain/pairsDevTrain.txt",
@@ -10,8 +9,8 @@ cosine similarity of its two embeddings::
     >>> print(result.summary())  # doctest: +SKIP
     dlib_resnet on pairsDevTrain.txt (2200 pairs, 3443 images, face_crop 0.6): acc 0.9... ± ...
 
-``out_dir`` receives ``roc.png``, ``metrics.json``, ``scores.tsv`` and a TensorBoard event
-file (scalars ``verify/*`` and the ROC figure).
+``out_dir`` receives ``roc.png``, ``metrics.json``, ``scores.tsv`` and a TensorBoard event file (scalars ``verify/*``
+and the ROC figure).
 """
 
 from __future__ import annotations

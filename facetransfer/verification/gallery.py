@@ -1,9 +1,8 @@
 """A face gallery: enroll known people, then name a probe face -- or say it is unknown.
 
-A probe is scored against each enrolled identity by cosine similarity -- to its *template*
-(``match="mean"``: the mean of the identity's L2-normalised embeddings, re-normalised) or
-to its most similar enrolled image (``match="nearest"``) -- and named after the best one;
-below ``threshold`` it is *unknown* (open-set identification)::
+A probe is scored against each enrolled identity by cosine similarity -- to its *template* (``match="mean"``: the
+mean of the identity's L2-normalised embeddings, re-normalised) or to its most similar enrolled image
+(``match="nearest"``) -- and named after the best one; below ``threshold`` it is *unknown* (open-set identification)::
 
     >>> gallery = Gallery(get_backbone("dlib_resnet", weights="FACE_API"), match="nearest")  # doctest: +SKIP
     >>> gallery.enroll_folder("staff/")  # staff/<name>/<image>  # doctest: +SKIP
@@ -13,11 +12,10 @@ below ``threshold`` it is *unknown* (open-set identification)::
     >>> gallery.save("staff.gallery")  # doctest: +SKIP
     >>> gallery = Gallery.load("staff.gallery", model)  # doctest: +SKIP
 
-The file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the embeddings
-and labels as tensors, names, sources, threshold and model description as JSON strings in its
-header. Reading it parses that header and the raw tensor bytes, nothing else: no pickle, no
-code runs. ``facetransfer gallery`` (enroll, identify, add, remove, show) uses it from the
-command line.
+The file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the embeddings and labels as tensors,
+names, sources, threshold and model description as JSON strings in its header. Reading it parses that header and the
+raw tensor bytes, nothing else: no pickle, no code runs. ``facetransfer gallery`` (enroll, identify, add, remove,
+show) uses it from the command line.
 """
 
 from __future__ import annotations
@@ -102,21 +100,20 @@ class Gallery:
 
     Args:
         model: a backbone, a :class:`~facetransfer.FaceClassifier` or an :class:`Embedder`.
-        threshold: cosine similarity below which a probe is unknown; None: never unknown
-            (closed set). :meth:`calibrate` chooses one from the enrolled images.
-        match: ``mean`` compares a probe with each identity's template (mean embedding);
-            ``nearest`` with each identity's most similar enrolled image (better when people
-            are enrolled in varied poses, costs one comparison per enrolled image).
-        face_crop / flip / batch_size / num_workers / device: as in :class:`Embedder`
-            (ignored when ``model`` is an Embedder).
+        threshold: cosine similarity below which a probe is unknown; None: never unknown (closed set).
+            :meth:`calibrate` chooses one from the enrolled images.
+        match: ``mean`` compares a probe with each identity's template (mean embedding); ``nearest`` with each
+            identity's most similar enrolled image (better when people are enrolled in varied poses, costs one
+            comparison per enrolled image).
+        face_crop / flip / batch_size / num_workers / device: as in :class:`Embedder` (ignored when ``model`` is an
+            Embedder).
 
     Attributes saved with the gallery besides the embeddings:
-        calibration: how :meth:`calibrate` chose ``threshold`` (``{"target_far": ...}``), or
-            None when the threshold was set by hand.
+        calibration: how :meth:`calibrate` chose ``threshold`` (``{"target_far": ...}``), or None when the threshold
+            was set by hand.
         model_source: how to rebuild the model, e.g. ``{"backbone": "dlib_resnet", "weights":
-            "FACE_API"}`` or ``{"ckpt_path": "/runs/.../best.ckpt"}`` (what ``facetransfer gallery
-            identify`` uses); by default taken from a :class:`~facetransfer.FaceClassifier`'s
-            hyperparameters, None for a bare backbone.
+            "FACE_API"}`` or ``{"ckpt_path": "/runs/.../best.ckpt"}`` (what ``facetransfer gallery identify`` uses);
+            by default taken from a :class:`~facetransfer.FaceClassifier`'s hyperparameters, None for a bare backbone.
     """
 
     def __init__(
@@ -248,10 +245,9 @@ class Gallery:
     def leave_one_out_scores(self) -> tuple[np.ndarray, np.ndarray]:
         """Scores from the enrolled images alone -> (genuine, impostor).
 
-        Genuine: each image against its own identity without that image (its template built
-        from the others, or its other images; identities with >= 2 images). Impostor: each
-        image's best score among the *other* identities -- what it would score if its person
-        were not enrolled.
+        Genuine: each image against its own identity without that image (its template built from the others, or its
+        other images; identities with >= 2 images). Impostor: each image's best score among the *other* identities --
+        what it would score if its person were not enrolled.
         """
         counts = torch.bincount(self.labels, minlength=len(self.names))
         if len(self.names) < 2 or int((counts >= 2).sum()) == 0:
@@ -332,9 +328,8 @@ class Gallery:
     ) -> Gallery:
         """Read a saved gallery for ``model``; the saved face crop and flip are reused.
 
-        The model must produce embeddings of the same size; with ``strict`` it must also be
-        the same network with the same weights (``weights_fingerprint``), since embeddings of
-        other weights are not comparable.
+        The model must produce embeddings of the same size; with ``strict`` it must also be the same network with the
+        same weights (``weights_fingerprint``), since embeddings of other weights are not comparable.
         """
         path = Path(path)
         tensors, data = _read_file(path)

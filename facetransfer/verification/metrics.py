@@ -1,9 +1,8 @@
 """Pair-verification metrics: 10-fold accuracy, ROC AUC and TAR at a fixed FAR.
 
-Scores are similarities (higher = more alike, e.g. cosine similarity of L2-normalised
-embeddings); labels are 1 for same-person pairs. The LFW protocol's accuracy is
-cross-validated: for each fold, the threshold that maximises accuracy on the other
-folds is applied to that fold; the result is the mean ± std over folds::
+Scores are similarities (higher = more alike, e.g. cosine similarity of L2-normalised embeddings); labels are 1 for
+same-person pairs. The LFW protocol's accuracy is cross-validated: for each fold, the threshold that maximises
+accuracy on the other folds is applied to that fold; the result is the mean ± std over folds::
 
     >>> import numpy as np
     >>> scores = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1] * 5)
@@ -29,10 +28,9 @@ from ..errors import DataError
 def assign_folds(labels: np.ndarray, n_folds: int = 10) -> np.ndarray:
     """Fold index of each pair for files without official folds.
 
-    Stratified and without shuffling (``sklearn.model_selection.StratifiedKFold(n_folds)``):
-    the k-th fold holds the k-th contiguous block of the same-person pairs and of the
-    different-person pairs, in file order. LFW's files list pairs alphabetically, so
-    folds share few people -- as in View 2, where the 10 sets are person-disjoint.
+    Stratified and without shuffling (``sklearn.model_selection.StratifiedKFold(n_folds)``): the k-th fold holds the
+    k-th contiguous block of the same-person pairs and of the different-person pairs, in file order. LFW's files list
+    pairs alphabetically, so folds share few people -- as in View 2, where the 10 sets are person-disjoint.
 
     >>> assign_folds(np.array([1, 1, 1, 1, 0, 0, 0, 0]), 2).tolist()
     [0, 0, 1, 1, 0, 0, 1, 1]

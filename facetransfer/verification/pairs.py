@@ -134,8 +134,7 @@ class PairsProtocol:
     ) -> PairsProtocol:
         """Read ``path`` and find its images under ``root`` (default: the pairs file's folder).
 
-        Every image the file names must exist; otherwise one :class:`DataError` lists the
-        missing ones.
+        Every image the file names must exist; otherwise one :class:`DataError` lists the missing ones.
         """
         path = Path(path)
         pairs, official = read_pairs(path)
