@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import sqlite3
 import threading
@@ -25,7 +24,6 @@ from pathlib import Path
 from ..errors import ConfigError
 from .detector import Detections
 
-log = logging.getLogger(__name__)
 CACHE_FILENAME = "landmarks.sqlite"
 _SQL_BATCH = 500  # SQLite's limit on bound variables is 999 in old builds
 
@@ -73,20 +71,17 @@ class LandmarkCache:
 
     def _connect(self) -> sqlite3.Connection:
         if self.path == ":memory:":  # one shared in-memory database per object
-            if self._memory_conn is None:
-                self._memory_conn = self._open(check_same_thread=False)
+            self._memory_conn = self._memory_conn or self._open()
             return self._memory_conn
-        conn = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = self._open()
-            self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
+        if getattr(self._local, "pid", None) != os.getpid():  # a connection per thread, a new one after a fork
+            self._local.conn, self._local.pid = self._open(), os.getpid()
+        return self._local.conn
 
-    def _open(self, check_same_thread: bool = True) -> sqlite3.Connection:
+    def _open(self) -> sqlite3.Connection:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=60, check_same_thread=check_same_thread)
+            conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
             _retry_while_locked(lambda: self._set_up(conn))
         except (sqlite3.Error, OSError) as err:
             raise ConfigError(

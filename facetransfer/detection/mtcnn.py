@@ -136,14 +136,9 @@ class MTCNN(FaceDetector):
         self.to(device=device, memory_format=torch.channels_last)
 
     def config(self) -> dict[str, Any]:
-        return {
-            "min_face_size": self.min_face_size,
-            "min_face_fraction": self.min_face_fraction,
-            "thresholds": list(self.thresholds),
-            "scale_factor": self.scale_factor,
-            "max_side": self.max_side,
-            "pretrained": self.pretrained,
-        }
+        return {"min_face_size": self.min_face_size, "min_face_fraction": self.min_face_fraction,
+                "thresholds": list(self.thresholds), "scale_factor": self.scale_factor, "max_side": self.max_side,
+                "pretrained": self.pretrained}
 
     @torch.inference_mode()
     def detect(self, images: ImageInput | Sequence[ImageInput]) -> list[Detections]:

@@ -41,16 +41,8 @@ class PairVerification(Callback):
     facetransfer.errors.ConfigError: PairVerification face_crop must be in (0, 1], got 1.5
     """
 
-    def __init__(
-        self,
-        pairs: str,
-        root: str | None = None,
-        face_crop: float = LFWSource.face_crop,
-        flip: bool = False,
-        far: float = 1e-3,
-        batch_size: int = 64,
-        num_workers: int = 0,
-    ) -> None:
+    def __init__(self, pairs: str, root: str | None = None, face_crop: float = LFWSource.face_crop, flip: bool = False,
+                 far: float = 1e-3, batch_size: int = 64, num_workers: int = 0) -> None:
         if not 0 < face_crop <= 1:
             raise ConfigError(f"PairVerification face_crop must be in (0, 1], got {face_crop}")
         if not 0 < far < 1:

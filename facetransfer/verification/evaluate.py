@@ -169,10 +169,9 @@ def write_outputs(result: VerificationResult, protocol: PairsProtocol, out_dir: 
     fig.savefig(png, dpi=100)
     result.files["roc_png"] = str(png)
     tsv = out_dir / "scores.tsv"
-    rows = ["name1\timage1\tname2\timage2\tsame\tfold\tscore"]
-    for p, s in zip(protocol.pairs, result.scores):
-        rows.append(f"{p.name1}\t{p.index1}\t{p.name2}\t{p.index2}\t{int(p.same)}\t{p.fold}\t{s:.6f}")
-    tsv.write_text("\n".join(rows) + "\n")
+    rows = [f"{p.name1}\t{p.index1}\t{p.name2}\t{p.index2}\t{int(p.same)}\t{p.fold}\t{s:.6f}\n"
+            for p, s in zip(protocol.pairs, result.scores)]
+    tsv.write_text("name1\timage1\tname2\timage2\tsame\tfold\tscore\n" + "".join(rows))
     result.files["scores_tsv"] = str(tsv)
     if tensorboard:
         from torch.utils.tensorboard import SummaryWriter

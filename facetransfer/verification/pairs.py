@@ -1,14 +1,10 @@
 """LFW pair lists: View 1's ``pairsDevTrain.txt`` / ``pairsDevTest.txt`` and View 2's ``pairs.txt``.
 
-Both formats are a header line, then *same* lines ``name i j`` and *different* lines
-``name1 i name2 j`` (tab- or space-separated; image numbers start at 1):
-
-- View 1: header ``N``, then N same and N different pairs, no folds.
-- View 2: header ``S N`` (``10 300``), then S sets of N same and N different pairs; set k
-  is fold k of the official 10-fold protocol.
-
-Image ``i`` of ``name`` is ``<image_dir>/<name>/<name>_<i:04d>.jpg`` under any LFW
-alignment (:class:`~facetransfer.data.lfw.LFWSource` finds the folder)::
+A header line, then *same* lines ``name i j`` and *different* lines ``name1 i name2 j`` (see docs/verification.md):
+View 1's header ``N`` announces N same and N different pairs, no folds; View 2's ``S N`` (``10 300``) S such sets,
+set k being fold k of the official 10-fold protocol. Image ``i`` of ``name`` is
+``<image_dir>/<name>/<name>_<i:04d>.jpg`` under any LFW alignment (:class:`~facetransfer.data.lfw.LFWSource`
+finds the folder)::
 
     >>> protocol = PairsProtocol.load("../shared/data/lfw-devtrain/pairsDevTrain.txt")  # doctest: +SKIP
     >>> len(protocol), protocol.num_same, protocol.official_folds  # doctest: +SKIP
