@@ -31,7 +31,6 @@ from ..io.images import to_rgb
 from .cache import LandmarkCache, content_hash
 from .detector import Detections, FaceDetector, ImageInput, image_to_tensor, same_size_groups
 from .landmarks import LandmarkTable
-from .picking import PICK_POLICIES, pick_face
 from .reading import decode_image, pixels_hash, read_bytes
 from .registry import get_detector
 from .templates import FaceTemplate, get_template
@@ -40,6 +39,37 @@ from .transform import similarity_transform, warp_faces
 AlignInput = Union[str, os.PathLike, Image.Image, torch.Tensor]
 #: images larger than this (pixels) are warped one at a time instead of in a stacked batch
 _BATCH_WARP_PIXELS = 1024 * 1024
+#: which face of a group photo to align (see :func:`pick_face`)
+PICK_POLICIES = ("largest_central", "largest", "central")
+
+
+def pick_face(faces: Detections, image_size: tuple[int, int], policy: str = "largest_central") -> int:
+    """Index of the face the policy picks among several.
+
+    - ``largest``: the largest box;
+    - ``central``: the box whose centre is nearest the image centre;
+    - ``largest_central``: the largest box once its distance from the centre is counted against it:
+      ``area - 2 * distance**2`` (pixels; the rule insightface uses). A photo's subject is usually large *and*
+      central; a bigger face at the edge loses to it.
+
+    >>> boxes = torch.tensor([[0., 0, 100, 100], [120, 120, 200, 200]])
+    >>> faces = Detections(boxes, torch.zeros(2, 5, 2), torch.ones(2))
+    >>> [pick_face(faces, (320, 320), p) for p in ("largest", "central", "largest_central")]
+    [0, 1, 1]
+    """
+    if len(faces) == 0:
+        raise ValueError("no faces to pick from")
+    if policy not in PICK_POLICIES:
+        raise ConfigError(f"unknown face pick policy {policy!r}; known: {', '.join(PICK_POLICIES)}")
+    boxes = faces.boxes.float()
+    area = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+    centre = torch.tensor(image_size, dtype=torch.float32, device=boxes.device) / 2
+    distance2 = ((boxes[:, :2] + boxes[:, 2:]) / 2 - centre).pow(2).sum(dim=1)
+    if policy == "largest":
+        return int(area.argmax())
+    if policy == "central":
+        return int(distance2.argmin())
+    return int((area - 2 * distance2).argmax())
 
 
 class NoFaceError(DataError):
@@ -173,9 +203,6 @@ class Aligner:
         """Inside a DataLoader worker forked from a CUDA process, which cannot use CUDA: work with the CPU twin."""
         return self._cpu_detector is not None and torch.utils.data.get_worker_info() is not None
 
-    def _device_here(self) -> torch.device:
-        return torch.device("cpu") if self._in_forked_worker() else self.device
-
     # --- finding faces -----------------------------------------------------------------------------
     def _listed(self, image: AlignInput, key: str | None = None) -> Detections | None:
         """The landmark table's faces of an image (by ``key``, else its path), or None."""
@@ -261,15 +288,11 @@ class Aligner:
         return ", ".join(parts)
 
     # --- aligning ----------------------------------------------------------------------------------
-    def transform(self, landmarks: torch.Tensor) -> torch.Tensor:
-        """``(B, 5, 2)`` landmarks -> ``(B, 2, 3)`` image-to-chip similarity matrices."""
-        device = self._device_here()
-        return similarity_transform(landmarks.to(device), self.template.points.to(device))
-
     def warp(self, images: Sequence[ImageInput], landmarks: torch.Tensor) -> list[torch.Tensor]:
-        """Chips (``uint8`` ``(3, size, size)``, on the device) of images with one face's landmarks each."""
-        tensors = [image_to_tensor(im, self._device_here()) for im in images]
-        matrices = self.transform(landmarks)
+        """Chips (``uint8`` ``(3, size, size)``, on the device) of images with one face's ``(5, 2)`` landmarks each."""
+        device = torch.device("cpu") if self._in_forked_worker() else self.device
+        tensors = [image_to_tensor(im, device) for im in images]
+        matrices = similarity_transform(landmarks.to(device), self.template.points.to(device))
         chips: dict[int, torch.Tensor] = {}
         for indices in same_size_groups(tensors, _BATCH_WARP_PIXELS):
             batch = torch.stack([tensors[i] for i in indices])
@@ -392,4 +415,6 @@ def _to_pil(chip: torch.Tensor) -> Image.Image:
     return Image.fromarray(chip.permute(1, 2, 0).contiguous().cpu().numpy(), "RGB")
 
 
-__all__ = ["AlignInput", "AlignedImage", "Aligner", "FaceLocation", "NoFaceError", "Prepared"]
+__all__ = [
+    "PICK_POLICIES", "AlignInput", "AlignedImage", "Aligner", "FaceLocation", "NoFaceError", "Prepared", "pick_face",
+]

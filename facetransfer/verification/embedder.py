@@ -97,9 +97,7 @@ class Embedder:
         self.backbone = as_backbone(model)
         self.backbone_name = name or str(getattr(model, "backbone_name", type(self.backbone).__name__))
         self.face_crop = float(face_crop)
-        self.flip = flip
-        self.batch_size = batch_size
-        self.num_workers = num_workers
+        self.flip, self.batch_size, self.num_workers = flip, batch_size, num_workers
         self.device = torch.device(device) if device is not None else next(self.backbone.parameters()).device
         self.transform = self.backbone.preprocess.eval_transform(self.face_crop)
         self.aligner = make_aligner(align, self.backbone.preprocess, align_template)

@@ -274,21 +274,20 @@ class Gallery:
         """Choose and set ``threshold`` from :meth:`leave_one_out_scores`.
 
         ``target_far=None``: the threshold that best separates genuine from impostor scores
-        (:func:`~.metrics.best_threshold`). Otherwise the lowest threshold at which at most
-        that fraction of impostor scores is accepted.
+        (:func:`~.metrics.best_threshold`). Otherwise the lowest threshold at which at most that fraction of
+        impostor scores is accepted.
         """
+        if target_far is not None and not 0 <= target_far < 1:
+            raise ConfigError(f"target_far must be in [0, 1), got {target_far}")
         genuine, impostor = self.leave_one_out_scores()
         scores = np.concatenate([genuine, impostor])
         labels = np.concatenate([np.ones(len(genuine), np.int64), np.zeros(len(impostor), np.int64)])
         if target_far is None:
             threshold, _ = best_threshold(scores, labels)
         else:
-            if not 0 <= target_far < 1:
-                raise ConfigError(f"target_far must be in [0, 1), got {target_far}")
             fpr, _, thresholds = roc_curve(labels, scores, drop_intermediate=False)
-            ok = np.flatnonzero(fpr <= target_far)
-            threshold = float(thresholds[ok[-1]])
-            if not np.isfinite(threshold):
+            threshold = float(thresholds[np.flatnonzero(fpr <= target_far)[-1]])
+            if not np.isfinite(threshold):  # roc_curve's first cut (+inf): no impostor may pass
                 threshold = float(impostor.max()) + 1e-6
         self.threshold = float(threshold)
         self.calibration = {"target_far": target_far, "genuine": len(genuine), "impostor": len(impostor)}
