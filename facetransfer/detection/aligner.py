@@ -249,10 +249,7 @@ class Aligner:
     def faces(self, image: AlignInput, key: str | None = None) -> Detections:
         """All faces of one image (landmark table, cache, or the detector), best first."""
         listed = self._listed(image, key)
-        if listed is not None:
-            return listed
-        digest, decoded, _ = self._read(image)
-        return self._found([digest], [decoded])[digest]
+        return listed if listed is not None else self._faces_and_image(image, key)[0]
 
     def locate(self, image: AlignInput, key: str | None = None) -> FaceLocation:
         """The face the policy picks; :class:`NoFaceError` when there is none."""

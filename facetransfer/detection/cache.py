@@ -84,10 +84,8 @@ class LandmarkCache:
             conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
             _retry_while_locked(lambda: self._set_up(conn))
         except (sqlite3.Error, OSError) as err:
-            raise ConfigError(
-                f"cannot open the landmark cache {self.path}: {err}; set FACETRANSFER_CACHE_DIR to a writable "
-                "folder or use cache=None"
-            ) from None
+            raise ConfigError(f"cannot open the landmark cache {self.path}: {err}; set FACETRANSFER_CACHE_DIR to a "
+                              "writable folder or use cache=None") from None
         return conn
 
     def _set_up(self, conn: sqlite3.Connection) -> None:

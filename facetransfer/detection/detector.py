@@ -50,10 +50,8 @@ class Detections:
     def __post_init__(self) -> None:
         n = self.boxes.shape[0]
         if self.boxes.shape != (n, 4) or self.landmarks.shape != (n, 5, 2) or self.scores.shape != (n,):
-            raise ValueError(
-                f"inconsistent detections: boxes {tuple(self.boxes.shape)}, landmarks "
-                f"{tuple(self.landmarks.shape)}, scores {tuple(self.scores.shape)}"
-            )
+            raise ValueError(f"inconsistent detections: boxes {tuple(self.boxes.shape)}, landmarks "
+                             f"{tuple(self.landmarks.shape)}, scores {tuple(self.scores.shape)}")
 
     @classmethod
     def empty(cls, device: torch.device | str = "cpu") -> Detections:

@@ -62,10 +62,8 @@ class LandmarkTable:
         """The landmarks a data source ships (``landmark_points()``, e.g. CelebA's), named
         ``<dataset>-<variant>``; :class:`ConfigError` for a source without landmarks."""
         if not callable(getattr(source, "landmark_points", None)):
-            raise ConfigError(
-                f"align: landmarks needs a dataset that ships landmarks (celeba); {source.name!r} does not: "
-                "use align: mtcnn"
-            )
+            raise ConfigError(f"align: landmarks needs a dataset that ships landmarks (celeba); {source.name!r} does "
+                              "not: use align: mtcnn")
         variant = getattr(source, "variant", None)
         name = f"{source.name}-{variant}" if variant else source.name
         where = source.landmark_file() if callable(getattr(source, "landmark_file", None)) else None

@@ -89,8 +89,8 @@ def plot_roc(metrics: VerificationMetrics, title: str = ""):
     log.plot(fpr[positive], tpr[positive], lw=1.5)
     log.axvline(metrics.far, ls="--", c="grey", lw=1)
     log.plot([metrics.far], [metrics.tar], "o", c="C3", label=f"TAR@FAR={metrics.far:g}: {metrics.tar:.4f}")
-    log.set(xscale="log", xlabel="false accept rate (log)", ylabel="true accept rate", ylim=(0, 1.01))
-    log.set_title("ROC (log FAR)")
+    log.set(xscale="log", xlabel="false accept rate (log)", ylabel="true accept rate", ylim=(0, 1.01),
+            title="ROC (log FAR)")
     log.legend(loc="lower right")
     for ax in (lin, log):
         ax.grid(alpha=0.3)
@@ -130,20 +130,17 @@ def evaluate_pairs(
     """Verify the pairs of an LFW pairs file with a model's embeddings.
 
     Args:
-        model: a :class:`~facetransfer.models.Backbone`, a :class:`~facetransfer.FaceClassifier`
-            (its backbone's features; the identity head is not used) or an :class:`Embedder`
-            (then ``face_crop``/``flip``/``batch_size``/``num_workers``/``device`` are its own).
-        pairs: a pairs file (View 1 ``pairsDevTrain.txt``/``pairsDevTest.txt`` or View 2
-            ``pairs.txt``) or a loaded :class:`PairsProtocol`.
+        model: a :class:`~facetransfer.models.Backbone`, a :class:`~facetransfer.FaceClassifier` (its backbone's
+            features; the identity head is not used) or an :class:`Embedder` (then the embedding options are its own).
+        pairs: a pairs file (View 1 ``pairsDevTrain.txt``/``pairsDevTest.txt`` or View 2 ``pairs.txt``) or a loaded
+            :class:`PairsProtocol`.
         root: the LFW folder (default: the pairs file's folder).
-        face_crop: central fraction of the 250 px image kept before resizing.
-        flip: average each embedding with the flipped image's.
         far: the false accept rate of the TAR@FAR metric.
         n_folds: folds for files without official folds (View 2 always uses its 10 sets).
         out_dir: write ``roc.png``, ``metrics.json``, ``scores.tsv`` and TensorBoard events there.
         tensorboard: with ``out_dir``, also write the TensorBoard event file.
-        name: the model's name in the results (default: a FaceClassifier's backbone name).
-        align / align_template: detect and align every image first (``mtcnn``; see :class:`Embedder`).
+        face_crop / flip / batch_size / num_workers / device / name / align / align_template: the embedding
+            options, as in :class:`Embedder` (``face_crop``: of the 250 px LFW image).
     """
     protocol = pairs if isinstance(pairs, PairsProtocol) else PairsProtocol.load(pairs, root)
     embedder = model if isinstance(model, Embedder) else Embedder(

@@ -251,9 +251,7 @@ class Gallery:
         """
         counts = torch.bincount(self.labels, minlength=len(self.names))
         if len(self.names) < 2 or int((counts >= 2).sum()) == 0:
-            raise ConfigError(
-                "choosing a threshold needs at least 2 identities and one with >= 2 enrolled images"
-            )
+            raise ConfigError("choosing a threshold needs at least 2 identities and one with >= 2 enrolled images")
         has_rest = counts[self.labels] >= 2
         rows = torch.arange(len(self.labels))
         if self.match == "nearest":
