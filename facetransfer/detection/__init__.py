@@ -10,11 +10,10 @@ See docs/alignment.md.
 """
 
 from . import mtcnn  # noqa: F401  (registers the built-in detector)
-from .aligner import AlignedImage, Aligner, FaceLocation, NoFaceError, Prepared
+from .aligner import PICK_POLICIES, AlignedImage, Aligner, FaceLocation, NoFaceError, Prepared, pick_face
 from .cache import LandmarkCache, default_cache_dir
 from .detector import LANDMARK_NAMES, Detections, FaceDetector
 from .landmarks import LandmarkTable
-from .picking import PICK_POLICIES, pick_face
 from .registry import ENTRY_POINT_GROUP, get_detector, list_detectors, register_detector
 from .templates import (
     FaceTemplate,

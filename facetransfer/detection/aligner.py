@@ -1,38 +1,26 @@
 """From any photo to an aligned face chip: detect (once, cached), pick one face, warp.
 
-An :class:`Aligner` combines a face detector (or a dataset's own landmarks), a template and
-an output size. For each image it finds all faces (from the on-disk cache when the same
-file content was seen before with the same detector settings), picks one by its policy,
-fits the 5-point similarity transform to the template and warps the chip::
+An :class:`Aligner` combines a face detector (or a dataset's own landmarks), a template and an output size.
+For each image it finds all faces (from the on-disk cache when the same file content was seen before with
+the same detector settings), picks one by its policy (:func:`pick_face`), fits the 5-point similarity
+transform to the template and warps the chip. An image without a face is a :class:`NoFaceError` (a
+:class:`~facetransfer.errors.DataError`: callers apply their ``on_bad_image`` policy), never a silent centre
+crop; docs/alignment.md lists the policies for group photos, unreadable files, large, grey and rotated ones::
 
     >>> aligner = Aligner("mtcnn", template="dlib")  # doctest: +SKIP
     >>> prepared = aligner.prepare(paths, progress=True)  # detect a whole dataset once  # doctest: +SKIP
     >>> aligner.align("photos/alice/1.jpg").size  # doctest: +SKIP
     (150, 150)
-
-Policies:
-
-- **several faces**: ``pick="largest_central"`` (default) takes the largest face, its distance
-  from the image centre counted against it (a photo's subject is large and central; see
-  :func:`pick_face`); ``largest`` the largest box; ``central`` the box nearest the image
-  centre. The number of faces found is reported with each alignment (``FaceLocation.faces``,
-  the ``faces`` column of ``facetransfer align``'s ``landmarks.csv``).
-- **no face**: :class:`NoFaceError`, a :class:`~facetransfer.errors.DataError`: callers
-  apply their ``on_bad_image`` policy (stop, or skip and record). There is never a silent
-  fallback to a centre crop.
-- **unreadable file**: :class:`~facetransfer.errors.DataError` naming the file.
-- **large photos** are detected on a copy reduced to the detector's ``max_side``; the chip is
-  cut from the full-resolution image (antialiased). **Grey, 16-bit, CMYK, palette** images
-  become RGB; JPEG **EXIF orientation** is applied (phone photos come out upright).
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, Union
 
 import torch
@@ -41,9 +29,8 @@ from PIL import Image
 from ..errors import ConfigError, DataError
 from ..io.images import to_rgb
 from .cache import LandmarkCache, content_hash
-from .detector import Detections, FaceDetector, image_to_tensor
+from .detector import Detections, FaceDetector, ImageInput, image_to_tensor, same_size_groups
 from .landmarks import LandmarkTable
-from .picking import PICK_POLICIES, pick_face
 from .reading import decode_image, pixels_hash, read_bytes
 from .registry import get_detector
 from .templates import FaceTemplate, get_template
@@ -52,6 +39,37 @@ from .transform import similarity_transform, warp_faces
 AlignInput = Union[str, os.PathLike, Image.Image, torch.Tensor]
 #: images larger than this (pixels) are warped one at a time instead of in a stacked batch
 _BATCH_WARP_PIXELS = 1024 * 1024
+#: which face of a group photo to align (see :func:`pick_face`)
+PICK_POLICIES = ("largest_central", "largest", "central")
+
+
+def pick_face(faces: Detections, image_size: tuple[int, int], policy: str = "largest_central") -> int:
+    """Index of the face the policy picks among several.
+
+    - ``largest``: the largest box;
+    - ``central``: the box whose centre is nearest the image centre;
+    - ``largest_central``: the largest box once its distance from the centre is counted against it:
+      ``area - 2 * distance**2`` (pixels; the rule insightface uses). A photo's subject is usually large *and*
+      central; a bigger face at the edge loses to it.
+
+    >>> boxes = torch.tensor([[0., 0, 100, 100], [120, 120, 200, 200]])
+    >>> faces = Detections(boxes, torch.zeros(2, 5, 2), torch.ones(2))
+    >>> [pick_face(faces, (320, 320), p) for p in ("largest", "central", "largest_central")]
+    [0, 1, 1]
+    """
+    if len(faces) == 0:
+        raise ValueError("no faces to pick from")
+    if policy not in PICK_POLICIES:
+        raise ConfigError(f"unknown face pick policy {policy!r}; known: {', '.join(PICK_POLICIES)}")
+    boxes = faces.boxes.float()
+    area = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+    centre = torch.tensor(image_size, dtype=torch.float32, device=boxes.device) / 2
+    distance2 = ((boxes[:, :2] + boxes[:, 2:]) / 2 - centre).pow(2).sum(dim=1)
+    if policy == "largest":
+        return int(area.argmax())
+    if policy == "central":
+        return int(distance2.argmin())
+    return int((area - 2 * distance2).argmax())
 
 
 class NoFaceError(DataError):
@@ -99,10 +117,6 @@ class Prepared:
         return [p for p, f in self.faces.items() if len(f) == 0]
 
 
-def _in_dataloader_worker() -> bool:
-    return torch.utils.data.get_worker_info() is not None
-
-
 class Aligner:
     """Detect (once), pick one face, and warp it onto a five-point template.
 
@@ -142,9 +156,7 @@ class Aligner:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if detector is None and landmarks is None:
             raise ConfigError("an Aligner needs a detector (e.g. 'mtcnn') or a landmark table")
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu"
-        )
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if isinstance(detector, str):
             detector = get_detector(detector, device="cpu", **(detector_args or {}))
         elif detector_args:
@@ -157,7 +169,7 @@ class Aligner:
         self.template = get_template(template, size)
         self.landmarks = landmarks
         self.pick = pick
-        if isinstance(cache, str) and cache == "default":
+        if cache == "default":
             cache = LandmarkCache.default()
         elif cache is not None and not isinstance(cache, LandmarkCache):
             cache = LandmarkCache(cache)
@@ -187,20 +199,11 @@ class Aligner:
             state.update(detector=self._cpu_detector, _cpu_detector=None, device=torch.device("cpu"))
         return state
 
-    # --- where to work -------------------------------------------------------------------------------
-    def _device_here(self) -> torch.device:
-        """The aligner's device, or the CPU inside a DataLoader worker forked from a CUDA process."""
-        return torch.device("cpu") if self._cpu_detector is not None and _in_dataloader_worker() else self.device
-
-    def _detector_here(self) -> FaceDetector:
-        """The detector, or its CPU twin inside a DataLoader worker forked from a CUDA process."""
-        assert self.detector is not None
-        if self._cpu_detector is not None and _in_dataloader_worker():
-            return self._cpu_detector
-        return self.detector
+    def _in_forked_worker(self) -> bool:
+        """Inside a DataLoader worker forked from a CUDA process, which cannot use CUDA: work with the CPU twin."""
+        return self._cpu_detector is not None and torch.utils.data.get_worker_info() is not None
 
     # --- finding faces -----------------------------------------------------------------------------
-
     def _listed(self, image: AlignInput, key: str | None = None) -> Detections | None:
         """The landmark table's faces of an image (by ``key``, else its path), or None."""
         key = key if key is not None else (os.fspath(image) if isinstance(image, (str, os.PathLike)) else None)
@@ -208,32 +211,29 @@ class Aligner:
 
     def _lookup(self, digests: Sequence[str]) -> dict[str, Detections]:
         """Detections already known (memory, then disk) for these content hashes."""
-        found = {d: self._memo[d] for d in digests if d in self._memo}
-        missing = [d for d in digests if d not in found]
+        missing = [d for d in digests if d not in self._memo]
         if missing and self.cache is not None and self.detector is not None:
-            stored = self.cache.get_many(self.detector.cache_id(), missing)
-            self._memo.update(stored)
-            found.update(stored)
-        return found
+            self._memo.update(self.cache.get_many(self.detector.cache_id(), missing))
+        return {d: self._memo[d] for d in digests if d in self._memo}
 
-    def _detect(self, digests: Sequence[str], images: Sequence[Image.Image | torch.Tensor]) -> dict[str, Detections]:
-        """Run the detector on images whose detections are unknown, and remember them."""
-        if not images:
-            return {}
+    def _found(self, digests: Sequence[str], images: Sequence[ImageInput]) -> dict[str, Detections]:
+        """Detections of these contents: remembered or cached, else detected now (once per distinct content)."""
+        known = self._lookup(digests)
+        todo = [(digest, image) for digest, image in dict(zip(digests, images)).items() if digest not in known]
         if self.detector is None:  # only a landmark table, which does not list these images: no face
-            return {digest: Detections.empty() for digest in digests}
-        detector = self._detector_here()
+            return {**known, **{digest: Detections.empty() for digest, _ in todo}}
+        detector = self._cpu_detector if self._in_forked_worker() else self.detector
         found: dict[str, Detections] = {}
-        for start in range(0, len(images), self.batch_size):
-            batch = list(images[start : start + self.batch_size])
-            for digest, faces in zip(digests[start : start + self.batch_size], detector.detect(batch)):
+        for start in range(0, len(todo), self.batch_size):
+            batch = todo[start : start + self.batch_size]
+            for (digest, _), faces in zip(batch, detector.detect([image for _, image in batch])):
                 found[digest] = faces.rounded()  # as the cache stores them: chips do not depend on cache hits
         self._memo.update(found)
         if self.cache is not None:
             self.cache.put_many(self.detector.cache_id(), found)
-        return found
+        return {**known, **found}
 
-    def _read(self, image: AlignInput) -> tuple[str, Image.Image | torch.Tensor, str | None]:
+    def _read(self, image: AlignInput) -> tuple[str, ImageInput, str | None]:
         """(content hash, decoded image, path or None) of any input."""
         if isinstance(image, (str, os.PathLike)):
             data = read_bytes(image)
@@ -246,43 +246,28 @@ class Aligner:
             return pixels_hash(tensor), tensor, None
         raise DataError(f"cannot align a {type(image).__name__}; give an image path, a PIL image or a uint8 tensor")
 
-    def _found(self, digests: Sequence[str], images: Sequence[Image.Image | torch.Tensor]) -> dict[str, Detections]:
-        """Detections of these contents: remembered or cached, else detected now (once per distinct content)."""
-        known = self._lookup(digests)
-        todo = {digest: image for digest, image in zip(digests, images) if digest not in known}
-        known.update(self._detect(list(todo), list(todo.values())))
-        return known
-
     def faces(self, image: AlignInput, key: str | None = None) -> Detections:
         """All faces of one image (landmark table, cache, or the detector), best first."""
         listed = self._listed(image, key)
-        if listed is not None:
-            return listed
-        digest, decoded, _ = self._read(image)
-        return self._found([digest], [decoded])[digest]
+        return listed if listed is not None else self._faces_and_image(image, key)[0]
 
     def locate(self, image: AlignInput, key: str | None = None) -> FaceLocation:
         """The face the policy picks; :class:`NoFaceError` when there is none."""
-        return self._locate_decoded(*self._faces_and_image(image, key))[0]
+        return self._pick(*self._faces_and_image(image, key))
 
-    def _faces_and_image(self, image: AlignInput, key: str | None) -> tuple[Detections, Image.Image | torch.Tensor, str]:
+    def _faces_and_image(self, image: AlignInput, key: str | None) -> tuple[Detections, ImageInput, str]:
         digest, decoded, path = self._read(image)
         listed = self._listed(image, key)
         faces = listed if listed is not None else self._found([digest], [decoded])[digest]
         return faces, decoded, path or key or f"<{type(image).__name__}>"
 
-    def _locate_decoded(
-        self, faces: Detections, decoded: Image.Image | torch.Tensor, name: str
-    ) -> tuple[FaceLocation, Image.Image | torch.Tensor]:
-        size = decoded.size if isinstance(decoded, Image.Image) else (int(decoded.shape[-1]), int(decoded.shape[-2]))
+    def _pick(self, faces: Detections, image: ImageInput, name: str) -> FaceLocation:
+        """The face of ``image`` the policy picks; :class:`NoFaceError` naming ``name`` when there is none."""
         if len(faces) == 0:
             raise NoFaceError(self.no_face_message(name))
-        index = pick_face(faces, size, self.pick)
-        location = FaceLocation(
-            faces=len(faces), index=index, box=faces.boxes[index], landmarks=faces.landmarks[index],
-            score=float(faces.scores[index]), image_size=size,
-        )
-        return location, decoded
+        size = image.size if isinstance(image, Image.Image) else (int(image.shape[-1]), int(image.shape[-2]))
+        i = pick_face(faces, size, self.pick)
+        return FaceLocation(len(faces), i, faces.boxes[i], faces.landmarks[i], float(faces.scores[i]), size)
 
     def no_face_message(self, name: str) -> str:
         """Why ``name`` has no chip: not listed in the landmark table, or no face found by the detector."""
@@ -300,37 +285,24 @@ class Aligner:
         return ", ".join(parts)
 
     # --- aligning ----------------------------------------------------------------------------------
-    def transform(self, landmarks: torch.Tensor) -> torch.Tensor:
-        """``(B, 5, 2)`` landmarks -> ``(B, 2, 3)`` image-to-chip similarity matrices."""
-        device = self._device_here()
-        return similarity_transform(landmarks.to(device), self.template.points.to(device))
-
-    def warp(self, images: Sequence[Image.Image | torch.Tensor], landmarks: torch.Tensor) -> list[torch.Tensor]:
-        """Chips (``uint8`` ``(3, size, size)``, on the device) of images with one face's landmarks each."""
-        tensors = [image_to_tensor(im, self._device_here()) for im in images]
-        matrices = self.transform(landmarks)
-        chips: list[torch.Tensor | None] = [None] * len(tensors)
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, t in enumerate(tensors):
-            shape = (int(t.shape[1]), int(t.shape[2]))
-            if shape[0] * shape[1] > _BATCH_WARP_PIXELS:
-                groups[(-i - 1, 0)] = [i]  # large photos one by one
-            else:
-                groups.setdefault(shape, []).append(i)
-        for indices in groups.values():
-            out = warp_faces(torch.stack([tensors[i] for i in indices]), matrices[indices], self.size)
-            for i, chip in zip(indices, out):
-                chips[i] = chip
-        return chips  # type: ignore[return-value]
+    def warp(self, images: Sequence[ImageInput], landmarks: torch.Tensor) -> list[torch.Tensor]:
+        """Chips (``uint8`` ``(3, size, size)``, on the device) of images with one face's ``(5, 2)`` landmarks each."""
+        device = torch.device("cpu") if self._in_forked_worker() else self.device
+        tensors = [image_to_tensor(im, device) for im in images]
+        matrices = similarity_transform(landmarks.to(device), self.template.points.to(device))
+        chips: dict[int, torch.Tensor] = {}
+        for indices in same_size_groups(tensors, _BATCH_WARP_PIXELS):
+            batch = torch.stack([tensors[i] for i in indices])
+            chips.update(zip(indices, warp_faces(batch, matrices[indices], self.size)))
+        return [chips[i] for i in range(len(tensors))]
 
     def align(self, image: AlignInput, key: str | None = None) -> Image.Image:
         """The aligned face chip of one image (PIL RGB, ``size`` x ``size``).
 
         Raises :class:`NoFaceError` when no face is found, :class:`DataError` for an unreadable file.
         """
-        location, decoded = self._locate_decoded(*self._faces_and_image(image, key))
-        chip = self.warp([decoded], location.landmarks[None])[0]
-        return _to_pil(chip)
+        faces, decoded, name = self._faces_and_image(image, key)
+        return _to_pil(self.warp([decoded], self._pick(faces, decoded, name).landmarks[None])[0])
 
     # --- whole datasets -------------------------------------------------------------------------
     def prepare(
@@ -357,54 +329,50 @@ class Aligner:
         Nothing is skipped silently: a file without a face yields a :class:`NoFaceError`, an
         unreadable one a :class:`DataError`.
         """
-        pending: list[tuple[_Detected, FaceLocation, Image.Image | torch.Tensor]] = []
+        pending: list[tuple[_Detected, FaceLocation]] = []
 
         def flush() -> Iterator[AlignedImage]:
-            if not pending:
-                return
-            chips = self.warp([img for _, _, img in pending], torch.stack([loc.landmarks for _, loc, _ in pending]))
-            for (item, location, _), chip in zip(pending, chips):
-                yield AlignedImage(item.path, _to_pil(chip), location)
-            pending.clear()
+            if pending:
+                landmarks = torch.stack([loc.landmarks for _, loc in pending])
+                chips = self.warp([item.image for item, _ in pending], landmarks)
+                yield from (AlignedImage(item.path, _to_pil(chip), loc) for (item, loc), chip in zip(pending, chips))
+                pending.clear()
 
         for item in self._iter_detected(paths, keys, progress, keep_images=True, desc="aligning faces"):
-            if item.error is not None:
-                yield from flush()
-                yield AlignedImage(item.path, error=item.error)
-                continue
             try:
-                location, decoded = self._locate_decoded(item.faces, item.image, item.path)
-            except NoFaceError as err:
-                yield from flush()
+                if item.error is not None:
+                    raise item.error
+                pending.append((item, self._pick(item.faces, item.image, item.path)))
+            except DataError as err:  # unreadable, or no face
+                yield from flush()  # the results stay in order
                 yield AlignedImage(item.path, error=err)
-                continue
-            pending.append((item, location, decoded))
-            if len(pending) >= self.batch_size:
-                yield from flush()
+            else:
+                if len(pending) >= self.batch_size:
+                    yield from flush()
         yield from flush()
 
     def _iter_detected(
         self, paths: Sequence[str | os.PathLike], keys: Sequence[str] | None, progress: bool, keep_images: bool,
         desc: str,
     ) -> Iterator[_Detected]:
+        """Each file's faces (and pixels, with ``keep_images``), in order; the next batch is read meanwhile."""
+        from tqdm.auto import tqdm
+
         paths = [os.fspath(p) for p in paths]
         keys = list(keys) if keys is not None else paths
         if len(keys) != len(paths):
             raise ConfigError(f"got {len(paths)} paths but {len(keys)} keys")
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(paths), desc=desc, unit="img", dynamic_ncols=True)
-        try:
-            with ThreadPoolExecutor(self.read_workers) as pool:
-                for chunk in _prefetched(pool, self._load, list(zip(paths, keys)), self.batch_size, keep_images):
-                    yield from self._detect_chunk(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-        finally:
-            if bar is not None:
-                bar.close()
+        load = partial(self._load, keep_images=keep_images)
+        with ThreadPoolExecutor(self.read_workers) as pool, tqdm(
+            total=len(paths), desc=desc, unit="img", dynamic_ncols=True, disable=not progress
+        ) as bar:
+            for chunk in _prefetched(pool, load, list(zip(paths, keys)), self.batch_size):
+                readable = [d for d in chunk if d.error is None and d.faces is None]
+                known = self._found([d.digest for d in readable], [d.image for d in readable])
+                for d in readable:
+                    d.faces = known[d.digest]
+                yield from chunk
+                bar.update(len(chunk))
 
     def _load(self, item: tuple[str, str], keep_images: bool) -> _Detected:
         path, key = item
@@ -419,13 +387,6 @@ class Aligner:
             return _Detected(path, error=err)
         return _Detected(path, digest=digest, image=image, faces=listed)
 
-    def _detect_chunk(self, chunk: list[_Detected]) -> list[_Detected]:
-        readable = [d for d in chunk if d.error is None and d.faces is None]
-        known = self._found([d.digest for d in readable], [d.image for d in readable])
-        for d in readable:
-            d.faces = known[d.digest]
-        return chunk
-
 
 @dataclass
 class _Detected:
@@ -436,10 +397,10 @@ class _Detected:
     error: DataError | None = None
 
 
-def _prefetched(pool: ThreadPoolExecutor, load, items: list, chunk: int, keep_images: bool) -> Iterator[list]:
+def _prefetched(pool: ThreadPoolExecutor, load: Callable, items: list, chunk: int) -> Iterator[list]:
     """Chunks of ``load(item)`` results, the next chunk being loaded while the caller works on this one."""
     def submit(start: int) -> list[Future]:
-        return [pool.submit(load, item, keep_images) for item in items[start : start + chunk]]
+        return [pool.submit(load, item) for item in items[start : start + chunk]]
 
     ahead = submit(0)
     for start in range(0, len(items), chunk):
@@ -452,10 +413,5 @@ def _to_pil(chip: torch.Tensor) -> Image.Image:
 
 
 __all__ = [
-    "AlignInput",
-    "AlignedImage",
-    "Aligner",
-    "FaceLocation",
-    "NoFaceError",
-    "Prepared",
+    "PICK_POLICIES", "AlignInput", "AlignedImage", "Aligner", "FaceLocation", "NoFaceError", "Prepared", "pick_face",
 ]

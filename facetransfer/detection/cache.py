@@ -1,11 +1,8 @@
 """Detections on disk, keyed by image content and detector, so each image is detected once.
 
-One SQLite file holds rows ``(content hash, detector id) -> detections as JSON``. The content
-hash is the SHA-256 of the image file's bytes (a renamed or copied file is still found; an
-edited one is detected again); the detector id is :meth:`FaceDetector.cache_id` (name,
-version and the settings that change results). SQLite makes concurrent readers and writers
-(DataLoader workers, several runs) safe. The default file is
-``$FACETRANSFER_CACHE_DIR/landmarks.sqlite`` (default ``~/.cache/facetransfer``)::
+One SQLite table ``(SHA-256 of the file's bytes, FaceDetector.cache_id) -> detections as JSON``, safe for
+concurrent readers and writers (DataLoader workers, several runs); see docs/alignment.md. The default file
+is ``$FACETRANSFER_CACHE_DIR/landmarks.sqlite`` (default ``~/.cache/facetransfer``)::
 
     >>> cache = LandmarkCache(":memory:")
     >>> cache.put_many("mtcnn-v1-abc", {"d41d8c": Detections.empty()})
@@ -17,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import sqlite3
 import threading
@@ -28,7 +24,6 @@ from pathlib import Path
 from ..errors import ConfigError
 from .detector import Detections
 
-log = logging.getLogger(__name__)
 CACHE_FILENAME = "landmarks.sqlite"
 _SQL_BATCH = 500  # SQLite's limit on bound variables is 999 in old builds
 
@@ -76,26 +71,21 @@ class LandmarkCache:
 
     def _connect(self) -> sqlite3.Connection:
         if self.path == ":memory:":  # one shared in-memory database per object
-            if self._memory_conn is None:
-                self._memory_conn = self._open(check_same_thread=False)
+            self._memory_conn = self._memory_conn or self._open()
             return self._memory_conn
-        conn = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = self._open()
-            self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
+        if getattr(self._local, "pid", None) != os.getpid():  # a connection per thread, a new one after a fork
+            self._local.conn, self._local.pid = self._open(), os.getpid()
+        return self._local.conn
 
-    def _open(self, check_same_thread: bool = True) -> sqlite3.Connection:
+    def _open(self) -> sqlite3.Connection:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=60, check_same_thread=check_same_thread)
+            conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
             _retry_while_locked(lambda: self._set_up(conn))
         except (sqlite3.Error, OSError) as err:
-            raise ConfigError(
-                f"cannot open the landmark cache {self.path}: {err}; set FACETRANSFER_CACHE_DIR to a writable "
-                "folder or use cache=None"
-            ) from None
+            raise ConfigError(f"cannot open the landmark cache {self.path}: {err}; set FACETRANSFER_CACHE_DIR to a "
+                              "writable folder or use cache=None") from None
         return conn
 
     def _set_up(self, conn: sqlite3.Connection) -> None:
@@ -116,15 +106,10 @@ class LandmarkCache:
         for start in range(0, len(digests), _SQL_BATCH):
             chunk = digests[start : start + _SQL_BATCH]
             marks = ",".join("?" * len(chunk))
-            rows = conn.execute(
-                f"SELECT digest, faces FROM detections WHERE detector = ? AND digest IN ({marks})", [detector_id, *chunk]
-            ).fetchall()
-            for digest, faces in rows:
+            query = f"SELECT digest, faces FROM detections WHERE detector = ? AND digest IN ({marks})"
+            for digest, faces in conn.execute(query, [detector_id, *chunk]):
                 found[digest] = Detections.from_dict(json.loads(faces))
         return found
-
-    def get(self, detector_id: str, digest: str) -> Detections | None:
-        return self.get_many(detector_id, [digest]).get(digest)
 
     def put_many(self, detector_id: str, items: Mapping[str, Detections]) -> None:
         """Store detections (replacing older rows of the same image and detector)."""

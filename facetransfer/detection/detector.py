@@ -1,12 +1,9 @@
 """The face-detector interface: a batch of images in, per image boxes + 5 landmarks + scores out.
 
-Images may be PIL images (any mode) or ``uint8`` tensors ``(C, H, W)`` (1 or 3 channels),
-of any size, or one ``(B, C, H, W)`` tensor. Each image gives one :class:`Detections`, in
-the pixel coordinates of that image: the image covers ``[0, W] x [0, H]`` and pixel
-``(i, j)`` has its centre at ``(j + 0.5, i + 0.5)``. The five landmarks are, in this order,
-the eye on the image's left, the eye on the image's right, the nose tip, the mouth corner on
-the image's left and the one on the image's right (for a frontal face: the person's right eye
-first)::
+Images may be PIL images (any mode) or ``uint8`` tensors ``(C, H, W)`` (1 or 3 channels), of any size, or
+one ``(B, C, H, W)`` tensor. Each image gives one :class:`Detections` in its pixel coordinates: the image
+covers ``[0, W] x [0, H]`` and pixel ``(i, j)`` has its centre at ``(j + 0.5, i + 0.5)``. The landmarks
+are :data:`LANDMARK_NAMES`, "left" meaning the image's left (a frontal face's right eye comes first)::
 
     >>> import torch
     >>> faces = Detections.empty()
@@ -18,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Union
@@ -52,10 +50,8 @@ class Detections:
     def __post_init__(self) -> None:
         n = self.boxes.shape[0]
         if self.boxes.shape != (n, 4) or self.landmarks.shape != (n, 5, 2) or self.scores.shape != (n,):
-            raise ValueError(
-                f"inconsistent detections: boxes {tuple(self.boxes.shape)}, landmarks "
-                f"{tuple(self.landmarks.shape)}, scores {tuple(self.scores.shape)}"
-            )
+            raise ValueError(f"inconsistent detections: boxes {tuple(self.boxes.shape)}, landmarks "
+                             f"{tuple(self.landmarks.shape)}, scores {tuple(self.scores.shape)}")
 
     @classmethod
     def empty(cls, device: torch.device | str = "cpu") -> Detections:
@@ -63,9 +59,6 @@ class Detections:
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
-
-    def to(self, device: torch.device | str) -> Detections:
-        return Detections(self.boxes.to(device), self.landmarks.to(device), self.scores.to(device))
 
     def scaled(self, factor: float) -> Detections:
         """Coordinates multiplied by ``factor`` (detections on a resized copy -> the original)."""
@@ -76,21 +69,15 @@ class Detections:
         return Detections.from_dict(self.to_dict())
 
     def to_dict(self) -> dict[str, list]:
-        """Plain lists (rounded to 1/100 px), for JSON caches and CSV files."""
-        return {
-            "boxes": np.round(self.boxes.detach().cpu().numpy().astype(np.float64), 2).tolist(),
-            "landmarks": np.round(self.landmarks.detach().cpu().numpy().astype(np.float64), 2).tolist(),
-            "scores": np.round(self.scores.detach().cpu().numpy().astype(np.float64), 5).tolist(),
-        }
+        """Plain lists (coordinates rounded to 1/100 px, scores to 5 digits), for JSON caches and CSV files."""
+        digits = {"boxes": 2, "landmarks": 2, "scores": 5}
+        return {k: np.round(getattr(self, k).detach().cpu().double().numpy(), d).tolist() for k, d in digits.items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, list]) -> Detections:
         n = len(data["scores"])
-        return cls(
-            torch.tensor(data["boxes"], dtype=torch.float32).reshape(n, 4),
-            torch.tensor(data["landmarks"], dtype=torch.float32).reshape(n, 5, 2),
-            torch.tensor(data["scores"], dtype=torch.float32).reshape(n),
-        )
+        shapes = {"boxes": (n, 4), "landmarks": (n, 5, 2), "scores": (n,)}
+        return cls(**{k: torch.tensor(data[k], dtype=torch.float32).reshape(shape) for k, shape in shapes.items()})
 
 
 def image_to_tensor(image: ImageInput, device: torch.device | str | None = None) -> torch.Tensor:
@@ -100,16 +87,13 @@ def image_to_tensor(image: ImageInput, device: torch.device | str | None = None)
     torch.Size([3, 4, 5])
     """
     if isinstance(image, Image.Image):
-        array = np.asarray(to_rgb(image))
-        tensor = torch.from_numpy(array.copy()).permute(2, 0, 1)
-    elif isinstance(image, torch.Tensor):
+        tensor = torch.from_numpy(np.array(to_rgb(image))).permute(2, 0, 1)
+    else:
         if image.ndim != 3 or image.shape[0] not in (1, 3):
             raise DataError(f"an image tensor must be (C, H, W) with 1 or 3 channels, got {tuple(image.shape)}")
         if image.dtype != torch.uint8:
-            raise DataError(f"image tensors given to a face detector must be uint8, got {image.dtype}")
+            raise DataError(f"raw image tensors must be uint8, got {image.dtype}")
         tensor = image.expand(3, -1, -1)
-    else:
-        raise DataError(f"cannot detect faces in a {type(image).__name__}; give PIL images or uint8 (C, H, W) tensors")
     if tensor.shape[1] < 1 or tensor.shape[2] < 1:
         raise DataError(f"empty image of shape {tuple(tensor.shape)}")
     return tensor.to(device) if device is not None else tensor
@@ -119,23 +103,28 @@ def as_image_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]
     """One image, a list of images, or a ``(B, C, H, W)`` tensor -> a list of single images."""
     if isinstance(images, torch.Tensor) and images.ndim == 4:
         return list(images.unbind(0))
-    items = [images] if isinstance(images, (Image.Image, torch.Tensor)) else images
-    if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
-        items = [items]
+    items = list(images) if isinstance(images, Sequence) and not isinstance(images, (str, bytes)) else [images]
     for item in items:
         if not isinstance(item, (Image.Image, torch.Tensor)):
-            raise DataError(
-                f"cannot detect faces in a {type(item).__name__}; give PIL images or uint8 (C, H, W) tensors"
-            )
-    return list(items)
+            kind = type(item).__name__
+            raise DataError(f"cannot detect faces in a {kind}; give PIL images or uint8 (C, H, W) tensors")
+    return items
+
+
+def same_size_groups(images: Sequence[torch.Tensor], max_pixels: float = math.inf) -> list[list[int]]:
+    """Indices of same-size ``(C, H, W)`` images, to be stacked into batches; an image over ``max_pixels`` alone."""
+    groups: dict[object, list[int]] = {}
+    for i, image in enumerate(images):
+        pixels = image.shape[-2] * image.shape[-1]
+        groups.setdefault(i if pixels > max_pixels else tuple(image.shape), []).append(i)
+    return list(groups.values())
 
 
 class FaceDetector(nn.Module):
     """Base class of face detectors: :meth:`detect` finds faces with 5 landmarks in a batch.
 
-    Subclasses set :attr:`name` and :attr:`version` (bump it when results change) and
-    implement :meth:`detect`; :meth:`config` lists the settings that change results, so that
-    cached landmarks are keyed by :meth:`cache_id`.
+    Subclasses set :attr:`name` and :attr:`version` (bump it when results change) and implement :meth:`detect`;
+    :meth:`config` lists the settings that change results, so that cached landmarks are keyed by :meth:`cache_id`.
     """
 
     name: ClassVar[str] = "base"
@@ -163,4 +152,7 @@ class FaceDetector(nn.Module):
         return param.device if param is not None else torch.device("cpu")
 
 
-__all__ = ["Detections", "FaceDetector", "ImageInput", "LANDMARK_NAMES", "as_image_list", "image_to_tensor"]
+__all__ = [
+    "LANDMARK_NAMES", "Detections", "FaceDetector", "ImageInput", "as_image_list", "image_to_tensor",
+    "same_size_groups",
+]

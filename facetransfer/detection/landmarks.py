@@ -1,9 +1,8 @@
 """Landmarks that come with a dataset (CelebA's five points), used instead of a detector.
 
-A :class:`LandmarkTable` maps an image key to its five points (same order as the detectors:
-left eye, right eye, nose, left and right mouth corner, in the image's pixels). The
-:class:`~.aligner.Aligner` asks it before (or instead of) running a detector. Keys are
-matched as given (a source's key, e.g. ``img_celeba/000001.jpg``), else by file name::
+A :class:`LandmarkTable` maps an image key to its five points (same order as the detectors: left eye, right eye, nose,
+left and right mouth corner, in the image's pixels). The :class:`~.aligner.Aligner` asks it before (or instead of)
+running a detector. Keys are matched as given (a source's key, e.g. ``img_celeba/000001.jpg``), else by file name::
 
     >>> table = LandmarkTable({"000001.jpg": [[1, 2], [3, 2], [2, 3], [1, 4], [3, 4]]}, name="demo")
     >>> table.lookup("img_celeba/000001.jpg").landmarks.shape
@@ -14,7 +13,6 @@ matched as given (a source's key, e.g. ``img_celeba/000001.jpg``), else by file 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -53,42 +51,23 @@ class LandmarkTable:
     def __len__(self) -> int:
         return len(self._points)
 
-    def __contains__(self, key: str) -> bool:
-        return self._resolve(key) is not None
-
-    def _resolve(self, key: str) -> str | None:
-        if key in self._points:
-            return key
-        return self._by_name.get(os.path.basename(key))
-
     def lookup(self, key: str) -> Detections | None:
         """The image's landmarks as one detection (score 1), or ``None`` when the table does not list it."""
-        resolved = self._resolve(key)
-        if resolved is None:
-            return None
-        points = self._points[resolved]
-        return Detections(box_around(points)[None], points[None].clone(), torch.ones(1))
+        resolved = key if key in self._points else self._by_name.get(os.path.basename(key))
+        points = self._points.get(resolved)  # type: ignore[arg-type]
+        return None if points is None else Detections(box_around(points)[None], points[None].clone(), torch.ones(1))
 
     @classmethod
     def from_source(cls, source: Any) -> LandmarkTable:
         """The landmarks a data source ships (``landmark_points()``, e.g. CelebA's), named
         ``<dataset>-<variant>``; :class:`ConfigError` for a source without landmarks."""
         if not callable(getattr(source, "landmark_points", None)):
-            raise ConfigError(
-                f"align: landmarks needs a dataset that ships landmarks (celeba); {source.name!r} does not: "
-                "use align: mtcnn"
-            )
+            raise ConfigError(f"align: landmarks needs a dataset that ships landmarks (celeba); {source.name!r} does "
+                              "not: use align: mtcnn")
         variant = getattr(source, "variant", None)
         name = f"{source.name}-{variant}" if variant else source.name
         where = source.landmark_file() if callable(getattr(source, "landmark_file", None)) else None
         return cls(source.landmark_points(), name=name, source=str(where) if where else None)
-
-    def cache_id(self) -> str:
-        """``name-<hash of the points>``: identifies the table's content."""
-        digest = hashlib.sha256()
-        for key in sorted(self._points):
-            digest.update(key.encode() + self._points[key].numpy().tobytes())
-        return f"{self.name}-{digest.hexdigest()[:8]}"
 
     def describe(self) -> dict:
         return {"landmarks": self.name, "source": self.source, "images": len(self)}

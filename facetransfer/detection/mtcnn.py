@@ -1,13 +1,9 @@
 """``mtcnn``: the multi-task cascaded face detector (Zhang, Zhang, Li & Qiao, 2016), built in.
 
-Three small networks in a cascade: P-Net slides a 12x12 window over an image pyramid and
-proposes boxes, R-Net re-scores 24x24 crops of them, O-Net re-scores 48x48 crops and places
-the five landmarks. This implementation batches every stage over a batch of images (all
-pyramid levels of same-size images run as batches; R-Net and O-Net crops of all images are
-cut with ``torchvision.ops.roi_align`` in one call), uses ``torchvision.ops`` NMS, and runs on
-any device. Large photos are detected on a copy whose longer side is ``max_side`` and the
-results mapped back. Weights: ``facetransfer weights import facenet_pytorch-2.6.0-py3-none-any.whl``
-(see :mod:`.mtcnn_weights`)::
+P-Net slides a 12x12 window over an image pyramid and proposes boxes, R-Net re-scores 24x24 crops of
+them, O-Net re-scores 48x48 crops and places the five landmarks; every stage runs batched over the images
+on any device (docs/alignment.md). Weights: ``facetransfer weights import
+facenet_pytorch-2.6.0-py3-none-any.whl`` (see :mod:`.mtcnn_weights`)::
 
     >>> detector = get_detector("mtcnn")  # doctest: +SKIP
     >>> faces = detector.detect([Image.open("Aaron_Peirsol_0001.jpg")])[0]  # doctest: +SKIP
@@ -18,24 +14,16 @@ results mapped back. Weights: ``facetransfer weights import facenet_pytorch-2.6.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision.ops import roi_align
+from torchvision.ops import batched_nms, box_area, roi_align
 
 from ..errors import ConfigError
-from .boxes import apply_offsets, nms_min_per_image, nms_per_image, square_boxes
-from .detector import (
-    Detections,
-    FaceDetector,
-    ImageInput,
-    as_image_list,
-    image_to_tensor,
-)
+from .detector import Detections, FaceDetector, ImageInput, as_image_list, image_to_tensor, same_size_groups
 from .mtcnn_nets import ONet, PNet, RNet
 from .mtcnn_weights import load_mtcnn_nets
 from .registry import register_detector
@@ -51,10 +39,53 @@ def _normalise(pixels: torch.Tensor) -> torch.Tensor:
     return ((pixels - 127.5) * (1 / 128)).contiguous(memory_format=torch.channels_last)
 
 
+def _apply_offsets(boxes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Boxes ``(N, 4)`` ``x1, y1, x2, y2``: each side moved by its offset times the box's width (x) or height (y)."""
+    size = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
+    return boxes + offsets * size
+
+
+def _square_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """The square with the box's centre and its longer side.
+
+    >>> _square_boxes(torch.tensor([[0.0, 0.0, 10.0, 20.0]]))
+    tensor([[-5.,  0., 15., 20.]])
+    """
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]).max(dim=1, keepdim=True).values / 2
+    return torch.cat([centre - half, centre + half], dim=1)
+
+
+def _nms_min(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Greedy suppression by *intersection over the smaller box* within each group, best first.
+
+    Removes a small box lying mostly inside a better-scoring one (a second detection of
+    part of a face), which IoU suppression keeps.
+    """
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    order = scores.argsort(descending=True)
+    b, g = boxes[order], groups[order]
+    top_left = torch.maximum(b[:, None, :2], b[None, :, :2])
+    bottom_right = torch.minimum(b[:, None, 2:], b[None, :, 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(dim=2)
+    area = box_area(b)
+    overlap = inter / torch.minimum(area[:, None], area[None, :]).clamp(min=1e-6)
+    suppress = ((overlap > threshold) & (g[:, None] == g[None, :])).triu(diagonal=1).cpu()  # i suppresses j > i
+    keep = torch.ones(len(b), dtype=torch.bool)
+    for i in range(len(b)):
+        if keep[i]:
+            keep &= ~suppress[i]
+    return order[keep.to(order.device)]
+
+
+@register_detector("mtcnn")
 class MTCNN(FaceDetector):
-    """MTCNN face detector with 5 landmarks.
+    """MTCNN (P-Net/R-Net/O-Net cascade, 5 landmarks), pretrained weights from the facenet-pytorch wheel.
 
     Args:
+        weights: ``"DEFAULT"`` loads the imported pretrained nets; ``None`` leaves them random (tests).
+        device: where the nets run (images are moved there).
         min_face_size: smallest face searched, in pixels of the detection image ...
         min_face_fraction: ... or this fraction of its shorter side, whichever is larger
             (0.1: faces of 25 px and up in a 250 px image, 102 px in a 1024 px one). Portraits,
@@ -62,8 +93,6 @@ class MTCNN(FaceDetector):
         thresholds: face-probability cut of P-Net, R-Net and O-Net.
         scale_factor: ratio between pyramid levels.
         max_side: images with a longer side are detected on a downscaled copy (speed, memory).
-        weights: ``"DEFAULT"`` loads the imported pretrained nets; ``None`` leaves them random (tests).
-        device: where the nets run (images are moved there).
     """
 
     name = "mtcnn"
@@ -71,13 +100,13 @@ class MTCNN(FaceDetector):
 
     def __init__(
         self,
+        weights: str | None = "DEFAULT",
+        device: torch.device | str | None = None,
         min_face_size: float = 20.0,
         min_face_fraction: float = 0.1,
         thresholds: Sequence[float] = (0.6, 0.7, 0.7),
         scale_factor: float = 0.709,
         max_side: int = 1024,
-        weights: str | None = "DEFAULT",
-        device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
         if min_face_size < PNET_WINDOW:
@@ -102,38 +131,24 @@ class MTCNN(FaceDetector):
             self.pnet, self.rnet, self.onet = load_mtcnn_nets()
         else:
             self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
-        self.eval()
+        self.eval()  # inference only: the nets have no batch norm or dropout anyway
         self.requires_grad_(False)
         self.to(device=device, memory_format=torch.channels_last)
 
     def config(self) -> dict[str, Any]:
-        return {
-            "min_face_size": self.min_face_size,
-            "min_face_fraction": self.min_face_fraction,
-            "thresholds": list(self.thresholds),
-            "scale_factor": self.scale_factor,
-            "max_side": self.max_side,
-            "pretrained": self.pretrained,
-        }
+        return {"min_face_size": self.min_face_size, "min_face_fraction": self.min_face_fraction,
+                "thresholds": list(self.thresholds), "scale_factor": self.scale_factor, "max_side": self.max_side,
+                "pretrained": self.pretrained}
 
-    def train(self, mode: bool = True) -> MTCNN:
-        return super().train(False)  # inference only: the nets have no batch norm or dropout anyway
-
-    # --- public API ------------------------------------------------------------------------------
     @torch.inference_mode()
     def detect(self, images: ImageInput | Sequence[ImageInput]) -> list[Detections]:
         """Faces of each image, best first (coordinates in that image's pixels)."""
         inputs = [self._detection_input(im) for im in as_image_list(images)]
-        results: list[Detections | None] = [None] * len(inputs)
-        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for index, (pixels, _) in enumerate(inputs):
-            groups[(pixels.shape[1], pixels.shape[2])].append(index)
-        for indices in groups.values():
+        results: dict[int, Detections] = {}
+        for indices in same_size_groups([pixels for pixels, _ in inputs]):
             batch = torch.stack([inputs[i][0] for i in indices]).float()
-            for index, faces in zip(indices, self._detect_batch(batch)):
-                shrink = inputs[index][1]
-                results[index] = faces.scaled(1 / shrink) if shrink != 1.0 else faces
-        return results  # type: ignore[return-value]
+            results.update((i, faces.scaled(1 / inputs[i][1])) for i, faces in zip(indices, self._detect_batch(batch)))
+        return [results[i] for i in range(len(inputs))]
 
     def _detection_input(self, image: ImageInput) -> tuple[torch.Tensor, float]:
         """``uint8`` ``(3, h, w)`` on the device, reduced so that its longer side is at most ``max_side``,
@@ -170,13 +185,9 @@ class MTCNN(FaceDetector):
         boxes, scores, image_idx = self._propose(pixels)
         boxes, scores, image_idx, _ = self._refine(pixels, boxes, image_idx, stage=1)
         boxes, scores, image_idx, points = self._refine(pixels, boxes, image_idx, stage=2)
-        out = []
-        for b in range(pixels.shape[0]):
-            mine = (image_idx == b).nonzero().squeeze(1)
-            order = scores[mine].argsort(descending=True)
-            mine = mine[order]
-            out.append(Detections(boxes[mine].float(), points[mine].float(), scores[mine].float()))
-        return out
+        order = scores.argsort(descending=True)
+        per_image = [order[image_idx[order] == b] for b in range(pixels.shape[0])]  # best first
+        return [Detections(boxes[i].float(), points[i].float(), scores[i].float()) for i in per_image]
 
     def _propose(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """P-Net over the pyramid: candidate boxes, scores and image index, merged across levels."""
@@ -194,9 +205,9 @@ class MTCNN(FaceDetector):
             sy, sx = size[0] / height, size[1] / width
             x1, y1 = col.float() * PNET_STRIDE / sx, row.float() * PNET_STRIDE / sy
             boxes = torch.stack([x1, y1, x1 + PNET_WINDOW / sx, y1 + PNET_WINDOW / sy], dim=1)
-            boxes = apply_offsets(boxes, offsets[b, :, row, col])
+            boxes = _apply_offsets(boxes, offsets[b, :, row, col])
             score = prob[b, row, col]
-            keep = nms_per_image(boxes, score, b, 0.5)
+            keep = batched_nms(boxes, score, b, 0.5)
             all_boxes.append(boxes[keep])
             all_scores.append(score[keep])
             all_groups.append(b[keep])
@@ -204,8 +215,8 @@ class MTCNN(FaceDetector):
             empty = pixels.new_zeros(0)
             return pixels.new_zeros(0, 4), empty, torch.zeros(0, dtype=torch.long, device=pixels.device)
         boxes, scores, groups = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_groups)
-        keep = nms_per_image(boxes, scores, groups, 0.7)
-        return square_boxes(boxes[keep]), scores[keep], groups[keep]
+        keep = batched_nms(boxes, scores, groups, 0.7)
+        return _square_boxes(boxes[keep]), scores[keep], groups[keep]
 
     def _refine(
         self, pixels: torch.Tensor, boxes: torch.Tensor, image_idx: torch.Tensor, stage: int
@@ -220,32 +231,15 @@ class MTCNN(FaceDetector):
         keep = (prob >= self.thresholds[stage]).nonzero().squeeze(1)
         boxes, prob, offsets, image_idx = boxes[keep], prob[keep], offsets[keep], image_idx[keep]
         if stage == 1:
-            keep = nms_per_image(boxes, prob, image_idx, 0.7)
-            boxes = square_boxes(apply_offsets(boxes[keep], offsets[keep]))
+            keep = batched_nms(boxes, prob, image_idx, 0.7)
+            boxes = _square_boxes(_apply_offsets(boxes[keep], offsets[keep]))
             return boxes, prob[keep], image_idx[keep], boxes.new_zeros(0, 5, 2)
         relative_points = rest[0][keep]
         points = boxes[:, None, :2] + relative_points * (boxes[:, 2:] - boxes[:, :2])[:, None, :]
-        boxes = apply_offsets(boxes, offsets)
-        keep = nms_per_image(boxes, prob, image_idx, 0.7)
-        keep = keep[nms_min_per_image(boxes[keep], prob[keep], image_idx[keep], 0.7)]
+        boxes = _apply_offsets(boxes, offsets)
+        keep = batched_nms(boxes, prob, image_idx, 0.7)
+        keep = keep[_nms_min(boxes[keep], prob[keep], image_idx[keep], 0.7)]
         return boxes[keep], prob[keep], image_idx[keep], points[keep]
 
 
-@register_detector("mtcnn")
-def mtcnn(
-    weights: str | None = "DEFAULT",
-    device: torch.device | str | None = None,
-    min_face_size: float = 20.0,
-    min_face_fraction: float = 0.1,
-    thresholds: Sequence[float] = (0.6, 0.7, 0.7),
-    scale_factor: float = 0.709,
-    max_side: int = 1024,
-) -> MTCNN:
-    """MTCNN (P-Net/R-Net/O-Net cascade, 5 landmarks), pretrained weights from the facenet-pytorch wheel."""
-    return MTCNN(
-        min_face_size=min_face_size, min_face_fraction=min_face_fraction, thresholds=thresholds,
-        scale_factor=scale_factor, max_side=max_side, weights=weights, device=device,
-    )
-
-
-__all__ = ["MTCNN", "mtcnn"]
+__all__ = ["MTCNN"]

@@ -23,8 +23,9 @@ def _flatten_transposed(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 2, 1).flatten(1)
 
 
-def _face_probability(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    return F.softmax(logits, dim=dim).select(dim, 1)
+def _face_probability(logits: torch.Tensor) -> torch.Tensor:
+    """Face-or-not logits in dimension 1 -> the face's probability."""
+    return F.softmax(logits, dim=1)[:, 1]
 
 
 class PNet(nn.Module):

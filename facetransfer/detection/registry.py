@@ -23,9 +23,6 @@ ENTRY_POINT_GROUP = "facetransfer.detectors"
 DETECTORS: Registry[FaceDetector] = Registry("face detector", ENTRY_POINT_GROUP, FaceDetector)
 register_detector = DETECTORS.register
 list_detectors = DETECTORS.names
-get_detector_builder = DETECTORS.get
 get_detector = DETECTORS.build
 
-__all__ = [
-    "DETECTORS", "ENTRY_POINT_GROUP", "get_detector", "get_detector_builder", "list_detectors", "register_detector",
-]
+__all__ = ["DETECTORS", "ENTRY_POINT_GROUP", "get_detector", "list_detectors", "register_detector"]

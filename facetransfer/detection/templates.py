@@ -1,10 +1,9 @@
 """Where the five landmarks go in an aligned face: the ``dlib`` and ``arcface`` templates.
 
-A template is five target points (left eye, right eye, nose, left and right mouth corner, as
-the detector returns them) in a square chip of ``size`` pixels. Any output size is the same
-template scaled; a *canvas* larger than the chip adds an even margin (the template stays
-centred), which is how a backbone whose eval transform centre-crops ``crop_size`` out of
-``resize_size`` sees exactly the template::
+A template is five target points (left eye, right eye, nose, left and right mouth corner, as the detector returns
+them) in a square chip of ``size`` pixels. Any output size is the same template scaled; a *canvas* larger than the
+chip adds an even margin (the template stays centred), which is how a backbone whose eval transform centre-crops
+``crop_size`` out of ``resize_size`` sees exactly the template::
 
     >>> get_template("arcface").size
     112
@@ -51,23 +50,18 @@ class FaceTemplate:
         return FaceTemplate(self.name, int(canvas), points)
 
     def describe(self) -> dict:
-        return {"template": self.name, "size": self.size, "points": [[round(float(v), 2) for v in p] for p in self.points]}
+        points = [[round(float(v), 2) for v in p] for p in self.points]
+        return {"template": self.name, "size": self.size, "points": points}
 
 
 #: the native templates. ``dlib``: where the five points land on dlib's 150 px face chips
 #: (``get_face_chip_details(size=150, padding=0.25)``, the input of dlib's face-recognition
 #: ResNet), measured; ``arcface``: the standard 112 px five-point template of ArcFace/insightface.
 TEMPLATES: dict[str, FaceTemplate] = {
-    "dlib": FaceTemplate(
-        "dlib", 150, torch.tensor([[46.9, 44.4], [101.1, 43.9], [73.5, 77.4], [51.2, 102.9], [96.2, 102.6]])
-    ),
-    "arcface": FaceTemplate(
-        "arcface",
-        112,
-        torch.tensor(
-            [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
-        ),
-    ),
+    "dlib": FaceTemplate("dlib", 150, torch.tensor(
+        [[46.9, 44.4], [101.1, 43.9], [73.5, 77.4], [51.2, 102.9], [96.2, 102.6]])),
+    "arcface": FaceTemplate("arcface", 112, torch.tensor(
+        [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]])),
 }
 
 #: backbones trained on dlib's chips; every other backbone gets the ArcFace template
@@ -91,24 +85,10 @@ def default_template_name(backbone: str) -> str:
     return "dlib" if backbone in _DLIB_BACKBONES else "arcface"
 
 
-def template_for_backbone(backbone: str, preprocess: Preprocess) -> FaceTemplate:
-    """The template a backbone's eval transform turns into exactly its default template.
-
-    The chip is ``preprocess.crop_size`` px, centred in a ``resize_size`` canvas: the eval
-    transform's resize is then a no-op and its centre crop keeps the template's chip.
-
-    >>> template_for_backbone("dlib_resnet", Preprocess(150, 150)).size
-    150
-    >>> template_for_backbone("mobilenet_v2", Preprocess(224, 256)).size
-    256
-    """
-    return get_template(default_template_name(backbone)).scaled(preprocess.crop_size, canvas=preprocess.resize_size)
-
-
 def template_for_input(preprocess: Preprocess, name: str | None = None) -> FaceTemplate:
     """Template ``name`` (default: the backbone's own, ``preprocess.face_template``) placed so that
-    ``preprocess``'s eval transform keeps it exactly: a ``crop_size`` chip centred in a
-    ``resize_size`` canvas.
+    ``preprocess``'s eval transform keeps it exactly: a ``crop_size`` chip centred in a ``resize_size``
+    canvas (the resize is then a no-op and the centre crop keeps the template's chip).
 
     >>> template_for_input(Preprocess(150, 150, face_template="dlib")).name
     'dlib'
@@ -118,12 +98,16 @@ def template_for_input(preprocess: Preprocess, name: str | None = None) -> FaceT
     return get_template(name or preprocess.face_template).scaled(preprocess.crop_size, canvas=preprocess.resize_size)
 
 
+def template_for_backbone(backbone: str, preprocess: Preprocess) -> FaceTemplate:
+    """:func:`template_for_input` of the backbone's default template.
+
+    >>> template_for_backbone("mobilenet_v2", Preprocess(224, 256)).size
+    256
+    """
+    return template_for_input(preprocess, default_template_name(backbone))
+
+
 __all__ = [
-    "TEMPLATES",
-    "FaceTemplate",
-    "default_template_name",
-    "get_template",
-    "list_templates",
-    "template_for_backbone",
+    "TEMPLATES", "FaceTemplate", "default_template_name", "get_template", "list_templates", "template_for_backbone",
     "template_for_input",
 ]

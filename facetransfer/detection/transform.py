@@ -1,11 +1,9 @@
 """Five-point similarity alignment, batched on any device.
 
-:func:`similarity_transform` fits, per image, the rotation + uniform scale + translation that
-maps the detected landmarks closest to the template in the least-squares sense (Umeyama,
-1991, without reflection). :func:`warp_faces` samples the aligned chips with
-``torch.nn.functional.grid_sample`` (bilinear). When a face is much larger than its chip (a
-6000 px photo), the face's region is first reduced with an antialiased resize, so the chip
-does not alias::
+:func:`similarity_transform` fits, per image, the rotation + uniform scale + translation that maps the
+detected landmarks closest to the template in the least-squares sense (Umeyama, 1991, without reflection).
+:func:`warp_faces` samples the chips with bilinear ``grid_sample``; a face much larger than its chip (a
+6000 px photo) is first reduced with an antialiased resize, so the chip does not alias::
 
     >>> import torch
     >>> src = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [1.0, 1.0]]])
@@ -80,9 +78,8 @@ def _sampling_grid(chip_to_image: torch.Tensor, image_hw: tuple[int, int], size:
 def warp_faces(images: torch.Tensor, image_to_chip: torch.Tensor, size: int) -> torch.Tensor:
     """Sample ``size`` x ``size`` chips out of same-size ``uint8`` images ``(B, C, H, W)``.
 
-    ``image_to_chip`` are ``(B, 2, 3)`` matrices from image to chip pixel coordinates (as
-    :func:`similarity_transform` fits them). Outside the image is black. Returns ``uint8``
-    ``(B, C, size, size)`` on the images' device.
+    ``image_to_chip`` are ``(B, 2, 3)`` matrices from image to chip pixel coordinates (as :func:`similarity_transform`
+    fits them). Outside the image is black. Returns ``uint8`` ``(B, C, size, size)`` on the images' device.
     """
     if images.ndim != 4 or image_to_chip.shape != (images.shape[0], 2, 3):
         raise ValueError(f"expected images (B, C, H, W) and matrices (B, 2, 3), got {tuple(images.shape)}, "
@@ -117,19 +114,11 @@ def _warp_reduced(image: torch.Tensor, image_to_chip: torch.Tensor, size: int) -
     out_hw = (max(1, round((y1 - y0) * factor)), max(1, round((x1 - x0) * factor)))
     reduced = F.interpolate(crop, size=out_hw, mode="bilinear", antialias=True, align_corners=False)
     # image coordinates -> reduced-crop coordinates: shift by the crop origin, scale per axis
-    sx, sy = out_hw[1] / (x1 - x0), out_hw[0] / (y1 - y0)
-    to_reduced = torch.tensor([[sx, 0.0, -x0 * sx], [0.0, sy, -y0 * sy]], device=image.device)
-    chip_to_reduced = _compose(to_reduced, chip_to_image[0])
-    grid = _sampling_grid(chip_to_reduced[None], out_hw, size)
+    origin = torch.tensor([[0.0, 0.0, x0], [0.0, 0.0, y0]], device=image.device)
+    axis_scale = torch.tensor([[out_hw[1] / (x1 - x0)], [out_hw[0] / (y1 - y0)]], device=image.device)
+    grid = _sampling_grid(((chip_to_image[0] - origin) * axis_scale)[None], out_hw, size)
     sampled = F.grid_sample(reduced, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return sampled[0].round_().clamp_(0, 255).to(torch.uint8)
-
-
-def _compose(outer: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
-    """``outer o inner`` for two ``(2, 3)`` affine matrices."""
-    linear = outer[:, :2] @ inner[:, :2]
-    shift = outer[:, :2] @ inner[:, 2] + outer[:, 2]
-    return torch.cat([linear, shift[:, None]], dim=1)
 
 
 __all__ = ["invert_affine", "similarity_transform", "transform_points", "transform_scale", "warp_faces"]

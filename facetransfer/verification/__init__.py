@@ -10,26 +10,13 @@ from .._lazy import lazy_attributes
 
 # public name -> submodule (imported on first use)
 _EXPORTS = {
-    "Embedder": "embedder",
-    "Gallery": "gallery",
-    "Match": "gallery",
-    "Pair": "pairs",
+    "Embedder": "embedder", "as_backbone": "embedder", "weights_fingerprint": "embedder",
+    "Gallery": "gallery", "Match": "gallery", "list_identity_images": "gallery",
+    "Pair": "pairs", "PairsProtocol": "pairs", "lfw_key": "pairs", "read_pairs": "pairs",
     "PairVerification": "callback",
-    "PairsProtocol": "pairs",
-    "VerificationMetrics": "metrics",
-    "VerificationResult": "evaluate",
-    "as_backbone": "embedder",
-    "assign_folds": "metrics",
-    "best_threshold": "metrics",
-    "evaluate_pairs": "evaluate",
-    "kfold_accuracy": "metrics",
-    "lfw_key": "pairs",
-    "list_identity_images": "gallery",
-    "plot_roc": "evaluate",
-    "read_pairs": "pairs",
-    "tar_at_far": "metrics",
-    "verification_metrics": "metrics",
-    "weights_fingerprint": "embedder",
+    "VerificationResult": "evaluate", "evaluate_pairs": "evaluate", "plot_roc": "evaluate",
+    "VerificationMetrics": "metrics", "assign_folds": "metrics", "best_threshold": "metrics",
+    "kfold_accuracy": "metrics", "tar_at_far": "metrics", "verification_metrics": "metrics",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_attributes(__name__, _EXPORTS)

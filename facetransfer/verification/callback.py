@@ -41,16 +41,8 @@ class PairVerification(Callback):
     facetransfer.errors.ConfigError: PairVerification face_crop must be in (0, 1], got 1.5
     """
 
-    def __init__(
-        self,
-        pairs: str,
-        root: str | None = None,
-        face_crop: float = LFWSource.face_crop,
-        flip: bool = False,
-        far: float = 1e-3,
-        batch_size: int = 64,
-        num_workers: int = 0,
-    ) -> None:
+    def __init__(self, pairs: str, root: str | None = None, face_crop: float = LFWSource.face_crop, flip: bool = False,
+                 far: float = 1e-3, batch_size: int = 64, num_workers: int = 0) -> None:
         if not 0 < face_crop <= 1:
             raise ConfigError(f"PairVerification face_crop must be in (0, 1], got {face_crop}")
         if not 0 < far < 1:
@@ -67,17 +59,10 @@ class PairVerification(Callback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or self._protocol is None:
             return
-        result = evaluate_pairs(
-            pl_module,
-            self._protocol,
-            face_crop=self.face_crop,
-            flip=self.flip,
-            far=self.far,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            device=pl_module.device,
+        result = self.result = evaluate_pairs(
+            pl_module, self._protocol, face_crop=self.face_crop, flip=self.flip, far=self.far,
+            batch_size=self.batch_size, num_workers=self.num_workers, device=pl_module.device,
         )
-        self.result = result
         pl_module.log_dict(result.scalars(), rank_zero_only=True)
         experiment = getattr(pl_module.logger, "experiment", None)
         if hasattr(experiment, "add_figure"):

@@ -30,6 +30,7 @@ from ..io.images import load_rgb, to_rgb
 from ..models.backbone import Backbone
 
 ImageLike = Union[Image.Image, str, os.PathLike, torch.Tensor]
+_NOT_AN_IMAGE = "cannot embed a {}; give PIL images, image paths, or (C, H, W) tensors"
 
 
 def as_backbone(model: nn.Module) -> Backbone:
@@ -38,8 +39,6 @@ def as_backbone(model: nn.Module) -> Backbone:
     if not isinstance(backbone, Backbone):
         raise ConfigError(f"expected a facetransfer Backbone or a FaceClassifier, got {type(model).__name__}")
     return backbone
-
-
 
 
 def make_aligner(align: Any, preprocess, template: str | None = None):
@@ -61,23 +60,22 @@ class Embedder:
 
     Args:
         model: a :class:`Backbone` or a :class:`~facetransfer.FaceClassifier` (its backbone is used).
-        face_crop: central fraction of the image kept before resizing (as in
-            :class:`~facetransfer.FaceDataModule`; LFW deep-funneled: see docs/verification.md).
+        face_crop: central fraction of the image kept before resizing (as in :class:`~facetransfer.FaceDataModule`;
+            LFW deep-funneled: see docs/verification.md).
         flip: also embed the horizontally flipped image and average (test-time augmentation).
         batch_size: images per forward pass.
         num_workers: DataLoader workers for :meth:`embed_files`.
         device: where to run (default: where the model's parameters are).
-        name: what to call the model in results and galleries (default: the FaceClassifier's
-            backbone name, else the class name).
+        name: what to call the model in results and galleries (default: the FaceClassifier's backbone name, else the
+            class name).
         align: ``none``, a face detector (``mtcnn``) or an :class:`~facetransfer.detection.Aligner`:
-            images (paths, PIL, ``uint8`` tensors) are detected and aligned before the transform
-            (detections cached on disk by file content; an image without a face is an error).
+            images (paths, PIL, ``uint8`` tensors) are detected and aligned before the transform (detections cached on
+            disk by file content; an image without a face is an error).
         align_template: ``dlib`` or ``arcface`` (default: the backbone's own).
 
-    Inputs of :meth:`__call__`: a PIL image, an image file path, a ``uint8`` tensor
-    ``(C, H, W)`` / ``(B, C, H, W)`` (raw pixels: transformed like PIL images), a float
-    tensor ``(3, H, W)`` / ``(B, 3, H, W)`` (already preprocessed, used as is), or a list of
-    these. Output: ``(N, num_features)`` float32 on the CPU, each row of norm 1.
+    Inputs of :meth:`__call__`: a PIL image, an image file path, a ``uint8`` tensor ``(C, H, W)`` / ``(B, C, H, W)``
+    (raw pixels: transformed like PIL images), a float tensor ``(3, H, W)`` / ``(B, 3, H, W)`` (already preprocessed,
+    used as is), or a list of these. Output: ``(N, num_features)`` float32 on the CPU, each row of norm 1.
     """
 
     def __init__(
@@ -99,9 +97,7 @@ class Embedder:
         self.backbone = as_backbone(model)
         self.backbone_name = name or str(getattr(model, "backbone_name", type(self.backbone).__name__))
         self.face_crop = float(face_crop)
-        self.flip = flip
-        self.batch_size = batch_size
-        self.num_workers = num_workers
+        self.flip, self.batch_size, self.num_workers = flip, batch_size, num_workers
         self.device = torch.device(device) if device is not None else next(self.backbone.parameters()).device
         self.transform = self.backbone.preprocess.eval_transform(self.face_crop)
         self.aligner = make_aligner(align, self.backbone.preprocess, align_template)
@@ -141,25 +137,22 @@ class Embedder:
     # --- any image input -------------------------------------------------------------------------
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """One image (PIL, path or tensor) -> the preprocessed ``(3, H, W)`` float tensor."""
-        if self.aligner is not None and not (isinstance(image, torch.Tensor) and image.is_floating_point()):
-            return self.transform(self.aligner.align(to_rgb(image) if isinstance(image, Image.Image) else image))
+        if isinstance(image, torch.Tensor) and image.is_floating_point():  # already preprocessed: used as is
+            if image.ndim != 3 or image.shape[0] != 3:
+                raise DataError(f"an image tensor must be (C, H, W) with 1 or 3 channels (3 when preprocessed), "
+                                f"got {tuple(image.shape)}")
+            return image
+        if self.aligner is not None:
+            return self.transform(self.aligner.align(image))
         if isinstance(image, (str, os.PathLike)):
             return self.transform(load_rgb(image))
         if isinstance(image, Image.Image):
             return self.transform(to_rgb(image))
         if isinstance(image, torch.Tensor):
-            if image.ndim != 3 or image.shape[0] not in (1, 3):
-                raise DataError(f"an image tensor must be (C, H, W) with 1 or 3 channels, got {tuple(image.shape)}")
-            if image.is_floating_point():
-                if image.shape[0] != 3:
-                    raise DataError(f"a preprocessed image tensor must have 3 channels, got {tuple(image.shape)}")
-                return image
-            if image.dtype != torch.uint8:
-                raise DataError(f"raw image tensors must be uint8, got {image.dtype}")
-            return self.transform(image.expand(3, -1, -1).contiguous())
-        raise DataError(
-            f"cannot embed a {type(image).__name__}; give PIL images, image paths, or (C, H, W) tensors"
-        )
+            from ..detection.detector import image_to_tensor  # the one check of raw pixels (imports torchvision)
+
+            return self.transform(image_to_tensor(image).contiguous())
+        raise DataError(_NOT_AN_IMAGE.format(type(image).__name__))
 
     def __call__(self, images: ImageLike | Sequence[ImageLike]) -> torch.Tensor:
         """Embed one image or a list of images -> ``(N, num_features)``."""
@@ -170,9 +163,7 @@ class Embedder:
         elif isinstance(images, (str, os.PathLike, Image.Image, torch.Tensor)):
             images = [images]
         if not isinstance(images, Sequence):
-            raise DataError(
-                f"cannot embed a {type(images).__name__}; give PIL images, image paths, or (C, H, W) tensors"
-            )
+            raise DataError(_NOT_AN_IMAGE.format(type(images).__name__))
         return batch_features(self.backbone, self._stacked(list(images)), **self._settings(many=False))
 
     def _stacked(self, items: list[ImageLike]) -> Iterator[torch.Tensor]:

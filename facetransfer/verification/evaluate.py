@@ -1,8 +1,7 @@
 """Run the LFW pair-verification protocol with any backbone or trained model.
 
-Every image the pairs name is embedded once (L2-normalised backbone features,
-optionally averaged with the horizontally flipped image); a pair's score is the
-cosine similarity of its two embeddings::
+Every image the pairs name is embedded once (L2-normalised backbone features, optionally averaged with the
+horizontally flipped image); a pair's score is the cosine similarity of its two embeddings::
 
     >>> model = get_backbone("dlib_resnet", weights="FACE_API")  # doctest: +SKIP
     >>> result = evaluate_pairs(model, "../shared/data/lfw-devtrain/pairsDevTrain.txt",
@@ -10,8 +9,8 @@ cosine similarity of its two embeddings::
     >>> print(result.summary())  # doctest: +SKIP
     dlib_resnet on pairsDevTrain.txt (2200 pairs, 3443 images, face_crop 0.6): acc 0.9... ± ...
 
-``out_dir`` receives ``roc.png``, ``metrics.json``, ``scores.tsv`` and a TensorBoard event
-file (scalars ``verify/*`` and the ROC figure).
+``out_dir`` receives ``roc.png``, ``metrics.json``, ``scores.tsv`` and a TensorBoard event file (scalars ``verify/*``
+and the ROC figure).
 """
 
 from __future__ import annotations
@@ -61,8 +60,8 @@ class VerificationResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in ("pairs_file", "image_dir", "num_images", "model", "metrics", "files")}
-        return {**out, "metrics": self.metrics.to_dict()}
+        names = ("pairs_file", "image_dir", "num_images", "model", "metrics", "files")
+        return {**{name: getattr(self, name) for name in names}, "metrics": self.metrics.to_dict()}
 
     def scalars(self, prefix: str = "verify/") -> dict[str, float]:
         """The headline numbers as ``{verify/acc, verify/acc_std, verify/auc, verify/tar@far1e-3}``."""
@@ -90,8 +89,8 @@ def plot_roc(metrics: VerificationMetrics, title: str = ""):
     log.plot(fpr[positive], tpr[positive], lw=1.5)
     log.axvline(metrics.far, ls="--", c="grey", lw=1)
     log.plot([metrics.far], [metrics.tar], "o", c="C3", label=f"TAR@FAR={metrics.far:g}: {metrics.tar:.4f}")
-    log.set(xscale="log", xlabel="false accept rate (log)", ylabel="true accept rate", ylim=(0, 1.01))
-    log.set_title("ROC (log FAR)")
+    log.set(xscale="log", xlabel="false accept rate (log)", ylabel="true accept rate", ylim=(0, 1.01),
+            title="ROC (log FAR)")
     log.legend(loc="lower right")
     for ax in (lin, log):
         ax.grid(alpha=0.3)
@@ -131,20 +130,17 @@ def evaluate_pairs(
     """Verify the pairs of an LFW pairs file with a model's embeddings.
 
     Args:
-        model: a :class:`~facetransfer.models.Backbone`, a :class:`~facetransfer.FaceClassifier`
-            (its backbone's features; the identity head is not used) or an :class:`Embedder`
-            (then ``face_crop``/``flip``/``batch_size``/``num_workers``/``device`` are its own).
-        pairs: a pairs file (View 1 ``pairsDevTrain.txt``/``pairsDevTest.txt`` or View 2
-            ``pairs.txt``) or a loaded :class:`PairsProtocol`.
+        model: a :class:`~facetransfer.models.Backbone`, a :class:`~facetransfer.FaceClassifier` (its backbone's
+            features; the identity head is not used) or an :class:`Embedder` (then the embedding options are its own).
+        pairs: a pairs file (View 1 ``pairsDevTrain.txt``/``pairsDevTest.txt`` or View 2 ``pairs.txt``) or a loaded
+            :class:`PairsProtocol`.
         root: the LFW folder (default: the pairs file's folder).
-        face_crop: central fraction of the 250 px image kept before resizing.
-        flip: average each embedding with the flipped image's.
         far: the false accept rate of the TAR@FAR metric.
         n_folds: folds for files without official folds (View 2 always uses its 10 sets).
         out_dir: write ``roc.png``, ``metrics.json``, ``scores.tsv`` and TensorBoard events there.
         tensorboard: with ``out_dir``, also write the TensorBoard event file.
-        name: the model's name in the results (default: a FaceClassifier's backbone name).
-        align / align_template: detect and align every image first (``mtcnn``; see :class:`Embedder`).
+        face_crop / flip / batch_size / num_workers / device / name / align / align_template: the embedding
+            options, as in :class:`Embedder` (``face_crop``: of the 250 px LFW image).
     """
     protocol = pairs if isinstance(pairs, PairsProtocol) else PairsProtocol.load(pairs, root)
     embedder = model if isinstance(model, Embedder) else Embedder(
@@ -153,18 +149,10 @@ def evaluate_pairs(
     )
     keys = protocol.image_keys()
     embeddings = embedder.embed_files([protocol.image_dir / k for k in keys], progress=progress)
-    scores = pair_scores(protocol, embeddings, keys)
-    labels = protocol.labels
+    scores, labels = pair_scores(protocol, embeddings, keys), protocol.labels
     metrics = verification_metrics(scores, labels, protocol.folds, far=far, n_folds=n_folds)
-    result = VerificationResult(
-        metrics=metrics,
-        pairs_file=str(protocol.path) if protocol.path else "",
-        image_dir=str(protocol.image_dir),
-        num_images=len(keys),
-        model=embedder.describe(),
-        scores=scores,
-        labels=labels,
-    )
+    result = VerificationResult(metrics=metrics, pairs_file=str(protocol.path or ""), image_dir=str(protocol.image_dir),
+                                num_images=len(keys), model=embedder.describe(), scores=scores, labels=labels)
     if out_dir is not None:
         write_outputs(result, protocol, Path(out_dir), tensorboard=tensorboard)
     return result
@@ -178,10 +166,9 @@ def write_outputs(result: VerificationResult, protocol: PairsProtocol, out_dir: 
     fig.savefig(png, dpi=100)
     result.files["roc_png"] = str(png)
     tsv = out_dir / "scores.tsv"
-    rows = ["name1\timage1\tname2\timage2\tsame\tfold\tscore"]
-    for p, s in zip(protocol.pairs, result.scores):
-        rows.append(f"{p.name1}\t{p.index1}\t{p.name2}\t{p.index2}\t{int(p.same)}\t{p.fold}\t{s:.6f}")
-    tsv.write_text("\n".join(rows) + "\n")
+    rows = [f"{p.name1}\t{p.index1}\t{p.name2}\t{p.index2}\t{int(p.same)}\t{p.fold}\t{s:.6f}\n"
+            for p, s in zip(protocol.pairs, result.scores)]
+    tsv.write_text("name1\timage1\tname2\timage2\tsame\tfold\tscore\n" + "".join(rows))
     result.files["scores_tsv"] = str(tsv)
     if tensorboard:
         from torch.utils.tensorboard import SummaryWriter

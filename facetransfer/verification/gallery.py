@@ -1,9 +1,8 @@
 """A face gallery: enroll known people, then name a probe face -- or say it is unknown.
 
-A probe is scored against each enrolled identity by cosine similarity -- to its *template*
-(``match="mean"``: the mean of the identity's L2-normalised embeddings, re-normalised) or
-to its most similar enrolled image (``match="nearest"``) -- and named after the best one;
-below ``threshold`` it is *unknown* (open-set identification)::
+A probe is scored against each enrolled identity by cosine similarity -- to its *template* (``match="mean"``: the
+mean of the identity's L2-normalised embeddings, re-normalised) or to its most similar enrolled image
+(``match="nearest"``) -- and named after the best one; below ``threshold`` it is *unknown* (open-set identification)::
 
     >>> gallery = Gallery(get_backbone("dlib_resnet", weights="FACE_API"), match="nearest")  # doctest: +SKIP
     >>> gallery.enroll_folder("staff/")  # staff/<name>/<image>  # doctest: +SKIP
@@ -13,11 +12,10 @@ below ``threshold`` it is *unknown* (open-set identification)::
     >>> gallery.save("staff.gallery")  # doctest: +SKIP
     >>> gallery = Gallery.load("staff.gallery", model)  # doctest: +SKIP
 
-The file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the embeddings
-and labels as tensors, names, sources, threshold and model description as JSON strings in its
-header. Reading it parses that header and the raw tensor bytes, nothing else: no pickle, no
-code runs. ``facetransfer gallery`` (enroll, identify, add, remove, show) uses it from the
-command line.
+The file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the embeddings and labels as tensors,
+names, sources, threshold and model description as JSON strings in its header. Reading it parses that header and the
+raw tensor bytes, nothing else: no pickle, no code runs. ``facetransfer gallery`` (enroll, identify, add, remove,
+show) uses it from the command line.
 """
 
 from __future__ import annotations
@@ -102,21 +100,20 @@ class Gallery:
 
     Args:
         model: a backbone, a :class:`~facetransfer.FaceClassifier` or an :class:`Embedder`.
-        threshold: cosine similarity below which a probe is unknown; None: never unknown
-            (closed set). :meth:`calibrate` chooses one from the enrolled images.
-        match: ``mean`` compares a probe with each identity's template (mean embedding);
-            ``nearest`` with each identity's most similar enrolled image (better when people
-            are enrolled in varied poses, costs one comparison per enrolled image).
-        face_crop / flip / batch_size / num_workers / device: as in :class:`Embedder`
-            (ignored when ``model`` is an Embedder).
+        threshold: cosine similarity below which a probe is unknown; None: never unknown (closed set).
+            :meth:`calibrate` chooses one from the enrolled images.
+        match: ``mean`` compares a probe with each identity's template (mean embedding); ``nearest`` with each
+            identity's most similar enrolled image (better when people are enrolled in varied poses, costs one
+            comparison per enrolled image).
+        face_crop / flip / batch_size / num_workers / device: as in :class:`Embedder` (ignored when ``model`` is an
+            Embedder).
 
     Attributes saved with the gallery besides the embeddings:
-        calibration: how :meth:`calibrate` chose ``threshold`` (``{"target_far": ...}``), or
-            None when the threshold was set by hand.
+        calibration: how :meth:`calibrate` chose ``threshold`` (``{"target_far": ...}``), or None when the threshold
+            was set by hand.
         model_source: how to rebuild the model, e.g. ``{"backbone": "dlib_resnet", "weights":
-            "FACE_API"}`` or ``{"ckpt_path": "/runs/.../best.ckpt"}`` (what ``facetransfer gallery
-            identify`` uses); by default taken from a :class:`~facetransfer.FaceClassifier`'s
-            hyperparameters, None for a bare backbone.
+            "FACE_API"}`` or ``{"ckpt_path": "/runs/.../best.ckpt"}`` (what ``facetransfer gallery identify`` uses);
+            by default taken from a :class:`~facetransfer.FaceClassifier`'s hyperparameters, None for a bare backbone.
     """
 
     def __init__(
@@ -178,18 +175,11 @@ class Gallery:
         """Add images (PIL, paths or tensors, see :class:`Embedder`) of one person; repeatable."""
         if isinstance(images, (str, os.PathLike)):
             images = [images]
-        sources = [str(x) for x in images] if isinstance(images, (list, tuple)) and all(
-            isinstance(x, (str, os.PathLike)) for x in images
-        ) else None
-        self.add_embeddings(name, self.embedder(images), sources)
+        paths = isinstance(images, (list, tuple)) and all(isinstance(x, (str, os.PathLike)) for x in images)
+        self.add_embeddings(name, self.embedder(images), [str(x) for x in images] if paths else None)
 
-    def enroll_folder(
-        self,
-        root: str | os.PathLike,
-        images_per_identity: int | None = None,
-        identities: Iterable[str] | None = None,
-        progress: bool = False,
-    ) -> dict[str, int]:
+    def enroll_folder(self, root: str | os.PathLike, images_per_identity: int | None = None,
+                      identities: Iterable[str] | None = None, progress: bool = False) -> dict[str, int]:
         """Enroll every ``<root>/<identity>/`` folder (its first ``images_per_identity`` images, in natural
         order; a file already enrolled is left out) -> {identity: images enrolled}."""
         enrolled = {os.path.realpath(source) for source in self.sources if source}
@@ -197,10 +187,8 @@ class Gallery:
                  for name, files in list_identity_images(root, images_per_identity, identities).items()}
         found = {name: files for name, files in found.items() if files}
         embeddings = self.embedder.embed_files([p for files in found.values() for p in files], progress=progress)
-        start = 0
-        for name, files in found.items():
-            self.add_embeddings(name, embeddings[start : start + len(files)], [str(f) for f in files])
-            start += len(files)
+        for (name, files), chunk in zip(found.items(), embeddings.split([len(files) for files in found.values()])):
+            self.add_embeddings(name, chunk, [str(f) for f in files])
         return {name: len(files) for name, files in found.items()}
 
     def remove(self, name: str) -> None:
@@ -249,8 +237,6 @@ class Gallery:
 
     def identify_many(self, images: Sequence[ImageLike]) -> list[Match]:
         """Matches of several probe images (PIL, paths or tensors)."""
-        if not self.names:
-            raise ConfigError("the gallery is empty: enroll identities first")
         if images and all(isinstance(x, (str, os.PathLike)) for x in images):
             return self.match_embeddings(self.embedder.embed_files(list(images)))
         return self.match_embeddings(self.embedder(images))
@@ -259,16 +245,13 @@ class Gallery:
     def leave_one_out_scores(self) -> tuple[np.ndarray, np.ndarray]:
         """Scores from the enrolled images alone -> (genuine, impostor).
 
-        Genuine: each image against its own identity without that image (its template built
-        from the others, or its other images; identities with >= 2 images). Impostor: each
-        image's best score among the *other* identities -- what it would score if its person
-        were not enrolled.
+        Genuine: each image against its own identity without that image (its template built from the others, or its
+        other images; identities with >= 2 images). Impostor: each image's best score among the *other* identities --
+        what it would score if its person were not enrolled.
         """
         counts = torch.bincount(self.labels, minlength=len(self.names))
         if len(self.names) < 2 or int((counts >= 2).sum()) == 0:
-            raise ConfigError(
-                "choosing a threshold needs at least 2 identities and one with >= 2 enrolled images"
-            )
+            raise ConfigError("choosing a threshold needs at least 2 identities and one with >= 2 enrolled images")
         has_rest = counts[self.labels] >= 2
         rows = torch.arange(len(self.labels))
         if self.match == "nearest":
@@ -289,21 +272,20 @@ class Gallery:
         """Choose and set ``threshold`` from :meth:`leave_one_out_scores`.
 
         ``target_far=None``: the threshold that best separates genuine from impostor scores
-        (:func:`~.metrics.best_threshold`). Otherwise the lowest threshold at which at most
-        that fraction of impostor scores is accepted.
+        (:func:`~.metrics.best_threshold`). Otherwise the lowest threshold at which at most that fraction of
+        impostor scores is accepted.
         """
+        if target_far is not None and not 0 <= target_far < 1:
+            raise ConfigError(f"target_far must be in [0, 1), got {target_far}")
         genuine, impostor = self.leave_one_out_scores()
         scores = np.concatenate([genuine, impostor])
         labels = np.concatenate([np.ones(len(genuine), np.int64), np.zeros(len(impostor), np.int64)])
         if target_far is None:
             threshold, _ = best_threshold(scores, labels)
         else:
-            if not 0 <= target_far < 1:
-                raise ConfigError(f"target_far must be in [0, 1), got {target_far}")
             fpr, _, thresholds = roc_curve(labels, scores, drop_intermediate=False)
-            ok = np.flatnonzero(fpr <= target_far)
-            threshold = float(thresholds[ok[-1]])
-            if not np.isfinite(threshold):
+            threshold = float(thresholds[np.flatnonzero(fpr <= target_far)[-1]])
+            if not np.isfinite(threshold):  # roc_curve's first cut (+inf): no impostor may pass
                 threshold = float(impostor.max()) + 1e-6
         self.threshold = float(threshold)
         self.calibration = {"target_far": target_far, "genuine": len(genuine), "impostor": len(impostor)}
@@ -330,35 +312,21 @@ class Gallery:
         ``images``, ``threshold``, ``match``, ``calibration``, ``model`` (``Embedder.describe()``)
         and ``model_source`` (how to rebuild the model, or None)."""
         tensors, data = _read_file(Path(path))
-        meta = data["meta"]
-        labels = tensors["labels"]
-        names = data["names"]
-        counts = torch.bincount(labels, minlength=len(names)).tolist() if len(names) else []
-        return {
-            "names": names,
-            "counts": dict(zip(names, counts)),
-            "images": int(len(labels)),
-            "threshold": meta.get("threshold"),
-            "match": meta.get("match", "mean"),
-            "calibration": meta.get("calibration"),
-            "model": meta["model"],
-            "model_source": meta.get("model_source"),
-            "version": data["version"],
-        }
+        meta, names, labels = data["meta"], data["names"], tensors["labels"]
+        counts = torch.bincount(labels, minlength=len(names)).tolist()
+        return {"names": names, "counts": dict(zip(names, counts)), "images": len(labels),
+                "threshold": meta.get("threshold"), "match": meta.get("match", "mean"),
+                "calibration": meta.get("calibration"), "model": meta["model"],
+                "model_source": meta.get("model_source"), "version": data["version"]}
 
     @classmethod
     def load(
-        cls,
-        path: str | os.PathLike,
-        model: nn.Module | Embedder,
-        strict: bool = True,
-        **embedder_args: Any,
+        cls, path: str | os.PathLike, model: nn.Module | Embedder, strict: bool = True, **embedder_args: Any
     ) -> Gallery:
         """Read a saved gallery for ``model``; the saved face crop and flip are reused.
 
-        The model must produce embeddings of the same size; with ``strict`` it must also be
-        the same network with the same weights (``weights_fingerprint``), since embeddings of
-        other weights are not comparable.
+        The model must produce embeddings of the same size; with ``strict`` it must also be the same network with the
+        same weights (``weights_fingerprint``), since embeddings of other weights are not comparable.
         """
         path = Path(path)
         tensors, data = _read_file(path)
@@ -401,7 +369,6 @@ def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """
     if not path.is_file():
         raise DataError(f"gallery file {path} does not exist")
-    not_gallery = DataError(f"{path} is not a facetransfer gallery file")
     if zipfile.is_zipfile(path):
         return _read_version_1(path)
     from safetensors import safe_open
@@ -409,13 +376,11 @@ def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
-            if header.get("format") != FORMAT or not {"embeddings", "labels"} <= set(f.keys()):
-                raise not_gallery
-            tensors = {"embeddings": f.get_tensor("embeddings"), "labels": f.get_tensor("labels")}
-    except DataError:
-        raise
+            tensors = {key: f.get_tensor(key) for key in ("embeddings", "labels") if key in f.keys()}
     except Exception as err:  # safetensors' own error type: not a safetensors file, or a damaged one
         raise DataError(f"{path} is not a facetransfer gallery file: {str(err).splitlines()[0]}") from None
+    if header.get("format") != FORMAT or len(tensors) != 2:
+        raise DataError(f"{path} is not a facetransfer gallery file")
     try:
         version = int(header.get("version", "0"))
         if version > VERSION:

@@ -1,9 +1,8 @@
 """Pair-verification metrics: 10-fold accuracy, ROC AUC and TAR at a fixed FAR.
 
-Scores are similarities (higher = more alike, e.g. cosine similarity of L2-normalised
-embeddings); labels are 1 for same-person pairs. The LFW protocol's accuracy is
-cross-validated: for each fold, the threshold that maximises accuracy on the other
-folds is applied to that fold; the result is the mean ± std over folds::
+Scores are similarities (higher = more alike, e.g. cosine similarity of L2-normalised embeddings); labels are 1 for
+same-person pairs. The LFW protocol's accuracy is cross-validated: for each fold, the threshold that maximises
+accuracy on the other folds is applied to that fold; the result is the mean ± std over folds::
 
     >>> import numpy as np
     >>> scores = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1] * 5)
@@ -29,10 +28,9 @@ from ..errors import DataError
 def assign_folds(labels: np.ndarray, n_folds: int = 10) -> np.ndarray:
     """Fold index of each pair for files without official folds.
 
-    Stratified and without shuffling (``sklearn.model_selection.StratifiedKFold(n_folds)``):
-    the k-th fold holds the k-th contiguous block of the same-person pairs and of the
-    different-person pairs, in file order. LFW's files list pairs alphabetically, so
-    folds share few people -- as in View 2, where the 10 sets are person-disjoint.
+    Stratified and without shuffling (``sklearn.model_selection.StratifiedKFold(n_folds)``): the k-th fold holds the
+    k-th contiguous block of the same-person pairs and of the different-person pairs, in file order. LFW's files list
+    pairs alphabetically, so folds share few people -- as in View 2, where the 10 sets are person-disjoint.
 
     >>> assign_folds(np.array([1, 1, 1, 1, 0, 0, 0, 0]), 2).tolist()
     [0, 0, 1, 1, 0, 0, 1, 1]
@@ -109,18 +107,13 @@ def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float = 1e-3) -> tup
     fpr, tpr, _ = roc_curve(labels, np.asarray(scores, dtype=np.float64), drop_intermediate=False)
     tar = float(tpr[fpr <= far + 1e-12].max())
     allowed = int(np.floor(far * negatives + 1e-9))
-    note = None
     if allowed < 1:
-        note = (
-            f"only {negatives} different-person pairs: FAR={far:g} needs at least {int(np.ceil(1 / far))}; "
-            f"the value is TAR at FAR=0"
-        )
-    elif allowed < 10:
-        note = (
-            f"FAR={far:g} of {negatives} different-person pairs allows only {allowed} false accept(s): "
-            "a noisy estimate"
-        )
-    return tar, note
+        return tar, (f"only {negatives} different-person pairs: FAR={far:g} needs at least {int(np.ceil(1 / far))}; "
+                     "the value is TAR at FAR=0")
+    if allowed < 10:
+        return tar, (f"FAR={far:g} of {negatives} different-person pairs allows only {allowed} false accept(s): "
+                     "a noisy estimate")
+    return tar, None
 
 
 @dataclass
@@ -153,11 +146,9 @@ class VerificationMetrics:
     fpr: list[float] = field(default_factory=list, repr=False)
     tpr: list[float] = field(default_factory=list, repr=False)
 
-    def to_dict(self, curve: bool = False) -> dict:
-        d = asdict(self)
-        if not curve:
-            d.pop("fpr"), d.pop("tpr")
-        return d
+    def to_dict(self) -> dict:
+        """The numbers, without the ROC curve."""
+        return {key: value for key, value in asdict(self).items() if key not in ("fpr", "tpr")}
 
     def summary(self) -> str:
         """One line: ``acc 0.9318 ± 0.0150 (10 folds), AUC 0.9801, TAR@FAR=0.001 0.5123``."""
@@ -167,13 +158,8 @@ class VerificationMetrics:
         )
 
 
-def verification_metrics(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    folds: np.ndarray | None = None,
-    far: float = 1e-3,
-    n_folds: int = 10,
-) -> VerificationMetrics:
+def verification_metrics(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray | None = None, far: float = 1e-3,
+                         n_folds: int = 10) -> VerificationMetrics:
     """All metrics of one set of pair scores; ``folds=None`` uses :func:`assign_folds`."""
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels).astype(np.int64)
@@ -188,29 +174,13 @@ def verification_metrics(
     tar, note = tar_at_far(scores, labels, far)
     fpr, tpr, _ = roc_curve(labels, scores)
     return VerificationMetrics(
-        accuracy=float(accuracies.mean()),
-        accuracy_std=float(accuracies.std()),
-        fold_accuracies=accuracies.tolist(),
-        fold_thresholds=thresholds.tolist(),
-        threshold=threshold,
-        auc=float(roc_auc_score(labels, scores)),
-        tar=tar,
-        far=far,
-        tar_note=note,
-        num_pairs=len(labels),
-        num_same=int(labels.sum()),
-        num_folds=len(accuracies),
-        official_folds=official,
-        fpr=fpr.tolist(),
-        tpr=tpr.tolist(),
+        accuracy=float(accuracies.mean()), accuracy_std=float(accuracies.std()), fold_accuracies=accuracies.tolist(),
+        fold_thresholds=thresholds.tolist(), threshold=threshold, auc=float(roc_auc_score(labels, scores)), tar=tar,
+        far=far, tar_note=note, num_pairs=len(labels), num_same=int(labels.sum()), num_folds=len(accuracies),
+        official_folds=official, fpr=fpr.tolist(), tpr=tpr.tolist(),
     )
 
 
 __all__ = [
-    "VerificationMetrics",
-    "assign_folds",
-    "best_threshold",
-    "kfold_accuracy",
-    "tar_at_far",
-    "verification_metrics",
+    "VerificationMetrics", "assign_folds", "best_threshold", "kfold_accuracy", "tar_at_far", "verification_metrics",
 ]

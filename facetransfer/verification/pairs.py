@@ -1,14 +1,10 @@
 """LFW pair lists: View 1's ``pairsDevTrain.txt`` / ``pairsDevTest.txt`` and View 2's ``pairs.txt``.
 
-Both formats are a header line, then *same* lines ``name i j`` and *different* lines
-``name1 i name2 j`` (tab- or space-separated; image numbers start at 1):
-
-- View 1: header ``N``, then N same and N different pairs, no folds.
-- View 2: header ``S N`` (``10 300``), then S sets of N same and N different pairs; set k
-  is fold k of the official 10-fold protocol.
-
-Image ``i`` of ``name`` is ``<image_dir>/<name>/<name>_<i:04d>.jpg`` under any LFW
-alignment (:class:`~facetransfer.data.lfw.LFWSource` finds the folder)::
+A header line, then *same* lines ``name i j`` and *different* lines ``name1 i name2 j`` (see docs/verification.md):
+View 1's header ``N`` announces N same and N different pairs, no folds; View 2's ``S N`` (``10 300``) S such sets,
+set k being fold k of the official 10-fold protocol. Image ``i`` of ``name`` is
+``<image_dir>/<name>/<name>_<i:04d>.jpg`` under any LFW alignment (:class:`~facetransfer.data.lfw.LFWSource`
+finds the folder)::
 
     >>> protocol = PairsProtocol.load("../shared/data/lfw-devtrain/pairsDevTrain.txt")  # doctest: +SKIP
     >>> len(protocol), protocol.num_same, protocol.official_folds  # doctest: +SKIP
@@ -102,20 +98,13 @@ def read_pairs(path: str | os.PathLike) -> tuple[list[Pair], bool]:
         )
     pairs: list[Pair] = []
     for i, (lineno, parts) in enumerate(body):
+        same = (i % (2 * per_set)) < per_set  # each set: per_set same-person lines, then per_set different
+        if len(parts) != (3 if same else 4):
+            line = "a same-person line 'name i j'" if same else "a different-person line 'name1 i name2 j'"
+            raise DataError(f"{path}:{lineno}: expected {line}, got {' '.join(parts)!r}")
+        name1, a, name2, b = (parts[0], parts[1], parts[0], parts[2]) if same else parts
         fold = i // (2 * per_set) if official else -1
-        same = (i % (2 * per_set)) < per_set
-        if same:
-            if len(parts) != 3:
-                raise DataError(f"{path}:{lineno}: expected a same-person line 'name i j', got {' '.join(parts)!r}")
-            name, a, b = parts
-            pairs.append(Pair(name, _parse_index(a, path, lineno), name, _parse_index(b, path, lineno), True, fold))
-        else:
-            if len(parts) != 4:
-                raise DataError(
-                    f"{path}:{lineno}: expected a different-person line 'name1 i name2 j', got {' '.join(parts)!r}"
-                )
-            n1, a, n2, b = parts
-            pairs.append(Pair(n1, _parse_index(a, path, lineno), n2, _parse_index(b, path, lineno), False, fold))
+        pairs.append(Pair(name1, _parse_index(a, path, lineno), name2, _parse_index(b, path, lineno), same, fold))
     return pairs, official
 
 
@@ -141,8 +130,7 @@ class PairsProtocol:
     ) -> PairsProtocol:
         """Read ``path`` and find its images under ``root`` (default: the pairs file's folder).
 
-        Every image the file names must exist; otherwise one :class:`DataError` lists the
-        missing ones.
+        Every image the file names must exist; otherwise one :class:`DataError` lists the missing ones.
         """
         path = Path(path)
         pairs, official = read_pairs(path)
