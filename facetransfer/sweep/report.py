@@ -13,7 +13,6 @@ Built from ``results.csv`` alone, so it can be remade at any time
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
@@ -26,7 +25,7 @@ from filelock import FileLock
 
 from ..errors import ConfigError, DataError
 from ..io.atomic import atomic_path, atomic_write
-from .results import RESULTS_NAME, STATE_NAME, ResultsTable
+from .results import RESULTS_NAME, ResultsTable, read_state
 
 REPORT_NAME = "report.md"
 REPORT_LOCK_NAME = ".report.lock"
@@ -61,29 +60,17 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
-    mean, std = _stats(values)
-    if len(values) > 1:
-        return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
-    return f"{mean * scale:.{digits}f}"
-
-
-def _state(folder: Path) -> dict[str, Any]:
-    """The sweep's ``sweep.json`` (empty when absent or unreadable: the report needs only the CSV)."""
-    path = folder / STATE_NAME
-    try:
-        state = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return state if isinstance(state, dict) else {}
+def _fmt(fractions: list[float]) -> str:
+    """Mean (± std over seeds) in %."""
+    mean, std = _stats(fractions)
+    return f"{mean * 100:.1f} ± {std * 100:.1f}" if len(fractions) > 1 else f"{mean * 100:.1f}"
 
 
 def _method_order(folder: Path, rows: list[dict[str, Any]]) -> list[str]:
-    order = [m for m in _state(folder).get("method_order", []) if isinstance(m, str)]
-    for row in rows:
-        if row["method"] not in order:
-            order.append(row["method"])
-    return [m for m in order if any(r["method"] == m for r in rows)]
+    """The methods with rows: in the config's order (``sweep.json``), then those only the rows name."""
+    recorded = [m for m in read_state(folder).get("method_order", []) if isinstance(m, str)]
+    present = {r["method"] for r in rows}
+    return [m for m in dict.fromkeys([*recorded, *(r["method"] for r in rows)]) if m in present]
 
 
 def _series(folder: Path, rows: list[dict[str, Any]]) -> list[_Series]:
@@ -110,7 +97,7 @@ def markdown_table(folder: Path, rows: list[dict[str, Any]], title: str | None =
     tests = sorted({r["test_images"] for r in rows})
     devices = sorted({r["device"] for r in rows})
     lines = [f"## {title}" if title else "## Sweep results", ""]
-    balanced = bool(_state(folder).get("config", {}).get("data", {}).get("balanced_eval"))
+    balanced = bool(read_state(folder).get("config", {}).get("data", {}).get("balanced_eval"))
     lines.append(
         f"Test top-1 accuracy (%) on {', '.join(datasets)}: {'/'.join(map(str, identities))} identities, "
         f"{'/'.join(map(str, tests))} test images{' (the same number per identity)' if balanced else ''}, "
@@ -187,63 +174,50 @@ def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None 
 
 
 def write_report(folder: str | os.PathLike, title: str | None = None) -> Report:
-    """Write ``report.md``, ``accuracy_vs_n.png`` and a TensorBoard figure + table from ``results.csv``.
-
-    Two processes writing the report of one folder at once take turns (a file lock).
-    """
+    """Write ``report.md``, ``accuracy_vs_n.png`` and a TensorBoard figure + table from ``results.csv``
+    (``title``: default the sweep's name). Two processes writing the report of one folder take turns."""
     folder = Path(folder)
-    if not (folder / RESULTS_NAME).is_file():
+    table = ResultsTable(folder / RESULTS_NAME)
+    if not table.path.is_file():
         raise DataError(f"no {RESULTS_NAME} in {folder}: run a sweep into it first (facetransfer sweep --config ...)")
     with FileLock(folder / REPORT_LOCK_NAME):
-        return _write_report(folder, title)
+        rows = table.rows()
+        if not rows:
+            raise DataError(f"{table.path} has no finished cells yet")
+        name = read_state(folder).get("name")
+        title = title if title is not None else name if isinstance(name, str) else None
+        markdown = markdown_table(folder, rows, title)
+        with atomic_write(folder / REPORT_NAME) as fh:
+            fh.write(markdown)
+        fig = accuracy_figure(folder, rows, title)
+        with atomic_path(folder / PLOT_NAME) as tmp:
+            fig.savefig(tmp, format="png")
+
+        from torch.utils.tensorboard import SummaryWriter
+
+        tb_dir = folder / TENSORBOARD_SUBDIR
+        tb_dir.mkdir(parents=True, exist_ok=True)
+        for old in tb_dir.glob("events.out.tfevents.*"):  # the report is remade from the CSV, not appended
+            old.unlink()
+        writer = SummaryWriter(str(tb_dir))
+        try:
+            writer.add_figure(FIGURE_TAG, fig, global_step=len(rows), close=False)
+            writer.add_text(TABLE_TAG, markdown, global_step=len(rows))
+            for s in _series(folder, rows):
+                for n in sorted(s.points):
+                    mean, _ = _stats([r["test_top1"] for r in s.points[n]])
+                    writer.add_scalar(f"sweep_top1/{s.method}", mean, global_step=n)
+        finally:
+            writer.close()
+    return Report(markdown, folder / REPORT_NAME, folder / PLOT_NAME, tb_dir, len(rows))
 
 
 def read_report(folder: str | os.PathLike) -> Report:
     """The report another process wrote into ``folder`` (``report.md`` and where the rest is)."""
     folder = Path(folder)
-    table_path = folder / REPORT_NAME
-    markdown = table_path.read_text()
-    return Report(markdown, table_path, folder / PLOT_NAME, folder / TENSORBOARD_SUBDIR, len(ResultsTable(folder / RESULTS_NAME).rows()))
-
-
-def _write_report(folder: Path, title: str | None) -> Report:
-    table = ResultsTable(folder / RESULTS_NAME)
-    rows = table.rows()
-    if not rows:
-        raise DataError(f"{table.path} has no finished cells yet")
-    if title is None:
-        title = _title(folder)
-    markdown = markdown_table(folder, rows, title)
-    table_path = folder / REPORT_NAME
-    with atomic_write(table_path) as fh:
-        fh.write(markdown)
-    fig = accuracy_figure(folder, rows, title)
-    plot = folder / PLOT_NAME
-    with atomic_path(plot) as tmp:
-        fig.savefig(tmp, format="png")
-
-    from torch.utils.tensorboard import SummaryWriter
-
-    tb_dir = folder / TENSORBOARD_SUBDIR
-    tb_dir.mkdir(parents=True, exist_ok=True)
-    for old in tb_dir.glob("events.out.tfevents.*"):  # the report is remade from the CSV, not appended
-        old.unlink()
-    writer = SummaryWriter(str(tb_dir))
-    try:
-        writer.add_figure(FIGURE_TAG, fig, global_step=len(rows), close=False)
-        writer.add_text(TABLE_TAG, markdown, global_step=len(rows))
-        for s in _series(folder, rows):
-            for n in sorted(s.points):
-                mean, _ = _stats([r["test_top1"] for r in s.points[n]])
-                writer.add_scalar(f"sweep_top1/{s.method}", mean, global_step=n)
-    finally:
-        writer.close()
-    return Report(markdown, table_path, plot, tb_dir, len(rows))
-
-
-def _title(folder: Path) -> str | None:
-    name = _state(folder).get("name")
-    return name if isinstance(name, str) else None
+    rows = len(ResultsTable(folder / RESULTS_NAME).rows())
+    return Report((folder / REPORT_NAME).read_text(), folder / REPORT_NAME, folder / PLOT_NAME, folder / TENSORBOARD_SUBDIR,
+                  rows)
 
 
 __all__ = ["Report", "accuracy_figure", "markdown_table", "read_report", "write_report"]
