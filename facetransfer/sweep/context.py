@@ -21,7 +21,6 @@ import torch
 from ..data import FaceDataModule
 from ..data.split import SplitManifest
 from ..errors import ConfigError, FaceTransferError
-from ..strategies import get_strategy
 from ..strategies.base import Cell, CellContext, MethodSpec
 from .config import SweepConfig
 from .feature_store import all_keys
@@ -33,7 +32,7 @@ def run_cell(cell: Cell, ctx: CellContext) -> dict[str, Any]:
     """Run one cell with its strategy; returns its results row."""
     start = time.perf_counter()
     manifest = ctx.manifest(cell)
-    result = get_strategy(cell.method.strategy).run(cell, ctx)
+    result = cell.method.runner.run(cell, ctx)
     return {
         "dataset": ctx.config.data.get("dataset", "synthetic"),
         "method": cell.method.name,
@@ -90,16 +89,13 @@ def build_splits(config: SweepConfig, echo: Echo) -> tuple[dict[int, SplitManife
     """Each seed's split with the whole training pool (bad data fails here, before any training),
     the data module of the first seed, and every image key of the splits (for the feature store)."""
     pools: dict[int, SplitManifest] = {}
-    keys: set[str] = set()
     first: FaceDataModule | None = None
     for seed in config.seeds:
         try:
             data = FaceDataModule(**config.data, seed=seed, train_samples="all")
         except (TypeError, ConfigError) as err:
             raise ConfigError(f"data: {err}") from None
-        m = data.manifest
-        keys.update(all_keys([m]))
-        pools[seed] = m
+        pools[seed] = m = data.manifest
         first = first or data
         balanced = " (balanced: the same number per identity)" if m.settings.get("balanced_eval") else ""
         echo(
@@ -107,7 +103,7 @@ def build_splits(config: SweepConfig, echo: Echo) -> tuple[dict[int, SplitManife
             f"train pool {m.train_pool_size}, val {len(m.val)}, test {len(m.test)} images{balanced}"
         )
     assert first is not None
-    return pools, first, sorted(keys)
+    return pools, first, all_keys(list(pools.values()))
 
 
 def check_methods(config: SweepConfig, methods: list[MethodSpec]) -> None:
@@ -115,7 +111,7 @@ def check_methods(config: SweepConfig, methods: list[MethodSpec]) -> None:
     for method in methods:
         where = f"methods[{config.methods.index(method)}] ({method.name})"
         try:
-            get_strategy(method.strategy).check(method, config)
+            method.runner.check(method, config)
         except FaceTransferError as err:
             raise type(err)(f"{where}: {err}") from None
         except Exception as err:  # Lightning and torch raise several types for bad options

@@ -26,7 +26,6 @@ import torch
 from ..data import FaceDataModule
 from ..data.split import SplitManifest
 from ..errors import ConfigError
-from ..strategies import get_strategy
 from ..strategies.base import Cell, CellKey
 from ..training.devices import autocast_dtype, feature_device
 from .config import SweepConfig
@@ -176,7 +175,7 @@ def prepare(config: SweepConfig, echo: Echo, quiet: bool = True) -> SweepPlan:
         echo(f"notice: {note}")
     smallest = min(c.train_samples for c in cells)
     for method in config.methods:
-        need = get_strategy(method.strategy).min_train_samples
+        need = method.runner.min_train_samples
         if smallest < need:
             raise ConfigError(f"train_samples: {method.strategy} needs at least {need} training images, got {smallest}")
     plan = SweepPlan(config, pools, data, image_keys, cells)

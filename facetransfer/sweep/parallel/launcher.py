@@ -1,19 +1,8 @@
 """Starting a sweep's workers through submitit: processes on this machine (``--workers K``, the same as
-``--launcher submitit_local``) or a SLURM job array (``--launcher slurm``).
-
-Each worker is one submitit task, worker ``i`` of ``n`` on the sweep's folder: it builds the plan,
-checks it against ``sweep.json`` and claims cells until every cell has its row
-(:mod:`~facetransfer.sweep.parallel.worker`).
-
-On this machine submitit's local executor starts the workers and this process waits for them
-and shows their messages. Worker ``k`` sees one GPU, ``k % G`` of the ``G``
-visible ones (``CUDA_VISIBLE_DEVICES``, set before torch starts CUDA); on a CPU the torch threads
-(``num_threads``, default all cores) are divided among the workers. A worker whose sweep process
-is gone (killed) stops within a second; the cell it was running has no row and runs again when
-the same command runs again.
-
-On SLURM each array task is a worker. The worker that records the grid's last row writes the report. With ``--slurm_requeue`` (the default) a preempted or timed-out task is put back in the
-queue by submitit: its cell in progress runs again, finished cells stay::
+``--launcher submitit_local``), each with one GPU or a share of the CPU cores, which this process waits
+for; or a SLURM job array (``--launcher slurm``), whose tasks are requeued when preempted or out of
+time. Each task is one worker of the sweep's folder (:mod:`~facetransfer.sweep.parallel.worker`);
+docs/scaling.md tells the rest::
 
     >>> jobs = submit_workers(plan, ParallelOptions(workers=8, launcher="slurm",
     ...                       slurm=SlurmOptions(slurm_partition="gpu")), 8, echo=print)  # doctest: +SKIP
