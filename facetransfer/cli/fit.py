@@ -8,8 +8,8 @@
 ``strategy: NAME`` in a config (or ``--strategy NAME``) starts from that strategy's recipe, as a sweep's
 method of it does: its freeze policy and recipe values are the defaults of ``model``, ``trainer`` and
 ``data`` (the config and the command line override them), and its callbacks (early stopping, LP-FT's
-head fit) join the trainer's. Only these commands import PyTorch Lightning; the ``facetransfer`` entry point (:mod:`facetransfer.cli`)
-imports this module when one of them is asked for.
+head fit) join the trainer's. A mistake is one line naming the config file, the key, the value and what is
+allowed (no usage text). Only these commands import PyTorch Lightning.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import yaml
 from lightning.pytorch import Trainer
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from ..config_errors import check_config_files, located_config_error
+from ..config_errors import OneLineErrors, ParserError, check_config_files, located_config_error
 from ..data import FaceDataModule
 from ..errors import ConfigError, FaceTransferError
 from ..io.checkpoint import read_checkpoint
@@ -51,7 +51,13 @@ from .checkpoint_conflicts import (
     given_options,
 )
 from .commands import DESCRIPTION
-from .parser import HelpFormatter, OneLineErrorParser, ParserError
+from .options import HelpFormatter
+
+TRAINER_DEFAULTS = {"default_root_dir": "runs"}
+
+
+class OneLineErrorParser(OneLineErrors, LightningArgumentParser):
+    """``LightningArgumentParser`` whose errors are a :class:`ParserError` (one line), not usage text + exit."""
 
 
 def _feature_provider(data: FaceDataModule):
@@ -85,11 +91,6 @@ def named_strategy(argv: Sequence[str], subcommand: str | None = None) -> str | 
     return found
 
 
-def trainer_defaults() -> dict:
-    """Defaults every run gets: best + last checkpoints by val/acc, learning-rate logging."""
-    return {"default_root_dir": "runs"}
-
-
 class FaceTransferCLI(LightningCLI):
     """LightningCLI over :class:`FaceClassifier` and :class:`FaceDataModule`."""
 
@@ -98,7 +99,7 @@ class FaceTransferCLI(LightningCLI):
         super().__init__(
             FaceClassifier,
             FaceDataModule,
-            trainer_defaults=trainer_defaults(),
+            trainer_defaults=TRAINER_DEFAULTS,
             save_config_kwargs={"overwrite": True},
             seed_everything_default=0,
             parser_kwargs={"description": DESCRIPTION, "formatter_class": HelpFormatter},
@@ -109,8 +110,7 @@ class FaceTransferCLI(LightningCLI):
 
     def parse_arguments(self, parser, args) -> None:
         """Parse; a mistake is one line naming the config file, the key, the value and what is allowed."""
-        self._raw_args = args
-        argv = [str(a) for a in (sys.argv[1:] if args is None else args)] if isinstance(args, (list, tuple, type(None))) else []
+        self.argv = argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
         command = f"facetransfer {argv[0]}" if argv and not argv[0].startswith("-") else "facetransfer"
         try:
             check_config_files(argv)
@@ -143,13 +143,6 @@ class FaceTransferCLI(LightningCLI):
         target.set_defaults({f"{key}.{k}": v for key in ("model", "trainer", "data") for k, v in settings.pop(key).items()})
         self.method = MethodSpec(name, name, "", options=settings)
         return section
-
-    def _reparse(self) -> Any:
-        """The command line parsed again (for :func:`given_options`)."""
-        args = self._raw_args
-        if isinstance(args, (list, tuple, type(None))):
-            return self.parser.parse_args(args)
-        return self.parser.parse_object(args)
 
     def add_arguments_to_parser(self, parser) -> None:
         """The data and the model are configured in one place and agree by construction:
@@ -193,7 +186,7 @@ class FaceTransferCLI(LightningCLI):
     def _log_next_to_the_run(self, trainer, ckpt: Path) -> None:
         """``test``/``validate``/``predict`` of a checkpoint log into its run folder (``<run>/test/version_N``)
         unless the command line chose a folder or a logger."""
-        if trainer.get("default_root_dir") != trainer_defaults()["default_root_dir"] or trainer.get("logger") not in (None, True):
+        if trainer.get("default_root_dir") != TRAINER_DEFAULTS["default_root_dir"] or trainer.get("logger") not in (None, True):
             return
         run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
         trainer["default_root_dir"] = str(run)
@@ -239,7 +232,8 @@ class FaceTransferCLI(LightningCLI):
         the model is rebuilt from the checkpoint (and, except for fit, tested on its split)."""
         alternatives = {f"model.{k}": v for k, v in MODEL_OPTIONS.items()}
         alternatives.update({f"data.{k}": v for k, v in SPLIT_OPTIONS.items()})
-        given = given_options(lambda: self._reparse()[subcommand], self._subcommand_parsers[subcommand], alternatives)
+        given = given_options(lambda: self.parser.parse_args(self.argv)[subcommand], self._subcommand_parsers[subcommand],
+                              alternatives)
         found = checkpoint_conflicts(self.config[subcommand], given, checkpoint, split_from_checkpoint=subcommand != "fit")
         if found:
             raise conflict_error(found, ckpt_path)

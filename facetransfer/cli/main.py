@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from ..errors import FaceTransferError
 from ..training.malloc_tuning import tune_malloc
 from ..training.noise import silence_known_noise
-from .commands import DESCRIPTION, TOOL_COMMANDS, TRAINING_COMMANDS, register_command, tool_command
+from .commands import DESCRIPTION, TOOL_COMMANDS, TRAINING_COMMANDS, tool_command
 
 
 def _configure_logging() -> None:
@@ -71,8 +71,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["DESCRIPTION", "TOOL_COMMANDS", "main", "register_command", "tool_command"]
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["main"]

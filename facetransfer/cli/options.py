@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -86,17 +85,9 @@ def snake_case_args(parser: ArgumentParser, argv: Sequence[str]) -> list[str]:
         name, eq, value = arg.partition("=")
         snake = "--" + name[2:].replace("-", "_")
         if name.startswith("--") and name not in known and snake in known:
-            saved, warnings.formatwarning = warnings.formatwarning, _one_line_warning
-            try:
-                warnings.warn(f"{name} is deprecated; use {snake}", FutureWarning)
-            finally:
-                warnings.formatwarning = saved
+            print(f"facetransfer: warning: {name} is deprecated; use {snake}", file=sys.stderr)
             args[i] = snake + eq + value
     return args
-
-
-def _one_line_warning(message: Warning | str, *args: Any, **kwargs: Any) -> str:
-    return f"facetransfer: warning: {message}\n"
 
 
 def _option_strings(parser: ArgumentParser) -> set[str]:
