@@ -24,10 +24,7 @@ BACKBONE = Section("model", "backbone options", _classifier, only=BACKBONE_KEYS,
 
 def classification_metrics(scores: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, float]:
     """Top-1, top-5 and macro-F1 of class scores ``(N, num_classes)`` (higher is better)."""
-    from torchmetrics.functional.classification import (
-        multiclass_accuracy,
-        multiclass_f1_score,
-    )
+    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
     preds, y = torch.as_tensor(scores, dtype=torch.float32), torch.as_tensor(target, dtype=torch.long)
     return {
