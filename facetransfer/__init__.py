@@ -74,14 +74,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from .data import (
-        FaceDataModule,
-        FaceSource,
-        SplitManifest,
-        get_source,
-        list_sources,
-        register_source,
-    )
+    from .data import FaceDataModule, FaceSource, SplitManifest, get_source, list_sources, register_source
     from .errors import ConfigError, DataError, FaceTransferError, WeightsError
     from .features import FeatureProvider, InMemoryFeatures
     from .models import (
@@ -95,11 +88,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .preprocess import Augment, Preprocess
     from .strategies import Strategy, get_strategy, list_strategies, register_strategy
     from .sweep import load_sweep_config, run_sweep, write_report
-    from .training.freeze import (
-        apply_freeze_policy,
-        list_freeze_policies,
-        register_freeze_policy,
-    )
+    from .training.freeze import apply_freeze_policy, list_freeze_policies, register_freeze_policy
     from .training.malloc_tuning import tune_malloc
     from .training.module import FaceClassifier
     from .training.trainer import default_callbacks, make_trainer

@@ -45,16 +45,9 @@ class FeatureStore(FeatureProvider):
         batch_size / num_workers: of the extraction DataLoader.
     """
 
-    def __init__(
-        self,
-        folder: str | os.PathLike,
-        source: FaceSource,
-        keys: Sequence[str],
-        face_crop: float,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        source_for: Callable[[Preprocess], FaceSource] | None = None,
-    ) -> None:
+    def __init__(self, folder: str | os.PathLike, source: FaceSource, keys: Sequence[str], face_crop: float,
+                 batch_size: int = 64, num_workers: int = 0,
+                 source_for: Callable[[Preprocess], FaceSource] | None = None) -> None:
         super().__init__()
         self.folder = Path(folder)
         self.source = source

@@ -48,16 +48,8 @@ class SweepResult:
         return self.output_dir / RESULTS_NAME
 
 
-def run_sweep(
-    config: SweepConfig,
-    *,
-    progress: bool = True,
-    report: bool = True,
-    dry_run: bool = False,
-    quiet: bool = True,
-    echo: Echo | None = None,
-    parallel: ParallelOptions | None = None,
-) -> SweepResult:
+def run_sweep(config: SweepConfig, *, progress: bool = True, report: bool = True, dry_run: bool = False,
+              quiet: bool = True, echo: Echo | None = None, parallel: ParallelOptions | None = None) -> SweepResult:
     """Run the grid of ``config`` (skipping finished cells); return what was done.
 
     Args:
