@@ -32,6 +32,7 @@ from filelock import FileLock, Timeout
 
 from ...io.atomic import TEMPORARY_SUFFIX, atomic_write
 from ...strategies.base import CellKey
+from ...strategies.sections import slug
 from ..results import locked
 
 LEASES_DIR = "leases"
@@ -137,9 +138,8 @@ def holder_alive(folder: str | os.PathLike, holder: str) -> bool:
 def lease_file_name(key: CellKey) -> str:
     """A file name per cell: readable, and unique even when two method names slug alike."""
     method, size, seed = key
-    slug = "".join(c if c.isalnum() or c in "._-" else "_" for c in method).strip("_") or "method"
     digest = hashlib.sha256(json.dumps(list(key)).encode()).hexdigest()[:8]
-    return f"{slug}-n{size}-seed{seed}-{digest}.json"
+    return f"{slug(method)}-n{size}-seed{seed}-{digest}.json"
 
 
 class LeaseBook:
