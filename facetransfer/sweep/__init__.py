@@ -37,7 +37,7 @@ _EXPORTS = {
     "effective_sizes": "plan",
     "format_status": "parallel.status",
     "load_sweep_config": "config",
-    "run_cell": "context",
+    "run_cell": "plan",
     "run_sweep": "runner",
     "sweep_parser": "config",
     "sweep_status": "parallel.status",

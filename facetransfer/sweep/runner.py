@@ -20,10 +20,9 @@ from typing import Any
 from ..strategies.base import Cell, CellKey
 from ..training.noise import silence_known_noise
 from .config import SweepConfig
-from .context import Echo, check_methods, quiet_lightning, torch_threads
 from .parallel.lease import remove_stale_lease_temporaries
 from .parallel.run_options import ParallelOptions, Shard
-from .plan import SweepPlan, prepare
+from .plan import Echo, SweepPlan, check_methods, prepare, quiet_lightning, torch_threads
 from .report import REPORT_NAME, Report, read_report
 from .results import RESULTS_NAME, remove_stale_temporaries
 

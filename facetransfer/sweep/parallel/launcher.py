@@ -24,8 +24,7 @@ import submitit
 
 from ...errors import ConfigError
 from ..config import SweepConfig
-from ..context import Echo
-from ..plan import SweepPlan
+from ..plan import Echo, SweepPlan
 from .run_options import ParallelOptions, Shard, SlurmOptions, cpu_count
 from .worker import WorkerSettings, WorkersFailed, run_worker_process
 

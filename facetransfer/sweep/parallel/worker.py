@@ -25,8 +25,7 @@ from ...errors import FaceTransferError
 from ...strategies.base import Cell, CellKey
 from ...training.malloc_tuning import tune_malloc
 from ...training.noise import silence_known_noise
-from ..context import Echo, quiet_lightning, run_cell, torch_threads
-from ..plan import SweepPlan, prepare
+from ..plan import Echo, SweepPlan, prepare, quiet_lightning, run_cell, torch_threads
 from ..results import SweepState, locked
 from .lease import DEFAULT_LEASE_SECONDS, Claim, Heartbeat, Lease, LeaseBook, WorkerIdentity, read_leases
 from .run_options import Shard
