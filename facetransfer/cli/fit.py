@@ -218,7 +218,14 @@ class FaceTransferCLI(LightningCLI):
         if not ckpt_path or ckpt_path == "last" or not Path(ckpt_path).is_file():
             return
         checkpoint = read_checkpoint(ckpt_path)
-        self._check_against_checkpoint(subcommand, checkpoint, ckpt_path)
+        # options given on the command line (or in a config) that contradict the checkpoint are an error
+        alternatives = {f"model.{k}": v for k, v in MODEL_OPTIONS.items()}
+        alternatives |= {f"data.{k}": v for k, v in SPLIT_OPTIONS.items()}
+        given = given_options(lambda: self.parser.parse_args(self.argv)[subcommand], self._subcommand_parsers[subcommand],
+                              alternatives)
+        found = checkpoint_conflicts(config, given, checkpoint, split_from_checkpoint=subcommand != "fit")
+        if found:
+            raise conflict_error(found, ckpt_path)
         hparams = dict(checkpoint.get("hyper_parameters") or {})
         accepted = set(inspect.signature(FaceClassifier.__init__).parameters) - {"self", "class_names", "features"}
         model = {k: v for k, v in hparams.items() if k in accepted}
@@ -226,17 +233,6 @@ class FaceTransferCLI(LightningCLI):
         if subcommand != "fit" and not config.get("data", {}).get("split_manifest"):
             update["data"] = {"split_manifest": str(ckpt_path)}  # the identities and test set it was trained on
         self.config = self.parser.parse_object({subcommand: update}, self.config)
-
-    def _check_against_checkpoint(self, subcommand: str, checkpoint: dict, ckpt_path: str) -> None:
-        """Options given on the command line (or in a config) that contradict the checkpoint are an error:
-        the model is rebuilt from the checkpoint (and, except for fit, tested on its split)."""
-        alternatives = {f"model.{k}": v for k, v in MODEL_OPTIONS.items()}
-        alternatives.update({f"data.{k}": v for k, v in SPLIT_OPTIONS.items()})
-        given = given_options(lambda: self.parser.parse_args(self.argv)[subcommand], self._subcommand_parsers[subcommand],
-                              alternatives)
-        found = checkpoint_conflicts(self.config[subcommand], given, checkpoint, split_from_checkpoint=subcommand != "fit")
-        if found:
-            raise conflict_error(found, ckpt_path)
 
     def _resolve_last_checkpoint(self) -> None:
         """``--ckpt_path last``: the newest last*.ckpt of earlier runs (Lightning looks only in the new run's folder)."""
@@ -252,7 +248,7 @@ class FaceTransferCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._resolve_last_checkpoint()
-        if self.subcommand == "fit" and self.config["fit"].get("lr_find"):
+        if self.config["fit"].get("lr_find"):
             self._find_learning_rate()
 
     def before_predict(self) -> None:

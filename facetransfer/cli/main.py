@@ -7,11 +7,9 @@
     facetransfer sweep --config configs/experiments/demo.yaml
     facetransfer report results/demo
 
-Each command's module is imported only when that command runs, so the commands that do not train
-(``--help``, ``backbones``, ``strategies``, ``weights``, ``report`` ...) start without loading
-PyTorch Lightning. Bad input (unknown backbone, missing folder, corrupt image, a config mistake ...)
-and filesystem faults (read-only folder, full disk ...) end with one ``facetransfer: error: ...`` line
-and exit status 2, not a traceback (``FACETRANSFER_LOGLEVEL=DEBUG`` logs the traceback of a filesystem fault).
+Only the training commands load PyTorch Lightning. Bad input and filesystem faults end with one
+``facetransfer: error: ...`` line and exit status 2, not a traceback (``FACETRANSFER_LOGLEVEL=DEBUG`` logs
+the traceback of a filesystem fault).
 """
 
 from __future__ import annotations

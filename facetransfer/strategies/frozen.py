@@ -1,9 +1,7 @@
 """Strategies that fit a solver on frozen features: seconds per cell, not epochs.
 
-The backbone (pretrained, or random for a baseline) is never trained. Its features of every
-image of the sweep are extracted once and cached on disk by the sweep's feature store; a cell
-selects its training and test rows and a subclass's :meth:`FrozenFeatureStrategy.solve` turns
-them into class scores. The metrics are the same torchmetrics functions as the Lightning cells'.
+The sweep's feature store extracts the features of every image once; a cell selects its training and
+test rows and a subclass's :meth:`FrozenFeatureStrategy.solve` turns them into class scores.
 """
 
 from __future__ import annotations

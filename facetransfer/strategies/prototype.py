@@ -1,9 +1,7 @@
 """``prototype``: nearest class mean by cosine similarity on L2-normalised frozen features.
 
 Each identity's template is the normalised mean of its normalised training features (a
-:class:`~facetransfer.verification.Gallery`'s rule); a test image goes to the most similar
-template. No training at all, the standard few-shot face-identification baseline -- and with a
-face-pretrained backbone often the strongest method at one or two images per person.
+:class:`~facetransfer.verification.Gallery`'s rule): no training at all, the standard few-shot baseline.
 """
 
 from __future__ import annotations

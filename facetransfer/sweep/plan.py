@@ -1,12 +1,10 @@
 """What a sweep is about to do and how its cells run: each seed's split, the grid's cells, which of them
 are finished, one cell's row, the process's torch threads and Lightning's messages.
 
-The grid has one cell per (training-set size, method, seed). Each seed has its own split (test
-set, val set, train pool); within a seed the test set is the same for every size ``N`` and the
-``N`` training images are the first ``N`` of the pool, so smaller training sets are inside larger
-ones. Every process of a sweep (the one you start and each worker) builds the same plan from the
-config: splits are seeded, so every worker has the same cells and the same split digests,
-which it checks against ``sweep.json`` before it runs anything::
+The grid has one cell per (training-set size, method, seed). Each seed has its own split; within a seed
+the test set is the same for every ``N`` and the ``N`` training images are the first ``N`` of the pool.
+Splits are seeded, so every process of a sweep builds the same plan, which it checks against
+``sweep.json`` before it runs anything::
 
     >>> plan = prepare(load_sweep_config("configs/experiments/demo.yaml"), echo=print)  # doctest: +SKIP
     >>> len(plan.cells), len(plan.pending)  # doctest: +SKIP

@@ -1,9 +1,7 @@
 """Running a whole sweep: check everything, run the unfinished cells, write the report.
 
-Everything that can be wrong (config keys, data, pretrained weights, trainer options)
-fails before the first cell trains. Each finished cell adds one row to ``results.csv``
-at once, so a killed sweep loses at most the cell in progress, and running it again
-continues where it stopped::
+Everything that can be wrong (config keys, data, pretrained weights, trainer options) fails before the
+first cell trains; a killed sweep loses at most its cells in progress, and running it again continues::
 
     >>> from facetransfer.sweep import load_sweep_config, run_sweep
     >>> result = run_sweep(load_sweep_config("configs/experiments/demo.yaml"))  # doctest: +SKIP

@@ -1,10 +1,7 @@
 """How a sweep's cells are spread over processes: ``--workers``, ``--shard``, ``--launcher``, leases, SLURM.
 
-These are options of one run of ``facetransfer sweep``, not of the experiment: the same config
-runs in one process, in ``--workers 8`` processes on one machine, as a SLURM job array, or as
-processes that another scheduler starts with ``--shard i/n``; the results are the same. The
-command's flags are :meth:`ParallelOptions.from_args`' parameters and :class:`SlurmOptions`' fields
-(jsonargparse reads their types and documentation)::
+Options of one run, not of the experiment: the results are the same however the cells are spread. The
+command's flags are :meth:`ParallelOptions.from_args`' parameters and :class:`SlurmOptions`' fields::
 
     >>> ParallelOptions.from_args(workers="2", lease_seconds=60).workers
     2
