@@ -122,11 +122,7 @@ def report_command(argv: Sequence[str]) -> int:
     parser.add_argument("--title", type=Optional[str], default=None,
                         help="title of the table and plot (default: the sweep's name)")
     args = parser.parse(argv)
-    report = write_report(args.results_dir, title=args.title)
-    print(report.markdown)
-    print(f"table: {report.table_path}")
-    print(f"plot:  {report.plot}")
-    print(f"TensorBoard: tensorboard --logdir {report.tensorboard_dir.parent}")
+    print(write_report(args.results_dir, title=args.title).describe())
     return 0
 
 

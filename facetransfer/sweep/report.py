@@ -45,6 +45,12 @@ class Report:
     tensorboard_dir: Path
     rows: int
 
+    def describe(self) -> str:
+        """The table and where the files are, for a terminal."""
+        return (f"{self.markdown}\nresults: {self.table_path.parent / RESULTS_NAME}\ntable:   {self.table_path}\n"
+                f"plot:    {self.plot}\nTensorBoard (figure, table and every cell's curves): tensorboard --logdir "
+                f"{self.tensorboard_dir.parent}")
+
 
 @dataclass
 class _Series:
@@ -96,24 +102,21 @@ def markdown_table(folder: Path, rows: list[dict[str, Any]], title: str | None =
     identities = sorted({r["identities"] for r in rows})
     tests = sorted({r["test_images"] for r in rows})
     devices = sorted({r["device"] for r in rows})
-    lines = [f"## {title}" if title else "## Sweep results", ""]
     balanced = bool(read_state(folder).get("config", {}).get("data", {}).get("balanced_eval"))
-    lines.append(
+    header = ["method", "strategy", "backbone", "weights", *[f"N={_size_label(n, rows)}" for n in sizes]]
+    lines = [
+        f"## {title}" if title else "## Sweep results", "",
         f"Test top-1 accuracy (%) on {', '.join(datasets)}: {'/'.join(map(str, identities))} identities, "
         f"{'/'.join(map(str, tests))} test images{' (the same number per identity)' if balanced else ''}, "
         "by training-set size N; "
-        + (f"mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))})." if len(seeds) > 1 else f"seed {seeds[0]}.")
-    )
-    lines.append("")
-    header = ["method", "strategy", "backbone", "weights", *[f"N={_size_label(n, rows)}" for n in sizes]]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(["---"] * 4 + ["---:"] * len(sizes)) + "|")
+        + (f"mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))})." if len(seeds) > 1 else f"seed {seeds[0]}."),
+        "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * len(sizes)) + "|",
+    ]
     for s in series:
         cells = [_fmt([r["test_top1"] for r in s.points[n]]) if n in s.points else "–" for n in sizes]
         lines.append("| " + " | ".join([s.method, s.strategy, s.backbone, s.weights, *cells]) + " |")
-    lines += ["", "Details (means over seeds): top-5 and macro-F1 in %, train seconds per cell.", ""]
-    lines.append("| method | N | seeds | top-1 | top-5 | macro-F1 | train s | device |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---|")
+    lines += ["", "Details (means over seeds): top-5 and macro-F1 in %, train seconds per cell.", "",
+              "| method | N | seeds | top-1 | top-5 | macro-F1 | train s | device |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for s in series:
         for n in sorted(s.points):
             pts = s.points[n]
@@ -157,8 +160,7 @@ def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None 
                             color=line.get_color(), alpha=0.15, linewidth=0)
     ax.set_xscale("log")
     sizes = sorted({r["train_samples"] for r in rows})
-    ax.set_xticks(sizes)
-    ax.set_xticklabels([str(n) for n in sizes])
+    ax.set_xticks(sizes, [str(n) for n in sizes])
     ax.minorticks_off()
     ax.set_xlabel("training images N (log scale)")
     ax.set_ylabel("test top-1 accuracy (%)")

@@ -95,7 +95,7 @@ def run_sweep(config: SweepConfig, *, progress: bool = True, report: bool = True
             return result  # a SLURM job array runs the cells
     if report and (out / REPORT_NAME).is_file() and {c.key for c in cells} <= plan.table.finished_keys():
         result.report = read_report(out)  # by the worker that recorded the grid's last row
-        _echo_report(result.report, out, echo)
+        echo(f"\n{result.report.describe()}")
     result.seconds = time.perf_counter() - start
     by = f" by {result.workers} workers" if result.workers > 1 else ""
     echo(f"sweep {config.name}: {len(result.ran)} cells run{by}, {len(result.skipped)} skipped, {result.seconds:.0f} s wall time")
@@ -123,15 +123,6 @@ def _run(plan: SweepPlan, parallel: ParallelOptions, result: SweepResult, *, rep
     result.ran = outcome.ran
     result.features_computed, result.features_loaded = outcome.features_computed, outcome.features_loaded
     return True
-
-
-def _echo_report(report: Report, out: Path, echo: Echo) -> None:
-    echo("")
-    echo(report.markdown)
-    echo(f"results: {out / RESULTS_NAME}")
-    echo(f"table:   {report.table_path}")
-    echo(f"plot:    {report.plot}")
-    echo(f"TensorBoard (figure, table and every cell's curves): tensorboard --logdir {out / 'logs'}")
 
 
 __all__ = ["SweepResult", "run_sweep"]
