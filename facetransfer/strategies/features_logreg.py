@@ -41,10 +41,8 @@ class FeaturesLogReg(FrozenFeatureStrategy):
     sections = (BACKBONE, LOGREG)
     min_train_samples = 2
 
-    def solve(
-        self, train: np.ndarray, labels: np.ndarray, test: np.ndarray, num_classes: int, method: MethodSpec, seed: int,
-        ctx: CellContext,
-    ) -> np.ndarray:
+    def solve(self, train: np.ndarray, labels: np.ndarray, test: np.ndarray, num_classes: int, method: MethodSpec,
+              seed: int, ctx: CellContext) -> np.ndarray:
         from sklearn.exceptions import ConvergenceWarning
 
         args = method.options.get("logreg", {})

@@ -39,10 +39,8 @@ class FrozenFeatureStrategy(Strategy):
     freeze = "all"
     sections: ClassVar[tuple[Section, ...]] = (BACKBONE,)
 
-    def solve(
-        self, train: np.ndarray, labels: np.ndarray, test: np.ndarray, num_classes: int, method: MethodSpec, seed: int,
-        ctx: CellContext,
-    ) -> np.ndarray:
+    def solve(self, train: np.ndarray, labels: np.ndarray, test: np.ndarray, num_classes: int, method: MethodSpec,
+              seed: int, ctx: CellContext) -> np.ndarray:
         """Class scores ``(len(test), num_classes)`` from training features and labels (float32 arrays)."""
         raise NotImplementedError
 

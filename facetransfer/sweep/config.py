@@ -159,17 +159,9 @@ def build_sweep_config(parsed: Any, *, default_name: str = "sweep", sources: Seq
     name = given.get("name") or default_name
     output_dir = given.get("output_dir") or os.path.join("results", slug(name))
     return SweepConfig(
-        name=name,
-        output_dir=Path(output_dir),
-        data=data,
-        trainer=trainer,
-        train_samples=train_samples,
-        seeds=seeds,
-        methods=methods,
-        feature_cache_dir=Path(given.get("feature_cache_dir") or os.path.join(output_dir, "features")),
-        checkpoints=given.get("checkpoints") or "best",
-        num_threads=given.get("num_threads"),
-        sources=list(sources),
+        name=name, output_dir=Path(output_dir), data=data, trainer=trainer, train_samples=train_samples, seeds=seeds,
+        methods=methods, feature_cache_dir=Path(given.get("feature_cache_dir") or os.path.join(output_dir, "features")),
+        checkpoints=given.get("checkpoints") or "best", num_threads=given.get("num_threads"), sources=list(sources),
         method_order=[m.name for m in methods],
     )
 

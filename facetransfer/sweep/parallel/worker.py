@@ -122,9 +122,8 @@ def run_worker(plan: SweepPlan, settings: WorkerSettings, echo: Echo) -> WorkerO
     return outcome
 
 
-def _claim_and_run(
-    plan: SweepPlan, book: LeaseBook, settings: WorkerSettings, outcome: WorkerOutcome, bar: Any, say: Echo,
-) -> None:
+def _claim_and_run(plan: SweepPlan, book: LeaseBook, settings: WorkerSettings, outcome: WorkerOutcome, bar: Any,
+                   say: Echo) -> None:
     """The loop: claim the first free cell in this worker's order and run it; wait while only
     other workers' cells are left; stop when every cell has its row."""
     state = SweepState(plan.output_dir)
@@ -161,10 +160,8 @@ def _claim_and_run(
             torch.cuda.empty_cache()
 
 
-def _run_claimed(
-    cell: Cell, lease: Lease, plan: SweepPlan, book: LeaseBook, settings: WorkerSettings, outcome: WorkerOutcome,
-    say: Echo,
-) -> None:
+def _run_claimed(cell: Cell, lease: Lease, plan: SweepPlan, book: LeaseBook, settings: WorkerSettings,
+                 outcome: WorkerOutcome, say: Echo) -> None:
     beat = Heartbeat(book, lease)
     try:
         with beat, quiet_lightning(settings.quiet):
