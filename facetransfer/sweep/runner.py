@@ -121,7 +121,7 @@ def _run(plan: SweepPlan, parallel: ParallelOptions, result: SweepResult, *, rep
                               quiet=quiet, tag="" if parallel.shard is None else f"[{shard.label}] ")
     outcome = run_worker(plan, settings, echo)
     result.ran = outcome.ran
-    result.features_computed, result.features_loaded = outcome.features_computed, outcome.features_loaded
+    result.features_computed, result.features_loaded = plan.feature_store.computed, plan.feature_store.loaded
     return True
 
 

@@ -145,8 +145,6 @@ def make_executor(folder: Path, launcher: str, slurm: SlurmOptions | None, count
         else:
             executor = submitit.AutoExecutor(folder=folder, cluster="local")
             executor.update_parameters(name=name, timeout_min=LOCAL_TIMEOUT_MIN, nodes=1, tasks_per_node=1, gpus_per_node=0)
-    except RuntimeError as err:  # submitit: no srun/sbatch on this machine
-        raise ConfigError(f"--launcher {launcher}: {err} (run the command on a SLURM login node)") from None
     except ValueError as err:
         raise ConfigError(f"--launcher {launcher}: {err}") from None
     return executor

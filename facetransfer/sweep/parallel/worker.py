@@ -67,8 +67,6 @@ class WorkerOutcome:
     taken_over: list[CellKey] = field(default_factory=list)
     completed_grid: bool = False  # this worker recorded the grid's last row
     complete: bool = False  # every cell of the grid has its row
-    features_computed: int = 0
-    features_loaded: int = 0
 
 
 class WorkersFailed(FaceTransferError):
@@ -116,7 +114,6 @@ def run_worker(plan: SweepPlan, settings: WorkerSettings, echo: Echo) -> WorkerO
             _claim_and_run(plan, book, settings, outcome, bar, say)
     finally:
         bar.close()
-    outcome.features_computed, outcome.features_loaded = plan.feature_store.computed, plan.feature_store.loaded
     if settings.report:
         write_report_if_due(plan, outcome, lambda text: echo(f"{settings.tag}{text}"))
     return outcome
