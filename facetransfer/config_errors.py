@@ -26,16 +26,8 @@ import yaml
 from .errors import ConfigError
 
 # how jsonargparse names a type -> what a user reads
-_TYPE_WORDS = {
-    "float": "a number",
-    "int": "an integer",
-    "bool": "true or false",
-    "NoneType": "null",
-    "str": "a string",
-    "dict": "a mapping",
-    "list": "a list",
-    "tuple": "a list",
-}
+_TYPE_WORDS = {"float": "a number", "int": "an integer", "bool": "true or false", "NoneType": "null", "str": "a string",
+               "dict": "a mapping", "list": "a list", "tuple": "a list"}
 
 
 def _suggest(key: str, known: Sequence[str], group: str = "", options: bool = False) -> str:

@@ -18,6 +18,7 @@ import inspect
 import os
 import sys
 from collections.abc import Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Optional
 
@@ -58,10 +59,6 @@ TRAINER_DEFAULTS = {"default_root_dir": "runs"}
 
 class OneLineErrorParser(OneLineErrors, LightningArgumentParser):
     """``LightningArgumentParser`` whose errors are a :class:`ParserError` (one line), not usage text + exit."""
-
-
-def _feature_provider(data: FaceDataModule):
-    return data.features
 
 
 def _preprocess_config(backbone, weights, backbone_args, input_size) -> dict | None:
@@ -156,7 +153,7 @@ class FaceTransferCLI(LightningCLI):
             apply_on="parse",
         )
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
-        parser.link_arguments("data", "model.features", compute_fn=_feature_provider, apply_on="instantiate")
+        parser.link_arguments("data", "model.features", compute_fn=attrgetter("features"), apply_on="instantiate")
         parser.add_argument("--strategy", type=Optional[str], default=None,
                             help="start from this strategy's freeze policy, recipe and callbacks ('facetransfer strategies'); "
                                  "the config and the command line override its values")

@@ -222,26 +222,15 @@ def check_methods(config: SweepConfig, methods: list[MethodSpec]) -> None:
 
 def run_cell(cell: Cell, ctx: CellContext) -> dict[str, Any]:
     """Run one cell with its strategy; returns its results row."""
-    start = time.perf_counter()
-    manifest = ctx.manifest(cell)
-    result = cell.method.runner.run(cell, ctx)
+    start, method, manifest = time.perf_counter(), cell.method, ctx.manifest(cell)
+    result = method.runner.run(cell, ctx)
     return {
-        "dataset": ctx.config.data.get("dataset", "synthetic"),
-        "method": cell.method.name,
-        "strategy": cell.method.strategy,
-        "backbone": cell.method.backbone,
-        "weights": cell.method.weights_label,
-        "train_samples": cell.train_samples,
-        "seed": cell.seed,
-        "identities": manifest.num_classes,
-        "test_images": len(manifest.test),
-        "pool_size": cell.pool_size,
-        "test_top1": float(result.top1),
-        "test_top5": float(result.top5),
-        "test_macro_f1": float(result.macro_f1),
-        "train_seconds": result.train_seconds,
-        "cell_seconds": time.perf_counter() - start,
-        "device": result.device,
+        "dataset": ctx.config.data.get("dataset", "synthetic"), "method": method.name, "strategy": method.strategy,
+        "backbone": method.backbone, "weights": method.weights_label, "train_samples": cell.train_samples,
+        "seed": cell.seed, "identities": manifest.num_classes, "test_images": len(manifest.test),
+        "pool_size": cell.pool_size, "test_top1": float(result.top1), "test_top5": float(result.top5),
+        "test_macro_f1": float(result.macro_f1), "train_seconds": result.train_seconds,
+        "cell_seconds": time.perf_counter() - start, "device": result.device,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

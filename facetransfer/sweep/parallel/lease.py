@@ -170,14 +170,6 @@ class LeaseBook:
             path.unlink(missing_ok=True)
             lock.release()
 
-    def dead_reason(self, lease: Lease) -> str:
-        """Why ``lease``'s worker counts as dead ("" while it is alive)."""
-        if lease.expired():
-            return f"it has been silent for {lease.age():.0f} s (lease {lease.lease_seconds:g} s)"
-        if not holder_alive(self.folder, lease.holder):
-            return "its process has ended"
-        return ""
-
     def path(self, key: CellKey) -> Path:
         return self.dir / lease_file_name(key)
 
@@ -190,7 +182,7 @@ class LeaseBook:
             current = self.read(key)
             reason = ""
             if current is not None and current.holder != self.identity.holder:
-                reason = self.dead_reason(current)
+                reason = why_dead(self.folder, current)
                 if not reason:
                     return Claim(None)
             now = time.time()
@@ -233,9 +225,16 @@ def _read(path: Path) -> Lease | None:
         return None
 
 
+def why_dead(folder: str | os.PathLike, lease: Lease, now: float | None = None) -> str:
+    """Why ``lease``'s worker counts as dead: silent for longer than its lease, or its process ended ("" while
+    it still runs its cell)."""
+    if lease.expired(now):
+        return f"it has been silent for {lease.age(now):.0f} s (lease {lease.lease_seconds:g} s)"
+    return "" if holder_alive(folder, lease.holder) else "its process has ended"
+
+
 def lease_alive(folder: str | os.PathLike, lease: Lease, now: float | None = None) -> bool:
-    """Whether ``lease``'s worker still runs its cell (a recent heartbeat, its process alive)."""
-    return not lease.expired(now) and holder_alive(folder, lease.holder)
+    return not why_dead(folder, lease, now)
 
 
 def read_leases(folder: str | os.PathLike) -> list[Lease]:
@@ -300,5 +299,5 @@ class Heartbeat:
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS", "LEASES_DIR", "Claim", "Heartbeat", "Lease", "LeaseBook", "WorkerIdentity", "fingerprint_digest",
-    "holder_alive", "lease_alive", "lease_file_name", "read_leases", "remove_stale_lease_temporaries",
+    "holder_alive", "lease_alive", "lease_file_name", "read_leases", "remove_stale_lease_temporaries", "why_dead",
 ]

@@ -53,11 +53,6 @@ class WorkerSettings:
     quiet: bool = True
     tag: str = ""
 
-    @property
-    def poll_seconds(self) -> float:
-        """How often a worker with nothing to claim looks again (and finds expired leases)."""
-        return min(5.0, self.lease_seconds / 4)
-
 
 @dataclass
 class WorkerOutcome:
@@ -143,7 +138,7 @@ def _claim_and_run(plan: SweepPlan, book: LeaseBook, settings: WorkerSettings, o
                 say(f"waiting for {len(running)} cell(s) other workers are running: "
                     + "; ".join(f"{lease.label} ({lease.where})" for lease in running))
             waiting_for = keys
-            time.sleep(settings.poll_seconds)
+            time.sleep(min(5.0, settings.lease_seconds / 4))  # then look again (and find expired leases)
             continue
         waiting_for = frozenset()
         cell, claim = claimed
