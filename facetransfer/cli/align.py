@@ -69,10 +69,7 @@ def _save(image: Image.Image, dest: Path, quality: int) -> None:
     tmp = dest.with_name(f".{dest.name}.part")
     fmt = Image.registered_extensions().get(dest.suffix.lower())
     try:
-        if fmt == "JPEG":
-            image.save(tmp, format=fmt, quality=quality)
-        else:
-            image.save(tmp, format=fmt)
+        image.save(tmp, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
         os.replace(tmp, dest)
     except (OSError, ValueError, KeyError) as err:
         tmp.unlink(missing_ok=True)

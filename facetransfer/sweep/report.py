@@ -23,7 +23,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..io.atomic import atomic_path, atomic_write
 from .results import RESULTS_NAME, ResultsTable, read_state
 
@@ -132,12 +132,9 @@ def markdown_table(folder: Path, rows: list[dict[str, Any]], title: str | None =
 
 def _plot_style(strategy: str) -> tuple[str, str]:
     """The strategy's line style and marker (a strategy no longer installed gets the default)."""
-    from ..strategies import Strategy, get_strategy
+    from ..strategies.base import STRATEGIES, Strategy
 
-    try:
-        return get_strategy(strategy).plot_style
-    except ConfigError:
-        return Strategy.plot_style
+    return (STRATEGIES.get(strategy) if strategy in STRATEGIES else Strategy).plot_style
 
 
 def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None = None):
