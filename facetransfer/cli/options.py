@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -85,9 +86,17 @@ def snake_case_args(parser: ArgumentParser, argv: Sequence[str]) -> list[str]:
         name, eq, value = arg.partition("=")
         snake = "--" + name[2:].replace("-", "_")
         if name.startswith("--") and name not in known and snake in known:
-            print(f"facetransfer: warning: {name} is deprecated; use {snake}", file=sys.stderr)
+            saved, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+            try:  # a FutureWarning (not a print), so that warning filters and pytest see it
+                warnings.warn(f"{name} is deprecated; use {snake}", FutureWarning)
+            finally:
+                warnings.formatwarning = saved
             args[i] = snake + eq + value
     return args
+
+
+def _one_line_warning(message: Warning | str, *args: Any, **kwargs: Any) -> str:
+    return f"facetransfer: warning: {message}\n"
 
 
 def _option_strings(parser: ArgumentParser) -> set[str]:
