@@ -94,15 +94,9 @@ class FaceTransferCLI(LightningCLI):
     def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
         self.method: MethodSpec | None = None  # the --strategy's recipe, resolved
         super().__init__(
-            FaceClassifier,
-            FaceDataModule,
-            trainer_defaults=TRAINER_DEFAULTS,
-            save_config_kwargs={"overwrite": True},
-            seed_everything_default=0,
-            parser_kwargs={"description": DESCRIPTION, "formatter_class": HelpFormatter},
-            parser_class=OneLineErrorParser,
-            args=list(args) if args is not None else None,
-            run=run,
+            FaceClassifier, FaceDataModule, trainer_defaults=TRAINER_DEFAULTS, save_config_kwargs={"overwrite": True},
+            seed_everything_default=0, parser_kwargs={"description": DESCRIPTION, "formatter_class": HelpFormatter},
+            parser_class=OneLineErrorParser, args=list(args) if args is not None else None, run=run,
         )
 
     def parse_arguments(self, parser, args) -> None:
@@ -146,12 +140,8 @@ class FaceTransferCLI(LightningCLI):
         the model's options decide the input preprocessing of the data (at parse time, as
         torchvision's weights carry their transforms); the data gives the model its identities
         and its frozen-feature provider when both are built."""
-        parser.link_arguments(
-            ("model.backbone", "model.weights", "model.backbone_args", "model.input_size"),
-            "data.preprocess",
-            compute_fn=_preprocess_config,
-            apply_on="parse",
-        )
+        parser.link_arguments(("model.backbone", "model.weights", "model.backbone_args", "model.input_size"),
+                              "data.preprocess", compute_fn=_preprocess_config, apply_on="parse")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
         parser.link_arguments("data", "model.features", compute_fn=attrgetter("features"), apply_on="instantiate")
         parser.add_argument("--strategy", type=Optional[str], default=None,

@@ -89,14 +89,8 @@ def sweep_command(argv: Sequence[str]) -> int:
     if options["only"]:
         config = config.select([name.strip() for name in options["only"].split(",") if name.strip()])
     try:
-        run_sweep(
-            config,
-            progress=not options["no_progress"],
-            report=not options["no_report"],
-            dry_run=bool(options["dry_run"]),
-            quiet=not options["verbose"],
-            parallel=parallel,
-        )
+        run_sweep(config, progress=not options["no_progress"], report=not options["no_report"],
+                  dry_run=bool(options["dry_run"]), quiet=not options["verbose"], parallel=parallel)
     except KeyboardInterrupt:
         print("facetransfer: finished cells are in results.csv; run the same command to resume", file=sys.stderr)
         raise
