@@ -108,14 +108,14 @@ def sweep_command(argv: Sequence[str]) -> int:
 
 def report_command(argv: Sequence[str]) -> int:
     """``facetransfer report RESULTS_DIR``: the Markdown table, plot and TensorBoard figure of a sweep."""
-    from ..sweep.report import write_report
-
     parser = ToolParser("report", "Write report.md, accuracy_vs_n.png and a TensorBoard figure from a sweep's "
                         "results.csv.")
     parser.add_argument("results_dir", type=str, help="a sweep's output_dir (holding results.csv)")
     parser.add_argument("--title", type=Optional[str], default=None,
                         help="title of the table and plot (default: the sweep's name)")
     args = parser.parse(argv)
+    from ..sweep.report import write_report  # after parsing: --help stays light
+
     print(write_report(args.results_dir, title=args.title).describe())
     return 0
 
