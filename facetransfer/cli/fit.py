@@ -208,8 +208,8 @@ class FaceTransferCLI(LightningCLI):
         # options given on the command line (or in a config) that contradict the checkpoint are an error
         alternatives = {f"model.{k}": v for k, v in MODEL_OPTIONS.items()}
         alternatives |= {f"data.{k}": v for k, v in SPLIT_OPTIONS.items()}
-        given = given_options(lambda: self.parser.parse_args(self.argv)[subcommand], self._subcommand_parsers[subcommand],
-                              alternatives)
+        subparser = self._subcommand_parsers[subcommand]
+        given = given_options(lambda: self.parser.parse_args(self.argv)[subcommand], subparser, alternatives)
         found = checkpoint_conflicts(config, given, checkpoint, split_from_checkpoint=subcommand != "fit")
         if found:
             raise conflict_error(found, ckpt_path)

@@ -109,14 +109,16 @@ def markdown_table(folder: Path, rows: list[dict[str, Any]], title: str | None =
         f"Test top-1 accuracy (%) on {', '.join(datasets)}: {'/'.join(map(str, identities))} identities, "
         f"{'/'.join(map(str, tests))} test images{' (the same number per identity)' if balanced else ''}, "
         "by training-set size N; "
-        + (f"mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))})." if len(seeds) > 1 else f"seed {seeds[0]}."),
+        + (f"mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))})." if len(seeds) > 1
+           else f"seed {seeds[0]}."),
         "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * len(sizes)) + "|",
     ]
     for s in series:
         cells = [_fmt([r["test_top1"] for r in s.points[n]]) if n in s.points else "–" for n in sizes]
         lines.append("| " + " | ".join([s.method, s.strategy, s.backbone, s.weights, *cells]) + " |")
     lines += ["", "Details (means over seeds): top-5 and macro-F1 in %, train seconds per cell.", "",
-              "| method | N | seeds | top-1 | top-5 | macro-F1 | train s | device |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+              "| method | N | seeds | top-1 | top-5 | macro-F1 | train s | device |",
+              "|---|---:|---:|---:|---:|---:|---:|---|"]
     for s in series:
         for n in sorted(s.points):
             pts = s.points[n]
@@ -215,8 +217,8 @@ def read_report(folder: str | os.PathLike) -> Report:
     """The report another process wrote into ``folder`` (``report.md`` and where the rest is)."""
     folder = Path(folder)
     rows = len(ResultsTable(folder / RESULTS_NAME).rows())
-    return Report((folder / REPORT_NAME).read_text(), folder / REPORT_NAME, folder / PLOT_NAME, folder / TENSORBOARD_SUBDIR,
-                  rows)
+    table = folder / REPORT_NAME
+    return Report(table.read_text(), table, folder / PLOT_NAME, folder / TENSORBOARD_SUBDIR, rows)
 
 
 __all__ = ["Report", "accuracy_figure", "markdown_table", "read_report", "write_report"]

@@ -32,7 +32,8 @@ LOCK_NAME = ".sweep.lock"
 STATE_VERSION = 1
 
 FIELDS = ["dataset", "method", "strategy", "backbone", "weights", "train_samples", "seed", "identities", "test_images",
-          "pool_size", "test_top1", "test_top5", "test_macro_f1", "train_seconds", "cell_seconds", "device", "finished_at"]
+          "pool_size", "test_top1", "test_top5", "test_macro_f1", "train_seconds", "cell_seconds", "device",
+          "finished_at"]
 INT_FIELDS = ("train_samples", "seed", "identities", "test_images", "pool_size")
 FLOAT_FIELDS = ("test_top1", "test_top5", "test_macro_f1", "train_seconds", "cell_seconds")
 LOCK_TIMEOUT_S = 600.0  # the lock is held for milliseconds; this long means a holder is stuck

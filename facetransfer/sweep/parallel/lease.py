@@ -298,6 +298,7 @@ class Heartbeat:
 
 
 __all__ = [
-    "DEFAULT_LEASE_SECONDS", "LEASES_DIR", "Claim", "Heartbeat", "Lease", "LeaseBook", "WorkerIdentity", "fingerprint_digest",
-    "holder_alive", "lease_alive", "lease_file_name", "read_leases", "remove_stale_lease_temporaries", "why_dead",
+    "DEFAULT_LEASE_SECONDS", "LEASES_DIR", "Claim", "Heartbeat", "Lease", "LeaseBook", "WorkerIdentity",
+    "fingerprint_digest", "holder_alive", "lease_alive", "lease_file_name", "read_leases",
+    "remove_stale_lease_temporaries", "why_dead",
 ]
