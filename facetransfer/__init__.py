@@ -18,54 +18,25 @@ from ._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
-# public name -> the module that defines it
-_EXPORTS = {
-    "Augment": "preprocess",
-    "Backbone": "models",
-    "ConfigError": "errors",
-    "DataError": "errors",
-    "Embedder": "verification",
-    "FaceClassifier": "training.module",
-    "FaceDataModule": "data",
-    "FaceSource": "data",
-    "FaceTransferError": "errors",
-    "FeatureProvider": "features",
-    "Gallery": "verification",
-    "InMemoryFeatures": "features",
-    "Match": "verification",
-    "PairVerification": "verification",
-    "PairsProtocol": "verification",
-    "Preprocess": "preprocess",
-    "SplitManifest": "data",
-    "Strategy": "strategies",
-    "VerificationResult": "verification",
-    "WeightsError": "errors",
-    "apply_freeze_policy": "training.freeze",
-    "backbone_preprocess": "models",
-    "default_callbacks": "training.trainer",
-    "evaluate_pairs": "verification",
-    "get_backbone": "models",
-    "get_source": "data",
-    "get_strategy": "strategies",
-    "import_weights_file": "models",
-    "list_backbones": "models",
-    "list_freeze_policies": "training.freeze",
-    "list_sources": "data",
-    "list_strategies": "strategies",
-    "load_sweep_config": "sweep",
-    "make_trainer": "training.trainer",
-    "register_backbone": "models",
-    "register_freeze_policy": "training.freeze",
-    "register_source": "data",
-    "register_strategy": "strategies",
-    "run_sweep": "sweep",
-    "tune_malloc": "training.malloc_tuning",
-    "write_report": "sweep",
+# the public names by the module that defines them
+_MODULES = {
+    "errors": ["ConfigError", "DataError", "FaceTransferError", "WeightsError"],
+    "preprocess": ["Augment", "Preprocess"],
+    "models": ["Backbone", "backbone_preprocess", "get_backbone", "import_weights_file", "list_backbones",
+               "register_backbone"],
+    "features": ["FeatureProvider", "InMemoryFeatures"],
+    "data": ["FaceDataModule", "FaceSource", "SplitManifest", "get_source", "list_sources", "register_source"],
+    "verification": ["Embedder", "Gallery", "Match", "PairVerification", "PairsProtocol", "VerificationResult",
+                     "evaluate_pairs"],
+    "training.freeze": ["apply_freeze_policy", "list_freeze_policies", "register_freeze_policy"],
+    "training.module": ["FaceClassifier"],
+    "training.trainer": ["default_callbacks", "make_trainer"],
+    "training.malloc_tuning": ["tune_malloc"],
+    "strategies": ["Strategy", "get_strategy", "list_strategies", "register_strategy"],
+    "sweep": ["load_sweep_config", "run_sweep", "write_report"],
 }
-
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 __all__ = sorted(_EXPORTS)
-
-
 __getattr__ = lazy_attributes(__name__, _EXPORTS)
 
 
@@ -74,14 +45,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from .data import (
-        FaceDataModule,
-        FaceSource,
-        SplitManifest,
-        get_source,
-        list_sources,
-        register_source,
-    )
+    from .data import FaceDataModule, FaceSource, SplitManifest, get_source, list_sources, register_source
     from .errors import ConfigError, DataError, FaceTransferError, WeightsError
     from .features import FeatureProvider, InMemoryFeatures
     from .models import (
@@ -95,11 +59,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .preprocess import Augment, Preprocess
     from .strategies import Strategy, get_strategy, list_strategies, register_strategy
     from .sweep import load_sweep_config, run_sweep, write_report
-    from .training.freeze import (
-        apply_freeze_policy,
-        list_freeze_policies,
-        register_freeze_policy,
-    )
+    from .training.freeze import apply_freeze_policy, list_freeze_policies, register_freeze_policy
     from .training.malloc_tuning import tune_malloc
     from .training.module import FaceClassifier
     from .training.trainer import default_callbacks, make_trainer

@@ -26,22 +26,16 @@ import yaml
 from .errors import ConfigError
 
 # how jsonargparse names a type -> what a user reads
-_TYPE_WORDS = {
-    "float": "a number",
-    "int": "an integer",
-    "bool": "true or false",
-    "NoneType": "null",
-    "str": "a string",
-    "dict": "a mapping",
-    "list": "a list",
-    "tuple": "a list",
-}
+_TYPE_WORDS = {"float": "a number", "int": "an integer", "bool": "true or false", "NoneType": "null", "str": "a string",
+               "dict": "a mapping", "list": "a list", "tuple": "a list"}
 
 
 def _suggest(key: str, known: Sequence[str], group: str = "", options: bool = False) -> str:
+    """``; did you mean 'group.key'?`` (``--key`` for ``options``) naming the known key closest to ``key``."""
     close = difflib.get_close_matches(key, list(known), n=1)
-    name = f"--{close[0]}" if options and close else f"'{group + '.' if group else ''}{close[0]}'" if close else ""
-    return f"; did you mean {name}?" if close else ""
+    if not close:
+        return ""
+    return f"; did you mean --{close[0]}?" if options else f"; did you mean '{group + '.' if group else ''}{close[0]}'?"
 
 
 def _allowed(text: str) -> list[str]:
@@ -101,9 +95,8 @@ def config_error(
     option = re.search(r"unrecognized arguments: --([\w.]+)", text) or re.search(r"Option '([^']+)' is not accepted", text)
     if option:
         name, _, key = option.group(1).rpartition(".")
-        label = "option --" if text.startswith("unrecognized") else "key '"
-        message = f"unknown {label}{option.group(1)}{'' if label.startswith('option') else chr(39)}"
-        return done(message + _suggest(key, known.get(name, ()), name, options))
+        shown = f"option --{option.group(1)}" if text.startswith("unrecognized") else f"key '{option.group(1)}'"
+        return done(f"unknown {shown}{_suggest(key, known.get(name, ()), name, options)}")
     missing = re.search(r"File does not exist: '([^']+)'", text)
     if missing:
         return done(f"config file {missing.group(1)} does not exist")

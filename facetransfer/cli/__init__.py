@@ -4,6 +4,7 @@
     >>> main(["backbones"])  # doctest: +SKIP
 """
 
-from .main import TOOL_COMMANDS, main, register_command, tool_command
+from .commands import TOOL_COMMANDS, register_command, tool_command
+from .main import main
 
 __all__ = ["TOOL_COMMANDS", "main", "register_command", "tool_command"]

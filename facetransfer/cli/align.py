@@ -69,10 +69,7 @@ def _save(image: Image.Image, dest: Path, quality: int) -> None:
     tmp = dest.with_name(f".{dest.name}.part")
     fmt = Image.registered_extensions().get(dest.suffix.lower())
     try:
-        if fmt == "JPEG":
-            image.save(tmp, format=fmt, quality=quality)
-        else:
-            image.save(tmp, format=fmt)
+        image.save(tmp, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
         os.replace(tmp, dest)
     except (OSError, ValueError, KeyError) as err:
         tmp.unlink(missing_ok=True)
@@ -81,11 +78,8 @@ def _save(image: Image.Image, dest: Path, quality: int) -> None:
 
 def _landmark_row(key: str, result: AlignedImage) -> list:
     loc = result.location
-    assert loc is not None
-    return [
-        key, loc.faces, loc.index, f"{loc.score:.4f}", *[f"{v:.2f}" for v in loc.box.tolist()],
-        *[f"{v:.2f}" for v in loc.landmarks.flatten().tolist()], *loc.image_size,
-    ]
+    points = [*loc.box.tolist(), *loc.landmarks.flatten().tolist()]
+    return [key, loc.faces, loc.index, f"{loc.score:.4f}", *(f"{v:.2f}" for v in points), *loc.image_size]
 
 
 def align_command(argv: Sequence[str]) -> int:

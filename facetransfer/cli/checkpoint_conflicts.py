@@ -1,10 +1,8 @@
 """Options that contradict the checkpoint a command runs from are an error, not silently replaced.
 
-``facetransfer test --ckpt_path CK`` rebuilds the model from the checkpoint's hyperparameters and
-tests it on the checkpoint's split, so ``--model.backbone resnet18`` with a scratch_cnn checkpoint
-used to be ignored without a word. An option is *given* when the command line, a config file or the
-environment sets it (not when it has its default, even a default equal to the value); a given option
-that differs from the checkpoint is reported with both values::
+``facetransfer test --ckpt_path CK`` rebuilds the model from the checkpoint and tests it on the checkpoint's
+split. An option the command line, a config file or the environment gives (not a default, even one equal to
+the value) that differs from the checkpoint is reported with both values::
 
     facetransfer: error: --model.backbone resnet18 contradicts the checkpoint ck.ckpt (backbone: scratch_cnn); ...
 """
@@ -65,18 +63,16 @@ def given_options(parse: Callable[[], Any], parser: Any, alternatives: Mapping[s
     return {key for key in alternatives if _same(results[0].get(key), results[1].get(key))}
 
 
-def _plain(value: Any) -> str:
-    if hasattr(value, "as_dict"):
-        value = value.as_dict()
-    return json.dumps(value, sort_keys=True, default=str)
+def _plain(value: Any) -> Any:
+    return value.as_dict() if hasattr(value, "as_dict") else value  # a jsonargparse Namespace as a dict
 
 
 def _same(a: Any, b: Any) -> bool:
-    return _plain(a) == _plain(b)
+    return json.dumps(_plain(a), sort_keys=True, default=str) == json.dumps(_plain(b), sort_keys=True, default=str)
 
 
 def _shown(value: Any) -> str:
-    return "null" if value is None else str(value.as_dict() if hasattr(value, "as_dict") else value)
+    return "null" if value is None else str(_plain(value))
 
 
 def checkpoint_conflicts(

@@ -1,9 +1,8 @@
 """The commands of ``facetransfer``: the training commands and the tool commands, imported when run.
 
-A tool command is a function taking its argv and returning an exit code, registered under its name
-(:func:`register_command`) or, from another package, through the ``facetransfer.commands`` entry-point
-group. The built-ins are ``"module:function"`` references, imported only when the command runs, so
-``facetransfer backbones`` starts without Lightning or torchvision::
+A tool command is a function of its argv returning an exit code, registered under its name
+(:func:`register_command`, or the ``facetransfer.commands`` entry-point group). The built-ins are
+``"module:function"`` references, imported only when the command runs::
 
     >>> "verify" in TOOL_COMMANDS
     True

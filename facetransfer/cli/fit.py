@@ -8,8 +8,8 @@
 ``strategy: NAME`` in a config (or ``--strategy NAME``) starts from that strategy's recipe, as a sweep's
 method of it does: its freeze policy and recipe values are the defaults of ``model``, ``trainer`` and
 ``data`` (the config and the command line override them), and its callbacks (early stopping, LP-FT's
-head fit) join the trainer's. Only these commands import PyTorch Lightning; the ``facetransfer`` entry point (:mod:`facetransfer.cli`)
-imports this module when one of them is asked for.
+head fit) join the trainer's. A mistake is one line naming the config file, the key, the value and what is
+allowed (no usage text). Only these commands import PyTorch Lightning.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ import inspect
 import os
 import sys
 from collections.abc import Sequence
+from operator import attrgetter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import yaml
 from lightning.pytorch import Trainer
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from ..config_errors import check_config_files, located_config_error
+from ..config_errors import OneLineErrors, ParserError, check_config_files, located_config_error
 from ..data import FaceDataModule
 from ..errors import ConfigError, FaceTransferError
 from ..io.checkpoint import read_checkpoint
@@ -51,11 +52,13 @@ from .checkpoint_conflicts import (
     given_options,
 )
 from .commands import DESCRIPTION
-from .parser import HelpFormatter, OneLineErrorParser, ParserError
+from .options import HelpFormatter
+
+TRAINER_DEFAULTS = {"default_root_dir": "runs"}
 
 
-def _feature_provider(data: FaceDataModule):
-    return data.features
+class OneLineErrorParser(OneLineErrors, LightningArgumentParser):
+    """``LightningArgumentParser`` whose errors are a :class:`ParserError` (one line), not usage text + exit."""
 
 
 def _preprocess_config(backbone, weights, backbone_args, input_size) -> dict | None:
@@ -85,32 +88,20 @@ def named_strategy(argv: Sequence[str], subcommand: str | None = None) -> str | 
     return found
 
 
-def trainer_defaults() -> dict:
-    """Defaults every run gets: best + last checkpoints by val/acc, learning-rate logging."""
-    return {"default_root_dir": "runs"}
-
-
 class FaceTransferCLI(LightningCLI):
     """LightningCLI over :class:`FaceClassifier` and :class:`FaceDataModule`."""
 
     def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
         self.method: MethodSpec | None = None  # the --strategy's recipe, resolved
         super().__init__(
-            FaceClassifier,
-            FaceDataModule,
-            trainer_defaults=trainer_defaults(),
-            save_config_kwargs={"overwrite": True},
-            seed_everything_default=0,
-            parser_kwargs={"description": DESCRIPTION, "formatter_class": HelpFormatter},
-            parser_class=OneLineErrorParser,
-            args=list(args) if args is not None else None,
-            run=run,
+            FaceClassifier, FaceDataModule, trainer_defaults=TRAINER_DEFAULTS, save_config_kwargs={"overwrite": True},
+            seed_everything_default=0, parser_kwargs={"description": DESCRIPTION, "formatter_class": HelpFormatter},
+            parser_class=OneLineErrorParser, args=list(args) if args is not None else None, run=run,
         )
 
     def parse_arguments(self, parser, args) -> None:
         """Parse; a mistake is one line naming the config file, the key, the value and what is allowed."""
-        self._raw_args = args
-        argv = [str(a) for a in (sys.argv[1:] if args is None else args)] if isinstance(args, (list, tuple, type(None))) else []
+        self.argv = argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
         command = f"facetransfer {argv[0]}" if argv and not argv[0].startswith("-") else "facetransfer"
         try:
             check_config_files(argv)
@@ -144,26 +135,15 @@ class FaceTransferCLI(LightningCLI):
         self.method = MethodSpec(name, name, "", options=settings)
         return section
 
-    def _reparse(self) -> Any:
-        """The command line parsed again (for :func:`given_options`)."""
-        args = self._raw_args
-        if isinstance(args, (list, tuple, type(None))):
-            return self.parser.parse_args(args)
-        return self.parser.parse_object(args)
-
     def add_arguments_to_parser(self, parser) -> None:
         """The data and the model are configured in one place and agree by construction:
         the model's options decide the input preprocessing of the data (at parse time, as
         torchvision's weights carry their transforms); the data gives the model its identities
         and its frozen-feature provider when both are built."""
-        parser.link_arguments(
-            ("model.backbone", "model.weights", "model.backbone_args", "model.input_size"),
-            "data.preprocess",
-            compute_fn=_preprocess_config,
-            apply_on="parse",
-        )
+        parser.link_arguments(("model.backbone", "model.weights", "model.backbone_args", "model.input_size"),
+                              "data.preprocess", compute_fn=_preprocess_config, apply_on="parse")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
-        parser.link_arguments("data", "model.features", compute_fn=_feature_provider, apply_on="instantiate")
+        parser.link_arguments("data", "model.features", compute_fn=attrgetter("features"), apply_on="instantiate")
         parser.add_argument("--strategy", type=Optional[str], default=None,
                             help="start from this strategy's freeze policy, recipe and callbacks ('facetransfer strategies'); "
                                  "the config and the command line override its values")
@@ -193,7 +173,7 @@ class FaceTransferCLI(LightningCLI):
     def _log_next_to_the_run(self, trainer, ckpt: Path) -> None:
         """``test``/``validate``/``predict`` of a checkpoint log into its run folder (``<run>/test/version_N``)
         unless the command line chose a folder or a logger."""
-        if trainer.get("default_root_dir") != trainer_defaults()["default_root_dir"] or trainer.get("logger") not in (None, True):
+        if trainer.get("default_root_dir") != TRAINER_DEFAULTS["default_root_dir"] or trainer.get("logger") not in (None, True):
             return
         run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
         trainer["default_root_dir"] = str(run)
@@ -225,7 +205,14 @@ class FaceTransferCLI(LightningCLI):
         if not ckpt_path or ckpt_path == "last" or not Path(ckpt_path).is_file():
             return
         checkpoint = read_checkpoint(ckpt_path)
-        self._check_against_checkpoint(subcommand, checkpoint, ckpt_path)
+        # options given on the command line (or in a config) that contradict the checkpoint are an error
+        alternatives = {f"model.{k}": v for k, v in MODEL_OPTIONS.items()}
+        alternatives |= {f"data.{k}": v for k, v in SPLIT_OPTIONS.items()}
+        subparser = self._subcommand_parsers[subcommand]
+        given = given_options(lambda: self.parser.parse_args(self.argv)[subcommand], subparser, alternatives)
+        found = checkpoint_conflicts(config, given, checkpoint, split_from_checkpoint=subcommand != "fit")
+        if found:
+            raise conflict_error(found, ckpt_path)
         hparams = dict(checkpoint.get("hyper_parameters") or {})
         accepted = set(inspect.signature(FaceClassifier.__init__).parameters) - {"self", "class_names", "features"}
         model = {k: v for k, v in hparams.items() if k in accepted}
@@ -233,16 +220,6 @@ class FaceTransferCLI(LightningCLI):
         if subcommand != "fit" and not config.get("data", {}).get("split_manifest"):
             update["data"] = {"split_manifest": str(ckpt_path)}  # the identities and test set it was trained on
         self.config = self.parser.parse_object({subcommand: update}, self.config)
-
-    def _check_against_checkpoint(self, subcommand: str, checkpoint: dict, ckpt_path: str) -> None:
-        """Options given on the command line (or in a config) that contradict the checkpoint are an error:
-        the model is rebuilt from the checkpoint (and, except for fit, tested on its split)."""
-        alternatives = {f"model.{k}": v for k, v in MODEL_OPTIONS.items()}
-        alternatives.update({f"data.{k}": v for k, v in SPLIT_OPTIONS.items()})
-        given = given_options(lambda: self._reparse()[subcommand], self._subcommand_parsers[subcommand], alternatives)
-        found = checkpoint_conflicts(self.config[subcommand], given, checkpoint, split_from_checkpoint=subcommand != "fit")
-        if found:
-            raise conflict_error(found, ckpt_path)
 
     def _resolve_last_checkpoint(self) -> None:
         """``--ckpt_path last``: the newest last*.ckpt of earlier runs (Lightning looks only in the new run's folder)."""
@@ -258,7 +235,7 @@ class FaceTransferCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._resolve_last_checkpoint()
-        if self.subcommand == "fit" and self.config["fit"].get("lr_find"):
+        if self.config["fit"].get("lr_find"):
             self._find_learning_rate()
 
     def before_predict(self) -> None:

@@ -16,7 +16,6 @@ fingerprint of the weights): ``identify`` rebuilds that model and refuses anothe
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -27,7 +26,7 @@ from jsonargparse.typing import PositiveInt
 from .. import verification  # imported when used: not for --help
 from ..data.sources import FolderSource
 from ..errors import ConfigError, DataError
-from ..io.atomic import write_text_atomic
+from ..io.atomic import atomic_write
 from ..io.images import list_image_files
 from .options import AlignOptions, LoadingOptions, ModelOptions, ToolParser, UnitFraction, build_model, show_progress
 
@@ -152,11 +151,10 @@ def _identify(args: Namespace) -> int:
     rows = [(str(path), m.name or UNKNOWN, m.score, m.nearest) for path, m in zip(probes, matches)]
     _print_matches(rows, gallery.threshold)
     if args.csv:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["path", "identity", "score", "nearest"])
-        writer.writerows((path, name, f"{score:.6f}", nearest) for path, name, score, nearest in rows)
-        write_text_atomic(args.csv, buffer.getvalue())
+        with atomic_write(args.csv, newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(["path", "identity", "score", "nearest"])
+            writer.writerows((path, name, f"{score:.6f}", nearest) for path, name, score, nearest in rows)
         print(f"wrote {args.csv}")
     return 0
 

@@ -7,11 +7,9 @@
     facetransfer sweep --config configs/experiments/demo.yaml
     facetransfer report results/demo
 
-Each command's module is imported only when that command runs, so the commands that do not train
-(``--help``, ``backbones``, ``strategies``, ``weights``, ``report`` ...) start without loading
-PyTorch Lightning. Bad input (unknown backbone, missing folder, corrupt image, a config mistake ...)
-and filesystem faults (read-only folder, full disk ...) end with one ``facetransfer: error: ...`` line
-and exit status 2, not a traceback (``FACETRANSFER_LOGLEVEL=DEBUG`` logs the traceback of a filesystem fault).
+Only the training commands load PyTorch Lightning. Bad input and filesystem faults end with one
+``facetransfer: error: ...`` line and exit status 2, not a traceback (``FACETRANSFER_LOGLEVEL=DEBUG`` logs
+the traceback of a filesystem fault).
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from collections.abc import Sequence
 from ..errors import FaceTransferError
 from ..training.malloc_tuning import tune_malloc
 from ..training.noise import silence_known_noise
-from .commands import DESCRIPTION, TOOL_COMMANDS, TRAINING_COMMANDS, register_command, tool_command
+from .commands import DESCRIPTION, TOOL_COMMANDS, TRAINING_COMMANDS, tool_command
 
 
 def _configure_logging() -> None:
@@ -71,8 +69,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["DESCRIPTION", "TOOL_COMMANDS", "main", "register_command", "tool_command"]
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["main"]

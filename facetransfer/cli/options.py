@@ -87,7 +87,7 @@ def snake_case_args(parser: ArgumentParser, argv: Sequence[str]) -> list[str]:
         snake = "--" + name[2:].replace("-", "_")
         if name.startswith("--") and name not in known and snake in known:
             saved, warnings.formatwarning = warnings.formatwarning, _one_line_warning
-            try:
+            try:  # a FutureWarning (not a print), so that warning filters and pytest see it
                 warnings.warn(f"{name} is deprecated; use {snake}", FutureWarning)
             finally:
                 warnings.formatwarning = saved

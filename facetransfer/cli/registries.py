@@ -40,12 +40,11 @@ def weights_command(argv: Sequence[str]) -> int:
 
 def backbones_command(argv: Sequence[str]) -> int:
     ToolParser("backbones", "List registered backbones.").parse(argv)
-    from ..models import get_backbone_builder, list_backbones
+    from ..models.registry import BACKBONES
     from ..training.freeze import list_freeze_policies
 
-    for name in list_backbones():
-        doc = (get_backbone_builder(name).__doc__ or "").strip().split("\n")[0]
-        print(f"{name:18s} {doc}")
+    for name in BACKBONES.names():
+        print(f"{name:18s} {BACKBONES.summary(name)}")
     print("\nfreeze policies: " + ", ".join(list_freeze_policies()) + " (first:K, until:STAGE, stages:A,B)")
     return 0
 

@@ -13,23 +13,22 @@
     facetransfer report results/offline_lfw
     python -m facetransfer.sweep --config configs/experiments/demo.yaml     # the same, without the facetransfer CLI
 
-The sweep is parsed by jsonargparse like ``facetransfer fit``: any key can be overridden with a
-dotted option (``--data.root PATH``, ``--model.input_size 112``, ``--train_samples "[50, all]"``,
-``--methods "[...]"``), and several ``--config`` files merge in order. ``--help`` and ``--status``
-load no Lightning: the ``--data.*``, ``--trainer.*`` and ``--model.*`` keys are those of
-``facetransfer fit --help``.
+Any key of the config can be overridden with a dotted option (:mod:`facetransfer.sweep.config`).
+``--help`` and ``--status`` load no Lightning: the ``--data.*``, ``--trainer.*`` and ``--model.*`` keys
+are those of ``facetransfer fit --help``.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Optional
 
 from ..errors import ConfigError, FaceTransferError, FileSystemError
 from ..io.filesystem import describe_os_error, find_os_error
 from ..training.malloc_tuning import tune_malloc
+from .options import ToolParser, snake_case_args
 
 COMMAND_OPTIONS = ("only", "dry_run", "no_report", "no_progress", "verbose", "status")
 
@@ -38,8 +37,6 @@ def sweep_command_parser(typed: bool = True):
     """The sweep parser plus the options of one run (not part of the experiment's config): this
     command's, :meth:`ParallelOptions.from_args`' and :class:`SlurmOptions`' (``typed``: see
     :func:`~facetransfer.sweep.config.sweep_parser`)."""
-    from typing import Optional
-
     from ..sweep.config import sweep_parser
     from ..sweep.parallel.run_options import ParallelOptions, SlurmOptions
 
@@ -59,16 +56,6 @@ def sweep_command_parser(typed: bool = True):
     return parser
 
 
-def _current_spelling(arg: str) -> str:
-    """``--dry-run`` -> ``--dry_run``, with a warning (kebab-case flags work for one more release)."""
-    flag, equals, value = arg.partition("=")
-    if not flag.startswith("--") or "-" not in flag[2:] or flag.startswith("--no-"):
-        return arg
-    current = "--" + flag[2:].replace("-", "_")
-    print(f"facetransfer: warning: {flag} is deprecated; use {current}", file=sys.stderr)
-    return current + equals + value
-
-
 def sweep_command(argv: Sequence[str]) -> int:
     """``facetransfer sweep``: run (or resume) the grid of a sweep config, then write the report."""
     from dataclasses import fields
@@ -76,16 +63,19 @@ def sweep_command(argv: Sequence[str]) -> int:
     from ..sweep.config import build_sweep_config, parse_sweep_args
     from ..sweep.parallel.run_options import ParallelOptions, SlurmOptions
 
-    argv = [_current_spelling(arg) for arg in argv]
     # --help and --status need no Lightning: the data/trainer/model groups are then plain mappings
     light = any(a in ("-h", "--help", "--status") or a.startswith("--status=") for a in argv)
+    parser = sweep_command_parser(typed=not light)
     try:
-        parsed = parse_sweep_args(argv, sweep_command_parser(typed=not light))
+        parsed = parse_sweep_args(snake_case_args(parser, argv), parser)
     except ConfigError as err:
         raise ConfigError(f"{err} (see 'facetransfer sweep --help')") from None
     options = {k: parsed.pop(k, None) for k in COMMAND_OPTIONS}
-    if options["status"] is not None:
-        return status_command(options["status"])
+    if options["status"] is not None:  # cells done, running and pending, and the time left
+        from ..sweep.parallel.status import format_status, sweep_status
+
+        print(format_status(sweep_status(options["status"])))
+        return 0
     parallel = ParallelOptions.from_args(
         **{k: parsed.pop(k, None) for k in ("workers", "shard", "launcher", "lease_seconds")},
         slurm={f.name: parsed.pop(f.name, None) for f in fields(SlurmOptions)},
@@ -99,24 +89,16 @@ def sweep_command(argv: Sequence[str]) -> int:
     if options["only"]:
         config = config.select([name.strip() for name in options["only"].split(",") if name.strip()])
     try:
-        run_sweep(
-            config,
-            progress=not options["no_progress"],
-            report=not options["no_report"],
-            dry_run=bool(options["dry_run"]),
-            quiet=not options["verbose"],
-            parallel=parallel,
-        )
+        run_sweep(config, progress=not options["no_progress"], report=not options["no_report"],
+                  dry_run=bool(options["dry_run"]), quiet=not options["verbose"], parallel=parallel)
     except KeyboardInterrupt:
         print("facetransfer: finished cells are in results.csv; run the same command to resume", file=sys.stderr)
         raise
     except Exception as err:  # a filesystem fault in any cell: one line, and what is kept
-        if isinstance(err, FileSystemError):
-            text = str(err)
-        elif isinstance(err, FaceTransferError) or (fault := find_os_error(err)) is None:
+        fault = None if isinstance(err, FaceTransferError) else find_os_error(err)
+        if fault is None and not isinstance(err, FileSystemError):
             raise
-        else:
-            text = describe_os_error(fault)
+        text = str(err) if fault is None else describe_os_error(fault)
         results = config.output_dir / "results.csv"
         kept = f"the finished cells are kept in {results} (run the same command to resume)" if results.is_file() else \
             "no cell had finished"
@@ -124,30 +106,17 @@ def sweep_command(argv: Sequence[str]) -> int:
     return 0
 
 
-def status_command(folder: str) -> int:
-    """``facetransfer sweep --status DIR``: cells done, running and pending, and the time left."""
-    from ..sweep.parallel.status import format_status, sweep_status
-
-    print(format_status(sweep_status(folder)))
-    return 0
-
-
 def report_command(argv: Sequence[str]) -> int:
     """``facetransfer report RESULTS_DIR``: the Markdown table, plot and TensorBoard figure of a sweep."""
-    from ..sweep.report import write_report
+    parser = ToolParser("report", "Write report.md, accuracy_vs_n.png and a TensorBoard figure from a sweep's "
+                        "results.csv.")
+    parser.add_argument("results_dir", type=str, help="a sweep's output_dir (holding results.csv)")
+    parser.add_argument("--title", type=Optional[str], default=None,
+                        help="title of the table and plot (default: the sweep's name)")
+    args = parser.parse(argv)
+    from ..sweep.report import write_report  # after parsing: --help stays light
 
-    parser = argparse.ArgumentParser(
-        prog="facetransfer report",
-        description="Write report.md, accuracy_vs_n.png and a TensorBoard figure from a sweep's results.csv.",
-    )
-    parser.add_argument("results_dir", help="a sweep's output_dir (holding results.csv)")
-    parser.add_argument("--title", default=None, help="title of the table and plot (default: the sweep's name)")
-    args = parser.parse_args(list(argv))
-    report = write_report(args.results_dir, title=args.title)
-    print(report.markdown)
-    print(f"table: {report.table_path}")
-    print(f"plot:  {report.plot}")
-    print(f"TensorBoard: tensorboard --logdir {report.tensorboard_dir.parent}")
+    print(write_report(args.results_dir, title=args.title).describe())
     return 0
 
 
@@ -159,4 +128,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return facetransfer_main(args if args and args[0] in ("sweep", "report") else ["sweep", *args])
 
 
-__all__ = ["main", "report_command", "status_command", "sweep_command"]
+__all__ = ["main", "report_command", "sweep_command"]

@@ -9,15 +9,7 @@
 # isort: off
 from . import scratch, linear_probe, finetune, features_logreg, prototype, lp_ft  # noqa: F401
 # isort: on
-from .base import (
-    ENTRY_POINT_GROUP,
-    CellResult,
-    Section,
-    Strategy,
-    get_strategy,
-    list_strategies,
-    register_strategy,
-)
+from .base import ENTRY_POINT_GROUP, CellResult, Section, Strategy, get_strategy, list_strategies, register_strategy
 from .frozen import FrozenFeatureStrategy, classification_metrics
 from .lightning import LightningStrategy
 

@@ -1,16 +1,9 @@
 """Strategies: the ways of learning a face classifier that a sweep compares, as registered objects.
 
-A :class:`Strategy` says what it freezes, how it trains (a Lightning fit, or a solver on frozen
-features), what each of its methods may set (``model:``, ``trainer:``, ``data:`` or its own
-sections such as ``logreg:``), its recipe and how one cell of the grid runs. A strategy's recipe is
-a YAML file of those sections, ``recipes/<name>.yaml`` in the package that defines it; both a
-sweep's methods and ``facetransfer fit --strategy NAME`` start from it. Built-ins register with
-:func:`register_strategy`; other packages add theirs through the ``facetransfer.strategies``
-entry-point group (the value is a :class:`Strategy` subclass)::
-
-    # pyproject.toml of a plug-in package
-    [project.entry-points."facetransfer.strategies"]
-    knn = "my_package.knn:KNearestNeighbours"
+A :class:`Strategy` says what it freezes, how it trains (a Lightning fit, or a solver on frozen features),
+which sections a method of it may hold (``model:``, ``trainer:``, ``data:``, its own such as ``logreg:``),
+its recipe (``recipes/<name>.yaml`` beside its module) and how one cell of the grid runs. Other packages
+add strategies through the ``facetransfer.strategies`` entry-point group (docs/plugins.md)::
 
     >>> from facetransfer.strategies import get_strategy, list_strategies
     >>> get_strategy(list_strategies()[0]).trains
@@ -76,11 +69,7 @@ class MethodSpec:
 
     @property
     def weights_label(self) -> str:
-        if self.weights:
-            return self.weights
-        if self.weights_path:
-            return os.path.basename(self.weights_path)
-        return "none"
+        return self.weights or (os.path.basename(self.weights_path) if self.weights_path else "none")
 
     def classifier_args(self) -> dict[str, Any]:
         """Keyword arguments of :class:`FaceClassifier` for this method."""
@@ -90,18 +79,9 @@ class MethodSpec:
         """What determines this method's results (runtime-only settings left out)."""
         merged_data = {k: v for k, v in {**data, **self.data}.items() if k not in RUNTIME_DATA_KEYS}
         trainer = {k: v for k, v in self.trainer.items() if k not in RUNTIME_TRAINER_KEYS}
-        return plain(
-            {
-                "strategy": self.strategy,
-                "backbone": self.backbone,
-                "weights": self.weights,
-                "weights_path": self.weights_path,
-                "model": self.model,
-                "trainer": trainer,
-                "data": merged_data,
-                **self.options,
-            }
-        )
+        return plain({"strategy": self.strategy, "backbone": self.backbone, "weights": self.weights,
+                      "weights_path": self.weights_path, "model": self.model, "trainer": trainer, "data": merged_data,
+                      **self.options})
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,7 @@
 """Strategies that fit a solver on frozen features: seconds per cell, not epochs.
 
-The backbone (pretrained, or random for a baseline) is never trained. Its features of every
-image of the sweep are extracted once and cached on disk by the sweep's feature store; a cell
-selects its training and test rows and a subclass's :meth:`FrozenFeatureStrategy.solve` turns
-them into class scores. The metrics are the same torchmetrics functions as the Lightning cells'.
+The sweep's feature store extracts the features of every image once; a cell selects its training and
+test rows and a subclass's :meth:`FrozenFeatureStrategy.solve` turns them into class scores.
 """
 
 from __future__ import annotations
@@ -24,10 +22,7 @@ BACKBONE = Section("model", "backbone options", _classifier, only=BACKBONE_KEYS,
 
 def classification_metrics(scores: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, float]:
     """Top-1, top-5 and macro-F1 of class scores ``(N, num_classes)`` (higher is better)."""
-    from torchmetrics.functional.classification import (
-        multiclass_accuracy,
-        multiclass_f1_score,
-    )
+    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
     preds, y = torch.as_tensor(scores, dtype=torch.float32), torch.as_tensor(target, dtype=torch.long)
     return {
@@ -44,10 +39,8 @@ class FrozenFeatureStrategy(Strategy):
     freeze = "all"
     sections: ClassVar[tuple[Section, ...]] = (BACKBONE,)
 
-    def solve(
-        self, train: np.ndarray, labels: np.ndarray, test: np.ndarray, num_classes: int, method: MethodSpec, seed: int,
-        ctx: CellContext,
-    ) -> np.ndarray:
+    def solve(self, train: np.ndarray, labels: np.ndarray, test: np.ndarray, num_classes: int, method: MethodSpec,
+              seed: int, ctx: CellContext) -> np.ndarray:
         """Class scores ``(len(test), num_classes)`` from training features and labels (float32 arrays)."""
         raise NotImplementedError
 

@@ -74,9 +74,7 @@ class LightningStrategy(Strategy):
     def callbacks(self, method: MethodSpec) -> list:
         """Callbacks of this method's fit besides facetransfer's defaults (early stopping when configured)."""
         options = method.options.get("early_stopping")
-        if options is None:
-            return []
-        return [_early_stopping()(**options)]
+        return [] if options is None else [_early_stopping()(**options)]
 
     def run(self, cell: Cell, ctx: CellContext) -> CellResult:
         import lightning as L
@@ -94,7 +92,9 @@ class LightningStrategy(Strategy):
             **{**ctx.config.data, **method.data}, seed=cell.seed, preprocess=model.preprocess, features=ctx.feature_store
         )
         data.use_manifest(manifest)
-        folder = _fresh_dir(ctx.cell_dir(cell))
+        folder = ctx.cell_dir(cell)
+        if folder.exists():  # an unfinished cell's old logs and checkpoints
+            shutil.rmtree(folder)
         logger = TensorBoardLogger(save_dir=str(ctx.logs_dir), name=method.slug, version=cell.folder)
         # a cell that stops is run again from its start: no last.ckpt to resume from is needed
         trainer = make_trainer(**method.trainer, logger=logger, default_root_dir=str(folder), save_last=False,
@@ -108,20 +108,8 @@ class LightningStrategy(Strategy):
         best = checkpoint.best_model_path if checkpoint is not None else ""
         (result,) = trainer.test(model, data, ckpt_path=best or None, verbose=False)
         _prune_checkpoints(folder, ctx.config.checkpoints, best)
-        return CellResult(
-            top1=result["test/acc"],
-            top5=result["test/acc_top5"],
-            macro_f1=result["test/f1_macro"],
-            train_seconds=train_seconds,
-            device=device_label(trainer.strategy.root_device),
-        )
-
-
-def _fresh_dir(path: Path) -> Path:
-    """An unfinished cell's old logs and checkpoints are removed before it runs again."""
-    if path.exists():
-        shutil.rmtree(path)
-    return path
+        return CellResult(result["test/acc"], result["test/acc_top5"], result["test/f1_macro"], train_seconds,
+                          device_label(trainer.strategy.root_device))
 
 
 def _prune_checkpoints(folder: Path, policy: str, best: str) -> None:

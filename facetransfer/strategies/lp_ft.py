@@ -1,11 +1,8 @@
-"""``lp_ft``: linear probe, then fine-tune (Kumar et al., ICLR 2022).
+"""``lp_ft``: linear probe, then fine-tune (Kumar et al., ICLR 2022), in one Lightning fit.
 
-The new head is first fitted on the frozen pretrained features to convergence (the linear
-probe's problem, on the features a sweep has cached already), then the network is fine-tuned
-from that head with a low learning rate for the pretrained layers. One Lightning fit:
-:class:`~facetransfer.training.callbacks.LinearProbeHead` runs the first phase when the fit starts (and
-not again on a resume). Fine-tuning from a fitted head moves the pretrained features less than
-from a random one, which matters most with few images and for face-pretrained networks.
+:class:`~facetransfer.training.callbacks.LinearProbeHead` fits the new head on the frozen pretrained features
+when the fit starts (not again on a resume); fine-tuning from a fitted head moves the pretrained features less
+than from a random one, which matters most with few images (measurements: docs/reproducing.md).
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """``prototype``: nearest class mean by cosine similarity on L2-normalised frozen features.
 
 Each identity's template is the normalised mean of its normalised training features (a
-:class:`~facetransfer.verification.Gallery`'s rule); a test image goes to the most similar
-template. No training at all, the standard few-shot face-identification baseline -- and with a
-face-pretrained backbone often the strongest method at one or two images per person.
+:class:`~facetransfer.verification.Gallery`'s rule): no training at all, the standard few-shot baseline.
 """
 
 from __future__ import annotations
@@ -25,10 +23,8 @@ class Prototype(FrozenFeatureStrategy):
     plot_style = ((0, (1, 1)), "d")
     summary = "cosine nearest class mean on L2-normalised frozen features (no training; the gallery's rule)"
 
-    def solve(
-        self, train: np.ndarray, labels: np.ndarray, test: np.ndarray, num_classes: int, method: MethodSpec, seed: int,
-        ctx: CellContext,
-    ) -> np.ndarray:
+    def solve(self, train: np.ndarray, labels: np.ndarray, test: np.ndarray, num_classes: int, method: MethodSpec,
+              seed: int, ctx: CellContext) -> np.ndarray:
         templates = class_templates(torch.from_numpy(train), torch.from_numpy(labels), num_classes)
         scores = F.normalize(torch.from_numpy(test).float(), dim=1) @ templates.T
         present = torch.zeros(num_classes, dtype=torch.bool)

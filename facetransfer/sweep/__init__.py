@@ -18,30 +18,17 @@ The same grid in two worker processes, and where a running grid stands::
 
 from .._lazy import lazy_attributes
 
-# public name -> submodule (imported on first use: the report and status commands need no Lightning)
-_EXPORTS = {
-    "Cell": "plan",
-    "FeatureStore": "feature_store",
-    "MethodSpec": "config",
-    "ParallelOptions": "parallel.run_options",
-    "RESULT_FIELDS": "results:FIELDS",
-    "Report": "report",
-    "ResultsTable": "results",
-    "Shard": "parallel.run_options",
-    "SlurmOptions": "parallel.run_options",
-    "SweepConfig": "config",
-    "SweepResult": "runner",
-    "SweepStatus": "parallel.status",
-    "build_cells": "plan",
-    "build_sweep_config": "config",
-    "effective_sizes": "plan",
-    "format_status": "parallel.status",
-    "load_sweep_config": "config",
-    "run_cell": "context",
-    "run_sweep": "runner",
-    "sweep_parser": "config",
-    "sweep_status": "parallel.status",
-    "write_report": "report",
+# the public names by submodule (imported on first use: the report and status commands need no Lightning)
+_MODULES = {
+    "config": ["MethodSpec", "SweepConfig", "build_sweep_config", "load_sweep_config", "sweep_parser"],
+    "plan": ["Cell", "build_cells", "effective_sizes", "run_cell"],
+    "feature_store": ["FeatureStore"],
+    "results": ["ResultsTable"],
+    "report": ["Report", "write_report"],
+    "runner": ["SweepResult", "run_sweep"],
+    "parallel.run_options": ["ParallelOptions", "Shard", "SlurmOptions"],
+    "parallel.status": ["SweepStatus", "format_status", "sweep_status"],
 }
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names} | {"RESULT_FIELDS": "results:FIELDS"}
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_attributes(__name__, _EXPORTS)

@@ -1,10 +1,8 @@
 """The sweep configuration: shared data/trainer/model settings, a grid, and a list of methods.
 
-Parsed by jsonargparse like ``facetransfer fit``: several ``--config`` files, dotted overrides
-(``--data.root PATH``, ``--trainer.max_epochs 5``, ``--train_samples "[50, all]"``),
-``--print_config``, and typed checks of every key against the signatures of
-:class:`~facetransfer.FaceDataModule`, Lightning's ``Trainer`` and
-:class:`~facetransfer.FaceClassifier`. A sweep YAML reads like the experiment it describes::
+Parsed by jsonargparse like ``facetransfer fit`` (several ``--config`` files, dotted overrides such as
+``--data.root PATH``, ``--print_config``, every key checked against the signature it configures). A
+sweep YAML reads like the experiment it describes::
 
     data:                          # FaceDataModule arguments, shared by every cell
       dataset: lfw
@@ -18,10 +16,8 @@ Parsed by jsonargparse like ``facetransfer fit``: several ``--config`` files, do
       - {strategy: scratch, backbone: scratch_cnn, model: {lr: 1.0e-3}}
       - {strategy: features_logreg, backbone: mobilenet_v2, weights: IMAGENET1K_V1}
 
-Each method's strategy (:mod:`facetransfer.strategies`) says which sections it accepts, and
-parses a stack of them onto one namespace with the same rule as several ``--config`` files (a
-later one's keys win): the shared sections, the strategy's recipe (``recipes/<strategy>.yaml``),
-the method's own sections. A mistake names its key::
+Each method's settings are the shared sections, its strategy's recipe and its own sections, a later
+one's keys over an earlier one's (docs/reference.md). A mistake names its key::
 
     >>> load_sweep_config({"train_samples": [0]})
     Traceback (most recent call last):
@@ -32,7 +28,6 @@ the method's own sections. A mistake names its key::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -41,17 +36,11 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
-from ..config_errors import check_config_files, located_config_error
+from ..config_errors import check_config_files, known_keys, located_config_error
 from ..errors import ConfigError
 from ..strategies.base import MethodSpec
 from ..strategies.methods import resolve_method
-from ..strategies.sections import (
-    MANAGED_DATA_KEYS,
-    MANAGED_SHARED_MODEL_KEYS,
-    MANAGED_TRAINER_KEYS,
-    plain,
-    slug,
-)
+from ..strategies.sections import MANAGED_DATA_KEYS, MANAGED_SHARED_MODEL_KEYS, MANAGED_TRAINER_KEYS, plain, slug
 
 #: what a cell's Trainer gets below the shared trainer section (no progress bar or summary per cell)
 CELL_TRAINER_DEFAULTS = {"enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0}
@@ -137,10 +126,6 @@ class SweepConfig:
         return plain({k: v for k, v in asdict(self).items() if k != "method_order"})
 
 
-def _yaml_text(config: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(json.loads(json.dumps(dict(config), default=str)))
-
-
 def parse_sweep_args(argv: Sequence[str], parser=None):
     """Command-line arguments -> the parsed namespace (only the values given, typed and checked)."""
     parser = parser or sweep_parser()
@@ -149,10 +134,7 @@ def parse_sweep_args(argv: Sequence[str], parser=None):
     try:
         return parser.parse_args(argv, defaults=False)
     except argparse.ArgumentError as err:
-        defaults = parser.get_defaults()
-        known = {"": [k for k in defaults.keys() if "." not in k]}
-        known.update({group: list(defaults[group].keys()) for group in SECTIONS if hasattr(defaults.get(group), "keys")})
-        raise located_config_error(err, argv, known) from None
+        raise located_config_error(err, argv, known_keys(parser)) from None
 
 
 def build_sweep_config(parsed: Any, *, default_name: str = "sweep", sources: Sequence[str] = ()) -> SweepConfig:
@@ -177,17 +159,9 @@ def build_sweep_config(parsed: Any, *, default_name: str = "sweep", sources: Seq
     name = given.get("name") or default_name
     output_dir = given.get("output_dir") or os.path.join("results", slug(name))
     return SweepConfig(
-        name=name,
-        output_dir=Path(output_dir),
-        data=data,
-        trainer=trainer,
-        train_samples=train_samples,
-        seeds=seeds,
-        methods=methods,
-        feature_cache_dir=Path(given.get("feature_cache_dir") or os.path.join(output_dir, "features")),
-        checkpoints=given.get("checkpoints") or "best",
-        num_threads=given.get("num_threads"),
-        sources=list(sources),
+        name=name, output_dir=Path(output_dir), data=data, trainer=trainer, train_samples=train_samples, seeds=seeds,
+        methods=methods, feature_cache_dir=Path(given.get("feature_cache_dir") or os.path.join(output_dir, "features")),
+        checkpoints=given.get("checkpoints") or "best", num_threads=given.get("num_threads"), sources=list(sources),
         method_order=[m.name for m in methods],
     )
 
@@ -202,7 +176,7 @@ def load_sweep_config(
     >>> cfg = load_sweep_config("configs/experiments/demo.yaml", ["--trainer.max_epochs", "1"])  # doctest: +SKIP
     """
     if isinstance(config, Mapping):
-        configs, sources, default_name = [_yaml_text(config)], [], "sweep"
+        configs, sources, default_name = [yaml.safe_dump(plain(dict(config)))], [], "sweep"
     else:
         paths = [config] if isinstance(config, (str, os.PathLike)) else list(config)
         if not paths:
@@ -212,11 +186,5 @@ def load_sweep_config(
     return build_sweep_config(parse_sweep_args(argv), default_name=default_name, sources=sources)
 
 
-__all__ = [
-    "CELL_TRAINER_DEFAULTS",
-    "SweepConfig",
-    "build_sweep_config",
-    "load_sweep_config",
-    "parse_sweep_args",
-    "sweep_parser",
-]
+__all__ = ["CELL_TRAINER_DEFAULTS", "SweepConfig", "build_sweep_config", "load_sweep_config", "parse_sweep_args",
+           "sweep_parser"]

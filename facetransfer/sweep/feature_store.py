@@ -1,15 +1,10 @@
 """Frozen-backbone features of every image of a sweep, extracted once and cached on disk.
 
-The frozen-feature cells of a sweep (``features_logreg``, ``prototype``, ``linear_probe`` ...)
-need the same features: those of a backbone with its pretrained weights, the eval transform and
-no augmentation. They are computed once per (backbone, weights, input preprocessing, face crop,
-data source, image set, precision) for every image of every seed's split and stored in a ``.pt``
-file named by a hash of all that; every cell, whatever its seed, split or ``N``, then picks its
-rows by image key. :class:`FeatureStore` is a
-:class:`~facetransfer.features.FeatureProvider`, so Lightning cells get their features from it
-the same way a :class:`~facetransfer.FaceDataModule` gets them in a single run. Workers of a sweep
-share the folder: the features of a key are computed by one of them (a file lock per key, files
-written atomically) and read by the others::
+One ``.pt`` file per (backbone, weights, preprocessing, face crop, data source, image set, precision)
+holds the features of every image of every seed's split; each cell, whatever its seed or ``N``, picks
+its rows by image key. :class:`FeatureStore` is a :class:`~facetransfer.features.FeatureProvider`, so
+Lightning cells get their features from it as a :class:`~facetransfer.FaceDataModule` does in a single
+run. Workers sharing the folder compute each file once (a file lock per file, written atomically)::
 
     >>> store = FeatureStore("results/demo/features", source, keys, face_crop=1.0)  # doctest: +SKIP
     >>> train = store.select(extractor, manifest.train)  # doctest: +SKIP
@@ -50,16 +45,9 @@ class FeatureStore(FeatureProvider):
         batch_size / num_workers: of the extraction DataLoader.
     """
 
-    def __init__(
-        self,
-        folder: str | os.PathLike,
-        source: FaceSource,
-        keys: Sequence[str],
-        face_crop: float,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        source_for: Callable[[Preprocess], FaceSource] | None = None,
-    ) -> None:
+    def __init__(self, folder: str | os.PathLike, source: FaceSource, keys: Sequence[str], face_crop: float,
+                 batch_size: int = 64, num_workers: int = 0,
+                 source_for: Callable[[Preprocess], FaceSource] | None = None) -> None:
         super().__init__()
         self.folder = Path(folder)
         self.source = source

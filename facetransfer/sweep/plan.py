@@ -1,22 +1,26 @@
-"""What a sweep is about to do: each seed's split, the grid's cells, which of them are finished.
+"""What a sweep is about to do and how its cells run: each seed's split, the grid's cells, which of them
+are finished, one cell's row, the process's torch threads and Lightning's messages.
 
-The grid has one cell per (training-set size, method, seed). Each seed has its own split (test
-set, val set, train pool); within a seed the test set is the same for every size ``N`` and the
-``N`` training images are the first ``N`` of the pool, so smaller training sets are inside larger
-ones. Every process of a sweep (the one you start and each worker) builds the same plan from the
-config: splits are seeded, so every worker has the same cells and the same split digests,
-which it checks against ``sweep.json`` before it runs anything::
+The grid has one cell per (training-set size, method, seed). Each seed has its own split; within a seed
+the test set is the same for every ``N`` and the ``N`` training images are the first ``N`` of the pool.
+Splits are seeded, so every process of a sweep builds the same plan, which it checks against
+``sweep.json`` before it runs anything::
 
     >>> plan = prepare(load_sweep_config("configs/experiments/demo.yaml"), echo=print)  # doctest: +SKIP
     >>> len(plan.cells), len(plan.pending)  # doctest: +SKIP
     (15, 15)
+    >>> run_cell(plan.cells[0], plan)["test_top1"]  # doctest: +SKIP
+    0.5
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -25,15 +29,15 @@ import torch
 
 from ..data import FaceDataModule
 from ..data.split import SplitManifest
-from ..errors import ConfigError
-from ..strategies import get_strategy
-from ..strategies.base import Cell, CellKey
+from ..errors import ConfigError, FaceTransferError
+from ..strategies.base import Cell, CellContext, CellKey, MethodSpec
 from ..training.devices import autocast_dtype, feature_device
 from .config import SweepConfig
-from .context import Echo, build_splits, quiet_lightning
-from .feature_store import FeatureStore
+from .feature_store import FeatureStore, all_keys
 from .parallel.lease import Lease, fingerprint_digest, lease_alive, read_leases
 from .results import RESULTS_NAME, ResultsTable, SweepState
+
+Echo = Callable[[str], None]
 
 
 def effective_sizes(requested: list[int | str], pool_size: int) -> tuple[list[int], list[str]]:
@@ -59,8 +63,7 @@ def effective_sizes(requested: list[int | str], pool_size: int) -> tuple[list[in
 
 def split_digest(pool: SplitManifest) -> str:
     """Identifies a seed's split by its content (identities, pool order, val, test), not by paths."""
-    body = json.dumps([pool.classes, pool.train, pool.val, pool.test], separators=(",", ":"))
-    return hashlib.sha256(body.encode()).hexdigest()[:16]
+    return fingerprint_digest([pool.classes, pool.train, pool.val, pool.test])
 
 
 def build_cells(config: SweepConfig, pools: dict[int, SplitManifest]) -> tuple[list[Cell], list[str]]:
@@ -74,6 +77,27 @@ def build_cells(config: SweepConfig, pools: dict[int, SplitManifest]) -> tuple[l
         for size in sizes:
             cells += [Cell(m, size, seed, pool.train_pool_size) for m in config.methods]
     return cells, notes
+
+
+def build_splits(config: SweepConfig, echo: Echo) -> tuple[dict[int, SplitManifest], FaceDataModule, list[str]]:
+    """Each seed's split with the whole training pool (bad data fails here, before any training),
+    the data module of the first seed, and every image key of the splits (for the feature store)."""
+    pools: dict[int, SplitManifest] = {}
+    first: FaceDataModule | None = None
+    for seed in config.seeds:
+        try:
+            data = FaceDataModule(**config.data, seed=seed, train_samples="all")
+        except (TypeError, ConfigError) as err:
+            raise ConfigError(f"data: {err}") from None
+        pools[seed] = m = data.manifest
+        first = first or data
+        balanced = " (balanced: the same number per identity)" if m.settings.get("balanced_eval") else ""
+        echo(
+            f"data (seed {seed}): {data.dataset} {data.root or ''} -> {m.num_classes} identities, "
+            f"train pool {m.train_pool_size}, val {len(m.val)}, test {len(m.test)} images{balanced}"
+        )
+    assert first is not None
+    return pools, first, all_keys(list(pools.values()))
 
 
 @dataclass
@@ -176,7 +200,7 @@ def prepare(config: SweepConfig, echo: Echo, quiet: bool = True) -> SweepPlan:
         echo(f"notice: {note}")
     smallest = min(c.train_samples for c in cells)
     for method in config.methods:
-        need = get_strategy(method.strategy).min_train_samples
+        need = method.runner.min_train_samples
         if smallest < need:
             raise ConfigError(f"train_samples: {method.strategy} needs at least {need} training images, got {smallest}")
     plan = SweepPlan(config, pools, data, image_keys, cells)
@@ -184,4 +208,63 @@ def prepare(config: SweepConfig, echo: Echo, quiet: bool = True) -> SweepPlan:
     return plan
 
 
-__all__ = ["SweepPlan", "build_cells", "effective_sizes", "prepare", "split_digest"]
+def check_methods(config: SweepConfig, methods: list[MethodSpec]) -> None:
+    """Build what each method's cells need once: bad options and missing weights fail now."""
+    for method in methods:
+        where = f"methods[{config.methods.index(method)}] ({method.name})"
+        try:
+            method.runner.check(method, config)
+        except FaceTransferError as err:
+            raise type(err)(f"{where}: {err}") from None
+        except Exception as err:  # Lightning and torch raise several types for bad options
+            raise ConfigError(f"{where}: {err}") from None
+
+
+def run_cell(cell: Cell, ctx: CellContext) -> dict[str, Any]:
+    """Run one cell with its strategy; returns its results row."""
+    start, method, manifest = time.perf_counter(), cell.method, ctx.manifest(cell)
+    result = method.runner.run(cell, ctx)
+    return {
+        "dataset": ctx.config.data.get("dataset", "synthetic"), "method": method.name, "strategy": method.strategy,
+        "backbone": method.backbone, "weights": method.weights_label, "train_samples": cell.train_samples,
+        "seed": cell.seed, "identities": manifest.num_classes, "test_images": len(manifest.test),
+        "pool_size": cell.pool_size, "test_top1": float(result.top1), "test_top5": float(result.top5),
+        "test_macro_f1": float(result.macro_f1), "train_seconds": result.train_seconds,
+        "cell_seconds": time.perf_counter() - start, "device": result.device,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run with ``count`` intra-op CPU threads (None: leave torch's setting), restored afterwards."""
+    if count is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def quiet_lightning(enabled: bool = True) -> Iterator[None]:
+    """Hide Lightning's per-Trainer info lines (GPU available ..., seed set ...) during cells."""
+    if not enabled:
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+__all__ = ["Echo", "SweepPlan", "build_cells", "build_splits", "check_methods", "effective_sizes", "prepare",
+           "quiet_lightning", "run_cell", "split_digest", "torch_threads"]

@@ -13,7 +13,6 @@ Built from ``results.csv`` alone, so it can be remade at any time
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
@@ -24,9 +23,9 @@ from typing import Any
 
 from filelock import FileLock
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..io.atomic import atomic_path, atomic_write
-from .results import RESULTS_NAME, STATE_NAME, ResultsTable
+from .results import RESULTS_NAME, ResultsTable, read_state
 
 REPORT_NAME = "report.md"
 REPORT_LOCK_NAME = ".report.lock"
@@ -46,6 +45,12 @@ class Report:
     tensorboard_dir: Path
     rows: int
 
+    def describe(self) -> str:
+        """The table and where the files are, for a terminal."""
+        return (f"{self.markdown}\nresults: {self.table_path.parent / RESULTS_NAME}\ntable:   {self.table_path}\n"
+                f"plot:    {self.plot}\nTensorBoard (figure, table and every cell's curves): tensorboard --logdir "
+                f"{self.tensorboard_dir.parent}")
+
 
 @dataclass
 class _Series:
@@ -61,29 +66,17 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
-    mean, std = _stats(values)
-    if len(values) > 1:
-        return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
-    return f"{mean * scale:.{digits}f}"
-
-
-def _state(folder: Path) -> dict[str, Any]:
-    """The sweep's ``sweep.json`` (empty when absent or unreadable: the report needs only the CSV)."""
-    path = folder / STATE_NAME
-    try:
-        state = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return state if isinstance(state, dict) else {}
+def _fmt(fractions: list[float]) -> str:
+    """Mean (± std over seeds) in %."""
+    mean, std = _stats(fractions)
+    return f"{mean * 100:.1f} ± {std * 100:.1f}" if len(fractions) > 1 else f"{mean * 100:.1f}"
 
 
 def _method_order(folder: Path, rows: list[dict[str, Any]]) -> list[str]:
-    order = [m for m in _state(folder).get("method_order", []) if isinstance(m, str)]
-    for row in rows:
-        if row["method"] not in order:
-            order.append(row["method"])
-    return [m for m in order if any(r["method"] == m for r in rows)]
+    """The methods with rows: in the config's order (``sweep.json``), then those only the rows name."""
+    recorded = [m for m in read_state(folder).get("method_order", []) if isinstance(m, str)]
+    present = {r["method"] for r in rows}
+    return [m for m in dict.fromkeys([*recorded, *(r["method"] for r in rows)]) if m in present]
 
 
 def _series(folder: Path, rows: list[dict[str, Any]]) -> list[_Series]:
@@ -109,24 +102,23 @@ def markdown_table(folder: Path, rows: list[dict[str, Any]], title: str | None =
     identities = sorted({r["identities"] for r in rows})
     tests = sorted({r["test_images"] for r in rows})
     devices = sorted({r["device"] for r in rows})
-    lines = [f"## {title}" if title else "## Sweep results", ""]
-    balanced = bool(_state(folder).get("config", {}).get("data", {}).get("balanced_eval"))
-    lines.append(
+    balanced = bool(read_state(folder).get("config", {}).get("data", {}).get("balanced_eval"))
+    header = ["method", "strategy", "backbone", "weights", *[f"N={_size_label(n, rows)}" for n in sizes]]
+    lines = [
+        f"## {title}" if title else "## Sweep results", "",
         f"Test top-1 accuracy (%) on {', '.join(datasets)}: {'/'.join(map(str, identities))} identities, "
         f"{'/'.join(map(str, tests))} test images{' (the same number per identity)' if balanced else ''}, "
         "by training-set size N; "
-        + (f"mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))})." if len(seeds) > 1 else f"seed {seeds[0]}.")
-    )
-    lines.append("")
-    header = ["method", "strategy", "backbone", "weights", *[f"N={_size_label(n, rows)}" for n in sizes]]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(["---"] * 4 + ["---:"] * len(sizes)) + "|")
+        + (f"mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))})." if len(seeds) > 1
+           else f"seed {seeds[0]}."),
+        "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * len(sizes)) + "|",
+    ]
     for s in series:
         cells = [_fmt([r["test_top1"] for r in s.points[n]]) if n in s.points else "–" for n in sizes]
         lines.append("| " + " | ".join([s.method, s.strategy, s.backbone, s.weights, *cells]) + " |")
-    lines += ["", "Details (means over seeds): top-5 and macro-F1 in %, train seconds per cell.", ""]
-    lines.append("| method | N | seeds | top-1 | top-5 | macro-F1 | train s | device |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---|")
+    lines += ["", "Details (means over seeds): top-5 and macro-F1 in %, train seconds per cell.", "",
+              "| method | N | seeds | top-1 | top-5 | macro-F1 | train s | device |",
+              "|---|---:|---:|---:|---:|---:|---:|---|"]
     for s in series:
         for n in sorted(s.points):
             pts = s.points[n]
@@ -142,12 +134,9 @@ def markdown_table(folder: Path, rows: list[dict[str, Any]], title: str | None =
 
 def _plot_style(strategy: str) -> tuple[str, str]:
     """The strategy's line style and marker (a strategy no longer installed gets the default)."""
-    from ..strategies import Strategy, get_strategy
+    from ..strategies.base import STRATEGIES, Strategy
 
-    try:
-        return get_strategy(strategy).plot_style
-    except ConfigError:
-        return Strategy.plot_style
+    return (STRATEGIES.get(strategy) if strategy in STRATEGIES else Strategy).plot_style
 
 
 def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None = None):
@@ -170,8 +159,7 @@ def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None 
                             color=line.get_color(), alpha=0.15, linewidth=0)
     ax.set_xscale("log")
     sizes = sorted({r["train_samples"] for r in rows})
-    ax.set_xticks(sizes)
-    ax.set_xticklabels([str(n) for n in sizes])
+    ax.set_xticks(sizes, [str(n) for n in sizes])
     ax.minorticks_off()
     ax.set_xlabel("training images N (log scale)")
     ax.set_ylabel("test top-1 accuracy (%)")
@@ -187,63 +175,50 @@ def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None 
 
 
 def write_report(folder: str | os.PathLike, title: str | None = None) -> Report:
-    """Write ``report.md``, ``accuracy_vs_n.png`` and a TensorBoard figure + table from ``results.csv``.
-
-    Two processes writing the report of one folder at once take turns (a file lock).
-    """
+    """Write ``report.md``, ``accuracy_vs_n.png`` and a TensorBoard figure + table from ``results.csv``
+    (``title``: default the sweep's name). Two processes writing the report of one folder take turns."""
     folder = Path(folder)
-    if not (folder / RESULTS_NAME).is_file():
+    table = ResultsTable(folder / RESULTS_NAME)
+    if not table.path.is_file():
         raise DataError(f"no {RESULTS_NAME} in {folder}: run a sweep into it first (facetransfer sweep --config ...)")
     with FileLock(folder / REPORT_LOCK_NAME):
-        return _write_report(folder, title)
+        rows = table.rows()
+        if not rows:
+            raise DataError(f"{table.path} has no finished cells yet")
+        name = read_state(folder).get("name")
+        title = title if title is not None else name if isinstance(name, str) else None
+        markdown = markdown_table(folder, rows, title)
+        with atomic_write(folder / REPORT_NAME) as fh:
+            fh.write(markdown)
+        fig = accuracy_figure(folder, rows, title)
+        with atomic_path(folder / PLOT_NAME) as tmp:
+            fig.savefig(tmp, format="png")
+
+        from torch.utils.tensorboard import SummaryWriter
+
+        tb_dir = folder / TENSORBOARD_SUBDIR
+        tb_dir.mkdir(parents=True, exist_ok=True)
+        for old in tb_dir.glob("events.out.tfevents.*"):  # the report is remade from the CSV, not appended
+            old.unlink()
+        writer = SummaryWriter(str(tb_dir))
+        try:
+            writer.add_figure(FIGURE_TAG, fig, global_step=len(rows), close=False)
+            writer.add_text(TABLE_TAG, markdown, global_step=len(rows))
+            for s in _series(folder, rows):
+                for n in sorted(s.points):
+                    mean, _ = _stats([r["test_top1"] for r in s.points[n]])
+                    writer.add_scalar(f"sweep_top1/{s.method}", mean, global_step=n)
+        finally:
+            writer.close()
+    return Report(markdown, folder / REPORT_NAME, folder / PLOT_NAME, tb_dir, len(rows))
 
 
 def read_report(folder: str | os.PathLike) -> Report:
     """The report another process wrote into ``folder`` (``report.md`` and where the rest is)."""
     folder = Path(folder)
-    table_path = folder / REPORT_NAME
-    markdown = table_path.read_text()
-    return Report(markdown, table_path, folder / PLOT_NAME, folder / TENSORBOARD_SUBDIR, len(ResultsTable(folder / RESULTS_NAME).rows()))
-
-
-def _write_report(folder: Path, title: str | None) -> Report:
-    table = ResultsTable(folder / RESULTS_NAME)
-    rows = table.rows()
-    if not rows:
-        raise DataError(f"{table.path} has no finished cells yet")
-    if title is None:
-        title = _title(folder)
-    markdown = markdown_table(folder, rows, title)
-    table_path = folder / REPORT_NAME
-    with atomic_write(table_path) as fh:
-        fh.write(markdown)
-    fig = accuracy_figure(folder, rows, title)
-    plot = folder / PLOT_NAME
-    with atomic_path(plot) as tmp:
-        fig.savefig(tmp, format="png")
-
-    from torch.utils.tensorboard import SummaryWriter
-
-    tb_dir = folder / TENSORBOARD_SUBDIR
-    tb_dir.mkdir(parents=True, exist_ok=True)
-    for old in tb_dir.glob("events.out.tfevents.*"):  # the report is remade from the CSV, not appended
-        old.unlink()
-    writer = SummaryWriter(str(tb_dir))
-    try:
-        writer.add_figure(FIGURE_TAG, fig, global_step=len(rows), close=False)
-        writer.add_text(TABLE_TAG, markdown, global_step=len(rows))
-        for s in _series(folder, rows):
-            for n in sorted(s.points):
-                mean, _ = _stats([r["test_top1"] for r in s.points[n]])
-                writer.add_scalar(f"sweep_top1/{s.method}", mean, global_step=n)
-    finally:
-        writer.close()
-    return Report(markdown, table_path, plot, tb_dir, len(rows))
-
-
-def _title(folder: Path) -> str | None:
-    name = _state(folder).get("name")
-    return name if isinstance(name, str) else None
+    rows = len(ResultsTable(folder / RESULTS_NAME).rows())
+    table = folder / REPORT_NAME
+    return Report(table.read_text(), table, folder / PLOT_NAME, folder / TENSORBOARD_SUBDIR, rows)
 
 
 __all__ = ["Report", "accuracy_figure", "markdown_table", "read_report", "write_report"]

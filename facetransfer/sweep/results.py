@@ -1,12 +1,7 @@
-"""``results.csv``: one row per finished cell, written atomically, the key of resuming a sweep.
-
-A row is added by rewriting the whole file to a temporary file and renaming it over
-the old one, so a killed sweep leaves either the old or the new file, never a torn
-one. A row whose cell (method, train_samples, seed) is already there is not added
-again. ``sweep.json`` next to it records what the rows were computed with, so that a
-rerun with another data split or other method settings is refused instead of mixed in.
-Several worker processes (on one machine or on nodes sharing the folder) read, change and
-write both files under one file lock of the folder (:func:`folder_lock`)::
+"""``results.csv``: one row per finished cell, rewritten atomically, the key of resuming a sweep; and
+``sweep.json``: what the rows were computed with, so that a rerun with another data split or other method
+settings is refused instead of mixed in. The workers of a sweep change both under one file lock of the
+folder (:func:`folder_lock`); docs/reliability.md tells how::
 
     >>> table = ResultsTable("results/demo/results.csv")  # doctest: +SKIP
     >>> table.finished_keys()  # doctest: +SKIP
@@ -36,29 +31,11 @@ STATE_NAME = "sweep.json"
 LOCK_NAME = ".sweep.lock"
 STATE_VERSION = 1
 
-FIELDS = [
-    "dataset",
-    "method",
-    "strategy",
-    "backbone",
-    "weights",
-    "train_samples",
-    "seed",
-    "identities",
-    "test_images",
-    "pool_size",
-    "test_top1",
-    "test_top5",
-    "test_macro_f1",
-    "train_seconds",
-    "cell_seconds",
-    "device",
-    "finished_at",
-]
+FIELDS = ["dataset", "method", "strategy", "backbone", "weights", "train_samples", "seed", "identities", "test_images",
+          "pool_size", "test_top1", "test_top5", "test_macro_f1", "train_seconds", "cell_seconds", "device",
+          "finished_at"]
 INT_FIELDS = ("train_samples", "seed", "identities", "test_images", "pool_size")
 FLOAT_FIELDS = ("test_top1", "test_top5", "test_macro_f1", "train_seconds", "cell_seconds")
-
-
 LOCK_TIMEOUT_S = 600.0  # the lock is held for milliseconds; this long means a holder is stuck
 
 
@@ -116,8 +93,7 @@ class ResultsTable:
         """All rows, numbers parsed (an absent file has none)."""
         if not self.path.is_file():
             return []
-        text = self.path.read_text()
-        reader = csv.DictReader(io.StringIO(text))
+        reader = csv.DictReader(io.StringIO(self.path.read_text()))
         missing = [f for f in ("method", "train_samples", "seed", "test_top1") if f not in (reader.fieldnames or [])]
         if missing:
             raise DataError(f"{self.path} is not a facetransfer results file (no column {missing[0]!r})")
@@ -133,19 +109,13 @@ class ResultsTable:
         processes add at the same time are all kept.
         """
         with locked(self.path.parent):
-            return self._append(row)
-
-    def _append(self, row: Mapping[str, Any]) -> bool:
-        rows = self.rows()
-        if row_key(row) in {row_key(r) for r in rows}:
-            return False
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for r in [*rows, row]:
-            writer.writerow({k: _format(r.get(k)) for k in FIELDS})
-        with atomic_write(self.path, newline="") as fh:
-            fh.write(buffer.getvalue())
+            rows = self.rows()
+            if row_key(row) in {row_key(r) for r in rows}:
+                return False
+            with atomic_write(self.path, newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
+                writer.writeheader()
+                writer.writerows({k: _format(r.get(k)) for k in FIELDS} for r in [*rows, row])
         return True
 
 
@@ -173,6 +143,17 @@ def _diff(old: Any, new: Any, prefix: str = "") -> str | None:
     return None if old == new else f"{prefix}: {old!r} -> {new!r}"
 
 
+def read_state(folder: str | os.PathLike) -> dict[str, Any]:
+    """``sweep.json`` of ``folder`` as far as it can be read ({} when absent or damaged), for what needs
+    only the CSV to work (the report, ``--status``)."""
+    path = Path(folder) / STATE_NAME
+    try:
+        state = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
 class SweepState:
     """``sweep.json``: the split of each seed and each method's settings behind the rows."""
 
@@ -190,59 +171,41 @@ class SweepState:
             raise DataError(f"{self.path} is not a facetransfer sweep state (version {STATE_VERSION})")
         return state
 
-    def check_and_update(
-        self,
-        splits: Mapping[str, str],
-        methods: Mapping[str, Any],
-        recorded: set[CellKey],
-        extra: Mapping[str, Any],
-        write: bool = True,
-    ) -> None:
+    def check_and_update(self, splits: Mapping[str, str], methods: Mapping[str, Any], recorded: set[CellKey],
+                         extra: Mapping[str, Any], write: bool = True) -> None:
         """Refuse to mix results: a seed's split or a method's settings must not change while it has rows.
 
         ``recorded``: the cells with rows, and those other workers are running (their settings
         are in this file: the first writer wins, later workers are checked against it).
         """
         with locked(self.path.parent):
-            self._check_and_update(splits, methods, recorded, extra, write)
-
-    def _check_and_update(
-        self,
-        splits: Mapping[str, str],
-        methods: Mapping[str, Any],
-        recorded: set[CellKey],
-        extra: Mapping[str, Any],
-        write: bool,
-    ) -> None:
-        state = self.load()
-        folder = self.path.parent
-        seeds_with_rows = {str(seed) for _, _, seed in recorded}
-        methods_with_rows = {name for name, _, _ in recorded}
-        for seed, digest in splits.items():
-            old = state["splits"].get(seed)
-            if old is not None and old != digest and seed in seeds_with_rows:
-                raise ConfigError(
-                    f"{folder} holds results of another data split for seed {seed} (the dataset, its filtering or "
-                    "val/test fractions changed); use another output_dir, or move the old results away"
-                )
-        for name, fingerprint in methods.items():
-            old = state["methods"].get(name)
-            if old is not None and name in methods_with_rows:
-                change = _diff(old, fingerprint)
+            state = self.load()
+            folder = self.path.parent
+            seeds_with_rows, methods_with_rows = {str(s) for _, _, s in recorded}, {m for m, _, _ in recorded}
+            for seed, digest in splits.items():
+                old = state["splits"].get(seed)
+                if old is not None and old != digest and seed in seeds_with_rows:
+                    raise ConfigError(
+                        f"{folder} holds results of another data split for seed {seed} (the dataset, its filtering or "
+                        "val/test fractions changed); use another output_dir, or move the old results away"
+                    )
+            for name, fingerprint in methods.items():
+                old = state["methods"].get(name)
+                change = _diff(old, fingerprint) if old is not None and name in methods_with_rows else None
                 if change:
                     raise ConfigError(
                         f"method {name!r} has results in {folder} made with other settings ({change}); "
                         "use another output_dir, or give the changed method another name:"
                     )
-        if not write:
-            return
-        state["splits"].update(splits)
-        state["methods"].update(methods)
-        order = [*extra.get("method_order", []), *state.get("method_order", [])]
-        state.update(extra)
-        state["method_order"] = list(dict.fromkeys(order))  # the config's order, then methods only earlier runs had
-        with atomic_write(self.path) as fh:
-            fh.write(json.dumps(state, indent=1, sort_keys=True))
+            if not write:
+                return
+            state["splits"].update(splits)
+            state["methods"].update(methods)
+            order = [*extra.get("method_order", []), *state.get("method_order", [])]
+            state.update(extra)
+            state["method_order"] = list(dict.fromkeys(order))  # the config's order, then methods only earlier runs had
+            with atomic_write(self.path) as fh:
+                fh.write(json.dumps(state, indent=1, sort_keys=True))
 
     def check_cell(self, method: str, fingerprint: Any, seed: int, split: str) -> None:
         """Refuse a cell whose method settings or split differ from those recorded (another
@@ -265,14 +228,11 @@ class SweepState:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> None:
-    """Temporary files a killed sweep left behind (the real files are intact).
-
-    Writers write their temporary files while holding :func:`folder_lock`, so under it every
-    temporary file is a leftover.
-    """
+    """Temporary files a killed sweep left behind (the real files are intact). Their writers hold
+    :func:`folder_lock`, so under it every temporary file is a leftover."""
     with locked(folder):
         for name in (RESULTS_NAME, STATE_NAME):
             _remove_stale(Path(folder) / name)
 
 
-__all__ = ["FIELDS", "RESULTS_NAME", "ResultsTable", "SweepState", "folder_lock", "locked", "row_key"]
+__all__ = ["FIELDS", "RESULTS_NAME", "ResultsTable", "SweepState", "folder_lock", "locked", "read_state", "row_key"]

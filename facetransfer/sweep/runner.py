@@ -1,9 +1,7 @@
 """Running a whole sweep: check everything, run the unfinished cells, write the report.
 
-Everything that can be wrong (config keys, data, pretrained weights, trainer options)
-fails before the first cell trains. Each finished cell adds one row to ``results.csv``
-at once, so a killed sweep loses at most the cell in progress, and running it again
-continues where it stopped::
+Everything that can be wrong (config keys, data, pretrained weights, trainer options) fails before the
+first cell trains; a killed sweep loses at most its cells in progress, and running it again continues::
 
     >>> from facetransfer.sweep import load_sweep_config, run_sweep
     >>> result = run_sweep(load_sweep_config("configs/experiments/demo.yaml"))  # doctest: +SKIP
@@ -20,10 +18,9 @@ from typing import Any
 from ..strategies.base import Cell, CellKey
 from ..training.noise import silence_known_noise
 from .config import SweepConfig
-from .context import Echo, check_methods, quiet_lightning, torch_threads
 from .parallel.lease import remove_stale_lease_temporaries
 from .parallel.run_options import ParallelOptions, Shard
-from .plan import SweepPlan, prepare
+from .plan import Echo, SweepPlan, check_methods, prepare, quiet_lightning, torch_threads
 from .report import REPORT_NAME, Report, read_report
 from .results import RESULTS_NAME, remove_stale_temporaries
 
@@ -48,16 +45,8 @@ class SweepResult:
         return self.output_dir / RESULTS_NAME
 
 
-def run_sweep(
-    config: SweepConfig,
-    *,
-    progress: bool = True,
-    report: bool = True,
-    dry_run: bool = False,
-    quiet: bool = True,
-    echo: Echo | None = None,
-    parallel: ParallelOptions | None = None,
-) -> SweepResult:
+def run_sweep(config: SweepConfig, *, progress: bool = True, report: bool = True, dry_run: bool = False,
+              quiet: bool = True, echo: Echo | None = None, parallel: ParallelOptions | None = None) -> SweepResult:
     """Run the grid of ``config`` (skipping finished cells); return what was done.
 
     Args:
@@ -106,7 +95,7 @@ def run_sweep(
             return result  # a SLURM job array runs the cells
     if report and (out / REPORT_NAME).is_file() and {c.key for c in cells} <= plan.table.finished_keys():
         result.report = read_report(out)  # by the worker that recorded the grid's last row
-        _echo_report(result.report, out, echo)
+        echo(f"\n{result.report.describe()}")
     result.seconds = time.perf_counter() - start
     by = f" by {result.workers} workers" if result.workers > 1 else ""
     echo(f"sweep {config.name}: {len(result.ran)} cells run{by}, {len(result.skipped)} skipped, {result.seconds:.0f} s wall time")
@@ -132,17 +121,8 @@ def _run(plan: SweepPlan, parallel: ParallelOptions, result: SweepResult, *, rep
                               quiet=quiet, tag="" if parallel.shard is None else f"[{shard.label}] ")
     outcome = run_worker(plan, settings, echo)
     result.ran = outcome.ran
-    result.features_computed, result.features_loaded = outcome.features_computed, outcome.features_loaded
+    result.features_computed, result.features_loaded = plan.feature_store.computed, plan.feature_store.loaded
     return True
-
-
-def _echo_report(report: Report, out: Path, echo: Echo) -> None:
-    echo("")
-    echo(report.markdown)
-    echo(f"results: {out / RESULTS_NAME}")
-    echo(f"table:   {report.table_path}")
-    echo(f"plot:    {report.plot}")
-    echo(f"TensorBoard (figure, table and every cell's curves): tensorboard --logdir {out / 'logs'}")
 
 
 __all__ = ["SweepResult", "run_sweep"]

@@ -1,19 +1,8 @@
 """Starting a sweep's workers through submitit: processes on this machine (``--workers K``, the same as
-``--launcher submitit_local``) or a SLURM job array (``--launcher slurm``).
-
-Each worker is one submitit task, worker ``i`` of ``n`` on the sweep's folder: it builds the plan,
-checks it against ``sweep.json`` and claims cells until every cell has its row
-(:mod:`~facetransfer.sweep.parallel.worker`).
-
-On this machine submitit's local executor starts the workers and this process waits for them
-and shows their messages. Worker ``k`` sees one GPU, ``k % G`` of the ``G``
-visible ones (``CUDA_VISIBLE_DEVICES``, set before torch starts CUDA); on a CPU the torch threads
-(``num_threads``, default all cores) are divided among the workers. A worker whose sweep process
-is gone (killed) stops within a second; the cell it was running has no row and runs again when
-the same command runs again.
-
-On SLURM each array task is a worker. The worker that records the grid's last row writes the report. With ``--slurm_requeue`` (the default) a preempted or timed-out task is put back in the
-queue by submitit: its cell in progress runs again, finished cells stay::
+``--launcher submitit_local``), each with one GPU or a share of the CPU cores, which this process waits
+for; or a SLURM job array (``--launcher slurm``), whose tasks are requeued when preempted or out of
+time. Each task is one worker of the sweep's folder (:mod:`~facetransfer.sweep.parallel.worker`);
+docs/scaling.md tells the rest::
 
     >>> jobs = submit_workers(plan, ParallelOptions(workers=8, launcher="slurm",
     ...                       slurm=SlurmOptions(slurm_partition="gpu")), 8, echo=print)  # doctest: +SKIP
@@ -35,8 +24,7 @@ import submitit
 
 from ...errors import ConfigError
 from ..config import SweepConfig
-from ..context import Echo
-from ..plan import SweepPlan
+from ..plan import Echo, SweepPlan
 from .run_options import ParallelOptions, Shard, SlurmOptions, cpu_count
 from .worker import WorkerSettings, WorkersFailed, run_worker_process
 
@@ -157,8 +145,6 @@ def make_executor(folder: Path, launcher: str, slurm: SlurmOptions | None, count
         else:
             executor = submitit.AutoExecutor(folder=folder, cluster="local")
             executor.update_parameters(name=name, timeout_min=LOCAL_TIMEOUT_MIN, nodes=1, tasks_per_node=1, gpus_per_node=0)
-    except RuntimeError as err:  # submitit: no srun/sbatch on this machine
-        raise ConfigError(f"--launcher {launcher}: {err} (run the command on a SLURM login node)") from None
     except ValueError as err:
         raise ConfigError(f"--launcher {launcher}: {err}") from None
     return executor

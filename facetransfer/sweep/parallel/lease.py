@@ -1,28 +1,16 @@
 """Leases: which worker runs which cell, so that many processes share one grid and one folder.
 
-A worker claims a cell by writing a lease, one JSON file per cell under ``<output_dir>/leases/``,
-while holding the folder's lock (:func:`~facetransfer.sweep.results.folder_lock`); no other
-worker claims a cell whose lease is alive. When the cell's row is in ``results.csv`` the lease
-is deleted. A lease dies with its worker, found in two ways:
-
-* each worker holds a file lock of its own (``leases/workers/<holder>.lock``) for as long as it
-  runs; the operating system releases it when the process ends, even by SIGKILL, so the next
-  worker that looks takes the cell over at once (on one machine, and across nodes on a shared
-  filesystem whose server recovers the locks of a dead client, such as NFSv4);
-* a :class:`Heartbeat` thread renews the lease every ``lease_seconds / 4``: a worker that stops
-  renewing (a node that vanished, a hung process, a filesystem without locks) has its cell
-  taken over once its heartbeat is older than ``lease_seconds``.
-
-The cell is then run again from its start::
+A worker claims a cell by writing its lease, ``<output_dir>/leases/<cell>.json``, under the folder's
+lock (:func:`~facetransfer.sweep.results.folder_lock`), and deletes it once the cell's row is in
+``results.csv``. A lease dies with its worker: the worker's own file lock
+(``leases/workers/<holder>.lock``) is released by the operating system when its process ends, and a
+worker whose :class:`Heartbeat` is older than ``lease_seconds`` counts as dead too; its cell then runs
+again from its start (docs/scaling.md tells when and where)::
 
     >>> book = LeaseBook("results/demo", WorkerIdentity.here("worker 0/2"), lease_seconds=300)  # doctest: +SKIP
     >>> with book.alive():  # doctest: +SKIP
     ...     claim = book.claim(("scratch/scratch_cnn", 16, 0), "scratch/scratch_cnn N=16 seed=0", "3f2a...")
     ...     claim.lease is None  # another live worker holds it
-
-Expiry compares the lease's heartbeat time with the reader's clock, so the nodes of a cluster
-need synchronised clocks (NTP), as for any lease; skews of seconds are harmless against the
-default of five minutes.
 """
 
 from __future__ import annotations
@@ -44,6 +32,7 @@ from filelock import FileLock, Timeout
 
 from ...io.atomic import TEMPORARY_SUFFIX, atomic_write
 from ...strategies.base import CellKey
+from ...strategies.sections import slug
 from ..results import locked
 
 LEASES_DIR = "leases"
@@ -149,9 +138,8 @@ def holder_alive(folder: str | os.PathLike, holder: str) -> bool:
 def lease_file_name(key: CellKey) -> str:
     """A file name per cell: readable, and unique even when two method names slug alike."""
     method, size, seed = key
-    slug = "".join(c if c.isalnum() or c in "._-" else "_" for c in method).strip("_") or "method"
     digest = hashlib.sha256(json.dumps(list(key)).encode()).hexdigest()[:8]
-    return f"{slug}-n{size}-seed{seed}-{digest}.json"
+    return f"{slug(method)}-n{size}-seed{seed}-{digest}.json"
 
 
 class LeaseBook:
@@ -182,23 +170,11 @@ class LeaseBook:
             path.unlink(missing_ok=True)
             lock.release()
 
-    def dead_reason(self, lease: Lease) -> str:
-        """Why ``lease``'s worker counts as dead ("" while it is alive)."""
-        if lease.expired():
-            return f"it has been silent for {lease.age():.0f} s (lease {lease.lease_seconds:g} s)"
-        if not holder_alive(self.folder, lease.holder):
-            return "its process has ended"
-        return ""
-
     def path(self, key: CellKey) -> Path:
         return self.dir / lease_file_name(key)
 
     def read(self, key: CellKey) -> Lease | None:
         return _read(self.path(key))
-
-    def all(self) -> list[Lease]:
-        """Every lease in the folder, live or expired."""
-        return read_leases(self.folder)
 
     def claim(self, key: CellKey, label: str, fingerprint: str) -> Claim:
         """Claim ``key`` unless another live worker holds it (see :class:`Claim`)."""
@@ -206,7 +182,7 @@ class LeaseBook:
             current = self.read(key)
             reason = ""
             if current is not None and current.holder != self.identity.holder:
-                reason = self.dead_reason(current)
+                reason = why_dead(self.folder, current)
                 if not reason:
                     return Claim(None)
             now = time.time()
@@ -221,10 +197,9 @@ class LeaseBook:
     def renew(self, lease: Lease) -> bool:
         """Move the heartbeat to now; False when the lease is no longer this worker's (taken over)."""
         with locked(self.folder):
-            current = self.read(lease.cell)
-            if current is None or current.holder != lease.holder:
+            if not self.holds(lease):
                 return False
-            self._write(replace(current, heartbeat_at=time.time()))
+            self._write(replace(lease, heartbeat_at=time.time()))
             return True
 
     def holds(self, lease: Lease) -> bool:
@@ -236,11 +211,6 @@ class LeaseBook:
         with locked(self.folder):
             if self.holds(lease):
                 self.path(lease.cell).unlink(missing_ok=True)
-
-    def drop(self, key: CellKey) -> None:
-        """Delete a cell's lease whoever holds it (its row is recorded: the lease is left over)."""
-        with locked(self.folder):
-            self.path(key).unlink(missing_ok=True)
 
     def _write(self, lease: Lease) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -255,9 +225,16 @@ def _read(path: Path) -> Lease | None:
         return None
 
 
+def why_dead(folder: str | os.PathLike, lease: Lease, now: float | None = None) -> str:
+    """Why ``lease``'s worker counts as dead: silent for longer than its lease, or its process ended ("" while
+    it still runs its cell)."""
+    if lease.expired(now):
+        return f"it has been silent for {lease.age(now):.0f} s (lease {lease.lease_seconds:g} s)"
+    return "" if holder_alive(folder, lease.holder) else "its process has ended"
+
+
 def lease_alive(folder: str | os.PathLike, lease: Lease, now: float | None = None) -> bool:
-    """Whether ``lease``'s worker still runs its cell (a recent heartbeat, its process alive)."""
-    return not lease.expired(now) and holder_alive(folder, lease.holder)
+    return not why_dead(folder, lease, now)
 
 
 def read_leases(folder: str | os.PathLike) -> list[Lease]:
@@ -275,7 +252,8 @@ def remove_stale_lease_temporaries(folder: str | os.PathLike) -> None:
 
 
 class Heartbeat:
-    """Renews a lease every ``lease_seconds / 4`` from a daemon thread while its cell runs.
+    """Renews a lease every ``lease_seconds / 4`` from a daemon thread while its cell runs; a block that
+    raises (or a kill signal that raises) gives the lease back.
 
     ``lost`` becomes True when the lease turned out to be another worker's (this worker was
     taken for dead and its cell taken over); the cell's row is then recorded by the new holder.
@@ -313,37 +291,14 @@ class Heartbeat:
     def __enter__(self) -> Heartbeat:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, error: type[BaseException] | None, *_: Any) -> None:
         self.stop()
-
-
-@contextlib.contextmanager
-def held(book: LeaseBook, lease: Lease) -> Iterator[Heartbeat]:
-    """Renew ``lease`` while the block runs; on an exception (or a kill signal that raises) give it back."""
-    beat = Heartbeat(book, lease).start()
-    try:
-        yield beat
-    except BaseException:
-        beat.stop()
-        book.release(lease)
-        raise
-    finally:
-        beat.stop()
+        if error is not None:
+            self.book.release(self.lease)
 
 
 __all__ = [
-    "DEFAULT_LEASE_SECONDS",
-    "LEASES_DIR",
-    "Claim",
-    "Heartbeat",
-    "Lease",
-    "LeaseBook",
-    "WorkerIdentity",
-    "fingerprint_digest",
-    "held",
-    "holder_alive",
-    "lease_alive",
-    "lease_file_name",
-    "read_leases",
-    "remove_stale_lease_temporaries",
+    "DEFAULT_LEASE_SECONDS", "LEASES_DIR", "Claim", "Heartbeat", "Lease", "LeaseBook", "WorkerIdentity",
+    "fingerprint_digest", "holder_alive", "lease_alive", "lease_file_name", "read_leases",
+    "remove_stale_lease_temporaries", "why_dead",
 ]

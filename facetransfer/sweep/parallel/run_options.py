@@ -1,10 +1,7 @@
 """How a sweep's cells are spread over processes: ``--workers``, ``--shard``, ``--launcher``, leases, SLURM.
 
-These are options of one run of ``facetransfer sweep``, not of the experiment: the same config
-runs in one process, in ``--workers 8`` processes on one machine, as a SLURM job array, or as
-processes that another scheduler starts with ``--shard i/n``; the results are the same. The
-command's flags are :meth:`ParallelOptions.from_args`' parameters and :class:`SlurmOptions`' fields
-(jsonargparse reads their types and documentation)::
+Options of one run, not of the experiment: the results are the same however the cells are spread. The
+command's flags are :meth:`ParallelOptions.from_args`' parameters and :class:`SlurmOptions`' fields::
 
     >>> ParallelOptions.from_args(workers="2", lease_seconds=60).workers
     2
@@ -20,7 +17,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, TypeVar
+from typing import Any, Literal, Optional, TypeVar, get_args
 
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 
@@ -28,7 +25,7 @@ from ...errors import ConfigError
 from .lease import DEFAULT_LEASE_SECONDS
 
 Launcher = Literal["slurm", "submitit_local"]
-LAUNCHERS = ("slurm", "submitit_local")
+LAUNCHERS = get_args(Launcher)
 T = TypeVar("T")
 
 
@@ -124,14 +121,8 @@ class ParallelOptions:
     slurm: SlurmOptions | None = None
 
     @classmethod
-    def from_args(
-        cls,
-        workers: Optional[str] = None,
-        shard: Optional[str] = None,
-        launcher: Optional[str] = None,
-        lease_seconds: Optional[float] = None,
-        slurm: Mapping[str, Any] | None = None,
-    ) -> ParallelOptions:
+    def from_args(cls, workers: Optional[str] = None, shard: Optional[str] = None, launcher: Optional[str] = None,
+                  lease_seconds: Optional[float] = None, slurm: Mapping[str, Any] | None = None) -> ParallelOptions:
         """Running the grid in several processes (one ConfigError naming the option when they disagree).
 
         Args:
@@ -167,11 +158,6 @@ class ParallelOptions:
             raise ConfigError(f"--lease_seconds: {lease_seconds!r} is not a positive number of seconds")
         slurm_options = SlurmOptions(**given_slurm) if launcher == "slurm" else None
         return cls(count, parsed_shard, launcher, seconds, slurm_options)  # type: ignore[arg-type]
-
-    @property
-    def is_single(self) -> bool:
-        """One worker in this process (the default, and ``--shard i/n``)."""
-        return self.launcher is None and self.workers == 1
 
 
 def cpu_count() -> int:

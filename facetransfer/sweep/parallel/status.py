@@ -8,14 +8,11 @@ and how long the rest should take, from a results folder alone (no config needed
     ...
     time left: ~2.5 min of cell time, ~1.3 min with the 2 running workers (from 9 finished cells)
 
-The estimate of a pending cell is the mean time of finished cells of the same method and
-training-set size, else of the same method, else of all finished cells; a running cell counts
-with its estimate less the time it has run.
+docs/scaling.md tells how the time left is estimated.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
@@ -26,7 +23,7 @@ from typing import Any
 
 from ...errors import ConfigError
 from ...strategies.base import CellKey
-from ..results import RESULTS_NAME, STATE_NAME, ResultsTable, row_key
+from ..results import RESULTS_NAME, STATE_NAME, ResultsTable, read_state, row_key
 from .lease import Lease, lease_alive, read_leases
 
 SHOWN_PENDING = 12
@@ -44,41 +41,30 @@ class SweepStatus:
     running: list[Lease] = field(default_factory=list)
     stale: list[Lease] = field(default_factory=list)  # of workers that ended or went silent: their cells are pending
     pending: list[CellKey] = field(default_factory=list)
-    cell_seconds_left: float | None = None
-    wall_seconds_left: float | None = None
+    cell_seconds_left: float | None = None  # None: no finished cell to estimate from
 
     @property
     def workers(self) -> int:
         """Workers running a cell now."""
         return len({lease.holder for lease in self.running})
 
-
-def _state(folder: Path) -> dict[str, Any]:
-    path = folder / STATE_NAME
-    if not path.is_file():
-        return {}
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return state if isinstance(state, dict) else {}
+    @property
+    def wall_seconds_left(self) -> float | None:
+        return None if self.cell_seconds_left is None else self.cell_seconds_left / max(1, self.workers)
 
 
-def _estimate(key: CellKey, done: list[dict[str, Any]]) -> float | None:
-    """Mean seconds of finished cells like ``key`` (same method and N, else method, else all)."""
+def _estimate(key: CellKey, done: list[dict[str, Any]]) -> float:
+    """Mean seconds of the finished cells like ``key``: same method and N, else same method, else all."""
     method, size, _ = key
-    for match in (lambda r: r["method"] == method and r["train_samples"] == size, lambda r: r["method"] == method, lambda r: True):
-        seconds = [r["cell_seconds"] for r in done if match(r)]
-        if seconds:
-            return statistics.fmean(seconds)
-    return None
+    like = [r for r in done if r["method"] == method]
+    return statistics.fmean(r["cell_seconds"] for r in [r for r in like if r["train_samples"] == size] or like or done)
 
 
 def sweep_status(folder: str | os.PathLike, now: float | None = None) -> SweepStatus:
     """Read ``results.csv``, ``sweep.json`` and the leases of ``folder``."""
     folder = Path(folder)
     results = folder / RESULTS_NAME
-    state = _state(folder)
+    state = read_state(folder)
     leases = read_leases(folder)
     if not results.is_file() and not state and not leases:
         raise ConfigError(
@@ -103,20 +89,11 @@ def sweep_status(folder: str | os.PathLike, now: float | None = None) -> SweepSt
     status.running = [live[k] for k in grid if k in live and k not in by_key]
     status.stale = [lease for lease in leases if lease.cell not in live and lease.cell not in by_key]
     status.pending = [k for k in grid if k not in by_key and k not in live]
-    _estimate_time_left(status, now)
+    if status.done:  # a running cell counts with its estimate less the time it has run
+        status.cell_seconds_left = sum(_estimate(key, status.done) for key in status.pending) + sum(
+            max(0.0, _estimate(lease.cell, status.done) - (now - lease.started_at)) for lease in status.running
+        )
     return status
-
-
-def _estimate_time_left(status: SweepStatus, now: float) -> None:
-    if not status.done:
-        return
-    left = 0.0
-    for key in status.pending:
-        left += _estimate(key, status.done) or 0.0
-    for lease in status.running:
-        left += max(0.0, (_estimate(lease.cell, status.done) or 0.0) - (now - lease.started_at))
-    status.cell_seconds_left = left
-    status.wall_seconds_left = left / max(1, status.workers)
 
 
 def _duration(seconds: float) -> str:
@@ -162,7 +139,7 @@ def format_status(status: SweepStatus, now: float | None = None) -> str:
         lines.append(f"complete: {_duration(total)} of cell time in all")
     else:
         workers = status.workers
-        wall = f", ~{_duration(status.wall_seconds_left or 0.0)} with the {workers} running workers" if workers > 1 else ""
+        wall = f", ~{_duration(status.wall_seconds_left)} with the {workers} running workers" if workers > 1 else ""
         lines.append(
             f"time left: ~{_duration(status.cell_seconds_left)} of cell time{wall} "
             f"(from {len(status.done)} finished cell{'s' if len(status.done) > 1 else ''})"

@@ -1,11 +1,9 @@
 """One worker of a sweep: claim a cell, run it, record its row; until every cell of the grid is done.
 
-Any number of workers run this loop on one results folder: the process you start, the
-workers it starts on this machine (``--workers K``) or as SLURM array tasks, or processes another
-scheduler starts with ``--shard i/n``. A cell is claimed through its lease (:mod:`~facetransfer.sweep.parallel.lease`),
-run, and its row added to ``results.csv`` only while the lease is still this worker's, so every
-cell gets exactly one row. When no cell is free but other workers' cells still run, the worker
-waits: if one of them dies, this worker runs its cell again::
+Any number of workers run this loop on one results folder (docs/scaling.md). A cell is claimed through
+its lease (:mod:`~facetransfer.sweep.parallel.lease`), and its row added to ``results.csv`` only while the
+lease is still this worker's, so every cell gets exactly one row; a worker with nothing to claim waits,
+ready to take over the cell of a worker that dies::
 
     >>> plan = prepare(config, echo=print)  # doctest: +SKIP
     >>> outcome = run_worker(plan, WorkerSettings(shard=Shard(0, 2)), echo=print)  # doctest: +SKIP
@@ -25,10 +23,11 @@ import torch
 
 from ...errors import FaceTransferError
 from ...strategies.base import Cell, CellKey
-from ..context import Echo, quiet_lightning, run_cell, torch_threads
-from ..plan import SweepPlan, prepare
+from ...training.malloc_tuning import tune_malloc
+from ...training.noise import silence_known_noise
+from ..plan import Echo, SweepPlan, prepare, quiet_lightning, run_cell, torch_threads
 from ..results import SweepState, locked
-from .lease import DEFAULT_LEASE_SECONDS, Claim, Lease, LeaseBook, WorkerIdentity, held
+from .lease import DEFAULT_LEASE_SECONDS, Claim, Heartbeat, Lease, LeaseBook, WorkerIdentity, read_leases
 from .run_options import Shard
 
 
@@ -54,11 +53,6 @@ class WorkerSettings:
     quiet: bool = True
     tag: str = ""
 
-    @property
-    def poll_seconds(self) -> float:
-        """How often a worker with nothing to claim looks again (and finds expired leases)."""
-        return min(5.0, self.lease_seconds / 4)
-
 
 @dataclass
 class WorkerOutcome:
@@ -68,24 +62,18 @@ class WorkerOutcome:
     taken_over: list[CellKey] = field(default_factory=list)
     completed_grid: bool = False  # this worker recorded the grid's last row
     complete: bool = False  # every cell of the grid has its row
-    features_computed: int = 0
-    features_loaded: int = 0
-
-
-DONE = "done"
 
 
 class WorkersFailed(FaceTransferError):
     """Worker processes stopped before every cell of the grid had its row."""
 
 
-def _try_claim(cell: Cell, plan: SweepPlan, book: LeaseBook, state: SweepState) -> Claim | str:
-    """Under the folder lock: ``DONE`` when the cell has its row, else the :class:`Claim`."""
+def _try_claim(cell: Cell, plan: SweepPlan, book: LeaseBook, state: SweepState) -> Claim:
+    """Under the folder lock: the :class:`Claim` of ``cell`` (without a lease when it has its row)."""
     with locked(plan.output_dir):
         if cell.key in plan.table.finished_keys():
-            if book.read(cell.key) is not None:
-                book.drop(cell.key)  # left by a worker killed between its row and its lease's removal
-            return DONE
+            book.path(cell.key).unlink(missing_ok=True)  # left by a worker killed between its row and this
+            return Claim(None)
         state.check_cell(cell.method.name, plan.fingerprints[cell.method.name], cell.seed, plan.splits[str(cell.seed)])
         return book.claim(cell.key, cell.label, plan.digests[cell.method.name])
 
@@ -121,15 +109,13 @@ def run_worker(plan: SweepPlan, settings: WorkerSettings, echo: Echo) -> WorkerO
             _claim_and_run(plan, book, settings, outcome, bar, say)
     finally:
         bar.close()
-    outcome.features_computed, outcome.features_loaded = plan.feature_store.computed, plan.feature_store.loaded
     if settings.report:
         write_report_if_due(plan, outcome, lambda text: echo(f"{settings.tag}{text}"))
     return outcome
 
 
-def _claim_and_run(
-    plan: SweepPlan, book: LeaseBook, settings: WorkerSettings, outcome: WorkerOutcome, bar: Any, say: Echo,
-) -> None:
+def _claim_and_run(plan: SweepPlan, book: LeaseBook, settings: WorkerSettings, outcome: WorkerOutcome, bar: Any,
+                   say: Echo) -> None:
     """The loop: claim the first free cell in this worker's order and run it; wait while only
     other workers' cells are left; stop when every cell has its row."""
     state = SweepState(plan.output_dir)
@@ -144,15 +130,15 @@ def _claim_and_run(
         if not todo:
             outcome.complete = True
             return
-        claimed = next(((c, a) for c in todo if isinstance(a := _try_claim(c, plan, book, state), Claim) and a.lease), None)
+        claimed = next(((c, a) for c in todo if (a := _try_claim(c, plan, book, state)).lease), None)
         if claimed is None:
-            running = [lease for lease in book.all() if lease.cell in {c.key for c in todo}]
+            running = [lease for lease in read_leases(book.folder) if lease.cell in {c.key for c in todo}]
             keys = frozenset(lease.cell for lease in running)
             if running and keys != waiting_for:
                 say(f"waiting for {len(running)} cell(s) other workers are running: "
                     + "; ".join(f"{lease.label} ({lease.where})" for lease in running))
             waiting_for = keys
-            time.sleep(settings.poll_seconds)
+            time.sleep(min(5.0, settings.lease_seconds / 4))  # then look again (and find expired leases)
             continue
         waiting_for = frozenset()
         cell, claim = claimed
@@ -166,16 +152,14 @@ def _claim_and_run(
             torch.cuda.empty_cache()
 
 
-def _run_claimed(
-    cell: Cell, lease: Lease, plan: SweepPlan, book: LeaseBook, settings: WorkerSettings, outcome: WorkerOutcome,
-    say: Echo,
-) -> None:
-    beat = None
+def _run_claimed(cell: Cell, lease: Lease, plan: SweepPlan, book: LeaseBook, settings: WorkerSettings,
+                 outcome: WorkerOutcome, say: Echo) -> None:
+    beat = Heartbeat(book, lease)
     try:
-        with held(book, lease) as beat, quiet_lightning(settings.quiet):
+        with beat, quiet_lightning(settings.quiet):
             row = run_cell(cell, plan)
     except Exception:
-        if beat is not None and beat.lost:  # another worker took it over and reset its folder
+        if beat.lost:  # another worker took it over and reset its folder
             say(f"{cell.label}: stopped; another worker took this cell over (this worker's heartbeat stalled)")
             return
         raise
@@ -198,9 +182,6 @@ def _run_claimed(
 def run_worker_process(config, settings: WorkerSettings, echo: Echo = print) -> WorkerOutcome:
     """A worker started by a launcher: build the plan, check it against the folder's ``sweep.json``
     (the launcher recorded it), run cells."""
-    from ...training.malloc_tuning import tune_malloc
-    from ...training.noise import silence_known_noise
-
     silence_known_noise()
     tune_malloc()
     with torch_threads(settings.threads or config.num_threads):
@@ -209,21 +190,16 @@ def run_worker_process(config, settings: WorkerSettings, echo: Echo = print) -> 
         return run_worker(plan, settings, echo)
 
 
-def write_report_if_due(plan: SweepPlan, outcome: WorkerOutcome, echo: Echo) -> bool:
+def write_report_if_due(plan: SweepPlan, outcome: WorkerOutcome, echo: Echo) -> None:
     """The report, by the worker that recorded the grid's last row (or by any worker that finds the
-    grid complete and the report missing or older than ``results.csv``). True when written."""
+    grid complete and the report missing or older than ``results.csv``)."""
     from ..report import REPORT_NAME, write_report
 
-    report_path = plan.output_dir / REPORT_NAME
-    table = plan.table.path
-    if not table.is_file():
-        return False
-    stale = not report_path.is_file() or report_path.stat().st_mtime < table.stat().st_mtime
-    if not (outcome.completed_grid or (outcome.complete and stale)):
-        return False
-    report = write_report(plan.output_dir, title=plan.config.name)
-    echo(f"grid complete: report {report.table_path}, plot {report.plot}")
-    return True
+    report, table = plan.output_dir / REPORT_NAME, plan.table.path
+    stale = table.is_file() and (not report.is_file() or report.stat().st_mtime < table.stat().st_mtime)
+    if outcome.completed_grid or (outcome.complete and stale):
+        written = write_report(plan.output_dir, title=plan.config.name)
+        echo(f"grid complete: report {written.table_path}, plot {written.plot}")
 
 
 __all__ = ["WorkerOutcome", "WorkerSettings", "WorkersFailed", "record_row", "run_worker", "run_worker_process",
