@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from facetransfer.data import FaceDataModule, get_source, to_rgb
@@ -120,3 +121,35 @@ def test_load_rgb_names_bad_file(tmp_path):
     bad.write_bytes(b"not a jpeg")
     with pytest.raises(DataError, match=r"cannot read image .*x\.jpg"):
         load_rgb(bad)
+
+
+def test_a_phone_photo_stored_sideways_is_read_upright_on_every_path(tmp_path):
+    """EXIF Orientation 6 (stored turned, shown after a quarter turn): training, predict, gallery and verify
+    see the same pixels as the upright file."""
+    from torchvision.transforms.functional import pil_to_tensor
+
+    from facetransfer.data.tensor_store import TensorStore, _turned_by_exif
+    from facetransfer.features import ImageFiles
+    from facetransfer.models import get_backbone
+    from facetransfer.verification import Embedder
+
+    upright = Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 80, 3), dtype=np.uint8))  # 80 wide
+    for person in ("upright", "phone"):
+        (tmp_path / person).mkdir()
+    upright.save(tmp_path / "upright" / "a.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone" / "a.png", exif=exif)
+    want = pil_to_tensor(upright)
+
+    source = get_source("folder", tmp_path)
+    assert torch.equal(pil_to_tensor(source.open("phone/a.png")), want)  # training, test
+    store = TensorStore.build(source, [("phone/a.png", 0), ("upright/a.png", 1)], side=32)
+    assert torch.equal(store.images[0], store.images[1])  # the decoded store of the training loop
+    assert torch.equal(ImageFiles([tmp_path / "phone" / "a.png"], pil_to_tensor)[0][0], want)  # predict, export
+    embedder = Embedder(get_backbone("scratch_cnn", widths=[8, 16], fc_features=16, input_size=32))  # gallery, verify
+    assert torch.equal(embedder.preprocess(tmp_path / "phone" / "a.png"), embedder.preprocess(upright))
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", exif=exif)
+    upright.save(tmp_path / "a.jpg")
+    jpegs = [torch.frombuffer(bytearray((tmp_path / n).read_bytes()), dtype=torch.uint8) for n in ("phone.jpg", "a.jpg")]
+    assert [_turned_by_exif(b) for b in jpegs] == [True, False]  # the GPU decoder leaves turned JPEGs to PIL

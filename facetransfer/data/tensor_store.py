@@ -6,11 +6,13 @@ so that each epoch is a gather plus batched augmentation instead of JPEG decodin
     (torch.Size([13233, 3, 256, 256]), torch.uint8)
 
 On CUDA, JPEGs are decoded in batches by ``torchvision.io.decode_jpeg(device="cuda")``
-(nvJPEG); other formats, and any JPEG nvJPEG refuses (e.g. CMYK), go through PIL.
+(nvJPEG); other formats, JPEGs whose EXIF orientation turns them and any JPEG nvJPEG refuses (e.g.
+CMYK) go through PIL, which reads them upright.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from PIL import ExifTags, Image
 from torchvision.transforms.functional import pil_to_tensor
 
 from .sources import FaceSource
@@ -69,6 +72,8 @@ class TensorStore:
                 if use_nvjpeg:
                     jpeg_idx = [i for i, k in enumerate(part) if k.lower().endswith(_JPEG)]
                     datas = list(pool.map(lambda k: _read_bytes(source, k), [part[i] for i in jpeg_idx]))
+                    upright = [j for j, data in enumerate(datas) if not _turned_by_exif(data)]  # nvJPEG ignores EXIF
+                    jpeg_idx, datas = [jpeg_idx[j] for j in upright], [datas[j] for j in upright]
                     for i, img in zip(jpeg_idx, _decode_jpegs_cuda(datas)):
                         decoded[i] = img
                 missing = [i for i, d in enumerate(decoded) if d is None]  # not JPEG, or refused by nvJPEG
@@ -84,6 +89,15 @@ class TensorStore:
 def _read_bytes(source: FaceSource, key: str) -> torch.Tensor:
     with open(source.path(key), "rb") as fh:
         return torch.frombuffer(bytearray(fh.read()), dtype=torch.uint8)
+
+
+def _turned_by_exif(data: torch.Tensor) -> bool:
+    """Whether a JPEG's EXIF orientation asks for a turn or a mirror (PIL decodes those, upright)."""
+    try:
+        with Image.open(io.BytesIO(data.numpy().tobytes())) as img:  # reads the header only
+            return img.getexif().get(ExifTags.Base.Orientation, 1) != 1
+    except Exception:  # noqa: BLE001 - a damaged file goes to PIL, whose reader names the problem
+        return True
 
 
 def _decode_jpegs_cuda(datas: list[torch.Tensor]) -> list[torch.Tensor | None]:

@@ -27,11 +27,10 @@ import torch
 from PIL import Image
 
 from ..errors import ConfigError, DataError
-from ..io.images import to_rgb
-from .cache import LandmarkCache, content_hash
+from ..io.images import decode_image, read_image_bytes, to_rgb
+from .cache import LandmarkCache, content_hash, pixels_hash
 from .detector import Detections, FaceDetector, ImageInput, image_to_tensor, same_size_groups
 from .landmarks import LandmarkTable
-from .reading import decode_image, pixels_hash, read_bytes
 from .registry import get_detector
 from .templates import FaceTemplate, get_template
 from .transform import similarity_transform, warp_faces
@@ -236,7 +235,7 @@ class Aligner:
     def _read(self, image: AlignInput) -> tuple[str, ImageInput, str | None]:
         """(content hash, decoded image, path or None) of any input."""
         if isinstance(image, (str, os.PathLike)):
-            data = read_bytes(image)
+            data = read_image_bytes(image)
             return content_hash(data), decode_image(data, os.fspath(image)), os.fspath(image)
         if isinstance(image, Image.Image):
             rgb = to_rgb(image)
@@ -378,7 +377,7 @@ class Aligner:
         path, key = item
         listed = self._listed(path, key)
         try:
-            data = read_bytes(path)
+            data = read_image_bytes(path)
             digest = content_hash(data)
             # pixels are needed for chips, and for detection when neither the table nor a cache knows the image
             need_pixels = keep_images or (listed is None and digest not in self._lookup([digest]))

@@ -21,6 +21,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+import torch
+from PIL import Image
+
 from ..errors import ConfigError
 from .detector import Detections
 
@@ -39,6 +42,18 @@ def default_cache_dir() -> Path:
 def content_hash(data: bytes) -> str:
     """SHA-256 of an image file's bytes (hex)."""
     return hashlib.sha256(data).hexdigest()
+
+
+def pixels_hash(image: Image.Image | torch.Tensor) -> str:
+    """Content hash of decoded pixels (inputs that are not files)."""
+    digest = hashlib.sha256()
+    if isinstance(image, Image.Image):
+        digest.update(f"{image.mode}{image.size}".encode())
+        digest.update(image.tobytes())
+    else:
+        digest.update(f"{tuple(image.shape)}{image.dtype}".encode())
+        digest.update(image.detach().cpu().contiguous().numpy().tobytes())
+    return "pixels:" + digest.hexdigest()
 
 
 class LandmarkCache:
@@ -137,4 +152,4 @@ def _retry_while_locked(step: Callable[[], None], seconds: float = 60.0) -> None
             time.sleep(0.05)
 
 
-__all__ = ["CACHE_FILENAME", "LandmarkCache", "content_hash", "default_cache_dir"]
+__all__ = ["CACHE_FILENAME", "LandmarkCache", "content_hash", "default_cache_dir", "pixels_hash"]

@@ -1,4 +1,4 @@
-"""Image files: reading any PIL-readable kind as 8-bit RGB, and listing the images of folders.
+"""Image files: reading any PIL-readable kind upright as 8-bit RGB, and listing the images of folders.
 
 Grey (L, I;16, I, F), palette, CMYK, RGBA/LA (alpha composited on black) all
 become RGB; 16-bit images are scaled to 8 bits rather than clipped::
@@ -10,13 +10,14 @@ become RGB; 16-bit images are scaled to 8 bits rather than clipped::
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
 
@@ -43,16 +44,41 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Open, fully decode and convert an image; a bad file raises :class:`DataError` naming it."""
+def read_image_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of an image file; a missing or unreadable file raises :class:`DataError` naming it."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            return to_rgb(img)
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise DataError(f"image file {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except OSError as err:
         raise DataError(f"cannot read image {path}: {err}") from None
+
+
+def decode_image(data: bytes, name: str | os.PathLike) -> Image.Image:
+    """Image file bytes -> upright 8-bit RGB (EXIF orientation applied, as a phone's viewer shows it);
+    a file PIL cannot decode raises :class:`DataError` naming it.
+
+    >>> decode_image(b"", "a.jpg")
+    Traceback (most recent call last):
+    ...
+    facetransfer.errors.DataError: cannot read image a.jpg: empty file (0 bytes)
+    """
+    if not data:
+        raise DataError(f"cannot read image {name}: empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return to_rgb(ImageOps.exif_transpose(img) or img)
+    except UnidentifiedImageError:
+        raise DataError(f"cannot read image {name}: not a known image format") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise DataError(f"cannot read image {name}: {err}") from None
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """The one image reader of every path (training, predict, gallery, verify, align, export): the file
+    decoded upright as 8-bit RGB (see :func:`decode_image`)."""
+    return decode_image(read_image_bytes(path), path)
 
 
 def natural_key(text: str) -> list:
@@ -142,6 +168,6 @@ def default_num_workers() -> int:
 
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "default_num_workers", "identity_images", "image_files_under", "is_image_name",
-    "is_listed_file", "list_image_files", "load_rgb", "natural_key", "to_rgb",
+    "IMAGE_EXTENSIONS", "decode_image", "default_num_workers", "identity_images", "image_files_under", "is_image_name",
+    "is_listed_file", "list_image_files", "load_rgb", "natural_key", "read_image_bytes", "to_rgb",
 ]
