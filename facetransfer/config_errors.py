@@ -22,8 +22,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import yaml
+from jsonargparse.typing import restricted_number_type
 
 from .errors import ConfigError
+
+#: number ranges that the command line and the Python checks (:func:`check_ranges`) share
+FractionUpToOne = restricted_number_type("FractionUpToOne", float, [(">", 0), ("<=", 1)])  # (0, 1]
+UnitFraction = restricted_number_type("UnitFraction", float, [(">=", 0), ("<", 1)])  # [0, 1)
+CosineSimilarity = restricted_number_type("CosineSimilarity", float, [(">=", -1), ("<=", 1)])  # [-1, 1]
 
 # how jsonargparse names a type -> what a user reads
 _TYPE_WORDS = {"float": "a number", "int": "an integer", "bool": "true or false", "NoneType": "null", "str": "a string",
@@ -108,7 +114,7 @@ def config_error(
     bounds = re.search(r"Not of type \w+: (.*?) ?does not conform to restriction (.+)$", text, re.M)
     if key and bounds:
         value, allowed = (given.group(1) if given else bounds.group(1)).strip(), _bounds(bounds.group(2))
-        return done(f"{name} must be {allowed}, got {value}" if options else f"{name}: {value} is not {allowed}")
+        return done(f"{name} must be {allowed}, got {value}")
     number = re.search(r"Not of type \w+: (invalid literal for int|could not convert string to float).*: (.*)$",
                        text, re.M)
     if key and number:
@@ -144,13 +150,15 @@ def check_config_files(argv: Sequence[str]) -> list[str]:
     the file (and the line and column of a syntax error). Returns the files."""
     files = []
     for value in config_file_args(argv):
+        if os.path.isdir(value):
+            raise ConfigError(f"config file {value} is a folder; give a YAML file")
         if not os.path.isfile(value):
             if _looks_like_a_path(value):
                 raise ConfigError(f"config file {value} does not exist")
             continue  # an inline YAML string: jsonargparse checks it
         try:
             with open(value, encoding="utf-8") as fh:
-                yaml.safe_load(fh)
+                data = yaml.safe_load(fh)
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -158,6 +166,9 @@ def check_config_files(argv: Sequence[str]) -> list[str]:
             raise ConfigError(f"config file {value} is not valid YAML: {where}{problem}") from None
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"config file {value} cannot be read: {getattr(err, 'strerror', None) or err}") from None
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"config file {value} must hold a mapping of keys (such as 'model:'), not a "
+                              f"{type(data).__name__}")
         files.append(value)
     return files
 
@@ -205,6 +216,25 @@ class ParserError(ConfigError):
         super().__init__(str(config_error(raw, known=self.known)))
 
 
+def check_ranges(values: Mapping[str, Any], allowed: Mapping[str, Any], prefix: str = "") -> None:
+    """Refuse the first of ``values`` outside its range as jsonargparse refuses a typed option: ``allowed`` maps a
+    name to a restricted number type (``jsonargparse.typing.PositiveFloat``, ``restricted_number_type(...)``); None
+    passes. For options whose type belongs to another library (Lightning's Trainer), and for Python callers.
+
+    >>> from jsonargparse.typing import PositiveFloat
+    >>> check_ranges({"lr": -1.0}, {"lr": PositiveFloat}, prefix="model.")
+    Traceback (most recent call last):
+    ...
+    facetransfer.config_errors.ParserError: model.lr must be > 0, got -1.0
+    """
+    for name, kind in allowed.items():
+        if values.get(name) is not None:
+            try:
+                kind(values[name])
+            except (TypeError, ValueError) as err:
+                raise ParserError(f'Parser key "{prefix}{name}":\n  Not of type {kind.__name__}: {err}') from None
+
+
 def known_keys(parser: Any) -> dict[str, list[str]]:
     """The keys a jsonargparse parser accepts per group (``""``: the top level), for "did you mean";
     empty when they cannot be listed."""
@@ -229,6 +259,6 @@ class OneLineErrors:
 
 
 __all__ = [
-    "OneLineErrors", "ParserError", "check_config_files", "config_error", "config_file_args", "file_setting",
+    "CosineSimilarity", "FractionUpToOne", "UnitFraction", "OneLineErrors", "ParserError", "check_config_files", "check_ranges", "config_error", "config_file_args", "file_setting",
     "known_keys", "located_config_error",
 ]

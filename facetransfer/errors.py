@@ -17,6 +17,13 @@ from collections.abc import Iterable
 class FaceTransferError(ValueError):
     """Base class: bad input the user can fix. The CLI prints its message alone."""
 
+    def __str__(self) -> str:
+        text = super().__str__()
+        raised_as = f"\n{type(self).__module__}.{type(self).__qualname__}: "
+        if "\nOriginal Traceback" in text and raised_as in text:  # torch re-raises a DataLoader worker's error
+            return text.rpartition(raised_as)[2].rstrip()  # with the worker's traceback: its own message only
+        return text
+
 
 class ConfigError(FaceTransferError):
     """A configuration value is unknown or out of range."""

@@ -344,3 +344,29 @@ def test_status_shows_done_running_pending_and_time_left(tmp_path, capsys):
     assert any("N=30 (all) seed=0: taking it over from worker 0/2 on node8 (pid 77)" in line for line in lines)
     assert main(["sweep", "--status", str(results)]) == 0
     assert "4 cells: 4 done, 0 running, 0 pending" in (out := capsys.readouterr().out) and "complete:" in out
+
+
+def test_a_worker_ends_when_its_parent_is_killed(tmp_path):
+    """Killing only the parent of `sweep --workers K` leaves no worker running (a re-run finishes their cells)."""
+    ready = tmp_path / "ready"
+    child = (f"import os, pathlib, time; from facetransfer.sweep.parallel.launcher import stop_with; "
+             f"stop_with(os.getppid()); pathlib.Path({str(ready)!r}).write_text(str(os.getpid())); time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys, time; "
+                               f"subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(120)"])
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    worker = int(ready.read_text())
+    parent.kill()
+    parent.wait()
+
+    def running() -> bool:
+        try:
+            return Path(f"/proc/{worker}/stat").read_text().split()[2] not in ("Z", "X")  # a zombie has ended
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not running()

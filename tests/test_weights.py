@@ -107,7 +107,7 @@ def test_weights_path_mismatch_is_one_clear_error(tmp_path):
     with pytest.raises(WeightsError, match=r"weights file .*r18.pth for backbone resnet50 does not fit: missing"):
         ft.get_backbone("resnet50", weights_path=str(tmp_path / "r18.pth"))
     (tmp_path / "junk.pth").write_bytes(b"junk")
-    with pytest.raises(WeightsError, match="cannot load weights file"):
+    with pytest.raises(WeightsError, match="weights file .*junk.pth is damaged or not a PyTorch weights file"):
         ft.get_backbone("resnet18", weights_path=str(tmp_path / "junk.pth"))
     with pytest.raises(WeightsError, match="does not exist"):
         ft.get_backbone("resnet18", weights_path=str(tmp_path / "none.pth"))

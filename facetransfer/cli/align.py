@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Optional
 from jsonargparse.typing import restricted_number_type
 from PIL import Image
 
+from ..config_errors import UnitFraction
 from ..errors import ConfigError, DataError
 from ..io.images import image_files_under
-from .options import LoadingOptions, ToolParser, UnitFraction, show_progress
+from .options import LoadingOptions, ToolParser, show_progress
 
 if TYPE_CHECKING:
     from ..detection import AlignedImage

@@ -26,23 +26,23 @@ import yaml
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from ..config_errors import OneLineErrors, ParserError, check_config_files, located_config_error
+from ..config_errors import OneLineErrors, ParserError, check_config_files, check_ranges, located_config_error
 from ..data import FaceDataModule
 from ..errors import ConfigError, FaceTransferError
 from ..io.checkpoint import read_checkpoint
-from ..io.filesystem import filesystem_error, find_os_error
+from ..io.filesystem import filesystem_error, find_os_error, raised_in
 from ..models import backbone_preprocess
 from ..strategies import get_strategy
 from ..strategies.base import MethodSpec
-from ..training.module import FaceClassifier, restoring_from_checkpoint
+from ..training.module import MODEL_RANGES, FaceClassifier, restoring_from_checkpoint
 from ..training.prediction import PredictionReport
 from ..training.run_folder import RunFolderGuard, StepWatcher
 from ..training.trainer import (
-    default_benchmark,
+    TRAINER_RANGES,
     default_callbacks,
-    default_precision,
     find_last_checkpoint,
     with_atomic_checkpoints,
+    with_trainer_defaults,
 )
 from .checkpoint_conflicts import (
     MODEL_OPTIONS,
@@ -107,7 +107,10 @@ class FaceTransferCLI(LightningCLI):
             check_config_files(argv)
             section = self._start_from_recipe(parser, argv)
             super().parse_arguments(parser, args)
-            parsed = (self.config[section] if section else self.config).get("strategy")
+            config = self.config[section] if section else self.config
+            check_ranges(config.get("model") or {}, MODEL_RANGES, "model.")  # refused now, not by the run
+            check_ranges(config.get("trainer") or {}, TRAINER_RANGES, "trainer.")
+            parsed = config.get("strategy")
             if parsed != (self.method.strategy if self.method else None):
                 raise ConfigError(f"strategy {parsed} is set where its recipe cannot be read before parsing: give it "
                                   f"as --strategy {parsed} or at the top of a --config file")
@@ -162,10 +165,8 @@ class FaceTransferCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config.get(str(self.subcommand), {}) if self.subcommand else {}
         trainer = config.get("trainer")
-        if trainer is not None and trainer.get("precision") is None:
-            trainer["precision"] = default_precision(trainer.get("accelerator", "auto"))
-        if trainer is not None and trainer.get("benchmark") is None and not trainer.get("deterministic"):
-            trainer["benchmark"] = default_benchmark(trainer.get("accelerator", "auto"))
+        if trainer is not None:
+            with_trainer_defaults(trainer)
         ckpt = config.get("ckpt_path")
         if trainer is not None and self.subcommand != "fit" and ckpt and ckpt != "last" and Path(ckpt).is_file():
             self._log_next_to_the_run(trainer, Path(ckpt))
@@ -287,9 +288,13 @@ class FaceTransferCLI(LightningCLI):
         except BaseException as err:
             stepped = watcher is None or watcher.stepped
             removed = guard.clean_up_after_failure(self.trainer, stepped)
+            ckpt = self.config_init[subcommand].get("ckpt_path")
+            if isinstance(err, FaceTransferError) and ckpt and str(err).startswith("the checkpoint "):
+                raise type(err)(f"checkpoint {ckpt}{str(err)[len('the checkpoint'):]}") from None  # name the file
             fault = find_os_error(err) if isinstance(err, Exception) and not isinstance(err, FaceTransferError) else None
             if fault is not None:
-                raise filesystem_error(fault, kept=self._what_was_kept(stepped, removed)) from err
+                logs = getattr(self.trainer.logger, "log_dir", None) if raised_in(fault, "tensorboard") else None
+                raise filesystem_error(fault, path=logs, kept=self._what_was_kept(stepped, removed)) from err
             raise
 
     def _what_was_kept(self, stepped: bool, removed: list[Path]) -> str:

@@ -24,11 +24,12 @@ from jsonargparse import Namespace
 from jsonargparse.typing import PositiveInt
 
 from .. import verification  # imported when used: not for --help
+from ..config_errors import CosineSimilarity, UnitFraction
 from ..data.sources import FolderSource
 from ..errors import ConfigError, DataError
 from ..io.atomic import atomic_write
 from ..io.images import list_image_files
-from .options import AlignOptions, LoadingOptions, ModelOptions, ToolParser, UnitFraction, build_model, show_progress
+from .options import AlignOptions, LoadingOptions, ModelOptions, ToolParser, build_model, show_progress
 
 #: what ``identify`` prints for a probe below the threshold
 UNKNOWN = "unknown"
@@ -243,7 +244,8 @@ def build_parser() -> ToolParser:
     enroll.add_argument("--target_far", type=Optional[UnitFraction], default=None,
                         help="choose the threshold accepting at most this fraction of impostor scores "
                         "(default: the best separation)")
-    enroll.add_argument("--threshold", type=Optional[float], default=None, help="a fixed cosine-similarity threshold")
+    enroll.add_argument("--threshold", type=Optional[CosineSimilarity], default=None,
+                        help="a fixed cosine-similarity threshold (-1..1)")
     enroll.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
     identify = _subcommand(parser, "identify", "name the faces in images (or say unknown)")

@@ -21,14 +21,17 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, DefaultHelpFormatter, Namespace
-from jsonargparse.typing import NonNegativeInt, PositiveInt, restricted_number_type
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 
-from ..config_errors import OneLineErrors, ParserError, check_config_files, located_config_error
+from ..config_errors import (
+    FractionUpToOne,
+    OneLineErrors,
+    ParserError,
+    check_config_files,
+    located_config_error,
+)
 from ..errors import ConfigError, WeightsError
 from ..io.images import default_num_workers
-
-FaceCrop = restricted_number_type("FaceCrop", float, [(">", 0), ("<=", 1)])  # (0, 1]
-UnitFraction = restricted_number_type("UnitFraction", float, [(">=", 0), ("<", 1)])  # [0, 1)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
@@ -57,7 +60,7 @@ class ToolParser(OneLineErrors, ArgumentParser):
             self.add_class_arguments(kind, None, skip=skip)
 
     def add_face_crop(self, default: str) -> None:
-        self.add_argument("--face_crop", type=Optional[FaceCrop], default=None,
+        self.add_argument("--face_crop", type=Optional[FractionUpToOne], default=None,
                           help=f"central fraction of each image kept before resizing (default: {default})")
 
     def add_progress(self) -> None:
@@ -218,6 +221,6 @@ class AlignOptions(_Group):
 
 
 __all__ = [
-    "AlignOptions", "FaceCrop", "HelpFormatter", "LoadingOptions", "ModelOptions", "ToolParser", "UnitFraction",
+    "AlignOptions", "HelpFormatter", "LoadingOptions", "ModelOptions", "ToolParser",
     "build_model", "show_progress", "snake_case_args",
 ]

@@ -290,7 +290,8 @@ class FaceDataModule(L.LightningDataModule):
             # another kind, or the same kind with no data.dataset_args given: the split's own source
             # (its arguments decide which images the keys name, e.g. a synthetic set's size)
             root = self._recorded_root(recorded)
-            rank_zero_info(f"facetransfer: using the split's data source {kind} at {root} with {args}")
+            given = f" with {', '.join(f'{k}={v}' for k, v in args.items())}" if args else ""
+            rank_zero_info(f"facetransfer: using the split's data source {kind} at {root}{given}")
             self.source = self._aligned(get_source(kind, root=root, **args))
             self._sources_for.clear()
             self.dataset = kind

@@ -28,6 +28,7 @@ import hashlib
 import os
 import pickle
 import re
+import struct
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -154,24 +155,23 @@ def verify_digest(checkpoint: Mapping[str, Any], path: str | os.PathLike | None 
         raise DigestMismatch(changed, path)
     return True
 
-def checkpoint_error(path: _PATH, err: BaseException) -> WeightsError:
-    """The :class:`WeightsError` for a checkpoint that ``torch.load(weights_only=True)`` refused."""
+def checkpoint_error(path: _PATH, err: BaseException, what: str = "checkpoint") -> WeightsError:
+    """The :class:`WeightsError` for a checkpoint (or weights file) that ``torch.load(weights_only=True)`` refused."""
     text = str(err)
     if isinstance(err, FileNotFoundError):
-        return WeightsError(f"checkpoint file {path} does not exist")
+        return WeightsError(f"{what} file {path} does not exist")
     if "Weights only load failed" in text:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        what = f" ({found.group(1)})" if found else ""
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text) or re.search(r"unsupported GLOBAL (\S+)", text)
+        name = f" ({found.group(1)})" if found else ""
         return WeightsError(
-            f"checkpoint {path} holds a pickled Python object{what}, not only tensors and plain data; "
-            "facetransfer loads checkpoints with weights_only=True and refuses it (only load files you trust "
-            "with torch.load(weights_only=False), then save their state_dict)"
+            f"{what} {path} holds a pickled Python object{name}, not only tensors and plain data; it was refused "
+            "(facetransfer loads only plain state dicts and checkpoints, with weights_only=True)"
         )
     first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-    return WeightsError(f"checkpoint {path} is damaged or not a PyTorch checkpoint: {first}")
+    return WeightsError(f"{what} {path} is damaged or not a PyTorch {what}: {first}")
 
 
-LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError)
+LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, struct.error)
 
 
 def is_load_error(err: BaseException) -> bool:
@@ -189,6 +189,8 @@ def read_checkpoint(path: _PATH) -> dict[str, Any]:
     trainer's checkpoint IO), ``FaceClassifier.load_from_checkpoint``, ``verify`` / ``gallery`` /
     ``export --ckpt_path``, a split reused from a checkpoint, ``weights_path``.
     """
+    if Path(path).is_dir():
+        raise WeightsError(f"checkpoint {path} is a folder; give one of its .ckpt files (or --ckpt_path last)")
     if not Path(path).is_file():
         raise WeightsError(f"checkpoint file {path} does not exist")
     if not zipfile.is_zipfile(path):  # what torch.save writes (else torch reports a text file as "pickled")

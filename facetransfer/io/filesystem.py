@@ -57,6 +57,11 @@ def find_os_error(err: BaseException | None) -> OSError | None:
     return None
 
 
+def raised_in(err: BaseException, package: str) -> bool:
+    """Whether ``package`` (``tensorboard``) has a frame in ``err``'s traceback."""
+    return any(f"{os.sep}{package}{os.sep}" in frame.filename for frame in traceback.extract_tb(err.__traceback__))
+
+
 def guess_operation(err: OSError) -> str:
     """What was being done when ``err`` was raised, from its traceback (else from its error number)."""
     for frame in reversed(traceback.extract_tb(err.__traceback__)):
@@ -91,4 +96,4 @@ def filesystem_error(
     return FileSystemError(describe_os_error(err, operation, path, kept))
 
 
-__all__ = ["describe_os_error", "filesystem_error", "find_os_error", "guess_operation", "reason_of"]
+__all__ = ["describe_os_error", "filesystem_error", "find_os_error", "guess_operation", "raised_in", "reason_of"]

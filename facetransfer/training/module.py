@@ -22,10 +22,12 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, restricted_number_type
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from ..config_errors import FractionUpToOne, UnitFraction, check_ranges
 from ..errors import ConfigError, WeightsError
 from ..features import BackboneFeatures, FeatureProvider, file_identity, weights_fingerprint
 from ..io.checkpoint import read_checkpoint
@@ -89,6 +91,15 @@ def lbfgs(params, iterations: int) -> torch.optim.LBFGS:
     return torch.optim.LBFGS(
         params, lr=1.0, max_iter=iterations, history_size=20, line_search_fn="strong_wolfe", tolerance_grad=1e-4
     )
+
+
+#: the numeric options' allowed values, checked while the command line is parsed and when the model is built
+MODEL_RANGES = {
+    "lr": PositiveFloat, "backbone_lr": NonNegativeFloat, "backbone_lr_decay": FractionUpToOne, "head_c": PositiveFloat,
+    "lbfgs_iterations": PositiveInt, "l2sp": NonNegativeFloat, "weight_decay": NonNegativeFloat,
+    "head_dropout": UnitFraction, "label_smoothing": UnitFraction, "warmup_epochs": NonNegativeInt,
+    "input_size": restricted_number_type("AtLeast16Pixels", int, [(">=", 16)]),
+}
 
 
 class FaceClassifier(L.LightningModule):
@@ -171,16 +182,7 @@ class FaceClassifier(L.LightningModule):
             raise ConfigError(f"unknown scheduler {scheduler!r}; known: none, cosine, step")
         if optimizer == "lbfgs" and scheduler != "none":
             raise ConfigError(f"scheduler {scheduler!r} does not apply to optimizer lbfgs (its line search sets the step)")
-        if lr <= 0 or (backbone_lr is not None and backbone_lr < 0):
-            raise ConfigError(f"learning rates must be positive (lr={lr}, backbone_lr={backbone_lr})")
-        if head_c is not None and head_c <= 0:
-            raise ConfigError(f"head_c must be positive (smaller: stronger L2 penalty) or null, got {head_c}")
-        if lbfgs_iterations < 1:
-            raise ConfigError(f"lbfgs_iterations must be >= 1, got {lbfgs_iterations}")
-        if backbone_lr_decay is not None and not 0 < backbone_lr_decay <= 1:
-            raise ConfigError(f"backbone_lr_decay must be in (0, 1] or null, got {backbone_lr_decay}")
-        if l2sp < 0:
-            raise ConfigError(f"l2sp must be >= 0, got {l2sp}")
+        check_ranges(locals(), MODEL_RANGES)
         self.automatic_optimization = optimizer != "lbfgs"  # L-BFGS: one closure-driven step per batch
         if isinstance(backbone, Backbone):
             if weights or weights_path or backbone_args:
@@ -195,8 +197,6 @@ class FaceClassifier(L.LightningModule):
             self.backbone = get_backbone(backbone, weights=weights, weights_path=weights_path, **(backbone_args or {}))
             self.backbone_name = backbone
         if input_size is not None:
-            if input_size < 16:
-                raise ConfigError(f"input_size must be >= 16 pixels, got {input_size}")
             self.backbone.preprocess = self.backbone.preprocess.resized(input_size)
         self.frozen_stages = apply_freeze_policy(self.backbone, freeze)
         # L2-SP's anchor: the weights as built (pretrained), not saved in checkpoints (a resumed fit

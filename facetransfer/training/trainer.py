@@ -17,12 +17,14 @@ from typing import Any
 import lightning as L
 import torch
 from fsspec.implementations.local import LocalFileSystem
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveInt, restricted_number_type
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.plugins.io import CheckpointIO
 
+from ..config_errors import check_ranges
 from ..errors import WeightsError
 from ..io.checkpoint import (
     LOAD_ERRORS,
@@ -131,6 +133,29 @@ def default_benchmark(accelerator: str | None = "auto") -> bool | None:
     return True if default_precision(accelerator) is not None else None
 
 
+#: the Trainer's numeric options' allowed values, checked while the command line is parsed (Lightning checks them
+#: only when the run starts, with a traceback)
+_COUNT_OR_MINUS_ONE = restricted_number_type("CountOrMinusOne", int, (">=", -1))  # -1: no limit / all
+TRAINER_RANGES = {
+    "max_epochs": _COUNT_OR_MINUS_ONE, "min_epochs": NonNegativeInt, "max_steps": _COUNT_OR_MINUS_ONE,
+    "min_steps": NonNegativeInt, "num_sanity_val_steps": _COUNT_OR_MINUS_ONE,
+    "check_val_every_n_epoch": PositiveInt, "accumulate_grad_batches": PositiveInt, "log_every_n_steps": PositiveInt,
+    "num_nodes": PositiveInt, "gradient_clip_val": NonNegativeFloat, "limit_train_batches": NonNegativeFloat,
+    "limit_val_batches": NonNegativeFloat, "limit_test_batches": NonNegativeFloat, "limit_predict_batches": NonNegativeFloat,
+}
+
+
+def with_trainer_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    """Trainer options, checked against :data:`TRAINER_RANGES`, with bf16-mixed precision and cuDNN autotuning on
+    GPUs unless they are set (the CLI and :func:`make_trainer` both apply them)."""
+    check_ranges(options, TRAINER_RANGES)
+    if options.get("precision") is None:
+        options["precision"] = default_precision(options.get("accelerator", "auto"))
+    if options.get("benchmark") is None and not options.get("deterministic"):
+        options["benchmark"] = default_benchmark(options.get("accelerator", "auto"))
+    return options
+
+
 def with_atomic_checkpoints(plugins: Any) -> list[Any]:
     """Trainer ``plugins`` plus :class:`AtomicCheckpointIO`, unless they hold a checkpoint IO already."""
     plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([] if plugins is None else [plugins])
@@ -145,16 +170,12 @@ def make_trainer(save_last: bool = True, **kwargs: Any) -> L.Trainer:
 
     ``save_last=False`` keeps only the best checkpoint (runs that are never resumed)."""
     silence_known_noise()
-    kwargs.setdefault("default_root_dir", "runs")
-    if kwargs.get("precision") is None:
-        kwargs["precision"] = default_precision(kwargs.get("accelerator", "auto"))
-    if kwargs.get("benchmark") is None and not kwargs.get("deterministic"):
-        kwargs["benchmark"] = default_benchmark(kwargs.get("accelerator", "auto"))
+    kwargs = with_trainer_defaults({"default_root_dir": "runs", **kwargs})
     defaults = default_callbacks(kwargs.get("enable_checkpointing") is not False, kwargs.get("logger") is not False, save_last)
     kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *defaults]
     kwargs["plugins"] = with_atomic_checkpoints(kwargs.get("plugins"))  # atomic, weights_only checkpoint files
     return L.Trainer(**kwargs)
 
 
-__all__ = ["AtomicCheckpointIO", "default_benchmark", "default_callbacks", "default_precision", "find_last_checkpoint",
-           "make_trainer", "with_atomic_checkpoints"]
+__all__ = ["AtomicCheckpointIO", "TRAINER_RANGES", "default_benchmark", "default_callbacks", "default_precision",
+           "find_last_checkpoint", "make_trainer", "with_atomic_checkpoints", "with_trainer_defaults"]

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_curve
 from torch import nn
 
+from ..config_errors import CosineSimilarity, check_ranges
 from ..errors import ConfigError, DataError
 from ..io.atomic import atomic_path
 from ..io.images import identity_images
@@ -144,6 +145,15 @@ class Gallery:
         self.sources: list[str] = []
         self.calibration: dict[str, Any] | None = None
         self.model_source: dict[str, Any] | None = default_model_source(model)
+
+    @property
+    def threshold(self) -> float | None:
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float | None) -> None:
+        check_ranges({"threshold": value}, {"threshold": CosineSimilarity})  # a cosine similarity never exceeds 1
+        self._threshold = None if value is None else float(value)
 
     # --- enrolment ----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -369,8 +379,40 @@ def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """
     if not path.is_file():
         raise DataError(f"gallery file {path} does not exist")
-    if zipfile.is_zipfile(path):
-        return _read_version_1(path)
+    tensors, data = _read_version_1(path) if zipfile.is_zipfile(path) else _read_version_2(path)
+    problem = _damage(tensors, data)
+    if problem:
+        raise DataError(f"{path} is a damaged facetransfer gallery file: {problem}")
+    return tensors, data
+
+
+def _damage(tensors: dict[str, torch.Tensor], data: dict[str, Any]) -> str | None:
+    """What is wrong with a gallery file's fields (a file is input: every field is checked), or None."""
+    embeddings, labels, names, sources, meta = (tensors["embeddings"], tensors["labels"], data["names"],
+                                                data["sources"], data["meta"])
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
+        return "it has no model description"
+    needed = {"backbone": str, "num_features": int, "face_crop": (int, float), "flip": bool, "weights_fingerprint": str}
+    missing = [key for key, kind in needed.items() if not isinstance(meta["model"].get(key), kind)]
+    if missing:
+        return f"its model description lacks {', '.join(missing)}"
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not isinstance(sources, list):
+        return "its names and sources are not lists of strings"
+    if embeddings.ndim != 2 or not embeddings.is_floating_point() or embeddings.shape[1] != meta["model"]["num_features"]:
+        return f"embeddings of shape {tuple(embeddings.shape)} for a model of {meta['model']['num_features']} features"
+    if labels.ndim != 1 or labels.is_floating_point() or not len(labels) == len(embeddings) == len(sources):
+        return f"{len(embeddings)} embeddings, {labels.numel()} labels and {len(sources)} sources"
+    if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(names):
+        return f"labels outside 0..{len(names) - 1} (it names {len(names)} people)"
+    threshold = meta.get("threshold")
+    if threshold is not None and not (isinstance(threshold, (int, float)) and -1 <= threshold <= 1):
+        return f"threshold {threshold!r} (a cosine similarity: -1..1, or null)"
+    if meta.get("match", "mean") not in ("mean", "nearest"):
+        return f"match {meta.get('match')!r} (mean or nearest)"
+    return None
+
+
+def _read_version_2(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from safetensors import safe_open
 
     try:
@@ -398,8 +440,11 @@ def _read_version_1(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         raise DataError(f"{path} is not a facetransfer gallery file: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise DataError(f"{path} is not a facetransfer gallery file")
-    tensors = {"embeddings": data["embeddings"], "labels": data["labels"]}
-    return tensors, {"names": data["names"], "sources": data["sources"], "meta": json.loads(data["meta"]), "version": 1}
+    try:
+        tensors = {"embeddings": data["embeddings"], "labels": data["labels"]}
+        return tensors, {"names": data["names"], "sources": data["sources"], "meta": json.loads(data["meta"]), "version": 1}
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{path} is a damaged facetransfer gallery file: {err}") from None
 
 
 __all__ = ["Gallery", "Match", "list_identity_images"]
