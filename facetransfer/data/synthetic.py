@@ -47,15 +47,10 @@ from .sources import FaceRecord, FaceSource, register_source
 GENERATOR_VERSION = 1
 
 # Skin tones from light to dark (RGB); an identity interpolates between neighbours.
-_SKIN = np.array(
-    [(255, 224, 196), (241, 194, 160), (224, 172, 128), (198, 134, 94), (161, 102, 66), (116, 72, 44), (80, 52, 34)],
-    dtype=np.float64,
-)
-_HAIR = np.array(
-    [(20, 16, 14), (55, 36, 24), (96, 62, 36), (150, 104, 60), (210, 176, 110), (160, 70, 35), (150, 150, 150),
-     (230, 230, 225)],
-    dtype=np.float64,
-)
+_SKIN = np.array([(255, 224, 196), (241, 194, 160), (224, 172, 128), (198, 134, 94), (161, 102, 66), (116, 72, 44),
+                  (80, 52, 34)], dtype=np.float64)
+_HAIR = np.array([(20, 16, 14), (55, 36, 24), (96, 62, 36), (150, 104, 60), (210, 176, 110), (160, 70, 35),
+                  (150, 150, 150), (230, 230, 225)], dtype=np.float64)
 _IRIS = np.array([(60, 40, 25), (100, 70, 40), (70, 110, 150), (80, 120, 80), (120, 120, 120)], dtype=np.float64)
 
 
@@ -151,10 +146,8 @@ def _draw_background(draw: ImageDraw.ImageDraw, s: int, r: np.random.Generator) 
         x0, y0 = r.uniform(-0.2, 1.0, 2) * s
         w, h = r.uniform(0.1, 0.7, 2) * s
         fill = _muted(r, 20, 235)
-        if kind == 0:
-            draw.rectangle((x0, y0, x0 + w, y0 + h), fill=fill)
-        elif kind == 1:
-            draw.ellipse((x0, y0, x0 + w, y0 + h), fill=fill)
+        if kind < 2:
+            (draw.rectangle, draw.ellipse)[kind]((x0, y0, x0 + w, y0 + h), fill=fill)
         else:
             draw.line((x0, y0, x0 + w, y0 + h), fill=fill, width=max(1, int(r.uniform(0.01, 0.05) * s)))
 
@@ -195,10 +188,8 @@ def _draw_face(draw: ImageDraw.ImageDraw, s: int, t: _Traits, r: np.random.Gener
     # Beard.
     if t.beard:
         top = cy + hh * (t.mouth_y - 0.25 if t.beard == 2 else t.mouth_y + 0.12)
-        draw.chord(
-            (cx - hw * t.jaw, top - hh * 0.6, cx + hw * t.jaw, cy + hh * (0.1 + 0.9 * t.chin) + hh * 0.05),
-            0, 180, fill=hair,
-        )
+        chin = cy + hh * (0.1 + 0.9 * t.chin) + hh * 0.05
+        draw.chord((cx - hw * t.jaw, top - hh * 0.6, cx + hw * t.jaw, chin), 0, 180, fill=hair)
         if t.beard == 2:  # moustache
             draw.rectangle((fx - hw * t.mouth_w * 0.55, top - hh * 0.04, fx + hw * t.mouth_w * 0.55, top + hh * 0.06),
                            fill=hair)
@@ -274,10 +265,7 @@ def _occlude(draw: ImageDraw.ImageDraw, s: int, r: np.random.Generator) -> None:
     fill = _color(r.uniform(0, 255, 3))
     x0, y0 = r.uniform(0.2, 0.7, 2) * s
     w, h = r.uniform(0.15, 0.4, 2) * s
-    if r.random() < 0.5:
-        draw.rectangle((x0, y0, x0 + w, y0 + h), fill=fill)
-    else:
-        draw.ellipse((x0, y0, x0 + w, y0 + h), fill=fill)
+    (draw.rectangle if r.random() < 0.5 else draw.ellipse)((x0, y0, x0 + w, y0 + h), fill=fill)
 
 
 def render_face(seed: int, identity: int, index: int, image_size: int = 112) -> Image.Image:

@@ -64,10 +64,8 @@ class FrozenFeatureStrategy(Strategy):
         train = ctx.feature_store.select(extractor, manifest.train)
         test = ctx.feature_store.select(extractor, manifest.test)
         start = time.perf_counter()
-        scores = self.solve(
-            train.features.numpy(), train.labels.numpy(), test.features.numpy(), manifest.num_classes, cell.method,
-            cell.seed, ctx,
-        )
+        scores = self.solve(train.features.numpy(), train.labels.numpy(), test.features.numpy(), manifest.num_classes,
+                            cell.method, cell.seed, ctx)
         train_seconds = time.perf_counter() - start
         metrics = classification_metrics(scores, test.labels.numpy(), manifest.num_classes)
         return CellResult(**metrics, train_seconds=train_seconds, device=device_label(ctx.feature_device))

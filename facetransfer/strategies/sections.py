@@ -14,6 +14,7 @@ sections, the strategy's recipe, the method's own sections::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -66,7 +67,7 @@ def plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one object per section (a module constant): compared and hashed by identity
 class Section:
     """A mapping a method of a strategy may hold (``model:``, ``logreg:`` ...), checked against a signature.
 
@@ -106,25 +107,20 @@ class Section:
                 raise ConfigError(f"{where}.{key}: this strategy's {self.key} accepts {', '.join(self.only or ())}")
 
 
-_PARSERS: dict[tuple[int, ...], Any] = {}
-
-
-def sections_parser(sections: Sequence[Section]):
+@functools.cache
+def sections_parser(sections: tuple[Section, ...]):
     """The parser of a strategy's sections: one group per section, built once (required arguments such
     as EarlyStopping's ``monitor`` are checked when the object is built, not per layer)."""
-    cache_key = tuple(map(id, sections))
-    if cache_key not in _PARSERS:
-        from jsonargparse import ArgumentParser
+    from jsonargparse import ArgumentParser
 
-        parser = ArgumentParser(exit_on_error=False)
-        for section in sections:
-            target = section.target()
-            add = parser.add_class_arguments if isinstance(target, type) else parser.add_function_arguments
-            add(target, section.key, skip=set(section.managed), fail_untyped=False, sub_configs=True)
-        for action in parser._actions:
-            action.required = False
-        _PARSERS[cache_key] = parser
-    return _PARSERS[cache_key]
+    parser = ArgumentParser(exit_on_error=False)
+    for section in sections:
+        target = section.target()
+        add = parser.add_class_arguments if isinstance(target, type) else parser.add_function_arguments
+        add(target, section.key, skip=set(section.managed), fail_untyped=False, sub_configs=True)
+    for action in parser._actions:
+        action.required = False
+    return parser
 
 
 def _section_error(err: Exception, where: str, parser: Any) -> ConfigError:
@@ -161,7 +157,7 @@ def resolve_sections(
     stack.append({k: v or {} for k, v in own.items() if k in by_key and k not in off})
     present = {k for layer in stack for k in layer}
     stack.insert(0, {k: dict(by_key[k].preset) for k in present if by_key[k].preset})
-    parser = sections_parser(sections)
+    parser = sections_parser(tuple(sections))
     namespace = None
     for i, layer in enumerate(stack):
         try:

@@ -145,11 +145,10 @@ def build_sweep_config(parsed: Any, *, default_name: str = "sweep", sources: Seq
         raise ConfigError("methods is empty: the grid has no method (e.g. - {strategy: scratch, backbone: scratch_cnn})")
     shared = {"model": model, "trainer": trainer}
     methods = [resolve_method(i, m, {"trainer": CELL_TRAINER_DEFAULTS}, shared) for i, m in enumerate(given["methods"])]
-    seen: dict[str, int] = {}
-    for i, m in enumerate(methods):
-        if m.name in seen:
-            raise ConfigError(f"methods[{i}] and methods[{seen[m.name]}] are both called {m.name!r}; give one a name:")
-        seen[m.name] = i
+    names = [m.name for m in methods]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"methods[{i}] and methods[{names.index(name)}] are both called {name!r}; give one a name:")
     train_samples = list(dict.fromkeys(given["train_samples"] if given.get("train_samples") is not None else ["all"]))
     seeds = list(dict.fromkeys(given["seeds"] if given.get("seeds") is not None else [0]))
     if not train_samples:
@@ -162,7 +161,7 @@ def build_sweep_config(parsed: Any, *, default_name: str = "sweep", sources: Seq
         name=name, output_dir=Path(output_dir), data=data, trainer=trainer, train_samples=train_samples, seeds=seeds,
         methods=methods, feature_cache_dir=Path(given.get("feature_cache_dir") or os.path.join(output_dir, "features")),
         checkpoints=given.get("checkpoints") or "best", num_threads=given.get("num_threads"), sources=list(sources),
-        method_order=[m.name for m in methods],
+        method_order=names,
     )
 
 

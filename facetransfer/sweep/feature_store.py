@@ -118,11 +118,7 @@ class FeatureStore(FeatureProvider):
 
 def all_keys(manifests: Sequence[Any]) -> list[str]:
     """Every image key of the given split manifests (train pool, val, test)."""
-    keys: set[str] = set()
-    for m in manifests:
-        for part in (m.train, m.val, m.test):
-            keys.update(k for k, _ in part)
-    return sorted(keys)
+    return sorted({key for m in manifests for part in (m.train, m.val, m.test) for key, _ in part})
 
 
 __all__ = ["FeatureStore", "all_keys"]

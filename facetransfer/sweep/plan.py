@@ -34,7 +34,7 @@ from ..strategies.base import Cell, CellContext, CellKey, MethodSpec
 from ..training.devices import autocast_dtype, feature_device
 from .config import SweepConfig
 from .feature_store import FeatureStore, all_keys
-from .parallel.lease import Lease, fingerprint_digest, lease_alive, read_leases
+from .parallel.lease import Lease, fingerprint_digest, read_leases, why_dead
 from .results import RESULTS_NAME, ResultsTable, SweepState
 
 Echo = Callable[[str], None]
@@ -50,15 +50,10 @@ def effective_sizes(requested: list[int | str], pool_size: int) -> tuple[list[in
     >>> notes[0]
     "train_samples 5000 is more than the training pool of 2178 images: capped to 2178 (= 'all')"
     """
-    sizes: list[int] = []
-    notes: list[str] = []
-    for n in requested:
-        size = pool_size if n == "all" else min(int(n), pool_size)
-        if n != "all" and int(n) > pool_size:
-            notes.append(f"train_samples {n} is more than the training pool of {pool_size} images: capped to {pool_size} (= 'all')")
-        if size not in sizes:
-            sizes.append(size)
-    return sorted(sizes), notes
+    sizes = sorted({pool_size if n == "all" else min(int(n), pool_size) for n in requested})
+    notes = [f"train_samples {n} is more than the training pool of {pool_size} images: capped to {pool_size} (= 'all')"
+             for n in requested if n != "all" and int(n) > pool_size]
+    return sizes, notes
 
 
 def split_digest(pool: SplitManifest) -> str:
@@ -82,22 +77,20 @@ def build_cells(config: SweepConfig, pools: dict[int, SplitManifest]) -> tuple[l
 def build_splits(config: SweepConfig, echo: Echo) -> tuple[dict[int, SplitManifest], FaceDataModule, list[str]]:
     """Each seed's split with the whole training pool (bad data fails here, before any training),
     the data module of the first seed, and every image key of the splits (for the feature store)."""
-    pools: dict[int, SplitManifest] = {}
-    first: FaceDataModule | None = None
+    modules: dict[int, FaceDataModule] = {}
     for seed in config.seeds:
         try:
-            data = FaceDataModule(**config.data, seed=seed, train_samples="all")
+            modules[seed] = data = FaceDataModule(**config.data, seed=seed, train_samples="all")
         except (TypeError, ConfigError) as err:
             raise ConfigError(f"data: {err}") from None
-        pools[seed] = m = data.manifest
-        first = first or data
+        m = data.manifest
         balanced = " (balanced: the same number per identity)" if m.settings.get("balanced_eval") else ""
         echo(
             f"data (seed {seed}): {data.dataset} {data.root or ''} -> {m.num_classes} identities, "
             f"train pool {m.train_pool_size}, val {len(m.val)}, test {len(m.test)} images{balanced}"
         )
-    assert first is not None
-    return pools, first, all_keys(list(pools.values()))
+    pools = {seed: data.manifest for seed, data in modules.items()}
+    return pools, modules[config.seeds[0]], all_keys(list(pools.values()))
 
 
 @dataclass
@@ -143,20 +136,16 @@ class SweepPlan:
         """The live leases workers hold on cells of this grid."""
         keys = {c.key for c in self.cells}
         return {lease.cell: lease for lease in read_leases(self.output_dir)
-                if lease.cell in keys and lease_alive(self.output_dir, lease)}
-
-    def state_extra(self) -> dict[str, Any]:
-        """What ``sweep.json`` records besides splits and settings: name, method order, config, grid."""
-        config = self.config
-        order = config.method_order or [m.name for m in config.methods]
-        grid = [{"method": c.method.name, "train_samples": c.train_samples, "seed": c.seed, "label": c.label} for c in self.cells]
-        return {"name": config.name, "method_order": order, "config": config.to_dict(), "grid": grid}
+                if lease.cell in keys and not why_dead(self.output_dir, lease)}
 
     def check_state(self, write: bool = True) -> None:
-        """Refuse a changed split or changed method settings for cells with rows or running in
-        another worker; record this sweep's (``write``) or only check against the recorded."""
-        recorded = self.finished | set(self.running())
-        SweepState(self.output_dir).check_and_update(self.splits, self.fingerprints, recorded, self.state_extra(), write=write)
+        """Refuse a changed split or changed method settings for cells with rows or running in another
+        worker; record this sweep's (``write``: with its name, method order, config and grid) or only check."""
+        config, recorded = self.config, self.finished | set(self.running())
+        order = config.method_order or [m.name for m in config.methods]
+        grid = [{"method": c.method.name, "train_samples": c.train_samples, "seed": c.seed, "label": c.label} for c in self.cells]
+        extra = {"name": config.name, "method_order": order, "config": config.to_dict(), "grid": grid}
+        SweepState(self.output_dir).check_and_update(self.splits, self.fingerprints, recorded, extra, write=write)
 
     # what the cells run with (a CellContext): each cell's split and folder, the frozen-feature store
     def manifest(self, cell: Cell) -> SplitManifest:
@@ -238,11 +227,8 @@ def run_cell(cell: Cell, ctx: CellContext) -> dict[str, Any]:
 @contextlib.contextmanager
 def torch_threads(count: int | None) -> Iterator[None]:
     """Run with ``count`` intra-op CPU threads (None: leave torch's setting), restored afterwards."""
-    if count is None:
-        yield
-        return
     before = torch.get_num_threads()
-    torch.set_num_threads(count)
+    torch.set_num_threads(count or before)
     try:
         yield
     finally:
@@ -252,10 +238,7 @@ def torch_threads(count: int | None) -> Iterator[None]:
 @contextlib.contextmanager
 def quiet_lightning(enabled: bool = True) -> Iterator[None]:
     """Hide Lightning's per-Trainer info lines (GPU available ..., seed set ...) during cells."""
-    if not enabled:
-        yield
-        return
-    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")] if enabled else []
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.WARNING)

@@ -150,8 +150,7 @@ def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None 
     ax = fig.add_subplot(1, 1, 1)
     for s in _series(folder, rows):
         ns = sorted(s.points)
-        stats = [_stats([r["test_top1"] * 100 for r in s.points[n]]) for n in ns]
-        means, stds = [m for m, _ in stats], [d for _, d in stats]
+        means, stds = zip(*[_stats([r["test_top1"] * 100 for r in s.points[n]]) for n in ns])
         linestyle, marker = _plot_style(s.strategy)
         (line,) = ax.plot(ns, means, linestyle=linestyle, marker=marker, label=s.method)
         if any(d > 0 for d in stds):

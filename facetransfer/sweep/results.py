@@ -22,13 +22,14 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from ..errors import ConfigError, DataError
-from ..io.atomic import atomic_write
+from ..io.atomic import TEMPORARY_SUFFIX, atomic_write
 from ..io.atomic import remove_stale_temporaries as _remove_stale
 from ..strategies.base import CellKey
 
 RESULTS_NAME = "results.csv"
 STATE_NAME = "sweep.json"
 LOCK_NAME = ".sweep.lock"
+LEASES_DIR = "leases"  # which worker runs which cell (parallel.lease)
 STATE_VERSION = 1
 
 FIELDS = ["dataset", "method", "strategy", "backbone", "weights", "train_samples", "seed", "identities", "test_images",
@@ -146,9 +147,8 @@ def _diff(old: Any, new: Any, prefix: str = "") -> str | None:
 def read_state(folder: str | os.PathLike) -> dict[str, Any]:
     """``sweep.json`` of ``folder`` as far as it can be read ({} when absent or damaged), for what needs
     only the CSV to work (the report, ``--status``)."""
-    path = Path(folder) / STATE_NAME
     try:
-        state = json.loads(path.read_text()) if path.is_file() else {}
+        state = json.loads((Path(folder) / STATE_NAME).read_text())
     except (OSError, json.JSONDecodeError):
         return {}
     return state if isinstance(state, dict) else {}
@@ -228,11 +228,14 @@ class SweepState:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> None:
-    """Temporary files a killed sweep left behind (the real files are intact). Their writers hold
-    :func:`folder_lock`, so under it every temporary file is a leftover."""
+    """Temporary files a killed sweep left behind (of ``results.csv``, ``sweep.json`` and the leases; the real files
+    are intact). Their writers hold :func:`folder_lock`, so under it every temporary file is a leftover."""
     with locked(folder):
         for name in (RESULTS_NAME, STATE_NAME):
             _remove_stale(Path(folder) / name)
+        for stale in (Path(folder) / LEASES_DIR).glob(f".*{TEMPORARY_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
 
 __all__ = ["FIELDS", "RESULTS_NAME", "ResultsTable", "SweepState", "folder_lock", "locked", "read_state", "row_key"]

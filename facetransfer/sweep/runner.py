@@ -18,7 +18,6 @@ from typing import Any
 from ..strategies.base import Cell, CellKey
 from ..training.noise import silence_known_noise
 from .config import SweepConfig
-from .parallel.lease import remove_stale_lease_temporaries
 from .parallel.run_options import ParallelOptions, Shard
 from .plan import Echo, SweepPlan, check_methods, prepare, quiet_lightning, torch_threads
 from .report import REPORT_NAME, Report, read_report
@@ -69,7 +68,6 @@ def run_sweep(config: SweepConfig, *, progress: bool = True, report: bool = True
     out = config.output_dir
     with torch_threads(config.num_threads):
         remove_stale_temporaries(out)
-        remove_stale_lease_temporaries(out)
         plan = prepare(config, echo, quiet)
         cells, pending = plan.cells, plan.pending
         result = SweepResult(out, cells, skipped=[c.key for c in cells if c.key in plan.finished])

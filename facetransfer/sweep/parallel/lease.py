@@ -30,12 +30,11 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from ...io.atomic import TEMPORARY_SUFFIX, atomic_write
+from ...io.atomic import atomic_write
 from ...strategies.base import CellKey
 from ...strategies.sections import slug
-from ..results import locked
+from ..results import LEASES_DIR, locked
 
-LEASES_DIR = "leases"
 WORKERS_DIR = "workers"
 DEFAULT_LEASE_SECONDS = 300.0
 
@@ -85,9 +84,6 @@ class Lease:
         """Seconds since the last heartbeat."""
         return (time.time() if now is None else now) - self.heartbeat_at
 
-    def expired(self, now: float | None = None) -> bool:
-        return self.age(now) > self.lease_seconds
-
     @property
     def where(self) -> str:
         """``worker 1/4 on node7 (pid 4242)``."""
@@ -135,13 +131,6 @@ def holder_alive(folder: str | os.PathLike, holder: str) -> bool:
     return False
 
 
-def lease_file_name(key: CellKey) -> str:
-    """A file name per cell: readable, and unique even when two method names slug alike."""
-    method, size, seed = key
-    digest = hashlib.sha256(json.dumps(list(key)).encode()).hexdigest()[:8]
-    return f"{slug(method)}-n{size}-seed{seed}-{digest}.json"
-
-
 class LeaseBook:
     """The leases of one results folder, seen by one worker.
 
@@ -171,7 +160,10 @@ class LeaseBook:
             lock.release()
 
     def path(self, key: CellKey) -> Path:
-        return self.dir / lease_file_name(key)
+        """The cell's lease file: a readable name, unique even when two method names slug alike."""
+        method, size, seed = key
+        digest = hashlib.sha256(json.dumps(list(key)).encode()).hexdigest()[:8]
+        return self.dir / f"{slug(method)}-n{size}-seed{seed}-{digest}.json"
 
     def read(self, key: CellKey) -> Lease | None:
         return _read(self.path(key))
@@ -228,27 +220,15 @@ def _read(path: Path) -> Lease | None:
 def why_dead(folder: str | os.PathLike, lease: Lease, now: float | None = None) -> str:
     """Why ``lease``'s worker counts as dead: silent for longer than its lease, or its process ended ("" while
     it still runs its cell)."""
-    if lease.expired(now):
+    if lease.age(now) > lease.lease_seconds:
         return f"it has been silent for {lease.age(now):.0f} s (lease {lease.lease_seconds:g} s)"
     return "" if holder_alive(folder, lease.holder) else "its process has ended"
-
-
-def lease_alive(folder: str | os.PathLike, lease: Lease, now: float | None = None) -> bool:
-    return not why_dead(folder, lease, now)
 
 
 def read_leases(folder: str | os.PathLike) -> list[Lease]:
     """The leases of a results folder (running cells, and those of dead workers), oldest first."""
     leases = [lease for path in sorted((Path(folder) / LEASES_DIR).glob("*.json")) if (lease := _read(path))]
     return sorted(leases, key=lambda lease: lease.started_at)
-
-
-def remove_stale_lease_temporaries(folder: str | os.PathLike) -> None:
-    """Temporary lease files a killed worker left (leases are written holding the folder lock)."""
-    with locked(folder):
-        for stale in (Path(folder) / LEASES_DIR).glob(f".*{TEMPORARY_SUFFIX}"):
-            with contextlib.suppress(OSError):
-                stale.unlink()
 
 
 class Heartbeat:
@@ -299,6 +279,6 @@ class Heartbeat:
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS", "LEASES_DIR", "Claim", "Heartbeat", "Lease", "LeaseBook", "WorkerIdentity",
-    "fingerprint_digest", "holder_alive", "lease_alive", "lease_file_name", "read_leases",
-    "remove_stale_lease_temporaries", "why_dead",
+    "fingerprint_digest", "holder_alive", "read_leases",
+    "why_dead",
 ]

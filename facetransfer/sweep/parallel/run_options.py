@@ -99,15 +99,12 @@ class SlurmOptions:
 
 
 def _positive_workers(value: Any) -> int | Literal["auto"]:
-    if str(value).strip().lower() == "auto":
+    text = str(value).strip()
+    if text.lower() == "auto":
         return "auto"
-    try:
-        count = int(str(value).strip())
-    except ValueError:
-        count = 0
-    if count < 1:
+    if not text.isdecimal() or int(text) < 1:
         raise ConfigError(f"--workers: {str(value)!r} is not a positive number of worker processes or 'auto'")
-    return count
+    return int(text)
 
 
 @dataclass(frozen=True)

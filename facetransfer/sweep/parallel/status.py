@@ -24,7 +24,7 @@ from typing import Any
 from ...errors import ConfigError
 from ...strategies.base import CellKey
 from ..results import RESULTS_NAME, STATE_NAME, ResultsTable, read_state, row_key
-from .lease import Lease, lease_alive, read_leases
+from .lease import Lease, read_leases, why_dead
 
 SHOWN_PENDING = 12
 
@@ -84,7 +84,7 @@ def sweep_status(folder: str | os.PathLike, now: float | None = None) -> SweepSt
     for key in grid:
         labels.setdefault(key, f"{key[0]} N={key[1]} seed={key[2]}")
     status = SweepStatus(folder, state.get("name"), grid, labels)
-    live = {lease.cell: lease for lease in leases if lease_alive(folder, lease, now)}
+    live = {lease.cell: lease for lease in leases if not why_dead(folder, lease, now)}
     status.done = [by_key[k] for k in grid if k in by_key]
     status.running = [live[k] for k in grid if k in live and k not in by_key]
     status.stale = [lease for lease in leases if lease.cell not in live and lease.cell not in by_key]
