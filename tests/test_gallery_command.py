@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import pickle
 import re
 import shutil
@@ -232,3 +233,42 @@ def test_orl_command_line_reproduces_the_example(orl_root, dlib_face_api, tmp_pa
     assert threshold == pytest.approx(expected["threshold"], abs=1e-4)
     assert got == {key: pytest.approx(expected[key], abs=1e-9) for key in got}
     assert got["closed_set_top1"] >= 0.85 and got["unknown_rejected"] >= 0.95  # docs/verification.md's ORL numbers
+
+
+def test_gallery_files_are_checked_field_by_field(checkpoint, people, tmp_path, capsys):
+    """A gallery file is input: a threshold out of [-1, 1] is refused, and so is a well-formed safetensors file whose
+    fields do not fit together."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    gallery_file = tmp_path / "staff.gallery"
+    expect_error(["enroll", "--root", str(people), "--out", str(gallery_file), "--ckpt_path", str(checkpoint),
+                  "--threshold", "7"], capsys, r"--threshold must be in \[-1, 1\], got 7")
+    assert not gallery_file.exists()
+    run(["enroll", "--root", str(people), "--out", str(gallery_file), "--ckpt_path", str(checkpoint)], capsys)
+    with pytest.raises(ft.ConfigError, match=r"threshold must be in \[-1, 1\], got 7"):
+        Gallery(ft.get_backbone("scratch_cnn", widths=[4], fc_features=4, input_size=32)).threshold = 7
+    with safe_open(str(gallery_file), framework="pt") as f:
+        header, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    probe = str(people / "person_0")
+
+    def damaged(name: str, tensors: dict, **changes) -> Path:
+        meta = json.loads(header["meta"])
+        for key, value in changes.pop("meta", {}).items():
+            meta[key] = value
+        if "no_model" in changes:
+            meta.pop("model")
+        path = tmp_path / name
+        save_file(tensors, str(path), metadata={**header, "meta": json.dumps(meta)})
+        return path
+
+    cases = [
+        (damaged("no_model.gallery", tensors, no_model=True), "it has no model description"),
+        (damaged("labels.gallery", {**tensors, "labels": tensors["labels"] + 99}), r"labels outside 0\.\.3 \(it names 4 people\)"),
+        (damaged("threshold.gallery", tensors, meta={"threshold": 7}), r"threshold 7 \(a cosine similarity"),
+        (damaged("rows.gallery", {**tensors, "labels": tensors["labels"][:-1]}), r"\d+ embeddings, \d+ labels"),
+    ]
+    for path, problem in cases:
+        expect_error(["identify", "--gallery", str(path), probe], capsys,
+                     rf"error: {re.escape(str(path))} is a damaged facetransfer gallery file: {problem}")
+        expect_error(["show", str(path)], capsys, problem)

@@ -35,8 +35,20 @@ def _trainer():
     return L.Trainer
 
 
-MODEL = Section("model", "FaceClassifier arguments", _classifier, managed=MANAGED_MODEL_KEYS)
-TRAINER = Section("trainer", "Lightning Trainer arguments", _trainer, managed=MANAGED_TRAINER_KEYS)
+def _model_ranges():
+    from ..training.module import MODEL_RANGES
+
+    return MODEL_RANGES
+
+
+def _trainer_ranges():
+    from ..training.trainer import TRAINER_RANGES
+
+    return TRAINER_RANGES
+
+
+MODEL = Section("model", "FaceClassifier arguments", _classifier, managed=MANAGED_MODEL_KEYS, ranges=_model_ranges)
+TRAINER = Section("trainer", "Lightning Trainer arguments", _trainer, managed=MANAGED_TRAINER_KEYS, ranges=_trainer_ranges)
 LOADER_KEYS = ("augment", "batch_size", "eval_batch_size", "num_workers")
 DATA = Section("data", "loader arguments", _datamodule, only=LOADER_KEYS)
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config_errors import config_error
+from ..config_errors import check_ranges, config_error
 from ..errors import ConfigError
 
 # the keys a sweep sets itself, per section, with what to write instead
@@ -78,6 +78,7 @@ class Section:
         only: accept just these of its arguments (None: all).
         managed: arguments the sweep sets itself, with what to do instead.
         preset: values the section starts from when a method has it (its other layers override them).
+        ranges: returns the allowed values of its numeric arguments (see :func:`~facetransfer.config_errors.check_ranges`).
     """
 
     key: str
@@ -86,6 +87,7 @@ class Section:
     only: tuple[str, ...] | None = None
     managed: Mapping[str, str] = field(default_factory=dict)
     preset: Mapping[str, Any] = field(default_factory=dict)
+    ranges: Callable[[], Mapping[str, Any]] = dict
 
     @property
     def optional(self) -> bool:
@@ -165,6 +167,8 @@ def resolve_sections(
         except (argparse.ArgumentError, TypeError, ValueError) as err:
             raise _section_error(err, where if i == len(stack) - 1 else f"{where} (its strategy's recipe)", parser) from None
     resolved = plain(namespace.as_dict())
+    for key, section in by_key.items():
+        check_ranges(resolved.get(key) or {}, section.ranges(), prefix=f"{where}.{key}.")
     return {k: resolved.get(k, {}) for k in by_key if not by_key[k].optional or k in present}
 
 
