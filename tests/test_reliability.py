@@ -490,7 +490,7 @@ def test_a_checkpoint_with_a_pickled_object_is_refused(small_checkpoint, tmp_pat
 @pytest.mark.parametrize(
     "args, pattern",
     [
-        (["--model.backbone", "resnet18"], r"checkpoint holds backbone 'scratch_cnn' with 6 classes; this model is 'resnet18'"),
+        (["--model.backbone", "resnet18"], r"checkpoint \S+exported.ckpt holds backbone 'scratch_cnn' with 6 classes; this model is 'resnet18'"),
         ([*MODEL_ARGS, "--data.split_manifest", "{two_identities}"], r"two.json with 2 identities \(checkpoint: 6\) contradicts"),
     ],
 )
