@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Stage what a GPU machine without network needs, into git-ignored folders of this checkout (< 64 MiB):
-#   .carry/lfw    LFW identities with >= 10 images (3,264 JPEGs, 35 MB) - the split is identical
-#                 to the one made from the whole folder (same split digest in sweep.json)
-#   .carry/torch  torch hub cache holding ImageNet MobileNetV2 (14 MB)
-#   .whl          pure-Python wheels the device image may lack (jsonargparse and its deps)
-# Then run benchmarks/device_run.sh there (see docs/performance.md).
+# Pack what a GPU machine without network needs to run benchmarks/device_run.sh, into gpu-bundle/ of this
+# checkout (git-ignored, about 50 MB); copy the checkout with it to the GPU machine.
+#   gpu-bundle/lfw      LFW people with >= 10 images (3,264 JPEGs of DevTrain, 35 MB): the same split as the
+#                       whole folder gives (the split digest in sweep.json is the same)
+#   gpu-bundle/torch    a torch hub cache holding the ImageNet MobileNetV2 file (14 MB)
+#   gpu-bundle/wheels   pure-Python packages a bare PyTorch image may lack (jsonargparse and what it needs)
+# Usage: bash benchmarks/stage_device_run.sh [LFW_FOLDER]   (default data/lfw: the folder holding lfw-deepfunneled/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-LFW=${1:-../shared/data/lfw-devtrain}
-mkdir -p .carry/lfw/lfw-deepfunneled .carry/torch/hub/checkpoints .whl
+LFW=${1:-data/lfw}
+mkdir -p gpu-bundle/lfw/lfw-deepfunneled gpu-bundle/torch/hub/checkpoints gpu-bundle/wheels
 for d in "$LFW"/lfw-deepfunneled/*/; do
-  [ "$(ls "$d" | wc -l)" -ge 10 ] && cp -r "$d" .carry/lfw/lfw-deepfunneled/
+  [ "$(ls "$d" | wc -l)" -ge 10 ] && cp -r "$d" gpu-bundle/lfw/lfw-deepfunneled/
 done
-cp ~/.cache/torch/hub/checkpoints/mobilenet_v2-b0353104.pth .carry/torch/hub/checkpoints/
-.venv/bin/pip download -q --no-deps -d .whl jsonargparse==4.53.0 docstring_parser typeshed_client filelock PyYAML
-du -sh .carry .whl
+cp "$(.venv/bin/facetransfer weights where)/mobilenet_v2-b0353104.pth" gpu-bundle/torch/hub/checkpoints/
+.venv/bin/pip download -q --no-deps -d gpu-bundle/wheels jsonargparse==4.53.0 docstring_parser typeshed_client filelock PyYAML
+du -sh gpu-bundle
