@@ -309,3 +309,15 @@ def test_sigkill_in_the_middle_then_rerun_gives_one_row_per_cell(tmp_path):
     assert len(keys) == 4 and len(set(keys)) == 4
     assert rows[: len(partial)] == partial  # finished rows are kept as they were
     assert ResultsTable(results).finished_keys() == {("scratch/scratch_cnn", n, 0) for n in (6, 12, 18, 30)}
+
+
+def test_the_report_plot_draws_chance(tmp_path):
+    from facetransfer.sweep.report import accuracy_figure
+
+    rows = [{"method": "scratch/scratch_cnn", "strategy": "scratch", "backbone": "scratch_cnn", "weights": None,
+             "train_samples": n, "seed": 0, "identities": 16, "dataset": "synthetic", "test_top1": 0.0625}
+            for n in (16, 48)]
+    (ax,) = accuracy_figure(tmp_path, rows).axes
+    chance = [line for line in ax.get_lines() if line.get_label() == "chance (1 / 16)"]
+    assert len(chance) == 1 and list(chance[0].get_ydata()) == [6.25, 6.25] and chance[0].get_linestyle() == ":"
+    assert "chance (1 / 16)" in [t.get_text() for t in ax.get_legend().get_texts()]

@@ -140,7 +140,8 @@ def _plot_style(strategy: str) -> tuple[str, str]:
 
 
 def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None = None):
-    """Test top-1 vs N (log x): one line per method (backbone x strategy), mean ± std over seeds."""
+    """Test top-1 vs N (log x): one line per method (backbone x strategy), mean ± std over seeds, and chance
+    (1 / identities) as a dotted line."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -156,6 +157,8 @@ def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None 
         if any(d > 0 for d in stds):
             ax.fill_between(ns, [m - d for m, d in zip(means, stds)], [m + d for m, d in zip(means, stds)],
                             color=line.get_color(), alpha=0.15, linewidth=0)
+    for identities in sorted({r["identities"] for r in rows}):  # a constant or random answer on a balanced test set
+        ax.axhline(100 / identities, color="grey", linestyle=":", linewidth=1.2, label=f"chance (1 / {identities})")
     ax.set_xscale("log")
     sizes = sorted({r["train_samples"] for r in rows})
     ax.set_xticks(sizes, [str(n) for n in sizes])
