@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -168,43 +168,31 @@ def split_images(manifest: dict[str, Any] | None, count: int = CHECK_IMAGES) -> 
 
 
 # --- running the exported file -----------------------------------------------------------------------
-def _runner(path: Path, format: str):
-    """A function ``float32 array (N, 3, H, W) -> output array`` that runs the exported file."""
+def _runner(path: Path, format: str) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    """A function ``float32 array (N, 3, H, W) -> output array`` that runs the exported file, and its runtime."""
     if format == "onnx":
         ort = _require_onnx()
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return lambda x: session.run(None, {INPUT_NAME: x})[0]
+        return (lambda x: session.run(None, {INPUT_NAME: x})[0]), f"onnxruntime {ort.__version__}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream; the format is still read
         module = torch.jit.load(str(path), map_location="cpu")
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return module(torch.from_numpy(x)).numpy()
-
-    return run
+    return (lambda x: module(torch.from_numpy(x)).numpy()), f"torch.jit {torch.__version__}"
 
 
-def _reference(model: FaceClassifier, batch: torch.Tensor, embeddings: bool) -> np.ndarray:
-    """What PyTorch computes for a ``[0, 1]`` batch: the model's own forward on the normalised batch."""
-    from torchvision.transforms.v2 import functional as TF
-
-    normalised = TF.normalize(batch, list(model.preprocess.mean), list(model.preprocess.std))
-    with torch.no_grad():
-        out = model.embed(normalised) if embeddings else model(normalised)
-    return out.float().cpu().numpy()
-
-
+@torch.no_grad()
 def check_parity(
     path: Path, format: str, model: FaceClassifier, batch: torch.Tensor, embeddings: bool
 ) -> dict[str, Any]:
     """Run the exported file on ``batch`` (whole, and its first image alone: the batch size is free)
-    and compare with PyTorch -> ``{"max_abs_diff", "batch_sizes", "passed", ...}``."""
-    run = _runner(path, format)
-    reference = _reference(model, batch, embeddings)
+    and compare with the model's own forward -> ``{"max_abs_diff", "batch_sizes", "passed", ...}``."""
+    from torchvision.transforms.v2 import functional as TF
+
+    run, runtime = _runner(path, format)
+    normalised = TF.normalize(batch, list(model.preprocess.mean), list(model.preprocess.std))
+    reference = (model.embed(normalised) if embeddings else model(normalised)).float().numpy()
     x = batch.numpy().astype(np.float32)
     diffs = [float(np.abs(run(x) - reference).max()), float(np.abs(run(x[:1]) - reference[:1]).max())]
-    runtime = f"onnxruntime {_require_onnx().__version__}" if format == "onnx" else f"torch.jit {torch.__version__}"
     return {
         "passed": max(diffs) <= TOLERANCE,
         "max_abs_diff": max(diffs),

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .errors import ConfigError, DataError
 from .io.images import load_rgb
@@ -36,17 +36,12 @@ Item = tuple[str, int]
 MAX_LISTED = 30
 
 
-class FeatureDataset(Dataset):
+class FeatureDataset(TensorDataset):
     """``(feature_vector, label)`` pairs held in memory."""
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        super().__init__(features, labels)
         self.features, self.labels = features, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        return self.features[index], self.labels[index]
 
 
 @torch.no_grad()
