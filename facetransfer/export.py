@@ -1,10 +1,8 @@
 """Ship a trained model outside Python and Lightning: ONNX or TorchScript, plus a JSON sidecar (docs/deploy.md).
 
-The exported graph takes a float32 ``(N, 3, H, W)`` RGB batch in ``[0, 1]`` and normalises it itself; it
-outputs class logits, or with ``embeddings=True`` the L2-normalised backbone features. The sidecar
-``<file>.json`` says how to crop and resize, lists the classes, and records the export's own parity check:
-the exported file is run (onnxruntime / ``torch.jit.load``) on real images and must agree with PyTorch
-within ``1e-4``, or nothing is written. ONNX needs the ``export`` extra (``pip install 'facetransfer[export]'``)::
+The sidecar ``<file>.json`` says how to feed the graph and records the export's own parity check: the
+exported file must agree with PyTorch within ``1e-4`` on real images, or nothing is written. ONNX needs
+the ``export`` extra (``pip install 'facetransfer[export]'``)::
 
     >>> result = export_checkpoint("runs/.../best.ckpt", "face.onnx")  # doctest: +SKIP
     >>> result.metadata["parity"]["max_abs_diff"] <= 1e-4  # doctest: +SKIP
@@ -143,7 +141,6 @@ def _require_onnx() -> Any:
     return onnxruntime
 
 
-# --- the check images ------------------------------------------------------------------------------
 def generated_faces(count: int = CHECK_IMAGES) -> list[Image.Image]:
     """Rendered synthetic faces (facetransfer's generator), for a parity check without data."""
     from .data.synthetic import render_face
@@ -167,7 +164,6 @@ def split_images(manifest: dict[str, Any] | None, count: int = CHECK_IMAGES) -> 
         return []
 
 
-# --- running the exported file -----------------------------------------------------------------------
 def _runner(path: Path, format: str) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     """A function ``float32 array (N, 3, H, W) -> output array`` that runs the exported file, and its runtime."""
     if format == "onnx":
@@ -203,7 +199,6 @@ def check_parity(
     }
 
 
-# --- writing ----------------------------------------------------------------------------------------
 def _write_graph(graph: InferenceGraph, example: torch.Tensor, path: Path, format: str) -> dict[str, Any]:
     """Write ``graph`` to ``path``; returns format details for the sidecar."""
     with warnings.catch_warnings():

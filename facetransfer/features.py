@@ -1,11 +1,9 @@
 """Frozen-feature extraction, once per input, in memory or cached on disk.
 
 A linear probe's backbone never changes, so its features are computed once and the head trains on them.
-:func:`batch_features` is the one inference pass of a frozen backbone (BatchNorm folded, channels-last where
-faster); :func:`extract_features` and :func:`file_features` run it over datasets and image files, and the
-:class:`~facetransfer.verification.Embedder` calls them too. A :class:`FeatureProvider` serves a
-:class:`~facetransfer.FaceDataModule` the features of its splits, by the :class:`BackboneFeatures` a frozen
-model attaches: in memory (:class:`InMemoryFeatures`) or on disk (the sweep's ``FeatureStore``)::
+:func:`batch_features` is the one inference pass of a frozen backbone, for datasets, image files and the
+:class:`~facetransfer.verification.Embedder`. A :class:`FeatureProvider` serves a
+:class:`~facetransfer.FaceDataModule` the features of its splits, in memory or on disk (the sweep's ``FeatureStore``)::
 
     >>> feats, labels = extract_features(backbone, dataset, batch_size=64)  # doctest: +SKIP
 """
@@ -194,12 +192,12 @@ class BackboneFeatures:
 
     def __call__(self, batches: Iterable[Any], *, batch_size: int = 64, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """``(features, labels)`` of every image of ``batches`` (a Dataset or an iterable of batches)."""
-        device = self.device
+        cuda = self.device.type == "cuda"
         if isinstance(batches, Dataset):
-            batches = DataLoader(batches, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
+            batches = DataLoader(batches, batch_size=batch_size, num_workers=num_workers, pin_memory=cuda)
         return extract_features(
-            self.backbone, self._inputs(batches), device=device, channels_last=self.channels_last,
-            autocast_dtype=self.autocast if device.type == "cuda" else None,
+            self.backbone, self._inputs(batches), channels_last=self.channels_last,
+            autocast_dtype=self.autocast if cuda else None,
         )
 
 

@@ -57,7 +57,6 @@ _LAYOUT = [(32, ["1", "2", "3"]), (64, ["down", "1", "2", "3"]), (128, ["down", 
            (256, ["down", "1", "2", "down_out"])]
 
 
-# --- the network ---------------------------------------------------------------------------------
 class Scale(nn.Module):
     """Per-channel affine ``x * weight + bias`` (dlib's ``affine`` layer, a frozen batch norm)."""
 
