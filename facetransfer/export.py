@@ -117,10 +117,8 @@ def resolve_format(out: str | os.PathLike, format: str | None) -> str:
     if format is None:
         suffix = Path(out).suffix.lower()
         if suffix not in SUFFIXES:
-            raise ConfigError(
-                f"cannot tell the export format from {Path(out).name!r}; give --format onnx|torchscript "
-                f"or a name ending in {', '.join(SUFFIXES)}"
-            )
+            raise ConfigError(f"cannot tell the export format from {Path(out).name!r}; give --format onnx|torchscript "
+                              f"or a name ending in {', '.join(SUFFIXES)}")
         return SUFFIXES[suffix]
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}; known: {', '.join(FORMATS)}")
@@ -313,8 +311,7 @@ def export_checkpoint(
         face_crop = info.face_crop if info.face_crop is not None else 1.0
     images_from = "given images"
     if check_images is None:
-        check_images = split_images(info.manifest)
-        images_from = "the checkpoint's test split"
+        check_images, images_from = split_images(info.manifest), "the checkpoint's test split"
         if not check_images:
             check_images, images_from = generated_faces(), "generated faces (the test split's images are not readable)"
     from .training.module import load_model  # imports Lightning: not for 'export --help'

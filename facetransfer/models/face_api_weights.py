@@ -66,9 +66,7 @@ def read_tfjs_weights(specs: list[Mapping[str, Any]], data: bytes) -> dict[str, 
             raise WeightsError(f"tfjs weight {name}: unsupported dtype {quant or spec['dtype']}")
         size = math.prod(shape) * dtype.itemsize
         if offset + size > len(data):
-            raise WeightsError(
-                f"tfjs weights end after {len(data)} bytes, but {name} needs bytes up to {offset + size}"
-            )
+            raise WeightsError(f"tfjs weights end after {len(data)} bytes but {name} needs bytes up to {offset + size}")
         raw = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=offset)
         offset += size
         if quant and quant["dtype"] in ("uint8", "uint16"):
