@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -233,7 +234,7 @@ class FeatureProvider:
 
     A model whose backbone is frozen :meth:`attach` es its :class:`BackboneFeatures` in its
     ``setup``; the DataModule then serves :meth:`features` instead of images. Subclasses
-    implement :meth:`compute` (and may cache).
+    implement :meth:`compute` (and may cache); ``seconds`` records how long each split took.
 
     >>> provider = InMemoryFeatures()
     >>> provider.ready
@@ -242,6 +243,7 @@ class FeatureProvider:
 
     def __init__(self) -> None:
         self.extractor: BackboneFeatures | None = None
+        self.seconds: dict[str, float] = {}
         self.splits: SplitImages | None = None
 
     def read_splits_of(self, splits: SplitImages) -> None:
@@ -257,7 +259,7 @@ class FeatureProvider:
                 "data's (FaceClassifier(features=data.features); the CLI and the sweep link them)"
             )
         items, images = self.splits(split)
-        return self.compute(split, list(items), images, extractor)
+        return self._timed(split, items, images, extractor)
 
     def attach(self, extractor: BackboneFeatures | None) -> None:
         """Serve features of ``extractor`` from now on (None: serve images again)."""
@@ -271,7 +273,14 @@ class FeatureProvider:
         """Features of ``items`` (``(key, label)`` pairs of ``split``); ``images()`` gives their eval batches."""
         if self.extractor is None:
             raise RuntimeError("no backbone is attached to this FeatureProvider (a frozen model attaches one in setup)")
-        return self.compute(split, list(items), images, self.extractor)
+        return self._timed(split, items, images, self.extractor)
+
+    def _timed(self, split: str, items: Sequence[Item], images: ImageBatches, extractor: BackboneFeatures) -> FeatureDataset:
+        """:meth:`compute`, its seconds recorded in :attr:`seconds`."""
+        start = time.perf_counter()
+        dataset = self.compute(split, list(items), images, extractor)
+        self.seconds[split] = time.perf_counter() - start
+        return dataset
 
     def compute(self, split: str, items: list[Item], images: ImageBatches, extractor: BackboneFeatures) -> FeatureDataset:
         raise NotImplementedError
