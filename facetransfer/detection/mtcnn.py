@@ -127,10 +127,7 @@ class MTCNN(FaceDetector):
         self.scale_factor = float(scale_factor)
         self.max_side = int(max_side)
         self.pretrained = weights is not None
-        if self.pretrained:
-            self.pnet, self.rnet, self.onet = load_mtcnn_nets()
-        else:
-            self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
+        self.pnet, self.rnet, self.onet = load_mtcnn_nets() if self.pretrained else (PNet(), RNet(), ONet())
         self.eval()  # inference only: the nets have no batch norm or dropout anyway
         self.requires_grad_(False)
         self.to(device=device, memory_format=torch.channels_last)
