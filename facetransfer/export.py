@@ -1,10 +1,8 @@
 """Ship a trained model outside Python and Lightning: ONNX or TorchScript, plus a JSON sidecar (docs/deploy.md).
 
-The exported graph takes a float32 ``(N, 3, H, W)`` RGB batch in ``[0, 1]`` and normalises it itself; it
-outputs class logits, or with ``embeddings=True`` the L2-normalised backbone features. The sidecar
-``<file>.json`` says how to crop and resize, lists the classes, and records the export's own parity check:
-the exported file is run (onnxruntime / ``torch.jit.load``) on real images and must agree with PyTorch
-within ``1e-4``, or nothing is written. ONNX needs the ``export`` extra (``pip install 'facetransfer[export]'``)::
+The sidecar ``<file>.json`` says how to feed the graph and records the export's own parity check: the
+exported file must agree with PyTorch within ``1e-4`` on real images, or nothing is written. ONNX needs
+the ``export`` extra (``pip install 'facetransfer[export]'``)::
 
     >>> result = export_checkpoint("runs/.../best.ckpt", "face.onnx")  # doctest: +SKIP
     >>> result.metadata["parity"]["max_abs_diff"] <= 1e-4  # doctest: +SKIP
@@ -16,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -119,10 +117,8 @@ def resolve_format(out: str | os.PathLike, format: str | None) -> str:
     if format is None:
         suffix = Path(out).suffix.lower()
         if suffix not in SUFFIXES:
-            raise ConfigError(
-                f"cannot tell the export format from {Path(out).name!r}; give --format onnx|torchscript "
-                f"or a name ending in {', '.join(SUFFIXES)}"
-            )
+            raise ConfigError(f"cannot tell the export format from {Path(out).name!r}; give --format onnx|torchscript "
+                              f"or a name ending in {', '.join(SUFFIXES)}")
         return SUFFIXES[suffix]
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}; known: {', '.join(FORMATS)}")
@@ -143,7 +139,6 @@ def _require_onnx() -> Any:
     return onnxruntime
 
 
-# --- the check images ------------------------------------------------------------------------------
 def generated_faces(count: int = CHECK_IMAGES) -> list[Image.Image]:
     """Rendered synthetic faces (facetransfer's generator), for a parity check without data."""
     from .data.synthetic import render_face
@@ -167,44 +162,31 @@ def split_images(manifest: dict[str, Any] | None, count: int = CHECK_IMAGES) -> 
         return []
 
 
-# --- running the exported file -----------------------------------------------------------------------
-def _runner(path: Path, format: str):
-    """A function ``float32 array (N, 3, H, W) -> output array`` that runs the exported file."""
+def _runner(path: Path, format: str) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    """A function ``float32 array (N, 3, H, W) -> output array`` that runs the exported file, and its runtime."""
     if format == "onnx":
         ort = _require_onnx()
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return lambda x: session.run(None, {INPUT_NAME: x})[0]
+        return (lambda x: session.run(None, {INPUT_NAME: x})[0]), f"onnxruntime {ort.__version__}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream; the format is still read
         module = torch.jit.load(str(path), map_location="cpu")
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return module(torch.from_numpy(x)).numpy()
-
-    return run
+    return (lambda x: module(torch.from_numpy(x)).numpy()), f"torch.jit {torch.__version__}"
 
 
-def _reference(model: FaceClassifier, batch: torch.Tensor, embeddings: bool) -> np.ndarray:
-    """What PyTorch computes for a ``[0, 1]`` batch: the model's own forward on the normalised batch."""
-    from torchvision.transforms.v2 import functional as TF
-
-    normalised = TF.normalize(batch, list(model.preprocess.mean), list(model.preprocess.std))
-    with torch.no_grad():
-        out = model.embed(normalised) if embeddings else model(normalised)
-    return out.float().cpu().numpy()
-
-
+@torch.no_grad()
 def check_parity(
     path: Path, format: str, model: FaceClassifier, batch: torch.Tensor, embeddings: bool
 ) -> dict[str, Any]:
     """Run the exported file on ``batch`` (whole, and its first image alone: the batch size is free)
-    and compare with PyTorch -> ``{"max_abs_diff", "batch_sizes", "passed", ...}``."""
-    run = _runner(path, format)
-    reference = _reference(model, batch, embeddings)
+    and compare with the model's own forward -> ``{"max_abs_diff", "batch_sizes", "passed", ...}``."""
+    from torchvision.transforms.v2 import functional as TF
+
+    run, runtime = _runner(path, format)
+    normalised = TF.normalize(batch, list(model.preprocess.mean), list(model.preprocess.std))
+    reference = (model.embed(normalised) if embeddings else model(normalised)).float().numpy()
     x = batch.numpy().astype(np.float32)
     diffs = [float(np.abs(run(x) - reference).max()), float(np.abs(run(x[:1]) - reference[:1]).max())]
-    runtime = f"onnxruntime {_require_onnx().__version__}" if format == "onnx" else f"torch.jit {torch.__version__}"
     return {
         "passed": max(diffs) <= TOLERANCE,
         "max_abs_diff": max(diffs),
@@ -215,7 +197,6 @@ def check_parity(
     }
 
 
-# --- writing ----------------------------------------------------------------------------------------
 def _write_graph(graph: InferenceGraph, example: torch.Tensor, path: Path, format: str) -> dict[str, Any]:
     """Write ``graph`` to ``path``; returns format details for the sidecar."""
     with warnings.catch_warnings():
@@ -330,8 +311,7 @@ def export_checkpoint(
         face_crop = info.face_crop if info.face_crop is not None else 1.0
     images_from = "given images"
     if check_images is None:
-        check_images = split_images(info.manifest)
-        images_from = "the checkpoint's test split"
+        check_images, images_from = split_images(info.manifest), "the checkpoint's test split"
         if not check_images:
             check_images, images_from = generated_faces(), "generated faces (the test split's images are not readable)"
     from .training.module import load_model  # imports Lightning: not for 'export --help'

@@ -1,11 +1,9 @@
 """Frozen-feature extraction, once per input, in memory or cached on disk.
 
 A linear probe's backbone never changes, so its features are computed once and the head trains on them.
-:func:`batch_features` is the one inference pass of a frozen backbone (BatchNorm folded, channels-last where
-faster); :func:`extract_features` and :func:`file_features` run it over datasets and image files, and the
-:class:`~facetransfer.verification.Embedder` calls them too. A :class:`FeatureProvider` serves a
-:class:`~facetransfer.FaceDataModule` the features of its splits, by the :class:`BackboneFeatures` a frozen
-model attaches: in memory (:class:`InMemoryFeatures`) or on disk (the sweep's ``FeatureStore``)::
+:func:`batch_features` is the one inference pass of a frozen backbone, for datasets, image files and the
+:class:`~facetransfer.verification.Embedder`. A :class:`FeatureProvider` serves a
+:class:`~facetransfer.FaceDataModule` the features of its splits, in memory or on disk (the sweep's ``FeatureStore``)::
 
     >>> feats, labels = extract_features(backbone, dataset, batch_size=64)  # doctest: +SKIP
 """
@@ -23,7 +21,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .errors import ConfigError, DataError
 from .io.images import load_rgb
@@ -36,17 +34,12 @@ Item = tuple[str, int]
 MAX_LISTED = 30
 
 
-class FeatureDataset(Dataset):
+class FeatureDataset(TensorDataset):
     """``(feature_vector, label)`` pairs held in memory."""
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        super().__init__(features, labels)
         self.features, self.labels = features, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        return self.features[index], self.labels[index]
 
 
 @torch.no_grad()
@@ -199,12 +192,12 @@ class BackboneFeatures:
 
     def __call__(self, batches: Iterable[Any], *, batch_size: int = 64, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """``(features, labels)`` of every image of ``batches`` (a Dataset or an iterable of batches)."""
-        device = self.device
+        cuda = self.device.type == "cuda"
         if isinstance(batches, Dataset):
-            batches = DataLoader(batches, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
+            batches = DataLoader(batches, batch_size=batch_size, num_workers=num_workers, pin_memory=cuda)
         return extract_features(
-            self.backbone, self._inputs(batches), device=device, channels_last=self.channels_last,
-            autocast_dtype=self.autocast if device.type == "cuda" else None,
+            self.backbone, self._inputs(batches), channels_last=self.channels_last,
+            autocast_dtype=self.autocast if cuda else None,
         )
 
 

@@ -197,20 +197,16 @@ class BatchTransforms:
         self.pp, self.dtype, self.channels_last = preprocess, dtype, channels_last
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.pp.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(self.pp.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        x = (x - mean) / std
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        from torchvision.transforms.v2 import functional as TF
+
+        x = TF.normalize(x, list(self.pp.mean), list(self.pp.std))
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def eval(self, images: torch.Tensor) -> torch.Tensor:
         """Center crop + normalise, as ``CenterCrop(crop_size)`` after the resize."""
-        c = self.pp.crop_size
-        h, w = images.shape[-2:]
-        top, left = int(round((h - c) / 2.0)), int(round((w - c) / 2.0))
-        x = images[..., top : top + c, left : left + c].to(self.dtype).div_(255.0)
-        return self._finish(x)
+        from torchvision.transforms.v2 import functional as TF
+
+        return self._finish(TF.center_crop(images, [self.pp.crop_size] * 2).to(self.dtype).div_(255.0))
 
     def train(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Random resized crop, flip, colour jitter (the :class:`Augment` recipe), normalise."""
@@ -228,11 +224,8 @@ class BatchTransforms:
         cx = uniform(-1.0, 1.0) * (1 - half_w)
         cy = uniform(-1.0, 1.0) * (1 - half_h)
         flip = torch.where(uniform(0.0, 1.0) < recipe.flip, -1.0, 1.0)
-        theta = torch.zeros(b, 2, 3, device=device, dtype=torch.float32)
-        theta[:, 0, 0] = half_w * flip
-        theta[:, 0, 2] = cx
-        theta[:, 1, 1] = half_h
-        theta[:, 1, 2] = cy
+        zero = torch.zeros_like(cx)
+        theta = torch.stack([half_w * flip, zero, cx, zero, half_h, cy], dim=1).view(b, 2, 3)
         compute = self.dtype if images.is_cuda else torch.float32  # CPU grid_sample wants float32
         grid = F.affine_grid(theta.to(compute), [b, 3, c, c], align_corners=False)
         x = F.grid_sample(images.to(compute), grid, mode="bilinear", padding_mode="reflection", align_corners=False)

@@ -1,11 +1,8 @@
 """From any photo to an aligned face chip: detect (once, cached), pick one face, warp.
 
-An :class:`Aligner` combines a face detector (or a dataset's own landmarks), a template and an output size.
-For each image it finds all faces (from the on-disk cache when the same file content was seen before with
-the same detector settings), picks one by its policy (:func:`pick_face`), fits the 5-point similarity
-transform to the template and warps the chip. An image without a face is a :class:`NoFaceError` (a
-:class:`~facetransfer.errors.DataError`: callers apply their ``on_bad_image`` policy), never a silent centre
-crop; docs/alignment.md lists the policies for group photos, unreadable files, large, grey and rotated ones::
+An image without a face is a :class:`NoFaceError` (callers apply their ``on_bad_image`` policy), never a
+silent centre crop; docs/alignment.md lists the policies for group photos, unreadable, large, grey and
+rotated files::
 
     >>> aligner = Aligner("mtcnn", template="dlib")  # doctest: +SKIP
     >>> prepared = aligner.prepare(paths, progress=True)  # detect a whole dataset once  # doctest: +SKIP

@@ -78,11 +78,8 @@ class LandmarkCache:
     def __repr__(self) -> str:
         return f"LandmarkCache({self.path!r})"
 
-    def __getstate__(self) -> dict:
-        return {"path": self.path}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"])
+    def __reduce__(self) -> tuple:
+        return type(self), (self.path,)  # pickled as its path: each process opens its own connections
 
     def _connect(self) -> sqlite3.Connection:
         if self.path == ":memory:":  # one shared in-memory database per object

@@ -127,10 +127,7 @@ class MTCNN(FaceDetector):
         self.scale_factor = float(scale_factor)
         self.max_side = int(max_side)
         self.pretrained = weights is not None
-        if self.pretrained:
-            self.pnet, self.rnet, self.onet = load_mtcnn_nets()
-        else:
-            self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
+        self.pnet, self.rnet, self.onet = load_mtcnn_nets() if self.pretrained else (PNet(), RNet(), ONet())
         self.eval()  # inference only: the nets have no batch norm or dropout anyway
         self.requires_grad_(False)
         self.to(device=device, memory_format=torch.channels_last)
@@ -179,7 +176,6 @@ class MTCNN(FaceDetector):
             scale *= self.scale_factor
         return scales
 
-    # --- the cascade -----------------------------------------------------------------------------
     def _detect_batch(self, pixels: torch.Tensor) -> list[Detections]:
         """Same-size float images ``(B, 3, H, W)`` in [0, 255] -> detections per image."""
         boxes, scores, image_idx = self._propose(pixels)
@@ -192,7 +188,7 @@ class MTCNN(FaceDetector):
     def _propose(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """P-Net over the pyramid: candidate boxes, scores and image index, merged across levels."""
         height, width = pixels.shape[-2:]
-        all_boxes, all_scores, all_groups = [], [], []
+        found = []
         scales = self.pyramid_scales(height, width)
         for level, scale in enumerate(scales):
             size = (math.ceil(height * scale), math.ceil(width * scale))
@@ -208,13 +204,10 @@ class MTCNN(FaceDetector):
             boxes = _apply_offsets(boxes, offsets[b, :, row, col])
             score = prob[b, row, col]
             keep = batched_nms(boxes, score, b, 0.5)
-            all_boxes.append(boxes[keep])
-            all_scores.append(score[keep])
-            all_groups.append(b[keep])
-        if not all_boxes:
-            empty = pixels.new_zeros(0)
-            return pixels.new_zeros(0, 4), empty, torch.zeros(0, dtype=torch.long, device=pixels.device)
-        boxes, scores, groups = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_groups)
+            found.append((boxes[keep], score[keep], b[keep]))
+        if not found:
+            return pixels.new_zeros(0, 4), pixels.new_zeros(0), pixels.new_zeros(0, dtype=torch.long)
+        boxes, scores, groups = (torch.cat(level) for level in zip(*found))
         keep = batched_nms(boxes, scores, groups, 0.7)
         return _square_boxes(boxes[keep]), scores[keep], groups[keep]
 

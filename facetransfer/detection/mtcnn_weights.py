@@ -73,10 +73,8 @@ def is_mtcnn_wheel(path: str | os.PathLike) -> bool:
 
 
 def import_mtcnn_wheel(wheel: str | os.PathLike, force: bool = False) -> Path:
-    """Extract, hash-check and cache the three MTCNN state dicts of the facenet-pytorch wheel.
-
-    Every file must have its published SHA-256 and load into its net; the cache files are
-    written atomically. Returns the cache folder.
+    """Extract the three MTCNN state dicts of the facenet-pytorch wheel into the hub cache (written atomically),
+    each checked against its published SHA-256 and loaded into its net first; returns the cache folder.
 
     >>> import_mtcnn_wheel("vendor/facenet_pytorch-2.6.0-py3-none-any.whl")  # doctest: +SKIP
     PosixPath('/root/.cache/torch/hub/checkpoints')

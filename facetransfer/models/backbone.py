@@ -48,7 +48,6 @@ class Backbone(nn.Module):
         self.preprocess = preprocess
         self._frozen: list[str] = []
 
-    # --- forward -----------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, 3, H, W)`` -> features ``(B, num_features)``."""
         return self.pool(self.stages(x))
@@ -79,7 +78,6 @@ class Backbone(nn.Module):
         linear = nn.Linear(self.num_features, num_classes)
         self.head = nn.Sequential(*layers, linear) if layers else linear
 
-    # --- stages and freezing -----------------------------------------------------------------
     @property
     def stage_names(self) -> list[str]:
         return list(self.stages._modules)

