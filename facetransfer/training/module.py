@@ -274,17 +274,17 @@ class FaceClassifier(L.LightningModule):
         return self.backbone.forward_head(x if x.ndim == 2 else self.forward_features(x))
 
     @property
-    def input_dtype(self) -> torch.dtype:
-        """The dtype of network inputs: the autocast dtype of the trainer's precision on CUDA, else float32."""
-        precision = self._trainer.precision if self._trainer is not None else None
-        return autocast_dtype(precision, self.device) or torch.float32
+    def autocast(self) -> torch.dtype | None:
+        """The autocast dtype of the trainer's precision on its device (None: float32, or no trainer)."""
+        trainer = self._trainer
+        return autocast_dtype(trainer.precision, trainer.strategy.root_device) if trainer is not None else None
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Store batches (uint8 images, see :class:`~facetransfer.data.store_batches.ImageBatch`) get
         this model's preprocessing here, on its device: augmented for training, else the eval crop."""
         if not isinstance(batch, ImageBatch):
             return batch
-        transforms = BatchTransforms(self.preprocess, dtype=self.input_dtype, channels_last=self.use_channels_last)
+        transforms = BatchTransforms(self.preprocess, self.autocast or torch.float32, self.use_channels_last)
         images = transforms.train(batch.images) if batch.augment else transforms.eval(batch.images)
         return images, batch.labels
 
@@ -313,9 +313,7 @@ class FaceClassifier(L.LightningModule):
 
     def frozen_features(self) -> BackboneFeatures:
         """This model's backbone as a feature extractor with the run's dtype and memory format."""
-        trainer = self._trainer
-        autocast = autocast_dtype(trainer.precision, trainer.strategy.root_device) if trainer is not None else None
-        return BackboneFeatures(self.backbone, self.feature_identity(), autocast, self.hparams.channels_last)
+        return BackboneFeatures(self.backbone, self.feature_identity(), self.autocast, self.hparams.channels_last)
 
     def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """The first batch of a run against the model (features or images, crop size, labels)."""

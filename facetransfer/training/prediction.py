@@ -145,10 +145,7 @@ class PredictionReport(BasePredictionWriter):
 def _image_root(trainer: L.Trainer) -> Path | None:
     """The folder the predicted keys are relative to: ``predict_root``, else the data source's root."""
     datamodule = getattr(trainer, "datamodule", None)
-    predict_root = getattr(datamodule, "predict_root", None)
-    if predict_root:
-        return Path(predict_root)
-    root = getattr(getattr(datamodule, "source", None), "root", None)
+    root = getattr(datamodule, "predict_root", None) or getattr(getattr(datamodule, "source", None), "root", None)
     return Path(root) if root is not None else None
 
 
