@@ -258,6 +258,6 @@ class OneLineErrors:
 
 
 __all__ = [
-    "CosineSimilarity", "FractionUpToOne", "UnitFraction", "OneLineErrors", "ParserError", "check_config_files", "check_ranges", "config_error", "config_file_args", "file_setting",
-    "known_keys", "located_config_error",
+    "CosineSimilarity", "FractionUpToOne", "OneLineErrors", "ParserError", "UnitFraction", "check_config_files",
+    "check_ranges", "config_error", "config_file_args", "file_setting", "known_keys", "located_config_error",
 ]

@@ -186,9 +186,8 @@ class FaceClassifier(L.LightningModule):
         self.automatic_optimization = optimizer != "lbfgs"  # L-BFGS: one closure-driven step per batch
         if isinstance(backbone, Backbone):
             if weights or weights_path or backbone_args:
-                raise ConfigError(
-                    "weights, weights_path and backbone_args apply to a backbone given by name, not to a Backbone instance"
-                )
+                raise ConfigError("weights, weights_path and backbone_args apply to a backbone given by name, "
+                                  "not to a Backbone instance")
             self.backbone = backbone
             self.backbone_name = type(backbone).__name__
         else:
@@ -239,10 +238,8 @@ class FaceClassifier(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         if self.class_names is None:
-            raise ConfigError(
-                "FaceClassifier needs class_names: FaceClassifier(..., class_names=data.class_names) "
-                "(the facetransfer command links them from the DataModule)"
-            )
+            raise ConfigError("FaceClassifier needs class_names: FaceClassifier(..., class_names=data.class_names) "
+                              "(the facetransfer command links them from the DataModule)")
         self._batch_checked = False  # the first batch of each run is checked against the model
         if self.features is not None:  # frozen: the data serves this backbone's features instead of images
             self.features.attach(self.frozen_features() if self.uses_feature_cache else None)
@@ -320,20 +317,15 @@ class FaceClassifier(L.LightningModule):
         if getattr(self, "_batch_checked", False):
             return
         if x.ndim == 2 and not self.uses_feature_cache:
-            raise ConfigError(
-                "the data serves frozen features, but this model trains its backbone (or has no feature "
-                "provider): give it the DataModule's provider (features=data.features) or use a fresh DataModule"
-            )
+            raise ConfigError("the data serves frozen features, but this model trains its backbone (or has no feature "
+                              "provider): give it the DataModule's provider (features=data.features) or use a "
+                              "fresh DataModule")
         if x.ndim == 4 and x.shape[-1] != self.preprocess.crop_size:
-            raise ConfigError(
-                f"the data gives {x.shape[-1]} px images but this model expects {self.preprocess.crop_size} px: "
-                "build the DataModule with preprocess=model.preprocess"
-            )
+            raise ConfigError(f"the data gives {x.shape[-1]} px images but this model expects "
+                              f"{self.preprocess.crop_size} px: build the DataModule with preprocess=model.preprocess")
         if len(y) and int(y.max()) >= self.num_classes:
-            raise ConfigError(
-                f"the data has labels up to {int(y.max())} but this model has {self.num_classes} identities: "
-                "give it class_names=data.class_names (or the checkpoint's split)"
-            )
+            raise ConfigError(f"the data has labels up to {int(y.max())} but this model has {self.num_classes} "
+                              "identities: give it class_names=data.class_names (or the checkpoint's split)")
         self._batch_checked = True
 
     def _shared_step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -525,10 +517,8 @@ class FaceClassifier(L.LightningModule):
         if info.get("backbone") != self.backbone_name or (
             self.class_names is not None and names is not None and len(names) != self.num_classes
         ):
-            raise WeightsError(
-                f"the checkpoint holds backbone {info.get('backbone')!r} with {len(names or [])} classes; "
-                f"this model is {self.backbone_name!r} with {self.num_classes} classes"
-            )
+            raise WeightsError(f"the checkpoint holds backbone {info.get('backbone')!r} with {len(names or [])} "
+                               f"classes; this model is {self.backbone_name!r} with {self.num_classes} classes")
         if self.class_names is None and names:
             self._build_head(list(names))
         if "preprocess" in info:

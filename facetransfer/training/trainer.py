@@ -82,9 +82,7 @@ def find_last_checkpoint(trainer: Any) -> Path | None:
         root = getattr(logger, "root_dir", None)
         if root:
             folders += [p / "checkpoints" for p in Path(root).glob("*") if p.is_dir()]
-    for callback in trainer.checkpoint_callbacks:
-        if getattr(callback, "dirpath", None):
-            folders.append(Path(callback.dirpath))
+    folders += [Path(c.dirpath) for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", None)]
     found = [f for folder in dict.fromkeys(folders) if folder.is_dir() for f in folder.glob("last*.ckpt")]
     found += [f for f in Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt") if f.is_file()]
     return max(found, key=lambda f: f.stat().st_mtime_ns) if found else None
