@@ -50,8 +50,7 @@ def _allowed(text: str) -> list[str]:
     for expected in re.findall(r"Expected a (.+?)(?:\. Got value:|$)", text, re.M):
         literal = re.match(r"typing\.Literal\[(.*)\]$", expected.strip())
         if literal:
-            choices = [c.strip().strip("'\"") for c in literal.group(1).split(",")]
-            words.append("one of " + ", ".join(choices))
+            words.append("one of " + ", ".join(c.strip().strip("'\"") for c in literal.group(1).split(",")))
             continue
         name = re.match(r"<class '([\w.]+)'>$", expected.strip())
         word = _TYPE_WORDS.get(name.group(1).rsplit(".", 1)[-1]) if name else None
