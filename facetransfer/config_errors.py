@@ -50,8 +50,7 @@ def _allowed(text: str) -> list[str]:
     for expected in re.findall(r"Expected a (.+?)(?:\. Got value:|$)", text, re.M):
         literal = re.match(r"typing\.Literal\[(.*)\]$", expected.strip())
         if literal:
-            choices = [c.strip().strip("'\"") for c in literal.group(1).split(",")]
-            words.append("one of " + ", ".join(choices))
+            words.append("one of " + ", ".join(c.strip().strip("'\"") for c in literal.group(1).split(",")))
             continue
         name = re.match(r"<class '([\w.]+)'>$", expected.strip())
         word = _TYPE_WORDS.get(name.group(1).rsplit(".", 1)[-1]) if name else None
@@ -67,6 +66,12 @@ def _bounds(restriction: str) -> str:
     if low and high and len(limits) == 2:
         return f"in {'[' if low[0] == '>=' else '('}{low[1]}, {high[1]}{']' if high[0] == '<=' else ')'}"
     return " and ".join(f"{op} {value}" for op, value in limits)
+
+
+def _unknown_key(text: str) -> str | None:
+    """The dotted key of jsonargparse's "Group 'model' / Subcommand 'fit' does not accept option 'x'"."""
+    found = re.search(r"(?:Group '([^']+)'|Subcommand '[^']+') does not accept option '([^']+)'", text)
+    return ".".join(part for part in found.groups() if part) if found else None
 
 
 def config_error(
@@ -90,14 +95,10 @@ def config_error(
         prefix = ": ".join(p for p in (where, source) if p)
         return ConfigError(f"{prefix}: {message}" if prefix else message)
 
-    group = re.search(r"Group '([^']+)' does not accept option '([^']+)'", text)
-    if group:
-        name, key = group.groups()
-        return done(f"unknown key '{name}.{key}'{_suggest(key, known.get(name, ()), name)}")
-    nested = re.search(r"Subcommand '[^']+' does not accept option '([^']+)'", text)
-    if nested:
-        name, _, key = nested.group(1).rpartition(".")
-        return done(f"unknown key '{nested.group(1)}'{_suggest(key, known.get(name, ()), name)}")
+    dotted = _unknown_key(text)
+    if dotted:
+        name, _, key = dotted.rpartition(".")
+        return done(f"unknown key '{dotted}'{_suggest(key, known.get(name, ()), name)}")
     option = re.search(r"unrecognized arguments: --([\w.]+)", text) or re.search(r"Option '([^']+)' is not accepted", text)
     if option:
         name, _, key = option.group(1).rpartition(".")
@@ -173,6 +174,9 @@ def check_config_files(argv: Sequence[str]) -> list[str]:
     return files
 
 
+_MISSING = object()
+
+
 def file_setting(key: str, files: Sequence[str], sections: Sequence[str] = ()) -> str | None:
     """The last of ``files`` that sets the dotted ``key`` (also under one of ``sections``, e.g. ``fit``)."""
     for path in reversed(files):
@@ -190,20 +194,14 @@ def file_setting(key: str, files: Sequence[str], sections: Sequence[str] = ()) -
     return None
 
 
-_MISSING = object()
-
-
 def located_config_error(err: Exception | str, argv: Sequence[str], known: Mapping[str, Sequence[str]] | None = None,
                          sections: Sequence[str] = (), options: bool = False) -> ConfigError:
     """:func:`config_error` naming the ``--config`` file that set the bad key (when the command line did not)."""
-    key = re.search(r'Parser key "([^"]+)"', str(err)) or re.search(r"does not accept option '([^']+)'", str(err))
+    key = re.search(r'Parser key "([^"]+)"', str(err))
+    dotted = key.group(1) if key else _unknown_key(str(err))
     source = None
-    if key:
-        dotted = key.group(1)
-        group = re.search(r"Group '([^']+)' does not accept option", str(err))
-        dotted = f"{group.group(1)}.{dotted}" if group else dotted
-        given_inline = any(a == f"--{dotted}" or a.startswith(f"--{dotted}=") for a in argv)
-        source = None if given_inline else file_setting(dotted, config_file_args(argv), sections)
+    if dotted and not any(a == f"--{dotted}" or a.startswith(f"--{dotted}=") for a in argv):  # not given inline
+        source = file_setting(dotted, config_file_args(argv), sections)
     return config_error(err, known=known, source=source, options=options)
 
 
@@ -259,6 +257,6 @@ class OneLineErrors:
 
 
 __all__ = [
-    "CosineSimilarity", "FractionUpToOne", "UnitFraction", "OneLineErrors", "ParserError", "check_config_files", "check_ranges", "config_error", "config_file_args", "file_setting",
-    "known_keys", "located_config_error",
+    "CosineSimilarity", "FractionUpToOne", "OneLineErrors", "ParserError", "UnitFraction", "check_config_files",
+    "check_ranges", "config_error", "config_file_args", "file_setting", "known_keys", "located_config_error",
 ]

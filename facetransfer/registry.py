@@ -147,17 +147,13 @@ class Registry(Generic[T]):
             takes = list(signature.parameters)[len(args) :]
             unknown = [key for key in kwargs if key not in takes]
             if self.arguments and unknown:
-                raise ConfigError(
-                    f"{self.kind} {name!r} does not take {self.arguments} {unknown[0]!r}; "
-                    f"it takes: {', '.join(takes) or 'none'}"
-                ) from None
+                raise ConfigError(f"{self.kind} {name!r} does not take {self.arguments} {unknown[0]!r}; "
+                                  f"it takes: {', '.join(takes) or 'none'}") from None
             raise ConfigError(f"{self.kind} {name!r}: {err}; it accepts: {', '.join(takes)}") from None
         product = builder(*args, **kwargs)
         if self.product is not None and not isinstance(product, self.product):
-            raise ConfigError(
-                f"{self.kind} builder {name!r} returned {type(product).__name__}, "
-                f"expected a facetransfer {self.product.__name__}"
-            )
+            raise ConfigError(f"{self.kind} builder {name!r} returned {type(product).__name__}, "
+                              f"expected a facetransfer {self.product.__name__}")
         return product
 
     def summary(self, name: str) -> str:

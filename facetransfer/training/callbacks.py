@@ -121,10 +121,9 @@ class LinearProbeHead(Callback):
         if self.done or trainer.ckpt_path:  # resumed: the checkpoint holds the fitted head
             return
         if getattr(pl_module, "features", None) is None:
-            raise ConfigError(
-                "LinearProbeHead reads the training images' features through the model's feature provider: build "
-                "the model with the data's (FaceClassifier(features=data.features); the CLI and the sweep link it)"
-            )
+            raise ConfigError("LinearProbeHead reads the training images' features through the model's feature "
+                              "provider: build the model with the data's (FaceClassifier(features=data.features); "
+                              "the CLI and the sweep link it)")
         train = pl_module.features.split_features("train", pl_module.frozen_features())
         self.loss = pl_module.fit_head(train.features, train.labels, self.head_c, self.iterations)
         self.done = True

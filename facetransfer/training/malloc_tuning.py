@@ -1,20 +1,17 @@
-"""Keep freed tensor memory in the process (Linux/glibc): much faster CPU runs.
+"""Keep freed tensor memory in the process (Linux/glibc): much faster CPU runs (docs/performance.md).
 
-A CNN on the CPU allocates and frees activation buffers of tens to hundreds of MB on every batch; glibc serves
-blocks above its mmap threshold (at most 32 MB by default) with a fresh ``mmap`` and hands them back with
-``munmap``, so every batch page-faults its activations in again. Raising the two thresholds (what PyTorch's CPU
-tuning guide gets with jemalloc/tcmalloc, without preloading another allocator) doubled MobileNetV2 inference
-and training steps on a 2-core Xeon (docs/performance.md). The cost: memory a run has freed stays with the
-process (its peak, which training reaches every batch anyway). The ``facetransfer`` command applies it at
-start-up; a Python program using the library can call it first thing::
+A CNN on the CPU frees and re-allocates activation buffers of tens to hundreds of MB every batch; glibc serves
+blocks above its mmap threshold (at most 32 MB by default) with a fresh ``mmap`` and ``munmap`` s them, so every
+batch page-faults its activations in again. Raising the mmap and trim thresholds (what PyTorch's CPU tuning guide
+gets with jemalloc/tcmalloc) doubled MobileNetV2 steps on a 2-core Xeon; memory a run has freed stays with the
+process. The ``facetransfer`` command applies it at start-up; a Python program can call it first thing::
 
     >>> import facetransfer as ft
     >>> ft.tune_malloc()  # doctest: +SKIP
     True
 
-It does nothing (and returns False) off glibc, when the C library refuses the values, when
-``FACETRANSFER_TUNE_MALLOC=0``, or when the user already chose: ``MALLOC_MMAP_THRESHOLD_``,
-``MALLOC_TRIM_THRESHOLD_``, ``GLIBC_TUNABLES`` set, or another allocator in ``LD_PRELOAD``.
+It does nothing (and returns False) off glibc, when the C library refuses the values, or when turned off or
+already chosen by the user (docs/reference.md).
 """
 
 from __future__ import annotations

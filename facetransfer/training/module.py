@@ -186,9 +186,8 @@ class FaceClassifier(L.LightningModule):
         self.automatic_optimization = optimizer != "lbfgs"  # L-BFGS: one closure-driven step per batch
         if isinstance(backbone, Backbone):
             if weights or weights_path or backbone_args:
-                raise ConfigError(
-                    "weights, weights_path and backbone_args apply to a backbone given by name, not to a Backbone instance"
-                )
+                raise ConfigError("weights, weights_path and backbone_args apply to a backbone given by name, "
+                                  "not to a Backbone instance")
             self.backbone = backbone
             self.backbone_name = type(backbone).__name__
         else:
@@ -239,10 +238,8 @@ class FaceClassifier(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         if self.class_names is None:
-            raise ConfigError(
-                "FaceClassifier needs class_names: FaceClassifier(..., class_names=data.class_names) "
-                "(the facetransfer command links them from the DataModule)"
-            )
+            raise ConfigError("FaceClassifier needs class_names: FaceClassifier(..., class_names=data.class_names) "
+                              "(the facetransfer command links them from the DataModule)")
         self._batch_checked = False  # the first batch of each run is checked against the model
         if self.features is not None:  # frozen: the data serves this backbone's features instead of images
             self.features.attach(self.frozen_features() if self.uses_feature_cache else None)
@@ -274,17 +271,17 @@ class FaceClassifier(L.LightningModule):
         return self.backbone.forward_head(x if x.ndim == 2 else self.forward_features(x))
 
     @property
-    def input_dtype(self) -> torch.dtype:
-        """The dtype of network inputs: the autocast dtype of the trainer's precision on CUDA, else float32."""
-        precision = self._trainer.precision if self._trainer is not None else None
-        return autocast_dtype(precision, self.device) or torch.float32
+    def autocast(self) -> torch.dtype | None:
+        """The autocast dtype of the trainer's precision on its device (None: float32, or no trainer)."""
+        trainer = self._trainer
+        return autocast_dtype(trainer.precision, trainer.strategy.root_device) if trainer is not None else None
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Store batches (uint8 images, see :class:`~facetransfer.data.store_batches.ImageBatch`) get
         this model's preprocessing here, on its device: augmented for training, else the eval crop."""
         if not isinstance(batch, ImageBatch):
             return batch
-        transforms = BatchTransforms(self.preprocess, dtype=self.input_dtype, channels_last=self.use_channels_last)
+        transforms = BatchTransforms(self.preprocess, self.autocast or torch.float32, self.use_channels_last)
         images = transforms.train(batch.images) if batch.augment else transforms.eval(batch.images)
         return images, batch.labels
 
@@ -313,29 +310,22 @@ class FaceClassifier(L.LightningModule):
 
     def frozen_features(self) -> BackboneFeatures:
         """This model's backbone as a feature extractor with the run's dtype and memory format."""
-        trainer = self._trainer
-        autocast = autocast_dtype(trainer.precision, trainer.strategy.root_device) if trainer is not None else None
-        return BackboneFeatures(self.backbone, self.feature_identity(), autocast, self.hparams.channels_last)
+        return BackboneFeatures(self.backbone, self.feature_identity(), self.autocast, self.hparams.channels_last)
 
     def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """The first batch of a run against the model (features or images, crop size, labels)."""
         if getattr(self, "_batch_checked", False):
             return
         if x.ndim == 2 and not self.uses_feature_cache:
-            raise ConfigError(
-                "the data serves frozen features, but this model trains its backbone (or has no feature "
-                "provider): give it the DataModule's provider (features=data.features) or use a fresh DataModule"
-            )
+            raise ConfigError("the data serves frozen features, but this model trains its backbone (or has no feature "
+                              "provider): give it the DataModule's provider (features=data.features) or use a "
+                              "fresh DataModule")
         if x.ndim == 4 and x.shape[-1] != self.preprocess.crop_size:
-            raise ConfigError(
-                f"the data gives {x.shape[-1]} px images but this model expects {self.preprocess.crop_size} px: "
-                "build the DataModule with preprocess=model.preprocess"
-            )
+            raise ConfigError(f"the data gives {x.shape[-1]} px images but this model expects "
+                              f"{self.preprocess.crop_size} px: build the DataModule with preprocess=model.preprocess")
         if len(y) and int(y.max()) >= self.num_classes:
-            raise ConfigError(
-                f"the data has labels up to {int(y.max())} but this model has {self.num_classes} identities: "
-                "give it class_names=data.class_names (or the checkpoint's split)"
-            )
+            raise ConfigError(f"the data has labels up to {int(y.max())} but this model has {self.num_classes} "
+                              "identities: give it class_names=data.class_names (or the checkpoint's split)")
         self._batch_checked = True
 
     def _shared_step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -527,10 +517,8 @@ class FaceClassifier(L.LightningModule):
         if info.get("backbone") != self.backbone_name or (
             self.class_names is not None and names is not None and len(names) != self.num_classes
         ):
-            raise WeightsError(
-                f"the checkpoint holds backbone {info.get('backbone')!r} with {len(names or [])} classes; "
-                f"this model is {self.backbone_name!r} with {self.num_classes} classes"
-            )
+            raise WeightsError(f"the checkpoint holds backbone {info.get('backbone')!r} with {len(names or [])} "
+                               f"classes; this model is {self.backbone_name!r} with {self.num_classes} classes")
         if self.class_names is None and names:
             self._build_head(list(names))
         if "preprocess" in info:

@@ -87,10 +87,8 @@ class PredictionReport(BasePredictionWriter):
         *_: Any,
     ) -> None:
         if not isinstance(prediction, dict) or "top_names" not in prediction:
-            raise ConfigError(
-                f"{type(self).__name__} needs predict_step to return top_names and top_probs "
-                f"(as FaceClassifier does); {type(pl_module).__name__} returned {type(prediction).__name__}"
-            )
+            raise ConfigError(f"{type(self).__name__} needs predict_step to return top_names and top_probs (as "
+                              f"FaceClassifier does); {type(pl_module).__name__} returned {type(prediction).__name__}")
         start, keys = len(self.predictions), prediction["key"]
         indices = list(batch_indices) if batch_indices is not None else range(start, start + len(keys))
         root = _image_root(trainer)
@@ -145,10 +143,7 @@ class PredictionReport(BasePredictionWriter):
 def _image_root(trainer: L.Trainer) -> Path | None:
     """The folder the predicted keys are relative to: ``predict_root``, else the data source's root."""
     datamodule = getattr(trainer, "datamodule", None)
-    predict_root = getattr(datamodule, "predict_root", None)
-    if predict_root:
-        return Path(predict_root)
-    root = getattr(getattr(datamodule, "source", None), "root", None)
+    root = getattr(datamodule, "predict_root", None) or getattr(getattr(datamodule, "source", None), "root", None)
     return Path(root) if root is not None else None
 
 

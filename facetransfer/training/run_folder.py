@@ -61,26 +61,15 @@ class RunFolderGuard:
     @classmethod
     def before(cls, trainer: Any) -> RunFolderGuard:
         guard = cls()
-        for logger in trainer.loggers:
-            root = getattr(logger, "root_dir", None)
-            if not root:
-                continue
-            root = Path(root)
+        for root in [Path(logger.root_dir) for logger in trainer.loggers if getattr(logger, "root_dir", None)]:
             guard.created += _missing_chain(root)
             guard.roots[root] = set(os.listdir(root)) if root.is_dir() else set()
         return guard
 
     def new_log_dirs(self, trainer: Any) -> list[Path]:
         """The loggers' version folders that this run created."""
-        folders = []
-        for logger in trainer.loggers:
-            root, log_dir = getattr(logger, "root_dir", None), getattr(logger, "log_dir", None)
-            if not root or not log_dir or Path(root) not in self.roots:
-                continue
-            log_dir = Path(log_dir)
-            if log_dir.parent == Path(root) and log_dir.name not in self.roots[Path(root)] and log_dir.is_dir():
-                folders.append(log_dir)
-        return folders
+        log_dirs = [Path(logger.log_dir) for logger in trainer.loggers if getattr(logger, "log_dir", None)]
+        return [d for d in log_dirs if d.parent in self.roots and d.name not in self.roots[d.parent] and d.is_dir()]
 
     def clean_up_after_failure(self, trainer: Any, stepped: bool) -> list[Path]:
         """Remove the folders this run created when no step ran and they hold no checkpoint; returns them."""

@@ -25,16 +25,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..config_errors import check_ranges
-from ..errors import WeightsError
-from ..io.checkpoint import (
-    LOAD_ERRORS,
-    checked,
-    checkpoint_error,
-    is_load_error,
-    read_checkpoint,
-    with_digest,
-    write_checkpoint,
-)
+from ..io.checkpoint import checked, checkpoint_error, is_load_error, read_checkpoint, with_digest, write_checkpoint
 from .callbacks import RunCheckpoint, StepSeeder
 from .noise import silence_known_noise
 
@@ -47,10 +38,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     file kept. See docs/reliability.md."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
-        if not isinstance(get_filesystem(path), LocalFileSystem):
-            return super().save_checkpoint(with_digest(checkpoint), path, storage_options)  # object stores: Lightning's way
-        if storage_options is not None:
-            raise TypeError(f"{type(self).__name__}.save_checkpoint does not take storage_options")
+        if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
+            # object stores: Lightning's way (which refuses storage_options, as this class does)
+            return super().save_checkpoint(with_digest(checkpoint), path, storage_options)
         write_checkpoint(checkpoint, path, kept=_what_a_failed_save_keeps(Path(path)))
 
     def load_checkpoint(
@@ -59,11 +49,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> dict[str, Any]:
         if isinstance(get_filesystem(path), LocalFileSystem):
             return read_checkpoint(path)
-        if not get_filesystem(path).exists(path):
-            raise WeightsError(f"checkpoint file {path} does not exist")
-        try:
+        try:  # a missing file is Lightning's FileNotFoundError, worded by checkpoint_error
             checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=weights_only is not False)
-        except LOAD_ERRORS as err:
+        except Exception as err:
             if not is_load_error(err):
                 raise
             raise checkpoint_error(path, err) from None
@@ -89,16 +77,12 @@ def find_last_checkpoint(trainer: Any) -> Path | None:
     version folder of the trainer's loggers, in ``default_root_dir/checkpoints``, in each ModelCheckpoint's ``dirpath``,
     and takes SLURM's requeue checkpoints (``default_root_dir/hpc_ckpt_N.ckpt``) into account.
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
     folders = [Path(trainer.default_root_dir) / "checkpoints"]
     for logger in trainer.loggers:
         root = getattr(logger, "root_dir", None)
         if root:
             folders += [p / "checkpoints" for p in Path(root).glob("*") if p.is_dir()]
-    for callback in trainer.checkpoint_callbacks:
-        if isinstance(callback, ModelCheckpoint) and callback.dirpath:
-            folders.append(Path(callback.dirpath))
+    folders += [Path(c.dirpath) for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", None)]
     found = [f for folder in dict.fromkeys(folders) if folder.is_dir() for f in folder.glob("last*.ckpt")]
     found += [f for f in Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt") if f.is_file()]
     return max(found, key=lambda f: f.stat().st_mtime_ns) if found else None
@@ -128,11 +112,6 @@ def default_precision(accelerator: str | None = "auto") -> str | None:
     return None
 
 
-def default_benchmark(accelerator: str | None = "auto") -> bool | None:
-    """cuDNN autotuning on CUDA (face crops have one fixed size), else Lightning's default."""
-    return True if default_precision(accelerator) is not None else None
-
-
 #: the Trainer's numeric options' allowed values, checked while the command line is parsed (Lightning checks them
 #: only when the run starts, with a traceback)
 _COUNT_OR_MINUS_ONE = restricted_number_type("CountOrMinusOne", int, (">=", -1))  # -1: no limit / all
@@ -149,10 +128,11 @@ def with_trainer_defaults(options: dict[str, Any]) -> dict[str, Any]:
     """Trainer options, checked against :data:`TRAINER_RANGES`, with bf16-mixed precision and cuDNN autotuning on
     GPUs unless they are set (the CLI and :func:`make_trainer` both apply them)."""
     check_ranges(options, TRAINER_RANGES)
+    gpu_precision = default_precision(options.get("accelerator", "auto"))
     if options.get("precision") is None:
-        options["precision"] = default_precision(options.get("accelerator", "auto"))
-    if options.get("benchmark") is None and not options.get("deterministic"):
-        options["benchmark"] = default_benchmark(options.get("accelerator", "auto"))
+        options["precision"] = gpu_precision
+    if options.get("benchmark") is None and not options.get("deterministic"):  # face crops have one fixed size
+        options["benchmark"] = True if gpu_precision is not None else None
     return options
 
 
@@ -177,5 +157,5 @@ def make_trainer(save_last: bool = True, **kwargs: Any) -> L.Trainer:
     return L.Trainer(**kwargs)
 
 
-__all__ = ["AtomicCheckpointIO", "TRAINER_RANGES", "default_benchmark", "default_callbacks", "default_precision",
+__all__ = ["AtomicCheckpointIO", "TRAINER_RANGES", "default_callbacks", "default_precision",
            "find_last_checkpoint", "make_trainer", "with_atomic_checkpoints", "with_trainer_defaults"]
