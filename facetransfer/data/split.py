@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from itertools import groupby
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,10 +80,9 @@ class SplitManifest:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (temp file + rename)."""
-        path = Path(path)
         with atomic_write(path) as fh:
             json.dump(self.to_dict(), fh, indent=1)
-        return path
+        return Path(path)
 
     def subset(self, train_samples: int) -> SplitManifest:
         """The same split with the first ``train_samples`` images of the training pool.
@@ -221,12 +221,7 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
 
 
 def _balanced(items: list[Item]) -> list[Item]:
-    """Keep the first ``k`` items of every label, ``k`` = the smallest label count."""
-    keep = min(Counter(label for _, label in items).values(), default=0)
-    seen: Counter[int] = Counter()
-    out = []
-    for key, label in items:
-        seen[label] += 1
-        if seen[label] <= keep:
-            out.append((key, label))
-    return out
+    """Keep the first ``k`` items of every label, ``k`` = the smallest label count (items grouped by label)."""
+    groups = [list(group) for _, group in groupby(items, key=lambda item: item[1])]
+    keep = min(map(len, groups), default=0)
+    return [item for group in groups for item in group[:keep]]

@@ -123,15 +123,11 @@ def part_digest(value: Any) -> str:
     return h.hexdigest()
 
 
-def content_digest(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"algorithm": "sha256", "parts": {key: hex digest}}`` of every top-level entry but the digest itself."""
-    parts = {str(key): part_digest(value) for key, value in checkpoint.items() if key != DIGEST_KEY}
-    return {"algorithm": ALGORITHM, "parts": parts}
-
-
 def with_digest(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
-    """A shallow copy of ``checkpoint`` with its digest added (what :class:`AtomicCheckpointIO` saves)."""
-    return {**checkpoint, DIGEST_KEY: content_digest(checkpoint)}
+    """A shallow copy of ``checkpoint`` with its digest added (what :class:`AtomicCheckpointIO` saves):
+    ``{"algorithm": "sha256", "parts": {key: hex digest}}`` of every top-level entry."""
+    parts = {str(key): part_digest(value) for key, value in checkpoint.items() if key != DIGEST_KEY}
+    return {**checkpoint, DIGEST_KEY: {"algorithm": ALGORITHM, "parts": parts}}
 
 
 def verify_digest(checkpoint: Mapping[str, Any], path: str | os.PathLike | None = None) -> bool:
@@ -289,6 +285,6 @@ def stored_manifest(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
 
 __all__ = [
     "ALGORITHM", "DIGEST_KEY", "LOAD_ERRORS", "CheckpointInfo", "DigestMismatch", "atomic_torch_save", "checked",
-    "checkpoint_error", "content_digest", "is_load_error", "part_digest", "read_checkpoint", "stored_manifest",
+    "checkpoint_error", "is_load_error", "part_digest", "read_checkpoint", "stored_manifest",
     "verify_digest", "with_digest", "write_checkpoint",
 ]
