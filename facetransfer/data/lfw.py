@@ -90,11 +90,10 @@ class LFWSource(FaceSource):
         if self.people == "all":
             return records
         filename = PEOPLE_FILES[self.people]
-        found = [path for path in (self.root / filename, image_dir / filename, image_dir.parent / filename)
-                 if path.is_file()]  # next to the images, or one level up
-        if not found:
+        people_file = next((path for path in (self.root / filename, image_dir / filename, image_dir.parent / filename)
+                            if path.is_file()), None)  # next to the images, or one level up
+        if people_file is None:
             raise DataError(f"people={self.people!r} needs {filename} next to {image_dir}; it is not there")
-        people_file = found[0]
         listed = read_name_counts(people_file, header=True)
         on_disk = {r.identity for r in records}
         missing = sorted(set(listed) - on_disk)

@@ -7,6 +7,7 @@ atomic (an image folder that exists is complete); see docs/alignment.md::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -184,10 +185,8 @@ def download_lfw(root: str | os.PathLike, variant: str = "deepfunneled", base_ur
         os.replace(image_root, target)
     if not keep_archive:
         archive.unlink()
-        try:
+        with contextlib.suppress(OSError):
             (root / DOWNLOAD_DIR).rmdir()  # only when empty: another variant may be half downloaded
-        except OSError:
-            pass
     return target
 
 

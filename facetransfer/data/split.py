@@ -175,20 +175,19 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
     The training pool is the same either way.
     """
     spec = spec if spec is not None else SplitSpec(**options)
-    min_images_per_identity, max_identities, seed = spec.min_images_per_identity, spec.max_identities, spec.seed
     by_identity: dict[str, list[str]] = defaultdict(list)
     for rec in records:
         by_identity[rec.identity].append(rec.key)
     if not by_identity:
         raise DataError("the dataset has no images")
-    kept = {i: sorted(keys) for i, keys in by_identity.items() if len(keys) >= min_images_per_identity}
+    kept = {i: sorted(keys) for i, keys in by_identity.items() if len(keys) >= spec.min_images_per_identity}
     if not kept:
         largest = max(len(k) for k in by_identity.values())
-        raise DataError(f"no identity has >= {min_images_per_identity} images (min_images_per_identity); "
+        raise DataError(f"no identity has >= {spec.min_images_per_identity} images (min_images_per_identity); "
                         f"the largest has {largest}")
-    if max_identities is not None and len(kept) > max_identities:
+    if spec.max_identities is not None and len(kept) > spec.max_identities:
         # the identities with most images, ties by name: deterministic and independent of the seed
-        chosen = sorted(kept, key=lambda i: (-len(kept[i]), i))[:max_identities]
+        chosen = sorted(kept, key=lambda i: (-len(kept[i]), i))[: spec.max_identities]
         kept = {i: kept[i] for i in chosen}
     classes = sorted(kept)
     label = {name: idx for idx, name in enumerate(classes)}
@@ -198,7 +197,7 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
     test: list[Item] = []
     for name in classes:
         keys = kept[name]
-        order = [keys[i] for i in _identity_seed(seed, name).permutation(len(keys))]
+        order = [keys[i] for i in _identity_seed(spec.seed, name).permutation(len(keys))]
         n_test, n_val = _count(len(keys), spec.test_fraction), _count(len(keys), spec.val_fraction)
         if len(keys) - n_test - n_val < 1:
             need = n_test + n_val + 1
@@ -211,7 +210,7 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
 
     if spec.balanced_eval:
         val, test = _balanced(val), _balanced(test)
-    identity_order = [classes[i] for i in np.random.default_rng(seed).permutation(len(classes))]
+    identity_order = [classes[i] for i in np.random.default_rng(spec.seed).permutation(len(classes))]
     pool: list[Item] = []
     for rank in range(max(len(p) for p in pools.values())):
         pool += [(pools[name][rank], label[name]) for name in identity_order if rank < len(pools[name])]
