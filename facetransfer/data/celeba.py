@@ -68,14 +68,13 @@ class CelebASource(FaceSource):
     @staticmethod
     def _read_pairs(path: Path) -> dict[str, str]:
         table: dict[str, str] = {}
-        with open(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                parts = line.split()
-                if not parts:
-                    continue
-                if len(parts) != 2:
-                    raise DataError(f"{path}:{lineno}: expected '<image> <value>', got {line.strip()!r}")
-                table[parts[0]] = parts[1]
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise DataError(f"{path}:{lineno}: expected '<image> <value>', got {line.strip()!r}")
+            table[parts[0]] = parts[1]
         return table
 
     def records(self) -> list[FaceRecord]:
