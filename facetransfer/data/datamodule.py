@@ -281,10 +281,8 @@ class FaceDataModule(L.LightningDataModule):
         is found with ``--data.root``.
         """
         recorded = manifest.source
-        kind = recorded.get("dataset")
-        args = recorded.get("args", {})
-        same_kind = kind == self.dataset
-        if kind is not None and (not same_kind or (not self.dataset_args and args != self.source.init_args())):
+        kind, args = recorded.get("dataset"), recorded.get("args", {})
+        if kind is not None and (kind != self.dataset or (not self.dataset_args and args != self.source.init_args())):
             # another kind, or the same kind with no data.dataset_args given: the split's own source
             # (its arguments decide which images the keys name, e.g. a synthetic set's size)
             root = self._recorded_root(recorded)
@@ -293,11 +291,10 @@ class FaceDataModule(L.LightningDataModule):
             self.source = self._aligned(get_source(kind, root=root, **args))
             self._sources_for.clear()
             self.dataset = kind
-        elif same_kind and args and args != self.source.init_args():
+        elif kind == self.dataset and args and args != self.source.init_args():
             rank_zero_warn(f"data.dataset_args {self.source.init_args()} differ from those the split was made with "
                            f"{args}; using the configured ones")
-        align = manifest.settings.get("align", "none")
-        template = manifest.settings.get("align_template")
+        align, template = manifest.settings.get("align", "none"), manifest.settings.get("align_template")
         if (align, template) != (self.align, self.align_template):
             rank_zero_warn(f"using align={align} (template {template or 'of the backbone'}) recorded with the split "
                            f"(configured: {self.align})")
