@@ -274,11 +274,10 @@ class FaceDataModule(L.LightningDataModule):
     def use_manifest(self, manifest: SplitManifest) -> None:
         """Adopt a saved split, with the face crop it was made with.
 
-        When the manifest comes from another kind of dataset than configured (e.g.
-        ``facetransfer test --ckpt_path`` with no data options), its recorded source
-        (dataset, root, arguments) is used; a configured source of the same kind is
-        kept. A configured ``root`` always wins over the recorded one, so a moved dataset
-        is found with ``--data.root``.
+        When the manifest comes from another kind of dataset than configured (e.g. ``facetransfer test --ckpt_path``
+        with no data options), its recorded source (dataset, root, arguments) is used; a configured source of the
+        same kind is kept. A configured ``root`` always wins over the recorded one, so a moved dataset is found with
+        ``--data.root``.
         """
         recorded = manifest.source
         kind, args = recorded.get("dataset"), recorded.get("args", {})

@@ -1,10 +1,9 @@
 """Labeled Faces in the Wild, as extracted from the LFW project's archives.
 
-Any alignment works: ``<root>/<variant>/<Name>/<Name>_NNNN.jpg`` with variant
-``lfw`` (original), ``lfw_funneled`` or ``lfw-deepfunneled`` (auto-detected), or
-``root`` pointing at the variant folder itself. Partial copies are fine. When the
-official protocol files sit next to the images, ``people="devtrain"`` /
-``"devtest"`` restricts the identities to View 1's lists::
+Any alignment works: ``<root>/<variant>/<Name>/<Name>_NNNN.jpg`` with variant ``lfw`` (original), ``lfw_funneled``
+or ``lfw-deepfunneled`` (auto-detected), or ``root`` pointing at the variant folder itself. Partial copies are fine.
+When the official protocol files sit next to the images, ``people="devtrain"`` / ``"devtest"`` restricts the
+identities to View 1's lists::
 
     >>> src = LFWSource("../shared/data/lfw-devtrain", people="devtrain")  # doctest: +SKIP
     >>> len({r.identity for r in src.records()})  # doctest: +SKIP

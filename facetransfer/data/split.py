@@ -1,10 +1,9 @@
 """Seeded, per-identity stratified splits with nested training subsets, saved as JSON.
 
-Identities are filtered (``min_images_per_identity``, ``max_identities``), then each
-identity's images are shuffled with a seed derived from ``(seed, identity)`` and cut
-into test / val / train pool. The training pool is ordered round-robin over
-identities (in a seeded order), so the first ``N`` images are a stratified subset and
-the ``N=50`` set is inside the ``N=100`` set. The test set never depends on ``N``::
+Identities are filtered (``min_images_per_identity``, ``max_identities``), then each identity's images are shuffled
+with a seed derived from ``(seed, identity)`` and cut into test / val / train pool. The training pool is ordered
+round-robin over identities (in a seeded order), so the first ``N`` images are a stratified subset and the ``N=50``
+set is inside the ``N=100`` set. The test set never depends on ``N``::
 
     >>> from facetransfer.data.sources import FaceRecord
     >>> recs = [FaceRecord(f"p{i}", f"p{i}/{j}.jpg") for i in range(4) for j in range(10)]
