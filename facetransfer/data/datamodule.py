@@ -421,7 +421,8 @@ class FaceDataModule(L.LightningDataModule):
         if shuffle:
             world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
             item_seeds = isinstance(dataset, FaceDataset)
-            sampler = ResumableSampler(dataset, seed=self.split_spec.seed, num_replicas=world, rank=rank, item_seeds=item_seeds)
+            sampler = ResumableSampler(dataset, seed=self.split_spec.seed, num_replicas=world, rank=rank,
+                                       item_seeds=item_seeds)
             epoch, done = resume_position(trainer, math.ceil(len(sampler) / batch_size))
             sampler.set_epoch(epoch)
             sampler.skip = done * batch_size
