@@ -77,13 +77,13 @@ def save_cost(ckpt: Path, repeats: int = 3) -> float:
     """Seconds to compute the digest of the checkpoint's content, as a save does (median)."""
     import torch
 
-    from facetransfer.io.checkpoint import content_digest
+    from facetransfer.io.checkpoint import with_digest
 
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        content_digest(checkpoint)
+        with_digest(checkpoint)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

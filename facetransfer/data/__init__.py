@@ -11,10 +11,8 @@ from .split import SplitManifest, make_split
 from .synthetic import SyntheticSource
 
 # imported when asked for: the DataModule imports Lightning, aligned sources the face detectors
-__getattr__ = lazy_attributes(
-    __name__,
-    {"FaceDataModule": "datamodule", "AlignedSource": "aligned", "aligned_source": "aligned", "alignment_choices": "aligned"},
-)
+__getattr__ = lazy_attributes(__name__, {"FaceDataModule": "datamodule", "AlignedSource": "aligned",
+                                         "aligned_source": "aligned", "alignment_choices": "aligned"})
 
 
 __all__ = [

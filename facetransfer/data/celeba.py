@@ -68,14 +68,13 @@ class CelebASource(FaceSource):
     @staticmethod
     def _read_pairs(path: Path) -> dict[str, str]:
         table: dict[str, str] = {}
-        with open(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                parts = line.split()
-                if not parts:
-                    continue
-                if len(parts) != 2:
-                    raise DataError(f"{path}:{lineno}: expected '<image> <value>', got {line.strip()!r}")
-                table[parts[0]] = parts[1]
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise DataError(f"{path}:{lineno}: expected '<image> <value>', got {line.strip()!r}")
+            table[parts[0]] = parts[1]
         return table
 
     def records(self) -> list[FaceRecord]:
@@ -84,9 +83,8 @@ class CelebASource(FaceSource):
         identities = self._read_pairs(identity_file)
         if self.partition != "all":
             partition_file = self._find(base, "list_eval_partition.txt", f"partition={self.partition!r} needs it")
-            wanted = PARTITIONS[self.partition]
             parts = self._read_pairs(partition_file)
-            identities = {k: v for k, v in identities.items() if parts.get(k) == wanted}
+            identities = {k: v for k, v in identities.items() if parts.get(k) == PARTITIONS[self.partition]}
         image_dir = base / VARIANTS[self.variant][0]
         on_disk = {e.name for e in os.scandir(image_dir) if is_listed_file(e)}
         missing = [k for k in identities if k not in on_disk]
@@ -121,10 +119,8 @@ class CelebASource(FaceSource):
         points = {}
         for lineno, line in enumerate(path.read_text().splitlines(), 1):
             parts = line.split()
-            if lineno <= 2 and (len(parts) == 1 or (parts and not parts[0].lower().endswith(".jpg"))):
-                continue  # the count line and the column header
-            if not parts:
-                continue
+            if not parts or (lineno <= 2 and (len(parts) == 1 or not parts[0].lower().endswith(".jpg"))):
+                continue  # a blank line, the count line or the column header
             if len(parts) != 11 or not all(p.lstrip("-").isdigit() for p in parts[1:]):
                 raise DataError(f"{path}:{lineno}: expected '<image> x1 y1 ... x5 y5' (10 integers), got {line.strip()!r}")
             values = [int(p) + 0.5 for p in parts[1:]]

@@ -131,7 +131,6 @@ class FaceDataModule(L.LightningDataModule):
         self.split_spec = SplitSpec(
             min_images_per_identity=min_images_per_identity, max_identities=max_identities, val_fraction=val_fraction,
             test_fraction=test_fraction, train_samples=train_samples, seed=seed, balanced_eval=balanced_eval)
-        self.seed = seed
         self.align = align
         self.align_template = align_template
         source = get_source(dataset, root=root, **self.dataset_args)
@@ -211,27 +210,26 @@ class FaceDataModule(L.LightningDataModule):
 
     def _build_manifest(self) -> SplitManifest:
         records = self.source.records()
-        skipped: list[dict[str, str]] = []
         # detect only identities that can pass min_images_per_identity (the others are left out anyway)
         counts = Counter(r.identity for r in records)
         candidates = {r.key for r in records if counts[r.identity] >= self.split_spec.min_images_per_identity}
         bad = self._unusable(self.source, [r.key for r in records], detect=candidates)
-        if bad:
-            bad_keys = self._apply_bad_image_policy(self.source, bad)
-            records = [r for r in records if r.key not in bad_keys]
-            skipped = [{"key": k, "reason": why} for k, why in bad]
+        bad_keys = self._apply_bad_image_policy(self.source, bad)
+        records = [r for r in records if r.key not in bad_keys]
         manifest = make_split(records, self.split_spec)
         manifest.source = self.source.describe()
         manifest.settings["face_crop"] = self.face_crop
         if self.align != "none":
             manifest.settings.update(align=self.align, align_template=self.align_template)
-        manifest.skipped = skipped
+        manifest.skipped = [{"key": k, "reason": why} for k, why in bad]
         self._warn_about_identities(records, manifest)
         return manifest
 
     def _apply_bad_image_policy(self, source: FaceSource, bad: list[tuple[str, str]]) -> set[str]:
-        """``on_bad_image``: ``error`` raises one :class:`DataError` listing them; ``skip`` warns once and
+        """``on_bad_image``: ``error`` raises one :class:`DataError` listing ``bad``; ``skip`` warns once and
         returns their keys."""
+        if not bad:
+            return set()
         what = "unreadable image(s)" if self.align == "none" else "unreadable image(s) or image(s) without a face"
         if self.on_bad_image == "error":
             listing = "\n".join(f"  {source.path(k)}: {why}" for k, why in bad[:50])
@@ -276,17 +274,14 @@ class FaceDataModule(L.LightningDataModule):
     def use_manifest(self, manifest: SplitManifest) -> None:
         """Adopt a saved split, with the face crop it was made with.
 
-        When the manifest comes from another kind of dataset than configured (e.g.
-        ``facetransfer test --ckpt_path`` with no data options), its recorded source
-        (dataset, root, arguments) is used; a configured source of the same kind is
-        kept. A configured ``root`` always wins over the recorded one, so a moved dataset
-        is found with ``--data.root``.
+        When the manifest comes from another kind of dataset than configured (e.g. ``facetransfer test --ckpt_path``
+        with no data options), its recorded source (dataset, root, arguments) is used; a configured source of the
+        same kind is kept. A configured ``root`` always wins over the recorded one, so a moved dataset is found with
+        ``--data.root``.
         """
         recorded = manifest.source
-        kind = recorded.get("dataset")
-        args = recorded.get("args", {})
-        same_kind = kind == self.dataset
-        if kind is not None and (not same_kind or (not self.dataset_args and args != self.source.init_args())):
+        kind, args = recorded.get("dataset"), recorded.get("args", {})
+        if kind is not None and (kind != self.dataset or (not self.dataset_args and args != self.source.init_args())):
             # another kind, or the same kind with no data.dataset_args given: the split's own source
             # (its arguments decide which images the keys name, e.g. a synthetic set's size)
             root = self._recorded_root(recorded)
@@ -295,11 +290,10 @@ class FaceDataModule(L.LightningDataModule):
             self.source = self._aligned(get_source(kind, root=root, **args))
             self._sources_for.clear()
             self.dataset = kind
-        elif same_kind and args and args != self.source.init_args():
+        elif kind == self.dataset and args and args != self.source.init_args():
             rank_zero_warn(f"data.dataset_args {self.source.init_args()} differ from those the split was made with "
                            f"{args}; using the configured ones")
-        align = manifest.settings.get("align", "none")
-        template = manifest.settings.get("align_template")
+        align, template = manifest.settings.get("align", "none"), manifest.settings.get("align_template")
         if (align, template) != (self.align, self.align_template):
             rank_zero_warn(f"using align={align} (template {template or 'of the backbone'}) recorded with the split "
                            f"(configured: {self.align})")
@@ -391,13 +385,10 @@ class FaceDataModule(L.LightningDataModule):
 
     def eval_batches(self, split: Split) -> Iterable[Any]:
         """Un-augmented batches of a split for one feature pass: store slices or eval-transformed images."""
-        store = self._store(split)
+        store, size = self._store(split), max(64, self._batch(self.eval_batch_size, len(getattr(self.manifest, split))))
         if store is None:
-            dataset = self.dataset_for(split, train_transform=False)
-            size = max(64, self._batch(self.eval_batch_size, len(dataset)))
-            return DataLoader(dataset, batch_size=size, num_workers=self.num_workers,
-                              pin_memory=self.device.type == "cuda")
-        size = max(64, self._batch(self.eval_batch_size, len(store)))
+            return DataLoader(self.dataset_for(split, train_transform=False), batch_size=size,
+                              num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
         return (ImageBatch(store.images[i : i + size], store.labels[i : i + size]) for i in range(0, len(store), size))
 
     # --- decoded-image store (cache: gpu | memory) ----------------------------------------------
@@ -419,13 +410,10 @@ class FaceDataModule(L.LightningDataModule):
 
     def _loader(self, dataset, *, batch_size: int, shuffle: bool, num_workers: int | None = None, collate_fn=None,
                 pin_memory: bool = True) -> DataLoader:
-        """A DataLoader; for training, one whose order and augmentation depend only on (seed, epoch, index).
-
-        The training sampler (:class:`ResumableSampler`) shuffles by ``(seed, epoch)``, shards over
-        DDP ranks, and on a resumed fit starts where the checkpoint left off; image items are
-        augmented from a per-item seed (:class:`SeededDataset`), so ``num_workers`` does not
-        change the batches. Every loader has its own generator, so creating one never draws
-        from the global RNG (which a resumed run restores exactly).
+        """A DataLoader; for training, one whose order and augmentation depend only on (seed, epoch, index)
+        (see sampler.py: resumes mid-epoch, shards over DDP ranks, same batches with any ``num_workers``).
+        Every loader has its own generator: creating one never draws from the global RNG, which a resumed
+        run restores exactly.
         """
         trainer = self.trainer
         num_workers = self.num_workers if num_workers is None else num_workers
@@ -433,7 +421,8 @@ class FaceDataModule(L.LightningDataModule):
         if shuffle:
             world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
             item_seeds = isinstance(dataset, FaceDataset)
-            sampler = ResumableSampler(dataset, seed=self.seed, num_replicas=world, rank=rank, item_seeds=item_seeds)
+            sampler = ResumableSampler(dataset, seed=self.split_spec.seed, num_replicas=world, rank=rank,
+                                       item_seeds=item_seeds)
             epoch, done = resume_position(trainer, math.ceil(len(sampler) / batch_size))
             sampler.set_epoch(epoch)
             sampler.skip = done * batch_size
@@ -442,7 +431,7 @@ class FaceDataModule(L.LightningDataModule):
             loader_class = ResumableDataLoader  # resumes by itself (see sampler.py)
         return loader_class(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                             persistent_workers=num_workers > 0, pin_memory=pin_memory and self.device.type == "cuda",
-                            generator=torch.Generator().manual_seed(self.seed), collate_fn=collate_fn)
+                            generator=torch.Generator().manual_seed(self.split_spec.seed), collate_fn=collate_fn)
 
     def train_dataloader(self) -> DataLoader:
         return self._split_loader("train", batch_size=self.batch_size, shuffle=True)
@@ -465,10 +454,8 @@ class FaceDataModule(L.LightningDataModule):
                 raise DataError(f"no image files under predict_root {root}")
             source: FaceSource = self._aligned(get_source("folder", root=str(root)))
             if self.align != "none":
-                bad = self._unusable(source, keys)
-                if bad:
-                    dropped = self._apply_bad_image_policy(source, bad)
-                    keys = [k for k in keys if k not in dropped]
+                dropped = self._apply_bad_image_policy(source, self._unusable(source, keys))
+                keys = [k for k in keys if k not in dropped]
             items = [(k, -1) for k in keys]
         else:
             source, items = self.source, self.manifest.test

@@ -1,10 +1,9 @@
 """Labeled Faces in the Wild, as extracted from the LFW project's archives.
 
-Any alignment works: ``<root>/<variant>/<Name>/<Name>_NNNN.jpg`` with variant
-``lfw`` (original), ``lfw_funneled`` or ``lfw-deepfunneled`` (auto-detected), or
-``root`` pointing at the variant folder itself. Partial copies are fine. When the
-official protocol files sit next to the images, ``people="devtrain"`` /
-``"devtest"`` restricts the identities to View 1's lists::
+Any alignment works: ``<root>/<variant>/<Name>/<Name>_NNNN.jpg`` with variant ``lfw`` (original), ``lfw_funneled``
+or ``lfw-deepfunneled`` (auto-detected), or ``root`` pointing at the variant folder itself. Partial copies are fine.
+When the official protocol files sit next to the images, ``people="devtrain"`` / ``"devtest"`` restricts the
+identities to View 1's lists::
 
     >>> src = LFWSource("../shared/data/lfw-devtrain", people="devtrain")  # doctest: +SKIP
     >>> len({r.identity for r in src.records()})  # doctest: +SKIP
@@ -90,11 +89,10 @@ class LFWSource(FaceSource):
         if self.people == "all":
             return records
         filename = PEOPLE_FILES[self.people]
-        found = [path for path in (self.root / filename, image_dir / filename, image_dir.parent / filename)
-                 if path.is_file()]  # next to the images, or one level up
-        if not found:
+        people_file = next((path for path in (self.root / filename, image_dir / filename, image_dir.parent / filename)
+                            if path.is_file()), None)  # next to the images, or one level up
+        if people_file is None:
             raise DataError(f"people={self.people!r} needs {filename} next to {image_dir}; it is not there")
-        people_file = found[0]
         listed = read_name_counts(people_file, header=True)
         on_disk = {r.identity for r in records}
         missing = sorted(set(listed) - on_disk)

@@ -7,6 +7,7 @@ atomic (an image folder that exists is complete); see docs/alignment.md::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -70,7 +71,9 @@ def fetch(url: str, dest: Path, progress: bool = False, timeout: float = 60) -> 
         reason = getattr(err, "reason", err)
         raise DataError(f"download of {url} failed: {reason}{_resume_hint(part, have)}") from None
     with response:
-        resumed = have > 0 and response.status == 206 and _range_start(response) == have
+        # resumed: a 206 answer starting where the partial file ends (Content-Range: bytes START-END/TOTAL)
+        content_range = response.headers.get("Content-Range", "")
+        resumed = have > 0 and response.status == 206 and re.match(rf"bytes {have}-", content_range, re.I) is not None
         if not resumed:  # a fresh download, or a server that ignores Range: start over
             have = 0
         length = response.headers.get("Content-Length")
@@ -89,12 +92,6 @@ def fetch(url: str, dest: Path, progress: bool = False, timeout: float = 60) -> 
         raise DataError(f"download of {url} stopped after {have} of {total} bytes{_resume_hint(part, have)}")
     os.replace(part, dest)
     return dest
-
-
-def _range_start(response) -> int | None:
-    """First byte of a 206 response (``Content-Range: bytes START-END/TOTAL``)."""
-    found = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""), re.IGNORECASE)
-    return int(found.group(1)) if found else None
 
 
 def _resume_hint(part: Path, have: int) -> str:
@@ -184,10 +181,8 @@ def download_lfw(root: str | os.PathLike, variant: str = "deepfunneled", base_ur
         os.replace(image_root, target)
     if not keep_archive:
         archive.unlink()
-        try:
+        with contextlib.suppress(OSError):
             (root / DOWNLOAD_DIR).rmdir()  # only when empty: another variant may be half downloaded
-        except OSError:
-            pass
     return target
 
 

@@ -102,11 +102,10 @@ class SeededDataset(Dataset):
 class ResumableDataLoader(DataLoader):
     """A training ``DataLoader`` over a :class:`ResumableSampler`, which resumes by itself.
 
-    The sampler starts where a checkpoint left off (from the progress Lightning saves), so
-    Lightning's "dataloader is not resumable ... unreliable results" warning does not apply.
-    Having ``state_dict``/``load_state_dict`` tells Lightning so. The state is what the order
-    depends on besides the progress: seed, batch size and number of training items; a resume
-    that changes them gets a warning, since its batches then differ from the interrupted run's.
+    The sampler starts where a checkpoint left off (from the progress Lightning saves), so Lightning's "dataloader is
+    not resumable ... unreliable results" warning does not apply; having ``state_dict``/``load_state_dict`` tells
+    Lightning so. The state is what the order depends on besides the progress: seed, batch size and number of training
+    items; a resume that changes them gets a warning, since its batches then differ from the interrupted run's.
     """
 
     def state_dict(self) -> dict[str, Any]:
@@ -123,11 +122,10 @@ class ResumableDataLoader(DataLoader):
 def resume_position(trainer: Any, batches_per_epoch: int) -> tuple[int, int]:
     """``(epoch, batches already trained in it)`` where a fit's training data continues.
 
-    On a resumed fit these come from the progress Lightning restored from the checkpoint
-    (epochs completed, batches processed in the current one), so a checkpoint written mid-epoch
-    continues with the next batch and one written at an epoch's end with the next epoch.
-    Otherwise ``(current epoch, 0)``: Lightning sets the epoch before it iterates. ``(0, 0)``
-    outside a fit.
+    On a resumed fit these come from the progress Lightning restored from the checkpoint (epochs completed, batches
+    processed in the current one), so a checkpoint written mid-epoch continues with the next batch and one written at
+    an epoch's end with the next epoch. Otherwise ``(current epoch, 0)``: Lightning sets the epoch before it iterates.
+    ``(0, 0)`` outside a fit.
     """
     loop = getattr(trainer, "fit_loop", None)
     if loop is None or getattr(trainer.state, "fn", None) != "fit":

@@ -109,9 +109,8 @@ class FolderSource(FaceSource):
 
 
 #: the DataModule's ``dataset`` choices: :class:`FaceSource` classes under their ``name``
-SOURCES: Registry[FaceSource] = Registry(
-    "dataset", "facetransfer.sources", FaceSource, named=True, arguments="dataset_args"
-)
+SOURCES: Registry[FaceSource] = Registry("dataset", "facetransfer.sources", FaceSource, named=True,
+                                         arguments="dataset_args")
 register_source = SOURCES.register
 list_sources = SOURCES.names
 register_source(FolderSource)

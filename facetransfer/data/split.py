@@ -1,10 +1,9 @@
 """Seeded, per-identity stratified splits with nested training subsets, saved as JSON.
 
-Identities are filtered (``min_images_per_identity``, ``max_identities``), then each
-identity's images are shuffled with a seed derived from ``(seed, identity)`` and cut
-into test / val / train pool. The training pool is ordered round-robin over
-identities (in a seeded order), so the first ``N`` images are a stratified subset and
-the ``N=50`` set is inside the ``N=100`` set. The test set never depends on ``N``::
+Identities are filtered (``min_images_per_identity``, ``max_identities``), then each identity's images are shuffled
+with a seed derived from ``(seed, identity)`` and cut into test / val / train pool. The training pool is ordered
+round-robin over identities (in a seeded order), so the first ``N`` images are a stratified subset and the ``N=50``
+set is inside the ``N=100`` set. The test set never depends on ``N``::
 
     >>> from facetransfer.data.sources import FaceRecord
     >>> recs = [FaceRecord(f"p{i}", f"p{i}/{j}.jpg") for i in range(4) for j in range(10)]
@@ -18,9 +17,10 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from itertools import groupby
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,10 +79,9 @@ class SplitManifest:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (temp file + rename)."""
-        path = Path(path)
         with atomic_write(path) as fh:
             json.dump(self.to_dict(), fh, indent=1)
-        return path
+        return Path(path)
 
     def subset(self, train_samples: int) -> SplitManifest:
         """The same split with the first ``train_samples`` images of the training pool.
@@ -175,20 +174,19 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
     The training pool is the same either way.
     """
     spec = spec if spec is not None else SplitSpec(**options)
-    min_images_per_identity, max_identities, seed = spec.min_images_per_identity, spec.max_identities, spec.seed
     by_identity: dict[str, list[str]] = defaultdict(list)
     for rec in records:
         by_identity[rec.identity].append(rec.key)
     if not by_identity:
         raise DataError("the dataset has no images")
-    kept = {i: sorted(keys) for i, keys in by_identity.items() if len(keys) >= min_images_per_identity}
+    kept = {i: sorted(keys) for i, keys in by_identity.items() if len(keys) >= spec.min_images_per_identity}
     if not kept:
         largest = max(len(k) for k in by_identity.values())
-        raise DataError(f"no identity has >= {min_images_per_identity} images (min_images_per_identity); "
+        raise DataError(f"no identity has >= {spec.min_images_per_identity} images (min_images_per_identity); "
                         f"the largest has {largest}")
-    if max_identities is not None and len(kept) > max_identities:
+    if spec.max_identities is not None and len(kept) > spec.max_identities:
         # the identities with most images, ties by name: deterministic and independent of the seed
-        chosen = sorted(kept, key=lambda i: (-len(kept[i]), i))[:max_identities]
+        chosen = sorted(kept, key=lambda i: (-len(kept[i]), i))[: spec.max_identities]
         kept = {i: kept[i] for i in chosen}
     classes = sorted(kept)
     label = {name: idx for idx, name in enumerate(classes)}
@@ -198,7 +196,7 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
     test: list[Item] = []
     for name in classes:
         keys = kept[name]
-        order = [keys[i] for i in _identity_seed(seed, name).permutation(len(keys))]
+        order = [keys[i] for i in _identity_seed(spec.seed, name).permutation(len(keys))]
         n_test, n_val = _count(len(keys), spec.test_fraction), _count(len(keys), spec.val_fraction)
         if len(keys) - n_test - n_val < 1:
             need = n_test + n_val + 1
@@ -211,7 +209,7 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
 
     if spec.balanced_eval:
         val, test = _balanced(val), _balanced(test)
-    identity_order = [classes[i] for i in np.random.default_rng(seed).permutation(len(classes))]
+    identity_order = [classes[i] for i in np.random.default_rng(spec.seed).permutation(len(classes))]
     pool: list[Item] = []
     for rank in range(max(len(p) for p in pools.values())):
         pool += [(pools[name][rank], label[name]) for name in identity_order if rank < len(pools[name])]
@@ -221,12 +219,7 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
 
 
 def _balanced(items: list[Item]) -> list[Item]:
-    """Keep the first ``k`` items of every label, ``k`` = the smallest label count."""
-    keep = min(Counter(label for _, label in items).values(), default=0)
-    seen: Counter[int] = Counter()
-    out = []
-    for key, label in items:
-        seen[label] += 1
-        if seen[label] <= keep:
-            out.append((key, label))
-    return out
+    """Keep the first ``k`` items of every label, ``k`` = the smallest label count (items grouped by label)."""
+    groups = [list(group) for _, group in groupby(items, key=lambda item: item[1])]
+    keep = min(map(len, groups), default=0)
+    return [item for group in groups for item in group[:keep]]

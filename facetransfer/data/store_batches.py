@@ -45,8 +45,6 @@ def resolve_cache_mode(mode: str, device: torch.device, images: int, side: int) 
         return "memory"  # a CPU run keeps the store in RAM
     if mode != "auto":
         return mode
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        if images * 3 * side * side < 0.4 * free:  # the store's bytes
-            return "gpu"
+    if device.type == "cuda" and images * 3 * side * side < 0.4 * torch.cuda.mem_get_info(device)[0]:
+        return "gpu"
     return "none"

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from PIL import ExifTags, Image
-from torchvision.transforms.functional import pil_to_tensor
+from torchvision.transforms.v2.functional import center_crop, pil_to_tensor
 
+from ..preprocess import FaceCrop
 from .sources import FaceSource
 
 _JPEG = (".jpg", ".jpeg")
@@ -30,18 +31,12 @@ _JPEG = (".jpg", ".jpeg")
 
 def _square(image: torch.Tensor, side: int, face_crop: float) -> torch.Tensor:
     """(3, H, W) uint8 -> (3, side, side) uint8: central face crop, resize shorter side, center crop."""
+    image = FaceCrop(face_crop)(image)
     h, w = image.shape[-2:]
-    if face_crop < 1.0:
-        s = max(1, round(min(h, w) * face_crop))
-        top, left = round((h - s) / 2.0), round((w - s) / 2.0)
-        image = image[:, top : top + s, left : left + s]
-        h, w = s, s
     scale = side / min(h, w)
-    nh, nw = max(side, round(h * scale)), max(side, round(w * scale))
-    x = F.interpolate(image[None].float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-    top, left = round((nh - side) / 2.0), round((nw - side) / 2.0)
-    x = x[0, :, top : top + side, left : left + side]
-    return x.round_().clamp_(0, 255).to(torch.uint8)
+    size = [max(side, round(h * scale)), max(side, round(w * scale))]
+    x = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+    return center_crop(x[0], [side, side]).round_().clamp_(0, 255).to(torch.uint8)
 
 
 @dataclass

@@ -83,13 +83,8 @@ def _write_error(err: OSError, what: str, path: Path, existed: bool, kept: str |
 def atomic_write(
     path: str | os.PathLike, mode: str = "w", what: str = "file", kept: str | None = None, **open_kwargs: Any
 ) -> Iterator[IO[Any]]:
-    """Open a temporary file for writing; on success it replaces ``path`` (fsync, rename).
-
-    ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes); ``open_kwargs`` go to :func:`open`
-    (``newline=""`` for CSV, ``encoding``). On an exception the temporary file is removed and
-    ``path`` is left as it was; ``what`` and ``kept`` word the error of a filesystem fault
-    (see :func:`atomic_path`).
-    """
+    """:func:`atomic_path`'s temporary file, opened with ``mode`` ``"w"`` (text) or ``"wb"`` (bytes);
+    ``open_kwargs`` go to :func:`open` (``newline=""`` for CSV, ``encoding``)."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write writes whole files: mode 'w' or 'wb', got {mode!r}")
     with atomic_path(path, what, kept) as tmp, open(tmp, mode, **open_kwargs) as fh:

@@ -49,7 +49,7 @@ ALGORITHM = "sha256"
 class DigestMismatch(WeightsError):
     """A checkpoint's content differs from the digest written when it was saved."""
 
-    def __init__(self, changed: list[str], path: str | os.PathLike | None = None) -> None:
+    def __init__(self, changed: list[str], path: _PATH | None = None) -> None:
         where = f"checkpoint {path}" if path is not None else "the checkpoint"
         super().__init__(
             f"{where} is damaged: its {', '.join(changed)} does not match the {ALGORITHM} digest written when it was "
@@ -123,18 +123,14 @@ def part_digest(value: Any) -> str:
     return h.hexdigest()
 
 
-def content_digest(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"algorithm": "sha256", "parts": {key: hex digest}}`` of every top-level entry but the digest itself."""
-    parts = {str(key): part_digest(value) for key, value in checkpoint.items() if key != DIGEST_KEY}
-    return {"algorithm": ALGORITHM, "parts": parts}
-
-
 def with_digest(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
-    """A shallow copy of ``checkpoint`` with its digest added (what :class:`AtomicCheckpointIO` saves)."""
-    return {**checkpoint, DIGEST_KEY: content_digest(checkpoint)}
+    """A shallow copy of ``checkpoint`` with its digest added (what :class:`AtomicCheckpointIO` saves):
+    ``{"algorithm": "sha256", "parts": {key: hex digest}}`` of every top-level entry."""
+    parts = {str(key): part_digest(value) for key, value in checkpoint.items() if key != DIGEST_KEY}
+    return {**checkpoint, DIGEST_KEY: {"algorithm": ALGORITHM, "parts": parts}}
 
 
-def verify_digest(checkpoint: Mapping[str, Any], path: str | os.PathLike | None = None) -> bool:
+def verify_digest(checkpoint: Mapping[str, Any], path: _PATH | None = None) -> bool:
     """Compare a loaded checkpoint with its stored digest.
 
     Returns True when it matches, False when the checkpoint carries no digest (older or foreign files
@@ -184,11 +180,7 @@ def is_load_error(err: BaseException) -> bool:
 def read_checkpoint(path: _PATH) -> dict[str, Any]:
     """A checkpoint file as a dict, loaded safely (``weights_only=True``, on the CPU) and checked against
     its content digest; a missing, unsafe or damaged file is one :class:`~facetransfer.errors.WeightsError`.
-
-    Every path that reads a checkpoint comes here: ``test`` / ``predict`` / resume (through the
-    trainer's checkpoint IO), ``FaceClassifier.load_from_checkpoint``, ``verify`` / ``gallery`` /
-    ``export --ckpt_path``, a split reused from a checkpoint, ``weights_path``.
-    """
+    Every reader of a checkpoint comes here (docs/architecture.md lists them)."""
     if Path(path).is_dir():
         raise WeightsError(f"checkpoint {path} is a folder; give one of its .ckpt files (or --ckpt_path last)")
     if not Path(path).is_file():
@@ -249,7 +241,7 @@ class CheckpointInfo:
     manifest: dict[str, Any] | None = field(default=None, repr=False)
 
     @classmethod
-    def read(cls, path: str | os.PathLike) -> CheckpointInfo:
+    def read(cls, path: _PATH) -> CheckpointInfo:
         """Read a checkpoint's metadata; a missing, damaged or foreign file is a :class:`WeightsError`."""
         path = Path(path)
         data = read_checkpoint(path)
@@ -289,6 +281,6 @@ def stored_manifest(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
 
 __all__ = [
     "ALGORITHM", "DIGEST_KEY", "LOAD_ERRORS", "CheckpointInfo", "DigestMismatch", "atomic_torch_save", "checked",
-    "checkpoint_error", "content_digest", "is_load_error", "part_digest", "read_checkpoint", "stored_manifest",
+    "checkpoint_error", "is_load_error", "part_digest", "read_checkpoint", "stored_manifest",
     "verify_digest", "with_digest", "write_checkpoint",
 ]

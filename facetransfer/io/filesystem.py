@@ -20,6 +20,8 @@ import traceback
 
 from ..errors import FileSystemError
 
+_PATH = str | os.PathLike
+
 # the innermost of these functions in a traceback says what was being done
 _OPERATION_OF_FUNCTION = {
     **dict.fromkeys(("makedirs", "mkdir", "mkdtemp"), "create folder"),
@@ -77,9 +79,8 @@ def reason_of(err: OSError) -> str:
     return f"{reason} ({explanation})" if explanation else reason
 
 
-def describe_os_error(
-    err: OSError, operation: str | None = None, path: str | os.PathLike | None = None, kept: str | None = None
-) -> str:
+def describe_os_error(err: OSError, operation: str | None = None, path: _PATH | None = None,
+                      kept: str | None = None) -> str:
     """``cannot <operation> <path>: <reason> (<what was kept>)``; the operation is guessed when not given."""
     operation = operation or guess_operation(err)
     where = err.filename if err.filename is not None else path
@@ -89,9 +90,8 @@ def describe_os_error(
     return f"cannot {operation}{target}: {reason_of(err)}" + (f" ({kept})" if kept else "")
 
 
-def filesystem_error(
-    err: OSError, operation: str | None = None, path: str | os.PathLike | None = None, kept: str | None = None
-) -> FileSystemError:
+def filesystem_error(err: OSError, operation: str | None = None, path: _PATH | None = None,
+                     kept: str | None = None) -> FileSystemError:
     """The :class:`~facetransfer.errors.FileSystemError` to raise ``from`` an ``OSError``."""
     return FileSystemError(describe_os_error(err, operation, path, kept))
 

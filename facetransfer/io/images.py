@@ -160,10 +160,7 @@ def list_image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 def default_num_workers() -> int:
     """Processes reading images for a DataLoader: the CPUs this process may use, less one, at most 8."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(0, min(8, cpus - 1))
 
 
