@@ -318,13 +318,11 @@ class Gallery:
         """What a gallery file holds, without a model or its embeddings: ``names``, ``counts``,
         ``images``, ``threshold``, ``match``, ``calibration``, ``model`` (``Embedder.describe()``)
         and ``model_source`` (how to rebuild the model, or None)."""
-        tensors, data = _read_file(Path(path))
-        meta, names, labels = data["meta"], data["names"], tensors["labels"]
-        counts = torch.bincount(labels, minlength=len(names)).tolist()
-        return {"names": names, "counts": dict(zip(names, counts)), "images": len(labels),
-                "threshold": meta.get("threshold"), "match": meta.get("match", "mean"),
-                "calibration": meta.get("calibration"), "model": meta["model"],
-                "model_source": meta.get("model_source"), "version": data["version"]}
+        info = _read_file(Path(path))
+        names, labels = info.pop("names"), info.pop("labels")
+        counts = dict(zip(names, torch.bincount(labels, minlength=len(names)).tolist()))
+        del info["embeddings"], info["sources"]
+        return {"names": names, "counts": counts, "images": len(labels), **info}
 
     @classmethod
     def load(
@@ -336,9 +334,8 @@ class Gallery:
         same weights (``weights_fingerprint``), since embeddings of other weights are not comparable.
         """
         path = Path(path)
-        tensors, data = _read_file(path)
-        meta = data["meta"]
-        saved = meta["model"]
+        info = _read_file(path)
+        saved = info["model"]
         saved_args = {"face_crop": saved["face_crop"], "flip": saved["flip"], "align": saved.get("align", "none"),
                       "align_template": saved.get("align_template")}
         embedder = model if isinstance(model, Embedder) else Embedder(model, **{**saved_args, **embedder_args})
@@ -355,18 +352,16 @@ class Gallery:
                     f"{saved['weights_fingerprint']}) than this model ({embedder.backbone_name}, {fingerprint}); "
                     "embeddings would not be comparable (strict=False to load anyway)"
                 )
-        gallery = cls(embedder, threshold=meta["threshold"], match=meta.get("match", "mean"))
-        gallery.names = list(data["names"])
-        gallery.embeddings = tensors["embeddings"].float()
-        gallery.labels = tensors["labels"].long()
-        gallery.sources = list(data["sources"])
-        gallery.calibration = meta.get("calibration")
-        gallery.model_source = meta.get("model_source")
+        gallery = cls(embedder, threshold=info["threshold"], match=info["match"])
+        gallery.names, gallery.sources = info["names"], info["sources"]
+        gallery.embeddings, gallery.labels = info["embeddings"].float(), info["labels"].long()
+        gallery.calibration, gallery.model_source = info["calibration"], info["model_source"]
         return gallery
 
 
-def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """A gallery file -> (``embeddings`` and ``labels`` tensors, ``names``/``sources``/``meta``/``version``).
+def _read_file(path: Path) -> dict[str, Any]:
+    """A gallery file -> its ``embeddings``, ``labels``, ``names``, ``sources``, ``version`` and the header's
+    ``threshold``, ``match``, ``calibration``, ``model`` and ``model_source`` (None or ``mean`` when absent).
 
     Safetensors (version 2) is parsed without pickle. Version 1 files (``torch.save`` zip
     archives of tensors and strings) are still read, with ``torch.load(weights_only=True)``.
@@ -392,7 +387,10 @@ def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     problem = _damage(tensors, data)
     if problem:
         raise DataError(f"{path} is a damaged facetransfer gallery file: {problem}")
-    return tensors, {**data, "version": version}
+    meta = data.pop("meta")
+    settings = {"threshold": meta.get("threshold"), "match": meta.get("match", "mean"), "model": meta["model"],
+                "calibration": meta.get("calibration"), "model_source": meta.get("model_source")}
+    return {**tensors, **data, **settings, "version": version}
 
 
 def _safetensors_fields(path: Path) -> dict[str, Any]:
