@@ -45,13 +45,7 @@ from ..training.trainer import (
     with_atomic_checkpoints,
     with_trainer_defaults,
 )
-from .checkpoint_conflicts import (
-    MODEL_OPTIONS,
-    SPLIT_OPTIONS,
-    checkpoint_conflicts,
-    conflict_error,
-    given_options,
-)
+from .checkpoint_conflicts import MODEL_OPTIONS, SPLIT_OPTIONS, checkpoint_conflicts, conflict_error, given_options
 from .commands import DESCRIPTION
 from .options import HelpFormatter
 

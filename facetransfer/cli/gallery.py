@@ -38,12 +38,10 @@ UNKNOWN = "unknown"
 # --- the model ------------------------------------------------------------------------------------
 def _default_face_crop(source: dict[str, Any], align: str) -> float:
     """A checkpoint's training face crop (unaligned), else the folder default (1.0, the whole image)."""
-    if "ckpt_path" in source and align == "none":
-        from ..io.checkpoint import CheckpointInfo
+    from ..io.checkpoint import CheckpointInfo
 
-        crop = CheckpointInfo.read(source["ckpt_path"]).face_crop
-        return FolderSource.face_crop if crop is None else crop
-    return FolderSource.default_face_crop(align)
+    crop = CheckpointInfo.read(source["ckpt_path"]).face_crop if "ckpt_path" in source and align == "none" else None
+    return FolderSource.default_face_crop(align) if crop is None else crop
 
 
 def _describe_source(source: dict[str, Any] | None) -> str:

@@ -340,10 +340,8 @@ class Gallery:
                       "align_template": saved.get("align_template")}
         embedder = model if isinstance(model, Embedder) else Embedder(model, **{**saved_args, **embedder_args})
         if embedder.num_features != saved["num_features"]:
-            raise ConfigError(
-                f"{path} holds {saved['num_features']}-d embeddings of {saved['backbone']}; "
-                f"this model makes {embedder.num_features}-d embeddings"
-            )
+            raise ConfigError(f"{path} holds {saved['num_features']}-d embeddings of {saved['backbone']}; "
+                              f"this model makes {embedder.num_features}-d embeddings")
         if strict:
             fingerprint = embedder.describe()["weights_fingerprint"]
             if fingerprint != saved["weights_fingerprint"]:
