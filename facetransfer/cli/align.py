@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -120,11 +119,8 @@ def align_command(argv: Sequence[str]) -> int:
             landmarks_csv.writerow(_landmark_row(key, result))
             aligned += 1
     missing = len(paths) - aligned
-    print(
-        f"aligned {aligned} of {len(paths)} images into {dst} ({aligner.template.name} template, "
-        f"{aligner.size} px, {aligner.finder()}); {missing} without a chip listed in {dst / NO_FACE_CSV}",
-        file=sys.stdout,
-    )
+    print(f"aligned {aligned} of {len(paths)} images into {dst} ({aligner.template.name} template, "
+          f"{aligner.size} px, {aligner.finder()}); {missing} without a chip listed in {dst / NO_FACE_CSV}")
     return 0
 
 

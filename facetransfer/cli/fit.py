@@ -18,6 +18,7 @@ import inspect
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from operator import attrgetter
 from pathlib import Path
 from typing import Optional
@@ -44,13 +45,7 @@ from ..training.trainer import (
     with_atomic_checkpoints,
     with_trainer_defaults,
 )
-from .checkpoint_conflicts import (
-    MODEL_OPTIONS,
-    SPLIT_OPTIONS,
-    checkpoint_conflicts,
-    conflict_error,
-    given_options,
-)
+from .checkpoint_conflicts import MODEL_OPTIONS, SPLIT_OPTIONS, checkpoint_conflicts, conflict_error, given_options
 from .commands import DESCRIPTION
 from .options import HelpFormatter
 
@@ -185,12 +180,10 @@ class FaceTransferCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         ckpt = self.config.get(str(self.subcommand), {}).get("ckpt_path") if self.subcommand else None
-        if ckpt and self.subcommand in ("test", "validate", "predict"):
-            with restoring_from_checkpoint():  # the checkpoint holds the weights: no pretrained file needed
-                super().instantiate_classes()
-            return
-        super().instantiate_classes()
-        if self.method is not None:  # the model the strategy trains (built: its own options are valid)
+        restoring = bool(ckpt) and self.subcommand in ("test", "validate", "predict")
+        with restoring_from_checkpoint() if restoring else nullcontext():  # the checkpoint holds the weights
+            super().instantiate_classes()
+        if self.method is not None and not restoring:  # the model the strategy trains (built: its options are valid)
             model = self.model.hparams
             self.method.runner.check_freeze(model.freeze, "")
             self.method.runner.check_weights(model.weights or model.weights_path, "")

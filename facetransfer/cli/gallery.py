@@ -38,12 +38,10 @@ UNKNOWN = "unknown"
 # --- the model ------------------------------------------------------------------------------------
 def _default_face_crop(source: dict[str, Any], align: str) -> float:
     """A checkpoint's training face crop (unaligned), else the folder default (1.0, the whole image)."""
-    if "ckpt_path" in source and align == "none":
-        from ..io.checkpoint import CheckpointInfo
+    from ..io.checkpoint import CheckpointInfo
 
-        crop = CheckpointInfo.read(source["ckpt_path"]).face_crop
-        return FolderSource.face_crop if crop is None else crop
-    return FolderSource.default_face_crop(align)
+    crop = CheckpointInfo.read(source["ckpt_path"]).face_crop if "ckpt_path" in source and align == "none" else None
+    return FolderSource.default_face_crop(align) if crop is None else crop
 
 
 def _describe_source(source: dict[str, Any] | None) -> str:
@@ -81,7 +79,7 @@ def _open_gallery(path: str, args: Namespace):
 def _choose_threshold(gallery: verification.Gallery, threshold: float | None, target_far: float | None) -> str:
     """Set the threshold (fixed, or calibrated on the enrolled images) -> how, in words."""
     if threshold is not None:
-        gallery.threshold, gallery.calibration = float(threshold), None
+        gallery.threshold, gallery.calibration = threshold, None
         return "set by hand"
     try:
         gallery.calibrate(target_far)
@@ -118,7 +116,7 @@ def _enroll(args: Namespace) -> int:
     if args.threshold is not None and args.target_far is not None:
         raise ConfigError("give --threshold or --target_far, not both")
     root = Path(args.root).resolve()
-    found = verification.list_identity_images(root, args.images_per_person)  # bad folders fail before a model loads
+    verification.list_identity_images(root, args.images_per_person)  # bad folders fail before a model loads
     source = ModelOptions.of(args).source(required=True)
     if "backbone" in source and not ({"weights", "weights_path"} & set(source)):
         raise ConfigError(
@@ -133,11 +131,10 @@ def _enroll(args: Namespace) -> int:
         align_template=args.align_template,
     )
     gallery.model_source = source
-    gallery.enroll_folder(root, images_per_identity=args.images_per_person, progress=show_progress(args))
+    enrolled = gallery.enroll_folder(root, images_per_identity=args.images_per_person, progress=show_progress(args))
     how = _choose_threshold(gallery, args.threshold, args.target_far)
     gallery.save(out)
-    images = sum(len(files) for files in found.values())
-    print(f"enrolled {len(gallery)} people, {images} images from {root} ({_describe_source(source)}, "
+    print(f"enrolled {len(gallery)} people, {sum(enrolled.values())} images from {root} ({_describe_source(source)}, "
           f"face_crop {face_crop:g}, match {gallery.match}" + (f", aligned by {args.align}" if args.align != "none" else "")
           + ")")
     print(f"threshold {gallery.threshold:.4f}: {how}")
@@ -195,11 +192,12 @@ def _remove(args: Namespace) -> int:
     if missing:
         raise ConfigError(f"not enrolled in {args.gallery}: {', '.join(missing)}; enrolled: {', '.join(info['names'])}")
     gallery = _open_gallery(args.gallery, args)
-    for name in dict.fromkeys(args.names):
+    names = list(dict.fromkeys(args.names))
+    for name in names:
         gallery.remove(name)
     how = _recalibrate(gallery)
     gallery.save(args.gallery)
-    print(f"removed {', '.join(dict.fromkeys(args.names))}; {len(gallery)} people, {len(gallery.labels)} images left; {how}")
+    print(f"removed {', '.join(names)}; {len(gallery)} people, {len(gallery.labels)} images left; {how}")
     print(f"wrote {args.gallery}")
     return 0
 

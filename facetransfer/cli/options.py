@@ -23,13 +23,7 @@ from typing import Any, Literal, Optional
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, DefaultHelpFormatter, Namespace
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 
-from ..config_errors import (
-    FractionUpToOne,
-    OneLineErrors,
-    ParserError,
-    check_config_files,
-    located_config_error,
-)
+from ..config_errors import FractionUpToOne, OneLineErrors, ParserError, check_config_files, located_config_error
 from ..errors import ConfigError, WeightsError
 from ..io.images import default_num_workers
 

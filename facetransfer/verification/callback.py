@@ -16,10 +16,11 @@ figure to the run's logger (see docs/verification.md).
 from __future__ import annotations
 
 import lightning as L
+from jsonargparse.typing import OpenUnitInterval
 from lightning.pytorch.callbacks import Callback
 
+from ..config_errors import FractionUpToOne, check_ranges
 from ..data.lfw import LFWSource
-from ..errors import ConfigError
 from .evaluate import VerificationResult, evaluate_pairs, plot_roc
 from .pairs import PairsProtocol
 
@@ -43,10 +44,8 @@ class PairVerification(Callback):
 
     def __init__(self, pairs: str, root: str | None = None, face_crop: float = LFWSource.face_crop, flip: bool = False,
                  far: float = 1e-3, batch_size: int = 64, num_workers: int = 0) -> None:
-        if not 0 < face_crop <= 1:
-            raise ConfigError(f"PairVerification face_crop must be in (0, 1], got {face_crop}")
-        if not 0 < far < 1:
-            raise ConfigError(f"PairVerification far must be in (0, 1), got {far}")
+        check_ranges({"face_crop": face_crop, "far": far}, {"face_crop": FractionUpToOne, "far": OpenUnitInterval},
+                     prefix="PairVerification ")
         self.pairs, self.root = pairs, root
         self.face_crop, self.flip, self.far = face_crop, flip, far
         self.batch_size, self.num_workers = batch_size, num_workers

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any, Union
 
 import torch
+from jsonargparse.typing import PositiveInt
 from PIL import Image
 from torch import nn
 
+from ..config_errors import FractionUpToOne, check_ranges
 from ..errors import ConfigError, DataError
 from ..features import ImageFiles, batch_features, file_features, weights_fingerprint
 from ..io.images import load_rgb, to_rgb
@@ -90,10 +92,8 @@ class Embedder:
         align: Any = "none",
         align_template: str | None = None,
     ) -> None:
-        if not 0 < face_crop <= 1:
-            raise ConfigError(f"face_crop must be in (0, 1], got {face_crop}")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        check_ranges({"face_crop": face_crop, "batch_size": batch_size},
+                     {"face_crop": FractionUpToOne, "batch_size": PositiveInt})
         self.backbone = as_backbone(model)
         self.backbone_name = name or str(getattr(model, "backbone_name", type(self.backbone).__name__))
         self.face_crop = float(face_crop)

@@ -161,15 +161,13 @@ def evaluate_pairs(
 def write_outputs(result: VerificationResult, protocol: PairsProtocol, out_dir: Path, tensorboard: bool = True) -> None:
     """``roc.png``, ``metrics.json``, ``scores.tsv`` (and TensorBoard events) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    png, tsv, metrics_json = out_dir / "roc.png", out_dir / "scores.tsv", out_dir / "metrics.json"
     fig = plot_roc(result.metrics, title=result.summary().split(":")[0])
-    png = out_dir / "roc.png"
     fig.savefig(png, dpi=100)
-    result.files["roc_png"] = str(png)
-    tsv = out_dir / "scores.tsv"
     rows = [f"{p.name1}\t{p.index1}\t{p.name2}\t{p.index2}\t{int(p.same)}\t{p.fold}\t{s:.6f}\n"
             for p, s in zip(protocol.pairs, result.scores)]
     tsv.write_text("name1\timage1\tname2\timage2\tsame\tfold\tscore\n" + "".join(rows))
-    result.files["scores_tsv"] = str(tsv)
+    result.files.update(roc_png=str(png), scores_tsv=str(tsv))
     if tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -178,9 +176,7 @@ def write_outputs(result: VerificationResult, protocol: PairsProtocol, out_dir: 
                 writer.add_scalar(name, value, 0)
             writer.add_figure("verify/roc", fig, 0)
         result.files["tensorboard"] = str(out_dir)
-    metrics_json = out_dir / "metrics.json"
     result.files["metrics_json"] = str(metrics_json)
     metrics_json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-
 
 __all__ = ["VerificationResult", "evaluate_pairs", "pair_scores", "plot_roc", "write_outputs"]

@@ -12,10 +12,8 @@ mean of the identity's L2-normalised embeddings, re-normalised) or to its most s
     >>> gallery.save("staff.gallery")  # doctest: +SKIP
     >>> gallery = Gallery.load("staff.gallery", model)  # doctest: +SKIP
 
-The file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the embeddings and labels as tensors,
-names, sources, threshold and model description as JSON strings in its header. Reading it parses that header and the
-raw tensor bytes, nothing else: no pickle, no code runs. ``facetransfer gallery`` (enroll, identify, add, remove,
-show) uses it from the command line.
+The file is a safetensors file, read without pickle (its fields: docs/verification.md); ``facetransfer gallery``
+(enroll, identify, add, remove, show) uses it from the command line.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_curve
 from torch import nn
 
-from ..config_errors import CosineSimilarity, check_ranges
+from ..config_errors import CosineSimilarity, UnitFraction, check_ranges
 from ..errors import ConfigError, DataError
 from ..io.atomic import atomic_path
 from ..io.images import identity_images
@@ -285,8 +283,7 @@ class Gallery:
         (:func:`~.metrics.best_threshold`). Otherwise the lowest threshold at which at most that fraction of
         impostor scores is accepted.
         """
-        if target_far is not None and not 0 <= target_far < 1:
-            raise ConfigError(f"target_far must be in [0, 1), got {target_far}")
+        check_ranges({"target_far": target_far}, {"target_far": UnitFraction})
         genuine, impostor = self.leave_one_out_scores()
         scores = np.concatenate([genuine, impostor])
         labels = np.concatenate([np.ones(len(genuine), np.int64), np.zeros(len(impostor), np.int64)])
@@ -321,13 +318,11 @@ class Gallery:
         """What a gallery file holds, without a model or its embeddings: ``names``, ``counts``,
         ``images``, ``threshold``, ``match``, ``calibration``, ``model`` (``Embedder.describe()``)
         and ``model_source`` (how to rebuild the model, or None)."""
-        tensors, data = _read_file(Path(path))
-        meta, names, labels = data["meta"], data["names"], tensors["labels"]
-        counts = torch.bincount(labels, minlength=len(names)).tolist()
-        return {"names": names, "counts": dict(zip(names, counts)), "images": len(labels),
-                "threshold": meta.get("threshold"), "match": meta.get("match", "mean"),
-                "calibration": meta.get("calibration"), "model": meta["model"],
-                "model_source": meta.get("model_source"), "version": data["version"]}
+        info = _read_file(Path(path))
+        names, labels = info.pop("names"), info.pop("labels")
+        counts = dict(zip(names, torch.bincount(labels, minlength=len(names)).tolist()))
+        del info["embeddings"], info["sources"]
+        return {"names": names, "counts": counts, "images": len(labels), **info}
 
     @classmethod
     def load(
@@ -339,20 +334,14 @@ class Gallery:
         same weights (``weights_fingerprint``), since embeddings of other weights are not comparable.
         """
         path = Path(path)
-        tensors, data = _read_file(path)
-        meta = data["meta"]
-        saved = meta["model"]
-        if isinstance(model, Embedder):
-            embedder = model
-        else:
-            args = {"face_crop": saved["face_crop"], "flip": saved["flip"], "align": saved.get("align", "none"),
-                    "align_template": saved.get("align_template"), **embedder_args}
-            embedder = Embedder(model, **args)
+        info = _read_file(path)
+        saved = info["model"]
+        saved_args = {"face_crop": saved["face_crop"], "flip": saved["flip"], "align": saved.get("align", "none"),
+                      "align_template": saved.get("align_template")}
+        embedder = model if isinstance(model, Embedder) else Embedder(model, **{**saved_args, **embedder_args})
         if embedder.num_features != saved["num_features"]:
-            raise ConfigError(
-                f"{path} holds {saved['num_features']}-d embeddings of {saved['backbone']}; "
-                f"this model makes {embedder.num_features}-d embeddings"
-            )
+            raise ConfigError(f"{path} holds {saved['num_features']}-d embeddings of {saved['backbone']}; "
+                              f"this model makes {embedder.num_features}-d embeddings")
         if strict:
             fingerprint = embedder.describe()["weights_fingerprint"]
             if fingerprint != saved["weights_fingerprint"]:
@@ -361,29 +350,53 @@ class Gallery:
                     f"{saved['weights_fingerprint']}) than this model ({embedder.backbone_name}, {fingerprint}); "
                     "embeddings would not be comparable (strict=False to load anyway)"
                 )
-        gallery = cls(embedder, threshold=meta["threshold"], match=meta.get("match", "mean"))
-        gallery.names = list(data["names"])
-        gallery.embeddings = tensors["embeddings"].float()
-        gallery.labels = tensors["labels"].long()
-        gallery.sources = list(data["sources"])
-        gallery.calibration = meta.get("calibration")
-        gallery.model_source = meta.get("model_source")
+        gallery = cls(embedder, threshold=info["threshold"], match=info["match"])
+        gallery.names, gallery.sources = info["names"], info["sources"]
+        gallery.embeddings, gallery.labels = info["embeddings"].float(), info["labels"].long()
+        gallery.calibration, gallery.model_source = info["calibration"], info["model_source"]
         return gallery
 
 
-def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """A gallery file -> (``embeddings`` and ``labels`` tensors, ``names``/``sources``/``meta``/``version``).
+def _read_file(path: Path) -> dict[str, Any]:
+    """A gallery file -> its ``embeddings``, ``labels``, ``names``, ``sources``, ``version`` and the header's
+    ``threshold``, ``match``, ``calibration``, ``model`` and ``model_source`` (None or ``mean`` when absent).
 
     Safetensors (version 2) is parsed without pickle. Version 1 files (``torch.save`` zip
     archives of tensors and strings) are still read, with ``torch.load(weights_only=True)``.
     """
     if not path.is_file():
         raise DataError(f"gallery file {path} does not exist")
-    tensors, data = _read_version_1(path) if zipfile.is_zipfile(path) else _read_version_2(path)
+    try:
+        zipped = zipfile.is_zipfile(path)  # version 1: a torch.save archive
+        fields = torch.load(path, map_location="cpu", weights_only=True) if zipped else _safetensors_fields(path)
+    except Exception as err:  # not a safetensors or torch file, a damaged one, or a pickle holding code objects
+        raise DataError(f"{path} is not a facetransfer gallery file: {str(err).splitlines()[0]}") from None
+    if not isinstance(fields, dict) or fields.get("format") != FORMAT:
+        raise DataError(f"{path} is not a facetransfer gallery file")
+    try:
+        version = int(fields.get("version", 1))
+        tensors = {key: fields[key] for key in ("embeddings", "labels")}
+        data = {key: json.loads(fields[key]) if isinstance(fields[key], str) else fields[key]  # version 2: JSON text
+                for key in ("names", "sources", "meta")}
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{path} is a damaged facetransfer gallery file: {err}") from None
+    if version > VERSION:
+        raise DataError(f"{path} was written by a newer facetransfer (gallery format {version})")
     problem = _damage(tensors, data)
     if problem:
         raise DataError(f"{path} is a damaged facetransfer gallery file: {problem}")
-    return tensors, data
+    meta = data.pop("meta")
+    settings = {"threshold": meta.get("threshold"), "match": meta.get("match", "mean"), "model": meta["model"],
+                "calibration": meta.get("calibration"), "model_source": meta.get("model_source")}
+    return {**tensors, **data, **settings, "version": version}
+
+
+def _safetensors_fields(path: Path) -> dict[str, Any]:
+    """The header's strings and the tensors of a safetensors file, in one mapping."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        return {**(f.metadata() or {}), **{key: f.get_tensor(key) for key in f.keys()}}
 
 
 def _damage(tensors: dict[str, torch.Tensor], data: dict[str, Any]) -> str | None:
@@ -410,41 +423,6 @@ def _damage(tensors: dict[str, torch.Tensor], data: dict[str, Any]) -> str | Non
     if meta.get("match", "mean") not in ("mean", "nearest"):
         return f"match {meta.get('match')!r} (mean or nearest)"
     return None
-
-
-def _read_version_2(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            header = f.metadata() or {}
-            tensors = {key: f.get_tensor(key) for key in ("embeddings", "labels") if key in f.keys()}
-    except Exception as err:  # safetensors' own error type: not a safetensors file, or a damaged one
-        raise DataError(f"{path} is not a facetransfer gallery file: {str(err).splitlines()[0]}") from None
-    if header.get("format") != FORMAT or len(tensors) != 2:
-        raise DataError(f"{path} is not a facetransfer gallery file")
-    try:
-        version = int(header.get("version", "0"))
-        if version > VERSION:
-            raise DataError(f"{path} was written by a newer facetransfer (gallery format {version})")
-        data = {key: json.loads(header[key]) for key in ("names", "sources", "meta")}
-    except (KeyError, ValueError) as err:
-        raise DataError(f"{path} is a damaged facetransfer gallery file: {err}") from None
-    return tensors, {**data, "version": version}
-
-
-def _read_version_1(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a zip that is not a torch file, or one holding code objects
-        raise DataError(f"{path} is not a facetransfer gallery file: {str(err).splitlines()[0]}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise DataError(f"{path} is not a facetransfer gallery file")
-    try:
-        tensors = {"embeddings": data["embeddings"], "labels": data["labels"]}
-        return tensors, {"names": data["names"], "sources": data["sources"], "meta": json.loads(data["meta"]), "version": 1}
-    except (KeyError, TypeError, ValueError) as err:
-        raise DataError(f"{path} is a damaged facetransfer gallery file: {err}") from None
 
 
 __all__ = ["Gallery", "Match", "list_identity_images"]

@@ -1,10 +1,8 @@
 """LFW pair lists: View 1's ``pairsDevTrain.txt`` / ``pairsDevTest.txt`` and View 2's ``pairs.txt``.
 
-A header line, then *same* lines ``name i j`` and *different* lines ``name1 i name2 j`` (see docs/verification.md):
-View 1's header ``N`` announces N same and N different pairs, no folds; View 2's ``S N`` (``10 300``) S such sets,
-set k being fold k of the official 10-fold protocol. Image ``i`` of ``name`` is
-``<image_dir>/<name>/<name>_<i:04d>.jpg`` under any LFW alignment (:class:`~facetransfer.data.lfw.LFWSource`
-finds the folder)::
+View 1's header ``N`` announces N same-person lines ``name i j``, then N different-person lines
+``name1 i name2 j``; View 2's ``S N`` (``10 300``) S such sets, set k being fold k of the official 10-fold protocol
+(docs/verification.md). Image ``i`` of ``name`` is ``<image_dir>/<name>/<name>_<i:04d>.jpg``::
 
     >>> protocol = PairsProtocol.load("../shared/data/lfw-devtrain/pairsDevTrain.txt")  # doctest: +SKIP
     >>> len(protocol), protocol.num_same, protocol.official_folds  # doctest: +SKIP
@@ -125,9 +123,7 @@ class PairsProtocol:
     path: Path | None = None
 
     @classmethod
-    def load(
-        cls, path: str | os.PathLike, root: str | os.PathLike | None = None, variant: str = "auto"
-    ) -> PairsProtocol:
+    def load(cls, path: str | os.PathLike, root: str | os.PathLike | None = None) -> PairsProtocol:
         """Read ``path`` and find its images under ``root`` (default: the pairs file's folder).
 
         Every image the file names must exist; otherwise one :class:`DataError` lists the missing ones.
@@ -135,7 +131,7 @@ class PairsProtocol:
         path = Path(path)
         pairs, official = read_pairs(path)
         folder = str(root if root is not None else path.parent)
-        image_dir = LFWSource(folder, variant=variant).image_dir()  # type: ignore[arg-type]
+        image_dir = LFWSource(folder).image_dir()  # any LFW alignment found there
         protocol = cls(pairs, official, image_dir, path)
         protocol.check_images()
         return protocol
