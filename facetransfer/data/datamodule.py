@@ -15,6 +15,7 @@ From YAML (LightningCLI)::
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from collections import Counter
@@ -286,7 +287,8 @@ class FaceDataModule(L.LightningDataModule):
             # (its arguments decide which images the keys name, e.g. a synthetic set's size)
             root = self._recorded_root(recorded)
             given = f" with {', '.join(f'{k}={v}' for k, v in args.items())}" if args else ""
-            rank_zero_info(f"facetransfer: using the split's data source {kind} at {root}{given}")
+            if rank_zero_only.rank == 0:  # shown with FACETRANSFER_LOGLEVEL=INFO: an error that follows stays one line
+                logging.getLogger("facetransfer").info(f"using the split's data source {kind} at {root}{given}")
             self.source = self._aligned(get_source(kind, root=root, **args))
             self._sources_for.clear()
             self.dataset = kind
