@@ -82,9 +82,9 @@ def test_enroll_identify_add_remove_show(checkpoint, people, tmp_path, capsys):
     assert [r["path"] for r in rows] == [str(f) for f in files]  # folders in natural order, then files as given
     expected = reference.identify_many(files)
     for row, match in zip(rows, expected):
-        assert row["identity"] == (match.name or "unknown") and row["nearest"] == match.nearest
-        assert float(row["score"]) == pytest.approx(match.score, abs=1e-5)
-        assert (row["identity"] == "unknown") == (match.score < threshold)
+        assert row["decision"] == (match.name or "unknown") and row["identity"] == match.nearest
+        assert float(row["similarity"]) == pytest.approx(match.score, abs=1e-5)
+        assert (row["decision"] == "unknown") == (match.score < threshold)
     assert f"13 images: {sum(m.known for m in expected)} named" in out and "wrote" in out
 
     out = run(["add", "--gallery", str(gallery_file), "--root", str(people)], capsys)  # person_3 + the rest of 0..2
@@ -225,9 +225,9 @@ def test_orl_command_line_reproduces_the_example(orl_root, dlib_face_api, tmp_pa
     stranger_rows = [r for r, t in zip(rows, truth) if t not in known]
     assert len(known_rows) == 70 and len(stranger_rows) == 35
     got = {
-        "closed_set_top1": sum(r["nearest"] == t for r, t in known_rows) / len(known_rows),
-        "accepted_correct": sum(r["identity"] == t for r, t in known_rows) / len(known_rows),
-        "unknown_rejected": sum(r["identity"] == "unknown" for r in stranger_rows) / len(stranger_rows),
+        "closed_set_top1": sum(r["identity"] == t for r, t in known_rows) / len(known_rows),
+        "accepted_correct": sum(r["decision"] == t for r, t in known_rows) / len(known_rows),
+        "unknown_rejected": sum(r["decision"] == "unknown" for r in stranger_rows) / len(stranger_rows),
     }
     print(f"ORL gallery from the command line: threshold {threshold:.4f}, {got}; example: {expected}")
     assert threshold == pytest.approx(expected["threshold"], abs=1e-4)

@@ -57,7 +57,7 @@ def test_predict_writes_table_and_csv(checkpoint, tmp_path, capsys):
         assert [r["identity"] for r in ranked] == [model.class_names[i] for i in best.indices]
         assert [float(r["probability"]) for r in ranked] == pytest.approx(best.values.tolist(), abs=1e-5)
         assert path in out or ("..." + path[-57:]) in out
-    assert "image" in out and "answer" in out and "top 3" in out and "wrote 6 x 3 predictions to" in out
+    assert "image" in out and "decision" in out and "top 3" in out and "wrote 6 x 3 predictions to" in out
     # predict_step still returns what it did, plus the top-k
     first = batches[0]
     assert set(first) >= {"key", "prediction", "label", "confidence", "top_names", "top_probs"}
@@ -81,11 +81,12 @@ def test_unknown_below_and_log_dir(checkpoint, tmp_path, capsys):
     assert report.csv_path == Path(trainer.log_dir) / "predictions.csv" and "version_0" in str(report.csv_path)
     rows = read_csv(report.csv_path)
     first = {r["path"]: r for r in rows if r["rank"] == "1"}
-    assert sum(r["identity"] == "unknown" for r in first.values()) == 2
+    assert sum(r["decision"] == "unknown" for r in first.values()) == 2
     for p in report.predictions:
-        assert (first[p.path]["identity"] == "unknown") == (p.probabilities[0] < cut)
+        assert (first[p.path]["decision"] == "unknown") == (p.probabilities[0] < cut)
+        assert first[p.path]["identity"] == p.names[0]  # the model's answer is kept
         second = next(r for r in rows if r["path"] == p.path and r["rank"] == "2")
-        assert second["identity"] == p.names[1]  # the runner-up stays named
+        assert second["identity"] == p.names[1] and second["decision"] == first[p.path]["decision"]
     assert "2 of 4 images unknown (top probability below" in out
 
 
@@ -110,3 +111,33 @@ def test_orl_probe_names_its_test_faces(orl_probe_checkpoint, orl_root, tmp_path
     answers = {r["path"]: r["identity"] for r in rows if r["rank"] == "1"}
     assert len(answers) == 16 and all(Path(path).is_file() for path in answers)
     assert all(name == Path(path).parent.name for path, name in answers.items())
+
+
+@pytest.mark.shared_data
+def test_unknown_below_keeps_the_models_answer_on_orl(orl_probe_checkpoint, orl_root, tmp_path):
+    """--unknown_below 0.99: every rank-1 identity is the model's argmax; the decision column says unknown."""
+    model = ft.FaceClassifier.load_from_checkpoint(orl_probe_checkpoint).eval()
+    data = ft.FaceDataModule("folder", root=str(orl_root), max_identities=8, num_workers=0, preprocess=model.preprocess)
+    report = PredictionReport(top_k=3, unknown_below=0.99)
+    predict(model, data, tmp_path, report)
+    first = [r for r in read_csv(tmp_path / "predictions.csv") if r["rank"] == "1"]
+    transform = model.preprocess.eval_transform(data.face_crop)
+    with torch.no_grad():
+        argmax = [model.class_names[int(model(transform(load_rgb(r["path"]))[None]).argmax())] for r in first]
+    assert [r["identity"] for r in first] == argmax
+    assert all(r["decision"] == ("unknown" if float(r["probability"]) < 0.99 else r["identity"]) for r in first)
+    assert any(r["decision"] == "unknown" for r in first)
+
+
+def test_predict_from_the_command_line_writes_no_empty_tensorboard_run(checkpoint, tmp_path, capsys):
+    from facetransfer.cli import main
+
+    photos = make_folder_tree(tmp_path / "new", identities=2, per_identity=2, size=40)
+    copy = tmp_path / "run" / "checkpoints" / "model.ckpt"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(checkpoint.read_bytes())
+    assert main(["predict", "--ckpt_path", str(copy), "--data.predict_root", str(photos), "--data.num_workers", "0",
+                 "--trainer.enable_progress_bar", "false"]) == 0
+    (csv_file,) = (tmp_path / "run" / "predict").rglob("predictions.csv")
+    assert len({row["path"] for row in read_csv(csv_file)}) == 4  # in <run>/predict/version_N/
+    assert not list((tmp_path / "run" / "predict").rglob("events.out.tfevents.*"))  # nothing for TensorBoard to list

@@ -146,25 +146,26 @@ def _identify(args: Namespace) -> int:
     probes = list_image_files(args.images)
     gallery = _open_gallery(args.gallery, args)
     matches = gallery.identify_many(probes)
-    rows = [(str(path), m.name or UNKNOWN, m.score, m.nearest) for path, m in zip(probes, matches)]
+    rows = [(str(path), m.nearest, m.score, m.name or UNKNOWN) for path, m in zip(probes, matches)]
     _print_matches(rows, gallery.threshold)
     if args.csv:
         with atomic_write(args.csv, newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(["path", "identity", "score", "nearest"])
-            writer.writerows((path, name, f"{score:.6f}", nearest) for path, name, score, nearest in rows)
+            writer.writerow(["path", "identity", "similarity", "decision"])
+            writer.writerows((path, nearest, f"{score:.6f}", decision) for path, nearest, score, decision in rows)
         print(f"wrote {args.csv}")
     return 0
 
 
 def _print_matches(rows: list[tuple[str, str, float, str]], threshold: float | None) -> None:
+    """image, the nearest enrolled person and the similarity, and the decision (that person, or unknown)."""
     width = min(60, max(len("image"), *(len(r[0]) for r in rows)))
     name_width = max(len("identity"), *(len(r[1]) for r in rows))
-    print(f"{'image':<{width}}  {'identity':<{name_width}}  score   nearest")
-    for path, name, score, nearest in rows:
+    print(f"{'image':<{width}}  {'identity':<{name_width}}  similarity  decision")
+    for path, nearest, score, decision in rows:
         shown = path if len(path) <= width else "..." + path[-(width - 3):]
-        print(f"{shown:<{width}}  {name:<{name_width}}  {score:.3f}  {nearest}")
-    unknown = sum(r[1] == UNKNOWN for r in rows)
+        print(f"{shown:<{width}}  {nearest:<{name_width}}  {score:10.3f}  {decision}")
+    unknown = sum(r[3] == UNKNOWN for r in rows)
     limit = "no threshold" if threshold is None else f"threshold {threshold:.4f}"
     print(f"{len(rows)} images: {len(rows) - unknown} named, {unknown} {UNKNOWN} ({limit})")
 
@@ -251,7 +252,7 @@ def build_parser() -> ToolParser:
     identify.add_argument("images", type=str, nargs="+", metavar="IMAGES_OR_DIR",
                           help="image files or folders (searched recursively)")
     identify.add_argument("--csv", type=Optional[str], default=None,
-                          help="also write path,identity,score,nearest rows to this file")
+                          help="also write path,identity,similarity,decision rows to this file")
 
     add = _subcommand(parser, "add", "enroll more people or more images of enrolled people")
     add.add_argument("--gallery", type=str, required=True, help="the gallery file to extend (rewritten)")

@@ -1,20 +1,20 @@
 """Predictions that report: a table of names and probabilities, and ``predictions.csv`` next to the run.
 
 :class:`PredictionReport` is a Lightning prediction writer: at the end of ``predict`` it prints each image with
-its answer and its ``top_k`` most probable identities, and writes one CSV row per image and rank (``path, rank,
-identity, probability``) into the run's log folder (``trainer.log_dir``; without a logger ``default_root_dir``)::
+its decision and its ``top_k`` most probable identities, and writes one CSV row per image and rank (``path, rank,
+identity, probability, decision``) into the run's log folder (``trainer.log_dir``; without a logger ``default_root_dir``)::
 
     >>> report = PredictionReport(top_k=3, unknown_below=0.5)
     >>> trainer = ft.make_trainer(callbacks=[report])  # doctest: +SKIP
     >>> trainer.predict(model, datamodule)  # doctest: +SKIP
-    image        answer  prob   top 3
-    s1/1.pgm     s1      0.982  s1 0.982, s7 0.010, s2 0.003
-    s40/3.pgm    unknown 0.310  s12 0.310, s9 0.200, s1 0.100
+    image        decision  prob   top 3
+    s1/1.pgm     s1        0.982  s1 0.982, s7 0.010, s2 0.003
+    s40/3.pgm    unknown   0.310  s12 0.310, s9 0.200, s1 0.100
     facetransfer: wrote 2 x 3 predictions to runs/lightning_logs/version_3/predictions.csv
     >>> report.csv_path  # doctest: +SKIP
 
-With ``unknown_below`` an image whose top probability is lower is answered ``unknown``: in the table's answer
-column, and as the identity of its rank-1 CSV row (ranks 2..k keep the runner-up names).
+Identities and probabilities are always the model's; with ``unknown_below`` the ``decision`` of an image whose top
+probability is lower is ``unknown`` (else its rank-1 identity), in the table and in every CSV row of the image.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ FILENAME = "predictions.csv"
 
 @dataclass(frozen=True)
 class ImagePrediction:
-    """One image's ``top_k`` identities, best first, and the answer."""
+    """One image's ``top_k`` identities, best first, and the decision (the first, or ``unknown``)."""
 
     path: str
     names: list[str]
     probabilities: list[float]
-    answer: str
+    decision: str
     index: int
 
 
@@ -53,7 +53,7 @@ class PredictionReport(BasePredictionWriter):
 
     Args:
         top_k: identities listed per image (at most the number of identities).
-        unknown_below: answer ``unknown`` when the top probability is lower than this (None: never).
+        unknown_below: decide ``unknown`` when the top probability is lower than this (None: never).
         filename: the CSV file's name in the log folder.
         max_printed: rows of the table printed (all of them go to the CSV).
 
@@ -93,9 +93,9 @@ class PredictionReport(BasePredictionWriter):
         indices = list(batch_indices) if batch_indices is not None else range(start, start + len(keys))
         root = _image_root(trainer)
         for key, names, probs, index in zip(keys, prediction["top_names"], prediction["top_probs"].tolist(), indices):
-            answer = UNKNOWN if self.unknown_below is not None and probs[0] < self.unknown_below else names[0]
+            decision = UNKNOWN if self.unknown_below is not None and probs[0] < self.unknown_below else names[0]
             path = str(root / str(key)) if root is not None else str(key)
-            self.predictions.append(ImagePrediction(path, list(names), [float(p) for p in probs], answer, index))
+            self.predictions.append(ImagePrediction(path, list(names), [float(p) for p in probs], decision, index))
 
     # --- reporting -------------------------------------------------------------------------------
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -110,32 +110,32 @@ class PredictionReport(BasePredictionWriter):
         print(f"facetransfer: wrote {len(self.predictions)} x {k} predictions to {self.csv_path}")
 
     def csv_text(self) -> str:
-        """``path,rank,identity,probability``: one row per image and rank."""
+        """``path,rank,identity,probability,decision``: one row per image and rank."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["path", "rank", "identity", "probability"])
+        writer.writerow(["path", "rank", "identity", "probability", "decision"])
         for p in self.predictions:
             for rank, (name, prob) in enumerate(zip(p.names, p.probabilities), start=1):
-                writer.writerow([p.path, rank, p.answer if rank == 1 else name, f"{prob:.6f}"])
+                writer.writerow([p.path, rank, name, f"{prob:.6f}", p.decision])
         return buffer.getvalue()
 
     def table(self) -> str:
-        """The printed table: image, answer, its probability and the top-k names with probabilities."""
+        """The printed table: image, decision, the top probability and the top-k names with probabilities."""
         shown = self.predictions[: self.max_printed]
         if not shown:
             return "no images to predict"
         k = max(len(p.names) for p in shown)
         width = min(60, max(len("image"), *(len(p.path) for p in shown)))
-        answer_width = max(len("answer"), *(len(p.answer) for p in shown))
-        lines = [f"{'image':<{width}}  {'answer':<{answer_width}}  prob   top {k}"]
+        decision_width = max(len("decision"), *(len(p.decision) for p in shown))
+        lines = [f"{'image':<{width}}  {'decision':<{decision_width}}  prob   top {k}"]
         for p in shown:
             path = p.path if len(p.path) <= width else "..." + p.path[-(width - 3):]
             top = ", ".join(f"{name} {prob:.3f}" for name, prob in zip(p.names, p.probabilities))
-            lines.append(f"{path:<{width}}  {p.answer:<{answer_width}}  {p.probabilities[0]:.3f}  {top}")
+            lines.append(f"{path:<{width}}  {p.decision:<{decision_width}}  {p.probabilities[0]:.3f}  {top}")
         if len(self.predictions) > len(shown):
             lines.append(f"... and {len(self.predictions) - len(shown)} more images (all in {self.filename})")
         if self.unknown_below is not None:
-            unknown = sum(p.answer == UNKNOWN for p in self.predictions)
+            unknown = sum(p.decision == UNKNOWN for p in self.predictions)
             lines.append(f"{unknown} of {len(self.predictions)} images {UNKNOWN} (top probability below {self.unknown_below:g})")
         return "\n".join(lines)
 
