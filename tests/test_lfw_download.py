@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import socket
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -237,3 +238,22 @@ def test_data_command(tmp_path, site_md5, capsys):
         assert err.startswith("facetransfer: error: download of http://127.0.0.1") and "lfw-funneled.zip failed: HTTP 404" in err
     with pytest.raises(ConfigError, match="unknown LFW variant 'lfwa'"):
         download_lfw(tmp_path, "lfwa")
+
+
+def test_without_network_one_line_says_how_to_finish_offline(tmp_path, site_md5, capsys):
+    files = tiny_lfw()
+    site_md5(files)
+    with socket.socket() as closed:  # a port nobody listens on: the site cannot be reached
+        closed.bind(("127.0.0.1", 0))
+        offline = f"http://127.0.0.1:{closed.getsockname()[1]}/"
+    root = tmp_path / "data" / "lfw"
+    assert main(["data", "download", "lfw", "--variant", "original", "--root", str(root), "--base_url", offline]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("facetransfer: error: cannot reach 127.0.0.1:")
+    assert f"copy {', '.join(PROTOCOL_MD5)}, lfw.zip from {offline} into {root / DOWNLOAD_DIR}/" in err[0]
+    assert not (tmp_path / "data").exists()  # no empty folders left behind
+    (root / DOWNLOAD_DIR).mkdir(parents=True)  # the hand-over: the files copied where the message says
+    for name, data in files.items():
+        (root / DOWNLOAD_DIR / name).write_bytes(data)
+    assert download_lfw(root, "original", base_url=offline) == root / "lfw"  # checked and installed, still offline
+    assert (root / "lfw" / "Carol_Cole" / "Carol_Cole_0003.jpg").is_file() and (root / "pairsDevTrain.txt").is_file()

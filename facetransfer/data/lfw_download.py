@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Mapping
@@ -40,6 +41,10 @@ PROTOCOL_MD5: dict[str, str] = {
 LFW_URLS: dict[str, str] = {name: BASE_URL + name for name in [*ARCHIVES.values(), *PROTOCOL_MD5]}
 DOWNLOAD_DIR = ".lfw-download"
 _CHUNK = 1 << 16
+
+
+class SiteUnreachable(DataError):
+    """The site did not answer (no network, a proxy, a firewall)."""
 
 
 def md5_of(path: Path) -> str:
@@ -69,7 +74,7 @@ def fetch(url: str, dest: Path, progress: bool = False, timeout: float = 60) -> 
         raise DataError(f"download of {url} failed: HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise DataError(f"download of {url} failed: {reason}{_resume_hint(part, have)}") from None
+        raise SiteUnreachable(f"cannot reach {urllib.parse.urlsplit(url).netloc} ({reason})") from None
     with response:
         # resumed: a 206 answer starting where the partial file ends (Content-Range: bytes START-END/TOTAL)
         content_range = response.headers.get("Content-Range", "")
@@ -104,7 +109,8 @@ def fetch_protocol_file(name: str, expected: str, root: Path, base_url: str = BA
     if dest.is_file() and md5_of(dest) == expected:
         return dest
     staging = root / DOWNLOAD_DIR / name
-    fetch(base_url + name, staging, progress=progress)
+    if not staging.is_file():  # else copied there by hand (offline): checked like a download
+        fetch(base_url + name, staging, progress=progress)
     got = md5_of(staging)
     if got != expected:
         staging.unlink()
@@ -155,17 +161,27 @@ def download_lfw(root: str | os.PathLike, variant: str = "deepfunneled", base_ur
     if not base_url.endswith("/"):
         base_url += "/"
     root = Path(root).expanduser()
+    created = [p for p in [root, *root.parents] if not p.exists()]  # made by the mkdir below, innermost first
     root.mkdir(parents=True, exist_ok=True)
-    for name, expected in (PROTOCOL_MD5 if md5 is None else md5).items():
-        fetch_protocol_file(name, expected, root, base_url, progress)
-    names = read_name_counts(root / NAMES_FILE)
-    target = root / VARIANTS[variant][0]
-    if target.is_dir():
-        check_image_counts(target, names)  # installed by an earlier run: still whole?
-        return target
-    archive = root / DOWNLOAD_DIR / ARCHIVES[variant]
-    if not archive.is_file():
-        fetch(base_url + ARCHIVES[variant], archive, progress=progress)
+    protocol = PROTOCOL_MD5 if md5 is None else md5
+    target, archive = root / VARIANTS[variant][0], root / DOWNLOAD_DIR / ARCHIVES[variant]
+    try:
+        for name, expected in protocol.items():
+            fetch_protocol_file(name, expected, root, base_url, progress)
+        names = read_name_counts(root / NAMES_FILE)
+        if target.is_dir():
+            check_image_counts(target, names)  # installed by an earlier run: still whole?
+            return target
+        if not archive.is_file():
+            fetch(base_url + ARCHIVES[variant], archive, progress=progress)
+    except SiteUnreachable as err:
+        for folder in [root / DOWNLOAD_DIR, *created]:  # nothing was downloaded: no empty folders left behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        missing = [n for n in protocol if not (root / n).is_file()] + ([archive.name] if not target.is_dir() else [])
+        raise DataError(f"{err}: to install offline, copy {', '.join(missing)} from {base_url} into "
+                        f"{root / DOWNLOAD_DIR}/ and run the same command again (it checks their MD5s and the "
+                        "image counts)") from None
     with tempfile.TemporaryDirectory(prefix=".lfw-extract-", dir=root) as tmp:
         try:
             with zipfile.ZipFile(archive) as zf:
