@@ -249,6 +249,16 @@ def test_tiny_sweep_end_to_end_then_resume_and_report(tmp_path, capsys):
     events.Reload()
     assert FIGURE_TAG in events.Tags()["images"]
     assert any(TABLE_TAG in tag for tag in events.Tags()["tensors"])
+    # every cell is one row of TensorBoard's HParams dashboard: its settings and test metrics
+    sessions = sorted((results / "logs").glob("*/*/hparams"))
+    assert len(sessions) == len(list(csv.DictReader(open(results / "results.csv"))))
+    for session in sessions:
+        events = EventAccumulator(str(session))
+        events.Reload()
+        assert "_hparams_/session_start_info" in events.summary_metadata
+        start = events.summary_metadata["_hparams_/session_start_info"].plugin_data.content
+        assert b"strategy" in start and b"train_samples" in start
+        assert "cell/test_top1" in events.Tags()["scalars"]
 
     # a rerun skips every finished cell; extending the grid runs only the new cells
     assert main(["sweep", "--config", str(config), "--no-progress", "--no-report"]) == 0

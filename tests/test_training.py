@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -165,3 +166,51 @@ def test_each_metric_keeps_its_own_state_across_batches():
     assert values["test/acc"] == pytest.approx(0.5)
     assert values["test/acc_top5"] == pytest.approx(1.0)
     assert values["test/f1_macro"] == pytest.approx(0.5)
+
+
+def test_an_lbfgs_probe_logs_its_iterations_and_stops_once_converged(tmp_path):
+    data = tiny_data(batch_size="all")
+    model = tiny_model(data, freeze="all", optimizer="lbfgs", head_c=1.0, head_norm=True)
+    trainer = tiny_trainer(tmp_path, max_epochs=10)
+    trainer.fit(model, data)
+    assert trainer.current_epoch < 10  # stopped: later epochs would repeat the converged solution
+    events = EventAccumulator(trainer.log_dir)
+    events.Reload()
+    losses = [e.value for e in events.Scalars("train/lbfgs_loss")]
+    assert len(losses) > 5 and losses[-1] < losses[0]  # one point per L-BFGS evaluation
+
+
+def test_a_test_run_shows_its_faces_in_tensorboard(tmp_path):
+    """Confusion figure, misclassified faces and the embedding projector with a face sprite."""
+    data = tiny_data()
+    trainer = tiny_trainer(tmp_path, max_epochs=1)
+    model = tiny_model(data)
+    trainer.fit(model, data)
+    trainer.test(model, data, verbose=False)
+    events = EventAccumulator(trainer.log_dir, size_guidance={"images": 0})
+    events.Reload()
+    assert {"test/confusion", "test/misclassified"} <= set(events.Tags()["images"])
+    projector = (Path(trainer.log_dir) / "projector_config.pbtxt").read_text()
+    assert "test/embeddings" in projector and "sprite" in projector
+    folder = next(Path(trainer.log_dir).rglob("metadata.tsv")).parent
+    assert len((folder / "metadata.tsv").read_text().splitlines()) == len(data.manifest.test)
+    assert (folder / "sprite.png").is_file()
+
+
+def test_a_probe_on_cached_features_shows_the_faces_of_its_test_split(tmp_path):
+    data = tiny_data(batch_size="all")
+    model = tiny_model(data, freeze="all", optimizer="lbfgs", head_c=1.0)
+    trainer = tiny_trainer(tmp_path, max_epochs=1)
+    trainer.fit(model, data)
+    trainer.test(model, data, verbose=False)
+    assert next(Path(trainer.log_dir).rglob("sprite.png")).is_file()
+
+
+def test_the_confusion_figure_of_many_identities_shows_the_most_confused_pairs():
+    from facetransfer.training.test_faces import confusion_figure
+
+    names = [f"person_{k}" for k in range(50)]
+    labels, predicted = torch.tensor([0, 0, 0, 1, 2]), torch.tensor([7, 7, 0, 1, 9])
+    (ax, *_) = confusion_figure(labels, predicted, names).axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["person_0 → person_7", "person_2 → person_9"]
+    assert [p.get_width() for p in ax.patches] == [2, 1]

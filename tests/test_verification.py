@@ -176,6 +176,11 @@ def test_evaluate_pairs_writes_plot_metrics_and_tensorboard(lfw_pairs_tree, tmp_
     rows = Path(result.files["scores_tsv"]).read_text().splitlines()
     assert len(rows) == 21 and rows[1].startswith("Alice_A\t1\tAlice_A\t2\t1\t0\t")
     assert set(result.scalars()) == {"verify/acc", "verify/acc_std", "verify/auc", "verify/tar@far1e-3"}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "out"), size_guidance={"images": 0})
+    events.Reload()
+    assert {"verify/roc", "verify/hardest_false_accepts", "verify/hardest_false_rejects"} <= set(events.Tags()["images"])
 
 
 @pytest.fixture

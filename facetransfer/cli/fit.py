@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 import yaml
+from jsonargparse.typing import ClosedUnitInterval
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -153,8 +154,12 @@ class FaceTransferCLI(LightningCLI):
                                 help="first run Lightning's learning-rate finder and train with its suggestion as model.lr")
         if subcommand == "predict":  # options of the prediction report, not of Trainer.predict
             parser.add_argument("--top_k", type=int, default=5, help="identities listed per image, most probable first")
-            parser.add_argument("--unknown_below", type=Optional[float], default=None,
-                                help="answer 'unknown' when an image's top probability is lower (0..1)")
+            parser.add_argument("--unknown_below", type=Optional[ClosedUnitInterval], default=None,
+                                help="decide 'unknown' when an image's top probability is lower (0..1); the "
+                                     "identities and probabilities stay the model's")
+        if subcommand in ("test", "validate"):
+            parser.add_argument("--faces", type=bool, default=True, help="the confusion figure, misclassified "
+                                "faces and the embedding projector in TensorBoard (test)")
         return parser
 
     def before_instantiate_classes(self) -> None:
@@ -165,6 +170,10 @@ class FaceTransferCLI(LightningCLI):
         ckpt = config.get("ckpt_path")
         if trainer is not None and self.subcommand != "fit" and ckpt and ckpt != "last" and Path(ckpt).is_file():
             self._log_next_to_the_run(trainer, Path(ckpt))
+        if trainer is not None and self.subcommand == "predict" and trainer.get("logger") in (None, True):
+            # predictions.csv gets a versioned folder, and TensorBoard no run without anything to show
+            trainer["logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                                 "init_args": {"save_dir": trainer.get("default_root_dir") or "runs", "name": "predict"}}
 
     def _log_next_to_the_run(self, trainer, ckpt: Path) -> None:
         """``test``/``validate``/``predict`` of a checkpoint log into its run folder (``<run>/test/version_N``)
@@ -173,10 +182,9 @@ class FaceTransferCLI(LightningCLI):
             return
         run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
         trainer["default_root_dir"] = str(run)
-        trainer["logger"] = {
-            "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-            "init_args": {"save_dir": str(run), "name": self.subcommand},
-        }
+        if self.subcommand != "predict":
+            trainer["logger"] = {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                                 "init_args": {"save_dir": str(run), "name": self.subcommand}}
 
     def instantiate_classes(self) -> None:
         ckpt = self.config.get(str(self.subcommand), {}).get("ckpt_path") if self.subcommand else None
@@ -298,12 +306,13 @@ class FaceTransferCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
         """Add facetransfer's default callbacks, minus those the trainer options turn off."""
-        defaults = default_callbacks(config.get("enable_checkpointing") is not False, config.get("logger") is not False)
+        options = self.config[self.subcommand] if self.subcommand else {}
+        defaults = default_callbacks(config.get("enable_checkpointing") is not False, config.get("logger") is not False,
+                                     faces=options.get("faces", True))
         defaults.append(StepWatcher())  # for the clean-up of a run that fails before its first step
         if self.method is not None and self.subcommand in ("fit", None):
             defaults += self.method.runner.callbacks(self.method)
         if self.subcommand == "predict":
-            options = self.config[self.subcommand]
             defaults.append(PredictionReport(top_k=options.get("top_k", 5), unknown_below=options.get("unknown_below")))
         config["plugins"] = with_atomic_checkpoints(config.get("plugins"))  # atomic, weights_only checkpoint files
         return super()._instantiate_trainer(config, [*callbacks, *defaults])

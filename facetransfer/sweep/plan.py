@@ -213,7 +213,7 @@ def run_cell(cell: Cell, ctx: CellContext) -> dict[str, Any]:
     """Run one cell with its strategy; returns its results row."""
     start, method, manifest = time.perf_counter(), cell.method, ctx.manifest(cell)
     result = method.runner.run(cell, ctx)
-    return {
+    row = {
         "dataset": ctx.config.data.get("dataset", "synthetic"), "method": method.name, "strategy": method.strategy,
         "backbone": method.backbone, "weights": method.weights_label, "train_samples": cell.train_samples,
         "seed": cell.seed, "identities": manifest.num_classes, "test_images": len(manifest.test),
@@ -222,6 +222,20 @@ def run_cell(cell: Cell, ctx: CellContext) -> dict[str, Any]:
         "cell_seconds": time.perf_counter() - start, "device": result.device,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    log_hparams(ctx.cell_dir(cell) / "hparams", row, method.model)
+    return row
+
+
+def log_hparams(folder: Path, row: dict[str, Any], model: dict[str, Any]) -> None:
+    """A cell's settings and test metrics for TensorBoard's HParams dashboard, where every cell of every strategy,
+    backbone and N is one row (the Lightning cells' own ``hp_metric`` runs sit next to it)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    settings = {key: row[key] for key in ("method", "strategy", "backbone", "weights", "train_samples", "seed")}
+    settings |= {f"model.{k}": v for k, v in model.items() if isinstance(v, (bool, int, float, str))}
+    metrics = {f"cell/{key}": row[key] for key in ("test_top1", "test_top5", "test_macro_f1", "train_seconds")}
+    with SummaryWriter(str(folder)) as writer:
+        writer.add_hparams({k: "none" if v is None else v for k, v in settings.items()}, metrics, run_name=".")
 
 
 @contextlib.contextmanager
@@ -249,5 +263,5 @@ def quiet_lightning(enabled: bool = True) -> Iterator[None]:
             lg.setLevel(level)
 
 
-__all__ = ["Echo", "SweepPlan", "build_cells", "build_splits", "check_methods", "effective_sizes", "prepare",
+__all__ = ["Echo", "SweepPlan", "build_cells", "build_splits", "check_methods", "effective_sizes", "log_hparams", "prepare",
            "quiet_lightning", "run_cell", "split_digest", "torch_threads"]

@@ -358,11 +358,23 @@ class FaceClassifier(L.LightningModule):
             optimizer.zero_grad()
             loss = objective()[0]
             backward(loss)
+            self._lbfgs_losses.append(float(loss))
             return loss
 
+        self._lbfgs_losses: list[float] = []
         optimizer.step(closure=closure)  # returns the loss before the step: evaluate the result afterwards
         with torch.no_grad():
             return objective()
+
+    def _log_lbfgs_iterations(self) -> bool:
+        """Log the objective at each of the last L-BFGS step's evaluations as a step of ``train/lbfgs_loss`` (the
+        epochs of a converged probe would repeat one value); returns whether the step converged before its limit."""
+        first = getattr(self, "_lbfgs_logged", 0)
+        if self.logger is not None:
+            for i, loss in enumerate(self._lbfgs_losses):
+                self.logger.log_metrics({"train/lbfgs_loss": loss}, step=first + i)
+        self._lbfgs_logged = first + len(self._lbfgs_losses)
+        return len(self._lbfgs_losses) < self.hparams.lbfgs_iterations
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         if not self.automatic_optimization:  # L-BFGS: the whole objective, minimised in one closure-driven step
@@ -371,6 +383,7 @@ class FaceClassifier(L.LightningModule):
             loss, logits = self._minimize_lbfgs(
                 self.optimizers(), x, y, label_smoothing=self.hparams.label_smoothing, backward=self.manual_backward
             )
+            self._lbfgs_converged = self._log_lbfgs_iterations() and getattr(self, "_lbfgs_converged", True)
         else:
             loss, logits, y = self._shared_step(batch)
             loss = loss + self._penalty(len(y)) + self._l2sp()
@@ -378,6 +391,14 @@ class FaceClassifier(L.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._lbfgs_converged = True
+
+    def on_train_epoch_end(self) -> None:
+        """An L-BFGS fit whose every step converged stops: more epochs would repeat the same solution."""
+        if not self.automatic_optimization and self._trainer is not None:
+            self.trainer.should_stop = self.trainer.strategy.reduce_boolean_decision(self._lbfgs_converged, all=True)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, logits, y = self._shared_step(batch)
@@ -390,10 +411,17 @@ class FaceClassifier(L.LightningModule):
         self.log("hp_metric", values["val/acc"])
         self.val_metrics.reset()
 
-    def test_step(self, batch, batch_idx: int) -> None:
-        loss, logits, y = self._shared_step(batch)
+    def test_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Logs the test loss; returns each image's ``features`` (the embedding), ``logits`` and ``labels``, for
+        callbacks such as :class:`~facetransfer.training.test_faces.TestFaces`."""
+        x, y = batch[0], batch[1]
+        self._check_batch(x, y)
+        features = x if x.ndim == 2 else self.forward_features(x)
+        logits = self.backbone.forward_head(features)
         self.test_metrics.update(logits, y)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         self.log("test/loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)
+        return {"features": features.detach(), "logits": logits.detach(), "labels": y}
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())

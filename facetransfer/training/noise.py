@@ -16,6 +16,8 @@ _WARNINGS = [
     r"The number of training batches .* is smaller than the logging interval",
     # the model turns store batches into network input; the DataModule defines no such hook
     r"You have overridden `on_after_batch_transfer` in `LightningModule` but have passed in a `LightningDataModule`",
+    # every run has a best and a last checkpoint: "best" takes the first, the best-by-val/acc one (default_callbacks)
+    r'`\.\w+\(ckpt_path="best"\)` is called with Trainer configured with multiple `ModelCheckpoint`',
 ]
 
 

@@ -28,6 +28,7 @@ from ..config_errors import check_ranges
 from ..io.checkpoint import checked, checkpoint_error, is_load_error, read_checkpoint, with_digest, write_checkpoint
 from .callbacks import RunCheckpoint, StepSeeder
 from .noise import silence_known_noise
+from .test_faces import TestFaces
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -88,12 +89,15 @@ def find_last_checkpoint(trainer: Any) -> Path | None:
     return max(found, key=lambda f: f.stat().st_mtime_ns) if found else None
 
 
-def default_callbacks(checkpointing: bool = True, logger: bool = True, save_last: bool = True) -> list[Callback]:
+def default_callbacks(checkpointing: bool = True, logger: bool = True, save_last: bool = True,
+                      faces: bool = True) -> list[Callback]:
     """Best (by val/acc) and last checkpoints, learning rate in TensorBoard, per-step seeding
-    (so a resumed run matches an uninterrupted one, see docs/reliability.md).
+    (so a resumed run matches an uninterrupted one, see docs/reliability.md), and at ``test`` the confusion
+    figure, misclassified faces and embedding projector (:class:`~facetransfer.training.test_faces.TestFaces`).
 
     ``checkpointing`` / ``logger``: False when the Trainer has checkpointing / logging turned off;
-    ``save_last``: also keep ``last.ckpt``, the latest state after every epoch (for ``--ckpt_path last``).
+    ``save_last``: also keep ``last.ckpt``, the latest state after every epoch (for ``--ckpt_path last``);
+    ``faces``: False leaves out the test's faces in TensorBoard.
     """
     callbacks: list[Callback] = [StepSeeder()]
     if checkpointing:
@@ -102,6 +106,8 @@ def default_callbacks(checkpointing: bool = True, logger: bool = True, save_last
             callbacks.append(RunCheckpoint("last"))
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        if faces:
+            callbacks.append(TestFaces())
     return callbacks
 
 
@@ -144,14 +150,16 @@ def with_atomic_checkpoints(plugins: Any) -> list[Any]:
     return plugins
 
 
-def make_trainer(save_last: bool = True, **kwargs: Any) -> L.Trainer:
+def make_trainer(save_last: bool = True, faces: bool = True, **kwargs: Any) -> L.Trainer:
     """``lightning.Trainer(**kwargs)`` plus :func:`default_callbacks` (appended to any given),
     atomic checkpoints, and on GPUs bf16-mixed precision and cuDNN autotuning by default.
 
-    ``save_last=False`` keeps only the best checkpoint (runs that are never resumed)."""
+    ``save_last=False`` keeps only the best checkpoint (runs that are never resumed); ``faces=False`` leaves the
+    test's faces out of TensorBoard."""
     silence_known_noise()
     kwargs = with_trainer_defaults({"default_root_dir": "runs", **kwargs})
-    defaults = default_callbacks(kwargs.get("enable_checkpointing") is not False, kwargs.get("logger") is not False, save_last)
+    logs = kwargs.get("logger") is not False
+    defaults = default_callbacks(kwargs.get("enable_checkpointing") is not False, logs, save_last, faces)
     kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *defaults]
     kwargs["plugins"] = with_atomic_checkpoints(kwargs.get("plugins"))  # atomic, weights_only checkpoint files
     return L.Trainer(**kwargs)

@@ -175,8 +175,32 @@ def write_outputs(result: VerificationResult, protocol: PairsProtocol, out_dir: 
             for name, value in result.scalars().items():
                 writer.add_scalar(name, value, 0)
             writer.add_figure("verify/roc", fig, 0)
+            for same, tag in ((False, "verify/hardest_false_accepts"), (True, "verify/hardest_false_rejects")):
+                writer.add_figure(tag, hardest_pairs_figure(protocol, result.scores, same), 0)
         result.files["tensorboard"] = str(out_dir)
     result.files["metrics_json"] = str(metrics_json)
     metrics_json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
 
-__all__ = ["VerificationResult", "evaluate_pairs", "pair_scores", "plot_roc", "write_outputs"]
+def hardest_pairs_figure(protocol: PairsProtocol, scores: np.ndarray, same: bool, count: int = 8):
+    """The ``count`` pairs of different people with the highest scores (``same=False``: the hardest false accepts),
+    or of the same person with the lowest (the hardest false rejects), side by side with their scores."""
+    from matplotlib.figure import Figure
+
+    from ..io.images import load_rgb
+
+    chosen = [i for i in np.argsort(scores if same else -scores) if protocol.pairs[i].same == same][:count]
+    fig = Figure(figsize=(2.6, 1.4 * max(1, len(chosen))), dpi=100)
+    for row, i in enumerate(chosen):
+        pair = protocol.pairs[i]
+        for col, key in enumerate((pair.key1, pair.key2)):
+            ax = fig.add_subplot(len(chosen), 2, 2 * row + col + 1)
+            ax.imshow(load_rgb(protocol.image_dir / key).resize((96, 96)))
+            ax.set_title(f"{key.split('/')[-1][:-4]}" + (f"  {scores[i]:.3f}" if col else ""), fontsize=6)
+            ax.axis("off")
+    fig.suptitle(f"hardest {'false rejects (same person)' if same else 'false accepts (different people)'}",
+                 fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["VerificationResult", "evaluate_pairs", "hardest_pairs_figure", "pair_scores", "plot_roc", "write_outputs"]
