@@ -149,7 +149,7 @@ class Strategy:
 
     Attributes:
         name: the ``strategy:`` value in a sweep config (and of ``facetransfer fit --strategy``).
-        summary: one line for ``facetransfer strategies``.
+        summary: one line for ``facetransfer strategies`` (default: the first line of the docstring).
         trains: ``lightning`` (a :class:`~facetransfer.FaceClassifier` fit) or ``solver`` (a
             solver on cached frozen features, seconds not epochs).
         freeze: the freeze policy it always uses (None: the method's ``model.freeze``,
