@@ -28,9 +28,9 @@ product's type, so a wrong option is one clear :class:`~facetransfer.errors.Conf
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
+import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar, overload
 
@@ -132,8 +132,7 @@ class Registry(Generic[T]):
             raise unknown_choice(self.kind, name, self.builders)
         entry = self.builders[name]
         if isinstance(entry, str):
-            module, _, attribute = entry.partition(":")
-            entry = self.builders[name] = getattr(importlib.import_module(module), attribute)
+            entry = self.builders[name] = pkgutil.resolve_name(entry)
         return entry
 
     def build(self, name: str, *args: Any, **kwargs: Any) -> T:

@@ -51,13 +51,13 @@ def backbones_command(argv: Sequence[str]) -> int:
 
 def strategies_command(argv: Sequence[str]) -> int:
     ToolParser("strategies", "List the registered strategies (built-ins and plug-ins).").parse(argv)
-    from ..strategies import get_strategy, list_strategies
+    from ..strategies.base import STRATEGIES, get_strategy
 
-    for name in list_strategies():
+    for name in STRATEGIES.names():
         strategy = get_strategy(name)
         frozen = strategy.freeze or f"model.freeze (default {strategy.default_freeze})"
         sections = ", ".join(f"{s.key}:" for s in strategy.sections)
-        print(f"{name:16s} {strategy.summary}")
+        print(f"{name:16s} {STRATEGIES.summary(name)}")
         print(f"{'':16s} trains: {strategy.trains}; freezes: {frozen}; a method may set: {sections}")
     return 0
 

@@ -98,12 +98,8 @@ class Cell:
         return (self.method.name, self.train_samples, self.seed)
 
     @property
-    def is_all(self) -> bool:
-        return self.train_samples == self.pool_size
-
-    @property
     def label(self) -> str:
-        n = f"{self.train_samples} (all)" if self.is_all else str(self.train_samples)
+        n = f"{self.train_samples} (all)" if self.train_samples == self.pool_size else str(self.train_samples)
         return f"{self.method.name} N={n} seed={self.seed}"
 
     @property
@@ -149,7 +145,7 @@ class Strategy:
 
     Attributes:
         name: the ``strategy:`` value in a sweep config (and of ``facetransfer fit --strategy``).
-        summary: one line for ``facetransfer strategies``.
+        summary: one line for ``facetransfer strategies`` (default: the first line of the docstring).
         trains: ``lightning`` (a :class:`~facetransfer.FaceClassifier` fit) or ``solver`` (a
             solver on cached frozen features, seconds not epochs).
         freeze: the freeze policy it always uses (None: the method's ``model.freeze``,

@@ -8,15 +8,10 @@ import numpy as np
 
 from .base import CellContext, MethodSpec, Section, register_strategy
 from .frozen import BACKBONE, FrozenFeatureStrategy
+from .sections import imported
 
-
-def _logistic_regression():
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression
-
-
-LOGREG = Section("logreg", "scikit-learn LogisticRegression arguments", _logistic_regression)
+LOGREG = Section("logreg", "scikit-learn LogisticRegression arguments",
+                 imported("sklearn.linear_model:LogisticRegression"))
 
 
 def logistic_regression(args: dict, seed: int):
@@ -25,16 +20,15 @@ def logistic_regression(args: dict, seed: int):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), _logistic_regression()(**{"random_state": seed, **args}))
+    return make_pipeline(StandardScaler(), LOGREG.target()(**{"random_state": seed, **args}))
 
 
 @register_strategy
 class FeaturesLogReg(FrozenFeatureStrategy):
-    """The paper's feature extraction + logistic regression (seconds, not epochs)."""
+    """The paper's feature extraction + scikit-learn LogisticRegression (seconds, not epochs)."""
 
     name = "features_logreg"
     plot_style = ("-.", "^")
-    summary = "the paper's feature extraction + scikit-learn LogisticRegression (seconds, not epochs)"
     sections = (BACKBONE, LOGREG)
     min_train_samples = 2
 

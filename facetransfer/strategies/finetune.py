@@ -14,11 +14,10 @@ from .sections import dotted
 
 @register_strategy
 class Finetune(LightningStrategy):
-    """Pretrained weights, the first stages frozen (``first:2`` unless ``model.freeze`` says), the rest trained."""
+    """Pretrained backbone, first stages frozen (first:2 unless model.freeze says), the rest trained."""
 
     name = "finetune"
     plot_style = ("-", "o")
-    summary = "pretrained backbone, first stages frozen (first:2 unless model.freeze says), the rest trained"
     default_freeze = "first:2"
 
     def check_freeze(self, policy: str, where: str) -> None:

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from .base import Cell, CellContext, CellResult, MethodSpec, Strategy
-from .lightning import _classifier
+from .lightning import MODEL
 from .sections import MANAGED_MODEL_KEYS, Section
 
 BACKBONE_KEYS = ("backbone_args", "input_size")
-BACKBONE = Section("model", "backbone options", _classifier, only=BACKBONE_KEYS, managed=MANAGED_MODEL_KEYS)
+BACKBONE = Section("model", "backbone options", MODEL.target, only=BACKBONE_KEYS, managed=MANAGED_MODEL_KEYS)
 
 
 def classification_metrics(scores: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, float]:

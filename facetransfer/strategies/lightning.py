@@ -14,55 +14,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .base import Cell, CellContext, CellResult, MethodSpec, Strategy
-from .sections import MANAGED_MODEL_KEYS, MANAGED_TRAINER_KEYS, Section
+from .sections import MANAGED_MODEL_KEYS, MANAGED_TRAINER_KEYS, Section, imported
 
-
-def _classifier():
-    from ..training.module import FaceClassifier
-
-    return FaceClassifier
-
-
-def _datamodule():
-    from ..data import FaceDataModule
-
-    return FaceDataModule
-
-
-def _trainer():
-    import lightning as L
-
-    return L.Trainer
-
-
-def _model_ranges():
-    from ..training.module import MODEL_RANGES
-
-    return MODEL_RANGES
-
-
-def _trainer_ranges():
-    from ..training.trainer import TRAINER_RANGES
-
-    return TRAINER_RANGES
-
-
-MODEL = Section("model", "FaceClassifier arguments", _classifier, managed=MANAGED_MODEL_KEYS, ranges=_model_ranges)
-TRAINER = Section("trainer", "Lightning Trainer arguments", _trainer, managed=MANAGED_TRAINER_KEYS, ranges=_trainer_ranges)
+MODEL = Section("model", "FaceClassifier arguments", imported("facetransfer.training.module:FaceClassifier"),
+                managed=MANAGED_MODEL_KEYS, ranges=imported("facetransfer.training.module:MODEL_RANGES"))
+TRAINER = Section("trainer", "Lightning Trainer arguments", imported("lightning:Trainer"), managed=MANAGED_TRAINER_KEYS,
+                  ranges=imported("facetransfer.training.trainer:TRAINER_RANGES"))
 LOADER_KEYS = ("augment", "batch_size", "eval_batch_size", "num_workers")
-DATA = Section("data", "loader arguments", _datamodule, only=LOADER_KEYS)
-
-
-def _early_stopping():
-    from lightning.pytorch.callbacks import EarlyStopping
-
-    return EarlyStopping
-
-
+DATA = Section("data", "loader arguments", imported("facetransfer.data:FaceDataModule"), only=LOADER_KEYS)
 EARLY_STOPPING = Section(
     "early_stopping",
     "Lightning EarlyStopping arguments (monitor val/acc, mode max unless given); left out: no early stopping",
-    _early_stopping,
+    imported("lightning.pytorch.callbacks:EarlyStopping"),
     preset={"monitor": "val/acc", "mode": "max"},
 )
 
@@ -86,7 +49,7 @@ class LightningStrategy(Strategy):
     def callbacks(self, method: MethodSpec) -> list:
         """Callbacks of this method's fit besides facetransfer's defaults (early stopping when configured)."""
         options = method.options.get("early_stopping")
-        return [] if options is None else [_early_stopping()(**options)]
+        return [] if options is None else [EARLY_STOPPING.target()(**options)]
 
     def run(self, cell: Cell, ctx: CellContext) -> CellResult:
         import lightning as L

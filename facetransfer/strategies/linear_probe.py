@@ -16,5 +16,4 @@ class LinearProbe(LightningStrategy):
 
     name = "linear_probe"
     plot_style = ("--", "s")
-    summary = "frozen backbone, linear head trained by Lightning (full-batch L-BFGS on cached features)"
     freeze = "all"

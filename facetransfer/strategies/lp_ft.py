@@ -9,25 +9,19 @@ from __future__ import annotations
 
 from .base import MethodSpec, Section, register_strategy
 from .finetune import Finetune
+from .sections import imported
 
-
-def _linear_probe_head():
-    from ..training.callbacks import LinearProbeHead
-
-    return LinearProbeHead
-
-
-LINEAR_PROBE = Section("lp", "the first phase: LinearProbeHead arguments (head_c, iterations)", _linear_probe_head)
+LINEAR_PROBE = Section("lp", "the first phase: LinearProbeHead arguments (head_c, iterations)",
+                       imported("facetransfer.training.callbacks:LinearProbeHead"))
 
 
 @register_strategy
 class LinearProbeThenFinetune(Finetune):
-    """The head fitted on frozen features first, then fine-tuning with a low backbone learning rate."""
+    """Linear probe on the frozen features first (L-BFGS), then fine-tuning from that head."""
 
     name = "lp_ft"
     plot_style = ("-", "*")
-    summary = "linear probe on the frozen features first (L-BFGS), then fine-tuning from that head"
     sections = (*Finetune.sections, LINEAR_PROBE)
 
     def callbacks(self, method: MethodSpec) -> list:
-        return [*super().callbacks(method), _linear_probe_head()(**method.options.get("lp", {}))]
+        return [*super().callbacks(method), LINEAR_PROBE.target()(**method.options.get("lp", {}))]

@@ -17,11 +17,10 @@ from .frozen import FrozenFeatureStrategy
 
 @register_strategy
 class Prototype(FrozenFeatureStrategy):
-    """Cosine nearest class mean on L2-normalised frozen features (no training)."""
+    """Cosine nearest class mean on L2-normalised frozen features (no training; the gallery's rule)."""
 
     name = "prototype"
     plot_style = ((0, (1, 1)), "d")
-    summary = "cosine nearest class mean on L2-normalised frozen features (no training; the gallery's rule)"
 
     def solve(self, train: np.ndarray, labels: np.ndarray, test: np.ndarray, num_classes: int, method: MethodSpec,
               seed: int, ctx: CellContext) -> np.ndarray:

@@ -12,6 +12,5 @@ class Scratch(LightningStrategy):
 
     name = "scratch"
     plot_style = (":", "x")
-    summary = "random initialisation, every layer trained (the paper's baseline CNN)"
     freeze = "none"
     pretrained = False

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import pkgutil
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,12 @@ def dotted(where: str, key: str) -> str:
 def plain(value: Any) -> Any:
     """JSON-comparable copy (tuples -> lists, paths -> strings)."""
     return json.loads(json.dumps(value, default=str, sort_keys=True))
+
+
+def imported(reference: str) -> Callable[[], Any]:
+    """A :attr:`Section.target` (or ``ranges``) that imports ``"package.module:attribute"`` when called, so that
+    reading a strategy imports neither Lightning nor scikit-learn."""
+    return functools.partial(pkgutil.resolve_name, reference)
 
 
 @dataclass(frozen=True, eq=False)  # one object per section (a module constant): compared and hashed by identity
@@ -173,4 +180,4 @@ def resolve_sections(
 
 
 __all__ = ["MANAGED_DATA_KEYS", "MANAGED_MODEL_KEYS", "MANAGED_SHARED_MODEL_KEYS", "MANAGED_TRAINER_KEYS", "Section",
-           "dotted", "plain", "resolve_sections", "sections_parser", "slug"]
+           "dotted", "imported", "plain", "resolve_sections", "sections_parser", "slug"]

@@ -50,7 +50,6 @@ class FeatureStore(FeatureProvider):
                  source_for: Callable[[Preprocess], FaceSource] | None = None) -> None:
         super().__init__()
         self.folder = Path(folder)
-        self.source = source
         self.source_for = source_for or (lambda preprocess: source)
         self.keys = sorted(set(keys))
         self.index = {k: i for i, k in enumerate(self.keys)}

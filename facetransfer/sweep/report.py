@@ -52,15 +52,6 @@ class Report:
                 f"{self.tensorboard_dir.parent}")
 
 
-@dataclass
-class _Series:
-    method: str
-    strategy: str
-    backbone: str
-    weights: str
-    points: dict[int, list[dict[str, Any]]]  # N -> rows (one per seed)
-
-
 def _stats(values: list[float]) -> tuple[float, float]:
     mean = statistics.fmean(values)
     return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
@@ -79,14 +70,12 @@ def _method_order(folder: Path, rows: list[dict[str, Any]]) -> list[str]:
     return [m for m in dict.fromkeys([*recorded, *(r["method"] for r in rows)]) if m in present]
 
 
-def _series(folder: Path, rows: list[dict[str, Any]]) -> list[_Series]:
-    by_method: dict[str, _Series] = {}
+def _series(folder: Path, rows: list[dict[str, Any]]) -> dict[str, dict[int, list[dict[str, Any]]]]:
+    """The rows by method (in report order), then by N (one row per seed)."""
+    series: dict[str, dict[int, list[dict[str, Any]]]] = {m: defaultdict(list) for m in _method_order(folder, rows)}
     for row in rows:
-        s = by_method.get(row["method"])
-        if s is None:
-            s = by_method[row["method"]] = _Series(row["method"], row["strategy"], row["backbone"], row["weights"], defaultdict(list))
-        s.points[row["train_samples"]].append(row)
-    return [by_method[m] for m in _method_order(folder, rows)]
+        series[row["method"]][row["train_samples"]].append(row)
+    return series
 
 
 def _size_label(n: int, rows: list[dict[str, Any]]) -> str:
@@ -113,17 +102,17 @@ def markdown_table(folder: Path, rows: list[dict[str, Any]], title: str | None =
            else f"seed {seeds[0]}."),
         "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * len(sizes)) + "|",
     ]
-    for s in series:
-        cells = [_fmt([r["test_top1"] for r in s.points[n]]) if n in s.points else "–" for n in sizes]
-        lines.append("| " + " | ".join([s.method, s.strategy, s.backbone, s.weights, *cells]) + " |")
+    for method, points in series.items():
+        first = next(iter(points.values()))[0]
+        cells = [_fmt([r["test_top1"] for r in points[n]]) if n in points else "–" for n in sizes]
+        lines.append("| " + " | ".join([method, first["strategy"], first["backbone"], first["weights"], *cells]) + " |")
     lines += ["", "Details (means over seeds): top-5 and macro-F1 in %, train seconds per cell.", "",
               "| method | N | seeds | top-1 | top-5 | macro-F1 | train s | device |",
               "|---|---:|---:|---:|---:|---:|---:|---|"]
-    for s in series:
-        for n in sorted(s.points):
-            pts = s.points[n]
+    for method, points in series.items():
+        for n, pts in sorted(points.items()):
             lines.append(
-                f"| {s.method} | {_size_label(n, rows)} | {len(pts)} | {_fmt([r['test_top1'] for r in pts])} | "
+                f"| {method} | {_size_label(n, rows)} | {len(pts)} | {_fmt([r['test_top1'] for r in pts])} | "
                 f"{_fmt([r['test_top5'] for r in pts])} | {_fmt([r['test_macro_f1'] for r in pts])} | "
                 f"{statistics.fmean(r['train_seconds'] for r in pts):.1f} | {', '.join(sorted({r['device'] for r in pts}))} |"
             )
@@ -149,11 +138,11 @@ def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None 
 
     fig = Figure(figsize=(7.5, 4.8), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
-    for s in _series(folder, rows):
-        ns = sorted(s.points)
-        means, stds = zip(*[_stats([r["test_top1"] * 100 for r in s.points[n]]) for n in ns])
-        linestyle, marker = _plot_style(s.strategy)
-        (line,) = ax.plot(ns, means, linestyle=linestyle, marker=marker, label=s.method)
+    for method, points in _series(folder, rows).items():
+        ns = sorted(points)
+        means, stds = zip(*[_stats([r["test_top1"] * 100 for r in points[n]]) for n in ns])
+        linestyle, marker = _plot_style(points[ns[0]][0]["strategy"])
+        (line,) = ax.plot(ns, means, linestyle=linestyle, marker=marker, label=method)
         if any(d > 0 for d in stds):
             ax.fill_between(ns, [m - d for m, d in zip(means, stds)], [m + d for m, d in zip(means, stds)],
                             color=line.get_color(), alpha=0.15, linewidth=0)
@@ -206,10 +195,9 @@ def write_report(folder: str | os.PathLike, title: str | None = None) -> Report:
         try:
             writer.add_figure(FIGURE_TAG, fig, global_step=len(rows), close=False)
             writer.add_text(TABLE_TAG, markdown, global_step=len(rows))
-            for s in _series(folder, rows):
-                for n in sorted(s.points):
-                    mean, _ = _stats([r["test_top1"] for r in s.points[n]])
-                    writer.add_scalar(f"sweep_top1/{s.method}", mean, global_step=n)
+            for method, points in _series(folder, rows).items():
+                for n, pts in sorted(points.items()):
+                    writer.add_scalar(f"sweep_top1/{method}", statistics.fmean(r["test_top1"] for r in pts), global_step=n)
         finally:
             writer.close()
     return Report(markdown, folder / REPORT_NAME, folder / PLOT_NAME, tb_dir, len(rows))

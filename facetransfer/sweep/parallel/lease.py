@@ -277,8 +277,5 @@ class Heartbeat:
             self.book.release(self.lease)
 
 
-__all__ = [
-    "DEFAULT_LEASE_SECONDS", "LEASES_DIR", "Claim", "Heartbeat", "Lease", "LeaseBook", "WorkerIdentity",
-    "fingerprint_digest", "holder_alive", "read_leases",
-    "why_dead",
-]
+__all__ = ["DEFAULT_LEASE_SECONDS", "LEASES_DIR", "Claim", "Heartbeat", "Lease", "LeaseBook", "WorkerIdentity",
+           "fingerprint_digest", "holder_alive", "read_leases", "why_dead"]

@@ -74,7 +74,7 @@ def sweep_status(folder: str | os.PathLike, now: float | None = None) -> SweepSt
     now = time.time() if now is None else now
     rows = ResultsTable(results).rows()
     grid_entries = [g for g in state.get("grid", []) if isinstance(g, dict)]
-    grid = [(str(g["method"]), int(g["train_samples"]), int(g["seed"])) for g in grid_entries]
+    grid = [row_key(g) for g in grid_entries]
     labels = {key: str(g.get("label", key)) for key, g in zip(grid, grid_entries)}
     by_key = {row_key(r): r for r in rows}
     if not grid:  # written before sweep.json recorded its grid: what the rows and leases show
