@@ -30,7 +30,8 @@ import pickle
 import re
 import struct
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,7 @@ def verify_digest(checkpoint: Mapping[str, Any], path: _PATH | None = None) -> b
         raise DigestMismatch(changed, path)
     return True
 
+
 def checkpoint_error(path: _PATH, err: BaseException, what: str = "checkpoint") -> WeightsError:
     """The :class:`WeightsError` for a checkpoint (or weights file) that ``torch.load(weights_only=True)`` refused."""
     text = str(err)
@@ -170,11 +172,18 @@ def checkpoint_error(path: _PATH, err: BaseException, what: str = "checkpoint") 
 LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, struct.error)
 
 
-def is_load_error(err: BaseException) -> bool:
-    """True for what ``torch.load`` raises on an unsafe, truncated or foreign file (not e.g. a shape mismatch)."""
-    if isinstance(err, RuntimeError):
-        return any(s in str(err) for s in ("PytorchStreamReader", "zip archive", "Weights only load failed"))
-    return isinstance(err, LOAD_ERRORS)
+@contextmanager
+def load_errors(path: _PATH, what: str = "checkpoint") -> Iterator[None]:
+    """Turn what ``torch.load`` raises on a missing, unsafe, truncated or foreign file into one
+    :class:`WeightsError` (:func:`checkpoint_error`); other errors (e.g. a shape mismatch) pass through."""
+    try:
+        yield
+    except LOAD_ERRORS as err:
+        if isinstance(err, RuntimeError) and not any(
+            s in str(err) for s in ("PytorchStreamReader", "zip archive", "Weights only load failed")
+        ):
+            raise
+        raise checkpoint_error(path, err, what) from None
 
 
 def read_checkpoint(path: _PATH) -> dict[str, Any]:
@@ -187,12 +196,8 @@ def read_checkpoint(path: _PATH) -> dict[str, Any]:
         raise WeightsError(f"checkpoint file {path} does not exist")
     if not zipfile.is_zipfile(path):  # what torch.save writes (else torch reports a text file as "pickled")
         raise WeightsError(f"checkpoint {path} is damaged or not a PyTorch checkpoint: not a zip archive")
-    try:
+    with load_errors(path):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except LOAD_ERRORS as err:
-        if not is_load_error(err):
-            raise
-        raise checkpoint_error(path, err) from None
     if not isinstance(checkpoint, dict):
         raise WeightsError(f"checkpoint {path} is not a Lightning checkpoint (a {type(checkpoint).__name__})")
     return checked(checkpoint, path)
@@ -281,6 +286,6 @@ def stored_manifest(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
 
 __all__ = [
     "ALGORITHM", "DIGEST_KEY", "LOAD_ERRORS", "CheckpointInfo", "DigestMismatch", "atomic_torch_save", "checked",
-    "checkpoint_error", "is_load_error", "part_digest", "read_checkpoint", "stored_manifest",
+    "checkpoint_error", "load_errors", "part_digest", "read_checkpoint", "stored_manifest",
     "verify_digest", "with_digest", "write_checkpoint",
 ]

@@ -25,7 +25,7 @@ import torch
 
 from ..errors import ConfigError, WeightsError
 from ..io.atomic import atomic_write
-from ..io.checkpoint import LOAD_ERRORS, checked, checkpoint_error, is_load_error
+from ..io.checkpoint import checked, load_errors
 from ..registry import Registry
 from .verified_cache import name_hash, remember_verified, sha256_of, verify_cached_file
 
@@ -188,12 +188,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
-    try:
+    with load_errors(path, "weights file"):
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except LOAD_ERRORS as err:
-        if not is_load_error(err):
-            raise
-        raise checkpoint_error(path, err, "weights file") from None
     if isinstance(obj, Mapping):
         obj = checked(dict(obj), path)
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
