@@ -28,7 +28,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torch.utils.data import DataLoader
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, listing
 from ..features import FeatureProvider, InMemoryFeatures
 from ..io.images import default_num_workers, image_files_under
 from ..preprocess import ImageBatch, Preprocess
@@ -233,10 +233,8 @@ class FaceDataModule(L.LightningDataModule):
             return set()
         what = "unreadable image(s)" if self.align == "none" else "unreadable image(s) or image(s) without a face"
         if self.on_bad_image == "error":
-            listing = "\n".join(f"  {source.path(k)}: {why}" for k, why in bad[:50])
-            more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
-            raise DataError(f"{len(bad)} {what} in {source.root} (set data.on_bad_image: skip to leave them "
-                            f"out):\n{listing}{more}")
+            raise DataError(f"{len(bad)} {what} in {source.root} (set data.on_bad_image: skip to leave them out):\n"
+                            + listing([f"{source.path(k)}: {why}" for k, why in bad], limit=50))
         rank_zero_warn(f"skipping {len(bad)} {what}: " + "; ".join(f"{k} ({why})" for k, why in bad))
         return {k for k, _ in bad}
 

@@ -18,10 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.lfw import LFWSource
-from ..errors import DataError
-
-#: most missing images listed in one error message
-MAX_LISTED = 30
+from ..errors import DataError, listing
 
 
 @dataclass(frozen=True)
@@ -161,13 +158,9 @@ class PairsProtocol:
         """Raise one :class:`DataError` listing every image named by the pairs but not on disk."""
         missing = [k for k in self.image_keys() if not (self.image_dir / k).is_file()]
         if missing:
-            listing = "\n".join(f"  {self.image_dir / k}" for k in missing[:MAX_LISTED])
-            more = f"\n  ... and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
             where = f" {self.path}" if self.path else ""
-            raise DataError(
-                f"{len(missing)} image(s) named in the pairs file{where} are missing under {self.image_dir}:\n"
-                f"{listing}{more}"
-            )
+            raise DataError(f"{len(missing)} image(s) named in the pairs file{where} are missing under "
+                            f"{self.image_dir}:\n" + listing([str(self.image_dir / k) for k in missing]))
 
 
 __all__ = ["Pair", "PairsProtocol", "lfw_key", "read_pairs"]
