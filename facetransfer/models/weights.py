@@ -71,12 +71,9 @@ def _torchvision_files() -> dict[str, KnownWeightsFile]:
     return files
 
 
-#: modules whose import registers weights files and importers (loaded before a lookup or an import)
-_BUILTIN_REGISTRARS = ("facetransfer.models.face_api_weights", "facetransfer.detection.mtcnn_weights")
-
-
 def _load_builtin_registrars() -> None:
-    for module in _BUILTIN_REGISTRARS:
+    """Import the modules whose import registers weights files and importers (before a lookup or an import)."""
+    for module in ("facetransfer.models.face_api_weights", "facetransfer.detection.mtcnn_weights"):
         importlib.import_module(module)
 
 
@@ -94,11 +91,8 @@ def resolve_torchvision_weights(model: str, weights: str):
     from torchvision.models import get_model_weights
 
     enum = get_model_weights(model)
-    key = weights.split(".")[-1]
-    if key == "DEFAULT":
-        return enum.DEFAULT
     try:
-        return enum[key]
+        return enum[weights.split(".")[-1]]  # DEFAULT is an alias member of every weights enum
     except KeyError:
         known = ["DEFAULT", *(w.name for w in enum)]
         raise ConfigError(f"unknown weights {weights!r} for {model}; known: {', '.join(known)}") from None
