@@ -153,37 +153,32 @@ def verify_digest(checkpoint: Mapping[str, Any], path: _PATH | None = None) -> b
     return True
 
 
-def checkpoint_error(path: _PATH, err: BaseException, what: str = "checkpoint") -> WeightsError:
-    """The :class:`WeightsError` for a checkpoint (or weights file) that ``torch.load(weights_only=True)`` refused."""
-    text = str(err)
-    if isinstance(err, FileNotFoundError):
-        return WeightsError(f"{what} file {path} does not exist")
-    if "Weights only load failed" in text:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", text) or re.search(r"unsupported GLOBAL (\S+)", text)
-        name = f" ({found.group(1)})" if found else ""
-        return WeightsError(
-            f"{what} {path} holds a pickled Python object{name}, not only tensors and plain data; it was refused "
-            "(facetransfer loads only plain state dicts and checkpoints, with weights_only=True)"
-        )
-    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-    return WeightsError(f"{what} {path} is damaged or not a PyTorch {what}: {first}")
-
-
 LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, struct.error)
 
 
 @contextmanager
 def load_errors(path: _PATH, what: str = "checkpoint") -> Iterator[None]:
-    """Turn what ``torch.load`` raises on a missing, unsafe, truncated or foreign file into one
-    :class:`WeightsError` (:func:`checkpoint_error`); other errors (e.g. a shape mismatch) pass through."""
+    """Turn what ``torch.load(weights_only=True)`` raises on a missing, unsafe, truncated or foreign file into one
+    :class:`WeightsError` naming ``what`` (checkpoint, weights file); other errors (e.g. a shape mismatch) pass."""
     try:
         yield
     except LOAD_ERRORS as err:
+        text = str(err)
         if isinstance(err, RuntimeError) and not any(
-            s in str(err) for s in ("PytorchStreamReader", "zip archive", "Weights only load failed")
+            s in text for s in ("PytorchStreamReader", "zip archive", "Weights only load failed")
         ):
             raise
-        raise checkpoint_error(path, err, what) from None
+        if isinstance(err, FileNotFoundError):
+            raise WeightsError(f"{what} file {path} does not exist") from None
+        if "Weights only load failed" in text:
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", text) or re.search(r"unsupported GLOBAL (\S+)", text)
+            name = f" ({found.group(1)})" if found else ""
+            raise WeightsError(
+                f"{what} {path} holds a pickled Python object{name}, not only tensors and plain data; it was refused "
+                "(facetransfer loads only plain state dicts and checkpoints, with weights_only=True)"
+            ) from None
+        first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+        raise WeightsError(f"{what} {path} is damaged or not a PyTorch {what}: {first}") from None
 
 
 def read_checkpoint(path: _PATH) -> dict[str, Any]:
@@ -286,6 +281,6 @@ def stored_manifest(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
 
 __all__ = [
     "ALGORITHM", "DIGEST_KEY", "LOAD_ERRORS", "CheckpointInfo", "DigestMismatch", "atomic_torch_save", "checked",
-    "checkpoint_error", "load_errors", "part_digest", "read_checkpoint", "stored_manifest",
+    "load_errors", "part_digest", "read_checkpoint", "stored_manifest",
     "verify_digest", "with_digest", "write_checkpoint",
 ]

@@ -65,8 +65,7 @@ def _torchvision_files() -> dict[str, KnownWeightsFile]:
             continue
         for w in enum:
             name = os.path.basename(w.url)
-            prefix = name_hash(name)
-            if prefix:
+            if prefix := name_hash(name):  # torchvision's file names carry their hash
                 files.setdefault(name, KnownWeightsFile(name, w.url, prefix, f"torchvision:{model}.{w.name}"))
     return files
 

@@ -49,7 +49,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> dict[str, Any]:
         if isinstance(get_filesystem(path), LocalFileSystem):
             return read_checkpoint(path)
-        with load_errors(path):  # a missing file is Lightning's FileNotFoundError, worded by checkpoint_error
+        with load_errors(path):  # a missing file is Lightning's FileNotFoundError, worded by load_errors
             checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=weights_only is not False)
         return checked(checkpoint, path)
 

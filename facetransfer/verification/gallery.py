@@ -219,10 +219,8 @@ class Gallery:
         """Matches of precomputed probe embeddings."""
         scores, best = self.similarities(embeddings).max(dim=1)
         threshold = -np.inf if self.threshold is None else self.threshold
-        return [
-            Match(self.names[b] if s >= threshold else None, float(s), self.names[b])
-            for s, b in zip(scores.tolist(), best.tolist())
-        ]
+        return [Match(self.names[b] if s >= threshold else None, float(s), self.names[b])
+                for s, b in zip(scores.tolist(), best.tolist())]
 
     def identify(self, image: ImageLike) -> Match:
         """The enrolled identity of one face image, or ``Match(name=None, ...)`` if unknown."""

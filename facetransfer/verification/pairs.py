@@ -127,8 +127,7 @@ class PairsProtocol:
         """
         path = Path(path)
         pairs, official = read_pairs(path)
-        folder = str(root if root is not None else path.parent)
-        image_dir = LFWSource(folder).image_dir()  # any LFW alignment found there
+        image_dir = LFWSource(str(root if root is not None else path.parent)).image_dir()  # any LFW alignment there
         protocol = cls(pairs, official, image_dir, path)
         protocol.check_images()
         return protocol
