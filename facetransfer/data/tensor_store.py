@@ -70,7 +70,8 @@ class TensorStore:
                     upright = [j for j, data in enumerate(datas) if not _turned_by_exif(data)]  # nvJPEG ignores EXIF
                     decoded.update(zip([jpeg_idx[j] for j in upright], _decode_jpegs_cuda([datas[j] for j in upright])))
                 missing = [i for i in range(len(part)) if decoded.get(i) is None]  # not JPEG, or refused by nvJPEG
-                decoded.update(zip(missing, pool.map(lambda i: pil_to_tensor(source.open(part[i])), missing)))
+                pil = pool.map(lambda k: pil_to_tensor(source.open(k)), [part[i] for i in missing])
+                decoded.update(zip(missing, pil))
                 for i in range(len(part)):
                     images[start + i] = _square(decoded[i].to(device, non_blocking=True), side, face_crop)
         labels = torch.tensor([label for _, label in items], dtype=torch.long, device=device)
