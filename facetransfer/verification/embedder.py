@@ -172,10 +172,8 @@ class Embedder:
         if self.aligner is not None:
             self.aligner.prepare(paths, progress=progress)  # every face detected once, batched (and cached)
             load = self.aligner.align
-        return file_features(
-            self.backbone, ImageFiles(paths, self.transform, load), batch_size=self.batch_size,
-            num_workers=self.num_workers, progress=progress, **self._settings(many=True),
-        )
+        return file_features(self.backbone, ImageFiles(paths, self.transform, load), batch_size=self.batch_size,
+                             num_workers=self.num_workers, progress=progress, **self._settings(many=True))
 
 
 __all__ = ["Embedder", "ImageLike", "as_backbone", "make_aligner", "weights_fingerprint"]

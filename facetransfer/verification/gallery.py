@@ -152,9 +152,8 @@ class Gallery:
     def add_embeddings(self, name: str, embeddings: torch.Tensor, sources: Sequence[str] | None = None) -> None:
         """Enroll precomputed (normalised) embeddings ``(N, D)`` under ``name``."""
         if embeddings.ndim != 2 or embeddings.shape[1] != self.embedder.num_features:
-            raise DataError(
-                f"embeddings must be (N, {self.embedder.num_features}) for this model, got {tuple(embeddings.shape)}"
-            )
+            raise DataError(f"embeddings must be (N, {self.embedder.num_features}) for this model, "
+                            f"got {tuple(embeddings.shape)}")
         if len(embeddings) == 0:
             raise DataError(f"no images to enroll for {name!r}")
         if name not in self.names:

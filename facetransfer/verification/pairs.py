@@ -78,19 +78,15 @@ def read_pairs(path: str | os.PathLike) -> tuple[list[Pair], bool]:
     elif len(header) == 2 and all(h.isdigit() for h in header):
         sets, per_set, official = int(header[0]), int(header[1]), True
     else:
-        raise DataError(
-            f"{path}:{header_no}: expected a header 'N' (View 1, e.g. pairsDevTrain.txt) or "
-            f"'SETS N' (View 2 pairs.txt, e.g. '10 300'), got {' '.join(header)!r}"
-        )
+        raise DataError(f"{path}:{header_no}: expected a header 'N' (View 1, e.g. pairsDevTrain.txt) or "
+                        f"'SETS N' (View 2 pairs.txt, e.g. '10 300'), got {' '.join(header)!r}")
     if sets < 1 or per_set < 1:
         raise DataError(f"{path}:{header_no}: the header announces no pairs ({' '.join(header)!r})")
     body = lines[1:]
     expected = 2 * sets * per_set
     if len(body) != expected:
-        raise DataError(
-            f"{path}: the header {' '.join(header)!r} announces {expected} pair lines "
-            f"({sets} x ({per_set} same + {per_set} different)), the file has {len(body)}"
-        )
+        raise DataError(f"{path}: the header {' '.join(header)!r} announces {expected} pair lines "
+                        f"({sets} x ({per_set} same + {per_set} different)), the file has {len(body)}")
     pairs: list[Pair] = []
     for i, (lineno, parts) in enumerate(body):
         same = (i % (2 * per_set)) < per_set  # each set: per_set same-person lines, then per_set different
