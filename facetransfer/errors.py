@@ -11,7 +11,7 @@ command line can print one line instead of a traceback::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class FaceTransferError(ValueError):
@@ -49,3 +49,15 @@ def unknown_choice(kind: str, value: object, known: Iterable[str]) -> ConfigErro
     "unknown backbone 'vgg'; known: resnet18, vgg16"
     """
     return ConfigError(f"unknown {kind} {value!r}; known: {', '.join(sorted(known))}")
+
+
+def listing(lines: Sequence[str], limit: int = 30) -> str:
+    """``lines`` indented one per line for an error message, at most ``limit`` of them, then how many more.
+
+    >>> print(listing(["a.jpg", "b.jpg", "c.jpg"], limit=2))
+      a.jpg
+      b.jpg
+      ... and 1 more
+    """
+    more = [f"... and {len(lines) - limit} more"] if len(lines) > limit else []
+    return "\n".join(f"  {line}" for line in [*lines[:limit], *more])

@@ -2,8 +2,7 @@
 
 from .._lazy import lazy_attributes
 from ..io.images import load_rgb, to_rgb
-from . import celeba, lfw, synthetic  # noqa: F401  (register the built-in sources)
-from .celeba import CelebASource
+from .celeba import CelebASource  # importing a source's module registers it
 from .dataset import FaceDataset
 from .lfw import LFWSource
 from .sources import FaceRecord, FaceSource, FolderSource, get_source, list_sources, register_source

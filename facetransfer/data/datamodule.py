@@ -28,7 +28,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torch.utils.data import DataLoader
 
-from ..errors import ConfigError, DataError
+from ..config_errors import FractionUpToOne, check_ranges
+from ..errors import ConfigError, DataError, listing
 from ..features import FeatureProvider, InMemoryFeatures
 from ..io.images import default_num_workers, image_files_under
 from ..preprocess import ImageBatch, Preprocess
@@ -124,8 +125,7 @@ class FaceDataModule(L.LightningDataModule):
         for name, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if size is not None and size != "all" and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
                 raise ConfigError(f"{name} must be a positive integer or 'all', got {size!r}")
-        if face_crop is not None and not 0 < face_crop <= 1:
-            raise ConfigError(f"face_crop must be in (0, 1], got {face_crop}")
+        check_ranges({"face_crop": face_crop}, {"face_crop": FractionUpToOne})
         self.dataset = dataset
         self.root = root
         self.dataset_args = dict(dataset_args or {})
@@ -188,7 +188,8 @@ class FaceDataModule(L.LightningDataModule):
 
     def _unusable(self, source: FaceSource, keys: list[str], detect: set[str] | None = None) -> list[tuple[str, str]]:
         """``(key, reason)`` of unreadable images and, when aligning, images without a face among ``detect``
-        (default: all keys), all detected now, batched, so that epochs only warp."""
+        (default: all keys), all detected now, batched, so that epochs only warp. ``on_bad_image``: ``error``
+        raises one :class:`DataError` listing them; ``skip`` warns once."""
         bad = find_bad_images(source, keys) if self.check_images else []
         if self.align != "none":
             known = {k for k, _ in bad}
@@ -196,6 +197,12 @@ class FaceDataModule(L.LightningDataModule):
             _say(f"facetransfer: finding the faces of {len(todo)} images with {self.align} "
                  "(detections are cached on disk: later runs only read them)")
             bad += source.find_faceless(todo, progress=sys.stderr.isatty())  # progress bars on a terminal
+        what = "unreadable image(s)" if self.align == "none" else "unreadable image(s) or image(s) without a face"
+        if bad and self.on_bad_image == "error":
+            raise DataError(f"{len(bad)} {what} in {source.root} (set data.on_bad_image: skip to leave them out):\n"
+                            + listing([f"{source.path(k)}: {why}" for k, why in bad], limit=50))
+        if bad:
+            rank_zero_warn(f"skipping {len(bad)} {what}: " + "; ".join(f"{k} ({why})" for k, why in bad))
         return bad
 
     # --- the split -------------------------------------------------------------------------
@@ -215,8 +222,8 @@ class FaceDataModule(L.LightningDataModule):
         counts = Counter(r.identity for r in records)
         candidates = {r.key for r in records if counts[r.identity] >= self.split_spec.min_images_per_identity}
         bad = self._unusable(self.source, [r.key for r in records], detect=candidates)
-        bad_keys = self._apply_bad_image_policy(self.source, bad)
-        records = [r for r in records if r.key not in bad_keys]
+        skipped = dict(bad)
+        records = [r for r in records if r.key not in skipped]
         manifest = make_split(records, self.split_spec)
         manifest.source = self.source.describe()
         manifest.settings["face_crop"] = self.face_crop
@@ -225,20 +232,6 @@ class FaceDataModule(L.LightningDataModule):
         manifest.skipped = [{"key": k, "reason": why} for k, why in bad]
         self._warn_about_identities(records, manifest)
         return manifest
-
-    def _apply_bad_image_policy(self, source: FaceSource, bad: list[tuple[str, str]]) -> set[str]:
-        """``on_bad_image``: ``error`` raises one :class:`DataError` listing ``bad``; ``skip`` warns once and
-        returns their keys."""
-        if not bad:
-            return set()
-        what = "unreadable image(s)" if self.align == "none" else "unreadable image(s) or image(s) without a face"
-        if self.on_bad_image == "error":
-            listing = "\n".join(f"  {source.path(k)}: {why}" for k, why in bad[:50])
-            more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
-            raise DataError(f"{len(bad)} {what} in {source.root} (set data.on_bad_image: skip to leave them "
-                            f"out):\n{listing}{more}")
-        rank_zero_warn(f"skipping {len(bad)} {what}: " + "; ".join(f"{k} ({why})" for k, why in bad))
-        return {k for k, _ in bad}
 
     def _warn_about_identities(self, records: list[FaceRecord], manifest: SplitManifest) -> None:
         """Say how many identities the filter left out, and how many have no training image (they are
@@ -456,7 +449,7 @@ class FaceDataModule(L.LightningDataModule):
                 raise DataError(f"no image files under predict_root {root}")
             source: FaceSource = self._aligned(get_source("folder", root=str(root)))
             if self.align != "none":
-                dropped = self._apply_bad_image_policy(source, self._unusable(source, keys))
+                dropped = dict(self._unusable(source, keys))
                 keys = [k for k in keys if k not in dropped]
             items = [(k, -1) for k in keys]
         else:

@@ -63,20 +63,17 @@ class TensorStore:
         with ThreadPoolExecutor(min(16, os.cpu_count() or 1)) as pool:
             for start in range(0, len(keys), chunk):
                 part = keys[start : start + chunk]
-                decoded: list[torch.Tensor | None] = [None] * len(part)
+                decoded: dict[int, torch.Tensor | None] = {}
                 if use_nvjpeg:
                     jpeg_idx = [i for i, k in enumerate(part) if k.lower().endswith(_JPEG)]
                     datas = list(pool.map(lambda k: _read_bytes(source, k), [part[i] for i in jpeg_idx]))
                     upright = [j for j, data in enumerate(datas) if not _turned_by_exif(data)]  # nvJPEG ignores EXIF
-                    jpeg_idx, datas = [jpeg_idx[j] for j in upright], [datas[j] for j in upright]
-                    for i, img in zip(jpeg_idx, _decode_jpegs_cuda(datas)):
-                        decoded[i] = img
-                missing = [i for i, d in enumerate(decoded) if d is None]  # not JPEG, or refused by nvJPEG
+                    decoded.update(zip([jpeg_idx[j] for j in upright], _decode_jpegs_cuda([datas[j] for j in upright])))
+                missing = [i for i in range(len(part)) if decoded.get(i) is None]  # not JPEG, or refused by nvJPEG
                 pil = pool.map(lambda k: pil_to_tensor(source.open(k)), [part[i] for i in missing])
-                for i, img in zip(missing, pil):
-                    decoded[i] = img
-                for i, img in enumerate(decoded):
-                    images[start + i] = _square(img.to(device, non_blocking=True), side, face_crop)
+                decoded.update(zip(missing, pil))
+                for i in range(len(part)):
+                    images[start + i] = _square(decoded[i].to(device, non_blocking=True), side, face_crop)
         labels = torch.tensor([label for _, label in items], dtype=torch.long, device=device)
         return cls(images, labels)
 

@@ -30,7 +30,8 @@ import pickle
 import re
 import struct
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,30 +152,33 @@ def verify_digest(checkpoint: Mapping[str, Any], path: _PATH | None = None) -> b
         raise DigestMismatch(changed, path)
     return True
 
-def checkpoint_error(path: _PATH, err: BaseException, what: str = "checkpoint") -> WeightsError:
-    """The :class:`WeightsError` for a checkpoint (or weights file) that ``torch.load(weights_only=True)`` refused."""
-    text = str(err)
-    if isinstance(err, FileNotFoundError):
-        return WeightsError(f"{what} file {path} does not exist")
-    if "Weights only load failed" in text:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", text) or re.search(r"unsupported GLOBAL (\S+)", text)
-        name = f" ({found.group(1)})" if found else ""
-        return WeightsError(
-            f"{what} {path} holds a pickled Python object{name}, not only tensors and plain data; it was refused "
-            "(facetransfer loads only plain state dicts and checkpoints, with weights_only=True)"
-        )
-    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-    return WeightsError(f"{what} {path} is damaged or not a PyTorch {what}: {first}")
-
 
 LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, struct.error)
 
 
-def is_load_error(err: BaseException) -> bool:
-    """True for what ``torch.load`` raises on an unsafe, truncated or foreign file (not e.g. a shape mismatch)."""
-    if isinstance(err, RuntimeError):
-        return any(s in str(err) for s in ("PytorchStreamReader", "zip archive", "Weights only load failed"))
-    return isinstance(err, LOAD_ERRORS)
+@contextmanager
+def load_errors(path: _PATH, what: str = "checkpoint") -> Iterator[None]:
+    """Turn what ``torch.load(weights_only=True)`` raises on a missing, unsafe, truncated or foreign file into one
+    :class:`WeightsError` naming ``what`` (checkpoint, weights file); other errors (e.g. a shape mismatch) pass."""
+    try:
+        yield
+    except LOAD_ERRORS as err:
+        text = str(err)
+        if isinstance(err, RuntimeError) and not any(
+            s in text for s in ("PytorchStreamReader", "zip archive", "Weights only load failed")
+        ):
+            raise
+        if isinstance(err, FileNotFoundError):
+            raise WeightsError(f"{what} file {path} does not exist") from None
+        if "Weights only load failed" in text:
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", text) or re.search(r"unsupported GLOBAL (\S+)", text)
+            name = f" ({found.group(1)})" if found else ""
+            raise WeightsError(
+                f"{what} {path} holds a pickled Python object{name}, not only tensors and plain data; it was refused "
+                "(facetransfer loads only plain state dicts and checkpoints, with weights_only=True)"
+            ) from None
+        first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+        raise WeightsError(f"{what} {path} is damaged or not a PyTorch {what}: {first}") from None
 
 
 def read_checkpoint(path: _PATH) -> dict[str, Any]:
@@ -187,12 +191,8 @@ def read_checkpoint(path: _PATH) -> dict[str, Any]:
         raise WeightsError(f"checkpoint file {path} does not exist")
     if not zipfile.is_zipfile(path):  # what torch.save writes (else torch reports a text file as "pickled")
         raise WeightsError(f"checkpoint {path} is damaged or not a PyTorch checkpoint: not a zip archive")
-    try:
+    with load_errors(path):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except LOAD_ERRORS as err:
-        if not is_load_error(err):
-            raise
-        raise checkpoint_error(path, err) from None
     if not isinstance(checkpoint, dict):
         raise WeightsError(f"checkpoint {path} is not a Lightning checkpoint (a {type(checkpoint).__name__})")
     return checked(checkpoint, path)
@@ -281,6 +281,6 @@ def stored_manifest(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
 
 __all__ = [
     "ALGORITHM", "DIGEST_KEY", "LOAD_ERRORS", "CheckpointInfo", "DigestMismatch", "atomic_torch_save", "checked",
-    "checkpoint_error", "is_load_error", "part_digest", "read_checkpoint", "stored_manifest",
+    "load_errors", "part_digest", "read_checkpoint", "stored_manifest",
     "verify_digest", "with_digest", "write_checkpoint",
 ]

@@ -25,7 +25,7 @@ import torch
 
 from ..errors import ConfigError, WeightsError
 from ..io.atomic import atomic_write
-from ..io.checkpoint import LOAD_ERRORS, checked, checkpoint_error, is_load_error
+from ..io.checkpoint import checked, load_errors
 from ..registry import Registry
 from .verified_cache import name_hash, remember_verified, sha256_of, verify_cached_file
 
@@ -65,18 +65,14 @@ def _torchvision_files() -> dict[str, KnownWeightsFile]:
             continue
         for w in enum:
             name = os.path.basename(w.url)
-            prefix = name_hash(name)
-            if prefix:
+            if prefix := name_hash(name):  # torchvision's file names carry their hash
                 files.setdefault(name, KnownWeightsFile(name, w.url, prefix, f"torchvision:{model}.{w.name}"))
     return files
 
 
-#: modules whose import registers weights files and importers (loaded before a lookup or an import)
-_BUILTIN_REGISTRARS = ("facetransfer.models.face_api_weights", "facetransfer.detection.mtcnn_weights")
-
-
 def _load_builtin_registrars() -> None:
-    for module in _BUILTIN_REGISTRARS:
+    """Import the modules whose import registers weights files and importers (before a lookup or an import)."""
+    for module in ("facetransfer.models.face_api_weights", "facetransfer.detection.mtcnn_weights"):
         importlib.import_module(module)
 
 
@@ -94,11 +90,8 @@ def resolve_torchvision_weights(model: str, weights: str):
     from torchvision.models import get_model_weights
 
     enum = get_model_weights(model)
-    key = weights.split(".")[-1]
-    if key == "DEFAULT":
-        return enum.DEFAULT
     try:
-        return enum[key]
+        return enum[weights.split(".")[-1]]  # DEFAULT is an alias member of every weights enum
     except KeyError:
         known = ["DEFAULT", *(w.name for w in enum)]
         raise ConfigError(f"unknown weights {weights!r} for {model}; known: {', '.join(known)}") from None
@@ -188,12 +181,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
-    try:
+    with load_errors(path, "weights file"):
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except LOAD_ERRORS as err:
-        if not is_load_error(err):
-            raise
-        raise checkpoint_error(path, err, "weights file") from None
     if isinstance(obj, Mapping):
         obj = checked(dict(obj), path)
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):

@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..config_errors import check_ranges
-from ..io.checkpoint import checked, checkpoint_error, is_load_error, read_checkpoint, with_digest, write_checkpoint
+from ..io.checkpoint import checked, load_errors, read_checkpoint, with_digest, write_checkpoint
 from .callbacks import RunCheckpoint, StepSeeder
 from .noise import silence_known_noise
 from .test_faces import TestFaces
@@ -50,12 +50,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> dict[str, Any]:
         if isinstance(get_filesystem(path), LocalFileSystem):
             return read_checkpoint(path)
-        try:  # a missing file is Lightning's FileNotFoundError, worded by checkpoint_error
+        with load_errors(path):  # a missing file is Lightning's FileNotFoundError, worded by load_errors
             checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=weights_only is not False)
-        except Exception as err:
-            if not is_load_error(err):
-                raise
-            raise checkpoint_error(path, err) from None
         return checked(checkpoint, path)
 
 

@@ -80,18 +80,9 @@ class Embedder:
     used as is), or a list of these. Output: ``(N, num_features)`` float32 on the CPU, each row of norm 1.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        face_crop: float = 1.0,
-        flip: bool = False,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        device: torch.device | str | None = None,
-        name: str | None = None,
-        align: Any = "none",
-        align_template: str | None = None,
-    ) -> None:
+    def __init__(self, model: nn.Module, face_crop: float = 1.0, flip: bool = False, batch_size: int = 64,
+                 num_workers: int = 0, device: torch.device | str | None = None, name: str | None = None,
+                 align: Any = "none", align_template: str | None = None) -> None:
         check_ranges({"face_crop": face_crop, "batch_size": batch_size},
                      {"face_crop": FractionUpToOne, "batch_size": PositiveInt})
         self.backbone = as_backbone(model)
@@ -110,16 +101,12 @@ class Embedder:
 
     def describe(self) -> dict[str, Any]:
         """What determines the embeddings (stored with galleries and results)."""
-        return {
-            "backbone": self.backbone_name,
-            "num_features": self.num_features,
-            "face_crop": self.face_crop,
-            "flip": self.flip,
-            "preprocess": self.backbone.preprocess.eval_dict(),
-            "weights_fingerprint": weights_fingerprint(self.backbone),
-            **({"align": self.align, "align_template": self.align_template, "alignment": self.aligner.describe()}
-               if self.aligner is not None else {}),
-        }
+        described = {"backbone": self.backbone_name, "num_features": self.num_features, "face_crop": self.face_crop,
+                     "flip": self.flip, "preprocess": self.backbone.preprocess.eval_dict(),
+                     "weights_fingerprint": weights_fingerprint(self.backbone)}
+        if self.aligner is not None:
+            described.update(align=self.align, align_template=self.align_template, alignment=self.aligner.describe())
+        return described
 
     # --- preprocessed batches --------------------------------------------------------------------
     def embed_batch(self, batch: torch.Tensor) -> torch.Tensor:
@@ -185,10 +172,8 @@ class Embedder:
         if self.aligner is not None:
             self.aligner.prepare(paths, progress=progress)  # every face detected once, batched (and cached)
             load = self.aligner.align
-        return file_features(
-            self.backbone, ImageFiles(paths, self.transform, load), batch_size=self.batch_size,
-            num_workers=self.num_workers, progress=progress, **self._settings(many=True),
-        )
+        return file_features(self.backbone, ImageFiles(paths, self.transform, load), batch_size=self.batch_size,
+                             num_workers=self.num_workers, progress=progress, **self._settings(many=True))
 
 
 __all__ = ["Embedder", "ImageLike", "as_backbone", "make_aligner", "weights_fingerprint"]

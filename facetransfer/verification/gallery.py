@@ -104,8 +104,8 @@ class Gallery:
         match: ``mean`` compares a probe with each identity's template (mean embedding); ``nearest`` with each
             identity's most similar enrolled image (better when people are enrolled in varied poses, costs one
             comparison per enrolled image).
-        face_crop / flip / batch_size / num_workers / device: as in :class:`Embedder` (ignored when ``model`` is an
-            Embedder).
+        embedder_args: :class:`Embedder`'s ``face_crop``, ``flip``, ``batch_size``, ``num_workers``, ``device``,
+            ``align`` ... (ignored when ``model`` is an Embedder).
 
     Attributes saved with the gallery besides the embeddings:
         calibration: how :meth:`calibrate` chose ``threshold`` (``{"target_far": ...}``), or None when the threshold
@@ -115,24 +115,9 @@ class Gallery:
             by default taken from a :class:`~facetransfer.FaceClassifier`'s hyperparameters, None for a bare backbone.
     """
 
-    def __init__(
-        self,
-        model: nn.Module | Embedder,
-        threshold: float | None = None,
-        *,
-        match: Literal["mean", "nearest"] = "mean",
-        face_crop: float = 1.0,
-        flip: bool = False,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        device: torch.device | str | None = None,
-        align: str = "none",
-        align_template: str | None = None,
-    ) -> None:
-        self.embedder = model if isinstance(model, Embedder) else Embedder(
-            model, face_crop=face_crop, flip=flip, batch_size=batch_size, num_workers=num_workers, device=device,
-            align=align, align_template=align_template,
-        )
+    def __init__(self, model: nn.Module | Embedder, threshold: float | None = None, *,
+                 match: Literal["mean", "nearest"] = "mean", **embedder_args: Any) -> None:
+        self.embedder = model if isinstance(model, Embedder) else Embedder(model, **embedder_args)
         if match not in ("mean", "nearest"):
             raise ConfigError(f"unknown gallery match {match!r}; known: mean, nearest")
         self.threshold = threshold
@@ -167,9 +152,8 @@ class Gallery:
     def add_embeddings(self, name: str, embeddings: torch.Tensor, sources: Sequence[str] | None = None) -> None:
         """Enroll precomputed (normalised) embeddings ``(N, D)`` under ``name``."""
         if embeddings.ndim != 2 or embeddings.shape[1] != self.embedder.num_features:
-            raise DataError(
-                f"embeddings must be (N, {self.embedder.num_features}) for this model, got {tuple(embeddings.shape)}"
-            )
+            raise DataError(f"embeddings must be (N, {self.embedder.num_features}) for this model, "
+                            f"got {tuple(embeddings.shape)}")
         if len(embeddings) == 0:
             raise DataError(f"no images to enroll for {name!r}")
         if name not in self.names:
@@ -234,10 +218,8 @@ class Gallery:
         """Matches of precomputed probe embeddings."""
         scores, best = self.similarities(embeddings).max(dim=1)
         threshold = -np.inf if self.threshold is None else self.threshold
-        return [
-            Match(self.names[b] if s >= threshold else None, float(s), self.names[b])
-            for s, b in zip(scores.tolist(), best.tolist())
-        ]
+        return [Match(self.names[b] if s >= threshold else None, float(s), self.names[b])
+                for s, b in zip(scores.tolist(), best.tolist())]
 
     def identify(self, image: ImageLike) -> Match:
         """The enrolled identity of one face image, or ``Match(name=None, ...)`` if unknown."""

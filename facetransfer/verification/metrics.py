@@ -152,10 +152,8 @@ class VerificationMetrics:
 
     def summary(self) -> str:
         """One line: ``acc 0.9318 ± 0.0150 (10 folds), AUC 0.9801, TAR@FAR=0.001 0.5123``."""
-        return (
-            f"acc {self.accuracy:.4f} ± {self.accuracy_std:.4f} ({self.num_folds} folds), AUC {self.auc:.4f}, "
-            f"TAR@FAR={self.far:g} {self.tar:.4f}"
-        )
+        return (f"acc {self.accuracy:.4f} ± {self.accuracy_std:.4f} ({self.num_folds} folds), AUC {self.auc:.4f}, "
+                f"TAR@FAR={self.far:g} {self.tar:.4f}")
 
 
 def verification_metrics(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray | None = None, far: float = 1e-3,

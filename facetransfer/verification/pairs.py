@@ -18,10 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.lfw import LFWSource
-from ..errors import DataError
-
-#: most missing images listed in one error message
-MAX_LISTED = 30
+from ..errors import DataError, listing
 
 
 @dataclass(frozen=True)
@@ -81,19 +78,15 @@ def read_pairs(path: str | os.PathLike) -> tuple[list[Pair], bool]:
     elif len(header) == 2 and all(h.isdigit() for h in header):
         sets, per_set, official = int(header[0]), int(header[1]), True
     else:
-        raise DataError(
-            f"{path}:{header_no}: expected a header 'N' (View 1, e.g. pairsDevTrain.txt) or "
-            f"'SETS N' (View 2 pairs.txt, e.g. '10 300'), got {' '.join(header)!r}"
-        )
+        raise DataError(f"{path}:{header_no}: expected a header 'N' (View 1, e.g. pairsDevTrain.txt) or "
+                        f"'SETS N' (View 2 pairs.txt, e.g. '10 300'), got {' '.join(header)!r}")
     if sets < 1 or per_set < 1:
         raise DataError(f"{path}:{header_no}: the header announces no pairs ({' '.join(header)!r})")
     body = lines[1:]
     expected = 2 * sets * per_set
     if len(body) != expected:
-        raise DataError(
-            f"{path}: the header {' '.join(header)!r} announces {expected} pair lines "
-            f"({sets} x ({per_set} same + {per_set} different)), the file has {len(body)}"
-        )
+        raise DataError(f"{path}: the header {' '.join(header)!r} announces {expected} pair lines "
+                        f"({sets} x ({per_set} same + {per_set} different)), the file has {len(body)}")
     pairs: list[Pair] = []
     for i, (lineno, parts) in enumerate(body):
         same = (i % (2 * per_set)) < per_set  # each set: per_set same-person lines, then per_set different
@@ -130,8 +123,7 @@ class PairsProtocol:
         """
         path = Path(path)
         pairs, official = read_pairs(path)
-        folder = str(root if root is not None else path.parent)
-        image_dir = LFWSource(folder).image_dir()  # any LFW alignment found there
+        image_dir = LFWSource(str(root if root is not None else path.parent)).image_dir()  # any LFW alignment there
         protocol = cls(pairs, official, image_dir, path)
         protocol.check_images()
         return protocol
@@ -161,13 +153,9 @@ class PairsProtocol:
         """Raise one :class:`DataError` listing every image named by the pairs but not on disk."""
         missing = [k for k in self.image_keys() if not (self.image_dir / k).is_file()]
         if missing:
-            listing = "\n".join(f"  {self.image_dir / k}" for k in missing[:MAX_LISTED])
-            more = f"\n  ... and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
             where = f" {self.path}" if self.path else ""
-            raise DataError(
-                f"{len(missing)} image(s) named in the pairs file{where} are missing under {self.image_dir}:\n"
-                f"{listing}{more}"
-            )
+            raise DataError(f"{len(missing)} image(s) named in the pairs file{where} are missing under "
+                            f"{self.image_dir}:\n" + listing([str(self.image_dir / k) for k in missing]))
 
 
 __all__ = ["Pair", "PairsProtocol", "lfw_key", "read_pairs"]
