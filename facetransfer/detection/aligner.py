@@ -1,8 +1,6 @@
 """From any photo to an aligned face chip: detect (once, cached), pick one face, warp.
 
-An image without a face is a :class:`NoFaceError` (callers apply their ``on_bad_image`` policy), never a
-silent centre crop; docs/alignment.md lists the policies for group photos, unreadable, large, grey and
-rotated files::
+An image without a face is a :class:`NoFaceError`, never a silent centre crop (docs/alignment.md)::
 
     >>> aligner = Aligner("mtcnn", template="dlib")  # doctest: +SKIP
     >>> prepared = aligner.prepare(paths, progress=True)  # detect a whole dataset once  # doctest: +SKIP
@@ -273,12 +271,9 @@ class Aligner:
 
     def finder(self) -> str:
         """What finds the faces, for messages: ``detector mtcnn-v1-...`` / ``landmarks celeba-wild``."""
-        parts = []
-        if self.landmarks is not None:
-            parts.append(f"landmarks {self.landmarks.name}")
-        if self.detector is not None:
-            parts.append(f"detector {self.detector.cache_id()}")
-        return ", ".join(parts)
+        landmarks = f"landmarks {self.landmarks.name}" if self.landmarks is not None else ""
+        detector = f"detector {self.detector.cache_id()}" if self.detector is not None else ""
+        return ", ".join(part for part in (landmarks, detector) if part)
 
     # --- aligning ----------------------------------------------------------------------------------
     def warp(self, images: Sequence[ImageInput], landmarks: torch.Tensor) -> list[torch.Tensor]:

@@ -98,11 +98,8 @@ class Residual(nn.Module):
         if self.down:
             x = F.avg_pool2d(x, 2, 2)
             # a "valid" 3x3/2 conv loses one row/column on even sizes: pad bottom/right with zeros
-            dh, dw = x.shape[-2] - out.shape[-2], x.shape[-1] - out.shape[-1]
-            if dh or dw:
-                out = F.pad(out, (0, dw, 0, dh))
-            if x.shape[1] != out.shape[1]:
-                x = F.pad(x, (0, 0, 0, 0, 0, out.shape[1] - x.shape[1]))
+            out = F.pad(out, (0, x.shape[-1] - out.shape[-1], 0, x.shape[-2] - out.shape[-2]))
+            x = F.pad(x, (0, 0, 0, 0, 0, out.shape[1] - x.shape[1]))  # the shortcut's new channels are zeros
         return F.relu(out + x)
 
 

@@ -29,6 +29,7 @@ import torch
 
 from ..errors import WeightsError
 from .dlib_resnet import FACE_API_VERSION, FILE_SHA256, HOW_TO_GET, WEIGHTS_FILENAME, dlib_resnet
+from .verified_cache import check_sha256
 from .weights import cache_verified, load_into, register_weights_file, register_weights_importer
 
 __all__ = [
@@ -190,12 +191,8 @@ def import_face_api_weights(
     PosixPath('/root/.cache/torch/hub/checkpoints/dlib_resnet_face_api-24d0677b.pth')
     """
     specs, data, label = _read_source(Path(source))
-    digest = hashlib.sha256(data).hexdigest()
-    if expected_sha256 is not None and digest != expected_sha256.lower():
-        raise WeightsError(
-            f"{label} has the wrong hash: sha256 {digest}, expected {expected_sha256} "
-            f"({_BIN} of @vladmandic/face-api {FACE_API_VERSION}); the file is corrupt or a different model"
-        )
+    if expected_sha256 is not None:
+        check_sha256(data, expected_sha256, label, f"{_BIN} of @vladmandic/face-api {FACE_API_VERSION}")
     state = face_api_to_state_dict(read_tfjs_weights(specs, data))
     load_into(dlib_resnet(), state, what=f"face recognition model {label}", ignore_prefixes=("head.",))
     if expected_sha256 == FACE_API_BIN_SHA256 and state_sha256(state) != STATE_SHA256:
