@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -59,20 +60,14 @@ def batch_features(
     dtype = next(backbone.parameters()).dtype if autocast_dtype is None else None  # autocast casts by itself
     autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     channels_last = channels_last_is_faster(device) if channels_last is None else channels_last
+    unit = partial(F.normalize, dim=1) if normalize else (lambda feats: feats)
     out = []
     with inference_forward(backbone, channels_last=channels_last, fuse=fuse) as forward, autocast:
-
-        def features(x: torch.Tensor) -> torch.Tensor:
-            feats = forward(x).float()
-            return F.normalize(feats, dim=1) if normalize else feats
-
         for images in batches:
             x = images.to(device, dtype, non_blocking=True)
-            feats = features(x)
-            if flip:
-                feats = feats + features(x.flip(-1))
-                feats = F.normalize(feats, dim=1) if normalize else feats / 2
-            out.append(feats.cpu())
+            views = (x, x.flip(-1)) if flip else (x,)
+            feats = sum(unit(forward(view).float()) for view in views) / len(views)
+            out.append((unit(feats) if flip else feats).cpu())
     return torch.cat(out) if out else torch.zeros(0, backbone.num_features)
 
 

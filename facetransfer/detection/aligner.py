@@ -197,7 +197,6 @@ class Aligner:
         """Inside a DataLoader worker forked from a CUDA process, which cannot use CUDA: work with the CPU twin."""
         return self._cpu_detector is not None and torch.utils.data.get_worker_info() is not None
 
-    # --- finding faces -----------------------------------------------------------------------------
     def _listed(self, image: AlignInput, key: str | None = None) -> Detections | None:
         """The landmark table's faces of an image (by ``key``, else its path), or None."""
         key = key if key is not None else (os.fspath(image) if isinstance(image, (str, os.PathLike)) else None)
@@ -275,7 +274,6 @@ class Aligner:
         detector = f"detector {self.detector.cache_id()}" if self.detector is not None else ""
         return ", ".join(part for part in (landmarks, detector) if part)
 
-    # --- aligning ----------------------------------------------------------------------------------
     def warp(self, images: Sequence[ImageInput], landmarks: torch.Tensor) -> list[torch.Tensor]:
         """Chips (``uint8`` ``(3, size, size)``, on the device) of images with one face's ``(5, 2)`` landmarks each."""
         device = torch.device("cpu") if self._in_forked_worker() else self.device
@@ -295,7 +293,6 @@ class Aligner:
         faces, decoded, name = self._faces_and_image(image, key)
         return _to_pil(self.warp([decoded], self._pick(faces, decoded, name).landmarks[None])[0])
 
-    # --- whole datasets -------------------------------------------------------------------------
     def prepare(
         self, paths: Sequence[str | os.PathLike], keys: Sequence[str] | None = None, progress: bool = False
     ) -> Prepared:
