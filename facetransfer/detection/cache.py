@@ -1,8 +1,7 @@
 """Detections on disk, keyed by image content and detector, so each image is detected once.
 
 One SQLite table ``(SHA-256 of the file's bytes, FaceDetector.cache_id) -> detections as JSON``, safe for
-concurrent readers and writers (DataLoader workers, several runs); see docs/alignment.md. The default file
-is ``$FACETRANSFER_CACHE_DIR/landmarks.sqlite`` (default ``~/.cache/facetransfer``)::
+concurrent readers and writers (DataLoader workers, several runs); see docs/alignment.md::
 
     >>> cache = LandmarkCache(":memory:")
     >>> cache.put_many("mtcnn-v1-abc", {"d41d8c": Detections.empty()})
