@@ -281,22 +281,16 @@ class FeatureProvider:
         raise NotImplementedError
 
 
-def _items_digest(items: Sequence[Item]) -> str:
-    digest = hashlib.sha256()
-    for key, label in items:
-        digest.update(f"{key}\0{label}\0".encode())
-    return digest.hexdigest()[:16]
-
-
 class InMemoryFeatures(FeatureProvider):
     """Features of each split computed once per backbone and kept in memory (the default)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._cache: dict[tuple[str, str, str], FeatureDataset] = {}
+        self._cache: dict[tuple[str, str, tuple[Item, ...]], FeatureDataset] = {}
 
     def compute(self, split: str, items: list[Item], images: ImageBatches, extractor: BackboneFeatures) -> FeatureDataset:
-        key = (split, extractor.key() if extractor.identity else str(id(extractor.backbone)), _items_digest(items))
+        identity = extractor.key() if extractor.identity else str(id(extractor.backbone))
+        key = (split, identity, tuple((k, label) for k, label in items))  # the items themselves: no digest to collide
         if key not in self._cache:
             self._cache = {k: v for k, v in self._cache.items() if k[0] != split}  # one backbone per split at a time
             feats, labels = extractor(images())

@@ -156,9 +156,8 @@ class Aligner:
         elif detector_args:
             raise ConfigError("detector_args apply to a detector given by name")
         # DataLoader workers forked from a CUDA process cannot use CUDA: they detect and warp with a CPU twin
-        self._cpu_detector: FaceDetector | None = None
-        if detector is not None and self.device.type != "cpu":
-            self._cpu_detector = copy.deepcopy(detector.to("cpu"))
+        twin = detector is not None and self.device.type != "cpu"
+        self._cpu_detector: FaceDetector | None = copy.deepcopy(detector.to("cpu")) if twin else None
         self.detector: FaceDetector | None = detector.to(self.device) if detector is not None else None
         self.template = get_template(template, size)
         self.landmarks = landmarks
