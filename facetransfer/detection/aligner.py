@@ -23,7 +23,7 @@ from PIL import Image
 
 from ..errors import ConfigError, DataError
 from ..io.images import decode_image, read_image_bytes, to_rgb
-from .cache import LandmarkCache, content_hash, pixels_hash
+from .cache import CACHE_FILENAME, LandmarkCache, content_hash, default_cache_dir, pixels_hash
 from .detector import Detections, FaceDetector, ImageInput, image_to_tensor, same_size_groups
 from .landmarks import LandmarkTable
 from .registry import get_detector
@@ -163,7 +163,7 @@ class Aligner:
         self.landmarks = landmarks
         self.pick = pick
         if cache == "default":
-            cache = LandmarkCache.default()
+            cache = LandmarkCache(default_cache_dir() / CACHE_FILENAME)
         elif cache is not None and not isinstance(cache, LandmarkCache):
             cache = LandmarkCache(cache)
         self.cache: LandmarkCache | None = cache

@@ -71,10 +71,6 @@ class LandmarkCache:
         self._local = threading.local()
         self._memory_conn: sqlite3.Connection | None = None
 
-    @classmethod
-    def default(cls) -> LandmarkCache:
-        return cls(default_cache_dir() / CACHE_FILENAME)
-
     def __repr__(self) -> str:
         return f"LandmarkCache({self.path!r})"
 
