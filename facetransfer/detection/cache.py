@@ -62,8 +62,7 @@ class LandmarkCache:
     Args:
         path: the database file (created with its folder), or ``":memory:"``.
 
-    Each process (and thread) opens its own connection on first use, so the object can be
-    handed to DataLoader workers.
+    Each process (and thread) opens its own connection on first use, so the object can be handed to DataLoader workers.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:

@@ -24,8 +24,7 @@ MAX_DOWNSCALE = 1.5
 def similarity_transform(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     """Least-squares similarity ``src -> dst`` per batch item: ``(B, N, 2)`` points -> ``(B, 2, 3)`` matrices.
 
-    ``dst`` may be ``(N, 2)`` (one template for all). The matrix ``M`` maps a point ``p`` to
-    ``M[:, :2] @ p + M[:, 2]``.
+    ``dst`` may be ``(N, 2)`` (one template for all). The matrix ``M`` maps a point ``p`` to ``M[:, :2] @ p + M[:, 2]``.
     """
     src = src.to(torch.float64)
     dst = dst.to(src.device, torch.float64).expand_as(src)

@@ -1,10 +1,9 @@
 """``dlib_resnet``: dlib's face-descriptor ResNet, pretrained on about 3 million faces.
 
-A PyTorch port of dlib's ``dlib_face_recognition_resnet_model_v1`` (Davis E. King; public domain, CC0) as it
-ships, converted to TensorFlow.js and uint8-quantised, in the npm package ``@vladmandic/face-api`` (Vladimir
-Mandic, MIT licence; a fork of Vincent Mühler's face-api.js), following its ``src/faceRecognitionNet`` exactly.
-The 128-d output, L2-normalised, is the dlib face descriptor: two faces are the same person when their
-distance is below about 0.6.
+A PyTorch port of dlib's ``dlib_face_recognition_resnet_model_v1`` (Davis E. King; public domain, CC0) as it ships,
+converted to TensorFlow.js and uint8-quantised, in the npm package ``@vladmandic/face-api`` (Vladimir Mandic, MIT
+licence; a fork of Vincent Mühler's face-api.js), following its ``src/faceRecognitionNet`` exactly. The 128-d output,
+L2-normalised, is the dlib face descriptor: two faces are the same person when their distance is below about 0.6.
 
 The weights have no fixed download address: ``facetransfer weights import`` converts them once from the npm
 package (:data:`HOW_TO_GET`, :mod:`facetransfer.models.face_api_weights`)::
