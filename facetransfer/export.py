@@ -152,11 +152,10 @@ def split_images(manifest: dict[str, Any] | None, count: int = CHECK_IMAGES) -> 
 
     if not manifest or not manifest.get("test") or not manifest.get("source"):
         return []
-    source_info = manifest["source"]
-    items = manifest["test"]
+    items, info = manifest["test"], manifest["source"]
     picked = items[:: max(1, len(items) // count)][:count]
     try:
-        source = get_source(source_info["dataset"], root=source_info.get("root"), **(source_info.get("args") or {}))
+        source = get_source(info["dataset"], root=info.get("root"), **(info.get("args") or {}))
         return [source.open(str(key)) for key, _ in picked]
     except (DataError, ConfigError, KeyError, TypeError, OSError):
         return []

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -59,20 +60,14 @@ def batch_features(
     dtype = next(backbone.parameters()).dtype if autocast_dtype is None else None  # autocast casts by itself
     autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     channels_last = channels_last_is_faster(device) if channels_last is None else channels_last
+    unit = partial(F.normalize, dim=1) if normalize else (lambda feats: feats)
     out = []
     with inference_forward(backbone, channels_last=channels_last, fuse=fuse) as forward, autocast:
-
-        def features(x: torch.Tensor) -> torch.Tensor:
-            feats = forward(x).float()
-            return F.normalize(feats, dim=1) if normalize else feats
-
         for images in batches:
             x = images.to(device, dtype, non_blocking=True)
-            feats = features(x)
-            if flip:
-                feats = feats + features(x.flip(-1))
-                feats = F.normalize(feats, dim=1) if normalize else feats / 2
-            out.append(feats.cpu())
+            views = (x, x.flip(-1)) if flip else (x,)
+            feats = sum(unit(forward(view).float()) for view in views) / len(views)
+            out.append((unit(feats) if flip else feats).cpu())
     return torch.cat(out) if out else torch.zeros(0, backbone.num_features)
 
 
@@ -286,22 +281,16 @@ class FeatureProvider:
         raise NotImplementedError
 
 
-def _items_digest(items: Sequence[Item]) -> str:
-    digest = hashlib.sha256()
-    for key, label in items:
-        digest.update(f"{key}\0{label}\0".encode())
-    return digest.hexdigest()[:16]
-
-
 class InMemoryFeatures(FeatureProvider):
     """Features of each split computed once per backbone and kept in memory (the default)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._cache: dict[tuple[str, str, str], FeatureDataset] = {}
+        self._cache: dict[tuple[str, str, tuple[Item, ...]], FeatureDataset] = {}
 
     def compute(self, split: str, items: list[Item], images: ImageBatches, extractor: BackboneFeatures) -> FeatureDataset:
-        key = (split, extractor.key() if extractor.identity else str(id(extractor.backbone)), _items_digest(items))
+        identity = extractor.key() if extractor.identity else str(id(extractor.backbone))
+        key = (split, identity, tuple((k, label) for k, label in items))  # the items themselves: no digest to collide
         if key not in self._cache:
             self._cache = {k: v for k, v in self._cache.items() if k[0] != split}  # one backbone per split at a time
             feats, labels = extractor(images())

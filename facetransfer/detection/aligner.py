@@ -1,8 +1,6 @@
 """From any photo to an aligned face chip: detect (once, cached), pick one face, warp.
 
-An image without a face is a :class:`NoFaceError` (callers apply their ``on_bad_image`` policy), never a
-silent centre crop; docs/alignment.md lists the policies for group photos, unreadable, large, grey and
-rotated files::
+An image without a face is a :class:`NoFaceError`, never a silent centre crop (docs/alignment.md)::
 
     >>> aligner = Aligner("mtcnn", template="dlib")  # doctest: +SKIP
     >>> prepared = aligner.prepare(paths, progress=True)  # detect a whole dataset once  # doctest: +SKIP
@@ -25,7 +23,7 @@ from PIL import Image
 
 from ..errors import ConfigError, DataError
 from ..io.images import decode_image, read_image_bytes, to_rgb
-from .cache import LandmarkCache, content_hash, pixels_hash
+from .cache import CACHE_FILENAME, LandmarkCache, content_hash, default_cache_dir, pixels_hash
 from .detector import Detections, FaceDetector, ImageInput, image_to_tensor, same_size_groups
 from .landmarks import LandmarkTable
 from .registry import get_detector
@@ -158,15 +156,14 @@ class Aligner:
         elif detector_args:
             raise ConfigError("detector_args apply to a detector given by name")
         # DataLoader workers forked from a CUDA process cannot use CUDA: they detect and warp with a CPU twin
-        self._cpu_detector: FaceDetector | None = None
-        if detector is not None and self.device.type != "cpu":
-            self._cpu_detector = copy.deepcopy(detector.to("cpu"))
+        twin = detector is not None and self.device.type != "cpu"
+        self._cpu_detector: FaceDetector | None = copy.deepcopy(detector.to("cpu")) if twin else None
         self.detector: FaceDetector | None = detector.to(self.device) if detector is not None else None
         self.template = get_template(template, size)
         self.landmarks = landmarks
         self.pick = pick
         if cache == "default":
-            cache = LandmarkCache.default()
+            cache = LandmarkCache(default_cache_dir() / CACHE_FILENAME)
         elif cache is not None and not isinstance(cache, LandmarkCache):
             cache = LandmarkCache(cache)
         self.cache: LandmarkCache | None = cache
@@ -199,7 +196,6 @@ class Aligner:
         """Inside a DataLoader worker forked from a CUDA process, which cannot use CUDA: work with the CPU twin."""
         return self._cpu_detector is not None and torch.utils.data.get_worker_info() is not None
 
-    # --- finding faces -----------------------------------------------------------------------------
     def _listed(self, image: AlignInput, key: str | None = None) -> Detections | None:
         """The landmark table's faces of an image (by ``key``, else its path), or None."""
         key = key if key is not None else (os.fspath(image) if isinstance(image, (str, os.PathLike)) else None)
@@ -273,14 +269,10 @@ class Aligner:
 
     def finder(self) -> str:
         """What finds the faces, for messages: ``detector mtcnn-v1-...`` / ``landmarks celeba-wild``."""
-        parts = []
-        if self.landmarks is not None:
-            parts.append(f"landmarks {self.landmarks.name}")
-        if self.detector is not None:
-            parts.append(f"detector {self.detector.cache_id()}")
-        return ", ".join(parts)
+        landmarks = f"landmarks {self.landmarks.name}" if self.landmarks is not None else ""
+        detector = f"detector {self.detector.cache_id()}" if self.detector is not None else ""
+        return ", ".join(part for part in (landmarks, detector) if part)
 
-    # --- aligning ----------------------------------------------------------------------------------
     def warp(self, images: Sequence[ImageInput], landmarks: torch.Tensor) -> list[torch.Tensor]:
         """Chips (``uint8`` ``(3, size, size)``, on the device) of images with one face's ``(5, 2)`` landmarks each."""
         device = torch.device("cpu") if self._in_forked_worker() else self.device
@@ -300,7 +292,6 @@ class Aligner:
         faces, decoded, name = self._faces_and_image(image, key)
         return _to_pil(self.warp([decoded], self._pick(faces, decoded, name).landmarks[None])[0])
 
-    # --- whole datasets -------------------------------------------------------------------------
     def prepare(
         self, paths: Sequence[str | os.PathLike], keys: Sequence[str] | None = None, progress: bool = False
     ) -> Prepared:

@@ -1,8 +1,7 @@
 """Detections on disk, keyed by image content and detector, so each image is detected once.
 
 One SQLite table ``(SHA-256 of the file's bytes, FaceDetector.cache_id) -> detections as JSON``, safe for
-concurrent readers and writers (DataLoader workers, several runs); see docs/alignment.md. The default file
-is ``$FACETRANSFER_CACHE_DIR/landmarks.sqlite`` (default ``~/.cache/facetransfer``)::
+concurrent readers and writers (DataLoader workers, several runs); see docs/alignment.md::
 
     >>> cache = LandmarkCache(":memory:")
     >>> cache.put_many("mtcnn-v1-abc", {"d41d8c": Detections.empty()})
@@ -17,11 +16,12 @@ import json
 import os
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 from PIL import Image
 
 from ..errors import ConfigError
@@ -62,18 +62,13 @@ class LandmarkCache:
     Args:
         path: the database file (created with its folder), or ``":memory:"``.
 
-    Each process (and thread) opens its own connection on first use, so the object can be
-    handed to DataLoader workers.
+    Each process (and thread) opens its own connection on first use, so the object can be handed to DataLoader workers.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
         self._local = threading.local()
         self._memory_conn: sqlite3.Connection | None = None
-
-    @classmethod
-    def default(cls) -> LandmarkCache:
-        return cls(default_cache_dir() / CACHE_FILENAME)
 
     def __repr__(self) -> str:
         return f"LandmarkCache({self.path!r})"
@@ -90,18 +85,20 @@ class LandmarkCache:
         return self._local.conn
 
     def _open(self) -> sqlite3.Connection:
+        memory = self.path == ":memory:"
         try:
-            if self.path != ":memory:":
+            if not memory:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-            _retry_while_locked(lambda: self._set_up(conn))
-        except (sqlite3.Error, OSError) as err:
+            # switching a new file to WAL does not wait for other connections (no busy handler): one at a time
+            with nullcontext() if memory else FileLock(f"{self.path}.lock", timeout=60):
+                self._set_up(conn)
+        except (sqlite3.Error, OSError, Timeout) as err:
             raise ConfigError(f"cannot open the landmark cache {self.path}: {err}; set FACETRANSFER_CACHE_DIR to a "
                               "writable folder or use cache=None") from None
         return conn
 
     def _set_up(self, conn: sqlite3.Connection) -> None:
-        # switching to WAL does not wait for other connections (no busy handler): done once per file
         if self.path != ":memory:" and conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(
@@ -134,19 +131,6 @@ class LandmarkCache:
 
     def __len__(self) -> int:
         return int(self._connect().execute("SELECT COUNT(*) FROM detections").fetchone()[0])
-
-
-def _retry_while_locked(step: Callable[[], None], seconds: float = 60.0) -> None:
-    """Run ``step``, again while another connection (thread or process opening the same new file) holds
-    the lock that SQLite does not wait for, up to ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return step()
-        except sqlite3.OperationalError as err:
-            if "locked" not in str(err) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 __all__ = ["CACHE_FILENAME", "LandmarkCache", "content_hash", "default_cache_dir", "pixels_hash"]

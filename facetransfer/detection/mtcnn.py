@@ -128,9 +128,7 @@ class MTCNN(FaceDetector):
         self.max_side = int(max_side)
         self.pretrained = weights is not None
         self.pnet, self.rnet, self.onet = load_mtcnn_nets() if self.pretrained else (PNet(), RNet(), ONet())
-        self.eval()  # inference only: the nets have no batch norm or dropout anyway
-        self.requires_grad_(False)
-        self.to(device=device, memory_format=torch.channels_last)
+        self.requires_grad_(False).eval().to(device=device, memory_format=torch.channels_last)  # inference only
 
     def config(self) -> dict[str, Any]:
         return {"min_face_size": self.min_face_size, "min_face_fraction": self.min_face_fraction,

@@ -1,9 +1,8 @@
 """The three networks of MTCNN (Zhang et al., 2016): P-Net, R-Net and O-Net.
 
-Layer names follow the published state dicts (``conv1``, ``prelu1``, ... ``dense6_3``), so
-the files load as they are. Each net takes images scaled to about [-1, 1] and returns the
-face probability, the box offsets ``(dx1, dy1, dx2, dy2)`` as fractions of the box side and,
-for O-Net, the 5 landmarks as fractions of the box (``x1..x5`` then ``y1..y5``)::
+Layer names follow the published state dicts (``conv1``, ``prelu1``, ... ``dense6_3``), so the files load as they are.
+Each net takes images scaled to about [-1, 1] and returns the face probability, the box offsets ``(dx1, dy1, dx2, dy2)``
+as fractions of the box side and, for O-Net, the 5 landmarks as fractions of the box (``x1..x5`` then ``y1..y5``)::
 
     >>> import torch
     >>> prob, offsets = PNet()(torch.zeros(1, 3, 12, 12))

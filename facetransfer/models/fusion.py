@@ -15,6 +15,7 @@ of one pass, so the backbone itself, its memory format and its training state ar
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,17 +50,12 @@ def fused_feature_copy(backbone: nn.Module) -> nn.Module | None:
         return None
     from torch.fx.experimental.optimization import fuse
 
-    was_training = backbone.training
-    backbone.eval()
-    try:
-        fused = fuse(_ForwardFeatures(backbone), inplace=False)
+    try:  # on an eval-mode copy: the backbone keeps its training mode
+        fused = fuse(_ForwardFeatures(copy.deepcopy(backbone)).eval(), inplace=True)
     except Exception as err:  # noqa: BLE001 - any tracing failure means "run unfused"
         log.debug("conv-BN folding skipped for %s: %s", type(backbone).__name__, err)
         return None
-    finally:
-        backbone.train(was_training)
-    fused.requires_grad_(False)
-    return fused.eval()
+    return fused.requires_grad_(False).eval()
 
 
 def channels_last_is_faster(device: torch.device | str) -> bool:

@@ -39,12 +39,10 @@ def scratch_cnn(
     """
     if weights:
         raise ConfigError(f"scratch_cnn has no pretrained weights (got weights={weights!r}); use weights: null")
-    stages, cin = OrderedDict(), 3
-    for i, width in enumerate(widths, 1):
-        stages[f"block{i}"] = _conv_block(cin, width)
-        cin = width
+    channels = zip((3, *widths), widths)  # (in, out) of each block
+    stages = OrderedDict((f"block{i}", _conv_block(cin, cout)) for i, (cin, cout) in enumerate(channels, 1))
     stages["fc"] = nn.Sequential(
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(cin, fc_features), nn.ReLU(inplace=True), nn.Dropout(0.3)
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(widths[-1], fc_features), nn.ReLU(inplace=True), nn.Dropout(0.3)
     )
     pre = Preprocess(crop_size=input_size, resize_size=round(input_size * 8 / 7), mean=(0.5,) * 3, std=(0.5,) * 3)
     backbone = Backbone(stages, fc_features, pre, pool=nn.Identity())

@@ -33,6 +33,14 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def check_sha256(data: bytes, expected: str, what: str, origin: str) -> bytes:
+    """``data`` when its SHA-256 is ``expected``, else :class:`WeightsError` naming ``what`` and its ``origin``."""
+    if (digest := hashlib.sha256(data).hexdigest()) != expected.lower():
+        raise WeightsError(f"{what} has the wrong hash: sha256 {digest}, expected {expected} ({origin}); the file is "
+                           "corrupt or a different model")
+    return data
+
+
 def name_hash(filename: str) -> str | None:
     """The SHA-256 prefix a file name carries (``resnet18-f37072fd.pth`` -> ``f37072fd``), else None."""
     match = _HASH_IN_NAME.search(filename)
@@ -75,4 +83,4 @@ def verify_cached_file(path: str | os.PathLike, expected: str | None = None) -> 
     return path
 
 
-__all__ = ["RECORD_NAME", "name_hash", "remember_verified", "sha256_of", "verify_cached_file"]
+__all__ = ["RECORD_NAME", "check_sha256", "name_hash", "remember_verified", "sha256_of", "verify_cached_file"]
