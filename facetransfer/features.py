@@ -24,15 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, listing
 from .io.images import load_rgb
 from .models.backbone import Backbone
 from .models.fusion import channels_last_is_faster, inference_forward
 from .preprocess import BatchTransforms, ImageBatch, Preprocess
 
 Item = tuple[str, int]
-#: most unreadable images listed in one error message
-MAX_LISTED = 30
 
 
 class FeatureDataset(TensorDataset):
@@ -133,8 +131,7 @@ def file_features(
 
     feats = batch_features(backbone, readable(), **settings)
     if errors:
-        more = f"\n  ... and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else ""
-        raise DataError(f"{len(errors)} image(s) could not be read:\n  " + "\n  ".join(errors[:MAX_LISTED]) + more)
+        raise DataError(f"{len(errors)} image(s) could not be read:\n{listing(errors)}")
     return feats
 
 
