@@ -64,10 +64,6 @@ TEMPLATES: dict[str, FaceTemplate] = {
         [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]])),
 }
 
-#: backbones trained on dlib's chips; every other backbone gets the ArcFace template
-_DLIB_BACKBONES = ("dlib_resnet",)
-
-
 def list_templates() -> list[str]:
     return sorted(TEMPLATES)
 
@@ -81,8 +77,11 @@ def get_template(name: str | FaceTemplate, size: int | None = None) -> FaceTempl
 
 
 def default_template_name(backbone: str) -> str:
-    """``dlib`` for backbones made for dlib's face chips (``dlib_resnet``), else ``arcface``."""
-    return "dlib" if backbone in _DLIB_BACKBONES else "arcface"
+    """The five-point layout ``backbone`` was trained on: its preprocessing's ``face_template`` (``dlib`` for
+    ``dlib_resnet``, else ``arcface``)."""
+    from ..models import backbone_preprocess
+
+    return backbone_preprocess(backbone).face_template
 
 
 def template_for_input(preprocess: Preprocess, name: str | None = None) -> FaceTemplate:

@@ -158,13 +158,17 @@ def list_image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return found
 
 
+def usable_cpus() -> int:
+    """The CPU cores this process may use (its affinity on Linux)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def default_num_workers() -> int:
     """Processes reading images for a DataLoader: the CPUs this process may use, less one, at most 8."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(0, min(8, cpus - 1))
+    return max(0, min(8, usable_cpus() - 1))
 
 
 __all__ = [
     "IMAGE_EXTENSIONS", "decode_image", "default_num_workers", "identity_images", "image_files_under", "is_image_name",
-    "is_listed_file", "list_image_files", "load_rgb", "natural_key", "read_image_bytes", "to_rgb",
+    "is_listed_file", "list_image_files", "load_rgb", "natural_key", "read_image_bytes", "to_rgb", "usable_cpus",
 ]

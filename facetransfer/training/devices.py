@@ -10,10 +10,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
+
+from ..io.images import usable_cpus
 
 _MIXED = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16, "bf16": torch.bfloat16, "16": torch.float16}
 
@@ -34,8 +35,7 @@ def device_label(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # Linux or not
-        return f"cpu ({cores} cores)"
+        return f"cpu ({usable_cpus()} cores)"
     return device.type
 
 

@@ -23,9 +23,10 @@ from typing import Any
 import submitit
 
 from ...errors import ConfigError
+from ...io.images import usable_cpus
 from ..config import SweepConfig
 from ..plan import Echo, SweepPlan
-from .run_options import ParallelOptions, Shard, SlurmOptions, cpu_count
+from .run_options import ParallelOptions, Shard, SlurmOptions
 from .worker import WorkerSettings, WorkersFailed, run_worker_process
 
 SUBMITIT_DIR = "submitit"
@@ -55,7 +56,7 @@ def worker_count(parallel: ParallelOptions, plan: SweepPlan) -> int:
     config = plan.config
     if parallel.workers == "auto":
         gpus = worker_gpus(config)
-        count = len(gpus) if gpus else max(1, cpu_count() // (config.num_threads or 1))
+        count = len(gpus) if gpus else max(1, usable_cpus() // (config.num_threads or 1))
     else:
         count = parallel.workers or len(plan.pending)
     return max(1, min(count, len(plan.pending)))
@@ -109,7 +110,7 @@ class SweepWorkerTask:
             stop_with(self.parent)
         settings = WorkerSettings(
             shard=Shard(index, self.count), lease_seconds=self.lease_seconds,
-            threads=self.threads or self.config.num_threads or cpu_count(), report=self.report, progress=False,
+            threads=self.threads or self.config.num_threads or usable_cpus(), report=self.report, progress=False,
             quiet=self.quiet, tag=f"[worker {index}/{self.count}] ",
         )
         outcome = run_worker_process(self.config, settings, lambda text: print(text, flush=True))
@@ -161,7 +162,7 @@ def submit_workers(
         gpus = tuple(worker_gpus(config))
         if gpus and count > 1:
             _check_one_device_per_cell(config, count)
-        threads = max(1, (config.num_threads or cpu_count()) // count)
+        threads = max(1, (config.num_threads or usable_cpus()) // count)
         task = SweepWorkerTask(config, count, parallel.lease_seconds, threads, report, quiet, gpus, os.getpid())
         kind = f"local submitit job {{}} ({'GPU ' + ', '.join(gpus[:count]) if gpus else 'CPU'}, {threads} torch thread(s) each)"
     else:

@@ -13,7 +13,6 @@ command's flags are :meth:`ParallelOptions.from_args`' parameters and :class:`Sl
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -157,12 +156,4 @@ class ParallelOptions:
         return cls(count, parsed_shard, launcher, seconds, slurm_options)  # type: ignore[arg-type]
 
 
-def cpu_count() -> int:
-    """The CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-__all__ = ["LAUNCHERS", "Launcher", "ParallelOptions", "Shard", "SlurmOptions", "cpu_count"]
+__all__ = ["LAUNCHERS", "Launcher", "ParallelOptions", "Shard", "SlurmOptions"]
