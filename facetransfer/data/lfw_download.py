@@ -8,7 +8,6 @@ atomic (an image folder that exists is complete); see docs/alignment.md::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import os
 import re
@@ -22,7 +21,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, listing
+from ..models.verified_cache import file_digest
 from .lfw import ARCHIVES, NAMES_FILE, VARIANTS, read_name_counts
 
 #: where the LFW project serves its files
@@ -48,11 +48,7 @@ class SiteUnreachable(DataError):
 
 
 def md5_of(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def fetch(url: str, dest: Path, progress: bool = False, timeout: float = 60) -> Path:
@@ -142,8 +138,8 @@ def check_image_counts(image_root: Path, names: Mapping[str, int]) -> None:
             problems.append(f"{name}: {found} image(s), lfw-names.txt lists {count}")
     problems += [f"{name}: not in lfw-names.txt" for name in sorted(set(on_disk) - set(names))]
     if problems:
-        listing = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        raise DataError(f"the images in {image_root} do not match {NAMES_FILE} ({len(problems)} problem(s)):\n  {listing}")
+        raise DataError(f"the images in {image_root} do not match {NAMES_FILE} ({len(problems)} problem(s)):\n"
+                        + listing(problems, 20))
 
 
 def download_lfw(root: str | os.PathLike, variant: str = "deepfunneled", base_url: str = BASE_URL,

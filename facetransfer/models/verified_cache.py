@@ -26,7 +26,12 @@ _HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")  # torchvision's check_hash con
 
 def sha256_of(path: str | os.PathLike) -> str:
     """The hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
+    return file_digest(path, "sha256")
+
+
+def file_digest(path: str | os.PathLike, algorithm: str) -> str:
+    """The hex digest of a file's bytes by a ``hashlib`` algorithm, read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
@@ -83,4 +88,4 @@ def verify_cached_file(path: str | os.PathLike, expected: str | None = None) -> 
     return path
 
 
-__all__ = ["RECORD_NAME", "check_sha256", "name_hash", "remember_verified", "sha256_of", "verify_cached_file"]
+__all__ = ["RECORD_NAME", "check_sha256", "file_digest", "name_hash", "remember_verified", "sha256_of", "verify_cached_file"]
