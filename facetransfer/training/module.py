@@ -260,7 +260,10 @@ class FaceClassifier(L.LightningModule):
         return self.backbone.preprocess
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Backbone features; without autograd when the whole backbone is frozen (linear probe)."""
+        """Backbone features of images; without autograd when the whole backbone is frozen (linear probe).
+        Precomputed features ``(B, num_features)`` are returned as they are."""
+        if x.ndim == 2:
+            return x
         if self.use_channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad() if self.backbone.fully_frozen else contextlib.nullcontext():
@@ -268,7 +271,7 @@ class FaceClassifier(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, 3, H, W)`` -> logits; precomputed features ``(B, num_features)`` go to the head."""
-        return self.backbone.forward_head(x if x.ndim == 2 else self.forward_features(x))
+        return self.backbone.forward_head(self.forward_features(x))
 
     @property
     def autocast(self) -> torch.dtype | None:
@@ -328,12 +331,14 @@ class FaceClassifier(L.LightningModule):
                               "identities: give it class_names=data.class_names (or the checkpoint's split)")
         self._batch_checked = True
 
-    def _shared_step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _shared_step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(loss, logits, labels, features)`` of a batch of images or of cached features."""
         x, y = batch[0], batch[1]
         self._check_batch(x, y)
-        logits = self(x)
+        features = self.forward_features(x)
+        logits = self.backbone.forward_head(features)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
-        return loss, logits, y
+        return loss, logits, y, features
 
     def _penalty(self, batch_size: int, head_c: float | None = None) -> torch.Tensor | float:
         """``|W|^2 / (2 C n)`` on the head's weights, ``C`` = ``head_c`` (default: the model's); 0 without it."""
@@ -385,7 +390,7 @@ class FaceClassifier(L.LightningModule):
             )
             self._lbfgs_converged = self._log_lbfgs_iterations() and getattr(self, "_lbfgs_converged", True)
         else:
-            loss, logits, y = self._shared_step(batch)
+            loss, logits, y, _ = self._shared_step(batch)
             loss = loss + self._penalty(len(y)) + self._l2sp()
         self.train_metrics.update(logits.detach(), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
@@ -401,7 +406,7 @@ class FaceClassifier(L.LightningModule):
             self.trainer.should_stop = self.trainer.strategy.reduce_boolean_decision(self._lbfgs_converged, all=True)
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        loss, logits, y = self._shared_step(batch)
+        loss, logits, y, _ = self._shared_step(batch)
         self.val_metrics.update(logits, y)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
 
@@ -414,12 +419,8 @@ class FaceClassifier(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
         """Logs the test loss; returns each image's ``features`` (the embedding), ``logits`` and ``labels``, for
         callbacks such as :class:`~facetransfer.training.test_faces.TestFaces`."""
-        x, y = batch[0], batch[1]
-        self._check_batch(x, y)
-        features = x if x.ndim == 2 else self.forward_features(x)
-        logits = self.backbone.forward_head(features)
+        loss, logits, y, features = self._shared_step(batch)
         self.test_metrics.update(logits, y)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         self.log("test/loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)
         return {"features": features.detach(), "logits": logits.detach(), "labels": y}
 
