@@ -45,7 +45,7 @@ def verify_command(argv: Sequence[str]) -> int:
     """Entry of ``facetransfer verify``; bad input raises a :class:`FaceTransferError` (one line, exit 2)."""
     args = build_parser().parse(argv)
     from ..verification.evaluate import evaluate_pairs  # after parsing: --help stays light
-    from ..verification.pairs import PairsProtocol
+    from ..data.pairs import PairsProtocol
 
     source = ModelOptions.of(args).source(required=True)
     loading = LoadingOptions.of(args)

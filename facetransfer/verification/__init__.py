@@ -12,7 +12,7 @@ from .._lazy import lazy_attributes
 _EXPORTS = {
     "Embedder": "embedder", "as_backbone": "embedder", "weights_fingerprint": "embedder",
     "Gallery": "gallery", "Match": "gallery", "list_identity_images": "gallery",
-    "Pair": "pairs", "PairsProtocol": "pairs", "lfw_key": "pairs", "read_pairs": "pairs",
+    "Pair": ".data.pairs", "PairsProtocol": ".data.pairs", "lfw_key": ".data.pairs", "read_pairs": ".data.pairs",
     "PairVerification": "callback",
     "VerificationResult": "evaluate", "evaluate_pairs": "evaluate", "plot_roc": "evaluate",
     "VerificationMetrics": "metrics", "assign_folds": "metrics", "best_threshold": "metrics",

@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import Callback
 from ..config_errors import FractionUpToOne, check_ranges
 from ..data.lfw import LFWSource
 from .evaluate import VerificationResult, evaluate_pairs, plot_roc
-from .pairs import PairsProtocol
+from ..data.pairs import PairsProtocol
 
 
 class PairVerification(Callback):

@@ -27,7 +27,7 @@ from torch import nn
 
 from .embedder import Embedder
 from .metrics import VerificationMetrics, verification_metrics
-from .pairs import PairsProtocol
+from ..data.pairs import PairsProtocol
 
 
 @dataclass

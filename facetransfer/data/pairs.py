@@ -1,4 +1,4 @@
-"""LFW pair lists: View 1's ``pairsDevTrain.txt`` / ``pairsDevTest.txt`` and View 2's ``pairs.txt``.
+"""LFW pair lists (View 1's ``pairsDevTrain.txt`` / ``pairsDevTest.txt``, View 2's ``pairs.txt``) and the images they name.
 
 View 1's header ``N`` announces N same-person lines ``name i j``, then N different-person lines
 ``name1 i name2 j``; View 2's ``S N`` (``10 300``) S such sets, set k being fold k of the official 10-fold protocol
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.lfw import LFWSource
+from .lfw import LFWSource
 from ..errors import DataError, listing
 
 
