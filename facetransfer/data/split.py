@@ -83,6 +83,14 @@ class SplitManifest:
             json.dump(self.to_dict(), fh, indent=1)
         return Path(path)
 
+    def identities(self, split: Literal["train", "val", "test"]) -> list[str]:
+        """The people with images in ``split``, sorted.
+
+        >>> SplitManifest(["a", "b"], [("a/1", 0)], [], [("b/1", 1)], 1).identities("test")
+        ['b']
+        """
+        return sorted({self.classes[label] for _, label in getattr(self, split)})
+
     def subset(self, train_samples: int) -> SplitManifest:
         """The same split with the first ``train_samples`` images of the training pool.
 
