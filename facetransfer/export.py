@@ -67,7 +67,7 @@ class InferenceGraph(nn.Module):
         super().__init__()
         if not embeddings and not model.class_names:
             raise ConfigError("this model has no identity head; export it with embeddings=True (--embeddings)")
-        self.features = feature_module(model.backbone)
+        self.features = feature_module(model.backbone.embedding_net())  # with the projection, if any
         self.head = None if embeddings else model.backbone.head
         pp = model.preprocess
         self.register_buffer("input_mean", torch.tensor(pp.mean, dtype=torch.float32).view(1, 3, 1, 1))
@@ -285,8 +285,8 @@ def export_model(
             "std": [float(s) for s in pp.std],
             "backbone": model.backbone_name,
             "weights": weights if weights is not None else model.hparams.get("weights"),
-            "num_features": int(model.backbone.num_features),
-            "weights_fingerprint": weights_fingerprint(model.backbone),
+            "num_features": int(model.backbone.embedding_size),
+            "weights_fingerprint": weights_fingerprint(model.backbone.embedding_net()),
             "checkpoint": str(checkpoint) if checkpoint is not None else None,
             "parity": parity,
             "exported_with": {"torch": torch.__version__, "facetransfer": __version__},

@@ -1,7 +1,7 @@
 """The uniform interface every backbone exposes (timm-style).
 
 A :class:`Backbone` is an ordered list of named *stages* that turn an image batch into a ``(batch, num_features)``
-feature vector, plus a replaceable classification *head*. Freeze policies work on stage names, the LightningModule only
+feature vector, plus an optional embedding projection (*neck*) and a replaceable classification *head*. Freeze policies work on stage names, the LightningModule only
 talks to ``forward_features`` / ``forward_head``::
 
     >>> import torch
@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from ..preprocess import Preprocess
+from .heads import Head, embedding_projection, get_head
 
 
 class Backbone(nn.Module):
@@ -43,6 +45,7 @@ class Backbone(nn.Module):
             raise ValueError("a backbone needs at least one stage")
         self.stages = nn.Sequential(stages)
         self.pool = pool if pool is not None else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        self.neck: nn.Module = nn.Identity()
         self.head: nn.Module = nn.Identity()
         self.num_features = num_features
         self.preprocess = preprocess
@@ -52,31 +55,48 @@ class Backbone(nn.Module):
         """Images ``(B, 3, H, W)`` -> features ``(B, num_features)``."""
         return self.pool(self.stages(x))
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Features -> class logits (identity until :meth:`reset_head` is called)."""
-        return self.head(features)
+    def forward_head(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Features -> class logits through the projection (if any) and the head (identity until
+        :meth:`reset_head`); ``labels`` (training) apply a margin head's margin."""
+        embedding = self.neck(features)
+        return self.head(embedding, labels) if isinstance(self.head, Head) else self.head(embedding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x))
+        return self.forward_head(self.forward_features(x))
 
     def reset_head(
-        self, num_classes: int, dropout: float = 0.0, norm: bool = False, norm_momentum: float | None = 0.1
+        self, num_classes: int, head: str = "linear", embedding_dim: int | None = None, dropout: float = 0.0,
+        norm: bool = False, norm_momentum: float | None = 0.1, **head_args: Any,
     ) -> None:
-        """Replace the classification head by a fresh ``num_features -> num_classes`` layer.
+        """Replace the classification head by a fresh one from the head registry (``linear``, ``cosine``,
+        ``cosface``, ``arcface``: :mod:`facetransfer.models.heads`), ``head_args`` its options (``scale``,
+        ``margin``).
 
-        ``norm`` standardises the features first (``BatchNorm1d`` without affine parameters), which makes a linear
-        probe's learning rate independent of the backbone's feature scale; ``norm_momentum`` is its running-statistics
-        momentum (None: a plain average over all batches, right for frozen features).
+        ``embedding_dim`` puts a fresh linear projection + BatchNorm between the pooled features and the head:
+        its output is then the face embedding (:meth:`embedding_net`). ``norm`` standardises the head's input
+        first (``BatchNorm1d`` without affine), which makes a linear probe's learning rate independent of the
+        backbone's feature scale; ``norm_momentum`` is its running-statistics momentum (None: a plain average
+        over all batches, right for frozen features).
         """
         if num_classes < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-        layers: list[nn.Module] = []
-        if norm:
-            layers.append(nn.BatchNorm1d(self.num_features, affine=False, momentum=norm_momentum))
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        linear = nn.Linear(self.num_features, num_classes)
-        self.head = nn.Sequential(*layers, linear) if layers else linear
+        self.neck = embedding_projection(self.num_features, embedding_dim) if embedding_dim else nn.Identity()
+        options = {"norm": norm, "norm_momentum": norm_momentum, "dropout": dropout, **head_args}
+        self.head = get_head(head, embedding_dim or self.num_features, num_classes, **options)
+
+    @property
+    def embedding_size(self) -> int:
+        """Size of the face embedding: the projection's when there is one, else ``num_features``."""
+        return self.neck[0].out_features if isinstance(self.neck, nn.Sequential) else self.num_features
+
+    def embedding_net(self) -> Backbone:
+        """What embeds faces: this backbone, or with a projection a view of it (the same modules) whose pooling
+        ends in the projection, so verification, galleries and export see the projected embedding."""
+        if isinstance(self.neck, nn.Identity):
+            return self
+        view = Backbone(OrderedDict(self.stages.named_children()), self.embedding_size, self.preprocess,
+                        pool=nn.Sequential(self.pool, self.neck))
+        return view.train(self.training)
 
     @property
     def stage_names(self) -> list[str]:

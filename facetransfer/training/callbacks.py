@@ -66,7 +66,8 @@ class StepSeeder(Callback):
 class RunCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` in one of the two roles every run has.
 
-    ``best``: the epoch with the best ``monitor`` (``best-epoch=N.ckpt``). ``last``: the latest
+    ``best``: the epoch with the best ``monitor`` (``best-epoch=N.ckpt``; default: the model's ``selection_metric``,
+    ``val/acc``, or ``val/verify_acc`` for open-set runs). ``last``: the latest
     epoch, rewritten at every epoch end (``last.ckpt``; a checkpoint without a monitor keeps the
     newest). Lightning >= 2.6's ``save_last=True`` rewrites ``last.ckpt`` only when the monitored
     metric improves, so a resume from it could silently go back to the best epoch. Each role has
@@ -76,14 +77,20 @@ class RunCheckpoint(ModelCheckpoint):
     'facetransfer.last'
     """
 
-    def __init__(self, role: Literal["best", "last"] = "best", monitor: str = "val/acc", mode: str = "max") -> None:
+    def __init__(self, role: Literal["best", "last"] = "best", monitor: str | None = None, mode: str = "max") -> None:
         if role == "best":
-            super().__init__(monitor=monitor, mode=mode, filename="best-{epoch}")
+            super().__init__(monitor=monitor or "val/acc", mode=mode, filename="best-{epoch}")
+            self._model_decides = monitor is None
         elif role == "last":
             super().__init__(filename="last", enable_version_counter=False)
         else:
             raise ValueError(f"RunCheckpoint role must be 'best' or 'last', got {role!r}")
         self.role = role
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if getattr(self, "_model_decides", False):
+            self.monitor = getattr(pl_module, "selection_metric", self.monitor)
+        super().setup(trainer, pl_module, stage)
 
     @property
     def state_key(self) -> str:

@@ -16,6 +16,7 @@ import contextvars
 import inspect
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ from ..errors import ConfigError, WeightsError
 from ..features import BackboneFeatures, FeatureProvider, file_identity, weights_fingerprint
 from ..io.checkpoint import read_checkpoint
 from ..models import Backbone, get_backbone
+from ..models.heads import HEADS
 from ..models.fusion import channels_last_is_faster
 from ..preprocess import BatchTransforms, ImageBatch, Preprocess
 from .devices import autocast_dtype
@@ -98,12 +100,13 @@ MODEL_RANGES = {
     "lr": PositiveFloat, "backbone_lr": NonNegativeFloat, "backbone_lr_decay": FractionUpToOne, "head_c": PositiveFloat,
     "lbfgs_iterations": PositiveInt, "l2sp": NonNegativeFloat, "weight_decay": NonNegativeFloat,
     "head_dropout": UnitFraction, "label_smoothing": UnitFraction, "warmup_epochs": NonNegativeInt,
-    "input_size": restricted_number_type("AtLeast16Pixels", int, [(">=", 16)]),
+    "input_size": restricted_number_type("AtLeast16Pixels", int, [(">=", 16)]), "embedding_dim": PositiveInt,
+    "verify_pairs": PositiveInt,
 }
 
 
 class FaceClassifier(L.LightningModule):
-    """A backbone from the registry, a freeze policy and a linear identity head.
+    """A backbone from the registry, a freeze policy and an identity head from the head registry.
 
     Args:
         backbone: a registered backbone name (``facetransfer.models.list_backbones()``) or a
@@ -115,6 +118,15 @@ class FaceClassifier(L.LightningModule):
         input_size: side of the square input in pixels, overriding the backbone's (e.g. 112 to
             run an ImageNet model 4x cheaper); resize keeps the backbone's crop ratio.
         class_names: identity names, in label order: ``data.class_names`` (the CLI links them from the DataModule).
+        head: the identity head (``facetransfer.models.list_heads()``): ``linear`` (softmax classifier), ``cosine``
+            (normalised softmax), ``cosface`` or ``arcface`` (margin heads for open-set face embeddings).
+        head_args: the head's options, e.g. ``{"scale": 30, "margin": 0.5}`` for ``arcface``.
+        embedding_dim: a linear projection + BatchNorm to this size between the pooled features and the head;
+            its output is then the embedding that verification, galleries and export use. None: the features.
+        open_set: validation and test people are not the training people (``data.open_set``, linked by the CLI
+            from ``FaceDataModule(split_by="identity")``): val/test measure pair verification of the embedding
+            (``val/verify_acc``, ``val/verify_auc``, ``val/verify_tar@far1e-3``) instead of classification.
+        verify_pairs: open-set validation/test: at most this many same-person and as many different-person pairs.
         head_dropout: dropout before the identity head.
         head_norm: standardise features before the head (``BatchNorm1d`` without affine); makes
             a linear probe train well at one learning rate whatever the backbone's feature scale.
@@ -154,6 +166,11 @@ class FaceClassifier(L.LightningModule):
         freeze: str = "none",
         input_size: int | None = None,
         class_names: list[str] | None = None,
+        head: str = "linear",
+        head_args: dict[str, Any] | None = None,
+        embedding_dim: int | None = None,
+        open_set: bool = False,
+        verify_pairs: int = 3000,
         head_dropout: float = 0.0,
         head_norm: bool = False,
         optimizer: Literal["adam", "adamw", "sgd", "lbfgs"] = "adam",
@@ -205,7 +222,12 @@ class FaceClassifier(L.LightningModule):
             self._anchor = {
                 n: p.detach().clone() for n, p in self.backbone.stages.named_parameters() if p.requires_grad
             }
+        if HEADS.get(head).normalized and self.backbone.fully_frozen and not embedding_dim:
+            warnings.warn(f"head {head!r} on a frozen backbone without embedding_dim learns nothing but the head: "
+                          "the embedding stays the pretrained features (set embedding_dim, or unfreeze stages)",
+                          UserWarning, stacklevel=2)
         self.features = features
+        self._embeddings: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.class_names: list[str] | None = None
         if class_names is not None:
             self._build_head(list(class_names))
@@ -223,9 +245,11 @@ class FaceClassifier(L.LightningModule):
                 torch.default_generator.manual_seed(int(os.environ["PL_GLOBAL_SEED"]))
             # frozen features keep their statistics: standardise with their plain average over the
             # training data (momentum None), as scikit-learn's StandardScaler does
+            hp = self.hparams
             self.backbone.reset_head(
-                len(class_names), dropout=self.hparams.head_dropout, norm=self.hparams.get("head_norm", False),
-                norm_momentum=None if self.backbone.fully_frozen else 0.1,
+                len(class_names), head=hp.get("head", "linear"), embedding_dim=hp.get("embedding_dim"),
+                dropout=hp.head_dropout, norm=hp.get("head_norm", False),
+                norm_momentum=None if self.backbone.fully_frozen else 0.1, **(hp.get("head_args") or {}),
             )
         n = len(class_names)
         self.train_metrics = MetricCollection({"acc": MulticlassAccuracy(n, average="micro")}, prefix="train/")
@@ -331,22 +355,22 @@ class FaceClassifier(L.LightningModule):
                               "identities: give it class_names=data.class_names (or the checkpoint's split)")
         self._batch_checked = True
 
-    def _shared_step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(loss, logits, labels, features)`` of a batch of images or of cached features."""
+    def _shared_step(self, batch, margin: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(loss, logits, labels, features)`` of a batch of images or of cached features; ``margin``: a margin
+        head's logits with the true class's margin (training)."""
         x, y = batch[0], batch[1]
         self._check_batch(x, y)
         features = self.forward_features(x)
-        logits = self.backbone.forward_head(features)
+        logits = self.backbone.forward_head(features, y if margin else None)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         return loss, logits, y, features
 
     def _penalty(self, batch_size: int, head_c: float | None = None) -> torch.Tensor | float:
         """``|W|^2 / (2 C n)`` on the head's weights, ``C`` = ``head_c`` (default: the model's); 0 without it."""
         c = self.hparams.get("head_c") if head_c is None else head_c
-        if c is None:
+        if c is None or self.backbone.head.normalized:  # a normalised head's weight norms change nothing
             return 0.0
-        weights = [m.weight for m in self.backbone.head.modules() if isinstance(m, nn.Linear)]
-        return sum(w.float().pow(2).sum() for w in weights) / (2 * c * max(1, batch_size))
+        return self.backbone.head.weight.float().pow(2).sum() / (2 * c * max(1, batch_size))
 
     def _minimize_lbfgs(
         self, optimizer: Any, x: torch.Tensor, y: torch.Tensor, head_c: float | None = None,
@@ -356,14 +380,14 @@ class FaceClassifier(L.LightningModule):
         cross-entropy plus :meth:`_penalty`. Returns ``(loss, logits)`` after the step."""
 
         def objective() -> tuple[torch.Tensor, torch.Tensor]:
-            logits = self(x)
+            logits = self.backbone.forward_head(self.forward_features(x), y)
             return F.cross_entropy(logits, y, label_smoothing=label_smoothing) + self._penalty(len(y), head_c), logits
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
             loss = objective()[0]
             backward(loss)
-            self._lbfgs_losses.append(float(loss))
+            self._lbfgs_losses.append(float(loss.detach()))
             return loss
 
         self._lbfgs_losses: list[float] = []
@@ -390,7 +414,7 @@ class FaceClassifier(L.LightningModule):
             )
             self._lbfgs_converged = self._log_lbfgs_iterations() and getattr(self, "_lbfgs_converged", True)
         else:
-            loss, logits, y, _ = self._shared_step(batch)
+            loss, logits, y, _ = self._shared_step(batch, margin=True)
             loss = loss + self._penalty(len(y)) + self._l2sp()
         self.train_metrics.update(logits.detach(), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
@@ -406,11 +430,17 @@ class FaceClassifier(L.LightningModule):
             self.trainer.should_stop = self.trainer.strategy.reduce_boolean_decision(self._lbfgs_converged, all=True)
 
     def validation_step(self, batch, batch_idx: int) -> None:
+        if self.hparams.get("open_set"):
+            self._collect_embeddings(batch)
+            return
         loss, logits, y, _ = self._shared_step(batch)
         self.val_metrics.update(logits, y)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
+        if self.hparams.get("open_set"):
+            self.log("hp_metric", self._log_verification("val/verify_")["val/verify_acc"])
+            return
         values = self.val_metrics.compute()
         self.log_dict(values, prog_bar=True)
         self.log("hp_metric", values["val/acc"])
@@ -418,13 +448,19 @@ class FaceClassifier(L.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
         """Logs the test loss; returns each image's ``features`` (the embedding), ``logits`` and ``labels``, for
-        callbacks such as :class:`~facetransfer.training.test_faces.TestFaces`."""
+        callbacks such as :class:`~facetransfer.training.test_faces.TestFaces`. Open-set: ``features`` (the embeddings)
+        and ``labels`` (of the test people) only."""
+        if self.hparams.get("open_set"):
+            return self._collect_embeddings(batch)
         loss, logits, y, features = self._shared_step(batch)
         self.test_metrics.update(logits, y)
         self.log("test/loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)
         return {"features": features.detach(), "logits": logits.detach(), "labels": y}
 
     def on_test_epoch_end(self) -> None:
+        if self.hparams.get("open_set"):
+            self._log_verification("test/verify_")
+            return
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
 
@@ -448,20 +484,47 @@ class FaceClassifier(L.LightningModule):
             "top_probs": top_probs.cpu(),
         }
 
+    # --- open-set evaluation ----------------------------------------------------------------
+    def _collect_embeddings(self, batch) -> dict[str, torch.Tensor]:
+        """Keep a batch's embeddings (after the projection) and labels for :meth:`_log_verification`."""
+        x, y = batch[0], batch[1]
+        embeddings = self.backbone.neck(self.forward_features(x)).float()
+        self._embeddings.append((embeddings.detach(), y.detach()))
+        return {"features": embeddings.detach(), "labels": y}
+
+    def _log_verification(self, prefix: str) -> dict[str, float]:
+        """Pair verification of the epoch's embeddings (all ranks' gathered), logged under ``prefix``."""
+        embeddings = torch.cat([e for e, _ in self._embeddings])
+        labels = torch.cat([y for _, y in self._embeddings])
+        self._embeddings = []
+        if self.trainer.world_size > 1:
+            embeddings, labels = (self.all_gather(t).flatten(0, 1) for t in (embeddings, labels))
+        from ..verification.openset import labelled_pairs_metrics
+
+        values = labelled_pairs_metrics(embeddings, labels, pairs=self.hparams.verify_pairs).scalars(prefix)
+        self.log_dict(values, prog_bar=prefix.startswith("val"))
+        return values
+
+    @property
+    def selection_metric(self) -> str:
+        """What picks the best epoch: ``val/verify_acc`` for open-set runs, else ``val/acc``."""
+        return "val/verify_acc" if self.hparams.get("open_set") else "val/acc"
+
     # --- optimisation ----------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
         """The head at ``lr``; the trainable backbone at ``backbone_lr`` (one group), or one group per
         stage with ``backbone_lr_decay`` (the last stage at ``backbone_lr``, earlier ones decayed) and/or
         ``backbone_lr_relative`` (each stage's rate times the RMS of its weights)."""
         hp = self.hparams
-        head = [p for p in self.backbone.head.parameters() if p.requires_grad]
+        head = [p for m in (self.backbone.neck, self.backbone.head) for p in m.parameters() if p.requires_grad]
         head_lr = hp.lr * HEAD_LR_FEATURES / self.backbone.num_features if hp.get("head_lr_per_feature") else hp.lr
         groups = [{"params": head, "lr": head_lr, "name": "head"}]
         base = hp.lr if hp.backbone_lr is None else hp.backbone_lr
         decay = hp.get("backbone_lr_decay")
         relative = bool(hp.get("backbone_lr_relative"))
         if decay is None and not relative:
-            body = [p for n, p in self.backbone.named_parameters() if p.requires_grad and not n.startswith("head.")]
+            body = [p for n, p in self.backbone.named_parameters()
+                    if p.requires_grad and not n.startswith(("head.", "neck."))]
             return groups + ([{"params": body, "lr": base, "name": "backbone"}] if body else [])
         stages = [(f"backbone.{n}", [p for p in m.parameters() if p.requires_grad]) for n, m in self.backbone.stages.named_children()]
         stages.append(("backbone.pool", [p for p in self.backbone.pool.parameters() if p.requires_grad]))
@@ -491,7 +554,7 @@ class FaceClassifier(L.LightningModule):
         """
         if self.class_names is None:
             raise ConfigError("fit_head needs the model's class_names")
-        head = self.backbone.head
+        head = nn.ModuleList([self.backbone.neck, self.backbone.head])  # with the projection, if any
         device = next(head.parameters()).device
         x, y = features.to(device, torch.float32), labels.to(device)
         was_training = head.training
@@ -535,6 +598,8 @@ class FaceClassifier(L.LightningModule):
             "frozen_stages": self.frozen_stages,
             "class_names": self.class_names,
             "num_features": self.backbone.num_features,
+            "head": self.hparams.get("head", "linear"),
+            "embedding_size": self.backbone.embedding_size,
             "preprocess": self.backbone.preprocess.to_dict(),
         }
 
@@ -573,7 +638,8 @@ class FaceClassifier(L.LightningModule):
         return model.to(map_location) if map_location is not None else model
 
     def embed(self, images, face_crop: float = 1.0, flip: bool = False) -> torch.Tensor:
-        """L2-normalised backbone features (:class:`~facetransfer.verification.Embedder`).
+        """L2-normalised embeddings (:class:`~facetransfer.verification.Embedder`): the projection's output
+        when the model has one (``embedding_dim``), else the backbone's features.
 
         ``images``: a preprocessed float batch ``(B, 3, H, W)`` (as the DataModule yields; result on the model's
         device), or PIL images / image paths / ``uint8`` tensors, one or a list, which get the backbone's eval transform

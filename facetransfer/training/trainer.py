@@ -97,7 +97,7 @@ def default_callbacks(checkpointing: bool = True, logger: bool = True, save_last
     """
     callbacks: list[Callback] = [StepSeeder()]
     if checkpointing:
-        callbacks.append(RunCheckpoint("best"))  # by val/acc
+        callbacks.append(RunCheckpoint("best"))  # by the model's selection_metric (val/acc, open-set val/verify_acc)
         if save_last:  # the latest epoch, whether or not val/acc improved
             callbacks.append(RunCheckpoint("last"))
     if logger:

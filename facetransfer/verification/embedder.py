@@ -36,11 +36,12 @@ _NOT_AN_IMAGE = "cannot embed a {}; give PIL images, image paths, or (C, H, W) t
 
 
 def as_backbone(model: nn.Module) -> Backbone:
-    """The :class:`Backbone` of a backbone or of a module holding one as ``.backbone`` (FaceClassifier)."""
+    """The embedding network (:meth:`Backbone.embedding_net`: with its projection, if any) of a backbone or of a
+    module holding one as ``.backbone`` (FaceClassifier)."""
     backbone = model if isinstance(model, Backbone) else getattr(model, "backbone", None)
     if not isinstance(backbone, Backbone):
         raise ConfigError(f"expected a facetransfer Backbone or a FaceClassifier, got {type(model).__name__}")
-    return backbone
+    return backbone.embedding_net()
 
 
 def make_aligner(align: Any, preprocess, template: str | None = None):

@@ -65,13 +65,7 @@ class VerificationResult:
 
     def scalars(self, prefix: str = "verify/") -> dict[str, float]:
         """The headline numbers as ``{verify/acc, verify/acc_std, verify/auc, verify/tar@far1e-3}``."""
-        m = self.metrics
-        return {
-            f"{prefix}acc": m.accuracy,
-            f"{prefix}acc_std": m.accuracy_std,
-            f"{prefix}auc": m.auc,
-            f"{prefix}tar@far{m.far:.0e}".replace("e-0", "e-"): m.tar,
-        }
+        return self.metrics.scalars(prefix)
 
 
 def plot_roc(metrics: VerificationMetrics, title: str = ""):

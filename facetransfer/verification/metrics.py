@@ -150,6 +150,15 @@ class VerificationMetrics:
         """The numbers, without the ROC curve."""
         return {key: value for key, value in asdict(self).items() if key not in ("fpr", "tpr")}
 
+    def scalars(self, prefix: str = "verify/") -> dict[str, float]:
+        """The headline numbers as ``{verify/acc, verify/acc_std, verify/auc, verify/tar@far1e-3}``."""
+        return {
+            f"{prefix}acc": self.accuracy,
+            f"{prefix}acc_std": self.accuracy_std,
+            f"{prefix}auc": self.auc,
+            f"{prefix}tar@far{self.far:.0e}".replace("e-0", "e-"): self.tar,
+        }
+
     def summary(self) -> str:
         """One line: ``acc 0.9318 ± 0.0150 (10 folds), AUC 0.9801, TAR@FAR=0.001 0.5123``."""
         return (f"acc {self.accuracy:.4f} ± {self.accuracy_std:.4f} ({self.num_folds} folds), AUC {self.auc:.4f}, "
