@@ -213,7 +213,7 @@ def test_exclude_identities_in_errors(tmp_path):
     recs = records({"a": 5, "b": 5})
     with pytest.raises(DataError, match=r"exclude_identities_in=.*names all 2 people of the dataset"):
         make_split(recs, exclude_identities_in=str(write_pairs(tmp_path / "p.txt", ["a"], [("a", "b")])))
-    with pytest.raises(DataError, match="pairs file .* does not exist"):
+    with pytest.raises(DataError, match="exclude_identities_in: pairs file .* does not exist"):
         make_split(recs, exclude_identities_in=str(tmp_path / "missing.txt"))
 
 

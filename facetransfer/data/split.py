@@ -283,7 +283,10 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
         raise DataError("the dataset has no images")
     exclusion: dict[str, Any] = {}
     if spec.exclude_identities_in:
-        named = people_named_in(spec.exclude_identities_in)
+        try:
+            named = people_named_in(spec.exclude_identities_in)
+        except DataError as err:
+            raise DataError(f"exclude_identities_in: {err}") from None
         left_out = named & by_identity.keys()
         if len(left_out) == len(by_identity):
             raise DataError(f"exclude_identities_in={spec.exclude_identities_in} names all {len(by_identity)} people "
