@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .lfw import LFWSource
 from ..errors import ConfigError, DataError, listing
 from ..io.atomic import atomic_write
 from ..io.images import identity_images
+from .lfw import LFWSource
 
 
 @dataclass(frozen=True)
