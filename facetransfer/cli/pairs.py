@@ -17,17 +17,18 @@ from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 from .options import ToolParser
 
+MAKE_DESCRIPTION = (
+    "Draw same-person and different-person pairs of the images under --root (LFW's folder, or any "
+    "<root>/<person>/<image>), as many of each in every fold, no pair twice, and write them in LFW's format: "
+    "header N for one fold (as pairsDevTrain.txt), 'FOLDS N' for more (as pairs.txt, whose folds share no "
+    "person). Image i of a person is LFW's <name>_NNNN.jpg number, else the i-th image of the person's "
+    "folder in natural order. The same options and seed write the same file."
+)
+
 
 def build_parser() -> ToolParser:
     parser = ToolParser("pairs", "Pairs files in LFW's format for verification.", epilog=__doc__.split("\n", 2)[2])
-    make = parser.subcommand(
-        "make", "draw balanced, seeded pairs of a folder of people",
-        "Draw same-person and different-person pairs of the images under --root (LFW's folder, or any "
-        "<root>/<person>/<image>), as many of each in every fold, no pair twice, and write them in LFW's format: "
-        "header N for one fold (as pairsDevTrain.txt), 'FOLDS N' for more (as pairs.txt, whose folds share no "
-        "person). Image i of a person is LFW's <name>_NNNN.jpg number, else the i-th image of the person's "
-        "folder in natural order. The same options and seed write the same file.",
-    )
+    make = parser.subcommand("make", "draw balanced, seeded pairs of a folder of people", MAKE_DESCRIPTION)
     make.add_argument("--root", type=str, required=True, help="LFW folder, or a folder of person folders")
     make.add_argument("--out", type=str, required=True, help="the pairs file to write (its folder is created)")
     make.add_argument("--same", type=PositiveInt, default=3000, help="same-person pairs, over all folds")
