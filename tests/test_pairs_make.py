@@ -109,9 +109,9 @@ def test_made_pairs_of_a_person_folder_are_its_ith_images(tmp_path, capsys, clea
                         rf"images of {re.escape(str(root))} written to {re.escape(str(out))}\n", line)
     protocol = PairsProtocol.load(out, root)
     assert protocol.official_folds and len(protocol) == 24
-    ext = ["jpg", "png", "pgm", "png"]
-    assert all(protocol.key(p.name1, p.index1) == f"{p.name1}/{p.index1 - 1}.{ext[(int(p.name1[-1]) + p.index1 - 1) % 4]}"
-               for p in protocol.pairs)
+    ext = ["jpg", "png", "pgm", "png"]  # make_folder_tree's formats: person k's file i is ext[(k + i) % 4]
+    assert all(protocol.key(name, i) == f"{name}/{i - 1}.{ext[(int(name[-1]) + i - 1) % 4]}"
+               for p in protocol.pairs for name, i in p.images)
     name, last = protocol.pairs[0].name1, protocol.pairs[0].index2  # a same-person pair
     for image in sorted((root / name).iterdir(), key=lambda f: int(f.stem))[last - 1 :]:
         image.unlink()
@@ -131,7 +131,7 @@ def test_verify_reads_pairs_made_for_lfw_and_for_a_person_folder(tmp_path, capsy
         printed = capsys.readouterr().out
         assert code == 0 and f"on {out.name} ({2 * same} pairs, " in printed
     lfw_pairs, _ = read_pairs(tmp_path / "lfw.txt")
-    alice = {i for p in lfw_pairs for name, i in ((p.name1, p.index1), (p.name2, p.index2)) if name == "Alice_A"}
+    alice = {i for p in lfw_pairs for name, i in p.images if name == "Alice_A"}
     assert alice and 1 not in alice and alice <= {2, 3, 4, 5, 6}
 
 

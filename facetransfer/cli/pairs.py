@@ -81,7 +81,7 @@ def pairs_command(argv: Sequence[str]) -> int:
     pairs = make_pairs({name: len(n) for name, n in numbers.items()}, args.same, different, args.folds, args.seed)
     pairs = [replace(p, index1=numbers[p.name1][p.index1 - 1], index2=numbers[p.name2][p.index2 - 1]) for p in pairs]
     out = write_pairs(pairs, args.out, args.folds)
-    images = {(name, i) for p in pairs for name, i in ((p.name1, p.index1), (p.name2, p.index2))}
+    images = {image for p in pairs for image in p.images}
     print(f"{len(pairs)} pairs ({args.same} same-person, {different} different-person) in {args.folds} "
           f"fold(s) of {len({name for name, _ in images})} people and {len(images)} images of {image_dir} "
           f"written to {out}")

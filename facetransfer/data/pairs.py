@@ -48,6 +48,11 @@ class Pair:
     fold: int = -1
 
     @property
+    def images(self) -> tuple[tuple[str, int], tuple[str, int]]:
+        """``(name, number)`` of its two images."""
+        return (self.name1, self.index1), (self.name2, self.index2)
+
+    @property
     def key1(self) -> str:
         return lfw_key(self.name1, self.index1)
 
@@ -199,7 +204,8 @@ class PairsProtocol:
 
     def keys(self, pair: Pair) -> tuple[str, str]:
         """The two images of ``pair``, relative to ``image_dir``."""
-        return self.key(pair.name1, pair.index1), self.key(pair.name2, pair.index2)
+        (name1, index1), (name2, index2) = pair.images
+        return self.key(name1, index1), self.key(name2, index2)
 
     def image_keys(self) -> list[str]:
         """The distinct images the pairs name (relative to ``image_dir``), sorted."""
@@ -207,8 +213,8 @@ class PairsProtocol:
 
     def check_images(self) -> None:
         """Raise one :class:`DataError` listing every image named by the pairs but not on disk."""
-        missing = sorted({(name, i) for p in self.pairs for name, i in ((p.name1, p.index1), (p.name2, p.index2))
-                          if i not in self._people[name]}, key=lambda m: lfw_key(*m))
+        missing = sorted({(name, i) for p in self.pairs for name, i in p.images if i not in self._people[name]},
+                         key=lambda image: lfw_key(*image))
         if missing:
             where = f" {self.path}" if self.path else ""
             raise DataError(f"{len(missing)} image(s) named in the pairs file{where} are missing under "
