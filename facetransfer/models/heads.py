@@ -19,6 +19,7 @@ subclass whose constructor takes ``in_features`` and ``num_classes`` (docs/plugi
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +28,6 @@ from torch import nn
 
 from ..config_errors import FractionUpToOne, UnitFraction, check_ranges
 from ..registry import Registry
-
-_Margin = restricted_number_type("AngularMargin", float, [(">=", 0.0), ("<", math.pi / 2)])
 
 
 class Head(nn.Module):
@@ -101,15 +100,18 @@ class CosineHead(Head):
 
     Args:
         scale: the logits' scale ``s`` (the softmax's inverse temperature).
+        margin: what :meth:`with_margin` takes from the true class while training (none here: 0).
     """
 
     normalized = True
+    margin_type: Any = restricted_number_type("NoMargin", float, [("==", 0.0)])
 
-    def __init__(self, in_features: int, num_classes: int, scale: float = 30.0, norm: bool = False,
-                 norm_momentum: float | None = 0.1, dropout: float = 0.0) -> None:
+    def __init__(self, in_features: int, num_classes: int, scale: float = 30.0, margin: float = 0.0,
+                 norm: bool = False, norm_momentum: float | None = 0.1, dropout: float = 0.0) -> None:
         super().__init__(in_features, num_classes, norm, norm_momentum, dropout)
-        check_ranges({"scale": scale}, {"scale": PositiveFloat}, prefix="head ")
-        self.scale = float(scale)
+        check_ranges({"scale": scale, "margin": margin}, {"scale": PositiveFloat, "margin": self.margin_type},
+                     prefix="head ")
+        self.scale, self.margin = float(scale), float(margin)
 
     def logits(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         cos = F.linear(F.normalize(x.float(), dim=1), F.normalize(self.weight.float(), dim=1)).clamp(-1, 1)
@@ -119,59 +121,44 @@ class CosineHead(Head):
         return self.scale * cos
 
     def with_margin(self, cos: torch.Tensor) -> torch.Tensor:
-        """The true class's cosine during training (no margin here)."""
-        return cos
+        """The true class's cosine during training."""
+        return cos - self.margin
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, scale={self.scale}"
+        return f"{super().extra_repr()}, scale={self.scale}, margin={self.margin}"
 
 
 @register_head("cosface")
 class CosFaceHead(CosineHead):
-    """Large-margin cosine loss (CosFace): the true class's cosine minus ``margin`` while training.
+    """Large-margin cosine loss (CosFace): the true class's cosine minus ``margin`` (in [0, 1]) while training."""
 
-    Args:
-        margin: the additive cosine margin ``m`` in [0, 1].
-    """
+    margin_type = FractionUpToOne
 
     def __init__(self, in_features: int, num_classes: int, scale: float = 30.0, margin: float = 0.35,
                  norm: bool = False, norm_momentum: float | None = 0.1, dropout: float = 0.0) -> None:
-        super().__init__(in_features, num_classes, scale, norm, norm_momentum, dropout)
-        check_ranges({"margin": margin}, {"margin": FractionUpToOne}, prefix="head ")
-        self.margin = float(margin)
-
-    def with_margin(self, cos: torch.Tensor) -> torch.Tensor:
-        return cos - self.margin
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, margin={self.margin}"
+        super().__init__(in_features, num_classes, scale, margin, norm, norm_momentum, dropout)
 
 
 @register_head("arcface")
 class ArcFaceHead(CosineHead):
-    """Additive angular margin (ArcFace): the true class's angle plus ``margin`` (radians) while training.
+    """Additive angular margin (ArcFace): the true class's angle plus ``margin`` (radians, in [0, pi/2)) while
+    training.
 
     Beyond ``pi - margin`` the angle cannot grow further without the cosine rising again; there the
     logit continues as a straight line (``cos t - m sin m``), so the target logit keeps falling with the angle.
-
-    Args:
-        margin: the additive angular margin ``m`` in radians, in [0, pi/2).
     """
+
+    margin_type = restricted_number_type("AngularMargin", float, [(">=", 0.0), ("<", math.pi / 2)])
 
     def __init__(self, in_features: int, num_classes: int, scale: float = 30.0, margin: float = 0.5,
                  norm: bool = False, norm_momentum: float | None = 0.1, dropout: float = 0.0) -> None:
-        super().__init__(in_features, num_classes, scale, norm, norm_momentum, dropout)
-        check_ranges({"margin": margin}, {"margin": _Margin}, prefix="head ")
-        self.margin = float(margin)
+        super().__init__(in_features, num_classes, scale, margin, norm, norm_momentum, dropout)
 
     def with_margin(self, cos: torch.Tensor) -> torch.Tensor:
         m = self.margin
         sin = (1 - cos * cos).clamp_min(0).sqrt()
         shifted = cos * math.cos(m) - sin * math.sin(m)  # cos(t + m)
         return torch.where(cos > math.cos(math.pi - m), shifted, cos - m * math.sin(m))
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, margin={self.margin}"
 
 
 def embedding_projection(in_features: int, embedding_dim: int) -> nn.Sequential:
