@@ -58,7 +58,6 @@ class FrozenFeatureStrategy(Strategy):
         from ..features import BackboneFeatures
         from ..training.devices import device_label
         from ..training.module import FaceClassifier
-        from ..verification.openset import labelled_pairs_metrics
 
         manifest = ctx.manifest(cell)
         L.seed_everything(cell.seed, workers=True, verbose=False)  # the backbone of a random-init baseline
@@ -68,6 +67,8 @@ class FrozenFeatureStrategy(Strategy):
         test = ctx.feature_store.select(extractor, manifest.test)
         done = {"device": device_label(ctx.feature_device), "model": model}
         if manifest.open_set:
+            from ..verification.openset import labelled_pairs_metrics
+
             verified = labelled_pairs_metrics(test.features, test.labels, pairs=model.hparams.verify_pairs)
             return CellResult.from_logged(verified.scalars("test/verify_"), train_seconds=0.0, **done)
         train = ctx.feature_store.select(extractor, manifest.train)

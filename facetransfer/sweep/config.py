@@ -12,7 +12,7 @@ sweep YAML reads like the experiment it describes::
     model: {input_size: 160}       # FaceClassifier arguments, shared
     train_samples: [50, 100, 250, 500, all]   # or train_identities: [50, 200, all] (training people)
     seeds: [0]
-    verify: {pairs: ../shared/data/lfw-devtrain/pairsDevTest.txt}   # optional: every cell also verifies these
+    verify: {pairs: data/lfw/pairsDevTest.txt}   # optional: every cell also verifies these pairs
     methods:
       - {strategy: scratch, backbone: scratch_cnn, model: {lr: 1.0e-3}}
       - {strategy: features_logreg, backbone: mobilenet_v2, weights: IMAGENET1K_V1}
