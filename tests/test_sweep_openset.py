@@ -29,7 +29,7 @@ def tiny_openset(tmp_path: Path) -> dict:
     data = {k: v for k, v in config["data"].items() if k not in ("root", "cache", "face_crop")}
     data.update(dataset="synthetic", dataset_args={"num_identities": 14, "images_per_identity": 6, "image_size": 40},
                 num_workers=0, batch_size=16, val_fraction=0.2, test_fraction=0.3)
-    methods = [{k: v for k, v in m.items() if k != "weights"} | {"backbone": "scratch_cnn"}
+    methods = [{k: v for k, v in m.items() if k != "weights"} | {"backbone": "scratch_cnn", "name": m["name"].split("/")[0]}
                for m in config["methods"] if m["name"] in ("frozen/mobilenet_v2", "finetune-arcface/mobilenet_v2")]
     methods[1]["early_stopping"] = {"patience": 3}  # monitors the validation people's verification
     return config | {"output_dir": str(tmp_path / "results"), "data": data, "train_identities": [3, "all"],
@@ -46,25 +46,26 @@ def test_open_set_sweep_over_training_people(tmp_path, capsys):
     out = capsys.readouterr().out
     results = tmp_path / "results"
     rows = read_rows(results / "results.csv")
-    assert [(r["method"], r["train_identities"]) for r in rows] == [
-        ("frozen/mobilenet_v2", "3"), ("finetune-arcface/mobilenet_v2", "3"),
-        ("frozen/mobilenet_v2", str(rows[-1]["identities"])), ("finetune-arcface/mobilenet_v2", rows[-1]["identities"]),
+    everyone = rows[-1]["identities"]  # the training people of the split
+    assert [(r["method"], r["train_identities"], r["identities"]) for r in rows] == [
+        ("frozen", "3", "3"), ("finetune-arcface", "3", "3"), ("frozen", everyone, everyone),
+        ("finetune-arcface", everyone, everyone),
     ]
-    assert int(rows[0]["identities"]) == 3 and int(rows[-1]["identities"]) > 3
+    assert int(everyone) > 3
     for row in rows:
         assert row["test_top1"] == row["test_top5"] == row["test_macro_f1"] == ""  # no classes of unseen people
         assert all(0 <= float(row[c]) <= 1 for c in VERIFY_COLUMNS) and all(row[c] == "" for c in PAIRS_COLUMNS)
-    frozen = [r for r in rows if r["method"].startswith("frozen")]
+    frozen = [r for r in rows if r["method"] == "frozen"]
     assert frozen[0]["test_verify_acc"] == frozen[1]["test_verify_acc"]  # the same features, the same seeded pairs
     assert int(rows[0]["train_samples"]) < int(rows[-1]["train_samples"]) == int(rows[-1]["pool_size"])
     # the cells' folders and splits: the first 3 training people, the same unseen test people for every K
-    cell = results / "logs" / "finetune-arcface_mobilenet_v2"
-    small, every = (json.loads((cell / f"people{k}-seed0" / "split.json").read_text())
-                    for k in ("3", rows[-1]["identities"]))
+    cell = results / "logs" / "finetune-arcface"
+    small, every = (json.loads((cell / f"people{k}-seed0" / "split.json").read_text()) for k in ("3", everyone))
     assert len(small["classes"]) == 3 and small["test"] == every["test"] and len(small["train"]) < len(every["train"])
     assert "K=3 people seed=0" in out and "grid: 4 cells = 2 methods x 2 numbers of people [3, " in out
     report = (results / "report.md").read_text()
-    assert "Verification accuracy of the test people" in report and "top-1" not in report and "| K=3 |" in report
+    assert "Pair verification accuracy (%) of the test people" in report and "| K=3 |" in report
+    assert "top-1" not in report and f"3/{everyone} training people" in report
     assert (results / "accuracy_vs_n.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -97,7 +98,7 @@ def test_verify_pairs_next_to_top1_and_its_people_are_never_trained_on(tmp_path)
     assert not {c for c in split["classes"] if c.startswith("Pair_")}
     assert not [k for part in ("train", "val", "test") for k, _ in split[part] if k.startswith("Pair_")]
     report = (config.output_dir / "report.md").read_text()
-    assert "Test top-1 accuracy" in report and "Verification accuracy on the verify: pairs file" in report
+    assert "Test top-1 accuracy" in report and "accuracy (%) of the people of the verify: pairs file" in report
     # the section is part of what the rows mean: another far is another sweep
     changed = tiny_sweep(tmp_path, **changes | {"verify": {"pairs": str(pairs), "far": 0.01}})
     with pytest.raises(ConfigError, match=r"has results in .* made with other settings \(verify\.far: 0\.001 -> 0\.01\)"):

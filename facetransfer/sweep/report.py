@@ -71,11 +71,13 @@ def _method_order(folder: Path, rows: list[dict[str, Any]]) -> list[str]:
     return [m for m in dict.fromkeys([*recorded, *(r["method"] for r in rows)]) if m in present]
 
 
-#: what the report shows, each as a table and a panel of the plot where some row measured it: (column, what)
+#: what the report shows, each as a table and a panel of the plot where some row measured it: (column, what, axis)
 METRICS = (
-    ("test_top1", "Test top-1 accuracy"),
-    ("test_verify_acc", "Verification accuracy of the test people (never trained on)"),
-    ("pairs_verify_acc", "Verification accuracy on the verify: pairs file (people never trained on)"),
+    ("test_top1", "Test top-1 accuracy (%)", "test top-1 accuracy (%)"),
+    ("test_verify_acc", "Pair verification accuracy (%) of the test people, never trained on,",
+     "verification accuracy, test people (%)"),
+    ("pairs_verify_acc", "Pair verification accuracy (%) of the people of the verify: pairs file, never trained on,",
+     "verification accuracy, pairs file (%)"),
 )
 
 
@@ -85,8 +87,8 @@ DETAILS = (("top-1", "test_top1"), ("top-5", "test_top5"), ("macro-F1", "test_ma
            ("pairs acc", "pairs_verify_acc"), ("pairs AUC", "pairs_verify_auc"), ("pairs TAR", "pairs_verify_tar"))
 
 
-def _measured(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return [(column, what) for column, what in METRICS if any(r.get(column) is not None for r in rows)]
+def _measured(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return [metric for metric in METRICS if any(r.get(metric[0]) is not None for r in rows)]
 
 
 def _axis(rows: list[dict[str, Any]]) -> tuple[str, str]:
@@ -130,9 +132,10 @@ def markdown_table(folder: Path, rows: list[dict[str, Any]], title: str | None =
     size = "training-set size N" if symbol == "N" else "number of training people K"
     header = ["method", "strategy", "backbone", "weights", *[_size_label(n, rows) for n in sizes]]
     lines = [f"## {title}" if title else "## Sweep results", ""]
-    for column, what in measured:
+    trained = "training people" if any(r.get("test_verify_acc") is not None for r in rows) else "identities"
+    for column, what, _ in measured:
         lines += [
-            f"{what} (%) on {', '.join(datasets)}: {'/'.join(map(str, identities))} identities, "
+            f"{what} on {', '.join(datasets)}: {'/'.join(map(str, identities))} {trained}, "
             f"{'/'.join(map(str, tests))} test images{' (the same number per identity)' if balanced else ''}, by {size}; "
             + (f"mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))})." if len(seeds) > 1
                else f"seed {seeds[0]}."),
@@ -181,7 +184,7 @@ def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None 
     seeds = sorted({r["seed"] for r in rows})
     about = f"{'/'.join(sorted({r['dataset'] for r in rows}))}, {'/'.join(str(i) for i in sorted({r['identities'] for r in rows}))} identities"
     spread = f", mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else ""
-    for panel, (column, what) in enumerate(measured, start=1):
+    for panel, (column, _, label) in enumerate(measured, start=1):
         ax = fig.add_subplot(1, len(measured), panel)
         for method, points in _series(folder, rows).items():
             ns = [n for n in sorted(points) if any(r.get(column) is not None for r in points[n])]
@@ -205,9 +208,10 @@ def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None 
         ax.set_xticks(sizes, [str(n) for n in sizes])
         ax.minorticks_off()
         ax.set_xlabel("training images N (log scale)" if symbol == "N" else "training people K (log scale)")
-        ax.set_ylabel(f"{what[0].lower()}{what[1:]} (%)".replace(" (never trained on)", ""))
+        ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
-        ax.set_title(f"{title or 'accuracy vs training-set size'} ({about}{spread})" if panel == 1 else what, fontsize=9)
+        ax.set_title(f"{title or 'accuracy vs training-set size'} ({about}{spread})" if panel == 1 else label,
+                     fontsize=9)
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
@@ -243,7 +247,7 @@ def write_report(folder: str | os.PathLike, title: str | None = None) -> Report:
         try:
             writer.add_figure(FIGURE_TAG, fig, global_step=len(rows), close=False)
             writer.add_text(TABLE_TAG, markdown, global_step=len(rows))
-            for column, _ in _measured(rows):
+            for column, _, _ in _measured(rows):
                 tag = "sweep_top1" if column == "test_top1" else f"sweep_{column.removeprefix('test_')}"
                 for method, points in _series(folder, rows).items():
                     for n, pts in sorted(points.items()):
