@@ -38,6 +38,9 @@ SPLIT_OPTIONS: dict[str, tuple[Any, Any]] = {
     "test_fraction": (0.1, 0.2),
     "seed": (0, 1),
     "balanced_eval": (False, True),
+    "split_by": ("image", "identity"),
+    "train_identities": ("all", 1),
+    "exclude_identities_in": (None, _GIVEN),
     "split_manifest": (None, _GIVEN),
 }
 

@@ -30,6 +30,7 @@ for _name, _function in {
     "report": "facetransfer.cli.sweep:report_command",
     "align": "facetransfer.cli.align:align_command",
     "data": "facetransfer.cli.data:data_command",
+    "pairs": "facetransfer.cli.pairs:pairs_command",
 }.items():
     register_command(_name)(_function)
 
@@ -40,7 +41,8 @@ tool commands: weights (import/list offline weights), backbones (list models), s
                verify (LFW pair verification), gallery (enroll people, identify photos, reject strangers),
                export (ONNX / TorchScript), sweep (the paper's grid of strategies x backbones x training
                sizes x seeds), report (a sweep's table and plot), align (detect and align the faces of
-               a folder of photos), data (download LFW from its project site)
+               a folder of photos), data (download LFW from its project site), pairs (a pairs file in
+               LFW's format for any folder of people)
 Run 'facetransfer COMMAND --help' for each."""
 
 __all__ = ["DESCRIPTION", "TOOL_COMMANDS", "TRAINING_COMMANDS", "Command", "register_command", "tool_command"]

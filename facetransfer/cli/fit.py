@@ -137,12 +137,13 @@ class FaceTransferCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         """The data and the model are configured in one place and agree by construction:
         the model's options decide the input preprocessing of the data (at parse time, as
-        torchvision's weights carry their transforms); the data gives the model its identities
-        and its frozen-feature provider when both are built."""
+        torchvision's weights carry their transforms); the data gives the model its identities,
+        whether its val/test people are others (open set) and its frozen-feature provider when both are built."""
         parser.link_arguments(("model.backbone", "model.weights", "model.backbone_args", "model.input_size"),
                               "data.preprocess", compute_fn=_preprocess_config, apply_on="parse")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
         parser.link_arguments("data", "model.features", compute_fn=attrgetter("features"), apply_on="instantiate")
+        parser.link_arguments("data", "model.open_set", compute_fn=attrgetter("open_set"), apply_on="instantiate")
         parser.add_argument("--strategy", type=Optional[str], default=None,
                             help="start from this strategy's freeze policy, recipe and callbacks ('facetransfer strategies'); "
                                  "the config and the command line override its values")

@@ -37,7 +37,7 @@ from .checks import find_bad_images
 from .dataset import FaceDataset
 from .sampler import ResumableDataLoader, ResumableSampler, SeededDataset, resume_position
 from .sources import FaceRecord, FaceSource, get_source
-from .split import SplitManifest, SplitSpec, TrainSamples, make_split
+from .split import SplitManifest, SplitSpec, TrainIdentities, TrainSamples, make_split, people_named_in
 from .store_batches import CacheMode, StoreCollate, resolve_cache_mode
 from .tensor_store import TensorStore
 
@@ -66,6 +66,14 @@ class FaceDataModule(L.LightningDataModule):
         train_samples: size of the training set drawn from the pool (nested across sizes), or ``all``.
         seed: seeds the split, the subsample order and the shuffling.
         balanced_eval: cut val/test to the same number of images per identity (imbalanced data).
+        split_by: ``image`` (closed set: every identity in train, val and test, ``val_fraction`` /
+            ``test_fraction`` being shares of each one's images) or ``identity`` (open set: whole people in
+            train, val or test, the fractions being shares of people, dealt so each part gets the same mix of
+            people with many and few images; val/test labels index ``manifest.eval_classes``).
+        train_identities: with ``split_by: identity``, train on the first K training people only (a seeded
+            order, nested: the K=50 people are among the K=100), or ``all``; val/test do not change.
+        exclude_identities_in: a pairs file (LFW View 1 or View 2 format) whose people are left out of
+            train, val and test, so that verifying on it checks only people the model never saw.
         face_crop: central fraction of the image kept before resizing (None: dataset default; 1.0
             for aligned faces).
         align: ``none``, a registered face detector (``mtcnn``; detections cached on disk) or ``landmarks``
@@ -103,6 +111,9 @@ class FaceDataModule(L.LightningDataModule):
         train_samples: TrainSamples = "all",
         seed: int = 0,
         balanced_eval: bool = False,
+        split_by: Literal["image", "identity"] = "image",
+        train_identities: TrainIdentities = "all",
+        exclude_identities_in: str | None = None,
         face_crop: float | None = None,
         align: str = "none",
         align_template: str | None = None,
@@ -131,7 +142,8 @@ class FaceDataModule(L.LightningDataModule):
         self.dataset_args = dict(dataset_args or {})
         self.split_spec = SplitSpec(
             min_images_per_identity=min_images_per_identity, max_identities=max_identities, val_fraction=val_fraction,
-            test_fraction=test_fraction, train_samples=train_samples, seed=seed, balanced_eval=balanced_eval)
+            test_fraction=test_fraction, train_samples=train_samples, seed=seed, balanced_eval=balanced_eval,
+            split_by=split_by, train_identities=train_identities, exclude_identities_in=exclude_identities_in)
         self.align = align
         self.align_template = align_template
         source = get_source(dataset, root=root, **self.dataset_args)
@@ -218,9 +230,12 @@ class FaceDataModule(L.LightningDataModule):
 
     def _build_manifest(self) -> SplitManifest:
         records = self.source.records()
-        # detect only identities that can pass min_images_per_identity (the others are left out anyway)
+        # detect only identities that can pass min_images_per_identity and are not excluded (the others are left out)
         counts = Counter(r.identity for r in records)
-        candidates = {r.key for r in records if counts[r.identity] >= self.split_spec.min_images_per_identity}
+        spec = self.split_spec
+        excluded = people_named_in(spec.exclude_identities_in) if spec.exclude_identities_in else set()
+        candidates = {r.key for r in records
+                      if counts[r.identity] >= spec.min_images_per_identity and r.identity not in excluded}
         bad = self._unusable(self.source, [r.key for r in records], detect=candidates)
         skipped = dict(bad)
         records = [r for r in records if r.key not in skipped]
@@ -234,16 +249,22 @@ class FaceDataModule(L.LightningDataModule):
         return manifest
 
     def _warn_about_identities(self, records: list[FaceRecord], manifest: SplitManifest) -> None:
-        """Say how many identities the filter left out, and how many have no training image (they are
-        in the test set all the same, where the model cannot name them)."""
+        """Say how many identities the filter left out, and how many classes have no training image (in an
+        image split they are in the test set all the same, where the model cannot name them)."""
         counts = Counter(r.identity for r in records)
         least = self.split_spec.min_images_per_identity
         dropped = sum(1 for n in counts.values() if n < least)
+        used = manifest.num_classes + len(manifest.eval_classes or [])
         if dropped:
             rank_zero_warn(f"min_images_per_identity={least} leaves out {dropped} of {len(counts)} identities "
-                           f"(fewer images); {manifest.num_classes} are used")
+                           f"(fewer images); {used} are used")
         untrained = manifest.num_classes - len({label for _, label in manifest.train})
-        if untrained:
+        if untrained and manifest.open_set:
+            rank_zero_warn(f"train_samples={self.split_spec.train_samples} leaves {untrained} of the "
+                           f"{manifest.num_classes} training people without a training image (their classes are "
+                           f"never trained); set data.train_samples to at least {manifest.num_classes} (or 'all'), "
+                           "or lower data.train_identities")
+        elif untrained:
             rank_zero_warn(f"train_samples={self.split_spec.train_samples} leaves {untrained} of "
                            f"{manifest.num_classes} identities without a training image, but they are in the val/test "
                            f"sets (where they cannot be recognised); set data.train_samples to at least "
@@ -256,6 +277,12 @@ class FaceDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         return self.manifest.num_classes
+
+    @property
+    def open_set(self) -> bool:
+        """True when val/test hold people the model is not trained on (``split_by: identity``, or a reused
+        identity split): their labels index ``manifest.eval_classes``, not the classifier's classes."""
+        return self.manifest.open_set
 
     def state_dict(self) -> dict[str, Any]:
         """Stored in checkpoints: the split, so test/predict from a checkpoint needs nothing else."""
@@ -299,6 +326,8 @@ class FaceDataModule(L.LightningDataModule):
         if crop is not None and crop != self.face_crop:
             rank_zero_warn(f"using face_crop={crop} recorded with the split (configured: {self.face_crop})")
             self.face_crop = crop
+        if (changed := manifest.exclusion_warning()) is not None:
+            rank_zero_warn(changed)
         self._manifest = manifest
         self._checked_files.clear()
 
@@ -339,9 +368,7 @@ class FaceDataModule(L.LightningDataModule):
         folder = Path(trainer.log_dir or trainer.default_root_dir)  # a collective under DDP: every rank asks
         if trainer.is_global_zero:
             path = manifest.save(folder / MANIFEST_NAME)
-            rank_zero_info(f"facetransfer: {manifest.num_classes} identities, train {len(manifest.train)} of "
-                           f"{manifest.train_pool_size} pool images, val {len(manifest.val)}, test "
-                           f"{len(manifest.test)}; split written to {path}")
+            rank_zero_info(f"facetransfer: {split_summary(manifest)}; split written to {path}")
 
     def dataset_for(self, split: Split, train_transform: bool | None = None) -> FaceDataset:
         """The torch dataset of a split; ``train_transform`` defaults to True for ``train`` only."""
@@ -456,6 +483,21 @@ class FaceDataModule(L.LightningDataModule):
             source, items = self.source, self.manifest.test
         dataset = FaceDataset(source, items, self.preprocess.eval_transform(self.face_crop), return_keys=True)
         return self._loader(dataset, batch_size=self._batch(self.eval_batch_size, len(dataset)), shuffle=False)
+
+
+def split_summary(manifest: SplitManifest) -> str:
+    """One line on the split's people and images.
+
+    >>> split_summary(make_split([FaceRecord(f"p{i}", f"p{i}/{j}") for i in range(10) for j in range(3)],
+    ...                          split_by="identity"))
+    'split by identity: 7 train people (21 of 21 pool images), 1 val people (3 images), 2 test people (6 images)'
+    """
+    m = manifest
+    train = f"{len(m.train):,} of {m.train_pool_size:,} pool images"
+    if not m.open_set:
+        return f"{m.num_classes:,} identities, train {train}, val {len(m.val):,}, test {len(m.test):,}"
+    held = (f"{len(m.identities(part)):,} {part} people ({len(getattr(m, part)):,} images)" for part in ("val", "test"))
+    return f"split by identity: {m.num_classes:,} train people ({train}), {', '.join(held)}"
 
 
 __all__ = ["MANIFEST_NAME", "FaceDataModule"]

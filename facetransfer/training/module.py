@@ -414,8 +414,11 @@ class FaceClassifier(L.LightningModule):
             )
             self._lbfgs_converged = self._log_lbfgs_iterations() and getattr(self, "_lbfgs_converged", True)
         else:
-            loss, logits, y, _ = self._shared_step(batch, margin=True)
+            loss, logits, y, features = self._shared_step(batch, margin=True)
             loss = loss + self._penalty(len(y)) + self._l2sp()
+            if self.backbone.head.normalized:  # train/acc of the plain cosines, not of the margin-lowered ones
+                with torch.no_grad():
+                    logits = self.backbone.forward_head(features)
         self.train_metrics.update(logits.detach(), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))

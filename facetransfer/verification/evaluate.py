@@ -97,8 +97,8 @@ def plot_roc(metrics: VerificationMetrics, title: str = ""):
 def pair_scores(protocol: PairsProtocol, embeddings: torch.Tensor, keys: list[str]) -> np.ndarray:
     """Cosine similarity of each pair, from normalised embeddings of ``keys``."""
     index = {k: i for i, k in enumerate(keys)}
-    a = embeddings[[index[p.key1] for p in protocol.pairs]]
-    b = embeddings[[index[p.key2] for p in protocol.pairs]]
+    first, second = zip(*map(protocol.keys, protocol.pairs))
+    a, b = embeddings[[index[k] for k in first]], embeddings[[index[k] for k in second]]
     return (a * b).sum(dim=1).double().numpy()
 
 
@@ -186,7 +186,7 @@ def hardest_pairs_figure(protocol: PairsProtocol, scores: np.ndarray, same: bool
     fig = Figure(figsize=(2.6, 1.4 * max(1, len(chosen))), dpi=100)
     for row, i in enumerate(chosen):
         pair = protocol.pairs[i]
-        for col, key in enumerate((pair.key1, pair.key2)):
+        for col, key in enumerate(protocol.keys(pair)):
             ax = fig.add_subplot(len(chosen), 2, 2 * row + col + 1)
             ax.imshow(load_rgb(protocol.image_dir / key).resize((96, 96)))
             ax.set_title(f"{key.split('/')[-1][:-4]}" + (f"  {scores[i]:.3f}" if col else ""), fontsize=6)
