@@ -254,5 +254,5 @@ def load_sweep_config(
     return build_sweep_config(parse_sweep_args(argv), default_name=default_name, sources=sources)
 
 
-__all__ = ["CELL_TRAINER_DEFAULTS", "PairsVerification", "SIZE_AXES", "SweepConfig", "build_sweep_config", "load_sweep_config", "parse_sweep_args",
-           "sweep_parser"]
+__all__ = ["CELL_TRAINER_DEFAULTS", "SIZE_AXES", "PairsVerification", "SweepConfig", "build_sweep_config",
+           "load_sweep_config", "parse_sweep_args", "sweep_parser"]

@@ -256,7 +256,8 @@ def run_cell(cell: Cell, plan: SweepPlan) -> dict[str, Any]:
         "test_verify_auc": result.verify_auc, "test_verify_tar": result.verify_tar, **plan.verify_pairs(result.model),
         "train_seconds": result.train_seconds, "device": result.device,
     }
-    row |= {"cell_seconds": time.perf_counter() - start, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    row |= {"cell_seconds": time.perf_counter() - start, "finished_at": finished}
     log_hparams(plan.cell_dir(cell) / "hparams", row, method.model)
     return row
 
@@ -266,7 +267,8 @@ def log_hparams(folder: Path, row: dict[str, Any], model: dict[str, Any]) -> Non
     backbone and N is one row (the Lightning cells' own ``hp_metric`` runs sit next to it)."""
     from torch.utils.tensorboard import SummaryWriter
 
-    settings = {key: row[key] for key in ("method", "strategy", "backbone", "weights", "train_samples", "seed")}
+    keys = ("method", "strategy", "backbone", "weights", "train_samples", "train_identities", "seed")
+    settings = {key: row[key] for key in keys if row.get(key) is not None}
     settings |= {f"model.{k}": v for k, v in model.items() if isinstance(v, (bool, int, float, str))}
     metrics = {f"cell/{key}": row[key] for key in (*METRIC_FIELDS, "train_seconds") if row.get(key) is not None}
     with SummaryWriter(str(folder)) as writer:

@@ -93,7 +93,8 @@ def _measured(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 
 def _axis(rows: list[dict[str, Any]]) -> tuple[str, str]:
     """The grid's size axis: its column and symbol (``N`` training images, ``K`` training people)."""
-    return ("train_identities", "K") if any(r.get("train_identities") is not None for r in rows) else ("train_samples", "N")
+    people = any(r.get("train_identities") is not None for r in rows)
+    return ("train_identities", "K") if people else ("train_samples", "N")
 
 
 def _series(folder: Path, rows: list[dict[str, Any]]) -> dict[str, dict[int, list[dict[str, Any]]]]:
@@ -132,11 +133,12 @@ def markdown_table(folder: Path, rows: list[dict[str, Any]], title: str | None =
     size = "training-set size N" if symbol == "N" else "number of training people K"
     header = ["method", "strategy", "backbone", "weights", *[_size_label(n, rows) for n in sizes]]
     lines = [f"## {title}" if title else "## Sweep results", ""]
+    same_number = " (the same number per identity)" if balanced else ""
     trained = "training people" if any(r.get("test_verify_acc") is not None for r in rows) else "identities"
     for column, what, _ in measured:
         lines += [
             f"{what} on {', '.join(datasets)}: {'/'.join(map(str, identities))} {trained}, "
-            f"{'/'.join(map(str, tests))} test images{' (the same number per identity)' if balanced else ''}, by {size}; "
+            f"{'/'.join(map(str, tests))} test images{same_number}, by {size}; "
             + (f"mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))})." if len(seeds) > 1
                else f"seed {seeds[0]}."),
             "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * len(sizes)) + "|",
@@ -144,7 +146,8 @@ def markdown_table(folder: Path, rows: list[dict[str, Any]], title: str | None =
         for method, points in series.items():
             first = next(iter(points.values()))[0]
             cells = [_mean_cell(points[n], column) if n in points else "–" for n in sizes]
-            lines.append("| " + " | ".join([method, first["strategy"], first["backbone"], first["weights"], *cells]) + " |")
+            described = [method, first["strategy"], first["backbone"], first["weights"], *cells]
+            lines.append("| " + " | ".join(described) + " |")
         lines.append("")
     details = [(name, column) for name, column in DETAILS if any(r.get(column) is not None for r in rows)]
     lines += ["Details (means over seeds): metrics in %, train seconds per cell.", "",
@@ -198,7 +201,8 @@ def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None 
                                 color=line.get_color(), alpha=0.15, linewidth=0)
         if column == "test_top1":  # a constant or random answer on a balanced test set
             for identities in sorted({r["identities"] for r in rows}):
-                ax.axhline(100 / identities, color="grey", linestyle=":", linewidth=1.2, label=f"chance (1 / {identities})")
+                ax.axhline(100 / identities, color="grey", linestyle=":", linewidth=1.2,
+                           label=f"chance (1 / {identities})")
             top = max(r[column] for r in rows if r.get(column) is not None)
             ax.set_ylim(bottom=0, top=min(100, max(5, math.ceil(top * 110))))
         else:  # balanced same / different pairs

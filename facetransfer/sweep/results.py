@@ -260,5 +260,5 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> None:
                 stale.unlink()
 
 
-__all__ = ["FIELDS", "METRIC_FIELDS", "PAIRS_COLUMNS", "RESULTS_NAME", "ResultsTable", "SweepState", "folder_lock", "locked", "read_state", "row_key",
-           "row_summary"]
+__all__ = ["FIELDS", "METRIC_FIELDS", "PAIRS_COLUMNS", "RESULTS_NAME", "ResultsTable", "SweepState", "folder_lock",
+           "locked", "read_state", "row_key", "row_summary"]
