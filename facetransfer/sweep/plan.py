@@ -205,9 +205,9 @@ class SweepPlan:
             return dict.fromkeys(PAIRS_COLUMNS)
         from ..verification.evaluate import evaluate_pairs
 
+        model.to(self.feature_device)  # a Lightning cell's model is back on the CPU after its test
         metrics = evaluate_pairs(model, self.pairs, face_crop=data.face_crop, flip=verify.flip, far=verify.far,
-                                 num_workers=data.num_workers, device=self.feature_device, align=data.align,
-                                 align_template=data.align_template).metrics
+                                 num_workers=data.num_workers, align=data.align, align_template=data.align_template).metrics
         return dict(zip(PAIRS_COLUMNS, (metrics.accuracy, metrics.auc, metrics.tar)))
 
 
