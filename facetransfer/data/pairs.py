@@ -32,7 +32,7 @@ from ..io.images import identity_images
 from .lfw import LFWSource
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Pair:
     """One line of a pairs file: two numbered images and whether they show the same person.
 
@@ -266,9 +266,9 @@ def make_pairs(counts: Mapping[str, int], same: int, different: int, folds: int 
                             f"people with {sizes.sum()} images; {same} asked")
     pairs: list[Pair] = []
     for k, group in enumerate(groups):
-        fold = k if folds > 1 else -1
-        pairs += sorted(_same_pairs([names[g] for g in group], sizes[group], per_fold, fold, rng), key=_order)
-        pairs += sorted(_different_pairs([names[g] for g in group], sizes[group], per_fold, fold, rng), key=_order)
+        people, fold = [names[g] for g in group], (k if folds > 1 else -1)
+        pairs += sorted(_same_pairs(people, sizes[group], per_fold, fold, rng))
+        pairs += sorted(_different_pairs(people, sizes[group], per_fold, fold, rng))
     return pairs
 
 
@@ -292,10 +292,6 @@ def write_pairs(pairs: Sequence[Pair], path: str | os.PathLike, folds: int = 1) 
     with atomic_write(path, what="pairs file") as fh:
         fh.write("\n".join(lines) + "\n")
     return Path(path)
-
-
-def _order(pair: Pair) -> tuple:
-    return pair.name1, pair.index1, pair.name2, pair.index2
 
 
 def _fold_people(sizes: np.ndarray, folds: int, rng: np.random.Generator) -> list[np.ndarray]:

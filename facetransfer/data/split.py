@@ -347,6 +347,10 @@ def _identity_split(kept: dict[str, list[str]], spec: SplitSpec) -> SplitManifes
     for name, part in zip(people, _deal({"train": len(people) - n_val - n_test, "val": n_val, "test": n_test},
                                         np.random.default_rng([spec.seed, 1]))):
         parts[part].append(name)
+    for part in ("val", "test"):
+        if parts[part] and max(len(kept[name]) for name in parts[part]) < 2:
+            raise DataError(f"no {part} person has 2 images, so an identity split cannot verify same-person pairs: "
+                            "set min_images_per_identity: 2 (or more)")
     eval_classes = sorted(parts["val"] + parts["test"])
     eval_label = {name: idx for idx, name in enumerate(eval_classes)}
     val, test = ([(k, eval_label[name]) for name in sorted(parts[p]) for k in kept[name]] for p in ("val", "test"))
