@@ -28,7 +28,7 @@ from ..registry import Registry
 from .sections import Section, dotted, plain, resolve_sections, slug
 
 ENTRY_POINT_GROUP = "facetransfer.strategies"
-CellKey = tuple[str, int, int]  # (method name, train_samples, seed)
+CellKey = tuple[str, int, int]  # (method name, train_samples, seed); a people-axis cell's train_samples: its images
 
 # settings that change speed or logging, not results: they may differ when a sweep is resumed
 RUNTIME_DATA_KEYS = ("root", "num_workers", "check_images", "eval_batch_size", "on_bad_image")
@@ -86,37 +86,69 @@ class MethodSpec:
 
 @dataclass(frozen=True)
 class Cell:
-    """One run of the grid: ``method`` trained on the first ``train_samples`` pool images of ``seed``'s split."""
+    """One run of the grid: ``method`` trained on the first ``train_samples`` pool images of ``seed``'s split, or,
+    on a grid over people (``train_identities``), on the pool images of the split's first ``train_identities``
+    training people (``train_samples`` of them)."""
 
     method: MethodSpec
     train_samples: int
     seed: int
     pool_size: int
+    train_identities: int | None = None
 
     @property
     def key(self) -> CellKey:
         return (self.method.name, self.train_samples, self.seed)
 
     @property
+    def size(self) -> int:
+        """Its value of the grid's size axis: training people, or training images."""
+        return self.train_samples if self.train_identities is None else self.train_identities
+
+    @property
     def label(self) -> str:
-        n = f"{self.train_samples} (all)" if self.train_samples == self.pool_size else str(self.train_samples)
-        return f"{self.method.name} N={n} seed={self.seed}"
+        every = " (all)" if self.train_samples == self.pool_size else ""
+        size = f"N={self.train_samples}" if self.train_identities is None else f"K={self.train_identities} people"
+        return f"{self.method.name} {size}{every} seed={self.seed}"
 
     @property
     def folder(self) -> str:
         """Sub-folder of the method's log folder for this cell."""
-        return f"n{self.train_samples}-seed{self.seed}"
+        size = f"n{self.train_samples}" if self.train_identities is None else f"people{self.train_identities}"
+        return f"{size}-seed{self.seed}"
 
 
 @dataclass
 class CellResult:
-    """What a strategy returns for one cell: test metrics (fractions), training time, device."""
+    """What a strategy returns for one cell: test metrics (fractions; None where not measured: classification
+    of people never trained on, or verification of a closed-set test), training time, device, and the trained
+    model, whose embedding the sweep verifies its ``verify:`` pairs file with.
 
-    top1: float
-    top5: float
-    macro_f1: float
+    ``verify_*``: pair verification of the test people (open-set splits): accuracy, ROC AUC, TAR at FAR 1e-3.
+    """
+
+    top1: float | None
+    top5: float | None
+    macro_f1: float | None
     train_seconds: float
     device: str
+    verify_acc: float | None = None
+    verify_auc: float | None = None
+    verify_tar: float | None = None
+    model: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_logged(cls, metrics: Mapping[str, float], **rest: Any) -> CellResult:
+        """From test metrics as :class:`~facetransfer.FaceClassifier` logs them: ``test/acc``, ``test/acc_top5``,
+        ``test/f1_macro``, or on an open-set split ``test/verify_acc``, ``test/verify_auc``, ``test/verify_tar@...``.
+
+        >>> CellResult.from_logged({"test/verify_acc": 0.9}, train_seconds=1.0, device="cpu").top1 is None
+        True
+        """
+        tar = next((value for key, value in metrics.items() if key.startswith("test/verify_tar")), None)
+        return cls(metrics.get("test/acc"), metrics.get("test/acc_top5"), metrics.get("test/f1_macro"),
+                   verify_acc=metrics.get("test/verify_acc"), verify_auc=metrics.get("test/verify_auc"),
+                   verify_tar=tar, **rest)
 
 
 class CellContext(Protocol):

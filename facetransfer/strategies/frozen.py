@@ -1,7 +1,10 @@
 """Strategies that fit a solver on frozen features: seconds per cell, not epochs.
 
 The sweep's feature store extracts the features of every image once; a cell selects its training and
-test rows and a subclass's :meth:`FrozenFeatureStrategy.solve` turns them into class scores.
+test rows and a subclass's :meth:`FrozenFeatureStrategy.solve` turns them into class scores. On an open-set
+split (test people never trained on) a solver of the training people's classes says nothing about the test
+people: the cell verifies pairs of the test people with the frozen features instead, the frozen baseline of the
+fine-tuned embeddings (the same pairs as a Lightning cell's test, which draws them from the same test images).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from .base import Cell, CellContext, CellResult, MethodSpec, Strategy
 from .lightning import MODEL
 from .sections import MANAGED_MODEL_KEYS, Section
 
-BACKBONE_KEYS = ("backbone_args", "input_size")
+BACKBONE_KEYS = ("backbone_args", "input_size", "verify_pairs")
 BACKBONE = Section("model", "backbone options", MODEL.target, only=BACKBONE_KEYS, managed=MANAGED_MODEL_KEYS)
 
 
@@ -61,14 +64,20 @@ class FrozenFeatureStrategy(Strategy):
         model = FaceClassifier(**cell.method.classifier_args())  # builds the backbone only; it is not trained
         model.to(ctx.feature_device)
         extractor = BackboneFeatures(model.backbone, identity=model.feature_identity(), autocast=ctx.feature_autocast)
-        train = ctx.feature_store.select(extractor, manifest.train)
         test = ctx.feature_store.select(extractor, manifest.test)
+        done = {"device": device_label(ctx.feature_device), "model": model}
+        if manifest.open_set:
+            from ..verification.openset import labelled_pairs_metrics
+
+            verified = labelled_pairs_metrics(test.features, test.labels, pairs=model.hparams.verify_pairs)
+            return CellResult.from_logged(verified.scalars("test/verify_"), train_seconds=0.0, **done)
+        train = ctx.feature_store.select(extractor, manifest.train)
         start = time.perf_counter()
         scores = self.solve(train.features.numpy(), train.labels.numpy(), test.features.numpy(), manifest.num_classes,
                             cell.method, cell.seed, ctx)
         train_seconds = time.perf_counter() - start
         metrics = classification_metrics(scores, test.labels.numpy(), manifest.num_classes)
-        return CellResult(**metrics, train_seconds=train_seconds, device=device_label(ctx.feature_device))
+        return CellResult(**metrics, train_seconds=train_seconds, **done)
 
 
 __all__ = ["BACKBONE", "BACKBONE_KEYS", "FrozenFeatureStrategy", "classification_metrics"]

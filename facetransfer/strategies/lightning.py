@@ -1,8 +1,9 @@
 """Strategies trained by Lightning: one :class:`~facetransfer.FaceClassifier` fit per cell.
 
 The same class, DataModule and :func:`~facetransfer.make_trainer` as ``facetransfer fit``; a
-strategy only sets the freeze policy and its recipe. The test metrics come from the best-val
-checkpoint.
+strategy only sets the freeze policy and its recipe. The test metrics come from the checkpoint of the best
+epoch by the model's selection metric: ``val/acc``, or ``val/verify_acc`` on an open-set split (people of
+validation and test never trained on), whose test then verifies pairs of the test people.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,7 +26,8 @@ LOADER_KEYS = ("augment", "batch_size", "eval_batch_size", "num_workers")
 DATA = Section("data", "loader arguments", imported("facetransfer.data:FaceDataModule"), only=LOADER_KEYS)
 EARLY_STOPPING = Section(
     "early_stopping",
-    "Lightning EarlyStopping arguments (monitor val/acc, mode max unless given); left out: no early stopping",
+    "Lightning EarlyStopping arguments (monitor val/acc, val/verify_acc on an open-set split, mode max unless "
+    "given); left out: no early stopping",
     imported("lightning.pytorch.callbacks:EarlyStopping"),
     preset={"monitor": "val/acc", "mode": "max"},
 )
@@ -62,7 +65,8 @@ class LightningStrategy(Strategy):
 
         method, manifest = cell.method, ctx.manifest(cell)
         L.seed_everything(cell.seed, workers=True, verbose=False)
-        model = FaceClassifier(**method.classifier_args(), class_names=manifest.classes, features=ctx.feature_store)
+        model = FaceClassifier(**method.classifier_args(), class_names=manifest.classes, open_set=manifest.open_set,
+                               features=ctx.feature_store)
         data = FaceDataModule(
             **{**ctx.config.data, **method.data}, seed=cell.seed, preprocess=model.preprocess, features=ctx.feature_store
         )
@@ -73,7 +77,7 @@ class LightningStrategy(Strategy):
         logger = TensorBoardLogger(save_dir=str(ctx.logs_dir), name=method.slug, version=cell.folder)
         # a cell that stops is run again from its start: no last.ckpt to resume from is needed
         trainer = make_trainer(**method.trainer, logger=logger, default_root_dir=str(folder), save_last=False,
-                               callbacks=self.callbacks(method))
+                               callbacks=self.callbacks(monitoring(method, model.selection_metric)))
         start = time.perf_counter()
         trainer.fit(model, data)
         train_seconds = time.perf_counter() - start
@@ -83,8 +87,17 @@ class LightningStrategy(Strategy):
         best = checkpoint.best_model_path if checkpoint is not None else ""
         (result,) = trainer.test(model, data, ckpt_path=best or None, verbose=False)
         _prune_checkpoints(folder, ctx.config.checkpoints, best)
-        return CellResult(result["test/acc"], result["test/acc_top5"], result["test/f1_macro"], train_seconds,
-                          device_label(trainer.strategy.root_device))
+        return CellResult.from_logged(result, train_seconds=train_seconds, model=model,
+                                      device=device_label(trainer.strategy.root_device))
+
+
+def monitoring(method: MethodSpec, metric: str) -> MethodSpec:
+    """``method`` with its early stopping on ``metric`` (the model's selection metric) where it monitors the
+    preset ``val/acc``, which an open-set model does not log."""
+    stopping = method.options.get("early_stopping")
+    if stopping is None or stopping.get("monitor") != EARLY_STOPPING.preset["monitor"]:
+        return method
+    return replace(method, options={**method.options, "early_stopping": {**stopping, "monitor": metric}})
 
 
 def _prune_checkpoints(folder: Path, policy: str, best: str) -> None:
@@ -95,4 +108,4 @@ def _prune_checkpoints(folder: Path, policy: str, best: str) -> None:
             path.unlink()
 
 
-__all__ = ["DATA", "EARLY_STOPPING", "LOADER_KEYS", "MODEL", "TRAINER", "LightningStrategy"]
+__all__ = ["DATA", "EARLY_STOPPING", "LOADER_KEYS", "MODEL", "TRAINER", "LightningStrategy", "monitoring"]

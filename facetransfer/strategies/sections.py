@@ -31,6 +31,7 @@ MANAGED_MODEL_KEYS = {
     "weights": "set each method's weights:",
     "weights_path": "set each method's weights_path:",
     "class_names": "the identities come from the data",
+    "open_set": "the data decides it (data.split_by: identity makes every cell open-set)",
     "features": "the sweep's feature store serves frozen features",
 }
 MANAGED_TRAINER_KEYS = {
@@ -40,6 +41,7 @@ MANAGED_TRAINER_KEYS = {
 }
 MANAGED_DATA_KEYS = {
     "train_samples": "set the top-level train_samples list",
+    "train_identities": "set the top-level train_identities list",
     "seed": "set the top-level seeds list",
     "split_manifest": "a sweep builds its own split per seed",
     "predict_root": "a sweep does not predict",

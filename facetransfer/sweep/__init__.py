@@ -20,7 +20,7 @@ from .._lazy import lazy_attributes
 
 # the public names by submodule (imported on first use: the report and status commands need no Lightning)
 _MODULES = {
-    "config": ["MethodSpec", "SweepConfig", "build_sweep_config", "load_sweep_config", "sweep_parser"],
+    "config": ["MethodSpec", "PairsVerification", "SweepConfig", "build_sweep_config", "load_sweep_config", "sweep_parser"],
     "plan": ["Cell", "build_cells", "effective_sizes", "run_cell"],
     "feature_store": ["FeatureStore"],
     "results": ["ResultsTable"],

@@ -10,14 +10,18 @@ sweep YAML reads like the experiment it describes::
       min_images_per_identity: 10
     trainer: {max_epochs: 20}      # Lightning Trainer arguments, shared
     model: {input_size: 160}       # FaceClassifier arguments, shared
-    train_samples: [50, 100, 250, 500, all]
+    train_samples: [50, 100, 250, 500, all]   # or train_identities: [50, 200, all] (training people)
     seeds: [0]
+    verify: {pairs: data/lfw/pairsDevTest.txt}   # optional: every cell also verifies these pairs
     methods:
       - {strategy: scratch, backbone: scratch_cnn, model: {lr: 1.0e-3}}
       - {strategy: features_logreg, backbone: mobilenet_v2, weights: IMAGENET1K_V1}
 
 Each method's settings are the shared sections, its strategy's recipe and its own sections, a later
-one's keys over an earlier one's (docs/reference.md). A mistake names its key::
+one's keys over an earlier one's (docs/reference.md). With ``data.split_by: identity`` every cell is
+open-set (its test people were never trained on: it reports their pair verification, not top-1). A
+``verify:`` section has every cell verify a pairs file with its final model too; the people that file
+names are left out of every split. A mistake names its key::
 
     >>> load_sweep_config({"train_samples": [0]})
     Traceback (most recent call last):
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
+from jsonargparse.typing import OpenUnitInterval
 
 from ..config_errors import check_config_files, known_keys, located_config_error
 from ..errors import ConfigError
@@ -44,6 +49,8 @@ from ..strategies.sections import MANAGED_DATA_KEYS, MANAGED_SHARED_MODEL_KEYS, 
 
 #: what a cell's Trainer gets below the shared trainer section (no progress bar or summary per cell)
 CELL_TRAINER_DEFAULTS = {"enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0}
+#: the grid's size axes: training images per cell, or training people per cell
+SIZE_AXES = ("train_samples", "train_identities")
 SECTIONS = {
     "data": "FaceDataModule arguments shared by every cell",
     "trainer": "Lightning Trainer arguments shared by every cell",
@@ -82,6 +89,10 @@ def sweep_parser(typed: bool = True):
                                 help=f"{doc}: the --{key}.* options of 'facetransfer fit --help'")
     parser.add_argument("--train_samples", type=list[Union[PositiveInt, Literal["all"]]], default=["all"],
                         help="training-set sizes (positive integers or 'all')")
+    parser.add_argument("--train_identities", type=Optional[list[Union[PositiveInt, Literal["all"]]]], default=None,
+                        help="numbers of training people (positive integers or 'all'), each trained on all its "
+                             "images: the grid's size axis instead of train_samples")
+    parser.add_class_arguments(PairsVerification, "verify", sub_configs=True)
     parser.add_argument("--seeds", type=list[NonNegativeInt], default=[0], help="seeds (each seeds the split and the training)")
     parser.add_argument("--methods", type=list[dict[str, Any]], default=[],
                         help="methods: strategy + backbone (+ weights, and the sections the strategy accepts: "
@@ -93,6 +104,24 @@ def sweep_parser(typed: bool = True):
     parser.add_argument("--num_threads", type=Optional[PositiveInt], default=None,
                         help="torch CPU threads while the sweep runs (default: torch's)")
     return parser
+
+
+@dataclass
+class PairsVerification:
+    """The ``verify:`` section: a pairs file every cell also verifies with its final model (the ``pairs_verify_*``
+    columns); the people it names are left out of training.
+
+    Args:
+        pairs: an LFW-format pairs file (``pairsDevTest.txt``, ``pairs.txt``, ``facetransfer pairs make``'s).
+        root: the folder of its images (default: the data root).
+        flip: also embed each image flipped and average.
+        far: the false accept rate of the TAR column.
+    """
+
+    pairs: Optional[str] = None
+    root: Optional[str] = None
+    flip: bool = False
+    far: OpenUnitInterval = 1.0e-3
 
 
 @dataclass
@@ -111,6 +140,8 @@ class SweepConfig:
     trainer: dict[str, Any] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     method_order: list[str] = field(default_factory=list)  # every method of the config (report order)
+    train_identities: list[int | str] | None = None  # the grid's axis over people instead of train_samples
+    verify: PairsVerification | None = None
 
     def select(self, names: Sequence[str]) -> SweepConfig:
         """The same sweep restricted to methods whose name or strategy is in ``names``."""
@@ -123,7 +154,18 @@ class SweepConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration, as plain data (written next to the results)."""
-        return plain({k: v for k, v in asdict(self).items() if k != "method_order"})
+        return plain({k: v for k, v in asdict(self).items()
+                      if k != "method_order" and not (k in ("train_identities", "verify") and v is None)})
+
+    @property
+    def sizes(self) -> list[int | str]:
+        """The values of the grid's size axis (:attr:`size_axis`)."""
+        return self.train_samples if self.train_identities is None else self.train_identities
+
+    @property
+    def size_axis(self) -> str:
+        """``train_samples`` (training images per cell) or ``train_identities`` (training people per cell)."""
+        return SIZE_AXES[self.train_identities is not None]
 
 
 def parse_sweep_args(argv: Sequence[str], parser=None):
@@ -150,9 +192,16 @@ def build_sweep_config(parsed: Any, *, default_name: str = "sweep", sources: Seq
         if name in names[:i]:
             raise ConfigError(f"methods[{i}] and methods[{names.index(name)}] are both called {name!r}; give one a name:")
     train_samples = list(dict.fromkeys(given["train_samples"] if given.get("train_samples") is not None else ["all"]))
+    people = given.get("train_identities")
+    people = None if people is None else list(dict.fromkeys(people))
     seeds = list(dict.fromkeys(given["seeds"] if given.get("seeds") is not None else [0]))
-    if not train_samples:
-        raise ConfigError("train_samples is empty: the grid has no training-set size (e.g. [50, 100, all])")
+    for axis, sizes in zip(SIZE_AXES, (train_samples, people)):
+        if sizes == []:
+            raise ConfigError(f"{axis} is empty: the grid has no training-set size (e.g. [50, 100, all])")
+    if people is not None and train_samples != ["all"]:
+        raise ConfigError(f"train_samples {train_samples} and train_identities {people}: the grid has one size axis, "
+                          "training images or training people; remove one of them")
+    verify = _pairs_verification(given.get("verify"), data)
     if not seeds:
         raise ConfigError("seeds is empty: the grid has no seed (e.g. [0])")
     name = given.get("name") or default_name
@@ -161,8 +210,28 @@ def build_sweep_config(parsed: Any, *, default_name: str = "sweep", sources: Seq
         name=name, output_dir=Path(output_dir), data=data, trainer=trainer, train_samples=train_samples, seeds=seeds,
         methods=methods, feature_cache_dir=Path(given.get("feature_cache_dir") or os.path.join(output_dir, "features")),
         checkpoints=given.get("checkpoints") or "best", num_threads=given.get("num_threads"), sources=list(sources),
-        method_order=names,
+        method_order=names, train_identities=people, verify=verify,
     )
+
+
+def _pairs_verification(section: Mapping[str, Any] | None, data: dict[str, Any]) -> PairsVerification | None:
+    """The checked ``verify:`` section; sets ``data.exclude_identities_in`` to its pairs file, so nobody it
+    names is trained on."""
+    if section is None:
+        return None
+    verify = PairsVerification(**section)
+    if verify.pairs is None:
+        raise ConfigError("verify.pairs is missing: the verify section names a pairs file (verify: {pairs: FILE})")
+    if not os.path.isfile(verify.pairs):
+        raise ConfigError(f"verify.pairs: {verify.pairs} is not a file (an LFW-format pairs file)")
+    if verify.root is not None and not os.path.isdir(verify.root):
+        raise ConfigError(f"verify.root: {verify.root} is not a folder")
+    excluded = data.get("exclude_identities_in")
+    if excluded is not None and os.path.abspath(excluded) != os.path.abspath(verify.pairs):
+        raise ConfigError(f"data.exclude_identities_in: {excluded} is not verify.pairs ({verify.pairs}); the sweep "
+                          "leaves the people of verify.pairs out of training itself: remove data.exclude_identities_in")
+    data["exclude_identities_in"] = verify.pairs
+    return verify
 
 
 def load_sweep_config(
@@ -185,5 +254,5 @@ def load_sweep_config(
     return build_sweep_config(parse_sweep_args(argv), default_name=default_name, sources=sources)
 
 
-__all__ = ["CELL_TRAINER_DEFAULTS", "SweepConfig", "build_sweep_config", "load_sweep_config", "parse_sweep_args",
-           "sweep_parser"]
+__all__ = ["CELL_TRAINER_DEFAULTS", "SIZE_AXES", "PairsVerification", "SweepConfig", "build_sweep_config",
+           "load_sweep_config", "parse_sweep_args", "sweep_parser"]

@@ -2,7 +2,9 @@
 are finished, one cell's row, the process's torch threads and Lightning's messages.
 
 The grid has one cell per (training-set size, method, seed). Each seed has its own split; within a seed
-the test set is the same for every ``N`` and the ``N`` training images are the first ``N`` of the pool.
+the test set is the same for every ``N`` and the ``N`` training images are the first ``N`` of the pool
+(on a grid over people, ``train_identities``, the ``K`` training people are the split's first ``K``, with all
+their images).
 Splits are seeded, so every process of a sweep builds the same plan, which it checks against
 ``sweep.json`` before it runs anything::
 
@@ -28,19 +30,21 @@ from typing import Any
 import torch
 
 from ..data import FaceDataModule
+from ..data.pairs import PairsProtocol
 from ..data.split import SplitManifest
 from ..errors import ConfigError, FaceTransferError
-from ..strategies.base import Cell, CellContext, CellKey, MethodSpec
+from ..strategies.base import Cell, CellKey, MethodSpec
 from ..training.devices import autocast_dtype, feature_device
 from .config import SweepConfig
 from .feature_store import FeatureStore, all_keys
 from .parallel.lease import Lease, fingerprint_digest, read_leases, why_dead
-from .results import RESULTS_NAME, ResultsTable, SweepState
+from .results import METRIC_FIELDS, PAIRS_COLUMNS, RESULTS_NAME, ResultsTable, SweepState
 
 Echo = Callable[[str], None]
 
 
-def effective_sizes(requested: list[int | str], pool_size: int) -> tuple[list[int], list[str]]:
+def effective_sizes(requested: list[int | str], pool_size: int, axis: str = "train_samples",
+                    unit: str = "images") -> tuple[list[int], list[str]]:
     """Requested sizes -> distinct sizes that fit the pool (ascending), and notices about capping (a
     size above the pool is capped to it, and runs once if it then equals another size).
 
@@ -51,26 +55,30 @@ def effective_sizes(requested: list[int | str], pool_size: int) -> tuple[list[in
     "train_samples 5000 is more than the training pool of 2178 images: capped to 2178 (= 'all')"
     """
     sizes = sorted({pool_size if n == "all" else min(int(n), pool_size) for n in requested})
-    notes = [f"train_samples {n} is more than the training pool of {pool_size} images: capped to {pool_size} (= 'all')"
+    notes = [f"{axis} {n} is more than the training pool of {pool_size} {unit}: capped to {pool_size} (= 'all')"
              for n in requested if n != "all" and int(n) > pool_size]
     return sizes, notes
 
 
 def split_digest(pool: SplitManifest) -> str:
     """Identifies a seed's split by its content (identities, pool order, val, test), not by paths."""
-    return fingerprint_digest([pool.classes, pool.train, pool.val, pool.test])
+    parts = [pool.classes, pool.train, pool.val, pool.test]
+    return fingerprint_digest([*parts, pool.eval_classes] if pool.open_set else parts)
 
 
 def build_cells(config: SweepConfig, pools: dict[int, SplitManifest]) -> tuple[list[Cell], list[str]]:
     """All cells, ordered seed -> N -> method (every method's small-N results come first)."""
     cells: list[Cell] = []
     notes: list[str] = []
+    people = config.train_identities is not None
     for seed in config.seeds:
         pool = pools[seed]
-        sizes, seed_notes = effective_sizes(config.train_samples, pool.train_pool_size)
+        most, unit = (pool.num_classes, "people") if people else (pool.train_pool_size, "images")
+        sizes, seed_notes = effective_sizes(config.sizes, most, config.size_axis, unit)
         notes += [n for n in seed_notes if n not in notes]
         for size in sizes:
-            cells += [Cell(m, size, seed, pool.train_pool_size) for m in config.methods]
+            images = len(pool.subset_identities(size).train) if people else size
+            cells += [Cell(m, images, seed, pool.train_pool_size, size if people else None) for m in config.methods]
     return cells, notes
 
 
@@ -85,8 +93,9 @@ def build_splits(config: SweepConfig, echo: Echo) -> tuple[dict[int, SplitManife
             raise ConfigError(f"data: {err}") from None
         m = data.manifest
         balanced = " (balanced: the same number per identity)" if m.settings.get("balanced_eval") else ""
+        unseen = f" ({len(m.eval_classes)} other people in val/test: open-set)" if m.open_set else ""
         echo(
-            f"data (seed {seed}): {data.dataset} {data.root or ''} -> {m.num_classes} identities, "
+            f"data (seed {seed}): {data.dataset} {data.root or ''} -> {m.num_classes} identities{unseen}, "
             f"train pool {m.train_pool_size}, val {len(m.val)}, test {len(m.test)} images{balanced}"
         )
     pools = {seed: data.manifest for seed, data in modules.items()}
@@ -124,8 +133,10 @@ class SweepPlan:
 
     @cached_property
     def fingerprints(self) -> dict[str, Any]:
-        """Each method's settings (``sweep.json`` records them)."""
-        return {m.name: m.fingerprint(self.config.data) for m in self.config.methods}
+        """Each method's settings and the ``verify:`` section but its image folder (``sweep.json`` records them)."""
+        verify = self.config.verify
+        extra = {} if verify is None else {"verify": {"pairs": verify.pairs, "flip": verify.flip, "far": verify.far}}
+        return {m.name: {**m.fingerprint(self.config.data), **extra} for m in self.config.methods}
 
     @cached_property
     def digests(self) -> dict[str, str]:
@@ -143,13 +154,15 @@ class SweepPlan:
         worker; record this sweep's (``write``: with its name, method order, config and grid) or only check."""
         config, recorded = self.config, self.finished | set(self.running())
         order = config.method_order or [m.name for m in config.methods]
-        grid = [{"method": c.method.name, "train_samples": c.train_samples, "seed": c.seed, "label": c.label} for c in self.cells]
+        grid = [{"method": c.method.name, "train_samples": c.train_samples, "seed": c.seed, "label": c.label}
+                | ({} if c.train_identities is None else {"train_identities": c.train_identities}) for c in self.cells]
         extra = {"name": config.name, "method_order": order, "config": config.to_dict(), "grid": grid}
         SweepState(self.output_dir).check_and_update(self.splits, self.fingerprints, recorded, extra, write=write)
 
-    # what the cells run with (a CellContext): each cell's split and folder, the frozen-feature store
+    # what the cells run with (a strategies.base.CellContext): each cell's split and folder, the frozen-feature store
     def manifest(self, cell: Cell) -> SplitManifest:
-        return self.pools[cell.seed].subset(cell.train_samples)
+        pool = self.pools[cell.seed]
+        return pool.subset(cell.train_samples) if cell.train_identities is None else pool.subset_identities(cell.size)
 
     @property
     def logs_dir(self) -> Path:
@@ -179,6 +192,24 @@ class SweepPlan:
         precision = trainer.get("precision") or default_precision(trainer.get("accelerator", "auto"))
         return autocast_dtype(precision, self.feature_device)
 
+    @cached_property
+    def pairs(self) -> PairsProtocol | None:
+        """The ``verify:`` section's pairs and images (read when the sweep starts: a missing image fails then)."""
+        verify = self.config.verify
+        return None if verify is None else PairsProtocol.load(verify.pairs, verify.root or self.data.root)
+
+    def verify_pairs(self, model: Any) -> dict[str, float | None]:
+        """The ``pairs_verify_*`` columns of a cell's final ``model`` (None without a ``verify:`` section or model)."""
+        verify, data = self.config.verify, self.data
+        if verify is None or model is None:
+            return dict.fromkeys(PAIRS_COLUMNS)
+        from ..verification.evaluate import evaluate_pairs
+
+        model.to(self.feature_device)  # a Lightning cell's model is back on the CPU after its test
+        metrics = evaluate_pairs(model, self.pairs, face_crop=data.face_crop, flip=verify.flip, far=verify.far,
+                                 num_workers=data.num_workers, align=data.align, align_template=data.align_template).metrics
+        return dict(zip(PAIRS_COLUMNS, (metrics.accuracy, metrics.auc, metrics.tar)))
+
 
 def prepare(config: SweepConfig, echo: Echo, quiet: bool = True) -> SweepPlan:
     """Build each seed's split (bad data fails here) and the grid; read which cells are finished."""
@@ -193,6 +224,9 @@ def prepare(config: SweepConfig, echo: Echo, quiet: bool = True) -> SweepPlan:
         if smallest < need:
             raise ConfigError(f"train_samples: {method.strategy} needs at least {need} training images, got {smallest}")
     plan = SweepPlan(config, pools, data, image_keys, cells)
+    if plan.pairs is not None:
+        echo(f"verify: {len(plan.pairs)} pairs of {len(plan.pairs.image_keys())} images in {config.verify.pairs}, "
+             "their people left out of training")
     plan.finished = plan.table.finished_keys()
     return plan
 
@@ -209,20 +243,22 @@ def check_methods(config: SweepConfig, methods: list[MethodSpec]) -> None:
             raise ConfigError(f"{where}: {err}") from None
 
 
-def run_cell(cell: Cell, ctx: CellContext) -> dict[str, Any]:
-    """Run one cell with its strategy; returns its results row."""
-    start, method, manifest = time.perf_counter(), cell.method, ctx.manifest(cell)
-    result = method.runner.run(cell, ctx)
+def run_cell(cell: Cell, plan: SweepPlan) -> dict[str, Any]:
+    """Run one cell with its strategy (and verify the ``verify:`` pairs with its model); returns its results row."""
+    start, method, manifest = time.perf_counter(), cell.method, plan.manifest(cell)
+    result = method.runner.run(cell, plan)
     row = {
-        "dataset": ctx.config.data.get("dataset", "synthetic"), "method": method.name, "strategy": method.strategy,
+        "dataset": plan.config.data.get("dataset", "synthetic"), "method": method.name, "strategy": method.strategy,
         "backbone": method.backbone, "weights": method.weights_label, "train_samples": cell.train_samples,
-        "seed": cell.seed, "identities": manifest.num_classes, "test_images": len(manifest.test),
-        "pool_size": cell.pool_size, "test_top1": float(result.top1), "test_top5": float(result.top5),
-        "test_macro_f1": float(result.macro_f1), "train_seconds": result.train_seconds,
-        "cell_seconds": time.perf_counter() - start, "device": result.device,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "train_identities": cell.train_identities, "seed": cell.seed, "identities": manifest.num_classes,
+        "test_images": len(manifest.test), "pool_size": cell.pool_size, "test_top1": result.top1,
+        "test_top5": result.top5, "test_macro_f1": result.macro_f1, "test_verify_acc": result.verify_acc,
+        "test_verify_auc": result.verify_auc, "test_verify_tar": result.verify_tar, **plan.verify_pairs(result.model),
+        "train_seconds": result.train_seconds, "device": result.device,
     }
-    log_hparams(ctx.cell_dir(cell) / "hparams", row, method.model)
+    finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    row |= {"cell_seconds": time.perf_counter() - start, "finished_at": finished}
+    log_hparams(plan.cell_dir(cell) / "hparams", row, method.model)
     return row
 
 
@@ -231,9 +267,10 @@ def log_hparams(folder: Path, row: dict[str, Any], model: dict[str, Any]) -> Non
     backbone and N is one row (the Lightning cells' own ``hp_metric`` runs sit next to it)."""
     from torch.utils.tensorboard import SummaryWriter
 
-    settings = {key: row[key] for key in ("method", "strategy", "backbone", "weights", "train_samples", "seed")}
+    keys = ("method", "strategy", "backbone", "weights", "train_samples", "train_identities", "seed")
+    settings = {key: row[key] for key in keys if row.get(key) is not None}
     settings |= {f"model.{k}": v for k, v in model.items() if isinstance(v, (bool, int, float, str))}
-    metrics = {f"cell/{key}": row[key] for key in ("test_top1", "test_top5", "test_macro_f1", "train_seconds")}
+    metrics = {f"cell/{key}": row[key] for key in (*METRIC_FIELDS, "train_seconds") if row.get(key) is not None}
     with SummaryWriter(str(folder)) as writer:
         writer.add_hparams({k: "none" if v is None else v for k, v in settings.items()}, metrics, run_name=".")
 

@@ -1,4 +1,5 @@
-"""The report of a sweep: a Markdown table, an accuracy-vs-N plot, and both in TensorBoard.
+"""The report of a sweep: Markdown tables, an accuracy-vs-N plot, and both in TensorBoard: top-1 of closed-set
+cells, pair verification of open-set cells' test people and of a ``verify:`` pairs file where measured.
 
 Built from ``results.csv`` alone, so it can be remade at any time
 (``facetransfer report results/demo``)::
@@ -70,50 +71,93 @@ def _method_order(folder: Path, rows: list[dict[str, Any]]) -> list[str]:
     return [m for m in dict.fromkeys([*recorded, *(r["method"] for r in rows)]) if m in present]
 
 
+#: what the report shows, each as a table and a panel of the plot where some row measured it: (column, what, axis)
+METRICS = (
+    ("test_top1", "Test top-1 accuracy (%)", "test top-1 accuracy (%)"),
+    ("test_verify_acc", "Pair verification accuracy (%) of the test people, never trained on,",
+     "verification accuracy, test people (%)"),
+    ("pairs_verify_acc", "Pair verification accuracy (%) of the people of the verify: pairs file, never trained on,",
+     "verification accuracy, pairs file (%)"),
+)
+
+
+#: the details table's columns where measured: (header, column)
+DETAILS = (("top-1", "test_top1"), ("top-5", "test_top5"), ("macro-F1", "test_macro_f1"),
+           ("verify acc", "test_verify_acc"), ("verify AUC", "test_verify_auc"), ("verify TAR", "test_verify_tar"),
+           ("pairs acc", "pairs_verify_acc"), ("pairs AUC", "pairs_verify_auc"), ("pairs TAR", "pairs_verify_tar"))
+
+
+def _measured(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return [metric for metric in METRICS if any(r.get(metric[0]) is not None for r in rows)]
+
+
+def _axis(rows: list[dict[str, Any]]) -> tuple[str, str]:
+    """The grid's size axis: its column and symbol (``N`` training images, ``K`` training people)."""
+    people = any(r.get("train_identities") is not None for r in rows)
+    return ("train_identities", "K") if people else ("train_samples", "N")
+
+
 def _series(folder: Path, rows: list[dict[str, Any]]) -> dict[str, dict[int, list[dict[str, Any]]]]:
-    """The rows by method (in report order), then by N (one row per seed)."""
+    """The rows by method (in report order), then by size (one row per seed)."""
+    axis, _ = _axis(rows)
     series: dict[str, dict[int, list[dict[str, Any]]]] = {m: defaultdict(list) for m in _method_order(folder, rows)}
     for row in rows:
-        series[row["method"]][row["train_samples"]].append(row)
+        series[row["method"]][row[axis]].append(row)
     return series
 
 
 def _size_label(n: int, rows: list[dict[str, Any]]) -> str:
-    return f"{n} (all)" if any(r["train_samples"] == n and r["pool_size"] == n for r in rows) else str(n)
+    axis, symbol = _axis(rows)
+    every = any(r[axis] == n and r["train_samples"] == r["pool_size"] for r in rows)
+    return f"{symbol}={n} (all)" if every else f"{symbol}={n}"
+
+
+def _mean_cell(points: list[dict[str, Any]], column: str) -> str:
+    values = [r[column] for r in points if r.get(column) is not None]
+    return _fmt(values) if values else "–"
 
 
 def markdown_table(folder: Path, rows: list[dict[str, Any]], title: str | None = None) -> str:
-    """Test top-1 accuracy (%) per method (rows) and training-set size N (columns), then details."""
+    """Per measured metric (top-1, verification of the test people, of the pairs file), the % per method (rows) and
+    training-set size (columns: N images or K people), then details."""
     series = _series(folder, rows)
-    sizes = sorted({r["train_samples"] for r in rows})
+    axis, symbol = _axis(rows)
+    sizes = sorted({r[axis] for r in rows})
     seeds = sorted({r["seed"] for r in rows})
     datasets = sorted({r["dataset"] for r in rows})
     identities = sorted({r["identities"] for r in rows})
     tests = sorted({r["test_images"] for r in rows})
     devices = sorted({r["device"] for r in rows})
     balanced = bool(read_state(folder).get("config", {}).get("data", {}).get("balanced_eval"))
-    header = ["method", "strategy", "backbone", "weights", *[f"N={_size_label(n, rows)}" for n in sizes]]
-    lines = [
-        f"## {title}" if title else "## Sweep results", "",
-        f"Test top-1 accuracy (%) on {', '.join(datasets)}: {'/'.join(map(str, identities))} identities, "
-        f"{'/'.join(map(str, tests))} test images{' (the same number per identity)' if balanced else ''}, "
-        "by training-set size N; "
-        + (f"mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))})." if len(seeds) > 1
-           else f"seed {seeds[0]}."),
-        "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * len(sizes)) + "|",
-    ]
-    for method, points in series.items():
-        first = next(iter(points.values()))[0]
-        cells = [_fmt([r["test_top1"] for r in points[n]]) if n in points else "–" for n in sizes]
-        lines.append("| " + " | ".join([method, first["strategy"], first["backbone"], first["weights"], *cells]) + " |")
-    lines += ["", "Details (means over seeds): top-5 and macro-F1 in %, train seconds per cell.", "",
-              "| method | N | seeds | top-1 | top-5 | macro-F1 | train s | device |",
-              "|---|---:|---:|---:|---:|---:|---:|---|"]
+    measured = _measured(rows)
+    size = "training-set size N" if symbol == "N" else "number of training people K"
+    header = ["method", "strategy", "backbone", "weights", *[_size_label(n, rows) for n in sizes]]
+    lines = [f"## {title}" if title else "## Sweep results", ""]
+    same_number = " (the same number per identity)" if balanced else ""
+    trained = "training people" if any(r.get("test_verify_acc") is not None for r in rows) else "identities"
+    for column, what, _ in measured:
+        lines += [
+            f"{what} on {', '.join(datasets)}: {'/'.join(map(str, identities))} {trained}, "
+            f"{'/'.join(map(str, tests))} test images{same_number}, by {size}; "
+            + (f"mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))})." if len(seeds) > 1
+               else f"seed {seeds[0]}."),
+            "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * len(sizes)) + "|",
+        ]
+        for method, points in series.items():
+            first = next(iter(points.values()))[0]
+            cells = [_mean_cell(points[n], column) if n in points else "–" for n in sizes]
+            described = [method, first["strategy"], first["backbone"], first["weights"], *cells]
+            lines.append("| " + " | ".join(described) + " |")
+        lines.append("")
+    details = [(name, column) for name, column in DETAILS if any(r.get(column) is not None for r in rows)]
+    lines += ["Details (means over seeds): metrics in %, train seconds per cell.", "",
+              f"| method | {symbol} | seeds | " + " | ".join(name for name, _ in details) + " | train s | device |",
+              "|---|---:|---:|" + "---:|" * len(details) + "---:|---|"]
     for method, points in series.items():
         for n, pts in sorted(points.items()):
+            values = [_mean_cell(pts, column) for _, column in details]
             lines.append(
-                f"| {method} | {_size_label(n, rows)} | {len(pts)} | {_fmt([r['test_top1'] for r in pts])} | "
-                f"{_fmt([r['test_top5'] for r in pts])} | {_fmt([r['test_macro_f1'] for r in pts])} | "
+                f"| {method} | {_size_label(n, rows).partition('=')[2]} | {len(pts)} | {' | '.join(values)} | "
                 f"{statistics.fmean(r['train_seconds'] for r in pts):.1f} | {', '.join(sorted({r['device'] for r in pts}))} |"
             )
     total = sum(r["cell_seconds"] for r in rows)
@@ -129,38 +173,50 @@ def _plot_style(strategy: str) -> tuple[str, str]:
 
 
 def accuracy_figure(folder: Path, rows: list[dict[str, Any]], title: str | None = None):
-    """Test top-1 vs N (log x): one line per method (backbone x strategy), mean ± std over seeds, and chance
-    (1 / identities) as a dotted line."""
+    """Each measured metric vs training-set size (log x) in a panel of its own: one line per method (backbone x
+    strategy), mean ± std over seeds, and chance as a dotted line (1 / identities for top-1, 50 % for verification)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 4.8), dpi=120)
-    ax = fig.add_subplot(1, 1, 1)
-    for method, points in _series(folder, rows).items():
-        ns = sorted(points)
-        means, stds = zip(*[_stats([r["test_top1"] * 100 for r in points[n]]) for n in ns])
-        linestyle, marker = _plot_style(points[ns[0]][0]["strategy"])
-        (line,) = ax.plot(ns, means, linestyle=linestyle, marker=marker, label=method)
-        if any(d > 0 for d in stds):
-            ax.fill_between(ns, [m - d for m, d in zip(means, stds)], [m + d for m, d in zip(means, stds)],
-                            color=line.get_color(), alpha=0.15, linewidth=0)
-    for identities in sorted({r["identities"] for r in rows}):  # a constant or random answer on a balanced test set
-        ax.axhline(100 / identities, color="grey", linestyle=":", linewidth=1.2, label=f"chance (1 / {identities})")
-    ax.set_xscale("log")
-    sizes = sorted({r["train_samples"] for r in rows})
-    ax.set_xticks(sizes, [str(n) for n in sizes])
-    ax.minorticks_off()
-    ax.set_xlabel("training images N (log scale)")
-    ax.set_ylabel("test top-1 accuracy (%)")
-    ax.set_ylim(bottom=0, top=min(100, max(5, math.ceil(max(r["test_top1"] for r in rows) * 110))))
-    ax.grid(True, alpha=0.3)
+    axis, symbol = _axis(rows)
+    measured = _measured(rows)
+    fig = Figure(figsize=(7.5 * len(measured), 4.8), dpi=120)
+    sizes = sorted({r[axis] for r in rows})
     seeds = sorted({r["seed"] for r in rows})
     about = f"{'/'.join(sorted({r['dataset'] for r in rows}))}, {'/'.join(str(i) for i in sorted({r['identities'] for r in rows}))} identities"
     spread = f", mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else ""
-    ax.set_title(f"{title or 'accuracy vs training-set size'} ({about}{spread})")
-    ax.legend(fontsize=8, loc="best")
+    for panel, (column, _, label) in enumerate(measured, start=1):
+        ax = fig.add_subplot(1, len(measured), panel)
+        for method, points in _series(folder, rows).items():
+            ns = [n for n in sorted(points) if any(r.get(column) is not None for r in points[n])]
+            if not ns:
+                continue
+            means, stds = zip(*[_stats([r[column] * 100 for r in points[n] if r.get(column) is not None]) for n in ns])
+            linestyle, marker = _plot_style(points[ns[0]][0]["strategy"])
+            (line,) = ax.plot(ns, means, linestyle=linestyle, marker=marker, label=method)
+            if any(d > 0 for d in stds):
+                ax.fill_between(ns, [m - d for m, d in zip(means, stds)], [m + d for m, d in zip(means, stds)],
+                                color=line.get_color(), alpha=0.15, linewidth=0)
+        if column == "test_top1":  # a constant or random answer on a balanced test set
+            for identities in sorted({r["identities"] for r in rows}):
+                ax.axhline(100 / identities, color="grey", linestyle=":", linewidth=1.2,
+                           label=f"chance (1 / {identities})")
+            top = max(r[column] for r in rows if r.get(column) is not None)
+            ax.set_ylim(bottom=0, top=min(100, max(5, math.ceil(top * 110))))
+        else:  # balanced same / different pairs
+            ax.axhline(50, color="grey", linestyle=":", linewidth=1.2, label="chance (50 %)")
+            ax.set_ylim(bottom=40, top=100)
+        ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("training images N (log scale)" if symbol == "N" else "training people K (log scale)")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        ax.set_title(f"{title or 'accuracy vs training-set size'} ({about}{spread})" if panel == 1 else label,
+                     fontsize=9)
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
 
@@ -195,9 +251,13 @@ def write_report(folder: str | os.PathLike, title: str | None = None) -> Report:
         try:
             writer.add_figure(FIGURE_TAG, fig, global_step=len(rows), close=False)
             writer.add_text(TABLE_TAG, markdown, global_step=len(rows))
-            for method, points in _series(folder, rows).items():
-                for n, pts in sorted(points.items()):
-                    writer.add_scalar(f"sweep_top1/{method}", statistics.fmean(r["test_top1"] for r in pts), global_step=n)
+            for column, _, _ in _measured(rows):
+                tag = "sweep_top1" if column == "test_top1" else f"sweep_{column.removeprefix('test_')}"
+                for method, points in _series(folder, rows).items():
+                    for n, pts in sorted(points.items()):
+                        values = [r[column] for r in pts if r.get(column) is not None]
+                        if values:
+                            writer.add_scalar(f"{tag}/{method}", statistics.fmean(values), global_step=n)
         finally:
             writer.close()
     return Report(markdown, folder / REPORT_NAME, folder / PLOT_NAME, tb_dir, len(rows))

@@ -32,11 +32,17 @@ LOCK_NAME = ".sweep.lock"
 LEASES_DIR = "leases"  # which worker runs which cell (parallel.lease)
 STATE_VERSION = 1
 
-FIELDS = ["dataset", "method", "strategy", "backbone", "weights", "train_samples", "seed", "identities", "test_images",
-          "pool_size", "test_top1", "test_top5", "test_macro_f1", "train_seconds", "cell_seconds", "device",
+#: the ``verify:`` section's pairs file verified with a cell's model: accuracy, ROC AUC, TAR at ``verify.far``
+PAIRS_COLUMNS = ("pairs_verify_acc", "pairs_verify_auc", "pairs_verify_tar")
+#: test metrics (fractions); empty where a cell did not measure one: classification on an open-set split (people never
+#: trained on), verification of the test people on a closed-set one, the pairs file without a ``verify:`` section
+METRIC_FIELDS = ("test_top1", "test_top5", "test_macro_f1", "test_verify_acc", "test_verify_auc", "test_verify_tar",
+                 *PAIRS_COLUMNS)
+FIELDS = ["dataset", "method", "strategy", "backbone", "weights", "train_samples", "train_identities", "seed",
+          "identities", "test_images", "pool_size", *METRIC_FIELDS, "train_seconds", "cell_seconds", "device",
           "finished_at"]
 INT_FIELDS = ("train_samples", "seed", "identities", "test_images", "pool_size")
-FLOAT_FIELDS = ("test_top1", "test_top5", "test_macro_f1", "train_seconds", "cell_seconds")
+FLOAT_FIELDS = ("train_seconds", "cell_seconds")
 LOCK_TIMEOUT_S = 600.0  # the lock is held for milliseconds; this long means a holder is stuck
 
 
@@ -73,12 +79,16 @@ def locked(folder: str | os.PathLike) -> Iterator[None]:
 
 
 def _parse_row(row: dict[str, str], path: Path, line: int) -> dict[str, Any]:
+    """Numbers parsed; a column older files lack, or an empty one, is None (an unmeasured metric, the size axis
+    a cell did not use)."""
     out: dict[str, Any] = dict(row)
     try:
         for key in INT_FIELDS:
             out[key] = int(row[key])
         for key in FLOAT_FIELDS:
             out[key] = float(row[key])
+        for key, kind in [("train_identities", int), *((key, float) for key in METRIC_FIELDS)]:
+            out[key] = kind(row[key]) if row.get(key) not in (None, "") else None
     except (KeyError, TypeError, ValueError) as err:
         raise DataError(f"{path} line {line}: not a facetransfer results row ({err})") from None
     return out
@@ -124,6 +134,18 @@ def _format(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:.6g}"
     return "" if value is None else value
+
+
+def row_summary(row: Mapping[str, Any]) -> str:
+    """A row's measured metrics in a few words: ``top-1 81.0%, top-5 95.2%, verification 88.1% (AUC 0.941)``."""
+    def percent(key: str) -> str:
+        return f"{row[key] * 100:.1f}%"
+
+    parts = [f"top-1 {percent('test_top1')}, top-5 {percent('test_top5')}"] if row.get("test_top1") is not None else []
+    for label, prefix in (("verification of the test people", "test_verify"), ("pairs file", "pairs_verify")):
+        if row.get(f"{prefix}_acc") is not None:
+            parts.append(f"{label} {percent(f'{prefix}_acc')} (AUC {row[f'{prefix}_auc']:.3f})")
+    return ", ".join(parts)
 
 
 def row_key(row: Mapping[str, Any]) -> CellKey:
@@ -238,4 +260,5 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> None:
                 stale.unlink()
 
 
-__all__ = ["FIELDS", "RESULTS_NAME", "ResultsTable", "SweepState", "folder_lock", "locked", "read_state", "row_key"]
+__all__ = ["FIELDS", "METRIC_FIELDS", "PAIRS_COLUMNS", "RESULTS_NAME", "ResultsTable", "SweepState", "folder_lock",
+           "locked", "read_state", "row_key", "row_summary"]

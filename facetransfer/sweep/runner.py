@@ -73,9 +73,10 @@ def run_sweep(config: SweepConfig, *, progress: bool = True, report: bool = True
         result = SweepResult(out, cells, skipped=[c.key for c in cells if c.key in plan.finished])
         with quiet_lightning(quiet):
             check_methods(config, [m for m in config.methods if any(c.method is m for c in pending)])
-        sizes = sorted({c.train_samples for c in cells})
+        sizes = sorted({c.size for c in cells})
+        unit = "sizes" if config.train_identities is None else "numbers of people"
         echo(
-            f"grid: {len(cells)} cells = {len(config.methods)} methods x {len(sizes)} sizes {sizes} x "
+            f"grid: {len(cells)} cells = {len(config.methods)} methods x {len(sizes)} {unit} {sizes} x "
             f"{len(config.seeds)} seed(s); {len(result.skipped)} already in {plan.table.path}, {len(pending)} to run"
         )
         running = plan.running()

@@ -26,7 +26,7 @@ from ...strategies.base import Cell, CellKey
 from ...training.malloc_tuning import tune_malloc
 from ...training.noise import silence_known_noise
 from ..plan import Echo, SweepPlan, prepare, quiet_lightning, run_cell, torch_threads
-from ..results import SweepState, locked
+from ..results import SweepState, locked, row_summary
 from .lease import DEFAULT_LEASE_SECONDS, Claim, Heartbeat, Lease, LeaseBook, WorkerIdentity, read_leases
 from .run_options import Shard
 
@@ -170,10 +170,7 @@ def _run_claimed(cell: Cell, lease: Lease, plan: SweepPlan, book: LeaseBook, set
         return
     outcome.ran.append(cell.key)
     outcome.completed_grid = outcome.completed_grid or completes
-    say(
-        f"{cell.label}: top-1 {row['test_top1'] * 100:.1f}%, top-5 {row['test_top5'] * 100:.1f}%, "
-        f"train {row['train_seconds']:.1f} s ({row['device']})"
-    )
+    say(f"{cell.label}: {row_summary(row)}, train {row['train_seconds']:.1f} s ({row['device']})")
     for notice in plan.notices:
         say(f"notice: {notice}")
     plan.notices.clear()
