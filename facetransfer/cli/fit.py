@@ -36,6 +36,7 @@ from ..io.filesystem import filesystem_error, find_os_error, raised_in
 from ..models import backbone_preprocess
 from ..strategies import get_strategy
 from ..strategies.base import MethodSpec
+from ..strategies.lightning import monitoring
 from ..training.module import MODEL_RANGES, FaceClassifier, restoring_from_checkpoint
 from ..training.prediction import PredictionReport
 from ..training.run_folder import RunFolderGuard, StepWatcher
@@ -311,8 +312,8 @@ class FaceTransferCLI(LightningCLI):
         defaults = default_callbacks(config.get("enable_checkpointing") is not False, config.get("logger") is not False,
                                      faces=options.get("faces", True))
         defaults.append(StepWatcher())  # for the clean-up of a run that fails before its first step
-        if self.method is not None and self.subcommand in ("fit", None):
-            defaults += self.method.runner.callbacks(self.method)
+        if self.method is not None and self.subcommand in ("fit", None):  # early stopping on the model's metric
+            defaults += self.method.runner.callbacks(monitoring(self.method, self.model.selection_metric))
         if self.subcommand == "predict":
             defaults.append(PredictionReport(top_k=options.get("top_k", 5), unknown_below=options.get("unknown_below")))
         config["plugins"] = with_atomic_checkpoints(config.get("plugins"))  # atomic, weights_only checkpoint files
