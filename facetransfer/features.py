@@ -43,7 +43,7 @@ class FeatureDataset(TensorDataset):
 
 
 @dataclass(frozen=True)
-class TestTimeAugmentation:
+class TTA:
     """The views of each image whose features :func:`batch_features` averages (test-time augmentation).
 
     ``none``: the image; ``flip``: the image and its mirror; ``jitter:N``: N randomly jittered copies, as dlib's
@@ -51,9 +51,9 @@ class TestTimeAugmentation:
     side, turned by up to 3 degrees and mirrored with probability 1/2 (black outside the image). The N jitters are
     drawn once from ``seed``, the same N for every image: an embedding does not depend on its batch, and repeats.
 
-    >>> TestTimeAugmentation.parse("jitter:10")
-    TestTimeAugmentation(kind='jitter', views=10, seed=0)
-    >>> str(TestTimeAugmentation.parse("flip")), TestTimeAugmentation.parse(None).views
+    >>> TTA.parse("jitter:10")
+    TTA(kind='jitter', views=10, seed=0)
+    >>> str(TTA.parse("flip")), TTA.parse(None).views
     ('flip', 1)
     """
 
@@ -65,7 +65,7 @@ class TestTimeAugmentation:
     degrees: ClassVar[float] = 3.0  # at most, either way
 
     @classmethod
-    def parse(cls, spec: str | TestTimeAugmentation | None, seed: int = 0) -> TestTimeAugmentation:
+    def parse(cls, spec: str | TTA | None, seed: int = 0) -> TTA:
         """``none`` (or None), ``flip`` or ``jitter:N``; anything else is one :class:`ConfigError` line."""
         if isinstance(spec, cls):
             return spec
@@ -108,14 +108,14 @@ class TestTimeAugmentation:
 def batch_features(
     backbone: Backbone, batches: Iterable[torch.Tensor], *, device: torch.device | str | None = None,
     autocast_dtype: torch.dtype | None = None, channels_last: bool | None = None, fuse: bool = True,
-    normalize: bool = False, tta: TestTimeAugmentation | str | None = None,
+    normalize: bool = False, tta: TTA | str | None = None,
 ) -> torch.Tensor:
     """Features of preprocessed image batches ``(B, 3, H, W)`` in one eval-mode pass -> float32 on the CPU.
 
     ``fuse`` folds BatchNorm into the convolutions for the pass (MobileNetV2 on a 2-core CPU: 1.75x),
     ``channels_last`` (None: on CUDA and CPU devices) runs in that memory format (1.4x more; see
     :func:`~facetransfer.models.fusion.inference_forward`). ``normalize`` scales each row to norm 1;
-    ``tta`` (``flip``, ``jitter:N``: :class:`TestTimeAugmentation`) averages the features of several views of each
+    ``tta`` (``flip``, ``jitter:N``: :class:`TTA`) averages the features of several views of each
     image (each normalised first with ``normalize``). The backbone is left as it was.
     """
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
@@ -123,7 +123,7 @@ def batch_features(
     autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     channels_last = channels_last_is_faster(device) if channels_last is None else channels_last
     unit = partial(F.normalize, dim=1) if normalize else (lambda feats: feats)
-    tta = TestTimeAugmentation.parse(tta)
+    tta = TTA.parse(tta)
     pp = backbone.preprocess
     black = -torch.tensor(pp.mean) / torch.tensor(pp.std)
     out = []

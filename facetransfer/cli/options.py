@@ -116,10 +116,10 @@ def _option_strings(parser: ArgumentParser) -> set[str]:
 def tta_of(cfg: Namespace) -> str:
     """The test-time augmentation of ``--tta`` / ``--flip`` (:meth:`ToolParser.add_tta`), checked: a bad value, or
     ``--flip`` with another ``--tta``, is one :class:`ConfigError` line naming the option."""
-    from ..features import TestTimeAugmentation  # imports torch: after parsing
+    from ..features import TTA  # imports torch: after parsing
 
     try:
-        tta = TestTimeAugmentation.parse(cfg.get("tta") or ("flip" if cfg.get("flip") else "none"))
+        tta = TTA.parse(cfg.get("tta") or ("flip" if cfg.get("flip") else "none"))
     except ConfigError as err:
         raise ConfigError(f"--tta: {err}") from None
     if cfg.get("flip") and tta.kind != "flip":

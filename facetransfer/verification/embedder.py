@@ -27,7 +27,7 @@ from torch import nn
 
 from ..config_errors import FractionUpToOne, check_ranges
 from ..errors import ConfigError, DataError
-from ..features import ImageFiles, TestTimeAugmentation, batch_features, file_features, weights_fingerprint
+from ..features import ImageFiles, TTA, batch_features, file_features, weights_fingerprint
 from ..io.images import load_rgb, to_rgb
 from ..models.backbone import Backbone
 
@@ -75,7 +75,7 @@ class Embedder:
             disk by file content; an image without a face is an error).
         align_template: ``dlib`` or ``arcface`` (default: the backbone's own).
         tta: test-time augmentation: ``none``, ``flip`` or ``jitter:N`` (N seeded random jitters of each image, as
-            dlib's ``num_jitters``; N times the work), see :class:`~facetransfer.features.TestTimeAugmentation`.
+            dlib's ``num_jitters``; N times the work), see :class:`~facetransfer.features.TTA`.
 
     Inputs of :meth:`__call__`: a PIL image, an image file path, a ``uint8`` tensor ``(C, H, W)`` / ``(B, C, H, W)``
     (raw pixels: transformed like PIL images), a float tensor ``(3, H, W)`` / ``(B, 3, H, W)`` (already preprocessed,
@@ -85,14 +85,14 @@ class Embedder:
     def __init__(self, model: nn.Module, face_crop: float = 1.0, flip: bool = False, batch_size: int = 64,
                  num_workers: int = 0, device: torch.device | str | None = None, name: str | None = None,
                  align: Any = "none", align_template: str | None = None,
-                 tta: str | TestTimeAugmentation | None = None) -> None:
+                 tta: str | TTA | None = None) -> None:
         check_ranges({"face_crop": face_crop, "batch_size": batch_size},
                      {"face_crop": FractionUpToOne, "batch_size": PositiveInt})
         self.backbone = as_backbone(model)
         self.backbone_name = name or str(getattr(model, "backbone_name", type(self.backbone).__name__))
         self.face_crop = float(face_crop)
-        self.tta = TestTimeAugmentation.parse("flip" if flip else tta)
-        if flip and tta is not None and TestTimeAugmentation.parse(tta).kind == "jitter":
+        self.tta = TTA.parse("flip" if flip else tta)
+        if flip and tta is not None and TTA.parse(tta).kind == "jitter":
             raise ConfigError(f"flip=True means tta='flip'; give one of flip and tta={tta!r}")
         self.flip, self.batch_size, self.num_workers = self.tta.kind == "flip", batch_size, num_workers
         self.device = torch.device(device) if device is not None else next(self.backbone.parameters()).device

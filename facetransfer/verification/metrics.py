@@ -205,6 +205,11 @@ def verification_metrics(scores: np.ndarray, labels: np.ndarray, folds: np.ndarr
 
 
 __all__ = [
-    "VerificationMetrics", "assign_folds", "best_threshold", "kfold_accuracy", "tar_at_far", "own_fold_scores",
+    "VerificationMetrics",
+    "assign_folds",
+    "best_threshold",
+    "kfold_accuracy",
+    "own_fold_scores",
+    "tar_at_far",
     "verification_metrics",
 ]
