@@ -59,10 +59,10 @@ class ToolParser(OneLineErrors, ArgumentParser):
 
     def add_tta(self) -> None:
         """``--tta none|flip|jitter:N`` and ``--flip`` (the same as ``--tta flip``); read them with :func:`tta_of`."""
-        self.add_argument("--tta", type=Optional[str], default=None,
+        self.add_argument("--tta", type=str, default="none",
                           help="test-time augmentation: each embedding averages the views of its image: none, flip "
                           "(the image and its mirror) or jitter:N (N seeded random jitters, as dlib's num_jitters; N "
-                          "times the work) (default: none)")
+                          "times the work)")
         self.add_argument("--flip", action="store_true", help="the same as --tta flip")
 
     def add_progress(self) -> None:
@@ -119,7 +119,7 @@ def tta_of(cfg: Namespace) -> str:
     from ..features import TTA  # imports torch: after parsing
 
     try:
-        tta = TTA.parse(cfg.get("tta") or ("flip" if cfg.get("flip") else "none"))
+        tta = TTA.parse("flip" if cfg.get("flip") and cfg.get("tta") == "none" else cfg.get("tta"))
     except ConfigError as err:
         raise ConfigError(f"--tta: {err}") from None
     if cfg.get("flip") and tta.kind != "flip":
