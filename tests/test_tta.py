@@ -116,29 +116,30 @@ def protocol_of(pairs: list[tuple[int, int, bool]]) -> SimpleNamespace:
     return SimpleNamespace(pairs=[SimpleNamespace(key1=str(a), key2=str(b), same=same) for a, b, same in pairs])
 
 
-def test_center_uses_only_the_other_folds_images():
-    """Fold k's row must not move when fold k's own images change (they would, if they entered the mean), and
-    those images' pairs must (their embeddings are used, only not for the mean)."""
+@pytest.mark.parametrize("norm", ["center", "asnorm"])
+def test_score_norm_uses_only_the_other_folds_images(norm):
+    """Fold k's row must not move when fold k's own images change (it would, if they entered the mean or the
+    cohort), and those images' pairs must (their embeddings are used, only not to normalise)."""
     rng = np.random.default_rng(0)
     pairs = [(2 * i, 2 * i + 1, i % 2 == 0) for i in range(20)] + [(0, 39, False)]  # image 0: folds 0 and 1
     keys = [str(i) for i in range(41)]
     labels = np.array([p[2] for p in pairs], dtype=np.int64)
     folds = np.array([0] * 10 + [1] * 10 + [1])
     embeddings = F.normalize(torch.from_numpy(rng.normal(size=(41, 8))).float() + 2, dim=1)
-    scores = pair_scores(protocol_of(pairs), embeddings, keys, folds, "center")
+    scores = pair_scores(protocol_of(pairs), embeddings, keys, folds, norm)
     assert scores.shape == (2, 21)
     moved = embeddings.clone()
     moved[20:40] = F.normalize(moved[20:40] + 5 * torch.randn(20, 8), dim=1)  # images of fold 1's pairs only
     moved[0] = F.normalize(moved[0] + 5 * torch.randn(8), dim=0)  # image 0 is in fold 1 too: not in its mean
-    again = pair_scores(protocol_of(pairs), moved, keys, folds, "center")
+    again = pair_scores(protocol_of(pairs), moved, keys, folds, norm)
     assert np.allclose(again[1, folds == 0][1:], scores[1, folds == 0][1:], atol=1e-6)  # pair 0 holds image 0
     assert not np.allclose(again[1, folds == 1], scores[1, folds == 1])
     assert not np.allclose(again[0, folds == 0][1:], scores[0, folds == 0][1:])  # fold 0's mean saw images 20-39
-    assert verification_metrics(scores, labels, folds).num_folds == 2
+    assert verification_metrics(scores, labels, folds).num_folds == 2 and np.isfinite(scores).all()
     plain = pair_scores(protocol_of(pairs), embeddings, keys)
     assert plain.shape == (21,) and np.allclose(plain, (embeddings[:40:2] * embeddings[1:40:2]).sum(1).tolist() +
                                                 [float(embeddings[0] @ embeddings[39])], atol=1e-6)
-    with pytest.raises(ConfigError, match="unknown score_norm 'zscore'; known: none, center"):
+    with pytest.raises(ConfigError, match="unknown score_norm 'zscore'; known: none, center, asnorm"):
         pair_scores(protocol_of(pairs), embeddings, keys, folds, "zscore")
 
 

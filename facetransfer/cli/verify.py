@@ -31,9 +31,9 @@ def build_parser() -> ToolParser:
     parser.add_face_crop(f"{LFWSource.face_crop}, 1.0 with --align; without alignment dlib_resnet does best at "
                          "0.45, see docs/verification.md")
     parser.add_tta()
-    parser.add_argument("--score_norm", type=Literal["none", "center"], default="none",
-                        help="center: score each fold's pairs on embeddings centred on the mean embedding of the "
-                        "other folds' images (no image of the fold itself)")
+    parser.add_argument("--score_norm", type=Literal["none", "center", "asnorm"], default="none",
+                        help="normalise each fold's scores with the other folds' images only: center (embeddings "
+                        "minus their mean) or asnorm (adaptive score normalisation against them)")
     parser.add_argument("--far", type=OpenUnitInterval, default=1e-3, help="false accept rate of the TAR@FAR metric")
     parser.add_argument("--folds", type=PositiveInt, default=10,
                         help="folds for View 1 files (View 2 has 10 official ones)")

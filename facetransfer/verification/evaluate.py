@@ -107,16 +107,21 @@ def plot_roc(metrics: VerificationMetrics, title: str = ""):
     return fig
 
 
-SCORE_NORMS = ("none", "center")
+SCORE_NORMS = ("none", "center", "asnorm")
+#: AS-norm compares each image with its most similar cohort images, this many
+ASNORM_TOP = 100
 
 
 def pair_scores(protocol: PairsProtocol, embeddings: torch.Tensor, keys: list[str], folds: np.ndarray | None = None,
                 score_norm: str = "none") -> np.ndarray:
     """Cosine similarity of each pair, from normalised embeddings of ``keys``.
 
-    ``score_norm="center"`` (needs ``folds``): per test fold k, every embedding minus the mean embedding of the images
-    that only the other folds' pairs name (no image of fold k's pairs), normalised again -> ``(folds, pairs)``, row k
-    for test fold k (:func:`~.metrics.verification_metrics` takes it).
+    With a ``score_norm`` (needs ``folds``), per test fold k the cohort is the images that only the other folds' pairs
+    name (no image of fold k's pairs) -> ``(folds, pairs)``, row k for test fold k (as
+    :func:`~.metrics.verification_metrics` takes them). ``center``: every embedding minus the cohort's mean,
+    normalised again. ``asnorm`` (adaptive symmetric score normalisation): a pair's score standardised by the mean and
+    standard deviation of each image's :data:`ASNORM_TOP` highest similarities to the cohort (itself left out), the
+    two averaged.
     """
     if score_norm not in SCORE_NORMS:
         raise ConfigError(f"unknown score_norm {score_norm!r}; known: {', '.join(SCORE_NORMS)}")
@@ -130,14 +135,23 @@ def pair_scores(protocol: PairsProtocol, embeddings: torch.Tensor, keys: list[st
     if score_norm == "none":
         return cosine(embeddings)
     if folds is None:
-        raise ConfigError("score_norm='center' needs the folds: its mean comes from the other folds' images only")
+        raise ConfigError(f"score_norm={score_norm!r} needs the folds: its cohort is the other folds' images")
     rows = []
     for k in np.unique(folds):
         test = torch.from_numpy(np.asarray(folds) == k)
         training = torch.zeros(len(keys), dtype=torch.bool)
         training[first[~test]] = training[second[~test]] = True
         training[first[test]] = training[second[test]] = False  # an image of the test fold is never seen
-        rows.append(cosine(F.normalize(embeddings - embeddings[training].mean(dim=0), dim=1)))
+        cohort = training.nonzero().squeeze(1)
+        if score_norm == "center":
+            rows.append(cosine(F.normalize(embeddings - embeddings[cohort].mean(dim=0), dim=1)))
+            continue
+        similar = embeddings @ embeddings[cohort].T
+        similar[cohort, torch.arange(len(cohort))] = -torch.inf  # an image is not its own impostor
+        top = similar.topk(min(ASNORM_TOP, len(cohort) - 1), dim=1).values
+        mean, std = top.mean(dim=1).double().numpy(), top.std(dim=1).clamp(min=1e-6).double().numpy()
+        raw, i, j = cosine(embeddings), first.numpy(), second.numpy()
+        rows.append(((raw - mean[i]) / std[i] + (raw - mean[j]) / std[j]) / 2)
     return np.stack(rows)
 
 
@@ -174,8 +188,9 @@ def evaluate_pairs(
         n_folds: folds for files without official folds (View 2 always uses its 10 sets).
         out_dir: write ``roc.png``, ``metrics.json``, ``scores.tsv`` and TensorBoard events there.
         tensorboard: with ``out_dir``, also write the TensorBoard event file.
-        score_norm: ``none`` (cosine similarity) or ``center``: each fold's pairs scored on embeddings centred on the
-            mean embedding of the other folds' images (see :func:`pair_scores`; no test-fold image is used).
+        score_norm: ``none`` (cosine similarity), ``center`` (each fold's pairs scored on embeddings centred on the
+            mean embedding of the other folds' images) or ``asnorm`` (adaptive score normalisation against those
+            images), see :func:`pair_scores`; no image of a fold is used to normalise its own scores.
         face_crop / flip / tta / batch_size / num_workers / device / name / align / align_template: the embedding
             options, as in :class:`Embedder` (``face_crop``: of the 250 px LFW image).
     """
