@@ -21,8 +21,8 @@ from lightning.pytorch.callbacks import Callback
 
 from ..config_errors import FractionUpToOne, check_ranges
 from ..data.lfw import LFWSource
-from ..data.pairs import PairsProtocol
 from .evaluate import VerificationResult, evaluate_pairs, plot_roc
+from ..data.pairs import PairsProtocol
 
 
 class PairVerification(Callback):
