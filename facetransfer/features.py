@@ -92,16 +92,16 @@ class TTA:
         cos, sin = side * torch.cos(angle), side * torch.sin(angle)
         return torch.stack([cos * mirror, -sin, shift_x, sin * mirror, cos, shift_y], dim=1).view(-1, 2, 3).float()
 
-    def images(self, x: torch.Tensor, black: torch.Tensor) -> list[torch.Tensor]:
-        """The views of preprocessed images ``x`` ``(B, C, H, W)``; ``black``: a black pixel, preprocessed ``(C,)``."""
+    def images(self, x: torch.Tensor, black: torch.Tensor) -> Iterator[torch.Tensor]:
+        """The :attr:`views` of preprocessed images ``x`` ``(B, C, H, W)``, one at a time; ``black``: a black pixel,
+        preprocessed ``(C,)``."""
         if self.kind != "jitter":
-            return [x, x.flip(-1)] if self.kind == "flip" else [x]
+            yield from ([x, x.flip(-1)] if self.kind == "flip" else [x])
+            return
         black = black.to(x.device, x.dtype).view(1, -1, 1, 1)
-        views = []
         for theta in self.jitters().to(x.device, x.dtype):
             grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
-            views.append(F.grid_sample(x - black, grid, mode="bilinear", align_corners=False) + black)
-        return views
+            yield F.grid_sample(x - black, grid, mode="bilinear", align_corners=False) + black
 
 
 @torch.no_grad()
@@ -130,8 +130,8 @@ def batch_features(
     with inference_forward(backbone, channels_last=channels_last, fuse=fuse) as forward, autocast:
         for images in batches:
             views = tta.images(images.to(device, dtype, non_blocking=True), black)
-            feats = sum(unit(forward(view).float()) for view in views) / len(views)
-            out.append((unit(feats) if len(views) > 1 else feats).cpu())
+            feats = sum(unit(forward(view).float()) for view in views) / tta.views
+            out.append((unit(feats) if tta.views > 1 else feats).cpu())
     return torch.cat(out) if out else torch.zeros(0, backbone.num_features)
 
 
