@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -41,31 +42,96 @@ class FeatureDataset(TensorDataset):
         self.features, self.labels = features, labels
 
 
+@dataclass(frozen=True)
+class TTA:
+    """The views of each image whose features :func:`batch_features` averages (test-time augmentation).
+
+    ``none``: the image; ``flip``: the image and its mirror; ``jitter:N``: N randomly jittered copies, as dlib's
+    ``num_jitters``: each cut from a square of 96-99 % of the image's side, its centre moved by up to 2 % of the
+    side, turned by up to 3 degrees and mirrored with probability 1/2 (black outside the image). The N jitters are
+    drawn once from ``seed``, the same N for every image: an embedding does not depend on its batch, and repeats.
+
+    >>> TTA.parse("jitter:10")
+    TTA(kind='jitter', views=10, seed=0)
+    >>> str(TTA.parse("flip")), TTA.parse(None).views
+    ('flip', 1)
+    """
+
+    kind: str = "none"
+    views: int = 1
+    seed: int = 0
+    side: ClassVar[tuple[float, float]] = (0.96, 0.99)  # the jittered square, as a fraction of the image's side
+    shift: ClassVar[float] = 0.02  # at most this fraction of the side, along each axis
+    degrees: ClassVar[float] = 3.0  # at most, either way
+
+    @classmethod
+    def parse(cls, spec: str | TTA | None, seed: int = 0) -> TTA:
+        """``none`` (or None), ``flip`` or ``jitter:N``; anything else is one :class:`ConfigError` line."""
+        if isinstance(spec, cls):
+            return spec
+        kind, colon, count = ("none" if spec is None else str(spec)).partition(":")
+        if kind in ("none", "flip") and not colon:
+            return cls(kind, 1 if kind == "none" else 2, seed)
+        if kind == "jitter" and count.isdigit() and int(count) >= 1:
+            return cls(kind, int(count), seed)
+        raise ConfigError(f"test-time augmentation {spec!r} is not one of: none, flip, jitter:N (N >= 1 copies)")
+
+    def __str__(self) -> str:
+        return f"jitter:{self.views}" if self.kind == "jitter" else self.kind
+
+    def jitters(self) -> torch.Tensor:
+        """The ``(views, 2, 3)`` affine maps (``torch.nn.functional.affine_grid``'s ``theta``) of ``jitter:N``."""
+        generator = torch.Generator().manual_seed(self.seed)
+
+        def uniform(low: float, high: float) -> torch.Tensor:
+            return torch.rand(self.views, generator=generator, dtype=torch.float64) * (high - low) + low
+
+        side, angle = uniform(*self.side), uniform(-self.degrees, self.degrees) * (math.pi / 180)
+        shift_x, shift_y = uniform(-self.shift, self.shift) * 2, uniform(-self.shift, self.shift) * 2  # [-1, 1] units
+        mirror = torch.where(uniform(0, 1) < 0.5, -1.0, 1.0)
+        cos, sin = side * torch.cos(angle), side * torch.sin(angle)
+        return torch.stack([cos * mirror, -sin, shift_x, sin * mirror, cos, shift_y], dim=1).view(-1, 2, 3).float()
+
+    def images(self, x: torch.Tensor, black: torch.Tensor) -> Iterator[torch.Tensor]:
+        """The :attr:`views` of preprocessed images ``x`` ``(B, C, H, W)``, one at a time; ``black``: a black pixel,
+        preprocessed ``(C,)``."""
+        if self.kind != "jitter":
+            yield from ([x, x.flip(-1)] if self.kind == "flip" else [x])
+            return
+        black = black.to(x.device, x.dtype).view(1, -1, 1, 1)
+        for theta in self.jitters().to(x.device, x.dtype):
+            grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
+            yield F.grid_sample(x - black, grid, mode="bilinear", align_corners=False) + black
+
+
 @torch.no_grad()
 def batch_features(
     backbone: Backbone, batches: Iterable[torch.Tensor], *, device: torch.device | str | None = None,
     autocast_dtype: torch.dtype | None = None, channels_last: bool | None = None, fuse: bool = True,
-    normalize: bool = False, flip: bool = False,
+    normalize: bool = False, tta: TTA | str | None = None,
 ) -> torch.Tensor:
     """Features of preprocessed image batches ``(B, 3, H, W)`` in one eval-mode pass -> float32 on the CPU.
 
     ``fuse`` folds BatchNorm into the convolutions for the pass (MobileNetV2 on a 2-core CPU: 1.75x),
     ``channels_last`` (None: on CUDA and CPU devices) runs in that memory format (1.4x more; see
     :func:`~facetransfer.models.fusion.inference_forward`). ``normalize`` scales each row to norm 1;
-    ``flip`` averages with the mirrored images' features. The backbone is left as it was.
+    ``tta`` (``flip``, ``jitter:N``: :class:`TTA`) averages the features of several views of each
+    image (each normalised first with ``normalize``). The backbone is left as it was.
     """
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
     dtype = next(backbone.parameters()).dtype if autocast_dtype is None else None  # autocast casts by itself
     autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     channels_last = channels_last_is_faster(device) if channels_last is None else channels_last
     unit = partial(F.normalize, dim=1) if normalize else (lambda feats: feats)
+    tta = TTA.parse(tta)
+    pp = backbone.preprocess
+    black = -torch.tensor(pp.mean) / torch.tensor(pp.std)
     out = []
     with inference_forward(backbone, channels_last=channels_last, fuse=fuse) as forward, autocast:
         for images in batches:
-            x = images.to(device, dtype, non_blocking=True)
-            views = (x, x.flip(-1)) if flip else (x,)
-            feats = sum(unit(forward(view).float()) for view in views) / len(views)
-            out.append((unit(feats) if flip else feats).cpu())
+            views = tta.images(images.to(device, dtype, non_blocking=True), black)
+            feats = sum(unit(forward(view).float()) for view in views) / tta.views
+            out.append((unit(feats) if tta.views > 1 else feats).cpu())
     return torch.cat(out) if out else torch.zeros(0, backbone.num_features)
 
 

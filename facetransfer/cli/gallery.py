@@ -29,7 +29,7 @@ from ..data.sources import FolderSource
 from ..errors import ConfigError, DataError
 from ..io.atomic import atomic_write
 from ..io.images import list_image_files
-from .options import AlignOptions, LoadingOptions, ModelOptions, ToolParser, build_model, show_progress
+from .options import AlignOptions, LoadingOptions, ModelOptions, ToolParser, build_model, show_progress, tta_of
 
 #: what ``identify`` prints for a probe below the threshold
 UNKNOWN = "unknown"
@@ -115,6 +115,7 @@ def _enroll(args: Namespace) -> int:
         raise ConfigError(f"{out} exists; use 'facetransfer gallery add' to extend it, or --overwrite to replace it")
     if args.threshold is not None and args.target_far is not None:
         raise ConfigError("give --threshold or --target_far, not both")
+    tta = tta_of(args)
     root = Path(args.root).resolve()
     verification.list_identity_images(root, args.images_per_person)  # bad folders fail before a model loads
     source = ModelOptions.of(args).source(required=True)
@@ -126,7 +127,7 @@ def _enroll(args: Namespace) -> int:
     face_crop = args.face_crop or _default_face_crop(source, args.align)
     loading = LoadingOptions.of(args)
     gallery = verification.Gallery(
-        build_model(source).to(loading.torch_device), match=args.match, face_crop=face_crop, flip=args.flip,
+        build_model(source).to(loading.torch_device), match=args.match, face_crop=face_crop, tta=tta,
         batch_size=loading.batch_size, num_workers=loading.workers, align=args.align,
         align_template=args.align_template,
     )
@@ -206,12 +207,13 @@ def _remove(args: Namespace) -> int:
 def _show(args: Namespace) -> int:
     info = verification.Gallery.read_metadata(args.file)
     model = info["model"]
+    tta = model.get("tta", "flip" if model["flip"] else "none")  # galleries of earlier releases record flip only
     threshold = "none (never unknown)" if info["threshold"] is None else f"{info['threshold']:.4f}"
     print(f"{args.file}: {len(info['names'])} people, {info['images']} images")
     print(f"threshold {threshold}: {_how_chosen(info['calibration'])}; match {info['match']}")
     print(f"model {_describe_source(info['model_source'])}: {model['backbone']}, {model['num_features']}-d embeddings, "
           f"weights fingerprint {model['weights_fingerprint']}, face_crop {model['face_crop']:g}"
-          + (", flip" if model.get("flip") else "")
+          + {"none": "", "flip": ", flip"}.get(tta, f", tta {tta}")
           + (f", aligned by {model['align']}" if model.get("align", "none") != "none" else ""))
     print("people: " + ", ".join(f"{name} ({count})" for name, count in info["counts"].items()))
     return 0
@@ -239,7 +241,7 @@ def build_parser() -> ToolParser:
                         help="compare a probe with each person's mean embedding or most similar image")
     enroll.add_argument("--images_per_person", type=Optional[PositiveInt], default=None,
                         help="enroll the first N images (natural order)")
-    enroll.add_argument("--flip", action="store_true", help="average each embedding with the mirrored image's")
+    enroll.add_tta()  # the gallery remembers it: identify and add embed the same way
     enroll.add_argument("--target_far", type=Optional[UnitFraction], default=None,
                         help="choose the threshold accepting at most this fraction of impostor scores "
                         "(default: the best separation)")

@@ -57,6 +57,14 @@ class ToolParser(OneLineErrors, ArgumentParser):
         self.add_argument("--face_crop", type=Optional[FractionUpToOne], default=None,
                           help=f"central fraction of each image kept before resizing (default: {default})")
 
+    def add_tta(self) -> None:
+        """``--tta none|flip|jitter:N`` and ``--flip`` (the same as ``--tta flip``); read them with :func:`tta_of`."""
+        self.add_argument("--tta", type=str, default="none",
+                          help="test-time augmentation: each embedding averages the views of its image: none, flip "
+                          "(the image and its mirror) or jitter:N (N seeded random jitters, as dlib's num_jitters; N "
+                          "times the work)")
+        self.add_argument("--flip", action="store_true", help="the same as --tta flip")
+
     def add_progress(self) -> None:
         """``--progress`` / ``--no-progress``; without either, a bar when stderr is a terminal."""
         self.add_argument("--progress", action=ActionYesNo(no_prefix="no-"), default=None,
@@ -103,6 +111,20 @@ def _option_strings(parser: ArgumentParser) -> set[str]:
         if isinstance(action.choices, dict):  # subcommands: name -> parser
             found.update(*map(_option_strings, action.choices.values()))
     return found
+
+
+def tta_of(cfg: Namespace) -> str:
+    """The test-time augmentation of ``--tta`` / ``--flip`` (:meth:`ToolParser.add_tta`), checked: a bad value, or
+    ``--flip`` with another ``--tta``, is one :class:`ConfigError` line naming the option."""
+    from ..features import TTA  # imports torch: after parsing
+
+    try:
+        tta = TTA.parse("flip" if cfg.get("flip") and cfg.get("tta") == "none" else cfg.get("tta"))
+    except ConfigError as err:
+        raise ConfigError(f"--tta: {err}") from None
+    if cfg.get("flip") and tta.kind != "flip":
+        raise ConfigError(f"--flip is --tta flip; give one of --flip and --tta {tta}")
+    return str(tta)
 
 
 def show_progress(cfg: Namespace) -> bool:
@@ -216,5 +238,5 @@ class AlignOptions(_Group):
 
 __all__ = [
     "AlignOptions", "HelpFormatter", "LoadingOptions", "ModelOptions", "ToolParser",
-    "build_model", "show_progress", "snake_case_args",
+    "build_model", "show_progress", "snake_case_args", "tta_of",
 ]

@@ -4,18 +4,18 @@
         --backbone dlib_resnet --weights FACE_API --face_crop 0.6 --out runs/verify
     facetransfer verify --pairs lfw/pairs.txt --ckpt_path runs/.../best.ckpt --flip
     facetransfer verify --pairs ../shared/data/lfw-devtrain/pairsDevTrain.txt --align mtcnn \\
-        --backbone dlib_resnet --weights FACE_API
+        --backbone dlib_resnet --weights FACE_API --tta jitter:10
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional
+from typing import Literal, Optional
 
 from jsonargparse.typing import OpenUnitInterval, PositiveInt
 
 from ..data.lfw import LFWSource
-from .options import AlignOptions, LoadingOptions, ModelOptions, ToolParser, build_model, show_progress
+from .options import AlignOptions, LoadingOptions, ModelOptions, ToolParser, build_model, show_progress, tta_of
 
 DEFAULT_OUT = "runs/verify"
 
@@ -30,7 +30,10 @@ def build_parser() -> ToolParser:
     parser.add_groups(ModelOptions, AlignOptions)
     parser.add_face_crop(f"{LFWSource.face_crop}, 1.0 with --align; without alignment dlib_resnet does best at "
                          "0.45, see docs/verification.md")
-    parser.add_argument("--flip", action="store_true", help="average each embedding with the mirrored image's")
+    parser.add_tta()
+    parser.add_argument("--score_norm", type=Literal["none", "center", "asnorm"], default="none",
+                        help="normalise each fold's scores with the other folds' images only: center (embeddings "
+                        "minus their mean) or asnorm (adaptive score normalisation against them)")
     parser.add_argument("--far", type=OpenUnitInterval, default=1e-3, help="false accept rate of the TAR@FAR metric")
     parser.add_argument("--folds", type=PositiveInt, default=10,
                         help="folds for View 1 files (View 2 has 10 official ones)")
@@ -44,17 +47,18 @@ def build_parser() -> ToolParser:
 def verify_command(argv: Sequence[str]) -> int:
     """Entry of ``facetransfer verify``; bad input raises a :class:`FaceTransferError` (one line, exit 2)."""
     args = build_parser().parse(argv)
-    from ..verification.evaluate import evaluate_pairs  # after parsing: --help stays light
     from ..data.pairs import PairsProtocol
+    from ..verification.evaluate import evaluate_pairs  # after parsing: --help stays light
 
     source = ModelOptions.of(args).source(required=True)
-    loading = LoadingOptions.of(args)
+    loading, tta = LoadingOptions.of(args), tta_of(args)
     protocol = PairsProtocol.load(args.pairs, args.root)  # bad pairs / missing images fail before the model loads
     result = evaluate_pairs(
         build_model(source).to(loading.torch_device), protocol, n_folds=args.folds, out_dir=args.out,
-        face_crop=args.face_crop or LFWSource.default_face_crop(args.align), flip=args.flip, far=args.far,
+        face_crop=args.face_crop or LFWSource.default_face_crop(args.align), tta=tta, far=args.far,
         batch_size=loading.batch_size, num_workers=loading.workers, device=loading.torch_device,
         progress=show_progress(args), align=args.align, align_template=args.align_template,
+        score_norm=args.score_norm,
     )
     m = result.metrics
     print(result.summary())

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..config_errors import FractionUpToOne, check_ranges
 from ..errors import ConfigError, DataError
-from ..features import ImageFiles, batch_features, file_features, weights_fingerprint
+from ..features import ImageFiles, TTA, batch_features, file_features, weights_fingerprint
 from ..io.images import load_rgb, to_rgb
 from ..models.backbone import Backbone
 
@@ -65,7 +65,7 @@ class Embedder:
         model: a :class:`Backbone` or a :class:`~facetransfer.FaceClassifier` (its backbone is used).
         face_crop: central fraction of the image kept before resizing (as in :class:`~facetransfer.FaceDataModule`;
             LFW deep-funneled: see docs/verification.md).
-        flip: also embed the horizontally flipped image and average (test-time augmentation).
+        flip: also embed the horizontally flipped image and average: the same as ``tta="flip"``.
         batch_size: images per forward pass.
         num_workers: DataLoader workers for :meth:`embed_files`.
         device: where to run (default: where the model's parameters are).
@@ -75,6 +75,8 @@ class Embedder:
             images (paths, PIL, ``uint8`` tensors) are detected and aligned before the transform (detections cached on
             disk by file content; an image without a face is an error).
         align_template: ``dlib`` or ``arcface`` (default: the backbone's own).
+        tta: test-time augmentation: ``none``, ``flip`` or ``jitter:N`` (N seeded random jitters of each image, as
+            dlib's ``num_jitters``; N times the work), see :class:`~facetransfer.features.TTA`.
 
     Inputs of :meth:`__call__`: a PIL image, an image file path, a ``uint8`` tensor ``(C, H, W)`` / ``(B, C, H, W)``
     (raw pixels: transformed like PIL images), a float tensor ``(3, H, W)`` / ``(B, 3, H, W)`` (already preprocessed,
@@ -83,13 +85,17 @@ class Embedder:
 
     def __init__(self, model: nn.Module, face_crop: float = 1.0, flip: bool = False, batch_size: int = 64,
                  num_workers: int = 0, device: torch.device | str | None = None, name: str | None = None,
-                 align: Any = "none", align_template: str | None = None) -> None:
+                 align: Any = "none", align_template: str | None = None,
+                 tta: str | TTA | None = None) -> None:
         check_ranges({"face_crop": face_crop, "batch_size": batch_size},
                      {"face_crop": FractionUpToOne, "batch_size": PositiveInt})
         self.backbone = as_backbone(model)
         self.backbone_name = name or str(getattr(model, "backbone_name", type(self.backbone).__name__))
         self.face_crop = float(face_crop)
-        self.flip, self.batch_size, self.num_workers = flip, batch_size, num_workers
+        self.tta = TTA.parse("flip" if flip else tta)
+        if flip and tta is not None and TTA.parse(tta).kind == "jitter":
+            raise ConfigError(f"flip=True means tta='flip'; give one of flip and tta={tta!r}")
+        self.flip, self.batch_size, self.num_workers = self.tta.kind == "flip", batch_size, num_workers
         self.device = torch.device(device) if device is not None else next(self.backbone.parameters()).device
         self.transform = self.backbone.preprocess.eval_transform(self.face_crop)
         self.aligner = make_aligner(align, self.backbone.preprocess, align_template)
@@ -103,7 +109,7 @@ class Embedder:
     def describe(self) -> dict[str, Any]:
         """What determines the embeddings (stored with galleries and results)."""
         described = {"backbone": self.backbone_name, "num_features": self.num_features, "face_crop": self.face_crop,
-                     "flip": self.flip, "preprocess": self.backbone.preprocess.eval_dict(),
+                     "flip": self.flip, "tta": str(self.tta), "preprocess": self.backbone.preprocess.eval_dict(),
                      "weights_fingerprint": weights_fingerprint(self.backbone)}
         if self.aligner is not None:
             described.update(align=self.align, align_template=self.align_template, alignment=self.aligner.describe())
@@ -117,9 +123,9 @@ class Embedder:
         return batch_features(self.backbone, batch.split(self.batch_size), **self._settings(many=False))
 
     def _settings(self, many: bool) -> dict[str, Any]:
-        """How :func:`~facetransfer.features.batch_features` runs: normalised, flip-averaged; a pass over many
+        """How :func:`~facetransfer.features.batch_features` runs: normalised, views averaged; a pass over many
         images folds BatchNorm and runs channels-last where faster, a few images run on the backbone as it is."""
-        return {"device": self.device, "normalize": True, "flip": self.flip, "fuse": many,
+        return {"device": self.device, "normalize": True, "tta": self.tta, "fuse": many,
                 "channels_last": None if many else False}
 
     # --- any image input -------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Run the LFW pair-verification protocol with any backbone or trained model.
 
-Every image the pairs name is embedded once (L2-normalised backbone features, optionally averaged with the
-horizontally flipped image); a pair's score is the cosine similarity of its two embeddings::
+Every image the pairs name is embedded once (L2-normalised backbone features, optionally averaged over views of the
+image: ``tta="flip"`` or ``"jitter:N"``); a pair's score is the cosine similarity of its two embeddings, optionally
+after centring them on the mean embedding of the other folds' images (``score_norm="center"``)::
 
     >>> model = get_backbone("dlib_resnet", weights="FACE_API")  # doctest: +SKIP
     >>> result = evaluate_pairs(model, "../shared/data/lfw-devtrain/pairsDevTrain.txt",
@@ -23,11 +24,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .embedder import Embedder
-from .metrics import VerificationMetrics, verification_metrics
 from ..data.pairs import PairsProtocol
+from ..errors import ConfigError
+from .embedder import Embedder
+from .metrics import VerificationMetrics, assign_folds, own_fold_scores, verification_metrics
 
 
 @dataclass
@@ -38,7 +41,8 @@ class VerificationResult:
         metrics: accuracy (k-fold mean ± std), AUC, TAR@FAR, thresholds, ROC.
         pairs_file / image_dir: the protocol's files.
         num_images: distinct images embedded.
-        model: :meth:`Embedder.describe` (backbone, face crop, flip, weights fingerprint).
+        model: :meth:`Embedder.describe` (backbone, face crop, tta, weights fingerprint).
+        score_norm: how pair scores were normalised (``none``, ``center``).
         scores / labels: per pair, in file order.
         files: what was written to ``out_dir`` (``roc_png``, ``metrics_json``, ``scores_tsv``, ``tensorboard``).
     """
@@ -51,16 +55,19 @@ class VerificationResult:
     scores: np.ndarray = field(repr=False)
     labels: np.ndarray = field(repr=False)
     files: dict[str, str] = field(default_factory=dict)
+    score_norm: str = "none"
 
     def summary(self) -> str:
-        flip = ", flip" if self.model.get("flip") else ""
+        tta = self.model.get("tta", "flip" if self.model.get("flip") else "none")
+        extras = ("" if tta == "none" else ", flip" if tta == "flip" else f", tta {tta}") + (
+            "" if self.score_norm == "none" else f", score_norm {self.score_norm}")
         return (
             f"{self.model.get('backbone')} on {Path(self.pairs_file).name} ({self.metrics.num_pairs} pairs, "
-            f"{self.num_images} images, face_crop {self.model.get('face_crop')}{flip}): {self.metrics.summary()}"
+            f"{self.num_images} images, face_crop {self.model.get('face_crop')}{extras}): {self.metrics.summary()}"
         )
 
     def to_dict(self) -> dict[str, Any]:
-        names = ("pairs_file", "image_dir", "num_images", "model", "metrics", "files")
+        names = ("pairs_file", "image_dir", "num_images", "model", "score_norm", "metrics", "files")
         return {**{name: getattr(self, name) for name in names}, "metrics": self.metrics.to_dict()}
 
     def scalars(self, prefix: str = "verify/") -> dict[str, float]:
@@ -94,12 +101,53 @@ def plot_roc(metrics: VerificationMetrics, title: str = ""):
     return fig
 
 
-def pair_scores(protocol: PairsProtocol, embeddings: torch.Tensor, keys: list[str]) -> np.ndarray:
-    """Cosine similarity of each pair, from normalised embeddings of ``keys``."""
+SCORE_NORMS = ("none", "center", "asnorm")
+#: AS-norm compares each image with its most similar cohort images, this many
+ASNORM_TOP = 100
+
+
+def pair_scores(protocol: PairsProtocol, embeddings: torch.Tensor, keys: list[str], folds: np.ndarray | None = None,
+                score_norm: str = "none") -> np.ndarray:
+    """Cosine similarity of each pair, from normalised embeddings of ``keys``.
+
+    With a ``score_norm`` (needs ``folds``), per test fold k the cohort is the images that only the other folds' pairs
+    name (no image of fold k's pairs) -> ``(folds, pairs)``, row k for test fold k (as
+    :func:`~.metrics.verification_metrics` takes them). ``center``: every embedding minus the cohort's mean,
+    normalised again. ``asnorm`` (adaptive symmetric score normalisation): a pair's score standardised by the mean and
+    standard deviation of each image's :data:`ASNORM_TOP` highest similarities to the cohort (itself left out), the
+    two averaged.
+    """
+    if score_norm not in SCORE_NORMS:
+        raise ConfigError(f"unknown score_norm {score_norm!r}; known: {', '.join(SCORE_NORMS)}")
     index = {k: i for i, k in enumerate(keys)}
-    first, second = zip(*map(protocol.keys, protocol.pairs))
-    a, b = embeddings[[index[k] for k in first]], embeddings[[index[k] for k in second]]
-    return (a * b).sum(dim=1).double().numpy()
+    keys1, keys2 = zip(*map(protocol.keys, protocol.pairs))
+    first = torch.tensor([index[k] for k in keys1], dtype=torch.long)
+    second = torch.tensor([index[k] for k in keys2], dtype=torch.long)
+
+    def cosine(unit: torch.Tensor) -> np.ndarray:
+        return (unit[first] * unit[second]).sum(dim=1).double().numpy()
+
+    if score_norm == "none":
+        return cosine(embeddings)
+    if folds is None:
+        raise ConfigError(f"score_norm={score_norm!r} needs the folds: its cohort is the other folds' images")
+    rows = []
+    for k in np.unique(folds):
+        test = torch.from_numpy(np.asarray(folds) == k)
+        training = torch.zeros(len(keys), dtype=torch.bool)
+        training[first[~test]] = training[second[~test]] = True
+        training[first[test]] = training[second[test]] = False  # an image of the test fold is never seen
+        cohort = training.nonzero().squeeze(1)
+        if score_norm == "center":
+            rows.append(cosine(F.normalize(embeddings - embeddings[cohort].mean(dim=0), dim=1)))
+            continue
+        similar = embeddings @ embeddings[cohort].T
+        similar[cohort, torch.arange(len(cohort))] = -torch.inf  # an image is not its own impostor
+        top = similar.topk(min(ASNORM_TOP, len(cohort) - 1), dim=1).values
+        mean, std = top.mean(dim=1).double().numpy(), top.std(dim=1).clamp(min=1e-6).double().numpy()
+        raw, i, j = cosine(embeddings), first.numpy(), second.numpy()
+        rows.append(((raw - mean[i]) / std[i] + (raw - mean[j]) / std[j]) / 2)
+    return np.stack(rows)
 
 
 def evaluate_pairs(
@@ -109,6 +157,8 @@ def evaluate_pairs(
     *,
     face_crop: float = 1.0,
     flip: bool = False,
+    tta: str | None = None,
+    score_norm: str = "none",
     far: float = 1e-3,
     n_folds: int = 10,
     batch_size: int = 64,
@@ -133,20 +183,27 @@ def evaluate_pairs(
         n_folds: folds for files without official folds (View 2 always uses its 10 sets).
         out_dir: write ``roc.png``, ``metrics.json``, ``scores.tsv`` and TensorBoard events there.
         tensorboard: with ``out_dir``, also write the TensorBoard event file.
-        face_crop / flip / batch_size / num_workers / device / name / align / align_template: the embedding
+        score_norm: ``none`` (cosine similarity), ``center`` (each fold's pairs scored on embeddings centred on the
+            mean embedding of the other folds' images) or ``asnorm`` (adaptive score normalisation against those
+            images), see :func:`pair_scores`; no image of a fold is used to normalise its own scores.
+        face_crop / flip / tta / batch_size / num_workers / device / name / align / align_template: the embedding
             options, as in :class:`Embedder` (``face_crop``: of the 250 px LFW image).
     """
     protocol = pairs if isinstance(pairs, PairsProtocol) else PairsProtocol.load(pairs, root)
+    if score_norm not in SCORE_NORMS:
+        raise ConfigError(f"unknown score_norm {score_norm!r}; known: {', '.join(SCORE_NORMS)}")
     embedder = model if isinstance(model, Embedder) else Embedder(
         model, face_crop=face_crop, flip=flip, batch_size=batch_size, num_workers=num_workers, device=device, name=name,
-        align=align, align_template=align_template,
+        align=align, align_template=align_template, tta=tta,
     )
-    keys = protocol.image_keys()
+    keys, labels = protocol.image_keys(), protocol.labels
+    folds = protocol.folds if protocol.official_folds else assign_folds(labels, n_folds)
     embeddings = embedder.embed_files([protocol.image_dir / k for k in keys], progress=progress)
-    scores, labels = pair_scores(protocol, embeddings, keys), protocol.labels
-    metrics = verification_metrics(scores, labels, protocol.folds, far=far, n_folds=n_folds)
+    scores = pair_scores(protocol, embeddings, keys, folds, score_norm)
+    metrics = verification_metrics(scores, labels, folds, far=far, official=protocol.official_folds)
     result = VerificationResult(metrics=metrics, pairs_file=str(protocol.path or ""), image_dir=str(protocol.image_dir),
-                                num_images=len(keys), model=embedder.describe(), scores=scores, labels=labels)
+                                num_images=len(keys), model=embedder.describe(), scores=own_fold_scores(scores, folds),
+                                labels=labels, score_norm=score_norm)
     if out_dir is not None:
         write_outputs(result, protocol, Path(out_dir), tensorboard=tensorboard)
     return result
@@ -197,4 +254,4 @@ def hardest_pairs_figure(protocol: PairsProtocol, scores: np.ndarray, same: bool
     return fig
 
 
-__all__ = ["VerificationResult", "evaluate_pairs", "hardest_pairs_figure", "pair_scores", "plot_roc", "write_outputs"]
+__all__ = ["SCORE_NORMS", "VerificationResult", "evaluate_pairs", "hardest_pairs_figure", "pair_scores", "plot_roc", "write_outputs"]

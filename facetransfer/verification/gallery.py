@@ -318,8 +318,8 @@ class Gallery:
         path = Path(path)
         info = _read_file(path)
         saved = info["model"]
-        saved_args = {"face_crop": saved["face_crop"], "flip": saved["flip"], "align": saved.get("align", "none"),
-                      "align_template": saved.get("align_template")}
+        saved_args = {"face_crop": saved["face_crop"], "tta": saved.get("tta", "flip" if saved["flip"] else "none"),
+                      "align": saved.get("align", "none"), "align_template": saved.get("align_template")}
         embedder = model if isinstance(model, Embedder) else Embedder(model, **{**saved_args, **embedder_args})
         if embedder.num_features != saved["num_features"]:
             raise ConfigError(f"{path} holds {saved['num_features']}-d embeddings of {saved['backbone']}; "

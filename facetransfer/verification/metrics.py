@@ -76,16 +76,20 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float
 
 
 def kfold_accuracy(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-fold accuracy with the threshold chosen on the other folds -> (accuracies, thresholds)."""
+    """Per-fold accuracy with the threshold chosen on the other folds -> (accuracies, thresholds).
+
+    ``scores``: one per pair, or per fold ``(folds, pairs)`` (row k: every pair scored as normalised for test fold
+    k, from the other folds only; see :func:`~.evaluate.pair_scores`): fold k's threshold and accuracy use row k.
+    """
     scores, labels, folds = np.asarray(scores, dtype=np.float64), np.asarray(labels), np.asarray(folds)
     ids = np.unique(folds)
     if len(ids) < 2:
         raise DataError(f"k-fold verification needs at least 2 folds, got {len(ids)}")
     accuracies, thresholds = [], []
-    for k in ids:
-        test = folds == k
-        threshold, _ = best_threshold(scores[~test], labels[~test])
-        accuracies.append(float(((scores[test] >= threshold) == labels[test].astype(bool)).mean()))
+    for row, k in enumerate(ids):
+        test, fold_scores = folds == k, scores[row] if scores.ndim == 2 else scores
+        threshold, _ = best_threshold(fold_scores[~test], labels[~test])
+        accuracies.append(float(((fold_scores[test] >= threshold) == labels[test].astype(bool)).mean()))
         thresholds.append(threshold)
     return np.array(accuracies), np.array(thresholds)
 
@@ -165,18 +169,39 @@ class VerificationMetrics:
                 f"TAR@FAR={self.far:g} {self.tar:.4f}")
 
 
+def own_fold_scores(scores: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Each pair's score from its own fold's row of per-fold scores ``(folds, pairs)`` (1-d scores: as they are).
+
+    >>> own_fold_scores(np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]), np.array([1, 0, 1])).tolist()
+    [0.4, 0.2, 0.6]
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim == 1:
+        return scores
+    rows = np.searchsorted(np.unique(folds), folds)
+    return scores[rows, np.arange(scores.shape[1])]
+
+
 def verification_metrics(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray | None = None, far: float = 1e-3,
-                         n_folds: int = 10) -> VerificationMetrics:
-    """All metrics of one set of pair scores; ``folds=None`` uses :func:`assign_folds`."""
+                         n_folds: int = 10, official: bool | None = None) -> VerificationMetrics:
+    """All metrics of one set of pair scores; ``folds=None`` uses :func:`assign_folds` (``official``: whether
+    ``folds`` are the file's own; default: whether they were given).
+
+    ``scores`` may be per fold ``(folds, pairs)`` (see :func:`kfold_accuracy`); the threshold on all pairs, AUC,
+    TAR@FAR and the ROC then use each pair's score from its own fold's row (:func:`own_fold_scores`).
+    """
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels).astype(np.int64)
-    if scores.shape != labels.shape or scores.ndim != 1:
-        raise DataError(f"scores {scores.shape} and labels {labels.shape} must be 1-d of the same length")
+    if scores.shape[-1:] != labels.shape or scores.ndim not in (1, 2):
+        raise DataError(f"scores {scores.shape} must be 1-d (or one row per fold) like labels {labels.shape}")
     if not np.isfinite(scores).all():
         raise DataError(f"{int((~np.isfinite(scores)).sum())} pair score(s) are not finite (NaN/inf embeddings?)")
-    official = folds is not None
+    official = folds is not None if official is None else official
     folds = assign_folds(labels, n_folds) if folds is None else np.asarray(folds)
+    if scores.ndim == 2 and len(scores) != len(np.unique(folds)):
+        raise DataError(f"{len(scores)} rows of per-fold scores for {len(np.unique(folds))} folds")
     accuracies, thresholds = kfold_accuracy(scores, labels, folds)
+    scores = own_fold_scores(scores, folds)
     threshold, _ = best_threshold(scores, labels)
     tar, note = tar_at_far(scores, labels, far)
     fpr, tpr, _ = roc_curve(labels, scores)
@@ -189,5 +214,11 @@ def verification_metrics(scores: np.ndarray, labels: np.ndarray, folds: np.ndarr
 
 
 __all__ = [
-    "VerificationMetrics", "assign_folds", "best_threshold", "kfold_accuracy", "tar_at_far", "verification_metrics",
+    "VerificationMetrics",
+    "assign_folds",
+    "best_threshold",
+    "kfold_accuracy",
+    "own_fold_scores",
+    "tar_at_far",
+    "verification_metrics",
 ]
