@@ -113,7 +113,8 @@ def test_gallery_remembers_its_tta(tmp_path):
 # --- score normalisation --------------------------------------------------------------------------
 def protocol_of(pairs: list[tuple[int, int, bool]]) -> SimpleNamespace:
     """A stand-in for a PairsProtocol: image i is the key ``str(i)``."""
-    return SimpleNamespace(pairs=[SimpleNamespace(key1=str(a), key2=str(b), same=same) for a, b, same in pairs])
+    return SimpleNamespace(pairs=[SimpleNamespace(key1=str(a), key2=str(b), same=same) for a, b, same in pairs],
+                           keys=lambda pair: (pair.key1, pair.key2))
 
 
 @pytest.mark.parametrize("norm", ["center", "asnorm"])
