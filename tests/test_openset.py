@@ -57,8 +57,9 @@ def test_an_open_set_fit_on_orl_verifies_while_training_and_verify_uses_the_proj
                  "--folds", "2", "--out", str(pairs)]) == 0
     out = tmp_path / "verify"
     assert main(["verify", "--pairs", str(pairs), "--root", str(orl_root), "--ckpt_path", best.best_model_path,
-                 "--face_crop", "1.0", "--out", str(out), "--num_workers", "0"]) == 0
+                 "--out", str(out), "--num_workers", "0"]) == 0  # the face crop of training (1.0: ORL)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"]["num_features"] == 8  # the projection, not the backbone's 16 features
+    assert metrics["model"]["face_crop"] == 1.0  # the checkpoint's own, not LFW's 0.6
     loaded = ft.FaceClassifier.load_from_checkpoint(best.best_model_path)
     assert loaded.backbone.embedding_size == 8 and loaded.hparams.head == "arcface"

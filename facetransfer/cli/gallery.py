@@ -29,20 +29,15 @@ from ..data.sources import FolderSource
 from ..errors import ConfigError, DataError
 from ..io.atomic import atomic_write
 from ..io.images import list_image_files
-from .options import AlignOptions, LoadingOptions, ModelOptions, ToolParser, build_model, show_progress, tta_of
+from .options import (
+    AlignOptions, LoadingOptions, ModelOptions, ToolParser, build_model, default_face_crop, show_progress, tta_of,
+)
 
 #: what ``identify`` prints for a probe below the threshold
 UNKNOWN = "unknown"
 
 
 # --- the model ------------------------------------------------------------------------------------
-def _default_face_crop(source: dict[str, Any], align: str) -> float:
-    """A checkpoint's training face crop (unaligned), else the folder default (1.0, the whole image)."""
-    from ..io.checkpoint import CheckpointInfo
-
-    crop = CheckpointInfo.read(source["ckpt_path"]).face_crop if "ckpt_path" in source and align == "none" else None
-    return FolderSource.default_face_crop(align) if crop is None else crop
-
 
 def _describe_source(source: dict[str, Any] | None) -> str:
     if not source:
@@ -124,7 +119,7 @@ def _enroll(args: Namespace) -> int:
             f"--backbone {args.backbone} needs --weights or --weights_path: a gallery needs trained features, "
             "and random weights could not be rebuilt to identify later"
         )
-    face_crop = args.face_crop or _default_face_crop(source, args.align)
+    face_crop = args.face_crop or default_face_crop(source, args.align, FolderSource)
     loading = LoadingOptions.of(args)
     gallery = verification.Gallery(
         build_model(source).to(loading.torch_device), match=args.match, face_crop=face_crop, tta=tta,

@@ -197,6 +197,15 @@ def build_model(source: Mapping[str, Any]):
                           backbone_args=source.get("backbone_args"), input_size=source.get("input_size")).eval()
 
 
+def default_face_crop(source: Mapping[str, Any], align: str, data: Any) -> float:
+    """The face crop a model sees when none is given: a checkpoint's training face crop (unaligned images), else the
+    default of the data source class ``data`` (``LFWSource``: 0.6, ``FolderSource``: 1.0; 1.0 when aligned)."""
+    from ..io.checkpoint import CheckpointInfo
+
+    crop = CheckpointInfo.read(source["ckpt_path"]).face_crop if "ckpt_path" in source and align == "none" else None
+    return data.default_face_crop(align) if crop is None else crop
+
+
 @dataclass
 class LoadingOptions(_Group):
     """image loading
@@ -238,5 +247,5 @@ class AlignOptions(_Group):
 
 __all__ = [
     "AlignOptions", "HelpFormatter", "LoadingOptions", "ModelOptions", "ToolParser",
-    "build_model", "show_progress", "snake_case_args", "tta_of",
+    "build_model", "default_face_crop", "show_progress", "snake_case_args", "tta_of",
 ]

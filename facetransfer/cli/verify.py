@@ -15,7 +15,9 @@ from typing import Literal, Optional
 from jsonargparse.typing import OpenUnitInterval, PositiveInt
 
 from ..data.lfw import LFWSource
-from .options import AlignOptions, LoadingOptions, ModelOptions, ToolParser, build_model, show_progress, tta_of
+from .options import (
+    AlignOptions, LoadingOptions, ModelOptions, ToolParser, build_model, default_face_crop, show_progress, tta_of,
+)
 
 DEFAULT_OUT = "runs/verify"
 
@@ -28,8 +30,8 @@ def build_parser() -> ToolParser:
     parser.add_argument("--root", type=Optional[str], default=None,
                         help="LFW folder holding the images (default: the pairs file's folder)")
     parser.add_groups(ModelOptions, AlignOptions)
-    parser.add_face_crop(f"{LFWSource.face_crop}, 1.0 with --align; without alignment dlib_resnet does best at "
-                         "0.45, see docs/verification.md")
+    parser.add_face_crop(f"a checkpoint's training face crop, else {LFWSource.face_crop}; 1.0 with --align; "
+                         "without alignment dlib_resnet does best at 0.45, see docs/verification.md")
     parser.add_tta()
     parser.add_argument("--score_norm", type=Literal["none", "center", "asnorm"], default="none",
                         help="normalise each fold's scores with the other folds' images only: center (embeddings "
@@ -55,7 +57,7 @@ def verify_command(argv: Sequence[str]) -> int:
     protocol = PairsProtocol.load(args.pairs, args.root)  # bad pairs / missing images fail before the model loads
     result = evaluate_pairs(
         build_model(source).to(loading.torch_device), protocol, n_folds=args.folds, out_dir=args.out,
-        face_crop=args.face_crop or LFWSource.default_face_crop(args.align), tta=tta, far=args.far,
+        face_crop=args.face_crop or default_face_crop(source, args.align, LFWSource), tta=tta, far=args.far,
         batch_size=loading.batch_size, num_workers=loading.workers, device=loading.torch_device,
         progress=show_progress(args), align=args.align, align_template=args.align_template,
         score_norm=args.score_norm,
