@@ -29,7 +29,6 @@ from . import __version__
 from .errors import ConfigError, DataError, WeightsError
 from .features import weights_fingerprint
 from .io.atomic import atomic_path, write_text_atomic
-from .io.checkpoint import CheckpointInfo
 from .io.images import load_rgb, to_rgb
 from .models.fusion import feature_module
 from .preprocess import Preprocess
@@ -305,7 +304,10 @@ def export_checkpoint(
     ``face_crop`` defaults to the one its training split recorded (else 1.0); the parity
     check runs on images of its test split when they can be read, else on generated faces.
     """
-    info = CheckpointInfo.read(ckpt_path)
+    from .training.module import load_model  # imports Lightning: not for 'export --help'
+
+    model = load_model(ckpt_path)
+    info = model.checkpoint_info
     if face_crop is None:
         face_crop = info.face_crop if info.face_crop is not None else 1.0
     images_from = "given images"
@@ -313,9 +315,6 @@ def export_checkpoint(
         check_images, images_from = split_images(info.manifest), "the checkpoint's test split"
         if not check_images:
             check_images, images_from = generated_faces(), "generated faces (the test split's images are not readable)"
-    from .training.module import load_model  # imports Lightning: not for 'export --help'
-
-    model = load_model(info.path)
     return export_model(
         model, out, format=format, embeddings=embeddings, face_crop=face_crop, check_images=check_images,
         check_images_from=images_from, weights=info.weights_name, checkpoint=info.path,

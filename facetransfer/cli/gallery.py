@@ -30,7 +30,14 @@ from ..errors import ConfigError, DataError
 from ..io.atomic import atomic_write
 from ..io.images import list_image_files
 from .options import (
-    AlignOptions, LoadingOptions, ModelOptions, ToolParser, build_model, default_face_crop, show_progress, tta_of,
+    AlignOptions,
+    LoadingOptions,
+    ModelOptions,
+    ToolParser,
+    build_model,
+    default_face_crop,
+    show_progress,
+    tta_of,
 )
 
 #: what ``identify`` prints for a probe below the threshold
@@ -119,10 +126,11 @@ def _enroll(args: Namespace) -> int:
             f"--backbone {args.backbone} needs --weights or --weights_path: a gallery needs trained features, "
             "and random weights could not be rebuilt to identify later"
         )
-    face_crop = args.face_crop or default_face_crop(source, args.align, FolderSource)
     loading = LoadingOptions.of(args)
+    model = build_model(source).to(loading.torch_device)
+    face_crop = args.face_crop or default_face_crop(model, args.align, FolderSource)
     gallery = verification.Gallery(
-        build_model(source).to(loading.torch_device), match=args.match, face_crop=face_crop, tta=tta,
+        model, match=args.match, face_crop=face_crop, tta=tta,
         batch_size=loading.batch_size, num_workers=loading.workers, align=args.align,
         align_template=args.align_template,
     )

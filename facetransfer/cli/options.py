@@ -197,12 +197,12 @@ def build_model(source: Mapping[str, Any]):
                           backbone_args=source.get("backbone_args"), input_size=source.get("input_size")).eval()
 
 
-def default_face_crop(source: Mapping[str, Any], align: str, data: Any) -> float:
-    """The face crop a model sees when none is given: a checkpoint's training face crop (unaligned images), else the
-    default of the data source class ``data`` (``LFWSource``: 0.6, ``FolderSource``: 1.0; 1.0 when aligned)."""
-    from ..io.checkpoint import CheckpointInfo
-
-    crop = CheckpointInfo.read(source["ckpt_path"]).face_crop if "ckpt_path" in source and align == "none" else None
+def default_face_crop(model: Any, align: str, data: Any) -> float:
+    """The face crop a model sees when none is given: the training face crop of a model loaded from a checkpoint
+    (unaligned images), else the default of the data source class ``data`` (``LFWSource``: 0.6, ``FolderSource``:
+    1.0; 1.0 when aligned)."""
+    info = getattr(model, "checkpoint_info", None)
+    crop = info.face_crop if info is not None and align == "none" else None
     return data.default_face_crop(align) if crop is None else crop
 
 

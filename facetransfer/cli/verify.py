@@ -16,7 +16,14 @@ from jsonargparse.typing import OpenUnitInterval, PositiveInt
 
 from ..data.lfw import LFWSource
 from .options import (
-    AlignOptions, LoadingOptions, ModelOptions, ToolParser, build_model, default_face_crop, show_progress, tta_of,
+    AlignOptions,
+    LoadingOptions,
+    ModelOptions,
+    ToolParser,
+    build_model,
+    default_face_crop,
+    show_progress,
+    tta_of,
 )
 
 DEFAULT_OUT = "runs/verify"
@@ -55,9 +62,10 @@ def verify_command(argv: Sequence[str]) -> int:
     source = ModelOptions.of(args).source(required=True)
     loading, tta = LoadingOptions.of(args), tta_of(args)
     protocol = PairsProtocol.load(args.pairs, args.root)  # bad pairs / missing images fail before the model loads
+    model = build_model(source).to(loading.torch_device)
     result = evaluate_pairs(
-        build_model(source).to(loading.torch_device), protocol, n_folds=args.folds, out_dir=args.out,
-        face_crop=args.face_crop or default_face_crop(source, args.align, LFWSource), tta=tta, far=args.far,
+        model, protocol, n_folds=args.folds, out_dir=args.out,
+        face_crop=args.face_crop or default_face_crop(model, args.align, LFWSource), tta=tta, far=args.far,
         batch_size=loading.batch_size, num_workers=loading.workers, device=loading.torch_device,
         progress=show_progress(args), align=args.align, align_template=args.align_template,
         score_norm=args.score_norm,

@@ -243,8 +243,12 @@ class CheckpointInfo:
     @classmethod
     def read(cls, path: _PATH) -> CheckpointInfo:
         """Read a checkpoint's metadata; a missing, damaged or foreign file is a :class:`WeightsError`."""
+        return cls.of(path, read_checkpoint(path))
+
+    @classmethod
+    def of(cls, path: _PATH, data: dict[str, Any]) -> CheckpointInfo:
+        """The metadata of a checkpoint already read (``data``: :func:`read_checkpoint`'s dict)."""
         path = Path(path)
-        data = read_checkpoint(path)
         hparams = data.get("hyper_parameters")
         if not isinstance(hparams, dict) or "state_dict" not in data:
             raise WeightsError(f"{path} is not a FaceClassifier checkpoint (no hyper_parameters/state_dict)")

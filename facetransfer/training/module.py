@@ -31,7 +31,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from ..config_errors import FractionUpToOne, UnitFraction, check_ranges
 from ..errors import ConfigError, WeightsError
 from ..features import BackboneFeatures, FeatureProvider, file_identity, weights_fingerprint
-from ..io.checkpoint import read_checkpoint
+from ..io.checkpoint import CheckpointInfo, read_checkpoint
 from ..models import Backbone, get_backbone
 from ..models.heads import HEADS
 from ..models.fusion import channels_last_is_faster
@@ -640,6 +640,7 @@ class FaceClassifier(L.LightningModule):
             model = cls(**{k: v for k, v in {**hparams, **kwargs}.items() if k in accepted})
         model.on_load_checkpoint(checkpoint)
         model.load_state_dict(checkpoint["state_dict"], strict=strict)
+        model.checkpoint_info = CheckpointInfo.of(checkpoint_path, checkpoint)  # its training face crop, split ...
         return model.to(map_location) if map_location is not None else model
 
     def embed(self, images, face_crop: float = 1.0, flip: bool = False) -> torch.Tensor:
