@@ -33,8 +33,8 @@ from ..errors import ConfigError, WeightsError
 from ..features import BackboneFeatures, FeatureProvider, file_identity, weights_fingerprint
 from ..io.checkpoint import CheckpointInfo, read_checkpoint
 from ..models import Backbone, get_backbone
-from ..models.heads import HEADS
 from ..models.fusion import channels_last_is_faster
+from ..models.heads import HEADS
 from ..preprocess import BatchTransforms, ImageBatch, Preprocess
 from .devices import autocast_dtype
 from .freeze import apply_freeze_policy
