@@ -185,6 +185,31 @@ def test_train_identities_errors():
         make_split(SKEWED, split_by="person")
 
 
+def test_train_min_images_adds_people_to_training_only_and_keeps_val_and_test(tmp_path):
+    recs = SKEWED + records({f"once{i}": 1 for i in range(6)}) + records({"twice": 2})
+    base = make_split(recs, split_by="identity", min_images_per_identity=3, seed=3)
+    more = make_split(recs, split_by="identity", min_images_per_identity=3, train_min_images_per_identity=1, seed=3)
+    assert (more.val, more.test, more.eval_classes) == (base.val, base.test, base.eval_classes)
+    assert set(more.classes) == set(base.classes) | {f"once{i}" for i in range(6)} | {"twice"}
+    assert more.train_pool_size == base.train_pool_size + 8
+    assert all(k.split("/")[0] == more.classes[label] for k, label in more.train)
+    two = make_split(recs, split_by="identity", min_images_per_identity=3, train_min_images_per_identity=2, seed=3)
+    assert set(two.classes) - set(base.classes) == {"twice"}
+    assert more.settings["train_min_images_per_identity"] == 1
+    assert len(more.subset_identities(10).classes) == 10  # the extra people are in the seeded order of all
+    excluded = write_pairs(tmp_path / "pairs.txt", ["once0"], [("once1", "twice")])
+    left = make_split(recs, split_by="identity", min_images_per_identity=3, train_min_images_per_identity=1, seed=3,
+                      exclude_identities_in=str(excluded))
+    assert not {"once0", "once1", "twice"} & set(left.classes)
+
+
+def test_train_min_images_errors():
+    with pytest.raises(ConfigError, match="train_min_images_per_identity=1 needs split_by: identity"):
+        make_split(SKEWED, train_min_images_per_identity=1)
+    with pytest.raises(ConfigError, match=r"must be in 1..2 \(below min_images_per_identity=3\), got 3"):
+        make_split(SKEWED, split_by="identity", train_min_images_per_identity=3)
+
+
 def test_identity_split_needs_enough_people():
     with pytest.raises(DataError, match=r"3 people pass the filters .* needs at least 4 \(1 train \+ 1 val \+ 2 test\)"):
         make_split(records({"a": 5, "b": 5, "c": 5}), split_by="identity", val_fraction=0.1, test_fraction=0.5)

@@ -41,6 +41,7 @@ SPLIT_OPTIONS: dict[str, tuple[Any, Any]] = {
     "split_by": ("image", "identity"),
     "train_identities": ("all", 1),
     "exclude_identities_in": (None, _GIVEN),
+    "train_min_images_per_identity": (None, 1),
     "split_manifest": (None, _GIVEN),
 }
 

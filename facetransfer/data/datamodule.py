@@ -74,6 +74,9 @@ class FaceDataModule(L.LightningDataModule):
             order, nested: the K=50 people are among the K=100), or ``all``; val/test do not change.
         exclude_identities_in: a pairs file (LFW View 1 or View 2 format) whose people are left out of
             train, val and test, so that verifying on it checks only people the model never saw.
+        train_min_images_per_identity: with ``split_by: identity``, people with fewer than
+            ``min_images_per_identity`` images but at least this many train as extra classes (e.g. ``1``: LFW's
+            people photographed once); val and test do not change. None: nobody below ``min_images_per_identity``.
         face_crop: central fraction of the image kept before resizing (None: dataset default; 1.0
             for aligned faces).
         align: ``none``, a registered face detector (``mtcnn``; detections cached on disk) or ``landmarks``
@@ -114,6 +117,7 @@ class FaceDataModule(L.LightningDataModule):
         split_by: Literal["image", "identity"] = "image",
         train_identities: TrainIdentities = "all",
         exclude_identities_in: str | None = None,
+        train_min_images_per_identity: int | None = None,
         face_crop: float | None = None,
         align: str = "none",
         align_template: str | None = None,
@@ -143,7 +147,8 @@ class FaceDataModule(L.LightningDataModule):
         self.split_spec = SplitSpec(
             min_images_per_identity=min_images_per_identity, max_identities=max_identities, val_fraction=val_fraction,
             test_fraction=test_fraction, train_samples=train_samples, seed=seed, balanced_eval=balanced_eval,
-            split_by=split_by, train_identities=train_identities, exclude_identities_in=exclude_identities_in)
+            split_by=split_by, train_identities=train_identities, exclude_identities_in=exclude_identities_in,
+            train_min_images_per_identity=train_min_images_per_identity)
         self.align = align
         self.align_template = align_template
         source = get_source(dataset, root=root, **self.dataset_args)
@@ -252,11 +257,13 @@ class FaceDataModule(L.LightningDataModule):
         """Say how many identities the filter left out, and how many classes have no training image (in an
         image split they are in the test set all the same, where the model cannot name them)."""
         counts = Counter(r.identity for r in records)
-        least = self.split_spec.min_images_per_identity
+        spec = self.split_spec
+        option, least = ("train_min_images_per_identity", spec.train_min_images_per_identity) \
+            if spec.train_min_images_per_identity else ("min_images_per_identity", spec.min_images_per_identity)
         dropped = sum(1 for n in counts.values() if n < least)
         used = manifest.num_classes + len(manifest.eval_classes or [])
         if dropped:
-            rank_zero_warn(f"min_images_per_identity={least} leaves out {dropped} of {len(counts)} identities "
+            rank_zero_warn(f"{option}={least} leaves out {dropped} of {len(counts)} identities "
                            f"(fewer images); {used} are used")
         untrained = manifest.num_classes - len({label for _, label in manifest.train})
         if untrained and manifest.open_set:

@@ -228,6 +228,11 @@ def check_train_samples(train_samples: TrainSamples, pool_size: int | None = Non
 class SplitSpec:
     """How a split is made: by image or identity, identity filters, held-out fractions, training-set size, seed.
 
+    ``train_min_images_per_identity`` (identity splits) lets people with fewer than ``min_images_per_identity``
+    images, but at least this many, join the training part: a person photographed once cannot be verified, but
+    is one more class to tell apart (LFW DevTrain: 2,854 more people, 58 % more training images). They are added
+    after val and test are dealt, so val and test stay those of the split without them.
+
     ``exclude_identities_in`` names a pairs file whose people are left out of every part. The manifest records
     the path, how many of the dataset's people it left out and the file's SHA-256; a split reused later warns
     when the file has changed (:meth:`SplitManifest.exclusion_warning`) and keeps its recorded people.
@@ -248,6 +253,7 @@ class SplitSpec:
     split_by: SplitBy = "image"
     train_identities: TrainIdentities = "all"
     exclude_identities_in: str | None = None
+    train_min_images_per_identity: int | None = None
 
     def __post_init__(self) -> None:
         val, test = self.val_fraction, self.test_fraction
@@ -264,6 +270,14 @@ class SplitSpec:
         if self.train_identities != "all" and self.split_by != "identity":
             raise ConfigError(f"train_identities={self.train_identities} needs split_by: identity (an image split "
                               "trains on every identity; use max_identities to keep fewer)")
+        extra = self.train_min_images_per_identity
+        if extra is not None:
+            if self.split_by != "identity":
+                raise ConfigError(f"train_min_images_per_identity={extra} needs split_by: identity (it adds people "
+                                  "to the training part only)")
+            if not 1 <= extra < self.min_images_per_identity:
+                raise ConfigError(f"train_min_images_per_identity must be in 1..{self.min_images_per_identity - 1} "
+                                  f"(below min_images_per_identity={self.min_images_per_identity}), got {extra}")
 
 
 def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **options: Any) -> SplitManifest:
@@ -295,6 +309,9 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
         exclusion = {"excluded_identities": len(left_out),
                      "exclude_identities_sha256": sha256_of(spec.exclude_identities_in)}
     kept = {i: sorted(keys) for i, keys in by_identity.items() if len(keys) >= spec.min_images_per_identity}
+    train_only = {i: sorted(keys) for i, keys in by_identity.items()
+                  if (spec.train_min_images_per_identity or spec.min_images_per_identity) <= len(keys)
+                  < spec.min_images_per_identity}
     if not kept:
         largest = max(len(k) for k in by_identity.values())
         raise DataError(f"no identity has >= {spec.min_images_per_identity} images (min_images_per_identity); "
@@ -303,7 +320,10 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
         # the identities with most images, ties by name: deterministic and independent of the seed
         chosen = sorted(kept, key=lambda i: (-len(kept[i]), i))[: spec.max_identities]
         kept = {i: kept[i] for i in chosen}
-    manifest = (_identity_split if spec.split_by == "identity" else _image_split)(kept, spec)
+    if spec.split_by == "identity":
+        manifest = _identity_split(kept, spec, train_only)
+    else:
+        manifest = _image_split(kept, spec)
     manifest.settings.update(exclusion)
     return manifest
 
@@ -333,9 +353,10 @@ def _image_split(kept: dict[str, list[str]], spec: SplitSpec) -> SplitManifest:
     return _take(manifest, spec)
 
 
-def _identity_split(kept: dict[str, list[str]], spec: SplitSpec) -> SplitManifest:
+def _identity_split(kept: dict[str, list[str]], spec: SplitSpec,
+                    train_only: dict[str, list[str]] | None = None) -> SplitManifest:
     """Whole people in each part, dealt by image count (see :func:`_deal`); the train pool holds all images of
-    the training people, val / test all images of theirs."""
+    the training people (and of ``train_only``'s, who are not dealt), val / test all images of theirs."""
     people = sorted(kept, key=lambda i: (-len(kept[i]), i))  # most images first
     n_val, n_test = _count(len(people), spec.val_fraction), _count(len(people), spec.test_fraction)
     if len(people) - n_val - n_test < 1:
@@ -351,6 +372,8 @@ def _identity_split(kept: dict[str, list[str]], spec: SplitSpec) -> SplitManifes
         if parts[part] and max(len(kept[name]) for name in parts[part]) < 2:
             raise DataError(f"no {part} person has 2 images, so an identity split cannot verify same-person pairs: "
                             "set min_images_per_identity: 2 (or more)")
+    parts["train"] += sorted(train_only or {})
+    kept = {**kept, **(train_only or {})}
     eval_classes = sorted(parts["val"] + parts["test"])
     eval_label = {name: idx for idx, name in enumerate(eval_classes)}
     val, test = ([(k, eval_label[name]) for name in sorted(parts[p]) for k in kept[name]] for p in ("val", "test"))
