@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import facetransfer as ft
 from facetransfer.cli.main import main
@@ -39,8 +41,9 @@ def test_an_open_set_fit_on_orl_verifies_while_training_and_verify_uses_the_proj
                              test_fraction=0.2, num_workers=0, batch_size=16,
                              preprocess=ft.backbone_preprocess("scratch_cnn", backbone_args=TINY))
     assert data.open_set and not set(data.manifest.identities("train")) & set(data.manifest.identities("test"))
-    model = ft.FaceClassifier(**model_args, class_names=data.class_names, open_set=data.open_set, features=data.features)
-    trainer = ft.make_trainer(max_epochs=2, limit_train_batches=3, default_root_dir=tmp_path, logger=False,
+    model = ft.FaceClassifier(**model_args, class_names=data.class_names, open_set=data.open_set,
+                              eval_class_names=data.eval_class_names, features=data.features)
+    trainer = ft.make_trainer(max_epochs=2, limit_train_batches=3, default_root_dir=tmp_path,
                               enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
     trainer.fit(model, data)
     assert 0.0 <= float(trainer.callback_metrics["val/verify_acc"]) <= 1.0
@@ -49,6 +52,15 @@ def test_an_open_set_fit_on_orl_verifies_while_training_and_verify_uses_the_proj
     assert best.monitor == "val/verify_acc" and best.best_model_path
     (tested,) = trainer.test(model, data, ckpt_path=best.best_model_path, verbose=False)
     assert 0.0 <= tested["test/verify_acc"] <= 1.0 and "test/acc" not in tested
+    # TensorBoard: the test people's embeddings in the projector, named (no confusion: nobody was classified)
+    (metadata,) = Path(trainer.log_dir).rglob("metadata.tsv")
+    assert sorted(set(metadata.read_text().split())) == data.manifest.identities("test")
+    rows = (metadata.parent / "tensors.tsv").read_text().splitlines()
+    assert len(rows) == len(data.manifest.test) and len(rows[0].split("\t")) == 8  # the 8-d projection
+    assert (metadata.parent / "sprite.png").is_file()
+    events = EventAccumulator(trainer.log_dir, size_guidance={"images": 0})
+    events.Reload()
+    assert "test/confusion" not in events.Tags()["images"]
 
     pairs = tmp_path / "heldout.txt"
     split = tmp_path / "split.json"

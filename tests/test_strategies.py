@@ -73,7 +73,8 @@ def test_a_fit_config_and_a_sweep_method_of_its_strategy_resolve_alike(config, t
                                          data={"batch_size": 32}, methods=[method]))
     (spec,) = sweep.methods
     signature = inspect.signature(ft.FaceClassifier.__init__).parameters
-    model = {k: p.default for k, p in signature.items() if k not in ("self", "class_names", "open_set", "features")}
+    managed = ("self", "class_names", "open_set", "eval_class_names", "features")
+    model = {k: p.default for k, p in signature.items() if k not in managed}
     assert {k: fit["model"][k] for k in model} == {**model, **spec.classifier_args()}
     trainer = {k: v for k, v in spec.trainer.items() if k not in CELL_TRAINER_DEFAULTS}
     assert trainer == {"max_epochs": 20} and {k: fit["trainer"][k] for k in trainer} == trainer

@@ -145,6 +145,8 @@ class FaceTransferCLI(LightningCLI):
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
         parser.link_arguments("data", "model.features", compute_fn=attrgetter("features"), apply_on="instantiate")
         parser.link_arguments("data", "model.open_set", compute_fn=attrgetter("open_set"), apply_on="instantiate")
+        parser.link_arguments("data", "model.eval_class_names", compute_fn=attrgetter("eval_class_names"),
+                              apply_on="instantiate")
         parser.add_argument("--strategy", type=Optional[str], default=None,
                             help="start from this strategy's freeze policy, recipe and callbacks ('facetransfer strategies'); "
                                  "the config and the command line override its values")

@@ -286,6 +286,12 @@ class FaceDataModule(L.LightningDataModule):
         return self.manifest.num_classes
 
     @property
+    def eval_class_names(self) -> list[str] | None:
+        """The val/test people of an identity split, in their label order (None for an image split, where val/test
+        labels are the training classes)."""
+        return None if self.manifest.eval_classes is None else list(self.manifest.eval_classes)
+
+    @property
     def open_set(self) -> bool:
         """True when val/test hold people the model is not trained on (``split_by: identity``, or a reused
         identity split): their labels index ``manifest.eval_classes``, not the classifier's classes."""

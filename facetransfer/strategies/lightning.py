@@ -66,7 +66,7 @@ class LightningStrategy(Strategy):
         method, manifest = cell.method, ctx.manifest(cell)
         L.seed_everything(cell.seed, workers=True, verbose=False)
         model = FaceClassifier(**method.classifier_args(), class_names=manifest.classes, open_set=manifest.open_set,
-                               features=ctx.feature_store)
+                               eval_class_names=manifest.eval_classes, features=ctx.feature_store)
         data = FaceDataModule(
             **{**ctx.config.data, **method.data}, seed=cell.seed, preprocess=model.preprocess, features=ctx.feature_store
         )

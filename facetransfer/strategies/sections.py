@@ -32,6 +32,7 @@ MANAGED_MODEL_KEYS = {
     "weights_path": "set each method's weights_path:",
     "class_names": "the identities come from the data",
     "open_set": "the data decides it (data.split_by: identity makes every cell open-set)",
+    "eval_class_names": "the val/test people come from the data",
     "features": "the sweep's feature store serves frozen features",
 }
 MANAGED_TRAINER_KEYS = {

@@ -126,6 +126,8 @@ class FaceClassifier(L.LightningModule):
         open_set: validation and test people are not the training people (``data.open_set``, linked by the CLI
             from ``FaceDataModule(split_by="identity")``): val/test measure pair verification of the embedding
             (``val/verify_acc``, ``val/verify_auc``, ``val/verify_tar@far1e-3``) instead of classification.
+        eval_class_names: open-set only: the names of the val/test people, in their label order
+            (``data.eval_class_names``, linked by the CLI); they label the test embeddings in TensorBoard.
         verify_pairs: open-set validation/test: at most this many same-person and as many different-person pairs.
         head_dropout: dropout before the identity head.
         head_norm: standardise features before the head (``BatchNorm1d`` without affine); makes
@@ -170,6 +172,7 @@ class FaceClassifier(L.LightningModule):
         head_args: dict[str, Any] | None = None,
         embedding_dim: int | None = None,
         open_set: bool = False,
+        eval_class_names: list[str] | None = None,
         verify_pairs: int = 3000,
         head_dropout: float = 0.0,
         head_norm: bool = False,
@@ -229,6 +232,7 @@ class FaceClassifier(L.LightningModule):
         self.features = features
         self._embeddings: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.class_names: list[str] | None = None
+        self.eval_class_names = None if eval_class_names is None else list(eval_class_names)
         if class_names is not None:
             self._build_head(list(class_names))
 

@@ -5,6 +5,9 @@
 * ``test/embeddings``: the test images' backbone features in the embedding projector, labelled with their identity
   and drawn as their faces.
 
+An open-set test (people the model was not trained on) has no predictions to confuse: it shows the test people's
+embeddings in the projector, labelled with their names (``FaceClassifier(eval_class_names=...)``).
+
     >>> trainer = ft.make_trainer(callbacks=[TestFaces(projector=500)])  # doctest: +SKIP
 
 Under DDP, rank 0 shows the test images it saw. A model that tests on cached features (a linear probe) shows the
@@ -52,9 +55,10 @@ class TestFaces(Callback):
 
     def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
-        if isinstance(outputs, dict) and "logits" in outputs:  # FaceClassifier.test_step's
-            seen = {"features": outputs["features"].float().cpu(), "labels": outputs["labels"].cpu(),
-                    "predicted": outputs["logits"].argmax(dim=1).cpu()}
+        if isinstance(outputs, dict) and "features" in outputs:  # FaceClassifier.test_step's
+            seen = {"features": outputs["features"].float().cpu(), "labels": outputs["labels"].cpu()}
+            if "logits" in outputs:  # closed set (open set: embeddings of people without a class)
+                seen["predicted"] = outputs["logits"].argmax(dim=1).cpu()
             if batch[0].ndim == 4:  # images, not cached features
                 seen["faces"] = thumbnails(batch[0], pl_module.preprocess.mean, pl_module.preprocess.std, self.side)
             self._seen.append(seen)
@@ -76,14 +80,18 @@ class TestFaces(Callback):
         if not self._seen or not trainer.is_global_zero or not hasattr(writer, "add_embedding"):
             return
         seen, self._seen = {key: torch.cat([s[key] for s in self._seen]) for key in self._seen[0]}, []
-        names, labels, predicted = pl_module.class_names or [], seen["labels"], seen["predicted"]
-        step = trainer.global_step
-        wrong = (labels != predicted).nonzero().flatten()[: self.misclassified]
+        labels, predicted, step = seen["labels"], seen.get("predicted"), trainer.global_step
+        if predicted is None:
+            names = getattr(pl_module, "eval_class_names", None) or [f"person {i}" for i in range(int(labels.max()) + 1)]
+            wrong = labels[:0]
+        else:
+            names = pl_module.class_names or []
+            wrong = (labels != predicted).nonzero().flatten()[: self.misclassified]
         shown = min(self.projector, len(labels))
         faces = seen.get("faces")
         if faces is None:
             faces = self._test_split_faces(pl_module, max(shown, int(wrong.max()) + 1 if len(wrong) else 0))
-        if self.confusion:
+        if self.confusion and predicted is not None:
             writer.add_figure("test/confusion", confusion_figure(labels, predicted, names), step)
         if len(wrong) and faces is not None and len(faces) > int(wrong.max()):
             grid = faces_figure(faces[wrong], labels[wrong], predicted[wrong], names)
