@@ -214,3 +214,16 @@ def test_the_confusion_figure_of_many_identities_shows_the_most_confused_pairs()
     (ax, *_) = confusion_figure(labels, predicted, names).axes
     assert [t.get_text() for t in ax.get_yticklabels()] == ["person_0 → person_7", "person_2 → person_9"]
     assert [p.get_width() for p in ax.patches] == [2, 1]
+
+
+def test_a_last_training_batch_of_one_image_is_left_out(tmp_path):
+    """17 images in batches of 16: the lone 17th would break BatchNorm (head_norm, the projection) in training."""
+    data = tiny_data(train_samples=17, batch_size=16)
+    model = tiny_model(data, head_norm=True, head="arcface", embedding_dim=8)
+    trainer = tiny_trainer(tmp_path, max_epochs=2)
+    trainer.fit(model, data)
+    loader = data.train_dataloader()
+    assert len(loader) == 1 and [len(y) for _, y, *_ in loader] == [16]
+    assert trainer.global_step == 2  # one batch per epoch
+    kept = tiny_data(train_samples=18, batch_size=16).train_dataloader()
+    assert sorted(len(y) for _, y, *_ in kept) == [2, 16]  # a last batch of two stays

@@ -452,19 +452,23 @@ class FaceDataModule(L.LightningDataModule):
         """
         trainer = self.trainer
         num_workers = self.num_workers if num_workers is None else num_workers
-        sampler, loader_class = None, DataLoader
+        sampler, loader_class, drop_last = None, DataLoader, False
         if shuffle:
             world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
             item_seeds = isinstance(dataset, FaceDataset)
             sampler = ResumableSampler(dataset, seed=self.split_spec.seed, num_replicas=world, rank=rank,
                                        item_seeds=item_seeds)
-            epoch, done = resume_position(trainer, math.ceil(len(sampler) / batch_size))
+            # a last batch of one image cannot train BatchNorm (head_norm, the projection): it is left out, a
+            # different image each epoch
+            drop_last = len(sampler) > batch_size and len(sampler) % batch_size == 1
+            batches = len(sampler) // batch_size if drop_last else math.ceil(len(sampler) / batch_size)
+            epoch, done = resume_position(trainer, batches)
             sampler.set_epoch(epoch)
             sampler.skip = done * batch_size
             if item_seeds:
                 dataset = SeededDataset(dataset)
             loader_class = ResumableDataLoader  # resumes by itself (see sampler.py)
-        return loader_class(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+        return loader_class(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=drop_last,
                             persistent_workers=num_workers > 0, pin_memory=pin_memory and self.device.type == "cuda",
                             generator=torch.Generator().manual_seed(self.split_spec.seed), collate_fn=collate_fn)
 
