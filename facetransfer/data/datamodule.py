@@ -258,8 +258,8 @@ class FaceDataModule(L.LightningDataModule):
         image split they are in the test set all the same, where the model cannot name them)."""
         counts = Counter(r.identity for r in records)
         spec = self.split_spec
-        option, least = ("train_min_images_per_identity", spec.train_min_images_per_identity) \
-            if spec.train_min_images_per_identity else ("min_images_per_identity", spec.min_images_per_identity)
+        least = spec.train_min_images_per_identity or spec.min_images_per_identity
+        option = "train_min_images_per_identity" if spec.train_min_images_per_identity else "min_images_per_identity"
         dropped = sum(1 for n in counts.values() if n < least)
         used = manifest.num_classes + len(manifest.eval_classes or [])
         if dropped:
@@ -468,8 +468,9 @@ class FaceDataModule(L.LightningDataModule):
             if item_seeds:
                 dataset = SeededDataset(dataset)
             loader_class = ResumableDataLoader  # resumes by itself (see sampler.py)
-        return loader_class(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=drop_last,
-                            persistent_workers=num_workers > 0, pin_memory=pin_memory and self.device.type == "cuda",
+        return loader_class(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                            drop_last=drop_last, persistent_workers=num_workers > 0,
+                            pin_memory=pin_memory and self.device.type == "cuda",
                             generator=torch.Generator().manual_seed(self.split_spec.seed), collate_fn=collate_fn)
 
     def train_dataloader(self) -> DataLoader:

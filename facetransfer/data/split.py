@@ -309,9 +309,9 @@ def make_split(records: Sequence[FaceRecord], spec: SplitSpec | None = None, **o
         exclusion = {"excluded_identities": len(left_out),
                      "exclude_identities_sha256": sha256_of(spec.exclude_identities_in)}
     kept = {i: sorted(keys) for i, keys in by_identity.items() if len(keys) >= spec.min_images_per_identity}
+    extra = spec.train_min_images_per_identity
     train_only = {i: sorted(keys) for i, keys in by_identity.items()
-                  if (spec.train_min_images_per_identity or spec.min_images_per_identity) <= len(keys)
-                  < spec.min_images_per_identity}
+                  if extra and extra <= len(keys) < spec.min_images_per_identity}
     if not kept:
         largest = max(len(k) for k in by_identity.values())
         raise DataError(f"no identity has >= {spec.min_images_per_identity} images (min_images_per_identity); "
@@ -353,8 +353,7 @@ def _image_split(kept: dict[str, list[str]], spec: SplitSpec) -> SplitManifest:
     return _take(manifest, spec)
 
 
-def _identity_split(kept: dict[str, list[str]], spec: SplitSpec,
-                    train_only: dict[str, list[str]] | None = None) -> SplitManifest:
+def _identity_split(kept: dict[str, list[str]], spec: SplitSpec, train_only: dict[str, list[str]]) -> SplitManifest:
     """Whole people in each part, dealt by image count (see :func:`_deal`); the train pool holds all images of
     the training people (and of ``train_only``'s, who are not dealt), val / test all images of theirs."""
     people = sorted(kept, key=lambda i: (-len(kept[i]), i))  # most images first
@@ -372,8 +371,8 @@ def _identity_split(kept: dict[str, list[str]], spec: SplitSpec,
         if parts[part] and max(len(kept[name]) for name in parts[part]) < 2:
             raise DataError(f"no {part} person has 2 images, so an identity split cannot verify same-person pairs: "
                             "set min_images_per_identity: 2 (or more)")
-    parts["train"] += sorted(train_only or {})
-    kept = {**kept, **(train_only or {})}
+    parts["train"] += sorted(train_only)
+    kept = {**kept, **train_only}
     eval_classes = sorted(parts["val"] + parts["test"])
     eval_label = {name: idx for idx, name in enumerate(eval_classes)}
     val, test = ([(k, eval_label[name]) for name in sorted(parts[p]) for k in kept[name]] for p in ("val", "test"))

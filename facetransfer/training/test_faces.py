@@ -82,7 +82,8 @@ class TestFaces(Callback):
         seen, self._seen = {key: torch.cat([s[key] for s in self._seen]) for key in self._seen[0]}, []
         labels, predicted, step = seen["labels"], seen.get("predicted"), trainer.global_step
         if predicted is None:
-            names = getattr(pl_module, "eval_class_names", None) or [f"person {i}" for i in range(int(labels.max()) + 1)]
+            names = (getattr(pl_module, "eval_class_names", None)
+                     or [f"person {i}" for i in range(int(labels.max()) + 1)])
             wrong = labels[:0]
         else:
             names = pl_module.class_names or []
