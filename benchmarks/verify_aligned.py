@@ -11,6 +11,17 @@ them as JSON::
 
 An image without a face would make the pairs unusable, so the script stops with the list of
 such images (``facetransfer align`` lists them in ``no_face.csv``).
+
+``--dlib-models DIR`` adds dlib itself as the reference, scored with the same folds: dlib's own
+pipeline (its HOG face detector, its CNN detector where HOG finds nothing, a central box where
+neither does; the 5-point shape predictor; ``compute_face_descriptor`` with ``--dlib-jitters``)
+and dlib's network on this script's chips, each by cosine and by Euclidean distance. It needs the
+``dlib`` module (PyPI ``dlib-bin``) and dlib's model files (the ``models/`` folder of PyPI
+``face_recognition_models``); neither is a facetransfer dependency::
+
+    pip install dlib-bin face_recognition_models
+    python benchmarks/verify_aligned.py --root ../shared/data/lfw-devtrain --variant original \
+        --dlib-models "$(python -c 'import face_recognition_models, os; print(os.path.dirname(face_recognition_models.__file__))')/models"
 """
 
 from __future__ import annotations
@@ -24,13 +35,22 @@ import time
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
 from facetransfer.data.lfw import LFWSource
 from facetransfer.detection import Aligner
 from facetransfer.errors import DataError
 from facetransfer.models import get_backbone
 from facetransfer.verification import PairsProtocol, evaluate_pairs
+from facetransfer.verification.evaluate import pair_scores
+from facetransfer.verification.metrics import assign_folds, verification_metrics
+
+#: dlib's model files under --dlib-models
+DLIB_FILES = {"net": "dlib_face_recognition_resnet_model_v1.dat", "shape": "shape_predictor_5_face_landmarks.dat",
+              "cnn": "mmod_human_face_detector.dat"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,6 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", default=None, help="folder for results.json and the aligned chips")
+    parser.add_argument("--dlib-models", default=None,
+                        help="folder with dlib's model files: adds dlib's own pipeline and network as rows")
+    parser.add_argument("--dlib-jitters", type=int, default=0, help="dlib's num_jitters (0: none; dlib's own: 100)")
     return parser.parse_args(argv)
 
 
@@ -64,6 +87,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 def _run(args: argparse.Namespace) -> list[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
+    dlib_models = _load_dlib(args.dlib_models) if args.dlib_models else None
     root = Path(args.root)
     pairs_file = Path(args.pairs) if Path(args.pairs).is_file() else root / args.pairs
     image_dir = LFWSource(str(root), variant=args.variant).image_dir()
@@ -101,16 +125,88 @@ def _run(args: argparse.Namespace) -> list[dict]:
     rows.append({**common, "alignment": f"mtcnn + {aligner.template.name} {aligner.size} px, pick {args.pick}",
                  **_metrics(result), "images": len(keys), "several_faces": multi,
                  "align_seconds": round(seconds, 1)})
-    print("| variant | alignment | flip | accuracy (10 folds) | AUC | TAR@FAR=1e-3 |")
-    print("|---|---|---|---|---|---|")
+    if dlib_models:
+        rows += _dlib_rows(dlib_models, args.dlib_jitters, protocol, aligned, common)
+    print("| variant | alignment | flip | accuracy (10 folds) | errors | AUC | TAR@FAR=1e-3 |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
+        errors = round((1 - r["accuracy"]) * len(protocol.labels))
         print(f"| {r['variant']} | {r['alignment']} | {'yes' if r['flip'] else 'no'} | "
-              f"{r['accuracy']:.4f} ± {r['accuracy_std']:.4f} | {r['auc']:.4f} | {r['tar']:.4f} |")
+              f"{r['accuracy']:.4f} ± {r['accuracy_std']:.4f} | {errors} | {r['auc']:.4f} | {r['tar']:.4f} |")
     out.mkdir(parents=True, exist_ok=True)
     (out / f"results-{args.variant}-{args.template}{'-flip' if args.flip else ''}.json").write_text(
         json.dumps(rows, indent=2) + "\n"
     )
     return rows
+
+
+def _load_dlib(models_dir: str) -> dict:
+    """dlib's network, shape predictor and detectors from ``models_dir``; one clear error if dlib or a file is missing."""
+    try:
+        import dlib
+    except ImportError:
+        raise DataError("--dlib-models needs the dlib module (pip install dlib-bin)") from None
+    models = Path(models_dir)
+    missing = [name for name in DLIB_FILES.values() if not (models / name).is_file()]
+    if missing:
+        raise DataError(f"--dlib-models {models}: missing {', '.join(missing)} (the models/ folder of PyPI "
+                        f"face_recognition_models holds them)")
+    return {"module": dlib, "net": dlib.face_recognition_model_v1(str(models / DLIB_FILES["net"])),
+            "shape": dlib.shape_predictor(str(models / DLIB_FILES["shape"])), "hog": dlib.get_frontal_face_detector(),
+            "cnn": dlib.cnn_face_detection_model_v1(str(models / DLIB_FILES["cnn"])),
+            "name": str(models / DLIB_FILES["net"])}
+
+
+def _dlib_rows(dlib_models: dict, jitters: int, protocol: PairsProtocol, aligned: PairsProtocol,
+               common: dict) -> list[dict]:
+    """dlib's own pipeline on the images and dlib's network on the chips, by cosine and Euclidean distance."""
+    dlib, net, shape_of, hog, cnn = (dlib_models[k] for k in ("module", "net", "shape", "hog", "cnn"))
+    keys = protocol.image_keys()
+    own, detectors = [], {"hog": 0, "cnn": 0, "central box": 0}
+    start = time.perf_counter()
+    for key in keys:
+        pixels = np.asarray(Image.open(protocol.image_dir / key).convert("RGB"))
+        height, width = pixels.shape[:2]
+        found, detector = list(hog(pixels, 1)), "hog"
+        if not found:
+            found, detector = [d.rect for d in cnn(pixels, 1)], "cnn"
+        if not found:  # LFW centres its subject: a box of 45 % of the image around the centre
+            half = int(0.225 * min(width, height))
+            found, detector = [dlib.rectangle(width // 2 - half, height // 2 - half, width // 2 + half,
+                                              height // 2 + half)], "central box"
+        detectors[detector] += 1
+        face = min(found, key=lambda r: (r.center().x - width / 2) ** 2 + (r.center().y - height / 2) ** 2)
+        own.append(np.array(net.compute_face_descriptor(pixels, shape_of(pixels, face), jitters, 0.25)))
+    own_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    on_chips = [np.array(net.compute_face_descriptor(np.asarray(Image.open(aligned.image_dir / key).convert("RGB")),
+                                                     jitters)) for key in keys]
+    chip_seconds = time.perf_counter() - start
+    found_by = ", ".join(f"{name} {count}" for name, count in detectors.items())
+    rows = []
+    for alignment, descriptors, seconds in (
+        (f"dlib itself: detector + 5-point chip, jitters {jitters} ({found_by})", own, own_seconds),
+        (f"dlib's network on the chips above, jitters {jitters}", on_chips, chip_seconds),
+    ):
+        for distance, metrics in _descriptor_metrics(protocol, keys, torch.tensor(np.stack(descriptors))).items():
+            rows.append({**common, "backbone": "dlib (float weights)", "weights": dlib_models["name"],
+                         "flip": False, "alignment": f"{alignment}, {distance}", **metrics,
+                         "seconds": round(seconds, 1)})
+    return rows
+
+
+def _descriptor_metrics(protocol: PairsProtocol, keys: list[str], descriptors: torch.Tensor) -> dict[str, dict]:
+    """Pair metrics of raw descriptors (rows in ``keys`` order) by cosine similarity and by Euclidean distance."""
+    folds = protocol.folds if protocol.official_folds else assign_folds(protocol.labels)
+    index = {k: i for i, k in enumerate(keys)}
+    first, second = (torch.tensor([index[k] for k in side]) for side in zip(*map(protocol.keys, protocol.pairs)))
+    scores = {"cosine": pair_scores(protocol, F.normalize(descriptors.float(), dim=1), keys),
+              "euclidean": -(descriptors[first] - descriptors[second]).norm(dim=1).double().numpy()}
+    out = {}
+    for name, score in scores.items():
+        m = verification_metrics(score, protocol.labels, folds, official=protocol.official_folds)
+        out[name] = {"accuracy": m.accuracy, "accuracy_std": m.accuracy_std, "auc": m.auc, "tar": m.tar}
+    return out
 
 
 def _metrics(result) -> dict:

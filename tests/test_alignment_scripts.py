@@ -60,3 +60,21 @@ def test_alignment_grid_example(tmp_path, mtcnn_weights, capsys):
                                                   "--tile", "40", "--people", "2"])
     assert Image.open(out).size == (2 * 44 + 4, 4 * 44 + 4)
     assert "rows original, aligned, deep-funneled, aligned" in capsys.readouterr().out
+
+
+def test_verify_aligned_dlib_reference_needs_dlib_and_its_files(tmp_path):
+    """--dlib-models fails in one line before any work: without the dlib module, or without dlib's model files."""
+    from facetransfer.errors import DataError
+
+    (tmp_path / "lfw").mkdir()
+    with pytest.raises(DataError) as err:
+        _script("benchmarks/verify_aligned.py")(["--root", str(tmp_path / "lfw"), "--variant", "original",
+                                                 "--dlib-models", str(tmp_path)])
+    message = str(err.value)
+    assert "\n" not in message
+    try:
+        import dlib  # noqa: F401
+    except ImportError:
+        assert "needs the dlib module (pip install dlib-bin)" in message
+    else:
+        assert f"--dlib-models {tmp_path}: missing dlib_face_recognition_resnet_model_v1.dat" in message
