@@ -144,6 +144,46 @@ def test_score_norm_uses_only_the_other_folds_images(norm):
         pair_scores(protocol_of(pairs), embeddings, keys, folds, "zscore")
 
 
+def test_euclidean_scores_are_minus_the_distance_and_asnorm_ranks_by_it():
+    """``distance="euclidean"``: a pair's score is minus the distance between the raw embeddings (their lengths
+    count); asnorm standardises it by each image's nearest cohort images; ``center`` is refused (nothing moves)."""
+    rng = np.random.default_rng(1)
+    pairs = [(2 * i, 2 * i + 1, i % 2 == 0) for i in range(20)]
+    keys = [str(i) for i in range(40)]
+    raw = torch.from_numpy(rng.normal(size=(40, 8))).float() * torch.linspace(0.5, 2.0, 40)[:, None]
+    plain = pair_scores(protocol_of(pairs), raw, keys, distance="euclidean")
+    assert np.allclose(plain, [-float((raw[a] - raw[b]).norm()) for a, b, _ in pairs], atol=1e-5)
+    assert not np.allclose(plain, pair_scores(protocol_of(pairs), F.normalize(raw, dim=1), keys, distance="euclidean"))
+    folds = np.array([0] * 10 + [1] * 10)
+    normed = pair_scores(protocol_of(pairs), raw, keys, folds, "asnorm", distance="euclidean")
+    cohort = raw[20:40]  # fold 0's cohort: the images of fold 1's pairs
+    a, b = 0, 1
+    # the 19 (= cohort - 1) highest similarities, minus distances, of each image to the cohort
+    top = [(-torch.cdist(raw[i][None], cohort)[0]).topk(19).values.double().numpy() for i in (a, b)]
+    expected = np.mean([(plain[0] - t.mean()) / t.std(ddof=1) for t in top])
+    assert normed[0, 0] == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ConfigError, match="score_norm='center' changes nothing with Euclidean distances"):
+        pair_scores(protocol_of(pairs), raw, keys, folds, "center", distance="euclidean")
+    with pytest.raises(ConfigError, match="unknown distance 'manhattan'; known: cosine, euclidean"):
+        pair_scores(protocol_of(pairs), raw, keys, distance="manhattan")
+
+
+def test_raw_embeddings_average_the_views_as_they_are(net, faces):
+    """``Embedder(normalize=False)`` keeps the features' lengths and averages jittered views unnormalised (dlib's
+    way); a gallery refuses such an embedder (it compares by cosine)."""
+    raw = Embedder(net, normalize=False)(faces)
+    with torch.no_grad():
+        assert torch.allclose(raw, net.forward_features(faces), atol=1e-5)
+    views = TTA.parse("jitter:3").images(faces, -torch.tensor(net.preprocess.mean) / torch.tensor(net.preprocess.std))
+    with torch.no_grad():
+        expected = sum(net.forward_features(v) for v in views) / 3
+    assert torch.allclose(Embedder(net, normalize=False, tta="jitter:3")(faces), expected, atol=1e-5)
+    assert Embedder(net, normalize=False).describe()["normalize"] is False
+    assert "normalize" not in Embedder(net).describe()  # galleries of normalised embeddings describe as before
+    with pytest.raises(ConfigError, match="a gallery compares normalised embeddings by cosine similarity"):
+        Gallery(Embedder(net, normalize=False))
+
+
 def test_per_fold_scores_choose_and_test_each_fold_on_its_own_row():
     labels = np.array([1, 1, 0, 0] * 4)
     folds = assign_folds(labels, 2)
@@ -164,6 +204,7 @@ def test_per_fold_scores_choose_and_test_each_fold_on_its_own_row():
         (["--tta", "foo"], r"--tta: test-time augmentation 'foo' is not one of"),
         (["--flip", "--tta", "jitter:2"], r"--flip is --tta flip; give one of --flip and --tta jitter:2"),
         (["--score_norm", "zscore"], r"--score_norm"),
+        (["--distance", "manhattan"], r"--distance"),
     ],
 )
 def test_verify_refuses_bad_tta_in_one_line(args, pattern, capsys, clean_argv, tmp_path):
@@ -190,3 +231,21 @@ def test_verify_with_jitter_and_centred_scores(lfw_pairs_tree, tmp_path, capsys,
     help_text = subprocess.run([sys.executable, "-m", "facetransfer", "verify", "--help"], capture_output=True,
                                text=True, cwd=Path(__file__).parents[1], env={**os.environ, "COLUMNS": "200"}).stdout
     assert "--tta TTA" in help_text and "--flip" in help_text and "--score_norm" in help_text
+    assert "--distance {cosine,euclidean}" in help_text
+
+
+def test_verify_with_euclidean_distances(lfw_pairs_tree, tmp_path, capsys, clean_argv):  # noqa: F811
+    out = tmp_path / "verify"
+    assert main(["verify", "--pairs", str(lfw_pairs_tree / "pairsDevTrain.txt"), "--backbone", "scratch_cnn",
+                 "--folds", "2", "--input_size", "48", "--num_workers", "0", "--out", str(out),
+                 "--tta", "jitter:2", "--distance", "euclidean"]) == 0
+    printed = capsys.readouterr().out
+    assert "tta jitter:2, euclidean distance): acc" in printed and "distance threshold on all pairs" in printed
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["distance"] == "euclidean" and saved["model"]["normalize"] is False
+    scores = [float(line.split("\t")[-1]) for line in (out / "scores.tsv").read_text().splitlines()[1:]]
+    assert all(s <= 0 for s in scores) and len(set(scores)) > 1
+    assert main(["verify", "--pairs", str(lfw_pairs_tree / "pairsDevTrain.txt"), "--backbone", "scratch_cnn",
+                 "--folds", "2", "--input_size", "48", "--out", str(out), "--distance", "euclidean",
+                 "--score_norm", "center"]) == 2
+    assert "score_norm='center' changes nothing with Euclidean distances" in capsys.readouterr().err

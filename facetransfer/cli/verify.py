@@ -4,7 +4,7 @@
         --backbone dlib_resnet --weights FACE_API --face_crop 0.6 --out runs/verify
     facetransfer verify --pairs lfw/pairs.txt --ckpt_path runs/.../best.ckpt --flip
     facetransfer verify --pairs ../shared/data/lfw-devtrain/pairsDevTrain.txt --align mtcnn \\
-        --backbone dlib_resnet --weights FACE_API --tta jitter:10
+        --backbone dlib_resnet --weights FACE_API --tta jitter:10 --distance euclidean
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ def build_parser() -> ToolParser:
     parser.add_argument("--score_norm", type=Literal["none", "center", "asnorm"], default="none",
                         help="normalise each fold's scores with the other folds' images only: center (embeddings "
                         "minus their mean) or asnorm (adaptive score normalisation against them)")
+    parser.add_argument("--distance", type=Literal["cosine", "euclidean"], default="cosine",
+                        help="cosine similarity of the normalised embeddings, or the Euclidean distance between the "
+                        "raw ones (views of --tta averaged as they are), which dlib_resnet was trained for")
     parser.add_argument("--far", type=OpenUnitInterval, default=1e-3, help="false accept rate of the TAR@FAR metric")
     parser.add_argument("--folds", type=PositiveInt, default=10,
                         help="folds for View 1 files (View 2 has 10 official ones)")
@@ -68,12 +71,14 @@ def verify_command(argv: Sequence[str]) -> int:
         face_crop=args.face_crop or default_face_crop(model, args.align, LFWSource), tta=tta, far=args.far,
         batch_size=loading.batch_size, num_workers=loading.workers, device=loading.torch_device,
         progress=show_progress(args), align=args.align, align_template=args.align_template,
-        score_norm=args.score_norm,
+        score_norm=args.score_norm, distance=args.distance,
     )
     m = result.metrics
     print(result.summary())
     folds = "official View 2 folds" if m.official_folds else f"{m.num_folds} stratified folds in file order"
-    print(f"  accuracy {m.accuracy:.4f} ± {m.accuracy_std:.4f} ({folds}); threshold on all pairs {m.threshold:.4f}")
+    threshold = (f"distance threshold on all pairs {-m.threshold:.4f}" if args.distance == "euclidean" and
+                 args.score_norm == "none" else f"threshold on all pairs {m.threshold:.4f}")
+    print(f"  accuracy {m.accuracy:.4f} ± {m.accuracy_std:.4f} ({folds}); {threshold}")
     print(f"  ROC AUC {m.auc:.4f}; TAR@FAR={m.far:g} {m.tar:.4f}")
     if m.tar_note:
         print(f"  note: {m.tar_note}")

@@ -59,7 +59,7 @@ def make_aligner(align: Any, preprocess, template: str | None = None):
 
 
 class Embedder:
-    """L2-normalised embeddings of face images with a backbone's features.
+    """L2-normalised embeddings of face images with a backbone's features (or the raw features, ``normalize=False``).
 
     Args:
         model: a :class:`Backbone` or a :class:`~facetransfer.FaceClassifier` (its backbone is used).
@@ -77,16 +77,20 @@ class Embedder:
         align_template: ``dlib`` or ``arcface`` (default: the backbone's own).
         tta: test-time augmentation: ``none``, ``flip`` or ``jitter:N`` (N seeded random jitters of each image, as
             dlib's ``num_jitters``; N times the work), see :class:`~facetransfer.features.TTA`.
+        normalize: scale each row to norm 1 (each view first, with ``tta``). ``False`` keeps the backbone's raw
+            features and averages the views as they are (dlib's way): for Euclidean distances between descriptors,
+            whose lengths then carry how well the views agree.
 
     Inputs of :meth:`__call__`: a PIL image, an image file path, a ``uint8`` tensor ``(C, H, W)`` / ``(B, C, H, W)``
     (raw pixels: transformed like PIL images), a float tensor ``(3, H, W)`` / ``(B, 3, H, W)`` (already preprocessed,
-    used as is), or a list of these. Output: ``(N, num_features)`` float32 on the CPU, each row of norm 1.
+    used as is), or a list of these. Output: ``(N, num_features)`` float32 on the CPU, each row of norm 1 (unless
+    ``normalize=False``).
     """
 
     def __init__(self, model: nn.Module, face_crop: float = 1.0, flip: bool = False, batch_size: int = 64,
                  num_workers: int = 0, device: torch.device | str | None = None, name: str | None = None,
                  align: Any = "none", align_template: str | None = None,
-                 tta: str | TTA | None = None) -> None:
+                 tta: str | TTA | None = None, normalize: bool = True) -> None:
         check_ranges({"face_crop": face_crop, "batch_size": batch_size},
                      {"face_crop": FractionUpToOne, "batch_size": PositiveInt})
         self.backbone = as_backbone(model)
@@ -101,6 +105,7 @@ class Embedder:
         self.aligner = make_aligner(align, self.backbone.preprocess, align_template)
         self.align = "none" if self.aligner is None else (align if isinstance(align, str) else "custom")
         self.align_template = align_template
+        self.normalize = bool(normalize)
 
     @property
     def num_features(self) -> int:
@@ -111,13 +116,15 @@ class Embedder:
         described = {"backbone": self.backbone_name, "num_features": self.num_features, "face_crop": self.face_crop,
                      "flip": self.flip, "tta": str(self.tta), "preprocess": self.backbone.preprocess.eval_dict(),
                      "weights_fingerprint": weights_fingerprint(self.backbone)}
+        if not self.normalize:
+            described["normalize"] = False
         if self.aligner is not None:
             described.update(align=self.align, align_template=self.align_template, alignment=self.aligner.describe())
         return described
 
     # --- preprocessed batches --------------------------------------------------------------------
     def embed_batch(self, batch: torch.Tensor) -> torch.Tensor:
-        """Preprocessed float images ``(B, 3, H, W)`` -> normalised embeddings (CPU, float32)."""
+        """Preprocessed float images ``(B, 3, H, W)`` -> embeddings (CPU, float32; normalised unless not asked)."""
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise DataError(f"expected a preprocessed batch of shape (B, 3, H, W), got {tuple(batch.shape)}")
         return batch_features(self.backbone, batch.split(self.batch_size), **self._settings(many=False))
@@ -125,7 +132,7 @@ class Embedder:
     def _settings(self, many: bool) -> dict[str, Any]:
         """How :func:`~facetransfer.features.batch_features` runs: normalised, views averaged; a pass over many
         images folds BatchNorm and runs channels-last where faster, a few images run on the backbone as it is."""
-        return {"device": self.device, "normalize": True, "tta": self.tta, "fuse": many,
+        return {"device": self.device, "normalize": self.normalize, "tta": self.tta, "fuse": many,
                 "channels_last": None if many else False}
 
     # --- any image input -------------------------------------------------------------------------

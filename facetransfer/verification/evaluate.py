@@ -2,7 +2,9 @@
 
 Every image the pairs name is embedded once (L2-normalised backbone features, optionally averaged over views of the
 image: ``tta="flip"`` or ``"jitter:N"``); a pair's score is the cosine similarity of its two embeddings, optionally
-after centring them on the mean embedding of the other folds' images (``score_norm="center"``)::
+after centring them on the mean embedding of the other folds' images (``score_norm="center"``). With
+``distance="euclidean"`` the embeddings keep their length (views averaged as they are) and a pair's score is minus
+the Euclidean distance between them, the comparison dlib's face network was trained for::
 
     >>> model = get_backbone("dlib_resnet", weights="FACE_API")  # doctest: +SKIP
     >>> result = evaluate_pairs(model, "../shared/data/lfw-devtrain/pairsDevTrain.txt",
@@ -42,7 +44,8 @@ class VerificationResult:
         pairs_file / image_dir: the protocol's files.
         num_images: distinct images embedded.
         model: :meth:`Embedder.describe` (backbone, face crop, tta, weights fingerprint).
-        score_norm: how pair scores were normalised (``none``, ``center``).
+        score_norm: how pair scores were normalised (``none``, ``center``, ``asnorm``).
+        distance: how embeddings were compared (``cosine``; ``euclidean``: scores are minus the distance).
         scores / labels: per pair, in file order.
         files: what was written to ``out_dir`` (``roc_png``, ``metrics_json``, ``scores_tsv``, ``tensorboard``).
     """
@@ -56,18 +59,20 @@ class VerificationResult:
     labels: np.ndarray = field(repr=False)
     files: dict[str, str] = field(default_factory=dict)
     score_norm: str = "none"
+    distance: str = "cosine"
 
     def summary(self) -> str:
         tta = self.model.get("tta", "flip" if self.model.get("flip") else "none")
         extras = ("" if tta == "none" else ", flip" if tta == "flip" else f", tta {tta}") + (
-            "" if self.score_norm == "none" else f", score_norm {self.score_norm}")
+            "" if self.score_norm == "none" else f", score_norm {self.score_norm}") + (
+            "" if self.distance == "cosine" else f", {self.distance} distance")
         return (
             f"{self.model.get('backbone')} on {Path(self.pairs_file).name} ({self.metrics.num_pairs} pairs, "
             f"{self.num_images} images, face_crop {self.model.get('face_crop')}{extras}): {self.metrics.summary()}"
         )
 
     def to_dict(self) -> dict[str, Any]:
-        names = ("pairs_file", "image_dir", "num_images", "model", "score_norm", "metrics", "files")
+        names = ("pairs_file", "image_dir", "num_images", "model", "score_norm", "distance", "metrics", "files")
         return {**{name: getattr(self, name) for name in names}, "metrics": self.metrics.to_dict()}
 
     def scalars(self, prefix: str = "verify/") -> dict[str, float]:
@@ -102,33 +107,46 @@ def plot_roc(metrics: VerificationMetrics, title: str = ""):
 
 
 SCORE_NORMS = ("none", "center", "asnorm")
+#: how two embeddings are compared
+DISTANCES = ("cosine", "euclidean")
 #: AS-norm compares each image with its most similar cohort images, this many
 ASNORM_TOP = 100
 
 
+def check_scoring(score_norm: str, distance: str) -> None:
+    """One clear error for an unknown ``score_norm`` or ``distance``, or a pointless combination of the two."""
+    if score_norm not in SCORE_NORMS:
+        raise ConfigError(f"unknown score_norm {score_norm!r}; known: {', '.join(SCORE_NORMS)}")
+    if distance not in DISTANCES:
+        raise ConfigError(f"unknown distance {distance!r}; known: {', '.join(DISTANCES)}")
+    if distance == "euclidean" and score_norm == "center":
+        raise ConfigError("score_norm='center' changes nothing with Euclidean distances; use none or asnorm")
+
+
 def pair_scores(protocol: PairsProtocol, embeddings: torch.Tensor, keys: list[str], folds: np.ndarray | None = None,
-                score_norm: str = "none") -> np.ndarray:
-    """Cosine similarity of each pair, from normalised embeddings of ``keys``.
+                score_norm: str = "none", distance: str = "cosine") -> np.ndarray:
+    """Similarity of each pair's embeddings of ``keys``: cosine (of normalised embeddings) or minus the Euclidean distance.
 
     With a ``score_norm`` (needs ``folds``), per test fold k the cohort is the images that only the other folds' pairs
     name (no image of fold k's pairs) -> ``(folds, pairs)``, row k for test fold k (as
     :func:`~.metrics.verification_metrics` takes them). ``center``: every embedding minus the cohort's mean,
-    normalised again. ``asnorm`` (adaptive symmetric score normalisation): a pair's score standardised by the mean and
-    standard deviation of each image's :data:`ASNORM_TOP` highest similarities to the cohort (itself left out), the
-    two averaged.
+    normalised again (cosine only: distances do not change when everything moves). ``asnorm`` (adaptive symmetric
+    score normalisation): a pair's score standardised by the mean and standard deviation of each image's
+    :data:`ASNORM_TOP` highest similarities to the cohort (itself left out), the two averaged.
     """
-    if score_norm not in SCORE_NORMS:
-        raise ConfigError(f"unknown score_norm {score_norm!r}; known: {', '.join(SCORE_NORMS)}")
+    check_scoring(score_norm, distance)
     index = {k: i for i, k in enumerate(keys)}
     keys1, keys2 = zip(*map(protocol.keys, protocol.pairs))
     first = torch.tensor([index[k] for k in keys1], dtype=torch.long)
     second = torch.tensor([index[k] for k in keys2], dtype=torch.long)
 
-    def cosine(unit: torch.Tensor) -> np.ndarray:
-        return (unit[first] * unit[second]).sum(dim=1).double().numpy()
+    def paired(vectors: torch.Tensor) -> np.ndarray:
+        if distance == "euclidean":
+            return -(vectors[first] - vectors[second]).norm(dim=1).double().numpy()
+        return (vectors[first] * vectors[second]).sum(dim=1).double().numpy()
 
     if score_norm == "none":
-        return cosine(embeddings)
+        return paired(embeddings)
     if folds is None:
         raise ConfigError(f"score_norm={score_norm!r} needs the folds: its cohort is the other folds' images")
     rows = []
@@ -139,13 +157,16 @@ def pair_scores(protocol: PairsProtocol, embeddings: torch.Tensor, keys: list[st
         training[first[test]] = training[second[test]] = False  # an image of the test fold is never seen
         cohort = training.nonzero().squeeze(1)
         if score_norm == "center":
-            rows.append(cosine(F.normalize(embeddings - embeddings[cohort].mean(dim=0), dim=1)))
+            rows.append(paired(F.normalize(embeddings - embeddings[cohort].mean(dim=0), dim=1)))
             continue
-        similar = embeddings @ embeddings[cohort].T
+        if distance == "euclidean":
+            similar = -torch.cdist(embeddings, embeddings[cohort])
+        else:
+            similar = embeddings @ embeddings[cohort].T
         similar[cohort, torch.arange(len(cohort))] = -torch.inf  # an image is not its own impostor
         top = similar.topk(min(ASNORM_TOP, len(cohort) - 1), dim=1).values
         mean, std = top.mean(dim=1).double().numpy(), top.std(dim=1).clamp(min=1e-6).double().numpy()
-        raw, i, j = cosine(embeddings), first.numpy(), second.numpy()
+        raw, i, j = paired(embeddings), first.numpy(), second.numpy()
         rows.append(((raw - mean[i]) / std[i] + (raw - mean[j]) / std[j]) / 2)
     return np.stack(rows)
 
@@ -159,6 +180,7 @@ def evaluate_pairs(
     flip: bool = False,
     tta: str | None = None,
     score_norm: str = "none",
+    distance: str = "cosine",
     far: float = 1e-3,
     n_folds: int = 10,
     batch_size: int = 64,
@@ -186,24 +208,29 @@ def evaluate_pairs(
         score_norm: ``none`` (cosine similarity), ``center`` (each fold's pairs scored on embeddings centred on the
             mean embedding of the other folds' images) or ``asnorm`` (adaptive score normalisation against those
             images), see :func:`pair_scores`; no image of a fold is used to normalise its own scores.
+        distance: ``cosine`` (of L2-normalised embeddings) or ``euclidean`` (between the raw embeddings, views of
+            ``tta`` averaged as they are; scores are minus the distance). An :class:`Embedder` given as ``model``
+            must normalise for ``cosine`` and not for ``euclidean``.
         face_crop / flip / tta / batch_size / num_workers / device / name / align / align_template: the embedding
             options, as in :class:`Embedder` (``face_crop``: of the 250 px LFW image).
     """
     protocol = pairs if isinstance(pairs, PairsProtocol) else PairsProtocol.load(pairs, root)
-    if score_norm not in SCORE_NORMS:
-        raise ConfigError(f"unknown score_norm {score_norm!r}; known: {', '.join(SCORE_NORMS)}")
+    check_scoring(score_norm, distance)
     embedder = model if isinstance(model, Embedder) else Embedder(
         model, face_crop=face_crop, flip=flip, batch_size=batch_size, num_workers=num_workers, device=device, name=name,
-        align=align, align_template=align_template, tta=tta,
+        align=align, align_template=align_template, tta=tta, normalize=distance == "cosine",
     )
+    if embedder.normalize != (distance == "cosine"):
+        raise ConfigError(f"distance={distance!r} needs an Embedder with normalize={distance == 'cosine'} "
+                          f"(cosine compares normalised embeddings, euclidean the raw ones)")
     keys, labels = protocol.image_keys(), protocol.labels
     folds = protocol.folds if protocol.official_folds else assign_folds(labels, n_folds)
     embeddings = embedder.embed_files([protocol.image_dir / k for k in keys], progress=progress)
-    scores = pair_scores(protocol, embeddings, keys, folds, score_norm)
+    scores = pair_scores(protocol, embeddings, keys, folds, score_norm, distance)
     metrics = verification_metrics(scores, labels, folds, far=far, official=protocol.official_folds)
     result = VerificationResult(metrics=metrics, pairs_file=str(protocol.path or ""), image_dir=str(protocol.image_dir),
                                 num_images=len(keys), model=embedder.describe(), scores=own_fold_scores(scores, folds),
-                                labels=labels, score_norm=score_norm)
+                                labels=labels, score_norm=score_norm, distance=distance)
     if out_dir is not None:
         write_outputs(result, protocol, Path(out_dir), tensorboard=tensorboard)
     return result
@@ -232,6 +259,7 @@ def write_outputs(result: VerificationResult, protocol: PairsProtocol, out_dir: 
     result.files["metrics_json"] = str(metrics_json)
     metrics_json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
 
+
 def hardest_pairs_figure(protocol: PairsProtocol, scores: np.ndarray, same: bool, count: int = 8):
     """The ``count`` pairs of different people with the highest scores (``same=False``: the hardest false accepts),
     or of the same person with the lowest (the hardest false rejects), side by side with their scores."""
@@ -254,4 +282,4 @@ def hardest_pairs_figure(protocol: PairsProtocol, scores: np.ndarray, same: bool
     return fig
 
 
-__all__ = ["SCORE_NORMS", "VerificationResult", "evaluate_pairs", "hardest_pairs_figure", "pair_scores", "plot_roc", "write_outputs"]
+__all__ = ["DISTANCES", "SCORE_NORMS", "VerificationResult", "evaluate_pairs", "hardest_pairs_figure", "pair_scores", "plot_roc", "write_outputs"]

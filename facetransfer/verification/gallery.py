@@ -118,6 +118,9 @@ class Gallery:
     def __init__(self, model: nn.Module | Embedder, threshold: float | None = None, *,
                  match: Literal["mean", "nearest"] = "mean", **embedder_args: Any) -> None:
         self.embedder = model if isinstance(model, Embedder) else Embedder(model, **embedder_args)
+        if not self.embedder.normalize:
+            raise ConfigError("a gallery compares normalised embeddings by cosine similarity; give an Embedder with "
+                              "normalize=True")
         if match not in ("mean", "nearest"):
             raise ConfigError(f"unknown gallery match {match!r}; known: mean, nearest")
         self.threshold = threshold
