@@ -198,14 +198,12 @@ def _dlib_rows(dlib_models: dict, jitters: int, protocol: PairsProtocol, aligned
 def _descriptor_metrics(protocol: PairsProtocol, keys: list[str], descriptors: torch.Tensor) -> dict[str, dict]:
     """Pair metrics of raw descriptors (rows in ``keys`` order) by cosine similarity and by Euclidean distance."""
     folds = protocol.folds if protocol.official_folds else assign_folds(protocol.labels)
-    index = {k: i for i, k in enumerate(keys)}
-    first, second = (torch.tensor([index[k] for k in side]) for side in zip(*map(protocol.keys, protocol.pairs)))
-    scores = {"cosine": pair_scores(protocol, F.normalize(descriptors.float(), dim=1), keys),
-              "euclidean": -(descriptors[first] - descriptors[second]).norm(dim=1).double().numpy()}
+    descriptors = descriptors.float()
     out = {}
-    for name, score in scores.items():
-        m = verification_metrics(score, protocol.labels, folds, official=protocol.official_folds)
-        out[name] = {"accuracy": m.accuracy, "accuracy_std": m.accuracy_std, "auc": m.auc, "tar": m.tar}
+    for distance, vectors in (("cosine", F.normalize(descriptors, dim=1)), ("euclidean", descriptors)):
+        scores = pair_scores(protocol, vectors, keys, distance=distance)
+        m = verification_metrics(scores, protocol.labels, folds, official=protocol.official_folds)
+        out[distance] = {"accuracy": m.accuracy, "accuracy_std": m.accuracy_std, "auc": m.auc, "tar": m.tar}
     return out
 
 
