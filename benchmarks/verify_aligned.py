@@ -46,7 +46,7 @@ from facetransfer.errors import DataError
 from facetransfer.models import get_backbone
 from facetransfer.verification import PairsProtocol, evaluate_pairs
 from facetransfer.verification.evaluate import pair_scores
-from facetransfer.verification.metrics import assign_folds, verification_metrics
+from facetransfer.verification.metrics import verification_metrics
 
 #: dlib's model files under --dlib-models
 DLIB_FILES = {"net": "dlib_face_recognition_resnet_model_v1.dat", "shape": "shape_predictor_5_face_landmarks.dat",
@@ -197,7 +197,7 @@ def _dlib_rows(dlib_models: dict, jitters: int, protocol: PairsProtocol, aligned
 
 def _descriptor_metrics(protocol: PairsProtocol, keys: list[str], descriptors: torch.Tensor) -> dict[str, dict]:
     """Pair metrics of raw descriptors (rows in ``keys`` order) by cosine similarity and by Euclidean distance."""
-    folds = protocol.folds if protocol.official_folds else assign_folds(protocol.labels)
+    folds = protocol.folds if protocol.official_folds else None  # None: verification_metrics' stratified folds
     descriptors = descriptors.float()
     out = {}
     for distance, vectors in (("cosine", F.normalize(descriptors, dim=1)), ("euclidean", descriptors)):
