@@ -107,6 +107,31 @@ def test_the_projection_is_the_embedding_and_trains_with_the_head():
     assert torch.allclose(embeddings, expected, atol=1e-4)
 
 
+def test_head_dropout_drops_pooled_features_before_the_projection():
+    model = FaceClassifier("scratch_cnn", head="arcface", embedding_dim=8, head_dropout=0.5,
+                           class_names=["a", "b", "c"])
+    neck, head = model.backbone.neck, model.backbone.head
+    assert isinstance(neck[0], torch.nn.Dropout) and neck[0].p == 0.5 and isinstance(neck[1], torch.nn.Linear)
+    assert isinstance(head.dropout, torch.nn.Identity)  # dropped once, where the trained layers begin
+    assert model.backbone.embedding_size == 8
+    features = torch.ones(4, model.backbone.num_features)
+    model.train()
+    torch.manual_seed(0)
+    dropped = neck[0](features)
+    assert (dropped == 0).any() and (dropped == 2).any()  # inverted dropout: kept features scaled by 1 / (1 - p)
+    model.eval()  # embeddings (verification, galleries, export) are deterministic
+    images = torch.rand(2, 3, 112, 112)
+    assert torch.equal(Embedder(model)(images), Embedder(model)(images))
+    # without a projection it stays before the head, as before
+    plain = FaceClassifier("scratch_cnn", head="linear", head_dropout=0.5, class_names=["a", "b"])
+    assert isinstance(plain.backbone.neck, torch.nn.Identity) and plain.backbone.head.dropout.p == 0.5
+    # the same options rebuild the same modules (what loading a checkpoint does): the weights load strictly
+    rebuilt = FaceClassifier(**{k: model.hparams[k] for k in ("backbone", "head", "embedding_dim", "head_dropout",
+                                                             "class_names")})
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    assert torch.allclose(Embedder(rebuilt.eval())(images), Embedder(model)(images), atol=1e-5)
+
+
 def test_fit_head_fits_projection_and_margin_head_on_frozen_features():
     torch.manual_seed(0)
     model = FaceClassifier("scratch_cnn", freeze="all", head="arcface", head_args={"scale": 16.0, "margin": 0.2},

@@ -76,18 +76,22 @@ class Backbone(nn.Module):
         its output is then the face embedding (:meth:`embedding_net`). ``norm`` standardises the head's input
         first (``BatchNorm1d`` without affine), which makes a linear probe's learning rate independent of the
         backbone's feature scale; ``norm_momentum`` is its running-statistics momentum (None: a plain average
-        over all batches, right for frozen features).
+        over all batches, right for frozen features). ``dropout`` drops the pooled features while training, before
+        the projection when there is one (ArcFace's "BN-Dropout-FC-BN" embedding), else before the head.
         """
         if num_classes < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-        self.neck = embedding_projection(self.num_features, embedding_dim) if embedding_dim else nn.Identity()
+        if embedding_dim:  # the dropout goes where the trained layers begin: before the projection
+            self.neck, dropout = embedding_projection(self.num_features, embedding_dim, dropout), 0.0
+        else:
+            self.neck = nn.Identity()
         options = {"norm": norm, "norm_momentum": norm_momentum, "dropout": dropout, **head_args}
         self.head = get_head(head, embedding_dim or self.num_features, num_classes, **options)
 
     @property
     def embedding_size(self) -> int:
         """Size of the face embedding: the projection's when there is one, else ``num_features``."""
-        return self.neck[0].out_features if isinstance(self.neck, nn.Sequential) else self.num_features
+        return self.neck[-1].num_features if isinstance(self.neck, nn.Sequential) else self.num_features
 
     def embedding_net(self) -> Backbone:
         """What embeds faces: this backbone, or with a projection a view of it (the same modules) whose pooling

@@ -161,14 +161,19 @@ class ArcFaceHead(CosineHead):
         return torch.where(cos > math.cos(math.pi - m), shifted, cos - m * math.sin(m))
 
 
-def embedding_projection(in_features: int, embedding_dim: int) -> nn.Sequential:
+def embedding_projection(in_features: int, embedding_dim: int, dropout: float = 0.0) -> nn.Sequential:
     """The optional projection between a backbone's pooled features and its head: linear + BatchNorm
-    (as insightface's embedding layer); its output is then the face embedding.
+    (as insightface's embedding layer); its output is then the face embedding. ``dropout`` > 0 drops
+    pooled features before the linear layer while training (ArcFace's "BN-Dropout-FC-BN" embedding).
 
     >>> embedding_projection(1280, 128)(torch.randn(4, 1280)).shape
     torch.Size([4, 128])
+    >>> embedding_projection(1280, 128, dropout=0.4)[0]
+    Dropout(p=0.4, inplace=False)
     """
-    return nn.Sequential(nn.Linear(in_features, embedding_dim, bias=False), nn.BatchNorm1d(embedding_dim))
+    check_ranges({"dropout": dropout}, {"dropout": UnitFraction}, prefix="projection ")
+    layers = [nn.Linear(in_features, embedding_dim, bias=False), nn.BatchNorm1d(embedding_dim)]
+    return nn.Sequential(*([nn.Dropout(dropout)] if dropout > 0 else []), *layers)
 
 
 __all__ = ["HEADS", "ArcFaceHead", "CosFaceHead", "CosineHead", "Head", "LinearHead", "embedding_projection",

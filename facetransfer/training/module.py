@@ -129,7 +129,8 @@ class FaceClassifier(L.LightningModule):
         eval_class_names: open-set only: the names of the val/test people, in their label order
             (``data.eval_class_names``, linked by the CLI); they label the test embeddings in TensorBoard.
         verify_pairs: open-set validation/test: at most this many same-person and as many different-person pairs.
-        head_dropout: dropout before the identity head.
+        head_dropout: dropout of the pooled features while training: before the ``embedding_dim`` projection when
+            there is one (ArcFace's "BN-Dropout-FC-BN"), else before the identity head.
         head_norm: standardise features before the head (``BatchNorm1d`` without affine); makes
             a linear probe train well at one learning rate whatever the backbone's feature scale.
         optimizer: ``adam``, ``adamw``, ``sgd`` (momentum 0.9, nesterov), or ``lbfgs``: full-batch L-BFGS (``lr``
