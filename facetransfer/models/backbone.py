@@ -81,11 +81,10 @@ class Backbone(nn.Module):
         """
         if num_classes < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-        if embedding_dim:  # the dropout goes where the trained layers begin: before the projection
-            self.neck, dropout = embedding_projection(self.num_features, embedding_dim, dropout), 0.0
-        else:
-            self.neck = nn.Identity()
-        options = {"norm": norm, "norm_momentum": norm_momentum, "dropout": dropout, **head_args}
+        # the dropout goes where the trained layers begin: before the projection if there is one, else the head
+        self.neck = embedding_projection(self.num_features, embedding_dim, dropout) if embedding_dim else nn.Identity()
+        options = {"norm": norm, "norm_momentum": norm_momentum, "dropout": 0.0 if embedding_dim else dropout,
+                   **head_args}
         self.head = get_head(head, embedding_dim or self.num_features, num_classes, **options)
 
     @property
